@@ -1,0 +1,4 @@
+#ifndef CMAXMINDDB_SHIM_H
+#define CMAXMINDDB_SHIM_H
+#include <maxminddb.h>
+#endif

@@ -1,0 +1,219 @@
+import PacketCore
+
+/// Turns flow records, alerts and analyser facts into ECS JSON and hands them to the sinks.
+///
+/// One emitter per pipeline worker, owned by that worker's thread (no locks here; sinks that are shared
+/// between workers lock inside themselves). The JSON buffer is reused for every event, and the constant
+/// parts (`ecs`, `observer`) are rendered once at start.
+public final class EventEmitter {
+    public let observer: ObserverInfo
+    public let communityID: CommunityID
+    public let homeNetworks: NetworkSet
+    /// Flow-end events on or off (config `flows.events`).
+    public var flowEventsEnabled: Bool
+    public private(set) var sinks: [any EventSink]
+    public private(set) var eventsEmitted: UInt64 = 0
+    public private(set) var alertsEmitted: UInt64 = 0
+    public private(set) var alertsByCategory: [RuleCategory: UInt64] = [:]
+    /// Alerts go to every observer too (evidence capture listens here).
+    public var alertObservers: [(Alert) -> Void] = []
+
+    var writer = JSONWriter(capacity: 8192)
+    let constantFields: [UInt8]
+
+    public init(observer: ObserverInfo, sinks: [any EventSink], communityID: CommunityID = CommunityID(),
+                homeNetworks: NetworkSet = .privateDefaults, flowEventsEnabled: Bool = true) {
+        self.observer = observer
+        self.sinks = sinks
+        self.communityID = communityID
+        self.homeNetworks = homeNetworks
+        self.flowEventsEnabled = flowEventsEnabled
+        var w = JSONWriter(capacity: 512)
+        w.beginObject()
+        w.beginObject("ecs"); w.field("version", ECS.version); w.endObject()
+        w.beginObject("observer")
+        w.field("type", "sensor")
+        w.field("vendor", ObserverInfo.vendor)
+        w.field("product", ObserverInfo.product)
+        w.field("version", observer.version)
+        w.field("name", observer.name)
+        w.field("hostname", observer.hostname)
+        w.beginObject("ingress"); w.beginObject("interface"); w.field("name", observer.ingressInterface); w.endObject(); w.endObject()
+        w.endObject()
+        w.endObject()
+        // Keep the inside of the object: `"ecs":{…},"observer":{…}`.
+        constantFields = Array(w.bytes.dropFirst().dropLast())
+    }
+
+    public func addSink(_ sink: any EventSink) { sinks.append(sink) }
+
+    /// ECS `network.direction` from the home networks.
+    public func direction(from source: IPAddress, to destination: IPAddress) -> StaticString {
+        let s = homeNetworks.contains(source), d = homeNetworks.contains(destination)
+        switch (s, d) {
+        case (true, true): return "internal"
+        case (true, false): return "outbound"
+        case (false, true): return "inbound"
+        case (false, false): return "external"
+        }
+    }
+
+    /// Writes one event: the common ECS header, `event.*` from the descriptor plus `eventFields`, then `body`.
+    public func emit(_ descriptor: EventDescriptor, at timestamp: Timestamp, severity: Int = 0, sourceIP: IPAddress? = nil,
+                     eventFields: (inout JSONWriter) -> Void = { _ in }, body: (inout JSONWriter) -> Void) {
+        writer.reset()
+        writer.beginObject()
+        writer.field("@timestamp", timestamp)
+        writer.separator()
+        writer.appendRaw(constantFields)
+        writer.beginObject("event")
+        writer.field("kind", descriptor.kind.name)
+        writer.beginArray("category"); for c in descriptor.categories { writer.element(c) }; writer.endArray()
+        writer.beginArray("type"); for t in descriptor.types { writer.element(t) }; writer.endArray()
+        writer.field("dataset", descriptor.dataset)
+        writer.field("module", "sensor")
+        if severity > 0 { writer.field("severity", severity) }
+        eventFields(&writer)
+        writer.endObject()
+        body(&writer)
+        writer.endObject()
+        deliver(EventMetadata(dataset: descriptor.dataset, kind: descriptor.kind, severity: severity, timestamp: timestamp,
+                              sourceIP: sourceIP, communityIDRange: writer.markedRange))
+    }
+
+    func deliver(_ metadata: EventMetadata) {
+        eventsEmitted &+= 1
+        writer.bytes.withUnsafeBytes { json in
+            for s in sinks { s.write(json, metadata: metadata) }
+        }
+    }
+
+    // MARK: Flows
+
+    /// Emits the `sensor.flow` event for a finished (or actively timed-out) flow.
+    public func emitFlow(_ r: FlowRecord, reason: FlowEndReason, extra: (inout JSONWriter) -> Void = { _ in }) {
+        guard flowEventsEnabled else { return }
+        let d = reason == .activeTimeout ? EventDescriptor.flowUpdate : EventDescriptor.flowEnd
+        let orig = r.originator, resp = r.responder
+        emit(d, at: r.lastSeen, sourceIP: orig, eventFields: { w in
+            w.field("start", r.segmentStart)
+            w.field("end", r.lastSeen)
+            w.field("duration", r.duration.nanoseconds)
+            w.field("reason", reason.name)
+        }, body: { w in
+            writeNetwork(r, into: &w)
+            let ports = r.key.hasPorts && r.key.ipProtocol != IPProtocol.icmp && r.key.ipProtocol != IPProtocol.icmpv6
+            w.beginObject("source")
+            w.field("ip", orig)
+            if ports { w.field("port", Int(r.originatorPort)) }
+            w.field("bytes", r.originatorBytes)
+            w.field("packets", r.originatorPackets)
+            w.endObject()
+            w.beginObject("destination")
+            w.field("ip", resp)
+            if ports { w.field("port", Int(r.responderPort)) }
+            w.field("bytes", r.responderBytes)
+            w.field("packets", r.responderPackets)
+            w.endObject()
+            w.beginObject("sensor"); w.beginObject("flow")
+            if r.key.ipProtocol == IPProtocol.tcp {
+                w.field("tcp_state", r.tcpState.name)
+                w.field("orig_flags", rawString: { r.originatorFlags.appendNames(to: &$0) })
+                w.field("resp_flags", rawString: { r.responderFlags.appendNames(to: &$0) })
+            }
+            if r.key.ipProtocol == IPProtocol.icmp || r.key.ipProtocol == IPProtocol.icmpv6 {
+                w.field("icmp_type", Int(r.icmpType))
+                if r.key.isOneWay { w.field("icmp_code", Int(r.key.bPort)) }
+            }
+            w.field("orig_payload_bytes", r.originatorPayloadBytes)
+            w.field("resp_payload_bytes", r.responderPayloadBytes)
+            w.field("established", r.isEstablished)
+            w.endObject(); w.endObject()
+            extra(&w)
+        })
+    }
+
+    /// `network.*` for a flow, with the Community ID position marked for sinks.
+    public func writeNetwork(_ r: FlowRecord, into w: inout JSONWriter) {
+        w.beginObject("network")
+        w.markCommunityID { communityID.append(r.key, to: &$0) }
+        if let t = IPProtocol.name(r.key.ipProtocol) { w.field("transport", t) }
+        if r.appProtocol != 0, let app = AppProtocol(rawValue: r.appProtocol) { w.field("protocol", app.name) }
+        w.field("iana_number", String(r.key.ipProtocol))
+        w.field("type", r.key.isIPv6 ? "ipv6" : "ipv4")
+        w.field("direction", direction(from: r.originator, to: r.responder))
+        w.field("bytes", r.bytesA &+ r.bytesB)
+        w.field("packets", r.packetsA &+ r.packetsB)
+        if r.vlan != 0 { w.beginObject("vlan"); w.field("id", String(r.vlan)); w.endObject() }
+        w.endObject()
+    }
+
+    // MARK: Alerts
+
+    /// Emits a `sensor.alert` event and tells the alert observers (evidence capture).
+    public func emit(_ alert: Alert) {
+        alertsEmitted &+= 1
+        alertsByCategory[alert.category, default: 0] &+= 1
+        let id = alert.id
+        emit(.alert, at: alert.timestamp, severity: alert.severity.rawValue, sourceIP: alert.source?.ip, eventFields: { w in
+            w.field("id", id)
+            w.field("risk_score", alert.riskScore)
+        }, body: { w in
+            w.field("message", alert.message)
+            w.beginObject("rule")
+            w.field("category", alert.category.rawValue)
+            w.field("id", alert.ruleID)
+            w.field("name", alert.ruleName)
+            w.field("ruleset", "sensor")
+            w.endObject()
+            w.beginObject("threat")
+            w.field("framework", "MITRE ATT&CK")
+            w.beginObject("technique")
+            w.beginArray("id"); for t in alert.techniques { w.element(t.id) }; w.endArray()
+            w.beginArray("name"); for t in alert.techniques { w.element(t.name) }; w.endArray()
+            w.endObject()
+            if !alert.tactics.isEmpty {
+                w.beginObject("tactic"); w.beginArray("name"); for t in alert.tactics { w.element(t) }; w.endArray(); w.endObject()
+            }
+            w.endObject()
+            if let s = alert.source {
+                w.beginObject("source"); w.field("ip", s.ip); if let p = s.port { w.field("port", Int(p)) }; w.endObject()
+            }
+            if let d = alert.destination {
+                w.beginObject("destination"); w.field("ip", d.ip); if let p = d.port { w.field("port", Int(p)) }; w.endObject()
+            }
+            if alert.communityID != nil || alert.ipProtocol != nil || (alert.source != nil && alert.destination != nil) {
+                w.beginObject("network")
+                if let c = alert.communityID { w.markCommunityID { $0.append(contentsOf: c.utf8) } }
+                if let p = alert.ipProtocol, let t = IPProtocol.name(p) { w.field("transport", t) }
+                if let s = alert.source, let d = alert.destination { w.field("direction", direction(from: s.ip, to: d.ip)) }
+                w.endObject()
+            }
+            w.beginObject("related")
+            var ips = alert.relatedIPs
+            for e in [alert.source?.ip, alert.destination?.ip].compactMap({ $0 }) where !ips.contains(e) { ips.append(e) }
+            w.beginArray("ip"); for ip in ips { w.element(ip) }; w.endArray()
+            if !alert.relatedUsers.isEmpty { w.beginArray("user"); for u in alert.relatedUsers { w.element(u) }; w.endArray() }
+            if !alert.relatedHosts.isEmpty { w.beginArray("hosts"); for h in alert.relatedHosts { w.element(h) }; w.endArray() }
+            w.endObject()
+            if !alert.details.isEmpty {
+                w.field(dynamicKey: alert.category.rawValue, .object(alert.details))
+            }
+        })
+        for o in alertObservers { o(alert) }
+    }
+
+    // MARK: Lifecycle
+
+    public func flush() throws {
+        for s in sinks { try s.flush() }
+    }
+}
+
+extension JSONWriter {
+    /// Appends pre-rendered JSON members (no separator handling inside).
+    mutating func appendRaw(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
+
+    /// The byte range of the last `community_id` value written with `markCommunityID`.
+    var markedRange: Range<Int>? { marked.1 > marked.0 ? marked.0..<marked.1 : nil }
+}

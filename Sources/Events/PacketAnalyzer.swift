@@ -1,0 +1,54 @@
+import PacketCore
+
+/// Everything an analyser or detector sees of one packet that belongs to a flow.
+public struct PacketContext {
+    public var packet: DecodedPacket
+    /// The captured frame (libpcap's buffer; valid only during the call).
+    public var frame: UnsafeRawBufferPointer
+    public var linkType: LinkType
+    /// The flow's slot in the worker's table: an index for per-flow side tables.
+    public var slot: Int32
+    public var fromOriginator: Bool
+    public var isNewFlow: Bool
+
+    public init(packet: DecodedPacket, frame: UnsafeRawBufferPointer, linkType: LinkType, slot: Int32, fromOriginator: Bool, isNewFlow: Bool) {
+        self.packet = packet
+        self.frame = frame
+        self.linkType = linkType
+        self.slot = slot
+        self.fromOriginator = fromOriginator
+        self.isNewFlow = isNewFlow
+    }
+
+    /// The transport payload of this packet (what IP says belongs to it, cut to what was captured).
+    @inlinable public var payload: UnsafeRawBufferPointer { packet.payload(in: frame) }
+}
+
+/// The hook analysers and detectors plug into, one instance per worker (so no locks).
+///
+/// Following Zeek's split, analysers extract facts (DNS, SMB, TLS, …) and detectors decide; both see
+/// the same calls. Per-flow state lives in side tables indexed by `slot` (check `FlowRecord.generation`
+/// or clear the slot in `flowEnded`), per-host state in the detector itself, bounded and evicted with
+/// counters. Alerts and fact events go out through the `EventEmitter` the analyser was built with.
+public protocol PacketAnalyzer: AnyObject {
+    /// A short name for logs and counters.
+    var name: String { get }
+    /// Every packet of a flow, after the flow table accounted it. Must not allocate on the common path.
+    func packet(_ context: PacketContext, flows: FlowTable)
+    /// Adds fields to the flow's `sensor.flow` event (e.g. `network.protocol`, `smb.*`) before it is written.
+    /// Writes members of the top-level event object.
+    func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
+    /// The flow ended or was reported at an active timeout (`reason == .activeTimeout`: it continues).
+    func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32)
+    /// The packet clock passed another whole second: windows, periodic scoring, timeouts.
+    func tick(_ now: Timestamp)
+    /// End of input or shutdown: report what is pending.
+    func finish(_ now: Timestamp)
+}
+
+extension PacketAnalyzer {
+    public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
+    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {}
+    public func tick(_ now: Timestamp) {}
+    public func finish(_ now: Timestamp) {}
+}

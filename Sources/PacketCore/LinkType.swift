@@ -1,0 +1,71 @@
+/// The link-layer header types the decoder understands (libpcap DLT values, as `pcap_datalink` returns them).
+public struct LinkType: RawRepresentable, Hashable, Sendable {
+    public var rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    public static let null = LinkType(rawValue: 0)          // BSD loopback, host-order family
+    public static let ethernet = LinkType(rawValue: 1)
+    public static let raw = LinkType(rawValue: 12)          // DLT_RAW on Linux (LINKTYPE_RAW 101)
+    public static let rawAlt = LinkType(rawValue: 14)       // DLT_RAW on some BSDs
+    public static let loop = LinkType(rawValue: 108)        // OpenBSD loopback, network-order family
+    public static let linuxSLL = LinkType(rawValue: 113)
+    public static let linktypeRaw = LinkType(rawValue: 101)
+    public static let ipv4 = LinkType(rawValue: 228)
+    public static let ipv6 = LinkType(rawValue: 229)
+    public static let linuxSLL2 = LinkType(rawValue: 276)
+
+    public var isSupported: Bool {
+        switch self {
+        case .null, .ethernet, .raw, .rawAlt, .loop, .linuxSLL, .linktypeRaw, .ipv4, .ipv6, .linuxSLL2: return true
+        default: return false
+        }
+    }
+}
+
+/// IP protocol numbers the flow core treats specially.
+public enum IPProtocol {
+    public static let icmp: UInt8 = 1
+    public static let tcp: UInt8 = 6
+    public static let udp: UInt8 = 17
+    public static let icmpv6: UInt8 = 58
+    public static let sctp: UInt8 = 132
+
+    /// The ECS `network.transport` name.
+    public static func name(_ p: UInt8) -> StaticString? {
+        switch p {
+        case icmp: return "icmp"
+        case tcp: return "tcp"
+        case udp: return "udp"
+        case icmpv6: return "ipv6-icmp"
+        case sctp: return "sctp"
+        case 2: return "igmp"
+        case 47: return "gre"
+        case 50: return "esp"
+        case 51: return "ah"
+        case 89: return "ospf"
+        case 103: return "pim"
+        case 112: return "vrrp"
+        default: return nil
+        }
+    }
+}
+
+/// TCP header flag bits.
+public struct TCPFlags: OptionSet, Sendable, Hashable {
+    public var rawValue: UInt8
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let fin = TCPFlags(rawValue: 0x01)
+    public static let syn = TCPFlags(rawValue: 0x02)
+    public static let rst = TCPFlags(rawValue: 0x04)
+    public static let psh = TCPFlags(rawValue: 0x08)
+    public static let ack = TCPFlags(rawValue: 0x10)
+    public static let urg = TCPFlags(rawValue: 0x20)
+    public static let ece = TCPFlags(rawValue: 0x40)
+    public static let cwr = TCPFlags(rawValue: 0x80)
+
+    /// Zeek-style history letters, upper case for the originator, e.g. "SAF".
+    public func appendNames(to out: inout [UInt8]) {
+        let names: [(TCPFlags, UInt8)] = [(.syn, 83), (.ack, 65), (.psh, 80), (.fin, 70), (.rst, 82), (.urg, 85), (.ece, 69), (.cwr, 67)]
+        for (f, c) in names where contains(f) { out.append(c) }
+    }
+}

@@ -1,0 +1,164 @@
+import Capture
+import Events
+import PacketCore
+
+/// Plain counters of one pipeline, bumped on the packet path and published once per batch.
+public struct PipelineCounters: Sendable, Equatable {
+    public var packets: UInt64 = 0
+    /// Sum of wire lengths (what `capinfos` calls data size).
+    public var bytes: UInt64 = 0
+    public var capturedBytes: UInt64 = 0
+    /// Packets that were accounted to a flow.
+    public var flowPackets: UInt64 = 0
+    public var decoded: UInt64 = 0
+    public var notIP: UInt64 = 0
+    public var truncated: UInt64 = 0
+    public var malformed: UInt64 = 0
+    public var laterFragments: UInt64 = 0
+    public var unsupportedLinkType: UInt64 = 0
+    public var firstPacket: Timestamp?
+    public var lastPacket: Timestamp?
+    public init() {}
+}
+
+/// One worker's path: decode → flow table → analysers/detectors → events.
+///
+/// Single-threaded by design (a worker owns its pipeline), so nothing here locks. `process` is the
+/// per-packet path: it decodes in place over libpcap's buffer, updates the flow, and calls the analysers;
+/// it allocates nothing. Everything periodic (idle expiry, detector windows) runs on packet-clock second
+/// boundaries in `tick`, so a replay of a day-long capture behaves as the day did.
+public final class Pipeline {
+    public let flows: FlowTable
+    public let emitter: EventEmitter
+    public private(set) var analyzers: [any PacketAnalyzer]
+    public private(set) var counters = PipelineCounters()
+    /// The packet clock: the latest packet time seen (input may be slightly out of order).
+    public private(set) var clock: Timestamp = .zero
+    var nextTick: Int64 = .min
+    var finished = false
+
+    public init(flows: FlowTableConfiguration, emitter: EventEmitter, analyzers: [any PacketAnalyzer] = []) {
+        self.flows = FlowTable(configuration: flows)
+        self.emitter = emitter
+        self.analyzers = analyzers
+    }
+
+    public func addAnalyzer(_ a: any PacketAnalyzer) { analyzers.append(a) }
+
+    /// The per-packet path.
+    @inline(__always)
+    public func process(_ raw: RawPacket) {
+        counters.packets &+= 1
+        counters.bytes &+= UInt64(raw.wireLength)
+        counters.capturedBytes &+= UInt64(raw.capturedLength)
+        if counters.firstPacket == nil { counters.firstPacket = raw.timestamp }
+        counters.lastPacket = raw.timestamp
+        var p = DecodedPacket()
+        p.timestamp = raw.timestamp
+        p.wireLength = raw.wireLength
+        p.capturedLength = raw.capturedLength
+        let outcome = PacketDecoder.decode(raw.bytes, linkType: raw.linkType, into: &p)
+        switch outcome {
+        case .ok: counters.decoded &+= 1
+        case .notIP: counters.notIP &+= 1
+        case .truncated: counters.truncated &+= 1
+        case .malformed: counters.malformed &+= 1
+        case .laterFragment: counters.laterFragments &+= 1
+        case .unsupportedLinkType: counters.unsupportedLinkType &+= 1
+        }
+        if raw.timestamp.nanoseconds > clock.nanoseconds {
+            clock = raw.timestamp
+            if clock.nanoseconds >= nextTick { tick() }
+        }
+        // A damaged transport header whose ports were readable still belongs to its flow.
+        guard outcome == .ok || p.hasPorts else { return }
+        counters.flowPackets &+= 1
+        let u = flows.update(p) { r, reason, slot in self.endFlow(r, reason, slot) }
+        if !analyzers.isEmpty {
+            let ctx = PacketContext(packet: p, frame: raw.bytes, linkType: raw.linkType, slot: u.slot,
+                                    fromOriginator: u.fromOriginator, isNewFlow: u.isNew)
+            for a in analyzers { a.packet(ctx, flows: flows) }
+        }
+    }
+
+    func endFlow(_ r: FlowRecord, _ reason: FlowEndReason, _ slot: Int32) {
+        if emitter.flowEventsEnabled {
+            emitter.emitFlow(r, reason: reason) { w in
+                for a in analyzers { a.contributeFlowFields(r, slot: slot, into: &w) }
+            }
+        }
+        for a in analyzers { a.flowEnded(r, reason: reason, slot: slot) }
+    }
+
+    @inline(never)
+    func tick() {
+        nextTick = (clock.seconds &+ 1) &* 1_000_000_000
+        flows.expire(now: clock) { r, reason, slot in self.endFlow(r, reason, slot) }
+        for a in analyzers { a.tick(clock) }
+    }
+
+    /// End of input (or shutdown): report every flow, let detectors conclude, write the run's statistics.
+    public func finish(reason: FlowEndReason = .endOfInput, emitStats: Bool = true) {
+        guard !finished else { return }
+        finished = true
+        flows.flushAll(reason: reason) { r, reason, slot in self.endFlow(r, reason, slot) }
+        for a in analyzers { a.finish(clock) }
+        if emitStats { emitStatistics() }
+    }
+
+    /// A `sensor.stats` event with this pipeline's counters.
+    public func emitStatistics(captureStats: CaptureStatistics? = nil) {
+        let c = counters
+        let fc = flows.counters
+        emitter.emit(.stats, at: clock) { w in
+            w.beginObject("sensor"); w.beginObject("stats")
+            w.field("packets", c.packets)
+            w.field("bytes", c.bytes)
+            w.field("captured_bytes", c.capturedBytes)
+            w.field("flow_packets", c.flowPackets)
+            w.beginObject("decode")
+            w.field("ok", c.decoded)
+            w.field("not_ip", c.notIP)
+            w.field("truncated", c.truncated)
+            w.field("malformed", c.malformed)
+            w.field("later_fragment", c.laterFragments)
+            w.field("unsupported_link_type", c.unsupportedLinkType)
+            w.endObject()
+            w.beginObject("flows")
+            w.field("created", fc.created)
+            w.field("ended", fc.ended)
+            w.field("evicted", fc.evicted)
+            w.field("active_timeouts", fc.activeTimeouts)
+            w.field("active", flows.activeFlows)
+            w.field("capacity", flows.capacity)
+            w.field("bytes_per_flow", flows.bytesPerFlow)
+            w.endObject()
+            w.beginObject("events")
+            w.field("emitted", emitter.eventsEmitted)
+            w.field("alerts", emitter.alertsEmitted)
+            w.endObject()
+            if let cs = captureStats {
+                w.beginObject("capture")
+                w.field("received", cs.received)
+                w.field("kernel_dropped", cs.kernelDropped)
+                w.field("interface_dropped", cs.interfaceDropped)
+                w.endObject()
+            }
+            if let f = c.firstPacket { w.field("first_packet", f) }
+            if let l = c.lastPacket { w.field("last_packet", l) }
+            w.endObject(); w.endObject()
+        }
+    }
+}
+
+/// Kernel-side capture counters (`pcap_stats`), for live sources.
+public struct CaptureStatistics: Sendable, Equatable {
+    public var received: UInt64
+    public var kernelDropped: UInt64
+    public var interfaceDropped: UInt64
+    public init(received: UInt64, kernelDropped: UInt64, interfaceDropped: UInt64) {
+        self.received = received
+        self.kernelDropped = kernelDropped
+        self.interfaceDropped = interfaceDropped
+    }
+}

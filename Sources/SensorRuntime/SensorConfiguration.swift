@@ -1,0 +1,112 @@
+import ConfigKit
+import Outputs
+import PacketCore
+
+/// Everything the sensor is told at start: from the YAML file (`--config`), then overridden by flags.
+///
+/// Sections map one-to-one to the YAML layout documented in `Deploy/sensor.example.yaml`.
+public struct SensorConfiguration: Sendable {
+    /// `observer.name`; defaults to the host name.
+    public var sensorName: String?
+    public var logLevel: String = "info"
+    /// Kernel BPF filter applied to every source (minimisation: capture only what is in scope).
+    public var bpf: String?
+    public var snapLength: Int = 262_144
+    public var flows = FlowTableConfiguration()
+    public var flowEvents = true
+    public var communityIDSeed: UInt16 = 0
+    public var homeNetworks: [IPNetwork] = NetworkSet.privateDefaults.networks
+    /// Empty means standard output.
+    public var outputs: [OutputSpec] = []
+    public var rulesDirectory: String?
+
+    public init() {}
+
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// Reads a YAML config file, reporting every problem with its line (not just the first).
+    public static func load(path: String) throws(ConfigIssues) -> SensorConfiguration {
+        do {
+            guard let root = try YAMLDocument.load(path: path) else { return SensorConfiguration() }
+            return try parse(root)
+        } catch let issue as ConfigIssue {
+            throw ConfigIssues([issue])
+        } catch let issues as ConfigIssues {
+            throw issues
+        } catch {
+            throw ConfigIssues([ConfigIssue(file: path, line: 0, column: 0, message: "\(error)")])
+        }
+    }
+
+    public static func parse(text: String, file: String = "<config>") throws(ConfigIssues) -> SensorConfiguration {
+        do {
+            guard let root = try YAMLDocument.parse(text, file: file) else { return SensorConfiguration() }
+            return try parse(root)
+        } catch let issue as ConfigIssue {
+            throw ConfigIssues([issue])
+        } catch let issues as ConfigIssues {
+            throw issues
+        } catch {
+            throw ConfigIssues([ConfigIssue(file: file, line: 0, column: 0, message: "\(error)")])
+        }
+    }
+
+    static func parse(_ root: ConfigValue) throws(ConfigIssues) -> SensorConfiguration {
+        var c = SensorConfiguration()
+        var r = ConfigReader()
+        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules"])
+
+        if let v = top["sensor"] {
+            let t = r.table(v, allowed: ["name", "log_level"])
+            c.sensorName = r.string(t["name"])
+            if let l = r.string(t["log_level"]) {
+                if logLevels.contains(l) { c.logLevel = l } else { r.report(t["log_level"]!, "must be one of \(logLevels.joined(separator: ", "))") }
+            }
+        }
+        if let v = top["capture"] {
+            let t = r.table(v, allowed: ["bpf", "snaplen"])
+            c.bpf = r.string(t["bpf"])
+            if let s = r.int(t["snaplen"], in: 64...262_144) { c.snapLength = s }
+        }
+        if let v = top["flows"] {
+            let t = r.table(v, allowed: ["max", "events", "timeouts"])
+            if let m = r.int(t["max"], in: 1024...100_000_000) { c.flows.capacity = m }
+            if let e = r.bool(t["events"]) { c.flowEvents = e }
+            if let tv = t["timeouts"] {
+                let tt = r.table(tv, allowed: ["tcp", "tcp_closed", "udp", "other", "active"])
+                if let s = r.seconds(tt["tcp"], in: 1...86400) { c.flows.tcpTimeout = .seconds(s) }
+                if let s = r.seconds(tt["tcp_closed"], in: 0...3600) { c.flows.tcpClosedTimeout = .seconds(s) }
+                if let s = r.seconds(tt["udp"], in: 1...86400) { c.flows.udpTimeout = .seconds(s) }
+                if let s = r.seconds(tt["other"], in: 1...86400) { c.flows.otherTimeout = .seconds(s) }
+                if let s = r.seconds(tt["active"], in: 0...604_800) { c.flows.activeTimeout = .seconds(s) }
+            }
+        }
+        if let v = top["community_id"] {
+            let t = r.table(v, allowed: ["seed"])
+            if let s = r.int(t["seed"], in: 0...65535) { c.communityIDSeed = UInt16(s) }
+        }
+        if let v = top["network"] {
+            let t = r.table(v, allowed: ["home"])
+            if let hv = t["home"], let list = hv.items ?? [hv] as [ConfigValue]? {
+                var nets: [IPNetwork] = []
+                for item in list {
+                    guard let s = r.string(item) else { continue }
+                    if let n = IPNetwork(s) { nets.append(n) } else { r.report(item, "'\(s)' is not a network (expected e.g. 10.0.0.0/8)") }
+                }
+                c.homeNetworks = nets
+            }
+        }
+        if let v = top["outputs"] {
+            for item in v.items ?? [v] {
+                guard let s = r.string(item) else { continue }
+                do { c.outputs.append(try OutputSpec(parsing: s)) } catch { r.report(item, error.description) }
+            }
+        }
+        if let v = top["rules"] {
+            let t = r.table(v, allowed: ["directory"])
+            c.rulesDirectory = r.string(t["directory"])
+        }
+        if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
+        return c
+    }
+}

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// The sensor's command line: one subcommand per job, each in its own file.
+@main
+struct Sensor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sensor",
+        abstract: "Real-time network security sensor: flows, detections and evidence as ECS JSON.",
+        version: "0.1.0",
+        subcommands: [Replay.self, CheckConfig.self, CheckRules.self]
+    )
+}

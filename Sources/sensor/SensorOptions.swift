@@ -1,0 +1,83 @@
+import ArgumentParser
+import ConfigKit
+import Logging
+import Outputs
+import PacketCore
+import SensorRuntime
+
+/// Options shared by every command that runs the pipeline. Each overrides the same setting in `--config`.
+struct SensorOptions: ParsableArguments {
+    @Option(name: .long, help: "YAML configuration file (see Deploy/sensor.example.yaml).")
+    var config: String?
+
+    @Option(name: .long, help: "Rules directory (default: ./Rules, then /etc/sensor/rules).")
+    var rules: String?
+
+    @Option(name: .long, help: ArgumentHelp("Where events go: stdout, file:PATH. Repeatable.", valueName: "spec"))
+    var output: [String] = []
+
+    @Option(name: .long, help: "BPF filter applied before decoding (minimisation).")
+    var bpf: String?
+
+    @Option(name: .long, help: "Sensor name for observer.name (default: host name).")
+    var sensorName: String?
+
+    @Flag(inversion: .prefixedNo, help: "Emit sensor.flow events for finished flows.")
+    var flowEvents: Bool?
+
+    @Option(name: .long, help: "Flow table capacity (the stalest flow is evicted beyond it).")
+    var maxFlows: Int?
+
+    @Option(name: .long, help: "Community ID seed.")
+    var communityIdSeed: UInt16?
+
+    @Option(name: .long, help: ArgumentHelp("Home network CIDR for network.direction. Repeatable; replaces the RFC 1918/ULA defaults.", valueName: "cidr"))
+    var homeNet: [String] = []
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String?
+
+    func validate() throws {
+        for o in output {
+            do { _ = try OutputSpec(parsing: o) } catch { throw ValidationError(error.description) }
+        }
+        for n in homeNet where IPNetwork(n) == nil { throw ValidationError("--home-net '\(n)' is not a CIDR network") }
+        if let m = maxFlows, m < 1024 { throw ValidationError("--max-flows must be at least 1024") }
+        if let l = logLevel, !SensorConfiguration.logLevels.contains(l) {
+            throw ValidationError("--log-level must be one of \(SensorConfiguration.logLevels.joined(separator: ", "))")
+        }
+    }
+
+    /// The configuration file's settings with the flags applied on top.
+    func resolve() throws -> SensorConfiguration {
+        var c = SensorConfiguration()
+        if let config {
+            do { c = try SensorConfiguration.load(path: config) } catch {
+                throw CLIError(message: "invalid configuration:\n\(error.description)", code: 78)
+            }
+        }
+        if let rules { c.rulesDirectory = rules }
+        if !output.isEmpty { c.outputs = try output.map { try OutputSpec(parsing: $0) } }
+        if let bpf { c.bpf = bpf }
+        if let sensorName { c.sensorName = sensorName }
+        if let flowEvents { c.flowEvents = flowEvents }
+        if let maxFlows { c.flows.capacity = maxFlows }
+        if let communityIdSeed { c.communityIDSeed = communityIdSeed }
+        if !homeNet.isEmpty { c.homeNetworks = homeNet.compactMap(IPNetwork.init) }
+        if let logLevel { c.logLevel = logLevel }
+        return c
+    }
+
+    func makeLogger(_ c: SensorConfiguration) -> Logger {
+        var logger = Logger(label: "sensor")
+        logger.logLevel = Logger.Level(rawValue: c.logLevel) ?? .info
+        return logger
+    }
+}
+
+/// An error that ends the command with a message and a specific exit status.
+struct CLIError: Error, CustomStringConvertible {
+    var message: String
+    var code: Int32
+    var description: String { message }
+}
