@@ -47,12 +47,15 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Shared by the test targets: runs the real sensor binary and reference tools.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+
         .testTarget(name: "PacketCoreTests", dependencies: ["PacketCore"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),
-        .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime"]),
+        .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,118 @@
+import Foundation
+
+/// Helpers for tests that run the real `sensor` binary and the real reference tools (tshark, capinfos, …).
+public enum TestSupport {
+    /// The repository root (where Package.swift is).
+    public static let repositoryRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
+        }
+        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+    }()
+
+    /// `../shared` next to the repository (captures, mmdb files, PSL).
+    public static let shared: URL = repositoryRoot.deletingLastPathComponent().appendingPathComponent("shared")
+
+    /// A file under `../shared/data/`.
+    public static func data(_ relative: String) -> String { shared.appendingPathComponent("data").appendingPathComponent(relative).path }
+
+    /// Every capture file in a category folder of `../shared/data/pcaps/`, sorted.
+    public static func captures(_ category: String) -> [String] {
+        let dir = shared.appendingPathComponent("data/pcaps").appendingPathComponent(category)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        return names.filter { $0.hasSuffix(".pcap") || $0.hasSuffix(".pcapng") }.sorted().map { dir.appendingPathComponent($0).path }
+    }
+
+    /// The built `sensor` executable next to the test bundle.
+    public static var sensorBinary: String {
+        let candidates = [
+            Bundle.main.bundleURL.deletingLastPathComponent().appendingPathComponent("sensor").path,
+            Bundle.main.bundleURL.appendingPathComponent("sensor").path,
+            repositoryRoot.appendingPathComponent(".build/debug/sensor").path,
+        ]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) } ?? candidates.last!
+    }
+
+    public struct ProcessResult {
+        public var status: Int32
+        public var stdout: Data
+        public var stderr: String
+        public var stdoutText: String { String(decoding: stdout, as: UTF8.self) }
+        public var lines: [String] { stdoutText.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
+    }
+
+    /// Runs a program to completion, collecting its output (both pipes drained concurrently).
+    @discardableResult
+    public static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil, environment: [String: String]? = nil,
+                           currentDirectory: String? = nil) throws -> ProcessResult {
+        let p = Process()
+        if executable.hasPrefix("/") {
+            p.executableURL = URL(fileURLWithPath: executable)
+            p.arguments = arguments
+        } else {
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = [executable] + arguments
+        }
+        if let environment { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+        if let currentDirectory { p.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        let inPipe = Pipe()
+        p.standardInput = stdin == nil ? FileHandle.nullDevice : inPipe
+        try p.run()
+        if let stdin {
+            inPipe.fileHandleForWriting.write(stdin)
+            try? inPipe.fileHandleForWriting.close()
+        }
+        var outData = Data(), errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.wait()
+        p.waitUntilExit()
+        return ProcessResult(status: p.terminationStatus, stdout: outData, stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    /// Runs `sensor` with arguments.
+    @discardableResult
+    public static func sensor(_ arguments: [String], stdin: Data? = nil, currentDirectory: String? = nil) throws -> ProcessResult {
+        try run(sensorBinary, arguments, stdin: stdin, currentDirectory: currentDirectory ?? repositoryRoot.path)
+    }
+
+    /// Parses newline-delimited JSON events.
+    public static func events(_ result: ProcessResult) throws -> [[String: Any]] {
+        try result.lines.map { line in
+            guard let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                throw NSError(domain: "TestSupport", code: 1, userInfo: [NSLocalizedDescriptionKey: "not a JSON object: \(line.prefix(200))"])
+            }
+            return obj
+        }
+    }
+
+    /// Reads a dotted path (`network.community_id`) from a nested event.
+    public static func value(_ event: [String: Any], _ path: String) -> Any? {
+        var cur: Any? = event
+        for part in path.split(separator: ".") {
+            guard let d = cur as? [String: Any] else { return nil }
+            cur = d[String(part)]
+        }
+        return cur
+    }
+
+    /// Whether a command exists on PATH.
+    public static func hasTool(_ name: String) -> Bool {
+        (try? run("/bin/sh", ["-c", "command -v \(name)"]).status) == 0
+    }
+
+    /// A fresh private temporary directory.
+    public static func temporaryDirectory(_ prefix: String = "sensor-test") throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return url
+    }
+}
