@@ -27,6 +27,8 @@ let package = Package(
         .target(name: "PacketCore"),
         // ECS event model, JSON writer into reused buffers, the EventSink seam. No Foundation.
         .target(name: "Events", dependencies: ["PacketCore"]),
+        // Protocol analysers: TCP stream reassembly shared by all, then one folder per protocol.
+        .target(name: "Analyzers", dependencies: ["PacketCore", "Events"]),
         // libpcap sources (offline files now, live interfaces later).
         .target(name: "Capture", dependencies: ["CPcap", "PacketCore"]),
         // Event sinks: stdout, file (Kafka and syslog join here).
@@ -35,7 +37,7 @@ let package = Package(
         .target(name: "ConfigKit", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Config, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
-            "PacketCore", "Events", "Capture", "Outputs", "ConfigKit",
+            "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
@@ -52,6 +54,7 @@ let package = Package(
 
         .testTarget(name: "PacketCoreTests", dependencies: ["PacketCore"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
+        .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),

@@ -67,15 +67,17 @@ public enum TestSupport {
             inPipe.fileHandleForWriting.write(stdin)
             try? inPipe.fileHandleForWriting.close()
         }
-        var outData = Data(), errData = Data()
+        // Both pipes are drained at once so a chatty stderr cannot block the child on a full pipe.
+        final class Collected: @unchecked Sendable { var out = Data(); var err = Data() }
+        let collected = Collected()
         let group = DispatchGroup()
         group.enter()
-        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        DispatchQueue.global().async { collected.out = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
         group.enter()
-        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        DispatchQueue.global().async { collected.err = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
         group.wait()
         p.waitUntilExit()
-        return ProcessResult(status: p.terminationStatus, stdout: outData, stderr: String(decoding: errData, as: UTF8.self))
+        return ProcessResult(status: p.terminationStatus, stdout: collected.out, stderr: String(decoding: collected.err, as: UTF8.self))
     }
 
     /// Runs `sensor` with arguments.
