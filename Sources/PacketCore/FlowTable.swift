@@ -215,9 +215,16 @@ public final class FlowTable {
             advanceTCP(s, fromA: fromA, flags: p.tcpFlags)
         }
         let newClass = key.ipProtocol == IPProtocol.tcp ? (slots[s].tcpState.isFinished ? 1 : 0) : oldClass
-        if newClass != oldClass || (clock.nanoseconds &- slots[s].listTime.nanoseconds >= FlowTable.relinkInterval && tail(oldClass) != slot) {
+        if newClass != oldClass {
             unlink(slot)
             append(slot, to: newClass)
+        } else if clock.nanoseconds &- slots[s].listTime.nanoseconds >= FlowTable.relinkInterval {
+            if tail(oldClass) != slot {
+                unlink(slot)
+                append(slot, to: newClass)
+            } else {
+                slots[s].listTime = clock  // already last: the list stays ordered
+            }
         }
         return Update(slot: slot, fromOriginator: fromA == slots[s].originatorIsA, isNew: isNew)
     }
