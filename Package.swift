@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
 
         .testTarget(name: "PacketCoreTests", dependencies: ["PacketCore"]),
-        .testTarget(name: "EventsTests", dependencies: ["Events"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events", "TestSupport"]),
         .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
