@@ -150,3 +150,35 @@ final class FlowTableTests: XCTestCase {
         XCTAssertEqual(MemoryLayout<FlowRecord>.stride + 16 + 4, t.bytesPerFlow)
     }
 }
+
+final class FlowTableIndexGrowthTests: XCTestCase {
+    /// The index starts small and doubles as flows arrive; every flow stays findable across growths.
+    func testIndexGrowsAndKeepsEveryFlow() {
+        var c = FlowTableConfiguration()
+        c.capacity = 100_000
+        let t = FlowTable(configuration: c)
+        var ports: [Int32: UInt32] = [:]
+        for i in 0..<60_000 {
+            var p = DecodedPacket()
+            p.timestamp = Timestamp(seconds: 1)
+            p.ipVersion = 4; p.ipProtocol = 17; p.hasPorts = true
+            p.source = IPAddress(ipv4: 0x0a00_0000 | UInt32(i)); p.destination = IPAddress("192.0.2.1")!
+            p.sourcePort = UInt16(i & 0xffff); p.destinationPort = 53
+            let u = t.update(p) { _, _, _ in XCTFail("nothing ends") }
+            XCTAssertTrue(u.isNew)
+            ports[u.slot] = UInt32(i)
+        }
+        XCTAssertGreaterThanOrEqual(t.indexGrowths, 3)
+        for i in stride(from: 0, to: 60_000, by: 7) {
+            var p = DecodedPacket()
+            p.timestamp = Timestamp(seconds: 2)
+            p.ipVersion = 4; p.ipProtocol = 17; p.hasPorts = true
+            p.source = IPAddress("192.0.2.1")!; p.destination = IPAddress(ipv4: 0x0a00_0000 | UInt32(i))
+            p.sourcePort = 53; p.destinationPort = UInt16(i & 0xffff)
+            let u = t.update(p) { _, _, _ in }
+            XCTAssertFalse(u.isNew, "flow \(i) lost after growth")
+            XCTAssertEqual(ports[u.slot], UInt32(i))
+        }
+        XCTAssertEqual(t.activeFlows, 60_000)
+    }
+}
