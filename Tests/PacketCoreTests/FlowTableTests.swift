@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import PacketCore
 
 final class FlowTableTests: XCTestCase {
@@ -124,7 +125,7 @@ final class FlowTableTests: XCTestCase {
     /// backward-shift deletion never loses or duplicates a flow.
     func testIndexAgainstModel() {
         let t = table(capacity: 512) { $0.udpTimeout = .seconds(1) }
-        var rng = SeededRNG(seed: 7)
+        var rng = SeededRandom(seed: 7)
         var live = Set<UInt16>()
         var now = 0.0
         for step in 0..<60_000 {

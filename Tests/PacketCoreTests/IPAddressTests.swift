@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import PacketCore
 #if canImport(Glibc)
 import Glibc
@@ -7,7 +8,7 @@ import Glibc
 final class IPAddressTests: XCTestCase {
     /// Our IPv6 text form equals glibc's inet_ntop (RFC 5952) for random and edge-case addresses.
     func testIPv6FormattingMatchesInetNtop() {
-        var rng = SeededRNG(seed: 99)
+        var rng = SeededRandom(seed: 99)
         var cases: [(UInt64, UInt64)] = [(0, 0), (0, 1), (0, 0xffff_0a00_0001), (0x2001_0db8_0000_0000, 1), (0xfe80_0000_0000_0000, 0x0000_0000_0000_0001),
                                          (0x2001_0db8_0000_0000, 0x0000_0001_0000_0000), (0x0001_0000_0000_0000, 0)]
         for _ in 0..<5000 {

@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import PacketCore
 
 final class PacketDecoderTests: XCTestCase {
@@ -151,7 +152,7 @@ final class PacketDecoderTests: XCTestCase {
     /// exactly one outcome.
     func testRandomAndMutatedFramesNeverCrash() {
         var rng = SystemRandomNumberGenerator()
-        var seedRNG = SeededRNG(seed: 2024)
+        var seedRNG = SeededRandom(seed: 2024)
         var templates: [[UInt8]] = []
         var t = FrameBuilder(); t.ethernet(type: 0x0800); t.ipv4(src: "10.0.0.1", dst: "10.0.0.2", proto: 6, payloadLength: 24); t.tcp(sport: 1, dport: 2, flags: 0x18, payload: [1, 2, 3, 4])
         templates.append(t.bytes)
@@ -194,18 +195,5 @@ final class PacketDecoderTests: XCTestCase {
         XCTAssertGreaterThan(outcomes[Int(DecodeOutcome.truncated.rawValue)], 1000)
         XCTAssertLessThanOrEqual(table.activeFlows, 1024)
         XCTAssertEqual(UInt64(ended), table.counters.ended)
-    }
-}
-
-/// Deterministic PRNG so failures reproduce.
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
