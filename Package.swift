@@ -37,6 +37,7 @@ let package = Package(
         .target(name: "Outputs", dependencies: ["Events", "CRdKafka", .product(name: "Logging", package: "swift-log"),
                                                 .product(name: "NIOCore", package: "swift-nio"),
                                                 .product(name: "NIOPosix", package: "swift-nio"),
+                                                .product(name: "NIOTLS", package: "swift-nio"),
                                                 .product(name: "NIOSSL", package: "swift-nio-ssl")]),
         // GeoIP/ASN enrichment (libmaxminddb), plugged into the emitter through `EventEnricher`.
         .target(name: "Enrichment", dependencies: ["CMaxMindDB", "PacketCore", "Events",

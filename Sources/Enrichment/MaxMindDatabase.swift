@@ -54,9 +54,8 @@ public final class MaxMindDatabase: @unchecked Sendable {
             throw EnrichmentError("cannot open MaxMind database \(path): \(why)")
         }
         databaseType = mmdb.pointee.metadata.database_type.map { String(cString: $0) } ?? ""
+        // From here on every property is set: a throw runs `deinit`, which closes the database.
         guard kinds.isEmpty || kinds.contains(where: { databaseType.contains($0) }) else {
-            MMDB_close(mmdb)
-            mmdb.deallocate()
             throw EnrichmentError("MaxMind database \(path) is a \(databaseType) database; expected \(kinds.joined(separator: " or "))")
         }
         // A damaged data section opens fine and fails on the first lookup: look one up now.
@@ -68,11 +67,7 @@ public final class MaxMindDatabase: @unchecked Sendable {
                 if let list { MMDB_free_entry_data_list(list) }
                 if status != MMDB_SUCCESS { failure = EnrichmentError("MaxMind database \(path) is damaged: \(String(cString: MMDB_strerror(status)))") }
             } onError: { failure = $0 }
-            if let failure {
-                MMDB_close(mmdb)
-                mmdb.deallocate()
-                throw failure
-            }
+            if let failure { throw failure }
         }
     }
 

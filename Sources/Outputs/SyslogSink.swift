@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import NIOSSL
+import NIOTLS
 import PacketCore
 import Synchronization
 
@@ -108,6 +109,9 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
 
     // Owned by the event loop.
     private var channel: (any Channel)?
+    /// A TLS connection whose handshake has not finished: nothing is written to it yet, so events
+    /// for an untrusted server stay queued (and are counted as dropped at close, not as sent).
+    private var handshaking: (any Channel)?
     private var connecting = false
     private var backoff: TimeAmount = .milliseconds(100)
     private var inFlight = 0
@@ -230,14 +234,25 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
             self.connecting = false
             switch result {
             case .success(let ch):
-                self.channel = ch
-                self.backoff = .milliseconds(100)
-                self.drain()
+                if self.options.transport == .tls {
+                    self.handshaking = ch
+                } else {
+                    self.channelReady(ch)
+                }
             case .failure(let error):
                 self.lastError = "\(error)"
                 self.scheduleReconnect()
             }
         }
+    }
+
+    /// The connection can carry events (after the TLS handshake, for TLS).
+    fileprivate func channelReady(_ ch: any Channel) {
+        if handshaking === ch { handshaking = nil }
+        guard ch.isActive, !shuttingDown else { return }
+        channel = ch
+        backoff = .milliseconds(100)
+        drain()
     }
 
     private func scheduleReconnect() {
@@ -249,9 +264,10 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
 
     /// The connection went away: queued events wait for the next one.
     fileprivate func connectionLost(_ ch: any Channel, error: (any Error)?) {
-        guard channel === ch else { return }
+        guard channel === ch || handshaking === ch else { return }
         if let error { lastError = "\(error)" }
         channel = nil
+        handshaking = nil
         scheduleReconnect()
     }
 
@@ -349,15 +365,23 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
             self.shuttingDown = true
             let ch = self.channel
             self.channel = nil
+            self.handshaking?.close(promise: nil)
+            self.handshaking = nil
             return ch?.close() ?? self.loop.makeSucceededVoidFuture()
         }
         try? closed.wait()
-        queue.withLock { q in
-            q.stats.dropped &+= UInt64(q.lengths.count)
+        let why = (try? loop.submit { self.lastError }.wait()) ?? nil
+        let lost: Int = queue.withLock { q in
+            let n = q.lengths.count
+            q.stats.dropped &+= UInt64(n)
             q.lengths = []
             q.bytes = []
+            return n
         }
         try? group.syncShutdownGracefully()
+        if lost > 0 {
+            throw OutputError.write(spec: name, reason: "\(lost) events not delivered within flush_timeout: \(why ?? "collector unreachable")")
+        }
     }
 
     public var statistics: SinkStatistics { queue.withLock { $0.stats } }
@@ -373,6 +397,11 @@ private final class ConnectionWatcher: ChannelInboundHandler, @unchecked Sendabl
     func channelInactive(context: ChannelHandlerContext) {
         sink.connectionLost(context.channel, error: nil)
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tls = event as? TLSUserEvent, case .handshakeCompleted = tls { sink.channelReady(context.channel) }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {

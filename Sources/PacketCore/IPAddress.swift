@@ -126,7 +126,9 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         var s = text[...]
         if s.hasPrefix("::") { seenDouble = true; s = s.dropFirst(2) }
         else if s.hasPrefix(":") { return nil }
-        if s.hasSuffix("::") { if seenDouble { return nil }; seenDouble = true; s = s.dropLast(2) }
+        // A trailing `::` (`fe80::`): every group written goes before the zeros.
+        var trailingDouble = false
+        if s.hasSuffix("::") { if seenDouble { return nil }; seenDouble = true; trailingDouble = true; s = s.dropLast(2) }
         if !s.isEmpty {
             let parts = s.split(separator: ":", omittingEmptySubsequences: false)
             for (idx, part) in parts.enumerated() {
@@ -138,11 +140,11 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
                 if idx == parts.count - 1 && part.contains(".") {
                     guard let v4 = IPAddress.parseIPv4(part) else { return nil }
                     let a = UInt16(v4 >> 16), b = UInt16(v4 & 0xffff)
-                    if seenDouble { tail.append(a); tail.append(b) } else { head.append(a); head.append(b) }
+                    if seenDouble && !trailingDouble { tail.append(a); tail.append(b) } else { head.append(a); head.append(b) }
                     continue
                 }
                 guard part.count <= 4, let v = UInt16(part, radix: 16) else { return nil }
-                if seenDouble { tail.append(v) } else { head.append(v) }
+                if seenDouble && !trailingDouble { tail.append(v) } else { head.append(v) }
             }
         }
         let total = head.count + tail.count

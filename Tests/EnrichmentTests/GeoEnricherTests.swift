@@ -89,6 +89,7 @@ final class GeoEnricherTests: XCTestCase {
     func testPrivateAndReservedAddressesAreSkipped() throws {
         let e = GeoEnricher(databases: try GeoDatabases(configuration: configuration(), logger: logger))
         for ip in ["10.1.2.3", "192.168.1.1", "127.0.0.1", "169.254.1.1", "224.0.0.251", "fe80::1", "fd00::1", "::1", "2001:db8::1"] {
+            XCTAssertTrue(GeoEnricher.reserved.contains(try XCTUnwrap(IPAddress(ip))), ip)
             XCTAssertTrue(try enriched(e, ip).isEmpty, ip)
         }
         XCTAssertEqual(e.skipped, 9)

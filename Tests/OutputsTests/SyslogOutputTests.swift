@@ -20,7 +20,7 @@ final class SyslogOutputTests: XCTestCase {
     }
 
     /// Fields rsyslog parsed, tab-separated, then the MSG as it arrived.
-    static let template = #"template(name="fields" type="string" string="%pri%\t%syslogfacility%\t%syslogseverity%\t%hostname%\t%app-name%\t%procid%\t%msgid%\t%timereported:::date-rfc3339%\t%structured-data%\t%msg%\n")"#
+    static let template = #"template(name="fields" type="string" string="%pri%\t%syslogfacility-text%\t%syslogseverity-text%\t%hostname%\t%app-name%\t%procid%\t%msgid%\t%timereported:::date-rfc3339%\t%structured-data%\t%msg%\n")"#
 
     /// Starts rsyslogd in the foreground with its own config, pid file and work directory.
     func startRsyslog(input: String, modules: String, global extra: String = "") throws -> URL {
@@ -160,8 +160,12 @@ final class SyslogOutputTests: XCTestCase {
         waitForListener(port: port)
         let run = try TestSupport.sensor(["replay", "--output", "syslog+tls://127.0.0.1:\(port)?ca=\(d)/other.pem&server_name=localhost&flush_timeout=2s",
                                           TestSupport.data("pcaps/benign/dns.pcap")])
+        // Nothing is handed to a server that failed verification: the events wait, then count as dropped.
         XCTAssertTrue(run.stderr.contains("delivered=0"), run.stderr)
-        XCTAssertFalse(run.stderr.contains("dropped=0"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("dropped=8"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("failed=0"), run.stderr)
+        XCTAssertEqual(run.status, 1, "an output that lost events fails the run")
+        XCTAssertTrue(run.stderr.contains("8 events not delivered") && run.stderr.contains("CERTIFICATE_VERIFY_FAILED"), run.stderr)
         let got = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
         XCTAssertEqual(got, "")
     }
