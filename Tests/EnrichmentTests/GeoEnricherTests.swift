@@ -141,6 +141,19 @@ final class GeoEnricherTests: XCTestCase {
         XCTAssertEqual(geo?["country_iso_code"] as? String, try mmdblookup(GeoEnricherTests.country, ip, ["country", "iso_code"]))
     }
 
+    /// SIGHUP reopens the databases even when the files look unchanged.
+    func testSIGHUPReloads() throws {
+        let dbs = try GeoDatabases(configuration: configuration(), logger: logger)
+        dbs.startWatching()
+        defer { dbs.stopWatching() }
+        usleep(100_000)
+        XCTAssertEqual(dbs.reloads.load(ordering: .relaxed), 0)
+        kill(getpid(), SIGHUP)
+        XCTAssertTrue(TestSupport.waitUntil(timeout: 5) { dbs.reloads.load(ordering: .relaxed) == 1 })
+        let e = GeoEnricher(databases: dbs)
+        XCTAssertEqual((try enriched(e, "81.2.69.160")["geo"] as? [String: Any])?["city_name"] as? String, "London")
+    }
+
     func testMissingOrCorruptDatabaseIsAClearError() {
         XCTAssertThrowsError(try GeoDatabases(configuration: configuration(city: "/nonexistent/city.mmdb"), logger: logger)) { e in
             XCTAssertTrue("\(e)".contains("/nonexistent/city.mmdb"), "\(e)")
