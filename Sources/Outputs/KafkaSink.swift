@@ -241,8 +241,22 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
                 rd_kafka_produce(rkt, -1, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: json.baseAddress), json.count,
                                  key.count > 0 ? key.baseAddress : nil, key.count, nil)
             }
-            if rc != 0 { spoolEvent(&s, topicName, json) }
+            if rc != 0 {
+                if KafkaSink.retriable(rd_kafka_last_error()) {
+                    spoolEvent(&s, topicName, json)
+                } else {
+                    // librdkafka refuses this event for good (larger than message.max.bytes): counted, not retried.
+                    core.failed.add(1, ordering: .relaxed)
+                    core.dropped.add(1, ordering: .relaxed)
+                }
+            }
         }
+    }
+
+    /// Whether a refused produce may succeed later (queue full, cluster away) rather than never.
+    static func retriable(_ err: rd_kafka_resp_err_t) -> Bool {
+        err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && err != RD_KAFKA_RESP_ERR__INVALID_ARG
+            && err != RD_KAFKA_RESP_ERR__BAD_MSG && err != RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE
     }
 
     private func spoolEvent(_ s: inout Core.State, _ topicName: String, _ json: UnsafeRawBufferPointer) {
@@ -296,17 +310,35 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
             core.reachable.store(true, ordering: .relaxed)
         }
         // Re-send in order while librdkafka's queue has room; a refused record stays first in the spool.
-        core.state.withLock { s in
-            guard s.spooling else { return }
-            var topics = s.topics
-            s.spool.consume(limit: 50_000) { record in produceSpooled(rk: rk, topics: &topics, record) }
-            s.topics = topics
-            if s.spool.isEmpty { s.spooling = false }
-            core.spoolBytes.store(s.spool.unreadBytes, ordering: .relaxed)
+        // Small batches per lock hold, so the packet path never waits long behind the disk reads.
+        while true {
+            let (consumed, more): (Int, Bool) = core.state.withLock { s in
+                guard s.spooling else { return (0, false) }
+                var topics = s.topics
+                var permanent = 0
+                let n = s.spool.consume(limit: 1000) { record in
+                    switch produceSpooled(rk: rk, topics: &topics, record) {
+                    case .queued: return true
+                    case .later: return false
+                    case .never: permanent += 1; return true
+                    }
+                }
+                s.topics = topics
+                if permanent > 0 {
+                    core.failed.add(UInt64(permanent), ordering: .relaxed)
+                    core.dropped.add(UInt64(permanent), ordering: .relaxed)
+                }
+                if s.spool.isEmpty { s.spooling = false }
+                core.spoolBytes.store(s.spool.unreadBytes, ordering: .relaxed)
+                return (n, s.spooling)
+            }
+            if consumed < 1000 || !more { break }
         }
     }
 
-    static func produceSpooled(rk: OpaquePointer, topics: inout [String: OpaquePointer], _ r: Spool.Record) -> Bool {
+    enum SpoolProduce { case queued, later, never }
+
+    static func produceSpooled(rk: OpaquePointer, topics: inout [String: OpaquePointer], _ r: Spool.Record) -> SpoolProduce {
         let rkt: OpaquePointer
         if let t = topics[r.topic] { rkt = t } else { rkt = rd_kafka_topic_new(rk, r.topic, nil)!; topics[r.topic] = rkt }
         let rc = r.payload.withUnsafeBytes { p in
@@ -315,7 +347,8 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
                                  k.count > 0 ? k.baseAddress : nil, k.count, nil)
             }
         }
-        return rc == 0
+        if rc == 0 { return .queued }
+        return retriable(rd_kafka_last_error()) ? .later : .never
     }
 
     // MARK: Lifecycle
