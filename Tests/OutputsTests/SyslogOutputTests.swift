@@ -115,6 +115,36 @@ final class SyslogOutputTests: XCTestCase {
         try replayAndCheck(output: "syslog+tcp://127.0.0.1:\(port)", logFile: out)
     }
 
+    /// The collector is not there when the sensor starts: events wait in the queue, the sink reconnects
+    /// with backoff, and everything arrives once rsyslogd listens.
+    func testTCPReconnectsWhenTheCollectorComesUp() throws {
+        let port = TestSupport.freePort()
+        let capture = TestSupport.data("pcaps/beacon/test-cc-capture-2.pcap")
+        let sensor = try BackgroundProcess(TestSupport.sensorBinary,
+                                           ["replay", "--output", "stdout", "--output", "syslog+tcp://127.0.0.1:\(port)?flush_timeout=30s", capture],
+                                           currentDirectory: TestSupport.repositoryRoot.path)
+        var events: [String] = []
+        TestSupport.waitUntil(timeout: 20) {
+            while let l = sensor.readLine(timeout: 0.05) { events.append(l) }
+            return events.contains { $0.contains("\"dataset\":\"sensor.stats\"") }
+        }
+        usleep(700_000)
+        XCTAssertTrue(sensor.process.isRunning, "the sensor waits for the collector")
+        let out = try startRsyslog(input: #"input(type="imtcp" address="127.0.0.1" port="\#(port)" ruleset="capture")"#,
+                                   modules: #"module(load="imtcp")"#)
+        XCTAssertTrue(TestSupport.waitUntil(timeout: 30) { !sensor.process.isRunning })
+        sensor.process.waitUntilExit()
+        XCTAssertEqual(sensor.process.terminationStatus, 0, sensor.standardError)
+        var lines: [String] = []
+        TestSupport.waitUntil(timeout: 10) {
+            lines = ((try? String(contentsOf: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+            return lines.count >= events.count
+        }
+        XCTAssertEqual(lines.count, events.count)
+        XCTAssertEqual(Set(lines.compactMap { $0.split(separator: "\t", maxSplits: 9).last.map(String.init) }), Set(events))
+        XCTAssertTrue(sensor.standardError.contains("delivered=\(events.count)"), sensor.standardError)
+    }
+
     func testTLS() throws {
         try XCTSkipUnless(TestSupport.hasTool("openssl"), "openssl is not installed")
         // A throwaway CA and a server certificate for 127.0.0.1/localhost.
