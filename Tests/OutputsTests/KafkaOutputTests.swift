@@ -174,6 +174,39 @@ final class KafkaOutputTests: XCTestCase {
         XCTAssertGreaterThan(dropped, 0, String(line))
     }
 
+    /// SIGTERM part-way with the cluster away: the sensor stops within the flush deadline, spooling what
+    /// did not get out; the next run sends it. Every event either run printed is in Kafka exactly once.
+    func testSIGTERMSpoolsWhatDidNotGetOut() throws {
+        let boot = try startBroker(topics: ["events"])
+        let spool = try TestSupport.temporaryDirectory("kafka-spool")
+        defer { try? FileManager.default.removeItem(at: spool) }
+        XCTAssertEqual(broker?.command("down 1"), "ok")
+        let kafka = "kafka://\(boot)/events?spool=\(spool.path)&flush_timeout=2s"
+        let sensor = try BackgroundProcess(TestSupport.sensorBinary,
+                                           ["replay", "--output", "stdout", "--output", kafka, TestSupport.data("pcaps/large/large-mixed-A.pcap")],
+                                           currentDirectory: TestSupport.repositoryRoot.path)
+        var first: [String] = []
+        TestSupport.waitUntil(timeout: 20) {
+            while let l = sensor.readLine(timeout: 0.02) { first.append(l) }
+            return !first.isEmpty
+        }
+        let started = Date()
+        kill(sensor.process.processIdentifier, SIGTERM)
+        XCTAssertTrue(TestSupport.waitUntil(timeout: 15) { !sensor.process.isRunning }, "SIGTERM must end the run within the flush deadline")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 10)
+        while let l = sensor.readLine(timeout: 0.5) { first.append(l) }
+        XCTAssertTrue(sensor.standardError.contains("output delivery"), sensor.standardError)
+        XCTAssertTrue(sensor.standardError.contains("dropped=0"), sensor.standardError)
+
+        XCTAssertEqual(broker?.command("up 1"), "ok")
+        let second = try TestSupport.sensor(["replay", "--output", "stdout", "--output", kafka.replacingOccurrences(of: "=2s", with: "=30s"),
+                                             TestSupport.data("pcaps/benign/dns.pcap")])
+        XCTAssertEqual(second.status, 0, second.stderr)
+        let values = try consume(boot, topic: "events").map { String($0.split(separator: "\t", maxSplits: 1).last ?? "") }
+        XCTAssertEqual(values.count, first.count + second.lines.count)
+        XCTAssertTrue(countOccurrences(values) == countOccurrences(first + second.lines), "every printed event exactly once")
+    }
+
     func testBadKafkaPropertyIsRejectedAtStart() throws {
         let r = try TestSupport.sensor(["replay", "--output", "kafka://127.0.0.1:9/t?no.such.property=1", TestSupport.data("pcaps/benign/dns.pcap")])
         XCTAssertNotEqual(r.status, 0)
