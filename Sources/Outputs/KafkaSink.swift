@@ -179,6 +179,8 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
         }
         try set("bootstrap.servers", options.brokers)
         try set("client.id", "sensor-\(ObserverInfo.systemHostname())")
+        // librdkafka logs to stderr by itself; keep it to errors unless a property says otherwise.
+        try set("log_level", "3")
         for p in KafkaOutputOptions.defaultProperties { try set(p.name, p.value) }
         for p in options.properties { try set(p.name, p.value) }
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(core).toOpaque())
@@ -195,8 +197,6 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
             let text = reason.map { String(cString: $0) } ?? "error \(err)"
             core.lastError.withLock { $0 = text }
         }
-        // librdkafka logs to stderr by itself; keep it quiet unless something is wrong.
-        try? set("log_level", "3")
         guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errbuf, errbuf.count) else {
             rd_kafka_conf_destroy(conf)
             throw OutputError.open(spec: options.description, reason: String(cString: errbuf))
