@@ -298,15 +298,9 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
     private func send(_ bytes: [UInt8], _ lengths: [Int], on ch: any Channel) {
         let count = lengths.count
         inFlight += count
-        let done: EventLoopPromise<Void> = loop.makePromise()
-        done.futureResult.whenComplete { result in
-            self.inFlight -= count
-            self.queue.withLock { q in
-                if case .success = result { q.stats.delivered &+= UInt64(count) } else { q.stats.failed &+= UInt64(count) }
-            }
-        }
         switch options.transport {
         case .udp:
+            // One datagram per event (RFC 5426); each counts on its own.
             var off = 0
             var futures: [EventLoopFuture<Void>] = []
             futures.reserveCapacity(count)
@@ -320,8 +314,14 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
                 futures.append(ch.write(buf))
             }
             ch.flush()
-            if oversized > 0 { queue.withLock { $0.stats.failed &+= UInt64(oversized) } }
-            EventLoopFuture.andAllSucceed(futures, on: loop).cascade(to: done)
+            EventLoopFuture.whenAllComplete(futures, on: loop).whenSuccess { results in
+                self.inFlight -= count
+                let sent = results.reduce(0) { n, r in if case .success = r { return n + 1 }; return n }
+                self.queue.withLock { q in
+                    q.stats.delivered &+= UInt64(sent)
+                    q.stats.failed &+= UInt64(count - sent)
+                }
+            }
         case .tcp, .tls:
             // RFC 6587 octet counting: "LEN SP MSG", one buffer per batch.
             var buf = ch.allocator.buffer(capacity: bytes.count + count * 8)
@@ -335,7 +335,12 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
                 bytes.withUnsafeBytes { buf.writeBytes(UnsafeRawBufferPointer(rebasing: $0[off..<off + len])) }
                 off += len
             }
-            ch.writeAndFlush(buf, promise: done)
+            ch.writeAndFlush(buf).whenComplete { result in
+                self.inFlight -= count
+                self.queue.withLock { q in
+                    if case .success = result { q.stats.delivered &+= UInt64(count) } else { q.stats.failed &+= UInt64(count) }
+                }
+            }
         }
     }
 
