@@ -100,9 +100,11 @@ final class SyslogOutputTests: XCTestCase {
         let out = try startRsyslog(
             input: #"input(type="imudp" address="127.0.0.1" port="\#(port)" ruleset="capture" rcvBufSize="8m")"#,
             modules: #"module(load="imudp")"#)
-        // UDP has no connection to probe: wait for rsyslogd to report its inputs running via its pid file.
-        TestSupport.waitUntil(timeout: 10) { FileManager.default.fileExists(atPath: self.dir.appendingPathComponent("rsyslogd.pid").path) }
-        usleep(300_000)
+        // UDP has no connection to probe: wait until the kernel lists the bound socket.
+        let local = String(format: "0100007F:%04X", port)
+        XCTAssertTrue(TestSupport.waitUntil(timeout: 10) {
+            ((try? String(contentsOfFile: "/proc/net/udp", encoding: .utf8)) ?? "").contains(local)
+        }, "rsyslogd did not bind 127.0.0.1:\(port)/udp: \(rsyslog?.standardError ?? "")")
         try replayAndCheck(output: "syslog+udp://127.0.0.1:\(port)", logFile: out)
     }
 
