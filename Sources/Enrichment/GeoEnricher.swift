@@ -274,7 +274,7 @@ public final class GeoEnricher: EventEnricher {
         }
         scratch.endObject()
         // Keep the members only: drop the `{` and `}` of the scratch object.
-        let b = scratch.renderedBytes
+        let b = scratch.bytes
         return b.count > 2 ? Array(b[1..<(b.count - 1)]) : []
     }
 }

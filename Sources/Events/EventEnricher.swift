@@ -17,9 +17,6 @@ extension JSONWriter {
     public mutating func appendMembers(_ raw: UnsafeRawBufferPointer) {
         guard raw.count > 0 else { return }
         separator()
-        bytes.append(contentsOf: raw)
+        append(bytes: raw)
     }
-
-    /// The rendered bytes so far (a cache renders a fragment with a scratch writer and keeps these).
-    public var renderedBytes: [UInt8] { bytes }
 }
