@@ -12,7 +12,8 @@ import Synchronization
 /// Query items: `ca` (PEM trust roots; the system's when absent), `cert` and `key` (client certificate
 /// for mutual TLS), `server_name` (the name the server's certificate must carry; the host when absent),
 /// `facility` (name or 0–23, default `local0`), `hostname` (HOSTNAME field, default the host's name),
-/// `queue` (events held while the collector is away, default 100000), `flush_timeout` (default 5s).
+/// `queue` (events held while the collector is away, default 100000), `queue_bytes` (their bytes, default
+/// 256MiB), `flush_timeout` (default 5s).
 public struct SyslogOutputOptions: Equatable, Sendable, CustomStringConvertible {
     public enum Transport: String, Sendable { case udp, tcp, tls }
     public var transport: Transport
@@ -25,6 +26,8 @@ public struct SyslogOutputOptions: Equatable, Sendable, CustomStringConvertible 
     public var facility: Int = 16
     public var hostname: String?
     public var queueLimit: Int = 100_000
+    /// Bytes held while the collector is away (the queue's other bound).
+    public var queueBytes: Int = 256 << 20
     public var flushTimeout: Double = 5
 
     public static let facilities = ["kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -67,6 +70,10 @@ public struct SyslogOutputOptions: Equatable, Sendable, CustomStringConvertible 
             case "queue":
                 guard let n = Int(v), n >= 1, n <= 10_000_000 else { throw .badSpec(text, reason: "queue must be 1…10000000 events") }
                 queueLimit = n
+            case "queue_bytes":
+                let n = try OutputURL.bytes(v, name: k, spec: text)
+                guard n >= 64 << 10, n <= 1 << 34 else { throw .badSpec(text, reason: "queue_bytes must be 64KiB…16GiB") }
+                queueBytes = Int(n)
             case "flush_timeout": flushTimeout = try OutputURL.seconds(v, name: k, spec: text)
             default: throw .badSpec(text, reason: "unknown option '\(k)'")
             }
@@ -174,7 +181,10 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
     public func write(_ json: UnsafeRawBufferPointer, metadata: EventMetadata) {
         let wake: Bool = queue.withLock { q in
             q.stats.accepted &+= 1
-            guard !q.closed, q.lengths.count < options.queueLimit else { q.stats.dropped &+= 1; return false }
+            guard !q.closed, q.lengths.count < options.queueLimit, q.bytes.count + json.count < options.queueBytes else {
+                q.stats.dropped &+= 1
+                return false
+            }
             let start = q.bytes.count
             let pri = options.facility * 8 + SyslogSink.syslogSeverity(metadata.severity)
             q.bytes.append(60)

@@ -59,6 +59,9 @@ final class EnrichmentCLITests: XCTestCase {
                                try lookup(asn, ip, "autonomous_system_organization"), ip)
             }
         }
+        // Enriched events still follow docs/SCHEMA.md (source/destination are closed namespaces there).
+        let schema = try EventSchema.load()
+        for e in try TestSupport.events(r) { XCTAssertEqual(schema.problems(e), []) }
         let london = flows.first { TestSupport.value($0, "source.ip") as? String == "81.2.69.160" }
         XCTAssertEqual(london.flatMap { TestSupport.value($0, "source.geo.city_name") as? String }, "London")
         XCTAssertEqual(london.flatMap { TestSupport.value($0, "destination.as.number") as? Int }, 1221)

@@ -23,7 +23,7 @@ final class OutputSpecTests: XCTestCase {
     }
 
     func testSyslogSpec() throws {
-        let s = try OutputSpec(parsing: "syslog+tls://siem.example:6514?ca=/ca.pem&cert=/c.pem&key=/k.pem&facility=local3&queue=5000")
+        let s = try OutputSpec(parsing: "syslog+tls://siem.example:6514?ca=/ca.pem&cert=/c.pem&key=/k.pem&facility=local3&queue=5000&queue_bytes=8MiB")
         guard case .syslog(let o) = s else { return XCTFail("\(s)") }
         XCTAssertEqual(o.transport, .tls)
         XCTAssertEqual(o.host, "siem.example")
@@ -31,6 +31,7 @@ final class OutputSpecTests: XCTestCase {
         XCTAssertEqual(o.caFile, "/ca.pem")
         XCTAssertEqual(o.facility, 19)
         XCTAssertEqual(o.queueLimit, 5000)
+        XCTAssertEqual(o.queueBytes, 8 << 20)
         guard case .syslog(let u) = try OutputSpec(parsing: "syslog+udp://[::1]:514") else { return XCTFail() }
         XCTAssertEqual(u.host, "::1")
         XCTAssertEqual(u.description, "syslog+udp://[::1]:514")
