@@ -29,6 +29,8 @@ let package = Package(
         .target(name: "Events", dependencies: ["PacketCore"]),
         // Protocol analysers: TCP stream reassembly shared by all, then one folder per protocol.
         .target(name: "Analyzers", dependencies: ["PacketCore", "Events"]),
+        // Detectors: decide from analysers' facts (C2 port/protocol mismatch, beaconing, …); rules from Rules/.
+        .target(name: "Detectors", dependencies: ["PacketCore", "Events", "Analyzers", "ConfigKit"]),
         // libpcap sources (offline files now, live interfaces later).
         .target(name: "Capture", dependencies: ["CPcap", "PacketCore"]),
         // Event sinks: stdout, file (Kafka and syslog join here).
@@ -38,6 +40,7 @@ let package = Package(
         // Config, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
             "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
+            "Detectors",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
@@ -56,6 +59,7 @@ let package = Package(
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
         .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
+        .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "ConfigKit", "TestSupport"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),
