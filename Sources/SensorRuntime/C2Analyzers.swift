@@ -13,7 +13,7 @@ public enum C2Analyzers {
         let c2Rules = try C2PortRules.load(directory: dir)
         let beaconRules = try BeaconRules.load(directory: dir)
         let identifier = ProtocolIdentifier(flowCapacity: configuration.flows.capacity)
-        let tls = TLSAnalyzer()
+        let tls = TLSAnalyzer(flowCapacity: configuration.flows.capacity)
         let http = HTTPAnalyzer()
         reassembler.add(identifier)
         reassembler.add(tls)

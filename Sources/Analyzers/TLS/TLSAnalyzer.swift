@@ -24,11 +24,13 @@ public struct TLSCounters: Sendable, Equatable {
 
 /// Reads the ClientHello and ServerHello of TLS flows from the shared TCP reassembly, on any port.
 ///
-/// Flows are chosen by content (a handshake record at the first payload byte), not by port, so TLS on
-/// 4444 is seen like TLS on 443. Only the two hellos are read; then the flow is released back to the
-/// reassembler (`doneWithDirection`), so a long TLS session costs nothing after its handshake.
-/// Per-flow state exists only for TLS flows and holds at most one bounded hello buffer per direction
-/// (`TLSHandshakeParser.maxHandshake`).
+/// Flows are chosen by content (a handshake record at the first byte of a direction), not by port, so
+/// TLS on 4444 is seen like TLS on 443 — including a hello that opens the *responder's* stream after a
+/// non-TLS request (Meterpreter's TLS upgrade on its stage connection). Only the two hellos are read;
+/// a direction that does not start with a handshake record, or whose hello is read, is released back
+/// to the reassembler at once, so a long TLS session costs nothing after its handshake.
+/// Per-flow state: a byte and a generation per flow-table slot (allocated once), and for TLS flows only,
+/// their facts and at most one bounded hello buffer per direction (`TLSHandshakeParser.maxHandshake`).
 public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
     public let name = "tls"
     public private(set) var counters = TLSCounters()
@@ -37,8 +39,23 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
     /// Slots whose flow ended: purged before the next flow starts or at the next tick, so detectors
     /// that run after the reassembler in the same `flowEnded` round still see the facts.
     var ended: [Int32] = []
+    let capacity: Int
+    let generations: UnsafeMutablePointer<UInt32>
+    /// Bit 0: the originator's first bytes were checked; bit 1: the responder's.
+    let checked: UnsafeMutablePointer<UInt8>
 
-    public init() {}
+    public init(flowCapacity: Int) {
+        capacity = max(16, flowCapacity)
+        generations = .allocate(capacity: capacity)
+        generations.initialize(repeating: .max, count: capacity)
+        checked = .allocate(capacity: capacity)
+        checked.initialize(repeating: 0, count: capacity)
+    }
+
+    deinit {
+        generations.deallocate()
+        checked.deallocate()
+    }
 
     /// The TLS facts of the live (or just-ended) flow in `slot`, if it is TLS.
     public func facts(slot: Int32, generation: UInt32) -> TLSFacts? {
@@ -50,51 +67,57 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
 
     public func wantsStream(_ flow: FlowRecord, slot: Int32, firstPayload: UnsafeRawBufferPointer, fromOriginator: Bool) -> Bool {
         purgeEnded()
-        guard TLSHandshakeParser.looksLikeHandshakeRecord(firstPayload) else {
-            flows[slot] = nil
-            return false
-        }
-        flows[slot] = TLSFacts(generation: flow.generation)
-        heads[slot] = nil
+        let s = Int(slot)
+        guard s < capacity else { return false }
+        generations[s] = flow.generation
+        checked[s] = 0
+        if flows[slot] != nil { flows[slot] = nil }
+        if heads[slot] != nil { heads[slot] = nil }
         return true
     }
 
     public func stream(_ data: UnsafeRawBufferPointer, fromOriginator: Bool, slot: Int32, flows table: FlowTable, at time: Timestamp) -> StreamVerdict {
-        guard flows[slot] != nil else { return .doneWithFlow }
+        let s = Int(slot)
+        guard s < capacity, !data.isEmpty else { return .more }
+        let bit: UInt8 = fromOriginator ? 1 : 2
+        if checked[s] & bit == 0 {
+            checked[s] |= bit
+            guard TLSHandshakeParser.looksLikeHandshakeRecord(data) else { return .doneWithDirection }
+            if flows[slot] == nil { flows[slot] = TLSFacts(generation: generations[s]) }
+        }
+        guard flows[slot] != nil else { return .doneWithDirection }
         var pair = heads.removeValue(forKey: slot) ?? (StreamHead(), StreamHead())
         var parsedClient: ClientHello?
         var parsedServer: ServerHello?
         let limit = TLSHandshakeParser.maxHandshake + 4096
-        let step: StreamHead.Step
-        if fromOriginator {
-            step = pair.0.feed(data, limit: limit) { b in
-                switch TLSHandshakeParser.clientHello(b) {
-                case .parsed(let h): parsedClient = h; return .done
-                case .needMore: return .needMore
-                case .invalid: return .invalid
-                }
-            }
-        } else {
-            step = pair.1.feed(data, limit: limit) { b in
+        // Either hello may open either direction; the handshake type byte says which.
+        let parse: (UnsafeRawBufferPointer) -> StreamHead.Step = { b in
+            if b.count >= 6 && b[5] == 2 {
                 switch TLSHandshakeParser.serverHello(b) {
                 case .parsed(let h): parsedServer = h; return .done
                 case .needMore: return .needMore
                 case .invalid: return .invalid
                 }
             }
+            switch TLSHandshakeParser.clientHello(b) {
+            case .parsed(let h): parsedClient = h; return .done
+            case .needMore: return .needMore
+            case .invalid: return .invalid
+            }
         }
+        let step = fromOriginator ? pair.0.feed(data, limit: limit, parse) : pair.1.feed(data, limit: limit, parse)
         if let h = parsedClient {
             counters.clientHellos &+= 1
             flows[slot]!.client = h
             flows[slot]!.ja3 = TLSFingerprint.ja3(h)
             flows[slot]!.ja4 = TLSFingerprint.ja4(h)
-            table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot)
+            if table[slot].appProtocol == 0 { table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot) }
         }
         if let h = parsedServer {
             counters.serverHellos &+= 1
             flows[slot]!.server = h
             flows[slot]!.ja3s = TLSFingerprint.ja3s(h)
-            table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot)
+            if table[slot].appProtocol == 0 { table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot) }
         }
         if step == .invalid { counters.malformed &+= 1 }
         if step == .needMore { heads[slot] = pair }
@@ -149,9 +172,6 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
                 for a in c.alpn { a.withUnsafeBytes { w.element(bytes: $0) } }
                 w.endArray()
             }
-            w.beginArray("supported_ciphers")
-            for cs in c.cipherSuites where !ClientHello.isGREASE(cs) { w.element(TLSFingerprint.cipherName(cs)) }
-            w.endArray()
             w.endObject()
         }
         if let j = f.ja3s {
