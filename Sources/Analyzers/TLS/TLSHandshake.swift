@@ -66,9 +66,12 @@ public enum TLSHandshakeParser {
     /// anything beyond 64 kB is not a handshake we fingerprint).
     public static let maxHandshake = 65_536
 
-    /// Whether `b` begins like a TLS handshake record (type 22, version 3.x, sane length).
+    /// Whether `b` begins like a TLS handshake record (type 22, version 3.x, sane length, hello type);
+    /// a start shorter than the record header is judged on the bytes it has.
     public static func looksLikeHandshakeRecord(_ b: UnsafeRawBufferPointer) -> Bool {
-        guard b.count >= 3, b[0] == 0x16, b[1] == 0x03, b[2] <= 0x04 else { return false }
+        guard b.count >= 1, b[0] == 0x16 else { return false }
+        if b.count >= 2 && b[1] != 0x03 { return false }
+        if b.count >= 3 && b[2] > 0x04 { return false }
         if b.count >= 5 {
             let len = Int(b[3]) << 8 | Int(b[4])
             guard len > 0, len <= maxRecord else { return false }

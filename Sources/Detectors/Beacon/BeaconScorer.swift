@@ -86,8 +86,11 @@ public enum BeaconScorer {
         let merge = Int64((wholeSeconds ? max(p.mergeWindowSeconds, 1.000001) : p.mergeWindowSeconds) * 1e9)
         var distinct: [Int64] = []
         distinct.reserveCapacity(sorted.count)
+        // Chained: a start within the window of the previous connection continues that burst.
+        var previous = Int64.min
         for s in sorted {
-            if let last = distinct.last, s - last < merge { continue }
+            defer { previous = s }
+            if previous != .min, s - previous < merge { continue }
             distinct.append(s)
         }
         let n = distinct.count
