@@ -221,6 +221,25 @@ print(part_a + "_" + tr(cb) + "_" + tr(eb))
         XCTAssertGreaterThan(compared, 40)
     }
 
+    /// Mistakes in c2.yaml / beaconing.yaml are reported with file, line and column by `check-rules`,
+    /// and stop `replay` with the configuration exit status (78).
+    func testRuleMistakesAreReportedWithLines() throws {
+        let dir = try TestSupport.temporaryDirectory("c2-rules")
+        let c2 = try String(contentsOfFile: TestSupport.repositoryRoot.appendingPathComponent("Rules/c2.yaml").path, encoding: .utf8)
+        let lines = c2.components(separatedBy: "\n")
+        let thresholdLine = try XCTUnwrap(lines.firstIndex { $0.hasPrefix("  threshold:") }) + 1
+        try c2.replacingOccurrences(of: "  threshold: 40", with: "  threshold: 400")
+            .write(to: dir.appendingPathComponent("c2.yaml"), atomically: true, encoding: .utf8)
+        try "beaconing:\n  min_starts: 2\n".write(to: dir.appendingPathComponent("beaconing.yaml"), atomically: true, encoding: .utf8)
+        let check = try TestSupport.sensor(["check-rules", dir.path])
+        XCTAssertEqual(check.status, 78)
+        XCTAssertTrue(check.stderr.contains("c2.yaml:\(thresholdLine):"), check.stderr)
+        XCTAssertTrue(check.stderr.contains("beaconing.yaml:2:"), check.stderr)
+        let replay = try TestSupport.sensor(["replay", "--rules", dir.path, TestSupport.data("pcaps/benign/dns.pcap")])
+        XCTAssertEqual(replay.status, 78, replay.stderr)
+        XCTAssertEqual(try TestSupport.sensor(["check-rules", "Rules"]).status, 0)
+    }
+
     /// tshark decodes HTTP by port; point it at the non-standard ports of the C2 captures.
     func decodeAsHTTP(_ path: String) -> [String] {
         ["5432", "22", "8001", "8888"].flatMap { ["-d", "tcp.port==\($0),http"] }
