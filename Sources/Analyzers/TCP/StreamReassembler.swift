@@ -242,7 +242,8 @@ public final class StreamReassembler: PacketAnalyzer {
     }
 
     func drainPending(d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
-        guard var entry = pending[slot] else { return }
+        // Called after every in-order delivery; almost always nothing waits anywhere.
+        guard !pending.isEmpty, var entry = pending[slot] else { return }
         var progress = true
         while progress && !directions[d].finished {
             progress = false

@@ -128,7 +128,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
             // Unknown content is judged on TCP only, where the SYN anchors the bytes to the stream's start;
             // a UDP exchange is routinely joined mid-way, and its first datagram proves nothing.
             guard transport == IPProtocol.tcp, identifier.identification(slot: slot, generation: flow.generation) == .unknown else { return }
-            if let s = serviceOwner[port] { _ = s; return }
+            if serviceOwner[port] != nil { return }
             owner = transport == IPProtocol.udp ? identifiableOwnerUDP[port] : identifiableOwner[port]
             finding = owner != nil ? .unknownOnStandardPort : .unknownOnUnusualPort
         }
@@ -149,7 +149,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         case .unknownOnStandardPort: base = rules.baseUnknownOnStandardPort
         case .unknownOnUnusualPort: base = rules.baseUnknownOnUnusualPort
         }
-        func logScale(_ v: Double, _ full: Double) -> Double { min(1, log1pApprox(max(0, v)) / log1pApprox(full)) }
+        func logScale(_ v: Double, _ full: Double) -> Double { min(1, ln1p(max(0, v)) / ln1p(full)) }
         let span = (pair.last - pair.first).secondsDouble
         let durationPart = rules.weightDuration * logScale(span, rules.durationFull)
         let bytesPart = rules.weightBytes * logScale(Double(pair.bytes), rules.bytesFull)
@@ -232,7 +232,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
 }
 
 /// ln(1 + x), for the log-shaped weights (a few bytes and a few gigabytes both matter).
-@inline(__always) func log1pApprox(_ x: Double) -> Double { log1p(x) }
+@inline(__always) func ln1p(_ x: Double) -> Double { log1p(x) }
 
 @inline(__always) func rounded(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
 
