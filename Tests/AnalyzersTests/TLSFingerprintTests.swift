@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import Analyzers
 import PacketCore
+import Events
 
 /// Builds TLS records for tests: a ClientHello from its parts, as a client would send it.
 enum HelloBuilder {
@@ -119,6 +120,44 @@ final class TLSFingerprintTests: XCTestCase {
                 XCTAssertEqual(table[u.slot].appProtocol, AppProtocol.tls.rawValue)
             }
         }
+    }
+
+    final class Facts: FactObserver {
+        var seen: [String] = []
+        func observe(_ fact: ObservedFact, flow: FlowRecord?, at time: Timestamp) {
+            switch fact {
+            case .tlsClientHello(let sni, let ja3, let ja4): seen.append("tls \(sni ?? "-") \(ja3 ?? "-") \(ja4 ?? "-")")
+            case .httpRequest(let host, let url): seen.append("http \(host ?? "-") \(url)")
+            default: break
+            }
+        }
+    }
+
+    /// ClientHello and request facts go to fact observers (threat-intelligence matching).
+    func testFactsArePublished() throws {
+        let emitter = EventEmitter(observer: ObserverInfo(name: "t", hostname: "t"), sinks: [])
+        let facts = Facts()
+        emitter.factObservers.append(facts)
+        let table = FlowTable(configuration: { var c = FlowTableConfiguration(); c.capacity = 64; return c }())
+        var p = DecodedPacket()
+        p.ipVersion = 4; p.ipProtocol = IPProtocol.tcp; p.hasPorts = true
+        p.source = IPAddress("10.0.0.1")!; p.destination = IPAddress("10.0.0.2")!
+        p.sourcePort = 50000; p.destinationPort = 443; p.tcpFlags = [.syn]
+        let u = table.update(p) { _, _, _ in }
+        let tls = TLSAnalyzer(flowCapacity: 64, emitter: emitter)
+        HelloBuilder.foxIOExample(grease: false).withUnsafeBytes { b in
+            _ = tls.wantsStream(table[u.slot], slot: u.slot, firstPayload: b, fromOriginator: true)
+            _ = tls.stream(b, fromOriginator: true, slot: u.slot, flows: table, at: .zero)
+        }
+        let http = HTTPAnalyzer(emitter: emitter)
+        Array("GET /x?y=1 HTTP/1.1\r\nHost: Example.COM:8080\r\n\r\n".utf8).withUnsafeBytes { b in
+            _ = http.wantsStream(table[u.slot], slot: u.slot, firstPayload: b, fromOriginator: true)
+            _ = http.stream(b, fromOriginator: true, slot: u.slot, flows: table, at: .zero)
+        }
+        XCTAssertEqual(facts.seen.count, 2)
+        XCTAssertTrue(facts.seen[0].hasPrefix("tls example.com "), facts.seen[0])
+        XCTAssertTrue(facts.seen[0].hasSuffix("t13d1516h2_8daaf6152771_e5627efa2ab1"), facts.seen[0])
+        XCTAssertEqual(facts.seen[1], "http example.com http://Example.COM:8080/x?y=1")
     }
 
     /// MD5 and SHA-256 agree with coreutils' md5sum and sha256sum on every padding boundary and random data.

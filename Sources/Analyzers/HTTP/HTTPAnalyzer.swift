@@ -34,7 +34,10 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer {
     var heads: [Int32: (StreamHead, StreamHead)] = [:]
     var ended: [Int32] = []
 
-    public init() {}
+    /// Where request facts are published for correlation (threat intelligence), if anywhere.
+    let emitter: EventEmitter?
+
+    public init(emitter: EventEmitter? = nil) { self.emitter = emitter }
 
     public func facts(slot: Int32, generation: UInt32) -> HTTPFacts? {
         guard let f = flows[slot], f.generation == generation else { return nil }
@@ -79,6 +82,10 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer {
             counters.requests &+= 1
             flows[slot]!.request = r
             table.setAppProtocol(AppProtocol.http.rawValue, slot: slot)
+            if let e = emitter, e.hasFactObservers {
+                let f = flows[slot]!
+                e.publish(.httpRequest(host: f.hostName, url: HTTPAnalyzer.fullURL(f)), flow: table[slot], at: time)
+            }
         }
         if let r = response {
             counters.responses &+= 1
@@ -158,6 +165,15 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer {
         if let ua = r.userAgent {
             w.beginObject("user_agent"); ua.withUnsafeBytes { w.field("original", bytes: $0) }; w.endObject()
         }
+    }
+
+    /// `http://host/path?query` from the Host header and the request target (absolute-form targets as sent).
+    public static func fullURL(_ f: HTTPFacts) -> String {
+        guard let r = f.request else { return "" }
+        let target = String(decoding: r.target, as: UTF8.self)
+        if target.hasPrefix("http://") || target.hasPrefix("https://") { return target }
+        let host = r.host.map { String(decoding: $0, as: UTF8.self) } ?? ""
+        return "http://" + host + (target.hasPrefix("/") ? target : "/" + target)
     }
 
     static func decimalPort(_ h: [UInt8], after colon: Int) -> Int? {

@@ -44,7 +44,11 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
     /// Bit 0: the originator's first bytes were checked; bit 1: the responder's.
     let checked: UnsafeMutablePointer<UInt8>
 
-    public init(flowCapacity: Int) {
+    /// Where ClientHello facts are published for correlation (threat intelligence), if anywhere.
+    let emitter: EventEmitter?
+
+    public init(flowCapacity: Int, emitter: EventEmitter? = nil) {
+        self.emitter = emitter
         capacity = max(16, flowCapacity)
         generations = .allocate(capacity: capacity)
         generations.initialize(repeating: .max, count: capacity)
@@ -112,6 +116,10 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
             flows[slot]!.ja3 = TLSFingerprint.ja3(h)
             flows[slot]!.ja4 = TLSFingerprint.ja4(h)
             if table[slot].appProtocol == 0 { table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot) }
+            if let e = emitter, e.hasFactObservers {
+                let f = flows[slot]!
+                e.publish(.tlsClientHello(serverName: f.serverName, ja3: f.ja3, ja4: f.ja4), flow: table[slot], at: time)
+            }
         }
         if let h = parsedServer {
             counters.serverHellos &+= 1
