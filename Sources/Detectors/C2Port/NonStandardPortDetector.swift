@@ -107,9 +107,12 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         let port = flow.responderPort
         let server = flow.responder
         // Port popularity is learned from every session, judged or not.
-        var hasher = Hasher()
-        hasher.combine(server)
-        portServers[Int(port)] |= 1 << UInt64(UInt(bitPattern: hasher.finalize()) & 63)
+        // A fixed mix, not Swift's per-process seeded Hasher: the sketch feeds scores and alert fields,
+        // which must come out the same on every replay of the same traffic.
+        var h = (server.high &* 0x9E37_79B9_7F4A_7C15) ^ (server.low &* 0xBF58_476D_1CE4_E5B9)
+        h ^= h >> 29
+        h = h &* 0x94D0_49BB_1331_11EB
+        portServers[Int(port)] |= 1 << ((h >> 58) & 63)
 
         guard rules.directions.contains(directionName(emitter.homeNetworks, from: flow.originator, to: server)) else { return }
         guard !rules.allowPorts.contains(port), !rules.allowDestinations.contains(where: { $0.contains(server) }) else { return }
