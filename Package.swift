@@ -39,9 +39,14 @@ let package = Package(
         .target(name: "Outputs", dependencies: ["Events", .product(name: "Logging", package: "swift-log")]),
         // YAML with line-numbered errors, shared by the config file and every rules file.
         .target(name: "ConfigKit", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Threat intelligence: indicator files (lists, CSV, STIX 2.1, MISP), lookup structures, the matcher.
+        .target(name: "ThreatIntel", dependencies: [
+            "PacketCore", "Events", "ConfigKit", .product(name: "Logging", package: "swift-log"),
+        ]),
         // Config, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
             "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
+            "ThreatIntel",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
@@ -63,6 +68,7 @@ let package = Package(
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),
+        .testTarget(name: "ThreatIntelTests", dependencies: ["ThreatIntel", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,6 +1,7 @@
 import Analyzers
 import Events
 import Logging
+import ThreatIntel
 
 /// Builds the analysers and detectors a pipeline runs, from the configuration and the rules directory.
 ///
@@ -14,6 +15,7 @@ public enum AnalyzerFactory {
         // Stream consumers register here: reassembler.add(...)
 
         if !reassembler.consumers.isEmpty { analyzers.insert(reassembler, at: 0) }
+        if let intel = try makeThreatIntel(configuration, emitter: emitter, logger: logger) { analyzers.append(intel) }
         return analyzers
     }
 }

@@ -19,6 +19,8 @@ public struct SensorConfiguration: Sendable {
     /// Empty means standard output.
     public var outputs: [OutputSpec] = []
     public var rulesDirectory: String?
+    /// `intel:` threat-intelligence indicators (see IntelConfiguration.swift).
+    public var intel = IntelConfiguration()
 
     public init() {}
 
@@ -54,7 +56,7 @@ public struct SensorConfiguration: Sendable {
     static func parse(_ root: ConfigValue) throws(ConfigIssues) -> SensorConfiguration {
         var c = SensorConfiguration()
         var r = ConfigReader()
-        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules"])
+        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules", "intel"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -106,6 +108,7 @@ public struct SensorConfiguration: Sendable {
             let t = r.table(v, allowed: ["directory"])
             c.rulesDirectory = r.string(t["directory"])
         }
+        if let v = top["intel"] { c.intel = IntelConfiguration.parse(v, &r) }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return c
     }

@@ -37,6 +37,9 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
 
+    @Option(name: .long, help: ArgumentHelp("Threat-intelligence indicator file or directory (list, CSV, STIX 2.1, MISP JSON). Repeatable; adds to intel.indicators.", valueName: "path"))
+    var indicators: [String] = []
+
     func validate() throws {
         for o in output {
             do { _ = try OutputSpec(parsing: o) } catch { throw ValidationError(error.description) }
@@ -65,6 +68,7 @@ struct SensorOptions: ParsableArguments {
         if let communityIdSeed { c.communityIDSeed = communityIdSeed }
         if !homeNet.isEmpty { c.homeNetworks = homeNet.compactMap(IPNetwork.init) }
         if let logLevel { c.logLevel = logLevel }
+        c.intel.indicators += indicators
         return c
     }
 
