@@ -75,11 +75,12 @@ public struct Indicator: Sendable, Equatable {
     public var description: String?
     /// A link or id for the analyst (STIX external reference, MISP event).
     public var reference: String?
-    /// Where it was read: `file:line`.
-    public var origin: String
+    /// Where it was read (file and line; kept apart so a million entries share one path string).
+    public var originFile: String
+    public var originLine: Int
 
     public init(type: IndicatorType, value: String, source: String, confidence: Int? = nil, expires: Timestamp? = nil,
-                description: String? = nil, reference: String? = nil, origin: String = "") {
+                description: String? = nil, reference: String? = nil, file: String = "", line: Int = 0) {
         self.type = type
         self.value = value
         self.source = source
@@ -87,8 +88,12 @@ public struct Indicator: Sendable, Equatable {
         self.expires = expires
         self.description = description
         self.reference = reference
-        self.origin = origin
+        self.originFile = file
+        self.originLine = line
     }
+
+    /// `file:line`, or empty for indicators built in memory.
+    public var origin: String { originFile.isEmpty ? "" : "\(originFile):\(originLine)" }
 
     /// Whether it may match traffic seen at `time`.
     @inlinable public func isLive(at time: Timestamp) -> Bool {

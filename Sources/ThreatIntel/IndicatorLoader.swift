@@ -65,8 +65,9 @@ public enum IndicatorLoader {
     public static func guessType(_ v: String, fileName: String) -> IndicatorType? {
         if v.contains("://") { return .url }
         if IPAddress(v) != nil { return .ip }
-        if v.contains("/") {
-            if IPNetwork(v) != nil { return .cidr }
+        if let slash = v.firstIndex(of: "/") {
+            // Address characters before the slash: a network (valid or not, reported as one).
+            if v[..<slash].allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) { return .cidr }
             return .url
         }
         let isHex = v.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) || ($0 >= 65 && $0 <= 70) }
@@ -84,33 +85,54 @@ public enum IndicatorLoader {
     }
 
     static func parseList(_ text: String, path: String, fileName: String, source: String, into file: inout IndicatorFile, issues: inout [ConfigIssue]) {
-        var lineNo = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNo += 1
-            var line = Substring(rawLine)
-            var comment: String?
-            if let hash = line.firstIndex(of: "#") {
-                let c = line[line.index(after: hash)...].trimmingASCIIWhitespace()
-                if !c.isEmpty { comment = c }
-                line = line[..<hash]
-            }
-            var value = line.trimmingASCIIWhitespace()
-            if value.isEmpty { continue }
-            // An explicit type may prefix the value: `sni:c2.example.net`, `ja3:…`.
-            var type: IndicatorType?
-            if let colon = value.firstIndex(of: ":"), !value.contains("://"), let t = IndicatorType(name: String(value[..<colon])), IPAddress(value) == nil {
-                type = t
-                value = String(value[value.index(after: colon)...]).trimmingASCIIWhitespace()
-            }
-            guard let t = type ?? guessType(value, fileName: fileName) else {
-                issues.append(ConfigIssue(file: path, line: lineNo, column: 1, message: "cannot tell the indicator type of '\(value)' (prefix it, e.g. domain:NAME)"))
-                continue
-            }
-            switch Indicator.normalise(value, as: t) {
-            case .success(let v):
-                file.indicators.append(Indicator(type: t, value: v, source: source, description: comment, origin: "\(path):\(lineNo)"))
-            case .failure(let e):
-                issues.append(ConfigIssue(file: path, line: lineNo, column: 1, message: e.description))
+        // Byte-level scan: lists are the format million-entry feeds come in.
+        var text = text
+        text.withUTF8 { u in
+            var lineNo = 0
+            var start = 0
+            let n = u.count
+            while start < n {
+                var end = start
+                while end < n, u[end] != 10 { end += 1 }
+                lineNo += 1
+                defer { start = end + 1 }
+                var a = start, b = end
+                var comment: String?
+                var h = a
+                while h < b, u[h] != 35 { h += 1 }
+                if h < b {
+                    var ca = h + 1, cb = b
+                    while ca < cb, u[ca] == 32 || u[ca] == 9 { ca += 1 }
+                    while cb > ca, u[cb - 1] == 32 || u[cb - 1] == 9 || u[cb - 1] == 13 { cb -= 1 }
+                    if cb > ca { comment = String(decoding: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(u)[ca..<cb]), as: UTF8.self) }
+                    b = h
+                }
+                while a < b, u[a] == 32 || u[a] == 9 { a += 1 }
+                while b > a, u[b - 1] == 32 || u[b - 1] == 9 || u[b - 1] == 13 { b -= 1 }
+                if a == b { continue }
+                let slice = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(u)[a..<b])
+                // The common shapes of big feeds first, straight from the bytes.
+                if let fast = FastValue.classify(slice, fileName: fileName) {
+                    file.indicators.append(Indicator(type: fast.type, value: fast.value, source: source, description: comment, file: path, line: lineNo))
+                    continue
+                }
+                var value = String(decoding: slice, as: UTF8.self)
+                // An explicit type may prefix the value: `sni:c2.example.net`, `ja3:…`.
+                var type: IndicatorType?
+                if let colon = value.firstIndex(of: ":"), value.range(of: "://") == nil, let t = IndicatorType(name: String(value[..<colon])) {
+                    type = t
+                    value = String(value[value.index(after: colon)...]).trimmingASCIIWhitespace()
+                }
+                guard let t = type ?? guessType(value, fileName: fileName) else {
+                    issues.append(ConfigIssue(file: path, line: lineNo, column: 1, message: "cannot tell the indicator type of '\(value)' (prefix it, e.g. domain:NAME)"))
+                    continue
+                }
+                switch Indicator.normalise(value, as: t) {
+                case .success(let v):
+                    file.indicators.append(Indicator(type: t, value: v, source: source, description: comment, file: path, line: lineNo))
+                case .failure(let e):
+                    issues.append(ConfigIssue(file: path, line: lineNo, column: 1, message: e.description))
+                }
             }
         }
     }
@@ -183,7 +205,7 @@ public enum IndicatorLoader {
             case .failure(let e): issues.append(ConfigIssue(file: path, line: lineNo, column: 1, message: e.description)); continue
             }
             var ind = Indicator(type: t == .ip && raw.contains("/") ? .cidr : t, value: value, source: field("source") ?? source,
-                                description: field("description"), reference: field("reference"), origin: "\(path):\(lineNo)")
+                                description: field("description"), reference: field("reference"), file: path, line: lineNo)
             if let c = field("confidence") {
                 guard let n = parseConfidence(c) else {
                     issues.append(ConfigIssue(file: path, line: lineNo, column: 1, message: "confidence '\(c)' is not 0–100 or low/medium/high"))
@@ -279,5 +301,68 @@ public enum DateParser {
         let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
         return era * 146097 + doe - 719468
+    }
+}
+
+/// Byte-level recognisers for the shapes that make up nearly all of a large feed (dotted-quad IPv4
+/// addresses and networks, plain lower-case domain names, hex digests), so loading a million entries
+/// does not go through general string parsing per line. Anything else returns nil and takes the
+/// general path, which also produces the error messages.
+enum FastValue {
+    /// Dotted quad at `b[i...]` up to `end`; returns the address and the index after it.
+    static func ipv4(_ b: UnsafeRawBufferPointer, _ start: Int, _ end: Int) -> (UInt32, Int)? {
+        var v: UInt32 = 0
+        var i = start
+        for part in 0..<4 {
+            var o: UInt32 = 0
+            let s = i
+            while i < end, b[i] >= 48, b[i] <= 57, i - s < 3 { o = o * 10 + UInt32(b[i] - 48); i += 1 }
+            guard i > s, o <= 255, !(i - s > 1 && b[s] == 48) else { return nil }
+            v = v << 8 | o
+            if part < 3 { guard i < end, b[i] == 46 else { return nil }; i += 1 }
+        }
+        return (v, i)
+    }
+
+    static func classify(_ b: UnsafeRawBufferPointer, fileName: String) -> (type: IndicatorType, value: String)? {
+        let n = b.count
+        guard n > 0 else { return nil }
+        if b[0] >= 48, b[0] <= 57, let (v, i) = ipv4(b, 0, n) {
+            if i == n { return (.ip, IPAddress(ipv4: v).description) }
+            if b[i] == 47, i + 1 < n, n - i <= 3 {
+                var len = 0
+                for k in (i + 1)..<n { guard b[k] >= 48, b[k] <= 57 else { return nil }; len = len * 10 + Int(b[k] - 48) }
+                guard len <= 32 else { return nil }
+                return (.cidr, IPNetwork(address: IPAddress(ipv4: v), prefixLength: len).description)
+            }
+            return nil
+        }
+        var hex = true, letter = false, nameChars = true
+        for c in b {
+            let digit = c >= 48 && c <= 57
+            let lowerHex = c >= 97 && c <= 102
+            let lower = c >= 97 && c <= 122
+            if !(digit || lowerHex) { hex = false }
+            if lower { letter = true }
+            if !(digit || lower || c == 45 || c == 46 || c == 95) { nameChars = false; break }
+        }
+        guard nameChars else { return nil }
+        if hex {
+            switch n {
+            case 32: return (fileName.contains("ja3") ? .ja3 : .md5, String(decoding: b, as: UTF8.self))
+            case 40: return (.sha1, String(decoding: b, as: UTF8.self))
+            case 64: return (.sha256, String(decoding: b, as: UTF8.self))
+            default: break
+            }
+        }
+        // A lower-case name with a dot, no empty label, not starting or ending with a dot.
+        guard letter, n <= 253, b[0] != 46, b[n - 1] != 46, !fileName.contains("sni") else { return nil }
+        var dot = false
+        for k in 0..<n where b[k] == 46 {
+            dot = true
+            if k + 1 < n, b[k + 1] == 46 { return nil }
+        }
+        guard dot else { return nil }
+        return (.domain, String(decoding: b, as: UTF8.self))
     }
 }

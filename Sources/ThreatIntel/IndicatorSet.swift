@@ -39,7 +39,7 @@ public final class IndicatorSet: Sendable {
             var duplicateOf: Int32?
             switch ind.type {
             case .ip:
-                let a = IPAddress(ind.value)!
+                let a = Self.address(ind.value)
                 if let old = addresses[a] { duplicateOf = old; if better(old, i) { addresses[a] = i } } else { addresses[a] = i }
             case .cidr:
                 let n = IPNetwork(ind.value)!
@@ -60,6 +60,17 @@ public final class IndicatorSet: Sendable {
         self.domains = domains
         self.exact = exact
         self.countsByType = counts
+    }
+
+    /// A normalised address value (IPv4 from its bytes, the rest through the general parser).
+    static func address(_ s: String) -> IPAddress {
+        var s = s
+        if let a = s.withUTF8({ b -> IPAddress? in
+            let r = UnsafeRawBufferPointer(b)
+            guard let (v, i) = FastValue.ipv4(r, 0, r.count), i == r.count else { return nil }
+            return IPAddress(ipv4: v)
+        }) { return a }
+        return IPAddress(s)!
     }
 
     /// Distinct indicators (duplicates folded).

@@ -74,7 +74,7 @@ enum STIXParser {
                 switch Indicator.normalise(a.value, as: type) {
                 case .success(let v):
                     let ind = Indicator(type: type, value: v, source: source ?? "", confidence: confidence, expires: expires,
-                                        description: description, reference: reference, origin: "\(path):\(pv.line)")
+                                        description: description, reference: reference, file: path, line: pv.line)
                     pending.append((ind, o.member("created_by_ref")?.text))
                 case .failure(let e):
                     issues.append(pv.issue("pattern: \(e.description)")); ok = false
@@ -238,7 +238,13 @@ enum STIXPattern {
                     comparisons += values.map { Comparison(path: path, value: $0) }
                     i = k + 1
                 } else {
-                    guard case .string(let v) = tokens[j + 1] else { return .failure(.init("comparison value for '\(path)' must be a quoted string")) }
+                    let v: String
+                    switch tokens[j + 1] {
+                    case .string(let q): v = q
+                    // Numbers and booleans (ports, sizes) are values too.
+                    case .word(let w) where Double(w) != nil || w == "true" || w == "false": v = w
+                    default: return .failure(.init("comparison value for '\(path)' must be a quoted string, number or boolean"))
+                    }
                     if opText != "=" || negated { unsupported = unsupported ?? "operator \(negated ? "NOT " : "")\(opText)" }
                     else { comparisons.append(Comparison(path: path, value: v)) }
                     i = j + 2
@@ -303,7 +309,7 @@ enum MISPParser {
                     case .success(let v):
                         let comment = a.member("comment")?.text.flatMap { $0.isEmpty ? nil : $0 }
                         file.indicators.append(Indicator(type: t, value: v, source: src, confidence: confidence, expires: nil,
-                                                         description: comment ?? info, reference: reference, origin: "\(path):\(vv.line)"))
+                                                         description: comment ?? info, reference: reference, file: path, line: vv.line))
                     case .failure(let e):
                         issues.append(vv.issue("\(type): \(e.description)"))
                     }
