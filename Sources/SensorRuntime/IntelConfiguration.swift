@@ -61,6 +61,20 @@ public struct IntelConfiguration: Sendable {
         return f
     }
 
+    /// `check-rules`: every indicator file under `dir` (recursively, so the format examples are checked too).
+    static func checkIndicatorFiles(in dir: String) -> [ConfigIssue] {
+        guard let e = FileManager.default.enumerator(atPath: dir) else { return [] }
+        var issues: [ConfigIssue] = []
+        var files: [String] = []
+        while let f = e.nextObject() as? String {
+            if IndicatorFeed.extensions.contains(where: { f.lowercased().hasSuffix($0) }) { files.append(dir + "/" + f) }
+        }
+        for f in files.sorted() {
+            do { _ = try IndicatorLoader.load(path: f) } catch { issues += error.issues }
+        }
+        return issues
+    }
+
     public var settings: ThreatIntelSettings {
         var s = ThreatIntelSettings()
         s.alertInterval = .seconds(alertInterval)

@@ -35,6 +35,7 @@ public enum RulesDirectory {
         for f in yamlFiles(in: dir) {
             do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error) }
         }
+        issues += IntelConfiguration.checkIndicatorFiles(in: dir + "/indicators")
         return issues
     }
 }

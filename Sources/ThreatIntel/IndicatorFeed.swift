@@ -114,7 +114,7 @@ public final class IndicatorFeed: @unchecked Sendable {
     // MARK: Files
 
     /// File names loaded from a directory (not recursive: `examples/` and README stay out).
-    static let extensions = [".txt", ".list", ".csv", ".json"]
+    public static let extensions = [".txt", ".list", ".csv", ".json"]
 
     /// Paths with directories replaced by the indicator files directly inside them, sorted.
     public static func expand(_ paths: [String]) -> [String] {
