@@ -78,7 +78,14 @@ public final class ThreatIntelMatcher: PacketAnalyzer, FactObserver {
 
     // MARK: PacketAnalyzer
 
-    @inline(__always)
+    /// Addresses are matched once per flow, so the matcher stays out of the per-packet loop
+    /// (`wantsEveryPacket == false`) and hears of new flows through `flowStarted`.
+    public var wantsEveryPacket: Bool { false }
+    public var wantsFlowStart: Bool { true }
+
+    public func flowStarted(_ flow: FlowRecord, slot: Int32, at time: Timestamp) { newFlow(flow, at: time) }
+
+    /// For callers that drive analysers packet by packet themselves.
     public func packet(_ context: PacketContext, flows: FlowTable) {
         guard context.isNewFlow else { return }
         newFlow(flows[context.slot], at: context.packet.timestamp)
