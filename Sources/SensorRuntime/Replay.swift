@@ -15,6 +15,8 @@ public struct ReplayOutcome: Sendable {
     /// Inputs that were damaged part-way (their earlier packets were processed).
     public var inputErrors: [CaptureError]
     public var outputErrors: [String]
+    /// CPU seconds of the processing thread (see `PacketProcessingService.processingCPUSeconds`).
+    public var processingCPUSeconds: Double = 0
 }
 
 /// Offline mode: reads capture files (merged in time order) through the same pipeline live capture uses.
@@ -54,8 +56,10 @@ public enum Replay {
         }
         var errors = source.errors
         if let e = processing.readError, !errors.contains(e) { errors.append(e) }
-        return ReplayOutcome(counters: pipeline.counters, flowCounters: pipeline.flows.counters,
-                             events: emitter.eventsEmitted, alerts: emitter.alertsEmitted,
-                             inputErrors: errors, outputErrors: outputs.closeErrors)
+        var outcome = ReplayOutcome(counters: pipeline.counters, flowCounters: pipeline.flows.counters,
+                                    events: emitter.eventsEmitted, alerts: emitter.alertsEmitted,
+                                    inputErrors: errors, outputErrors: outputs.closeErrors)
+        outcome.processingCPUSeconds = processing.processingCPUSeconds
+        return outcome
     }
 }

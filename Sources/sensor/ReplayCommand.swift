@@ -40,7 +40,7 @@ struct Replay: AsyncParsableCommand {
         let k = outcome.counters
         logger.info("replay finished", metadata: [
             "packets": "\(k.packets)", "bytes": "\(k.bytes)", "flows": "\(outcome.flowCounters.created)",
-            "events": "\(outcome.events)", "alerts": "\(outcome.alerts)", "evicted": "\(outcome.flowCounters.evicted)",
+            "events": "\(outcome.events)", "alerts": "\(outcome.alerts)", "evicted": "\(outcome.flowCounters.evicted)", "cpu_seconds": "\(outcome.processingCPUSeconds)",
         ])
         for e in outcome.outputErrors { printError("error: output: \(e)") }
         if !outcome.inputErrors.isEmpty {

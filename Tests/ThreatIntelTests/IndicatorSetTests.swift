@@ -53,6 +53,15 @@ final class IndicatorSetTests: XCTestCase {
         XCTAssertNil(s.match(address: IPAddress("2001:db9::1")!, at: now))
         // IPv4 and IPv6 tries are separate: 192.0.2.0/24 says nothing about ::c000:200.
         XCTAssertNil(s.match(address: IPAddress("::c000:201")!, at: now))
+        // Networks wider and narrower than the /24 pre-filter's granularity.
+        let w = IndicatorSet([ind(.cidr, "10.0.0.0/8"), ind(.cidr, "198.51.100.64/28"), ind(.ip, "203.0.113.255")])
+        XCTAssertEqual(w.match(address: IPAddress("10.200.3.4")!, at: now), 0)
+        XCTAssertEqual(w.match(address: IPAddress("198.51.100.70")!, at: now), 1)
+        XCTAssertNil(w.match(address: IPAddress("198.51.100.80")!, at: now), "same /24, outside the /28")
+        XCTAssertNil(w.match(address: IPAddress("11.0.0.1")!, at: now))
+        XCTAssertEqual(w.match(address: IPAddress("203.0.113.255")!, at: now), 2)
+        XCTAssertNil(w.match(address: IPAddress("203.0.113.254")!, at: now))
+        XCTAssertNotNil(IndicatorSet([ind(.cidr, "0.0.0.0/0")]).match(address: IPAddress("8.8.8.8")!, at: now))
     }
 
     func testDomainsMatchSubdomainsNotLookalikes() {
