@@ -109,6 +109,19 @@ final class ThreatIntelCLITests: XCTestCase {
         XCTAssertFalse(r.stderr.contains("\r"))
     }
 
+    /// On a terminal the progress is a bar redrawn in place (run under `script`, which gives it a pty).
+    func testHuntDrawsAProgressBarOnATerminal() throws {
+        guard TestSupport.hasTool("script") else { throw XCTSkip("script(1) (util-linux) not installed") }
+        let list = try write("c2.txt", "\(Self.attackerIPs[0])\n")
+        let command = [TestSupport.sensorBinary, "hunt", "--output", "file:/dev/null", "--indicators", list, TestSupport.data("pcaps/beacon")]
+            .map { "'\($0)'" }.joined(separator: " ")
+        let r = try TestSupport.run("script", ["-qec", command, "/dev/null"])
+        XCTAssertEqual(r.status, 0, r.stdoutText)
+        XCTAssertTrue(r.stdoutText.contains("\r\u{1B}[2Khunt [##############################] 100.0%"), r.stdoutText)
+        XCTAssertTrue(r.stdoutText.contains("done in"), r.stdoutText)
+        XCTAssertFalse(r.stdoutText.contains("hunt: progress"), "no plain progress lines on a terminal")
+    }
+
     /// DNS and SNI matches need the DNS and TLS analysers publishing facts; the matcher side is unit-tested
     /// through the seam (ThreatIntelMatcherTests). This runs for real once the analysers are merged.
     func testHuntMatchesTunnelDomainAndC2SNIWhenAnalysersPublish() throws {
