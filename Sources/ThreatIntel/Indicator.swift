@@ -129,7 +129,7 @@ public struct Indicator: Sendable, Equatable {
             guard s.contains("/"), let n = IPNetwork(s) else { return .failure(.init("'\(s)' is not a CIDR network (e.g. 192.0.2.0/24)")) }
             return .success(n.description)
         case .domain, .sni:
-            guard let d = normaliseDomain(s) else { return .failure(.init("'\(s)' is not a domain name")) }
+            guard let d = normaliseDomain(s) else { return .failure(.init("'\(s)' is not a domain name (letters, digits, '-', '_' and dots; internationalised names in their xn-- form)")) }
             return .success(d)
         case .url:
             guard let u = normaliseURL(s) else { return .failure(.init("'\(s)' is not an http(s) URL")) }

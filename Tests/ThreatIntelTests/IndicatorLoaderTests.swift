@@ -209,6 +209,14 @@ final class IndicatorLoaderTests: XCTestCase {
         XCTAssertEqual(f.skipped["attribute type email-src"], 1)
     }
 
+    /// MISP is PHP: its JSON escapes slashes (`\/`) and exports are often tab-indented.
+    func testMISPPHPStyleJSON() throws {
+        let text = "{\n\t\"Event\": {\n\t\t\"info\": \"x\",\n\t\t\"Attribute\": [\n\t\t\t{\"type\": \"url\", \"value\": \"http:\\/\\/bad.example\\/gate.php\", \"to_ids\": true}\n\t\t]\n\t}\n}\n"
+        let f = try IndicatorLoader.parse(text, path: "php.json")
+        XCTAssertEqual(f.indicators.map(\.value), ["bad.example/gate.php"])
+        XCTAssertEqual(f.indicators.first?.originLine, 5)
+    }
+
     func testMISPMalformedAttributesReportTheirLines() {
         let text = """
         {"Event": {"info": "x", "Attribute": [
