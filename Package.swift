@@ -52,11 +52,16 @@ let package = Package(
         .executableTarget(name: "kafka-mock-broker", dependencies: ["CRdKafka"]),
         // YAML with line-numbered errors, shared by the config file and every rules file.
         .target(name: "ConfigKit", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Threat intelligence: indicator files (lists, CSV, STIX 2.1, MISP), lookup structures, the matcher.
+        .target(name: "ThreatIntel", dependencies: [
+            "PacketCore", "Events", "ConfigKit", .product(name: "Logging", package: "swift-log"),
+        ]),
         // Config, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
             "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
             "Enrichment",
             "Detectors",
+            "ThreatIntel",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
@@ -81,6 +86,7 @@ let package = Package(
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "TestSupport"]),
         .testTarget(name: "EnrichmentTests", dependencies: ["Enrichment", "TestSupport"]),
+        .testTarget(name: "ThreatIntelTests", dependencies: ["ThreatIntel", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -74,6 +74,9 @@ public struct Alert: Sendable {
     public var relatedUsers: [String]
     public var relatedHosts: [String]
     public var details: [(String, JSONValue)]
+    /// Extra members of the ECS `threat` object beside the MITRE ones (threat intelligence writes
+    /// `threat.indicator` and `threat.enrichments` here).
+    public var threatFields: [(String, JSONValue)] = []
 
     public init(timestamp: Timestamp, category: RuleCategory, ruleID: String, ruleName: String,
                 techniques: [Technique], tactics: [String] = [], severity: Severity, riskScore: Double, message: String,

@@ -183,6 +183,7 @@ public final class EventEmitter {
             if !alert.tactics.isEmpty {
                 w.beginObject("tactic"); w.beginArray("name"); for t in alert.tactics { w.element(t) }; w.endArray(); w.endObject()
             }
+            for (k, v) in alert.threatFields { w.field(dynamicKey: k, v) }
             w.endObject()
             if let s = alert.source {
                 w.beginObject("source"); w.field("ip", s.ip); enricher?.enrich(s.ip, into: &w); if let p = s.port { w.field("port", Int(p)) }; w.endObject()

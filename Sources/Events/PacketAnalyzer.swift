@@ -44,6 +44,13 @@ public protocol PacketAnalyzer: AnyObject {
     func tick(_ now: Timestamp)
     /// End of input or shutdown: report what is pending.
     func finish(_ now: Timestamp)
+    /// False for analysers that only need to hear about new flows (`flowStarted`), not every packet:
+    /// the pipeline then leaves them out of the per-packet loop entirely (threat-intel address matching).
+    var wantsEveryPacket: Bool { get }
+    /// True to be told of each new flow at its first packet, through `flowStarted`.
+    var wantsFlowStart: Bool { get }
+    /// A flow was created by the packet at `time` (its record already counts that packet).
+    func flowStarted(_ flow: FlowRecord, slot: Int32, at time: Timestamp)
 }
 
 extension PacketAnalyzer {
@@ -51,4 +58,7 @@ extension PacketAnalyzer {
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {}
     public func tick(_ now: Timestamp) {}
     public func finish(_ now: Timestamp) {}
+    public var wantsEveryPacket: Bool { true }
+    public var wantsFlowStart: Bool { false }
+    public func flowStarted(_ flow: FlowRecord, slot: Int32, at time: Timestamp) {}
 }

@@ -2,6 +2,7 @@ import Analyzers
 import Detectors
 import Events
 import Logging
+import ThreatIntel
 
 /// Builds the analysers and detectors a pipeline runs, from the configuration and the rules directory.
 ///
@@ -16,6 +17,7 @@ public enum AnalyzerFactory {
         analyzers += try C2Analyzers.make(configuration: configuration, emitter: emitter, reassembler: reassembler)
 
         if !reassembler.consumers.isEmpty { analyzers.insert(reassembler, at: 0) }
+        if let intel = try makeThreatIntel(configuration, emitter: emitter, logger: logger) { analyzers.append(intel) }
         return analyzers
     }
 }

@@ -30,7 +30,10 @@ public struct PipelineCounters: Sendable, Equatable {
 public final class Pipeline: PacketConsumer {
     public let flows: FlowTable
     public let emitter: EventEmitter
-    public private(set) var analyzers: [any PacketAnalyzer]
+    public private(set) var analyzers: [any PacketAnalyzer] { didSet { partitionAnalyzers() } }
+    /// The analysers the per-packet loop calls (`wantsEveryPacket`), and those told of new flows only.
+    var packetAnalyzers: [any PacketAnalyzer] = []
+    var flowStartAnalyzers: [any PacketAnalyzer] = []
     public private(set) var counters = PipelineCounters()
     /// The packet clock: the latest packet time seen (input may be slightly out of order).
     public private(set) var clock: Timestamp = .zero
@@ -42,6 +45,12 @@ public final class Pipeline: PacketConsumer {
         self.emitter = emitter
         self.analyzers = analyzers
         super.init()
+        partitionAnalyzers()
+    }
+
+    func partitionAnalyzers() {
+        packetAnalyzers = analyzers.filter { $0.wantsEveryPacket }
+        flowStartAnalyzers = analyzers.filter { $0.wantsFlowStart }
     }
 
     public func addAnalyzer(_ a: any PacketAnalyzer) { analyzers.append(a) }
@@ -77,11 +86,18 @@ public final class Pipeline: PacketConsumer {
         guard outcome == .ok || p.hasPorts else { return }
         counters.flowPackets &+= 1
         let u = flows.update(p) { r, reason, slot in self.endFlow(r, reason, slot) }
-        if !analyzers.isEmpty {
+        if u.isNew && !flowStartAnalyzers.isEmpty { startFlow(u.slot, p.timestamp) }
+        if !packetAnalyzers.isEmpty {
             let ctx = PacketContext(packet: p, frame: raw.bytes, linkType: raw.linkType, slot: u.slot,
                                     fromOriginator: u.fromOriginator, isNewFlow: u.isNew)
-            for a in analyzers { a.packet(ctx, flows: flows) }
+            for a in packetAnalyzers { a.packet(ctx, flows: flows) }
         }
+    }
+
+    @inline(never)
+    func startFlow(_ slot: Int32, _ time: Timestamp) {
+        let r = flows[slot]
+        for a in flowStartAnalyzers { a.flowStarted(r, slot: slot, at: time) }
     }
 
     func endFlow(_ r: FlowRecord, _ reason: FlowEndReason, _ slot: Int32) {

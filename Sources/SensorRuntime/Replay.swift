@@ -18,6 +18,8 @@ public struct ReplayOutcome: Sendable {
     public var outputErrors: [String]
     /// Delivery counters of every output, read after it closed (for the end-of-run summary).
     public var sinkStatistics: [(name: String, statistics: SinkStatistics)] = []
+    /// CPU seconds of the processing thread (see `PacketProcessingService.processingCPUSeconds`).
+    public var processingCPUSeconds: Double = 0
 }
 
 /// Offline mode: reads capture files (merged in time order) through the same pipeline live capture uses.
@@ -27,7 +29,8 @@ public enum Replay {
     /// Throws for problems found before any packet is processed (unreadable input, bad filter, output
     /// that cannot be opened). Damage found part-way is reported in the outcome after a full flush.
     public static func run(files: [String], configuration c: SensorConfiguration, logger: Logger,
-                           extraSinks: [any EventSink] = []) async throws -> ReplayOutcome {
+                           extraSinks: [any EventSink] = [], onlyAlertsOf category: RuleCategory? = nil,
+                           extraAnalyzers: (EventEmitter) throws -> [any PacketAnalyzer] = { _ in [] }) async throws -> ReplayOutcome {
         let source = try MergedFileSource(paths: files, filter: c.bpf)
         // GeoIP/ASN: a missing or broken database stops the run here, before any packet.
         let geo = c.enrichment.isEnabled ? try GeoDatabases(configuration: c.enrichment, logger: logger) : nil
@@ -36,12 +39,14 @@ public enum Replay {
         var sinks: [any EventSink] = extraSinks
         let specs = c.outputs.isEmpty && extraSinks.isEmpty ? [OutputSpec.stdout] : c.outputs
         for spec in specs { sinks.append(try spec.makeSink()) }
+        // Hunt mode: only the alerts of one category reach the outputs.
+        let emitted: [any EventSink] = category.map { c in sinks.map { AlertCategorySink($0, category: c) } } ?? sinks
         let emitter = EventEmitter(observer: ObserverInfo(name: c.sensorName, ingressInterface: "replay"),
-                                   sinks: sinks, communityID: CommunityID(seed: c.communityIDSeed),
+                                   sinks: emitted, communityID: CommunityID(seed: c.communityIDSeed),
                                    homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents,
                                    enricher: geo.map { GeoEnricher(databases: $0) })
         let pipeline = Pipeline(flows: c.flows, emitter: emitter,
-                                analyzers: try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: emitter, logger: logger))
+                                analyzers: try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: emitter, logger: logger) + extraAnalyzers(emitter))
         let outputs = EventOutputService(sinks: sinks, logger: logger)
         let processing = PacketProcessingService(pipeline: pipeline, source: source, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -63,6 +68,7 @@ public enum Replay {
                                     events: emitter.eventsEmitted, alerts: emitter.alertsEmitted,
                                     inputErrors: errors, outputErrors: outputs.closeErrors)
         outcome.sinkStatistics = sinks.map { ($0.name, $0.statistics) }
+        outcome.processingCPUSeconds = processing.processingCPUSeconds
         return outcome
     }
 }

@@ -36,6 +36,7 @@ public enum RulesDirectory {
             do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error) }
         }
         issues += C2Analyzers.checkRules(dir)
+        issues += IntelConfiguration.checkIndicatorFiles(in: dir + "/indicators")
         return issues
     }
 }

@@ -22,6 +22,8 @@ public struct SensorConfiguration: Sendable {
     public var rulesDirectory: String?
     /// GeoIP/ASN databases (YAML `enrichment:`).
     public var enrichment = EnrichmentConfiguration()
+    /// `intel:` threat-intelligence indicators (see IntelConfiguration.swift).
+    public var intel = IntelConfiguration()
 
     public init() {}
 
@@ -58,7 +60,7 @@ public struct SensorConfiguration: Sendable {
         var c = SensorConfiguration()
         var r = ConfigReader()
         let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
-                                          "enrichment"])
+                                          "enrichment", "intel"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -110,13 +112,8 @@ public struct SensorConfiguration: Sendable {
             let t = r.table(v, allowed: ["directory"])
             c.rulesDirectory = r.string(t["directory"])
         }
-        if let v = top["enrichment"] {
-            let t = r.table(v, allowed: ["geoip_city", "geoip_asn", "cache_size", "reload_check"])
-            c.enrichment.cityDatabase = r.string(t["geoip_city"])
-            c.enrichment.asnDatabase = r.string(t["geoip_asn"])
-            if let n = r.int(t["cache_size"], in: 16...10_000_000) { c.enrichment.cacheSize = n }
-            if let s = r.seconds(t["reload_check"], in: 0.1...3600) { c.enrichment.reloadCheckSeconds = s }
-        }
+        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
+                                          "enrichment", "intel"])
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return c
     }

@@ -43,6 +43,8 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
     let logger: Logger
     public private(set) var readError: CaptureError?
     public private(set) var interrupted = false
+    /// CPU time the processing thread used (packet path only: no start-up, no other threads), for benchmarks.
+    public private(set) var processingCPUSeconds: Double = 0
 
     public init(pipeline: Pipeline, source: any PacketSource, logger: Logger) {
         self.pipeline = pipeline
@@ -69,6 +71,8 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
 
     /// The processing loop (public for tests and benchmarks that drive it without a service group).
     public func processAll() {
+        let cpuStart = Self.threadCPUSeconds()
+        defer { processingCPUSeconds = Self.threadCPUSeconds() - cpuStart }
         var lastFlush = ContinuousClock.now
         do {
             // Batches from libpcap's buffer; outputs are flushed at most once a second of wall time so live
@@ -87,6 +91,12 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
         if Task.isCancelled { interrupted = true }
         pipeline.finish()
         flushOutputs()
+    }
+
+    static func threadCPUSeconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
     }
 
     func flushOutputs() {

@@ -33,14 +33,15 @@ struct Replay: AsyncParsableCommand {
         } catch let e as CaptureError {
             fail("error: \(e.description)", code: 1)
         } catch let e as ConfigIssues {
-            fail("error: invalid rules:\n\(e.description)", code: 78)
+            fail("error: invalid rules or indicators:
+\(e.description)", code: 78)
         } catch {
             fail("error: \(error)", code: 1)
         }
         let k = outcome.counters
         logger.info("replay finished", metadata: [
             "packets": "\(k.packets)", "bytes": "\(k.bytes)", "flows": "\(outcome.flowCounters.created)",
-            "events": "\(outcome.events)", "alerts": "\(outcome.alerts)", "evicted": "\(outcome.flowCounters.evicted)",
+            "events": "\(outcome.events)", "alerts": "\(outcome.alerts)", "evicted": "\(outcome.flowCounters.evicted)", "cpu_seconds": "\(outcome.processingCPUSeconds)",
         ])
         for (name, st) in outcome.sinkStatistics {
             logger.info("output delivery", metadata: [

@@ -42,6 +42,8 @@ struct SensorOptions: ParsableArguments {
 
     @Option(name: .long, help: ArgumentHelp("MaxMind ASN database for source/destination.as.*.", valueName: "path"))
     var geoipAsn: String?
+    @Option(name: .long, help: ArgumentHelp("Threat-intelligence indicator file or directory (list, CSV, STIX 2.1, MISP JSON). Repeatable; adds to intel.indicators.", valueName: "path"))
+    var indicators: [String] = []
 
     func validate() throws {
         for o in output {
@@ -73,6 +75,7 @@ struct SensorOptions: ParsableArguments {
         if let logLevel { c.logLevel = logLevel }
         if let geoipCity { c.enrichment.cityDatabase = geoipCity }
         if let geoipAsn { c.enrichment.asnDatabase = geoipAsn }
+        c.intel.indicators += indicators
         return c
     }
 

@@ -1,0 +1,192 @@
+import ArgumentParser
+import Capture
+import ConfigKit
+import Events
+import Foundation
+import Logging
+import PacketCore
+import SensorRuntime
+import ThreatIntel
+
+/// `sensor hunt --indicators FILE… CAPTURE|DIR…`: applies new intelligence to stored captures.
+///
+/// The captures go through the replay pipeline unchanged (so analysers publish the same facts they
+/// would live) with one matcher over the given indicators; only its alerts are written, then a summary
+/// per matched indicator goes to standard error.
+struct Hunt: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Retro-hunt: replay stored captures against an indicator set, writing only the matches.",
+        discussion: """
+        Directories are searched recursively for .pcap, .pcapng and .cap files; everything is merged in \
+        time order. Indicators: plain lists, CSV, STIX 2.1 bundles, MISP JSON (see Rules/indicators/README.md). \
+        Only these indicators are used (not intel.indicators from the config or Rules/indicators/). \
+        Progress goes to standard error (a bar on a terminal, plain lines otherwise), then a summary. \
+        Exit status: 0 done (with or without matches); 1 bad input; 3 an input damaged part-way; 78 a bad \
+        indicator file or config.
+        """
+    )
+
+    @OptionGroup var options: SensorOptions
+
+    @Flag(name: .long, help: "No progress output.")
+    var quiet = false
+
+    @Argument(help: "Capture files or directories.")
+    var inputs: [String]
+
+    func validate() throws {
+        if options.indicators.isEmpty { throw ValidationError("hunt needs at least one --indicators FILE") }
+    }
+
+    func run() async throws {
+        var c = try options.resolve()
+        let logger = options.makeLogger(c)
+        // The hunt set is exactly the given files.
+        let paths = options.indicators
+        c.intel.indicators = []
+        c.intel.rulesIndicators = false
+        c.flowEvents = false
+        let feed: IndicatorFeed
+        do { feed = try IndicatorFeed(paths: paths, logger: logger) } catch {
+            fail("error: invalid indicator file:\n\(error.description)", code: 78)
+        }
+        let files: [String]
+        do { files = try Self.captureFiles(inputs) } catch { fail("error: \(error)", code: 1) }
+        if files.isEmpty { fail("error: no capture files (.pcap, .pcapng, .cap) in \(inputs.joined(separator: " "))", code: 1) }
+        let total = files.reduce(Int64(0)) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int64) ?? 0) }
+        let progress = HuntProgress(totalBytes: total, files: files.count, enabled: !quiet, terminal: isatty(2) == 1)
+        var matcher: ThreatIntelMatcher?
+        let started = ContinuousClock.now
+        let outcome: ReplayOutcome
+        do {
+            outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger, onlyAlertsOf: .threatIntel) { emitter in
+                let m = ThreatIntelMatcher(feed: feed, emitter: emitter, settings: c.intel.settings)
+                emitter.factObservers.append(m)
+                matcher = m
+                return [progress, m]
+            }
+        } catch let e as CaptureError {
+            fail("error: \(e.description)", code: 1)
+        } catch {
+            fail("error: \(error)", code: 1)
+        }
+        progress.done()
+        let elapsed = ContinuousClock.now - started
+        let set = feed.current
+        var lines: [String] = []
+        let types = set.countsByType.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")
+        let k = outcome.counters
+        let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        lines.append("hunt: \(files.count) capture file(s), \(k.packets) packets, \(outcome.flowCounters.created) flows in \(String(format: "%.1f", secs)) s")
+        lines.append("hunt: \(set.distinctCount) indicators (\(types)) from \(paths.count) file(s)")
+        let summary = matcher?.summary.values.sorted { ($0.first, $0.value) < ($1.first, $1.value) } ?? []
+        let counters = matcher?.counters ?? ThreatIntelCounters()
+        lines.append("hunt: \(summary.count) indicator(s) matched, \(counters.alerts) alert(s), \(counters.suppressed) repeat(s) rate-limited")
+        for s in summary {
+            let hosts = s.hosts.map(\.description).joined(separator: ", ")
+            lines.append("  \(s.type.rawValue) \(s.value) [\(s.source)]: \(s.alerts) alert(s), \(s.suppressed) repeat(s); hosts: \(hosts.isEmpty ? "-" : hosts); first \(s.first), last \(s.last)")
+        }
+        for l in lines { printError(l) }
+        for e in outcome.outputErrors { printError("error: output: \(e)") }
+        if !outcome.inputErrors.isEmpty {
+            for e in outcome.inputErrors { printError("error: \(e.description)") }
+            fail("error: input damaged; results cover the packets before the damage", code: 3)
+        }
+        if !outcome.outputErrors.isEmpty { throw ExitCode(1) }
+    }
+
+    static let captureExtensions = [".pcap", ".pcapng", ".cap"]
+
+    /// Files as given, directories searched recursively for capture files; sorted, without duplicates.
+    static func captureFiles(_ inputs: [String]) throws -> [String] {
+        var out: [String] = []
+        let fm = FileManager.default
+        for i in inputs {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: i, isDirectory: &isDir) else { throw CLIError(message: "\(i): no such file or directory", code: 1) }
+            if !isDir.boolValue { out.append(i); continue }
+            guard let e = fm.enumerator(atPath: i) else { continue }
+            var found: [String] = []
+            while let f = e.nextObject() as? String {
+                let lower = f.lowercased()
+                guard captureExtensions.contains(where: { lower.hasSuffix($0) }) else { continue }
+                let full = i.hasSuffix("/") ? i + f : i + "/" + f
+                var d: ObjCBool = false
+                if fm.fileExists(atPath: full, isDirectory: &d), !d.boolValue { found.append(full) }
+            }
+            out += found.sorted()
+        }
+        var seen = Set<String>()
+        return out.filter { seen.insert($0).inserted }
+    }
+}
+
+/// Progress of a hunt on standard error: a redrawn bar with rate and ETA on a terminal, a plain line
+/// every few seconds otherwise (logs, CI). It runs as an analyser on the pipeline thread, so it needs
+/// no locks; it looks at the wall clock once every 4096 flow packets.
+///
+/// Progress is estimated from the captured bytes of the packets seen against the total size of the
+/// input files (record headers counted at 16 bytes each), so it is approximate and capped below 100 %
+/// until the end.
+final class HuntProgress: PacketAnalyzer, @unchecked Sendable {
+    let name = "hunt_progress"
+    let totalBytes: Int64
+    let files: Int
+    let enabled: Bool
+    let terminal: Bool
+    var packets: Int64 = 0
+    var bytes: Int64 = 0
+    let start = ContinuousClock.now
+    var lastPrint = ContinuousClock.now
+    var printed = false
+
+    init(totalBytes: Int64, files: Int, enabled: Bool, terminal: Bool) {
+        self.totalBytes = max(totalBytes, 1)
+        self.files = files
+        self.enabled = enabled
+        self.terminal = terminal
+    }
+
+    func packet(_ context: PacketContext, flows: FlowTable) {
+        packets &+= 1
+        bytes &+= Int64(context.packet.capturedLength) &+ 16
+        guard enabled, packets & 4095 == 0 else { return }
+        let now = ContinuousClock.now
+        if now - lastPrint >= (terminal ? .milliseconds(250) : .seconds(5)) {
+            lastPrint = now
+            report(final: false)
+        }
+    }
+
+    func done() {
+        guard enabled else { return }
+        report(final: true)
+        if terminal { fputs("\n", stderr) }
+    }
+
+    func report(final: Bool) {
+        let e = ContinuousClock.now - start
+        let secs = max(Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18, 0.001)
+        let fraction = final ? 1.0 : min(Double(bytes) / Double(totalBytes), 0.999)
+        let rate = Double(bytes) / secs / 1_048_576
+        let pps = Double(packets) / secs
+        let eta = fraction > 0 && !final ? secs * (1 - fraction) / fraction : 0
+        let pct = String(format: "%5.1f%%", fraction * 100)
+        let tail = "\(packets) packets, \(String(format: "%.1f", rate)) MiB/s, \(String(format: "%.0f", pps)) pkt/s, " +
+            (final ? "done in \(String(format: "%.1f", secs)) s" : "ETA \(Self.duration(eta))")
+        if terminal {
+            let width = 30
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            fputs("\r\u{1B}[2Khunt [\(bar)] \(pct) \(tail)", stderr)
+        } else {
+            fputs("hunt: progress \(pct) \(tail)\n", stderr)
+        }
+        printed = true
+    }
+
+    static func duration(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t % 3600 / 60))m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
+    }
+}
