@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // Thin system-library targets: one per C library, nothing else.
@@ -35,9 +36,15 @@ let package = Package(
         .target(name: "Outputs", dependencies: ["Events", .product(name: "Logging", package: "swift-log")]),
         // YAML with line-numbered errors, shared by the config file and every rules file.
         .target(name: "ConfigKit", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Evidence: lookback ring, targeted pcapng capture on alerts, age encryption, custody log.
+        .target(name: "Evidence", dependencies: [
+            "PacketCore", "Events", "ConfigKit", .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Config, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
             "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
+            "Evidence",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
@@ -45,6 +52,7 @@ let package = Package(
         // The CLI.
         .executableTarget(name: "sensor", dependencies: [
             "SensorRuntime",
+            "Evidence",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -59,6 +67,9 @@ let package = Package(
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),
+        .testTarget(name: "EvidenceTests", dependencies: [
+            "Evidence", "SensorRuntime", "Capture", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ],
     swiftLanguageModes: [.v5]
 )

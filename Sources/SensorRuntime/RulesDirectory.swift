@@ -1,4 +1,5 @@
 import ConfigKit
+import Evidence
 import Foundation
 
 /// Finds and checks the rules directory (`Rules/` in the repository; `/etc/sensor/rules` when installed).
@@ -34,6 +35,10 @@ public enum RulesDirectory {
         var issues: [ConfigIssue] = []
         for f in yamlFiles(in: dir) {
             do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error) }
+        }
+        let evidenceRules = "\(dir)/\(EvidenceRules.fileName)"
+        if FileManager.default.fileExists(atPath: evidenceRules) {
+            do { _ = try EvidenceRules.load(path: evidenceRules) } catch { issues.append(contentsOf: error.issues) }
         }
         return issues
     }

@@ -1,4 +1,5 @@
 import ConfigKit
+import Evidence
 import Outputs
 import PacketCore
 
@@ -19,6 +20,8 @@ public struct SensorConfiguration: Sendable {
     /// Empty means standard output.
     public var outputs: [OutputSpec] = []
     public var rulesDirectory: String?
+    /// Alert-triggered evidence capture (`evidence:`); off unless an authorisation reference is set.
+    public var evidence = EvidenceConfiguration()
 
     public init() {}
 
@@ -54,7 +57,8 @@ public struct SensorConfiguration: Sendable {
     static func parse(_ root: ConfigValue) throws(ConfigIssues) -> SensorConfiguration {
         var c = SensorConfiguration()
         var r = ConfigReader()
-        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules"])
+        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
+                                      "evidence"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -106,6 +110,7 @@ public struct SensorConfiguration: Sendable {
             let t = r.table(v, allowed: ["directory"])
             c.rulesDirectory = r.string(t["directory"])
         }
+        if let v = top["evidence"] { EvidenceConfiguration.parse(v, into: &c.evidence, reader: &r) }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return c
     }
