@@ -162,7 +162,8 @@ public final class EvidenceManager: PacketAnalyzer {
         if let c = active.first(where: { $0.scope.covers(scope) }) {
             c.alerts.append(alert)
             if end > c.end { c.end = end }
-            c.pendingComment = "alert \(alert.id) (\(alert.ruleID) \(alert.ruleName), \(alert.category.rawValue), severity \(alert.severity.name)) at \(alert.timestamp) extended this capture to \(c.end)"
+            let note = "alert \(alert.id) (\(alert.ruleID) \(alert.ruleName), \(alert.category.rawValue), severity \(alert.severity.name)) at \(alert.timestamp) extended this capture to \(c.end)"
+            c.pendingComment = c.pendingComment.map { "\($0)\n\(note)" } ?? note
             counters.capturesExtended &+= 1
             return
         }
@@ -202,10 +203,13 @@ public final class EvidenceManager: PacketAnalyzer {
                 "trigger: \(trigger.name); lookback from \(from); capture until \(end) unless extended; cap \(reservation.reservedBytes) bytes",
             ]
             var pcap = PcapngWriter(resolution: c.timestampResolution, snapLength: snapLength,
-                                    interfaceComments: ["capture filter (scope): \(scope.bpf)", alertLine])
+                                    interfaceDescription: "sensor evidence for alert \(alert.id), scope \(scope.bpf)",
+                                    captureFilter: scope.bpf, interfaceComments: ["scope: \(scope.bpf)", alertLine])
             pcap.sectionHeader(comments: comments, os: systemDescription, application: "sensor \(ObserverInfo.softwareVersion) (evidence)")
             let capture = ActiveCapture(reservation: reservation, scope: scope, trigger: trigger, alert: alert, end: end,
                                         lookbackFrom: from, sink: sink, age: age, pcap: pcap)
+            // The first packet carries the provenance too: tshark shows packet comments (frame.comment).
+            capture.pendingComment = comments.joined(separator: "\n")
             try capture.flushHeader()
             counters.capturesOpened &+= 1
             active.append(capture)

@@ -23,9 +23,17 @@ public struct PcapngWriter {
     var interfaces: [Int32] = []
     let interfaceComments: [String]
 
-    public init(resolution: TimestampResolution, snapLength: Int, interfaceComments: [String]) {
+    let interfaceDescription: String
+    let captureFilter: String?
+
+    /// `captureFilter` is written as `if_filter` (a libpcap filter string) and shown by tshark as the
+    /// interface's capture filter; `interfaceDescription` as `if_description`.
+    public init(resolution: TimestampResolution, snapLength: Int, interfaceDescription: String = "sensor evidence",
+                captureFilter: String? = nil, interfaceComments: [String]) {
         self.resolution = resolution
         self.snapLength = UInt32(clamping: snapLength)
+        self.interfaceDescription = interfaceDescription
+        self.captureFilter = captureFilter
         self.interfaceComments = interfaceComments
         buffer.reserveCapacity(70_000)
     }
@@ -57,11 +65,14 @@ public struct PcapngWriter {
         interfaces.append(linkType.rawValue)
         let linktype = UInt16(truncatingIfNeeded: Self.linktype(fromDLT: linkType.rawValue))
         let snap = snapLength, tsresol = resolution.tsresol, comments = interfaceComments
+        let description = interfaceDescription, filter = captureFilter
         block(type: 1) { w in
             w.u16(linktype); w.u16(0)
             w.u32(snap)
             w.option(2, Array("sensor-evidence".utf8)) // if_name
+            w.option(3, Array(description.utf8))    // if_description
             w.option(9, [tsresol])                  // if_tsresol
+            if let filter { w.option(11, [0] + Array(filter.utf8)) } // if_filter: libpcap filter string
             for c in comments { w.option(1, Array(c.utf8)) }
             w.endOfOptions()
         }

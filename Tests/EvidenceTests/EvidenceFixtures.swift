@@ -121,6 +121,14 @@ enum EvidenceChecks {
 
         let ts = try TestSupport.run("tshark", ["-r", plain, "-T", "fields", "-e", "frame.number"])
         XCTAssertEqual(ts.status, 0, ts.stderr, file: file, line: line)
+        // tshark shows the provenance as the first packet's comment and the scope as the capture filter.
+        let first = try TestSupport.run("tshark", ["-r", plain, "-c", "1", "-T", "fields", "-e", "frame.comment"])
+        XCTAssertEqual(first.status, 0, first.stderr, file: file, line: line)
+        for c in expectComments + ["scope: \(scope)"] {
+            XCTAssertTrue(first.stdoutText.contains(c), "tshark shows '\(c)':\n\(first.stdoutText.prefix(3000))", file: file, line: line)
+        }
+        let filterShown = try TestSupport.run("tshark", ["-r", plain, "-c", "1", "-T", "fields", "-e", "frame.interface_description"])
+        XCTAssertTrue(filterShown.stdoutText.contains(scope), "interface description: \(filterShown.stdoutText)", file: file, line: line)
         let packets = try StoredPacket.read(plain)
         XCTAssertEqual(ts.lines.count, packets.count, "tshark reads every packet", file: file, line: line)
         XCTAssertEqual(packets.count, (entry["packets"] as? NSNumber)?.intValue, file: file, line: line)
