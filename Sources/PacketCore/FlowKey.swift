@@ -118,7 +118,7 @@ public struct CommunityID: Sendable {
     public init(seed: UInt16 = 0) { self.seed = seed }
 
     /// Appends `1:<base64 of SHA-1>` (30 bytes) for the key.
-    public func append(_ key: FlowKey, to out: inout [UInt8]) {
+    public func append<O: ByteOutput>(_ key: FlowKey, to out: inout O) {
         var input: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
         let digest: SHA1.Digest = withUnsafeMutableBytes(of: &input) { buf in
             var n = 0
@@ -139,7 +139,11 @@ public struct CommunityID: Sendable {
             return SHA1.hash(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
         }
         out.append(49); out.append(58)
-        withUnsafeBytes(of: digest) { Base64.append($0, to: &out) }
+        var encoded: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &encoded) { e in
+            let n = withUnsafeBytes(of: digest) { Base64.encode($0, into: e) }
+            out.append(bytes: UnsafeRawBufferPointer(rebasing: e[0..<n]))
+        }
     }
 
     public func string(_ key: FlowKey) -> String {
@@ -154,24 +158,36 @@ public struct CommunityID: Sendable {
 public enum Base64 {
     static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    public static func append(_ data: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        var i = 0
+    public static func append<O: ByteOutput>(_ data: UnsafeRawBufferPointer, to out: inout O) {
+        var tmp = [UInt8](repeating: 0, count: (data.count + 2) / 3 * 4)
+        let n = tmp.withUnsafeMutableBytes { encode(data, into: $0) }
+        tmp.withUnsafeBytes { out.append(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+    }
+
+    /// Encodes into `out` (at least `(data.count + 2) / 3 * 4` bytes) and returns the length written.
+    public static func encode(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int {
+        var i = 0, o = 0
         let n = data.count
-        while i + 3 <= n {
-            let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
-            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int((v >> 12) & 63)])
-            out.append(alphabet[Int((v >> 6) & 63)]); out.append(alphabet[Int(v & 63)])
-            i += 3
+        alphabet.withUnsafeBufferPointer { a in
+            while i + 3 <= n {
+                let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
+                out[o] = a[Int(v >> 18)]; out[o + 1] = a[Int((v >> 12) & 63)]
+                out[o + 2] = a[Int((v >> 6) & 63)]; out[o + 3] = a[Int(v & 63)]
+                i += 3; o += 4
+            }
+            if n - i == 1 {
+                let v = UInt32(data[i]) << 16
+                out[o] = a[Int(v >> 18)]; out[o + 1] = a[Int((v >> 12) & 63)]
+                out[o + 2] = 61; out[o + 3] = 61
+                o += 4
+            } else if n - i == 2 {
+                let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8
+                out[o] = a[Int(v >> 18)]; out[o + 1] = a[Int((v >> 12) & 63)]
+                out[o + 2] = a[Int((v >> 6) & 63)]; out[o + 3] = 61
+                o += 4
+            }
         }
-        if n - i == 1 {
-            let v = UInt32(data[i]) << 16
-            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int((v >> 12) & 63)])
-            out.append(61); out.append(61)
-        } else if n - i == 2 {
-            let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8
-            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int((v >> 12) & 63)])
-            out.append(alphabet[Int((v >> 6) & 63)]); out.append(61)
-        }
+        return o
     }
 }
 

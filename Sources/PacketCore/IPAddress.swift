@@ -40,8 +40,9 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     }
 
     /// Appends the text form (dotted quad, or RFC 5952 for IPv6) without allocating.
-    public func append(to out: inout [UInt8]) {
-        @inline(__always) func dec(_ v: UInt32, _ out: inout [UInt8]) {
+    @inlinable
+    public func append<O: ByteOutput>(to out: inout O) {
+        @inline(__always) func dec(_ v: UInt32, _ out: inout O) {
             if v >= 100 { out.append(UInt8(48 + v / 100)) }
             if v >= 10 { out.append(UInt8(48 + (v / 10) % 10)) }
             out.append(UInt8(48 + v % 10))

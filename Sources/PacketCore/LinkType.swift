@@ -64,8 +64,14 @@ public struct TCPFlags: OptionSet, Sendable, Hashable {
     public static let cwr = TCPFlags(rawValue: 0x80)
 
     /// Zeek-style history letters, upper case for the originator, e.g. "SAF".
-    public func appendNames(to out: inout [UInt8]) {
-        let names: [(TCPFlags, UInt8)] = [(.syn, 83), (.ack, 65), (.psh, 80), (.fin, 70), (.rst, 82), (.urg, 85), (.ece, 69), (.cwr, 67)]
-        for (f, c) in names where contains(f) { out.append(c) }
+    public func appendNames<O: ByteOutput>(to out: inout O) {
+        if contains(.syn) { out.append(83) }
+        if contains(.ack) { out.append(65) }
+        if contains(.psh) { out.append(80) }
+        if contains(.fin) { out.append(70) }
+        if contains(.rst) { out.append(82) }
+        if contains(.urg) { out.append(85) }
+        if contains(.ece) { out.append(69) }
+        if contains(.cwr) { out.append(67) }
     }
 }
