@@ -72,10 +72,11 @@ public struct EvidenceConfiguration: Sendable, Equatable {
         if let s = r.seconds(t["retention"], in: 0...(3650 * 86400)) { c.retentionSeconds = s }
         if let lv = t["lookback"] {
             let lt = r.table(lv, allowed: ["bytes", "seconds"])
-            if let b = r.byteSize(lt["bytes"], in: (64 << 10)...(64 << 30)) { c.lookbackBytes = b }
+            if let b = r.byteSize(lt["bytes"], in: (64 << 10)...(4 << 30 - 1)) { c.lookbackBytes = b }
             if let s = r.seconds(lt["seconds"], in: 0...3600) { c.lookbackSeconds = s }
         }
-        if let s = r.int(t["snaplen"], in: 64...262_144) { c.snapLength = s }
+        // At least 96: VLAN + IPv6 + TCP headers, so stored frames still decode to their flow.
+        if let s = r.int(t["snaplen"], in: 96...262_144) { c.snapLength = s }
         if let tv = t["timestamp_resolution"], let s = r.string(tv) {
             if let res = TimestampResolution(rawValue: s) { c.timestampResolution = res } else { r.report(tv, "must be ns or us") }
         }

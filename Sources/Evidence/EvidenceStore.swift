@@ -182,11 +182,17 @@ public final class EvidenceStore: @unchecked Sendable {
 
     /// Gives a slot back after a failure (the partial file is removed; it holds ciphertext only).
     public func abandon(_ r: Reservation) {
+        release(r)
+        lock.lock(); defer { lock.unlock() }
+        _counters.failed &+= 1
+    }
+
+    /// Gives a slot back without keeping its file (a capture that found no packets in scope).
+    public func release(_ r: Reservation) {
         unlink(r.partialPath)
         lock.lock(); defer { lock.unlock() }
         openCaptures -= 1
         reservedBytes -= r.reservedBytes
-        _counters.failed &+= 1
     }
 
     /// Moves the finished file into place and appends its custody entry. `entry` writes the capture's

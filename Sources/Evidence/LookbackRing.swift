@@ -1,6 +1,6 @@
 import PacketCore
 
-/// What a scope needs to know about a packet without decoding it again: addresses, ports, protocol.
+/// What a scope needs to know about a packet: addresses, ports, protocol.
 public struct PacketSummary: Sendable {
     public var timestamp: Timestamp
     public var wireLength: Int32
@@ -43,10 +43,24 @@ public final class LookbackRing {
         public var truncated: UInt64 = 0
     }
 
+    /// 24 bytes per packet: the ring keeps frames and their pcap header, nothing decoded. Scopes are
+    /// matched by decoding the stored frame again when an alert asks (rare), so the per-packet path
+    /// writes as little memory as possible.
     struct Record {
-        var summary: PacketSummary
-        var offset: Int
-        var length: Int
+        var timestamp: Int64
+        var wireLength: UInt32
+        var linkType: Int32
+        var offset: UInt32
+        var length: UInt32
+    }
+
+    /// One stored frame, as `forEach` hands it out.
+    public struct Frame {
+        public var timestamp: Timestamp
+        public var wireLength: Int
+        public var linkType: LinkType
+        /// Cut to the snap length; valid only during the visit.
+        public var bytes: UnsafeRawBufferPointer
     }
 
     public let byteCapacity: Int
@@ -66,10 +80,11 @@ public final class LookbackRing {
     ///   - bytes: arena size; at least one full snap length.
     ///   - maxAge: packets older than the newest by more than this are dropped.
     ///   - snapLength: bytes kept per frame.
-    ///   - maxPackets: record slots (default: one per 64 arena bytes, the smallest useful frame).
+    ///   - maxPackets: record slots (default: one per 64 arena bytes, 24 bytes each; a flood of smaller
+    ///     frames is then bounded by count rather than bytes, and counted).
     public init(bytes: Int, maxAge: Timestamp.Duration, snapLength: Int, maxPackets: Int? = nil) {
         self.snapLength = max(1, snapLength)
-        byteCapacity = max(bytes, self.snapLength)
+        byteCapacity = min(max(bytes, self.snapLength), Int(UInt32.max))
         self.maxAge = maxAge
         recordCapacity = max(16, maxPackets ?? byteCapacity / 64)
         arena = .allocate(byteCount: byteCapacity, alignment: 16)
@@ -83,21 +98,21 @@ public final class LookbackRing {
 
     /// Copies one frame in. The per-packet path: a memcpy and a record store.
     @inline(__always)
-    public func append(_ summary: PacketSummary, frame: UnsafeRawBufferPointer) {
+    public func append(timestamp: Timestamp, wireLength: Int, linkType: LinkType, frame: UnsafeRawBufferPointer) {
         let length = min(frame.count, snapLength)
         if length < frame.count { counters.truncated &+= 1 }
         // Age bound (packet clock; input may be slightly out of order, so compare with this packet).
-        let oldestAllowed = summary.timestamp.nanoseconds &- maxAge.nanoseconds
-        while count > 0 && records[head].summary.timestamp.nanoseconds < oldestAllowed {
+        let oldestAllowed = timestamp.nanoseconds &- maxAge.nanoseconds
+        while count > 0 && records[head].timestamp < oldestAllowed {
             dropOldest(); counters.evictedForAge &+= 1
         }
         if count == recordCapacity { dropOldest(); counters.evictedForCount &+= 1 }
         if writeOffset + length > byteCapacity {
             // Wrap: everything from here to the end is the oldest data in ring order.
-            while count > 0 && records[head].offset >= writeOffset { dropOldest(); counters.evictedForSpace &+= 1 }
+            while count > 0 && Int(records[head].offset) >= writeOffset { dropOldest(); counters.evictedForSpace &+= 1 }
             writeOffset = 0
         }
-        while count > 0 && records[head].offset >= writeOffset && records[head].offset < writeOffset + length {
+        while count > 0 && Int(records[head].offset) >= writeOffset && Int(records[head].offset) < writeOffset + length {
             dropOldest(); counters.evictedForSpace &+= 1
         }
         if count == 0 { writeOffset = 0 }
@@ -106,7 +121,8 @@ public final class LookbackRing {
         }
         var slot = head + count
         if slot >= recordCapacity { slot -= recordCapacity }
-        (records + slot).initialize(to: Record(summary: summary, offset: writeOffset, length: length))
+        (records + slot).initialize(to: Record(timestamp: timestamp.nanoseconds, wireLength: UInt32(clamping: wireLength), linkType: linkType.rawValue,
+                                              offset: UInt32(truncatingIfNeeded: writeOffset), length: UInt32(truncatingIfNeeded: length)))
         count += 1
         writeOffset += length
         counters.stored &+= 1
@@ -120,11 +136,12 @@ public final class LookbackRing {
     }
 
     /// Visits stored packets oldest first (alerts are rare; this is not the packet path).
-    public func forEach(_ body: (PacketSummary, UnsafeRawBufferPointer) throws -> Void) rethrows {
+    public func forEach(_ body: (Frame) throws -> Void) rethrows {
         var i = head
         for _ in 0..<count {
             let r = records[i]
-            try body(r.summary, UnsafeRawBufferPointer(start: arena + r.offset, count: r.length))
+            try body(Frame(timestamp: Timestamp(nanoseconds: r.timestamp), wireLength: Int(r.wireLength), linkType: LinkType(rawValue: r.linkType),
+                           bytes: UnsafeRawBufferPointer(start: arena + Int(r.offset), count: Int(r.length))))
             i += 1
             if i == recordCapacity { i = 0 }
         }
@@ -133,9 +150,9 @@ public final class LookbackRing {
     /// Bytes of frame data currently held.
     public var storedBytes: Int {
         var n = 0
-        forEach { _, b in n += b.count }
+        forEach { n += $0.bytes.count }
         return n
     }
 
-    public var oldest: Timestamp? { count > 0 ? records[head].summary.timestamp : nil }
+    public var oldest: Timestamp? { count > 0 ? Timestamp(nanoseconds: records[head].timestamp) : nil }
 }

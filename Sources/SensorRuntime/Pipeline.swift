@@ -80,7 +80,7 @@ public final class Pipeline: PacketConsumer {
         if !analyzers.isEmpty {
             let ctx = PacketContext(packet: p, frame: raw.bytes, linkType: raw.linkType, slot: u.slot,
                                     fromOriginator: u.fromOriginator, isNewFlow: u.isNew)
-            for a in analyzers { a.packet(ctx, flows: flows) }
+            for i in analyzers.indices { analyzers[i].packet(ctx, flows: flows) }
         }
     }
 

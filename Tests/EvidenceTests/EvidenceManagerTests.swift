@@ -268,6 +268,24 @@ final class EvidenceManagerTests: XCTestCase {
         XCTAssertTrue(log.isEmpty, "no custody entry without a capture")
     }
 
+    /// A capture that finds no packet in scope (an alert about a host the ring and the rest of the input
+    /// never show) keeps no file and no custody entry; it is counted and reported instead.
+    func testEmptyCaptureIsDiscardedAndReported() throws {
+        let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http_on_sip_port.pcap") })
+        let pair = try EvidenceChecks.busiestPair(source)
+        let h = try Harness(triggers: [Self.pairTrigger])
+        try h.replay(source, alerts: [Harness.alert((IPAddress(ipv4: 0xC000_0201), IPAddress(ipv4: 0xC000_0202), 1, 2, IPProtocol.tcp, pair.alertAt))])
+        XCTAssertEqual(h.manager.counters.capturesOpened, 1)
+        XCTAssertEqual(h.manager.counters.emptyDiscarded, 1)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: h.evidenceDir.path).filter { $0.contains(".pcapng") }, [])
+        XCTAssertEqual((try? String(contentsOfFile: h.custodyLog, encoding: .utf8)) ?? "", "")
+        let ev = h.sink.dataset("sensor.evidence")
+        XCTAssertEqual(ev.count, 1)
+        XCTAssertEqual(ev.first.flatMap { TestSupport.value($0, "event.reason") as? String }, "no_packets_in_scope")
+        // The slot was given back: a later alert can open a capture.
+        XCTAssertEqual(h.store.diskUsage, 0)
+    }
+
     /// Flow scope: exactly tcpdump's cut for the flow's BPF, and the headers-only snap length applies.
     func testFlowScopeHeadersOnly() throws {
         let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http-single-conn-22.pcap") })

@@ -7,13 +7,6 @@ import XCTest
 @testable import Evidence
 
 final class LookbackRingTests: XCTestCase {
-    func summary(_ t: Int64, _ i: Int = 0) -> PacketSummary {
-        var p = DecodedPacket()
-        p.timestamp = Timestamp(nanoseconds: t)
-        p.source = IPAddress(ipv4: UInt32(i))
-        p.wireLength = 100
-        return PacketSummary(p, linkType: .ethernet)
-    }
 
     /// Against a plain array model: whatever the frame sizes, the ring holds the newest frames intact,
     /// within its byte and record bounds, oldest first.
@@ -24,10 +17,10 @@ final class LookbackRingTests: XCTestCase {
         for i in 0..<5000 {
             let len = Int.random(in: 0...1500, using: &rng)
             let frame = (0..<len).map { UInt8(truncatingIfNeeded: $0 &+ i) }
-            frame.withUnsafeBytes { ring.append(summary(Int64(i), i), frame: $0) }
+            frame.withUnsafeBytes { ring.append(timestamp: Timestamp(nanoseconds: Int64(i)), wireLength: 100, linkType: .ethernet, frame: $0) }
             model.append((i, frame))
             var got: [(Int, [UInt8])] = []
-            ring.forEach { s, b in got.append((Int(s.source.ipv4Value), Array(b))) }
+            ring.forEach { got.append((Int($0.timestamp.nanoseconds), Array($0.bytes))) }
             XCTAssertLessThanOrEqual(ring.storedBytes, 10_000)
             XCTAssertLessThanOrEqual(got.count, 200)
             XCTAssertFalse(got.isEmpty)
@@ -44,13 +37,13 @@ final class LookbackRingTests: XCTestCase {
         let ring = LookbackRing(bytes: 1 << 20, maxAge: .seconds(10), snapLength: 96)
         let frame = [UInt8](repeating: 7, count: 1514)
         for s in 0..<30 {
-            frame.withUnsafeBytes { ring.append(summary(Int64(s) * 1_000_000_000), frame: $0) }
+            frame.withUnsafeBytes { ring.append(timestamp: Timestamp(seconds: Int64(s)), wireLength: 1514, linkType: .ethernet, frame: $0) }
         }
         XCTAssertEqual(ring.count, 11, "packets within 10 s of the newest")
         XCTAssertEqual(ring.oldest, Timestamp(seconds: 19))
         XCTAssertEqual(ring.counters.evictedForAge, 19)
         XCTAssertEqual(ring.counters.truncated, 30)
-        ring.forEach { s, b in XCTAssertEqual(b.count, 96); XCTAssertEqual(s.wireLength, 100) }
+        ring.forEach { XCTAssertEqual($0.bytes.count, 96); XCTAssertEqual($0.wireLength, 1514) }
     }
 }
 
