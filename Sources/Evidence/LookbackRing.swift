@@ -89,6 +89,10 @@ public final class LookbackRing {
         recordCapacity = max(16, maxPackets ?? byteCapacity / 64)
         arena = .allocate(byteCount: byteCapacity, alignment: 16)
         records = .allocate(capacity: recordCapacity)
+        // Touch every page now: the memory is committed at start (a sensor that cannot have it fails
+        // here, not mid-incident) and the packet path never takes a first-touch page fault.
+        arena.initializeMemory(as: UInt8.self, repeating: 0, count: byteCapacity)
+        UnsafeMutableRawPointer(records).initializeMemory(as: UInt8.self, repeating: 0, count: recordCapacity * MemoryLayout<Record>.stride)
     }
 
     deinit {
