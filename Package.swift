@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "Evidence", dependencies: [
             "PacketCore", "Events", "ConfigKit", .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], swiftSettings: hotPath),
         // Config, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
             "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
