@@ -64,9 +64,9 @@ let package = Package(
         // Shared by the test targets: runs the real sensor binary and reference tools.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
 
-        .testTarget(name: "PacketCoreTests", dependencies: ["PacketCore"]),
-        .testTarget(name: "EventsTests", dependencies: ["Events"]),
-        .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers"]),
+        .testTarget(name: "PacketCoreTests", dependencies: ["PacketCore", "TestSupport"]),
+        .testTarget(name: "EventsTests", dependencies: ["Events", "TestSupport"]),
+        .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers", "TestSupport"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),

@@ -30,16 +30,13 @@ public final class PcapFileReader: PacketSource {
         linkType = LinkType(rawValue: pcap_datalink(h))
         if let filter, !filter.isEmpty {
             var program = bpf_program()
+            // Throwing from here runs deinit, which closes the handle.
             guard pcap_compile(h, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
-                let msg = String(cString: pcap_geterr(h))
-                pcap_close(h)
-                throw CaptureError(kind: .filter, input: path, message: msg)
+                throw CaptureError(kind: .filter, input: path, message: String(cString: pcap_geterr(h)))
             }
             defer { pcap_freecode(&program) }
             guard pcap_setfilter(h, &program) == 0 else {
-                let msg = String(cString: pcap_geterr(h))
-                pcap_close(h)
-                throw CaptureError(kind: .filter, input: path, message: msg)
+                throw CaptureError(kind: .filter, input: path, message: String(cString: pcap_geterr(h)))
             }
         }
     }
@@ -72,13 +69,13 @@ public final class PcapFileReader: PacketSource {
                 guard let user, let hdr, let data else { return }
                 let c = UnsafeMutableRawPointer(user).assumingMemoryBound(to: DispatchContext.self)
                 let packet = RawPacket(header: hdr, data: data, linkType: c.pointee.linkType)
+                c.pointee.delivered &+= 1
                 c.pointee.consumer._withUnsafeGuaranteedRef { $0.consume(packet) }
             }, UnsafeMutableRawPointer(ctx).assumingMemoryBound(to: UInt8.self))
         }
-        if rc >= 0 {
-            packetsRead &+= UInt64(rc)
-            return Int(rc)
-        }
+        // Counted in the callback: a batch that ends in an error has still delivered its first packets.
+        packetsRead &+= context.delivered
+        if rc >= 0 { return Int(rc) }
         if rc == PCAP_ERROR_BREAK { return 0 }
         throw CaptureError(kind: .read, input: path, message: String(cString: pcap_geterr(handle)), packetsBefore: packetsRead)
     }
@@ -88,6 +85,7 @@ public final class PcapFileReader: PacketSource {
     struct DispatchContext {
         var consumer: Unmanaged<PacketConsumer>
         var linkType: LinkType
+        var delivered: UInt64 = 0
     }
 
     public func stop() {

@@ -17,6 +17,8 @@ public final class EventEmitter {
     public private(set) var alertsByCategory: [RuleCategory: UInt64] = [:]
     /// Alerts go to every observer too (evidence capture listens here).
     public var alertObservers: [(Alert) -> Void] = []
+    /// Protocol facts go to these (threat-intelligence matching listens here); see `ObservedFact`.
+    public var factObservers: [any FactObserver] = []
 
     var writer = JSONWriter(capacity: 8192)
     let constantFields: [UInt8]

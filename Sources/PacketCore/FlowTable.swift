@@ -44,8 +44,15 @@ public final class FlowTable {
     public let configuration: FlowTableConfiguration
     public let capacity: Int
     @usableFromInline let slots: UnsafeMutablePointer<FlowRecord>
-    @usableFromInline let buckets: UnsafeMutablePointer<UInt64>
-    @usableFromInline let bucketMask: Int
+    /// The index in use: a power-of-two prefix of one of two preallocated arrays. It doubles (rehashing
+    /// into the other array) as flows arrive, so a table sized for a busy link keeps a small, cache-
+    /// resident index while it holds few flows; the arrays are reserved up front (lazy zero pages), so
+    /// growing allocates nothing.
+    @usableFromInline var buckets: UnsafeMutablePointer<UInt64>
+    @usableFromInline var bucketMask: Int
+    let bucketArrays: (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>)
+    let maxBuckets: Int
+    public private(set) var indexGrowths = 0
     @usableFromInline let freeSlots: UnsafeMutablePointer<Int32>
     /// Slots returned by ended flows (a stack), and the first slot never used yet.
     @usableFromInline var freeCount: Int
@@ -74,7 +81,7 @@ public final class FlowTable {
 
     /// Memory the table holds, per flow of capacity (slot plus its share of the index).
     public var bytesPerFlow: Int {
-        MemoryLayout<FlowRecord>.stride + (bucketMask + 1) * MemoryLayout<UInt64>.stride / capacity + MemoryLayout<Int32>.stride
+        MemoryLayout<FlowRecord>.stride + maxBuckets * MemoryLayout<UInt64>.stride / capacity + MemoryLayout<Int32>.stride
     }
 
     public var activeFlows: Int { neverUsed - freeCount }
@@ -85,11 +92,14 @@ public final class FlowTable {
         capacity = cap
         var nb = 16
         while nb < cap * 2 { nb <<= 1 }
-        bucketMask = nb - 1
+        maxBuckets = nb
+        bucketMask = min(nb, 16_384) - 1
         // calloc, not allocate+initialize: the kernel hands out zero pages lazily, so a table sized for a
         // busy link costs no start-up time and no resident memory until flows arrive. An all-zero
         // FlowRecord is a valid value (every field is a plain integer, Bool or zero-raw-value enum).
-        buckets = calloc(nb, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: nb)
+        bucketArrays = (calloc(nb, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: nb),
+                        calloc(nb, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: nb))
+        buckets = bucketArrays.0
         slots = calloc(cap, MemoryLayout<FlowRecord>.stride)!.bindMemory(to: FlowRecord.self, capacity: cap)
         freeSlots = .allocate(capacity: cap)
         freeCount = 0
@@ -100,7 +110,8 @@ public final class FlowTable {
 
     deinit {
         free(slots)
-        free(buckets)
+        free(bucketArrays.0)
+        free(bucketArrays.1)
         freeSlots.deallocate()
     }
 
@@ -215,9 +226,16 @@ public final class FlowTable {
             advanceTCP(s, fromA: fromA, flags: p.tcpFlags)
         }
         let newClass = key.ipProtocol == IPProtocol.tcp ? (slots[s].tcpState.isFinished ? 1 : 0) : oldClass
-        if newClass != oldClass || (clock.nanoseconds &- slots[s].listTime.nanoseconds >= FlowTable.relinkInterval && tail(oldClass) != slot) {
+        if newClass != oldClass {
             unlink(slot)
             append(slot, to: newClass)
+        } else if clock.nanoseconds &- slots[s].listTime.nanoseconds >= FlowTable.relinkInterval {
+            if tail(oldClass) != slot {
+                unlink(slot)
+                append(slot, to: newClass)
+            } else {
+                slots[s].listTime = clock  // already last: the list stays ordered
+            }
         }
         return Update(slot: slot, fromOriginator: fromA == slots[s].originatorIsA, isNew: isNew)
     }
@@ -276,7 +294,29 @@ public final class FlowTable {
         while buckets[i] != 0 { i = (i + 1) & bucketMask }
         buckets[i] = UInt64(tag) << 32 | UInt64(UInt32(slot + 1))
         counters.created &+= 1
+        if activeFlows * 2 > bucketMask + 1 && bucketMask + 1 < maxBuckets { growIndex() }
         return slot
+    }
+
+    /// Doubles the index: rehashes every entry into the other array, then clears the old prefix so the
+    /// spare array is all zeros again for the next growth.
+    @inline(never)
+    func growIndex() {
+        let oldSize = bucketMask + 1
+        let newMask = oldSize * 2 - 1
+        let target = buckets == bucketArrays.0 ? bucketArrays.1 : bucketArrays.0
+        for j in 0..<oldSize {
+            let e = buckets[j]
+            if e == 0 { continue }
+            let s = Int(Int32(truncatingIfNeeded: e & 0xffff_ffff) - 1)
+            var i = Int(truncatingIfNeeded: slots[s].key.hashValue64) & newMask
+            while target[i] != 0 { i = (i + 1) & newMask }
+            target[i] = e
+        }
+        memset(buckets, 0, oldSize * MemoryLayout<UInt64>.stride)
+        buckets = target
+        bucketMask = newMask
+        indexGrowths += 1
     }
 
     @inline(never)
