@@ -61,6 +61,15 @@ final class Harness {
 
     deinit { try? FileManager.default.removeItem(at: work) }
 
+    /// Every event written so far conforms to docs/SCHEMA.md (sensor.evidence included).
+    func assertEventsConform(file: StaticString = #filePath, line: UInt = #line) throws {
+        let schema = try EventSchema.load()
+        XCTAssertNotNil(schema.sections["sensor.evidence"], file: file, line: line)
+        for e in sink.events {
+            XCTAssertEqual(schema.problems(e), [], file: file, line: line)
+        }
+    }
+
     var custodyLog: String { evidenceDir.appendingPathComponent("custody.jsonl").path }
 
     /// Replays `path`; each alert is raised right after the first packet at or past its time.
@@ -138,6 +147,7 @@ final class EvidenceManagerTests: XCTestCase {
             XCTAssertEqual(TestSupport.value(ev, "file.name") as? String, entry["file"] as? String)
             XCTAssertEqual(TestSupport.value(ev, "sensor.evidence.custody.seq") as? Int, 1)
             XCTAssertEqual(CustodyVerifier.verify(path: h.custodyLog).firstProblem, nil)
+            try h.assertEventsConform()
         }
     }
 
@@ -178,6 +188,7 @@ final class EvidenceManagerTests: XCTestCase {
         let refused = h.sink.dataset("sensor.evidence").filter { TestSupport.value($0, "event.outcome") as? String == "failure" }
         XCTAssertEqual(refused.count, 1)
         XCTAssertEqual(TestSupport.value(refused[0], "sensor.evidence.refused") as? String, "concurrency_cap")
+        try h.assertEventsConform()
 
         let d = try Harness(triggers: [Self.pairTrigger]) { $0.maxDiskBytes = 100_000 }
         try d.replay(source, alerts: [Harness.alert(pair), other])
@@ -224,6 +235,7 @@ final class EvidenceManagerTests: XCTestCase {
         XCTAssertEqual(report.filesDeleted, 1)
         h.manager.tick(Timestamp(seconds: 2_000_000_000))
         XCTAssertEqual(h.sink.dataset("sensor.evidence").filter { (TestSupport.value($0, "event.type") as? [String]) == ["deletion"] }.count, 1)
+        try h.assertEventsConform()
 
         // A store opened later on the same directory inherits the chain and the inventory.
         var c = h.configuration
@@ -282,6 +294,7 @@ final class EvidenceManagerTests: XCTestCase {
         let ev = h.sink.dataset("sensor.evidence")
         XCTAssertEqual(ev.count, 1)
         XCTAssertEqual(ev.first.flatMap { TestSupport.value($0, "event.reason") as? String }, "no_packets_in_scope")
+        try h.assertEventsConform()
         // The slot was given back: a later alert can open a capture.
         XCTAssertEqual(h.store.diskUsage, 0)
     }
