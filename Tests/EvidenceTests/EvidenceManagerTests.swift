@@ -299,6 +299,26 @@ final class EvidenceManagerTests: XCTestCase {
         XCTAssertEqual(h.store.diskUsage, 0)
     }
 
+    /// `timestamp_resolution: us` declares microseconds in every IDB and writes every packet in them.
+    func testMicrosecondResolution() throws {
+        let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http_large_req_8001.pcap") })
+        let pair = try EvidenceChecks.busiestPair(source)
+        let h = try Harness(triggers: [Self.pairTrigger]) { $0.timestampResolution = .microseconds }
+        try h.replay(source, alerts: [Harness.alert(pair)])
+        let entry = try XCTUnwrap(try EvidenceChecks.custodyEntries(h.custodyLog).first)
+        let plain = h.work.appendingPathComponent("us.pcapng").path
+        try h.key.decrypt(h.evidenceDir.appendingPathComponent(entry["file"] as! String).path, to: plain)
+        let cap = try TestSupport.run("capinfos", [plain])
+        XCTAssertTrue(cap.stdoutText.contains("microseconds"), cap.stdoutText)
+        let packets = try StoredPacket.read(plain)
+        let bpf = try XCTUnwrap((entry["scope"] as? [String: Any])?["bpf"] as? String)
+        let reference = try StoredPacket.read(source, filter: bpf)
+            .map { StoredPacket(timestamp: $0.timestamp / 1000 * 1000, wireLength: $0.wireLength, bytes: $0.bytes) }
+            .filter { $0.timestamp >= packets[0].timestamp && $0.timestamp <= packets.last!.timestamp }
+        XCTAssertGreaterThan(packets.count, 0)
+        XCTAssertEqual(packets, reference)
+    }
+
     /// Flow scope: exactly tcpdump's cut for the flow's BPF, and the headers-only snap length applies.
     func testFlowScopeHeadersOnly() throws {
         let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http-single-conn-22.pcap") })
