@@ -63,8 +63,9 @@ public struct CaptureScope: Sendable, Hashable, CustomStringConvertible {
     public func matches(_ p: PacketSummary) -> Bool {
         let hasA = p.source == a || p.destination == a
         guard hasA else { return false }
-        if kind == .host { return true }
-        guard let b, p.source == b || p.destination == b else { return false }
+        // A pair or flow scope built without a second address is a host scope (as `bpf` renders it).
+        guard kind != .host, let b else { return true }
+        guard p.source == b || p.destination == b else { return false }
         if kind == .hostPair { return true }
         return p.ipProtocol == ipProtocol && p.hasPorts
             && (p.sourcePort == aPort || p.destinationPort == aPort)
@@ -75,15 +76,16 @@ public struct CaptureScope: Sendable, Hashable, CustomStringConvertible {
     /// evidence holds IP traffic (the packets flows are made of), not the ARP that `host` would add.
     public var bpf: String {
         func h(_ x: IPAddress) -> String { x.isIPv6 ? "ip6 host \(x)" : "ip host \(x)" }
+        guard let b, kind != .host else { return h(a) }
         switch kind {
         case .host:
             return h(a)
         case .hostPair:
-            return "\(h(a)) and \(h(b!))"
+            return "\(h(a)) and \(h(b))"
         case .flow:
             let proto = IPProtocol.name(ipProtocol).map { "\($0)" } ?? "ip proto \(ipProtocol)"
-            if aPort == bPort { return "\(proto) and \(h(a)) and \(h(b!)) and port \(aPort)" }
-            return "\(proto) and \(h(a)) and \(h(b!)) and port \(aPort) and port \(bPort)"
+            if aPort == bPort { return "\(proto) and \(h(a)) and \(h(b)) and port \(aPort)" }
+            return "\(proto) and \(h(a)) and \(h(b)) and port \(aPort) and port \(bPort)"
         }
     }
 
