@@ -1,5 +1,6 @@
 import ConfigKit
 import Evidence
+import Enrichment
 import Outputs
 import PacketCore
 
@@ -22,6 +23,8 @@ public struct SensorConfiguration: Sendable {
     public var rulesDirectory: String?
     /// Alert-triggered evidence capture (`evidence:`); off unless an authorisation reference is set.
     public var evidence = EvidenceConfiguration()
+    /// GeoIP/ASN databases (YAML `enrichment:`).
+    public var enrichment = EnrichmentConfiguration()
 
     public init() {}
 
@@ -58,7 +61,8 @@ public struct SensorConfiguration: Sendable {
         var c = SensorConfiguration()
         var r = ConfigReader()
         let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
-                                      "evidence"])
+                                          "enrichment",
+                                          "evidence"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -111,6 +115,13 @@ public struct SensorConfiguration: Sendable {
             c.rulesDirectory = r.string(t["directory"])
         }
         if let v = top["evidence"] { EvidenceConfiguration.parse(v, into: &c.evidence, reader: &r) }
+        if let v = top["enrichment"] {
+            let t = r.table(v, allowed: ["geoip_city", "geoip_asn", "cache_size", "reload_check"])
+            c.enrichment.cityDatabase = r.string(t["geoip_city"])
+            c.enrichment.asnDatabase = r.string(t["geoip_asn"])
+            if let n = r.int(t["cache_size"], in: 16...10_000_000) { c.enrichment.cacheSize = n }
+            if let s = r.seconds(t["reload_check"], in: 0.1...3600) { c.enrichment.reloadCheckSeconds = s }
+        }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return c
     }

@@ -14,7 +14,7 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: "Rules directory (default: ./Rules, then /etc/sensor/rules).")
     var rules: String?
 
-    @Option(name: .long, help: ArgumentHelp("Where events go: stdout, file:PATH. Repeatable.", valueName: "spec"))
+    @Option(name: .long, help: ArgumentHelp("Where events go: stdout, file:PATH, kafka://HOST:PORT[,…]/TOPIC[?prop=value…], syslog+{udp,tcp,tls}://HOST:PORT. Repeatable.", valueName: "spec"))
     var output: [String] = []
 
     @Option(name: .long, help: "BPF filter applied before decoding (minimisation).")
@@ -52,6 +52,11 @@ struct SensorOptions: ParsableArguments {
 
     @Option(name: .customLong("operator"), help: ArgumentHelp("Operator responsible for the evidence capture.", valueName: "name"))
     var operatorName: String?
+    @Option(name: .long, help: ArgumentHelp("MaxMind City or Country database for source/destination.geo.*.", valueName: "path"))
+    var geoipCity: String?
+
+    @Option(name: .long, help: ArgumentHelp("MaxMind ASN database for source/destination.as.*.", valueName: "path"))
+    var geoipAsn: String?
 
     func validate() throws {
         for r in evidenceRecipient {
@@ -91,6 +96,8 @@ struct SensorOptions: ParsableArguments {
         if let operatorName { c.evidence.operatorName = operatorName }
         let evidenceProblems = c.evidence.validate()
         if !evidenceProblems.isEmpty { throw CLIError(message: evidenceProblems.joined(separator: "\n"), code: 78) }
+        if let geoipCity { c.enrichment.cityDatabase = geoipCity }
+        if let geoipAsn { c.enrichment.asnDatabase = geoipAsn }
         return c
     }
 
