@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
@@ -56,9 +57,15 @@ let package = Package(
         .target(name: "ThreatIntel", dependencies: [
             "PacketCore", "Events", "ConfigKit", .product(name: "Logging", package: "swift-log"),
         ]),
+        // Evidence: lookback ring, targeted pcapng capture on alerts, age encryption, custody log.
+        .target(name: "Evidence", dependencies: [
+            "PacketCore", "Events", "ConfigKit", .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: hotPath),
         // Config, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
             "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
+            "Evidence",
             "Enrichment",
             "Detectors",
             "ThreatIntel",
@@ -69,6 +76,7 @@ let package = Package(
         // The CLI.
         .executableTarget(name: "sensor", dependencies: [
             "SensorRuntime",
+            "Evidence",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -84,6 +92,9 @@ let package = Package(
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),
+        .testTarget(name: "EvidenceTests", dependencies: [
+            "Evidence", "SensorRuntime", "Capture", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "TestSupport"]),
         .testTarget(name: "EnrichmentTests", dependencies: ["Enrichment", "TestSupport"]),
         .testTarget(name: "ThreatIntelTests", dependencies: ["ThreatIntel", "TestSupport"]),

@@ -1,5 +1,6 @@
 import Analyzers
 import Detectors
+import Evidence
 import Events
 import Logging
 import ThreatIntel
@@ -10,7 +11,9 @@ import ThreatIntel
 /// set. Application analysers that need TCP byte streams register as `StreamConsumer`s on the one shared
 /// `StreamReassembler`, which runs only when at least one consumer exists.
 public enum AnalyzerFactory {
-    public static func makeAnalyzers(configuration: SensorConfiguration, emitter: EventEmitter, logger: Logger) throws -> [any PacketAnalyzer] {
+    /// `evidenceStore`: one store shared by every worker's evidence manager (made here when nil).
+    public static func makeAnalyzers(configuration: SensorConfiguration, emitter: EventEmitter, logger: Logger,
+                                     evidenceStore: EvidenceStore? = nil) throws -> [any PacketAnalyzer] {
         var analyzers: [any PacketAnalyzer] = []
         let reassembler = StreamReassembler(flowCapacity: configuration.flows.capacity)
         // Stream consumers register here: reassembler.add(...)
@@ -18,6 +21,8 @@ public enum AnalyzerFactory {
 
         if !reassembler.consumers.isEmpty { analyzers.insert(reassembler, at: 0) }
         if let intel = try makeThreatIntel(configuration, emitter: emitter, logger: logger) { analyzers.append(intel) }
+        // Evidence capture (off without an authorisation reference). Last, so it closes after detectors conclude.
+        if let e = try EvidenceSetup.makeManager(configuration: configuration, emitter: emitter, logger: logger, store: evidenceStore) { analyzers.append(e) }
         return analyzers
     }
 }

@@ -90,7 +90,7 @@ public final class Pipeline: PacketConsumer {
         if !packetAnalyzers.isEmpty {
             let ctx = PacketContext(packet: p, frame: raw.bytes, linkType: raw.linkType, slot: u.slot,
                                     fromOriginator: u.fromOriginator, isNewFlow: u.isNew)
-            for a in packetAnalyzers { a.packet(ctx, flows: flows) }
+            for i in packetAnalyzers.indices { packetAnalyzers[i].packet(ctx, flows: flows) }
         }
     }
 

@@ -1,4 +1,5 @@
 import ConfigKit
+import Evidence
 import Foundation
 
 /// Finds and checks the rules directory (`Rules/` in the repository; `/etc/sensor/rules` when installed).
@@ -37,6 +38,10 @@ public enum RulesDirectory {
         }
         issues += C2Analyzers.checkRules(dir)
         issues += IntelConfiguration.checkIndicatorFiles(in: dir + "/indicators")
+        let evidenceRules = "\(dir)/\(EvidenceRules.fileName)"
+        if FileManager.default.fileExists(atPath: evidenceRules) {
+            do { _ = try EvidenceRules.load(path: evidenceRules) } catch { issues.append(contentsOf: error.issues) }
+        }
         return issues
     }
 }

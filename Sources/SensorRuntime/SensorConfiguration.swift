@@ -1,4 +1,5 @@
 import ConfigKit
+import Evidence
 import Enrichment
 import Outputs
 import PacketCore
@@ -20,6 +21,8 @@ public struct SensorConfiguration: Sendable {
     /// Empty means standard output.
     public var outputs: [OutputSpec] = []
     public var rulesDirectory: String?
+    /// Alert-triggered evidence capture (`evidence:`); off unless an authorisation reference is set.
+    public var evidence = EvidenceConfiguration()
     /// GeoIP/ASN databases (YAML `enrichment:`).
     public var enrichment = EnrichmentConfiguration()
     /// `intel:` threat-intelligence indicators (see IntelConfiguration.swift).
@@ -60,7 +63,7 @@ public struct SensorConfiguration: Sendable {
         var c = SensorConfiguration()
         var r = ConfigReader()
         let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
-                                          "enrichment", "intel"])
+                                          "enrichment", "intel", "evidence"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -112,8 +115,15 @@ public struct SensorConfiguration: Sendable {
             let t = r.table(v, allowed: ["directory"])
             c.rulesDirectory = r.string(t["directory"])
         }
-        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
-                                          "enrichment", "intel"])
+        if let v = top["evidence"] { EvidenceConfiguration.parse(v, into: &c.evidence, reader: &r) }
+        if let v = top["enrichment"] {
+            let t = r.table(v, allowed: ["geoip_city", "geoip_asn", "cache_size", "reload_check"])
+            c.enrichment.cityDatabase = r.string(t["geoip_city"])
+            c.enrichment.asnDatabase = r.string(t["geoip_asn"])
+            if let n = r.int(t["cache_size"], in: 16...10_000_000) { c.enrichment.cacheSize = n }
+            if let s = r.seconds(t["reload_check"], in: 0.1...3600) { c.enrichment.reloadCheckSeconds = s }
+        }
+        if let v = top["intel"] { c.intel = IntelConfiguration.parse(v, &r) }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return c
     }

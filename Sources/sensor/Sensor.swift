@@ -7,6 +7,6 @@ struct Sensor: AsyncParsableCommand {
         commandName: "sensor",
         abstract: "Real-time network security sensor: flows, detections and evidence as ECS JSON.",
         version: "0.1.0",
-        subcommands: [Replay.self, CheckConfig.self, CheckRules.self, Hunt.self]
+        subcommands: [Replay.self, CheckConfig.self, CheckRules.self, Hunt.self, Custody.self]
     )
 }

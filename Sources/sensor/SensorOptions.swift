@@ -1,5 +1,6 @@
 import ArgumentParser
 import ConfigKit
+import Evidence
 import Logging
 import Outputs
 import PacketCore
@@ -37,6 +38,20 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
 
+    @Option(name: .long, help: ArgumentHelp("Evidence directory (0700/0750, owned by the sensor user).", valueName: "dir"))
+    var evidenceDir: String?
+
+    @Option(name: .long, help: ArgumentHelp("age X25519 recipient (age1…) evidence is encrypted to. Repeatable.", valueName: "age1..."))
+    var evidenceRecipient: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Authorisation reference for evidence capture; without one, evidence capture stays off.", valueName: "ref"))
+    var authorization: String?
+
+    @Option(name: .long, help: ArgumentHelp("Purpose of the evidence capture (recorded in every file and custody entry).", valueName: "text"))
+    var purpose: String?
+
+    @Option(name: .customLong("operator"), help: ArgumentHelp("Operator responsible for the evidence capture.", valueName: "name"))
+    var operatorName: String?
     @Option(name: .long, help: ArgumentHelp("MaxMind City or Country database for source/destination.geo.*.", valueName: "path"))
     var geoipCity: String?
 
@@ -46,6 +61,9 @@ struct SensorOptions: ParsableArguments {
     var indicators: [String] = []
 
     func validate() throws {
+        for r in evidenceRecipient {
+            do { _ = try AgeRecipient(r) } catch { throw ValidationError("--evidence-recipient: \(error.description)") }
+        }
         for o in output {
             do { _ = try OutputSpec(parsing: o) } catch { throw ValidationError(error.description) }
         }
@@ -73,6 +91,13 @@ struct SensorOptions: ParsableArguments {
         if let communityIdSeed { c.communityIDSeed = communityIdSeed }
         if !homeNet.isEmpty { c.homeNetworks = homeNet.compactMap(IPNetwork.init) }
         if let logLevel { c.logLevel = logLevel }
+        if let evidenceDir { c.evidence.directory = evidenceDir }
+        if !evidenceRecipient.isEmpty { c.evidence.recipients = evidenceRecipient }
+        if let authorization { c.evidence.authorization = authorization }
+        if let purpose { c.evidence.purpose = purpose }
+        if let operatorName { c.evidence.operatorName = operatorName }
+        let evidenceProblems = c.evidence.validate()
+        if !evidenceProblems.isEmpty { throw CLIError(message: evidenceProblems.joined(separator: "\n"), code: 78) }
         if let geoipCity { c.enrichment.cityDatabase = geoipCity }
         if let geoipAsn { c.enrichment.asnDatabase = geoipAsn }
         c.intel.indicators += indicators

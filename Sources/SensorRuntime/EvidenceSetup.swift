@@ -1,0 +1,51 @@
+import ConfigKit
+import Evidence
+import Events
+import Foundation
+import Logging
+
+/// Wires evidence capture into a pipeline: rules, the shared store, one manager per worker.
+public enum EvidenceSetup {
+    /// Why evidence capture cannot start (the sensor does not run without the evidence it was told to keep).
+    public struct SetupError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The store for `configuration`, or nil when evidence capture is off (no authorisation reference).
+    public static func makeStore(configuration c: SensorConfiguration) throws -> EvidenceStore? {
+        guard c.evidence.enabled else { return nil }
+        let observer = ObserverInfo(name: c.sensorName)
+        do {
+            return try EvidenceStore(configuration: c.evidence, sensorName: observer.name, hostname: observer.hostname)
+        } catch {
+            throw SetupError(description: error.description)
+        }
+    }
+
+    /// The triggers in `<rules>/evidence.yaml`; a missing file is an error when evidence is on.
+    public static func loadTriggers(configuration c: SensorConfiguration) throws -> [EvidenceTrigger] {
+        guard let dir = RulesDirectory.resolve(c.rulesDirectory) else {
+            throw SetupError(description: "evidence capture is on but no rules directory was found (need \(EvidenceRules.fileName) in --rules DIR)")
+        }
+        let path = "\(dir)/\(EvidenceRules.fileName)"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw SetupError(description: "evidence capture is on but \(path) does not exist (it says which alerts trigger capture)")
+        }
+        do { return try EvidenceRules.load(path: path) } catch { throw SetupError(description: error.description) }
+    }
+
+    /// A worker's evidence manager, registered as an alert observer of its emitter; nil when evidence is off.
+    public static func makeManager(configuration c: SensorConfiguration, emitter: EventEmitter, logger: Logger,
+                                   store: EvidenceStore?) throws -> EvidenceManager? {
+        guard c.evidence.enabled else {
+            if c.evidence.directory != nil || !c.evidence.recipients.isEmpty {
+                logger.notice("evidence capture is off: no authorization reference configured (--authorization)")
+            }
+            return nil
+        }
+        guard let store = try store ?? makeStore(configuration: c) else { return nil }
+        let manager = EvidenceManager(store: store, triggers: try loadTriggers(configuration: c), emitter: emitter, logger: logger)
+        manager.observeAlerts(of: emitter)
+        return manager
+    }
+}

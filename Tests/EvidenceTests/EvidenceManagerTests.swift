@@ -1,0 +1,345 @@
+import Capture
+import Events
+import Foundation
+import Logging
+import PacketCore
+import SensorRuntime
+import TestSupport
+import XCTest
+@testable import Evidence
+
+/// A wall clock the test moves (retention is wall-clock time; everything else is packet time).
+final class TestClock: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Double
+    init(_ v: Double) { value = v }
+    var now: Double { lock.lock(); defer { lock.unlock() }; return value }
+    func advance(_ s: Double) { lock.lock(); value += s; lock.unlock() }
+}
+
+/// A real pipeline with the evidence manager, fed from real captures; alerts are constructed for hosts
+/// in those captures and raised through the emitter, exactly as a detector raises them.
+final class Harness {
+    let work: URL
+    let evidenceDir: URL
+    let key: AgeKey
+    let sink = CollectingSink()
+    let emitter: EventEmitter
+    let store: EvidenceStore
+    let manager: EvidenceManager
+    let pipeline: Pipeline
+    let clock = TestClock(1_800_000_000)
+    var configuration: EvidenceConfiguration
+
+    static let purpose = "IR-2026-0412 suspected C2 from workstation"
+    static let authorization = "AUTH-2026-0412 signed CISO+Legal"
+    static let operatorName = "analyst.jane"
+
+    init(triggers: [EvidenceTrigger], configure: (inout EvidenceConfiguration) -> Void = { _ in }) throws {
+        work = try TestSupport.temporaryDirectory("evidence-test")
+        evidenceDir = work.appendingPathComponent("evidence")
+        key = try AgeKey.generate(in: work)
+        var c = EvidenceConfiguration()
+        c.directory = evidenceDir.path
+        c.recipients = [key.recipient]
+        c.authorization = Self.authorization
+        c.purpose = Self.purpose
+        c.operatorName = Self.operatorName
+        c.lookbackBytes = 8 << 20
+        c.lookbackSeconds = 60
+        configure(&c)
+        configuration = c
+        emitter = EventEmitter(observer: ObserverInfo(name: "test-sensor", hostname: "test-host"), sinks: [sink])
+        let clock = self.clock
+        store = try EvidenceStore(configuration: c, sensorName: "test-sensor", hostname: "test-host", wallClock: { clock.now })
+        var logger = Logger(label: "evidence-test")
+        logger.logLevel = .warning
+        manager = EvidenceManager(store: store, triggers: triggers, emitter: emitter, logger: logger)
+        manager.observeAlerts(of: emitter)
+        pipeline = Pipeline(flows: FlowTableConfiguration(), emitter: emitter, analyzers: [manager])
+    }
+
+    deinit { try? FileManager.default.removeItem(at: work) }
+
+    /// Every event written so far conforms to docs/SCHEMA.md (sensor.evidence included).
+    func assertEventsConform(file: StaticString = #filePath, line: UInt = #line) throws {
+        let schema = try EventSchema.load()
+        XCTAssertNotNil(schema.sections["sensor.evidence"], file: file, line: line)
+        for e in sink.events {
+            XCTAssertEqual(schema.problems(e), [], file: file, line: line)
+        }
+    }
+
+    var custodyLog: String { evidenceDir.appendingPathComponent("custody.jsonl").path }
+
+    /// Replays `path`; each alert is raised right after the first packet at or past its time.
+    /// `midRun` runs after every alert (to look at the disk while captures are open).
+    func replay(_ path: String, alerts: [Alert], finish: Bool = true, midRun: () -> Void = {}) throws {
+        let r = try PcapFileReader(path: path)
+        var pending = alerts.sorted { $0.timestamp < $1.timestamp }
+        while let p = try r.next() {
+            pipeline.process(p)
+            while let a = pending.first, p.timestamp >= a.timestamp {
+                pending.removeFirst()
+                emitter.emit(a)
+                midRun()
+            }
+        }
+        for a in pending { emitter.emit(a) }
+        if finish { pipeline.finish(emitStats: false) }
+    }
+
+    static func alert(_ pair: (a: IPAddress, b: IPAddress, sport: UInt16, dport: UInt16, proto: UInt8, alertAt: Timestamp),
+                      at t: Timestamp? = nil, category: RuleCategory = .nonstandardPortC2, severity: Severity = .high,
+                      rule: String = "test-evidence-hook") -> Alert {
+        Alert(timestamp: t ?? pair.alertAt, category: category, ruleID: rule, ruleName: "Constructed alert for the evidence hook",
+              techniques: [Technique(id: "T1571", name: "Non-Standard Port")], severity: severity, riskScore: 70,
+              message: "test alert", source: Endpoint(ip: pair.a, port: pair.sport), destination: Endpoint(ip: pair.b, port: pair.dport),
+              ipProtocol: pair.proto)
+    }
+}
+
+final class EvidenceManagerTests: XCTestCase {
+    static let pairTrigger = EvidenceTrigger(name: "c2-test", categories: ["nonstandard_port_c2", "beaconing"], minimumSeverity: .medium,
+                                             scope: .hostPair, duration: .seconds(30), lookback: .seconds(60), maxBytes: 64 << 20)
+
+    override func setUpWithError() throws { try EvidenceChecks.requireTools() }
+
+    /// The acceptance assertions, for real, on every capture in c2-nonstd-port/ and beacon/: one alert
+    /// for the busiest host pair; the evidence decrypts with `age -d`, capinfos/tshark read it with its
+    /// comments, its packets equal tcpdump's cut for the scope over the file's window (lookback
+    /// included), the custody hashes match, modes are 0600/0700, no plaintext touches the disk, and the
+    /// `sensor.evidence` event links the alert to the file and its hash.
+    func testEvidenceForEveryC2AndBeaconCapture() throws {
+        let captures = TestSupport.captures("c2-nonstd-port") + TestSupport.captures("beacon")
+        XCTAssertGreaterThanOrEqual(captures.count, 10)
+        for source in captures {
+            let pair = try EvidenceChecks.busiestPair(source)
+            let h = try Harness(triggers: [Self.pairTrigger])
+            let alert = Harness.alert(pair)
+            var sawPartial = false
+            try h.replay(source, alerts: [alert]) {
+                // While the capture is open: only ciphertext in the evidence directory.
+                EvidenceChecks.assertNoPlaintextCapture(in: [h.evidenceDir])
+                sawPartial = sawPartial || ((try? FileManager.default.contentsOfDirectory(atPath: h.evidenceDir.path)) ?? []).contains { $0.hasSuffix(".partial") }
+            }
+            XCTAssertTrue(sawPartial, "\(source): capture file exists while open")
+            EvidenceChecks.assertNoPlaintextCapture(in: [h.evidenceDir])
+            XCTAssertEqual(EvidenceChecks.mode(h.evidenceDir.path), 0o700)
+            XCTAssertEqual(EvidenceChecks.mode(h.custodyLog), 0o600)
+            XCTAssertEqual(h.manager.counters.capturesClosed, 1, source)
+            let entries = try EvidenceChecks.custodyEntries(h.custodyLog)
+            XCTAssertEqual(entries.count, 1, source)
+            let entry = try XCTUnwrap(entries.first)
+            XCTAssertEqual(entry["authorization"] as? String, Harness.authorization)
+            XCTAssertEqual(entry["operator"] as? String, Harness.operatorName)
+            XCTAssertEqual((entry["alerts"] as? [[String: Any]])?.first?["id"] as? String, alert.id)
+            XCTAssertEqual((entry["user"] as? [String: Any])?["id"] as? Int, Int(getuid()))
+            XCTAssertNotNil(entry["retention_until"])
+            let packets = try EvidenceChecks.verify(entry: entry, evidenceDir: h.evidenceDir, source: source, key: h.key, work: h.work,
+                                                    expectComments: ["sensor: test-sensor", "alert \(alert.id)", "authorization: \(Harness.authorization)",
+                                                                     "purpose: \(Harness.purpose)", "operator: \(Harness.operatorName)"])
+            // Lookback: the pair's packets before the alert are there (the alert is at the pair's middle packet).
+            XCTAssertLessThan(try XCTUnwrap(packets.first).timestamp, alert.timestamp.nanoseconds, "\(source): lookback packets present")
+            let ev = try XCTUnwrap(h.sink.dataset("sensor.evidence").first, source)
+            XCTAssertEqual(TestSupport.value(ev, "file.hash.sha256") as? String, entry["sha256"] as? String)
+            XCTAssertEqual(TestSupport.value(ev, "sensor.evidence.alert_ids") as? [String], [alert.id])
+            XCTAssertEqual(TestSupport.value(ev, "file.name") as? String, entry["file"] as? String)
+            XCTAssertEqual(TestSupport.value(ev, "sensor.evidence.custody.seq") as? Int, 1)
+            XCTAssertEqual(CustodyVerifier.verify(path: h.custodyLog).firstProblem, nil)
+            try h.assertEventsConform()
+        }
+    }
+
+    /// A second alert for a scope the open capture covers extends it (one file, both alerts, the
+    /// extension noted as a packet comment); a third for another pair opens a second capture.
+    func testOverlappingAlertsExtendOneCapture() throws {
+        let source = try XCTUnwrap(TestSupport.captures("beacon").first { $0.hasSuffix("emotet.pcap") })
+        let pair = try EvidenceChecks.busiestPair(source)
+        let h = try Harness(triggers: [Self.pairTrigger])
+        let first = Harness.alert(pair)
+        // A second detector's alert on the same pair while the capture is open.
+        let second = Harness.alert(pair, rule: "test-evidence-hook-2")
+        try h.replay(source, alerts: [first, second])
+        XCTAssertEqual(h.manager.counters.capturesOpened, 1)
+        XCTAssertEqual(h.manager.counters.capturesExtended, 1)
+        let entries = try EvidenceChecks.custodyEntries(h.custodyLog)
+        XCTAssertEqual(entries.count, 1)
+        XCTAssertEqual((entries[0]["alerts"] as? [[String: Any]])?.compactMap { $0["id"] as? String }, [first.id, second.id])
+        let packets = try EvidenceChecks.verify(entry: entries[0], evidenceDir: h.evidenceDir, source: source, key: h.key, work: h.work,
+                                                expectComments: ["alert \(first.id)"])
+        XCTAssertGreaterThan(packets.count, 0)
+        let plain = h.work.appendingPathComponent((entries[0]["file"] as! String).replacingOccurrences(of: ".age", with: "")).path
+        let comments = try TestSupport.run("tshark", ["-r", plain, "-T", "fields", "-e", "frame.comment"])
+        XCTAssertTrue(comments.stdoutText.contains("alert \(second.id)"), "extension comment: \(comments.stdoutText.prefix(500))")
+    }
+
+    /// Global caps: a second concurrent capture is refused when the cap is one, and a capture that
+    /// would not fit the disk budget is refused; both are counted and reported as events.
+    func testGlobalCapsRefuseAndCount() throws {
+        let source = try XCTUnwrap(TestSupport.captures("beacon").first { $0.hasSuffix("wmi_to_powershell_empire.pcap") })
+        let pair = try EvidenceChecks.busiestPair(source)
+        let other = Harness.alert((pair.a, IPAddress(ipv4: 0x0A00_0063), 1, 2, IPProtocol.tcp, pair.alertAt))
+        let h = try Harness(triggers: [Self.pairTrigger]) { $0.maxConcurrentCaptures = 1 }
+        try h.replay(source, alerts: [Harness.alert(pair), other])
+        XCTAssertEqual(h.manager.counters.refusedConcurrency, 1)
+        XCTAssertEqual(h.store.counters.refusedConcurrency, 1)
+        XCTAssertEqual(h.manager.counters.capturesClosed, 1)
+        let refused = h.sink.dataset("sensor.evidence").filter { TestSupport.value($0, "event.outcome") as? String == "failure" }
+        XCTAssertEqual(refused.count, 1)
+        XCTAssertEqual(TestSupport.value(refused[0], "sensor.evidence.refused") as? String, "concurrency_cap")
+        try h.assertEventsConform()
+
+        let d = try Harness(triggers: [Self.pairTrigger]) { $0.maxDiskBytes = 100_000 }
+        try d.replay(source, alerts: [Harness.alert(pair), other])
+        XCTAssertEqual(d.manager.counters.refusedDiskCap, 1)
+        // The first capture was held to what the budget allowed.
+        let entries = try EvidenceChecks.custodyEntries(d.custodyLog)
+        XCTAssertEqual(entries.count, 1)
+        XCTAssertLessThanOrEqual((entries[0]["file_bytes"] as? NSNumber)?.intValue ?? .max, 100_000)
+        XCTAssertNil(CustodyVerifier.verify(path: d.custodyLog).firstProblem)
+
+        // A trigger's own size cap closes the capture; what it holds is still tcpdump's cut of its window.
+        var small = Self.pairTrigger
+        small.maxBytes = 8192
+        let s = try Harness(triggers: [small])
+        try s.replay(source, alerts: [Harness.alert(pair)])
+        let capped = try EvidenceChecks.custodyEntries(s.custodyLog)
+        XCTAssertEqual(capped.first?["close_reason"] as? String, "size_cap")
+        XCTAssertLessThanOrEqual((capped.first?["file_bytes"] as? NSNumber)?.intValue ?? .max, 8192)
+        try EvidenceChecks.verify(entry: capped[0], evidenceDir: s.evidenceDir, source: source, key: s.key, work: s.work, expectComments: [])
+    }
+
+    /// Retention: once the period passes (wall clock), the file is deleted and the deletion is logged
+    /// in the chain; verification still passes and counts it; a `sensor.evidence` deletion event follows.
+    func testRetentionDeletesAndLogs() throws {
+        let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http-on-port-5432.pcap") })
+        let pair = try EvidenceChecks.busiestPair(source)
+        let h = try Harness(triggers: [Self.pairTrigger]) { $0.retentionSeconds = 3600 }
+        try h.replay(source, alerts: [Harness.alert(pair)], finish: false)
+        h.pipeline.finish(emitStats: false)
+        var entries = try EvidenceChecks.custodyEntries(h.custodyLog)
+        let file = try XCTUnwrap(entries.first?["file"] as? String)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: h.evidenceDir.appendingPathComponent(file).path))
+        XCTAssertTrue(try h.store.enforceRetention().isEmpty, "nothing expires before its time")
+        h.clock.advance(3601)
+        let deleted = try h.store.enforceRetention()
+        XCTAssertEqual(deleted.map(\.fileName), [file])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.evidenceDir.appendingPathComponent(file).path))
+        entries = try EvidenceChecks.custodyEntries(h.custodyLog)
+        XCTAssertEqual(entries.count, 2)
+        XCTAssertEqual(entries[1]["action"] as? String, "evidence_deleted")
+        XCTAssertEqual(entries[1]["file"] as? String, file)
+        let report = CustodyVerifier.verify(path: h.custodyLog)
+        XCTAssertNil(report.firstProblem)
+        XCTAssertEqual(report.filesDeleted, 1)
+        h.manager.tick(Timestamp(seconds: 2_000_000_000))
+        XCTAssertEqual(h.sink.dataset("sensor.evidence").filter { (TestSupport.value($0, "event.type") as? [String]) == ["deletion"] }.count, 1)
+        try h.assertEventsConform()
+
+        // A store opened later on the same directory inherits the chain and the inventory.
+        var c = h.configuration
+        c.retentionSeconds = 0
+        let again = try EvidenceStore(configuration: c, sensorName: "s", hostname: "h")
+        XCTAssertEqual(again.counters.deleted, 0, "already-deleted files are not deleted twice")
+    }
+
+    func testUnsafeDirectoryAndMissingAuthorizationAreRefused() throws {
+        let work = try TestSupport.temporaryDirectory("evidence-dir")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let key = try AgeKey.generate(in: work)
+        let dir = work.appendingPathComponent("open")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+        var c = EvidenceConfiguration()
+        c.directory = dir.path
+        c.recipients = [key.recipient]
+        c.authorization = "AUTH-1"
+        XCTAssertThrowsError(try EvidenceStore(configuration: c, sensorName: "s", hostname: "h")) { e in
+            XCTAssertTrue("\(e)".contains("accessible to others"), "\(e)")
+        }
+        try FileManager.default.setAttributes([.posixPermissions: 0o750], ofItemAtPath: dir.path)
+        XCTAssertNoThrow(try EvidenceStore(configuration: c, sensorName: "s", hostname: "h"))
+        c.authorization = nil
+        XCTAssertFalse(c.enabled)
+        XCTAssertThrowsError(try EvidenceStore(configuration: c, sensorName: "s", hostname: "h"))
+        c.authorization = "AUTH-1"
+        c.recipients = []
+        XCTAssertFalse(c.validate().isEmpty, "no recipient: refused (evidence is never kept in clear)")
+    }
+
+    /// Triggers select by category and severity; an alert no trigger selects opens nothing.
+    func testTriggerSelection() throws {
+        let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http_on_sip_port.pcap") })
+        let pair = try EvidenceChecks.busiestPair(source)
+        let h = try Harness(triggers: [Self.pairTrigger])
+        try h.replay(source, alerts: [Harness.alert(pair, severity: .low), Harness.alert(pair, category: .dnsTunneling)])
+        XCTAssertEqual(h.manager.counters.alertsSeen, 2)
+        XCTAssertEqual(h.manager.counters.alertsTriggering, 0)
+        XCTAssertEqual(h.manager.counters.capturesOpened, 0)
+        let log = (try? String(contentsOfFile: h.custodyLog, encoding: .utf8)) ?? ""
+        XCTAssertTrue(log.isEmpty, "no custody entry without a capture")
+    }
+
+    /// A capture that finds no packet in scope (an alert about a host the ring and the rest of the input
+    /// never show) keeps no file and no custody entry; it is counted and reported instead.
+    func testEmptyCaptureIsDiscardedAndReported() throws {
+        let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http_on_sip_port.pcap") })
+        let pair = try EvidenceChecks.busiestPair(source)
+        let h = try Harness(triggers: [Self.pairTrigger])
+        try h.replay(source, alerts: [Harness.alert((IPAddress(ipv4: 0xC000_0201), IPAddress(ipv4: 0xC000_0202), 1, 2, IPProtocol.tcp, pair.alertAt))])
+        XCTAssertEqual(h.manager.counters.capturesOpened, 1)
+        XCTAssertEqual(h.manager.counters.emptyDiscarded, 1)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: h.evidenceDir.path).filter { $0.contains(".pcapng") }, [])
+        XCTAssertEqual((try? String(contentsOfFile: h.custodyLog, encoding: .utf8)) ?? "", "")
+        let ev = h.sink.dataset("sensor.evidence")
+        XCTAssertEqual(ev.count, 1)
+        XCTAssertEqual(ev.first.flatMap { TestSupport.value($0, "event.reason") as? String }, "no_packets_in_scope")
+        try h.assertEventsConform()
+        // The slot was given back: a later alert can open a capture.
+        XCTAssertEqual(h.store.diskUsage, 0)
+    }
+
+    /// `timestamp_resolution: us` declares microseconds in every IDB and writes every packet in them.
+    func testMicrosecondResolution() throws {
+        let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http_large_req_8001.pcap") })
+        let pair = try EvidenceChecks.busiestPair(source)
+        let h = try Harness(triggers: [Self.pairTrigger]) { $0.timestampResolution = .microseconds }
+        try h.replay(source, alerts: [Harness.alert(pair)])
+        let entry = try XCTUnwrap(try EvidenceChecks.custodyEntries(h.custodyLog).first)
+        let plain = h.work.appendingPathComponent("us.pcapng").path
+        try h.key.decrypt(h.evidenceDir.appendingPathComponent(entry["file"] as! String).path, to: plain)
+        let cap = try TestSupport.run("capinfos", [plain])
+        XCTAssertTrue(cap.stdoutText.contains("microseconds"), cap.stdoutText)
+        let packets = try StoredPacket.read(plain)
+        let bpf = try XCTUnwrap((entry["scope"] as? [String: Any])?["bpf"] as? String)
+        let reference = try StoredPacket.read(source, filter: bpf)
+            .map { StoredPacket(timestamp: $0.timestamp / 1000 * 1000, wireLength: $0.wireLength, bytes: $0.bytes) }
+            .filter { $0.timestamp >= packets[0].timestamp && $0.timestamp <= packets.last!.timestamp }
+        XCTAssertGreaterThan(packets.count, 0)
+        XCTAssertEqual(packets, reference)
+    }
+
+    /// Flow scope: exactly tcpdump's cut for the flow's BPF, and the headers-only snap length applies.
+    func testFlowScopeHeadersOnly() throws {
+        let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http-single-conn-22.pcap") })
+        let pair = try EvidenceChecks.busiestPair(source)
+        var trigger = Self.pairTrigger
+        trigger.scope = .flow
+        let h = try Harness(triggers: [trigger]) { $0.snapLength = 96 }
+        try h.replay(source, alerts: [Harness.alert(pair)])
+        let entries = try EvidenceChecks.custodyEntries(h.custodyLog)
+        let entry = try XCTUnwrap(entries.first)
+        XCTAssertEqual((entry["scope"] as? [String: Any])?["kind"] as? String, "flow")
+        let name = try XCTUnwrap(entry["file"] as? String)
+        let plain = h.work.appendingPathComponent("flow.pcapng").path
+        try h.key.decrypt(h.evidenceDir.appendingPathComponent(name).path, to: plain)
+        let packets = try StoredPacket.read(plain)
+        XCTAssertGreaterThan(packets.count, 0)
+        XCTAssertTrue(packets.allSatisfy { $0.bytes.count <= 96 })
+        XCTAssertTrue(packets.contains { $0.wireLength > 96 }, "original lengths are kept")
+        let bpf = try XCTUnwrap((entry["scope"] as? [String: Any])?["bpf"] as? String)
+        let reference = try StoredPacket.read(source, filter: bpf).filter { $0.timestamp >= packets[0].timestamp && $0.timestamp <= packets.last!.timestamp }
+        XCTAssertEqual(packets.map(\.timestamp), reference.map(\.timestamp))
+        XCTAssertEqual(packets.map { $0.bytes }, reference.map { Array($0.bytes.prefix(96)) })
+    }
+}
