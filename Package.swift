@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Thin system-library targets: one per C library, nothing else.
@@ -28,7 +30,7 @@ let package = Package(
         // ECS event model, JSON writer into reused buffers, the EventSink seam. No Foundation.
         .target(name: "Events", dependencies: ["PacketCore"]),
         // libpcap sources (offline files now, live interfaces later).
-        .target(name: "Capture", dependencies: ["CPcap", "PacketCore"]),
+        .target(name: "Capture", dependencies: ["CPcap", "PacketCore", "CSensorShims"]),
         // Event sinks: stdout, file (Kafka and syslog join here).
         .target(name: "Outputs", dependencies: ["Events", .product(name: "Logging", package: "swift-log")]),
         // YAML with line-numbered errors, shared by the config file and every rules file.
@@ -39,6 +41,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         // The CLI.
         .executableTarget(name: "sensor", dependencies: [
@@ -52,7 +57,7 @@ let package = Package(
 
         .testTarget(name: "PacketCoreTests", dependencies: ["PacketCore"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
-        .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
+        .testTarget(name: "CaptureTests", dependencies: ["Capture", "TestSupport"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),

@@ -50,4 +50,23 @@ public protocol PacketSource: AnyObject {
     func next() throws(CaptureError) -> RawPacket?
     /// Makes a blocked or looping `next` return nil soon (signal handlers, shutdown). Thread-safe.
     func stop()
+    /// Like `next`, but a live source may come back with `.idle` when its wait timed out with no traffic,
+    /// so the worker can do its periodic work (statistics, flushing, idle flow expiry) on a quiet link.
+    /// Files never idle: the default is `next()`.
+    func read() throws(CaptureError) -> SourceRead
+}
+
+/// What one read from a source gave.
+public enum SourceRead {
+    case packet(RawPacket)
+    /// Nothing arrived within the source's wait; not the end.
+    case idle
+    case end
+}
+
+extension PacketSource {
+    public func read() throws(CaptureError) -> SourceRead {
+        if let p = try next() { return .packet(p) }
+        return .end
+    }
 }

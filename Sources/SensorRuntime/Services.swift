@@ -33,6 +33,15 @@ public final class EventOutputService: Service, @unchecked Sendable {
     }
 }
 
+/// Periodic work a live worker does on its own thread, beside the packet path (statistics, metrics,
+/// reloads, idle flow expiry). Called about once a second of wall time, also when the link is quiet.
+public protocol WorkerHousekeeping: AnyObject {
+    /// `idle`: the source's wait timed out with no packet.
+    func periodic(_ pipeline: Pipeline, idle: Bool)
+    /// After the last packet: report every flow and the final statistics.
+    func finish(_ pipeline: Pipeline)
+}
+
 /// Runs one pipeline over one packet source on a dedicated thread.
 ///
 /// libpcap calls block, so they never run on Swift's cooperative pool. Graceful shutdown (SIGTERM,
@@ -43,21 +52,35 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
     let logger: Logger
     public private(set) var readError: CaptureError?
     public private(set) var interrupted = false
+    /// Live workers: the CPU the thread pins itself to, and its periodic work.
+    let cpu: Int?
+    let housekeeping: (any WorkerHousekeeping)?
+    let threadName: String
+    /// Packets between wall-clock checks: large for files (throughput), small for live (latency).
+    let checkEvery: Int
 
-    public init(pipeline: Pipeline, source: any PacketSource, logger: Logger) {
+    public init(pipeline: Pipeline, source: any PacketSource, logger: Logger, cpu: Int? = nil,
+                housekeeping: (any WorkerHousekeeping)? = nil, threadName: String = "sensor-pipeline") {
         self.pipeline = pipeline
         self.source = source
         self.logger = logger
+        self.cpu = cpu
+        self.housekeeping = housekeeping
+        self.threadName = threadName
+        self.checkEvery = housekeeping == nil ? 8192 : 32
     }
 
     public func run() async throws {
         try await withGracefulShutdownHandler {
             await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
                 let t = Thread { [self] in
+                    if let cpu, let problem = ThreadAffinity.pinCurrentThread(to: cpu) {
+                        logger.warning("cannot pin worker thread", metadata: ["cpu": "\(cpu)", "error": "\(problem)"])
+                    }
                     processAll()
                     cont.resume()
                 }
-                t.name = "sensor-pipeline"
+                t.name = threadName
                 t.stackSize = 8 << 20
                 t.start()
             }
@@ -72,16 +95,25 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
         var sinceCheck = 0
         var lastFlush = ContinuousClock.now
         do {
-            while let p = try source.next() {
-                pipeline.process(p)
-                sinceCheck &+= 1
-                if sinceCheck >= 8192 {
-                    sinceCheck = 0
-                    let now = ContinuousClock.now
-                    if now - lastFlush >= .seconds(1) {
-                        lastFlush = now
-                        flushOutputs()
-                    }
+            loop: while true {
+                let idle: Bool
+                switch try source.read() {
+                case .packet(let p):
+                    pipeline.process(p)
+                    sinceCheck &+= 1
+                    guard sinceCheck >= checkEvery else { continue loop }
+                    idle = false
+                case .idle:
+                    idle = true
+                case .end:
+                    break loop
+                }
+                sinceCheck = 0
+                let now = ContinuousClock.now
+                if now - lastFlush >= .seconds(1) {
+                    lastFlush = now
+                    housekeeping?.periodic(pipeline, idle: idle)
+                    flushOutputs()
                 }
             }
         } catch {
@@ -89,7 +121,7 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
             logger.error("capture input damaged; processed what came before it", metadata: ["error": "\(error)"])
         }
         if Task.isCancelled { interrupted = true }
-        pipeline.finish()
+        if let housekeeping { housekeeping.finish(pipeline) } else { pipeline.finish() }
         flushOutputs()
     }
 
