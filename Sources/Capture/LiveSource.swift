@@ -100,8 +100,8 @@ public final class PcapLiveSource: PacketSource {
         if rc > 0 { activationWarning = String(cString: pcap_statustostr(rc)) + ": " + String(cString: pcap_geterr(h)) }
         handle = h
         linkType = LinkType(rawValue: pcap_datalink(h))
+        // From here on `self` is fully initialised: a throw runs `deinit`, which closes the handle.
         if pcap_setnonblock(h, 1, &errbuf) != 0 {
-            pcap_close(h)
             throw CaptureError(kind: .open, input: name, message: "setnonblock: \(String(cString: errbuf))")
         }
         selectableFD = pcap_get_selectable_fd(h)
@@ -109,8 +109,7 @@ public final class PcapLiveSource: PacketSource {
         // Between activation and joining the fanout group this socket receives every packet on the
         // interface; the other workers get those same packets once they join, so keeping them would
         // duplicate flows. Reject everything until `beginCapture()`, which drains what arrived before.
-        do throws(CaptureError) {
-            if let group = options.fanoutGroup {
+        if let group = options.fanoutGroup {
                 // The real filter is installed in `beginCapture()`; compile it now so a typo fails at start.
                 if let f = options.filter, !f.isEmpty {
                     var program = bpf_program()
@@ -125,12 +124,8 @@ public final class PcapLiveSource: PacketSource {
                     throw CaptureError(kind: .open, input: name,
                                        message: "PACKET_FANOUT join (group \(group)): \(String(cString: strerror(err)))")
                 }
-            } else {
-                try Self.setFilter(h, options.filter ?? "", input: name)
-            }
-        } catch {
-            pcap_close(h)
-            throw error
+        } else {
+            try Self.setFilter(h, options.filter ?? "", input: name)
         }
     }
 

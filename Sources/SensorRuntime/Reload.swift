@@ -12,6 +12,12 @@ public struct RulesSnapshot: @unchecked Sendable {
     public var directory: String
     /// Each rules file's parsed document, by path (files that are empty are absent).
     public var documents: [String: ConfigValue]
+
+    public init(generation: Int, directory: String, documents: [String: ConfigValue]) {
+        self.generation = generation
+        self.directory = directory
+        self.documents = documents
+    }
 }
 
 /// The seam analysers and detectors adopt to take new rules, allowlists and indicator lists on SIGHUP
