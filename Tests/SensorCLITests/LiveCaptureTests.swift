@@ -45,8 +45,9 @@ final class VethLab {
     }
 
     /// Starts `sensor run` on the capture end inside the namespace.
-    func startSensor(_ arguments: [String]) throws -> LiveSensorProcess {
-        try LiveSensorProcess(namespace: namespace, arguments: ["run", "--interface", captureEnd] + arguments)
+    /// `wrapper` runs before the sensor inside the namespace (e.g. setpriv, to start as systemd would).
+    func startSensor(_ arguments: [String], wrapper: [String] = []) throws -> LiveSensorProcess {
+        try LiveSensorProcess(namespace: namespace, arguments: ["run", "--interface", captureEnd] + arguments, wrapper: wrapper)
     }
 
     /// GET /metrics from inside the namespace (bash's /dev/tcp: no client tool needed).
@@ -67,7 +68,7 @@ final class LiveSensorProcess {
     let directory: URL
     let stdoutURL: URL, stderrURL: URL
 
-    init(namespace: String, arguments: [String]) throws {
+    init(namespace: String, arguments: [String], wrapper: [String] = []) throws {
         directory = try TestSupport.temporaryDirectory("live")
         stdoutURL = directory.appendingPathComponent("events.ndjson")
         stderrURL = directory.appendingPathComponent("stderr.txt")
@@ -75,7 +76,7 @@ final class LiveSensorProcess {
         FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         // `ip netns exec` execs the sensor: the process id is the sensor's.
-        process.arguments = ["ip", "netns", "exec", namespace, TestSupport.sensorBinary] + arguments
+        process.arguments = ["ip", "netns", "exec", namespace] + wrapper + [TestSupport.sensorBinary] + arguments
         process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
         process.standardError = try FileHandle(forWritingTo: stderrURL)
         process.standardInput = FileHandle.nullDevice
@@ -244,6 +245,32 @@ final class LiveCaptureTests: XCTestCase {
         XCTAssertTrue(received.allSatisfy { $0 > 0 }, "fanout must spread flows over both workers: \(received)")
         XCTAssertEqual(finalStats.values.map { Self.int($0, "sensor.stats.capture.kernel_dropped") }, [0, 0])
         XCTAssertEqual(finalStats.values.map { Self.int($0, "sensor.stats.packets") }.reduce(0, +), offlinePackets)
+    }
+
+    /// Started the way Deploy/sensor.service starts it: already the service user, holding only ambient
+    /// CAP_NET_RAW and CAP_NET_ADMIN. The sensor opens its handles, then clears them on every thread.
+    func testAmbientCapabilityStartAsSystemdDoesEndsWithNoCapability() throws {
+        try requireLab()
+        guard TestSupport.hasTool("setpriv") else { throw XCTSkip("setpriv (util-linux) not installed") }
+        let lab = try VethLab()
+        defer { lab.close() }
+        let sensor = try lab.startSensor(["--workers", "2", "--user", "nobody", "--metrics", "off"], wrapper: [
+            "setpriv", "--reuid=nobody", "--regid=\(try TestSupport.run("id", ["-g", "nobody"]).stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))",
+            "--clear-groups", "--inh-caps=+net_raw,+net_admin", "--ambient-caps=+net_raw,+net_admin",
+        ])
+        try sensor.waitUntilCapturing()
+        XCTAssertEqual(sensor.status("CapAmb"), "0000000000000000")
+        XCTAssertEqual(sensor.status("NoNewPrivs"), "1")
+        let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(sensor.pid)/task")) ?? []
+        XCTAssertGreaterThan(threads.count, 2)
+        for t in threads {
+            XCTAssertEqual(sensor.status("CapEff", thread: t), "0000000000000000", "thread \(t)")
+            XCTAssertEqual(sensor.status("CapPrm", thread: t), "0000000000000000", "thread \(t)")
+        }
+        try lab.replay([TestSupport.data("pcaps/benign/dns.pcap")])
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertEqual(sensor.terminate(), 0, sensor.stderr)
+        XCTAssertFalse(Self.flows(try sensor.events()).isEmpty)
     }
 
     /// SIGTERM while traffic is still arriving: every flow a worker saw is reported, then exit 0.
