@@ -132,8 +132,10 @@ public final class LiveSensor {
             do { try PrivateDirectory.prepare(d.path, mode: d.mode, owner: owner) } catch { throw .directory(error) }
         }
 
-        // Fanout group ids are per network namespace; the pid keeps two sensors on one host apart.
-        let group: UInt16? = live.workers > 1 ? UInt16(truncatingIfNeeded: getpid()) : nil
+        // Fanout group ids are per network namespace; the pid keeps two sensors on one host apart. A lone
+        // worker joins a group of one too: the defrag flag makes the kernel reassemble IP fragments before
+        // delivery, and the sensor should see the same packets whatever its worker count.
+        let group: UInt16? = UInt16(truncatingIfNeeded: getpid())
         var sources: [PcapLiveSource] = []
         for _ in 0..<live.workers {
             var o = LiveCaptureOptions(interface: interface)

@@ -302,6 +302,34 @@ final class LiveCaptureTests: XCTestCase {
                       "open flows are flushed at shutdown")
     }
 
+    /// Kernel drops are counted per worker and, above `capture.loss_warning`, raise a `sensor.health`
+    /// warning. Drops are made certain: the sensor is stopped (SIGSTOP) while ~3 MB arrive for a 1 MiB ring.
+    func testKernelDropsAreCountedAndRaiseAHealthWarning() throws {
+        try requireLab()
+        let lab = try VethLab()
+        defer { lab.close() }
+        let sensor = try lab.startSensor(["--workers", "1", "--allow-root", "--buffer-mb", "1", "--stats-interval", "1",
+                                          "--metrics", "off"])
+        try sensor.waitUntilCapturing()
+        sensor.signal(SIGSTOP)
+        try lab.replay([TestSupport.data("pcaps/c2-nonstd-port/metasploit-ms017-010-win7x64.pcap"),
+                        TestSupport.data("pcaps/lateral/winrm_psremote_05-16.pcap")])
+        sensor.signal(SIGCONT)
+        Thread.sleep(forTimeInterval: 2.5)
+        XCTAssertEqual(sensor.terminate(), 0, sensor.stderr)
+        let events = try sensor.events()
+        let last = try XCTUnwrap(Self.stats(events).last)
+        let received = Self.int(last, "sensor.stats.capture.received"), dropped = Self.int(last, "sensor.stats.capture.kernel_dropped")
+        XCTAssertEqual(received, 1609, "received counts every packet that passed the filter, dropped ones included")
+        XCTAssertGreaterThan(dropped, 0)
+        XCTAssertEqual(Self.int(last, "sensor.stats.packets"), received - dropped, "what was not dropped was processed")
+        let health = events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.health" }
+        XCTAssertEqual(health.count, 1, "one warning for the one lossy interval")
+        XCTAssertEqual(health.first.map { Self.int($0, "sensor.health.kernel_dropped") }, dropped)
+        XCTAssertEqual(health.first.flatMap { TestSupport.value($0, "sensor.health.check") as? String }, "capture_loss")
+        XCTAssertTrue(sensor.stderr.contains("capture loss"), sensor.stderr)
+    }
+
     /// SIGHUP reloads the rules directory; a broken rule set is rejected with its reason and the sensor
     /// keeps running on the old one.
     func testSighupReloadRejectsABadRuleSetAndKeepsRunning() throws {
