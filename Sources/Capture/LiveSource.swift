@@ -151,7 +151,8 @@ public final class PcapLiveSource: PacketSource {
 
     deinit { pcap_close(handle) }
 
-    /// The next packet, `.idle` when nothing arrived within the timeout, `.end` after `stop()`.
+    /// One packet at a time: the next packet, `.idle` when nothing arrived within the timeout, `.end` after
+    /// `stop()`. Workers use the batch `dispatchOrIdle`; this is for tools and tests.
     ///
     /// The handle is non-blocking and the wait is our own `poll` on its descriptor: with TPACKET_V3
     /// libpcap itself waits without a timeout (the kernel's block retire timer is meant to wake it), and
@@ -210,6 +211,55 @@ public final class PcapLiveSource: PacketSource {
         }
     }
 
+    /// A batch straight from the ring (`pcap_dispatch`: one C callback per packet, no copy), `.idle` when
+    /// nothing arrived within the timeout, `.end` after `stop()`.
+    public func dispatchOrIdle(maxPackets: Int, to consumer: PacketConsumer) throws(CaptureError) -> DispatchResult {
+        while true {
+            if stopped.load(ordering: .relaxed) { return .end }
+            var context = LiveDispatchContext(consumer: Unmanaged.passUnretained(consumer), linkType: linkType,
+                                              nanoseconds: nanosecondTimestamps)
+            let rc = withUnsafeMutablePointer(to: &context) { ctx in
+                pcap_dispatch(handle, Int32(clamping: maxPackets), { user, hdr, data in
+                    guard let user, let hdr, let data else { return }
+                    let c = UnsafeMutableRawPointer(user).assumingMemoryBound(to: LiveDispatchContext.self)
+                    var packet = RawPacket(header: hdr, data: data, linkType: c.pointee.linkType)
+                    if !c.pointee.nanoseconds {
+                        let h = hdr.pointee
+                        packet.timestamp = Timestamp(nanoseconds: Int64(h.ts.tv_sec) &* 1_000_000_000 &+ Int64(h.ts.tv_usec) &* 1000)
+                    }
+                    c.pointee.consumer._withUnsafeGuaranteedRef { $0.consume(packet) }
+                }, UnsafeMutableRawPointer(ctx).assumingMemoryBound(to: UInt8.self))
+            }
+            if rc > 0 {
+                packetsRead &+= UInt64(rc)
+                return .delivered(Int(rc))
+            }
+            if rc == PCAP_ERROR_BREAK { return .end }
+            if rc < 0 {
+                throw CaptureError(kind: .read, input: options.interface, message: String(cString: pcap_geterr(handle)),
+                                   packetsBefore: packetsRead)
+            }
+            if try !waitReadable() { return stopped.load(ordering: .relaxed) ? .end : .idle }
+        }
+    }
+
+    public func dispatch(maxPackets: Int, to consumer: PacketConsumer) throws(CaptureError) -> Int {
+        while true {
+            switch try dispatchOrIdle(maxPackets: maxPackets, to: consumer) {
+            case .delivered(let n): return n
+            case .idle: continue
+            case .end: return 0
+            }
+        }
+    }
+
+    /// What the C callback needs; the consumer is held unretained (it outlives the `pcap_dispatch` call).
+    struct LiveDispatchContext {
+        var consumer: Unmanaged<PacketConsumer>
+        var linkType: LinkType
+        var nanoseconds: Bool
+    }
+
     /// Ends a blocked read soon (`pcap_breakloop` wakes libpcap's poll). Safe from any thread.
     public func stop() {
         stopped.store(true, ordering: .relaxed)
@@ -228,6 +278,14 @@ public final class PcapLiveSource: PacketSource {
         lastRaw = (s.ps_recv, s.ps_drop, s.ps_ifdrop)
         return totals
     }
+}
+
+/// What one `PcapLiveSource.read()` gave.
+public enum SourceRead {
+    case packet(RawPacket)
+    /// Nothing arrived within the timeout; not the end.
+    case idle
+    case end
 }
 
 /// Pins the calling thread to one CPU (`pthread_setaffinity_np`).

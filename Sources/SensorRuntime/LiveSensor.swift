@@ -1,4 +1,5 @@
 import Capture
+import Enrichment
 import Events
 import Foundation
 import Logging
@@ -95,10 +96,12 @@ public final class LiveSensor {
     public let privileges: PrivilegeReport
     let sinks: [any EventSink]
     let metrics: SensorMetrics
+    let geo: GeoDatabases?
     let logger: Logger
 
     init(configuration: SensorConfiguration, sources: [PcapLiveSource], endpoint: MetricsEndpoint?, metrics: SensorMetrics,
-         privileges: PrivilegeReport, sinks: [any EventSink], logger: Logger) {
+         privileges: PrivilegeReport, sinks: [any EventSink], geo: GeoDatabases?, logger: Logger) {
+        self.geo = geo
         self.configuration = configuration
         self.sources = sources
         self.endpoint = endpoint
@@ -171,13 +174,20 @@ public final class LiveSensor {
             }
         }
 
+        // GeoIP/ASN databases are opened as the service user: one it cannot read fails now, not at reload.
+        var geo: GeoDatabases?
+        if c.enrichment.isEnabled {
+            do { geo = try GeoDatabases(configuration: c.enrichment, logger: logger) } catch {
+                throw .configuration(["enrichment: \(error)"])
+            }
+        }
         // Outputs are opened as the service user, so files it creates are its own.
         var sinks: [any EventSink] = []
         for spec in c.outputs.isEmpty ? [OutputSpec.stdout] : c.outputs {
             do { sinks.append(try spec.makeSink()) } catch { throw .output("\(error)") }
         }
         return LiveSensor(configuration: c, sources: sources, endpoint: endpoint, metrics: metrics, privileges: report,
-                          sinks: sinks, logger: logger)
+                          sinks: sinks, geo: geo, logger: logger)
     }
 
     /// Runs until SIGTERM or SIGINT (every flow reported, outputs flushed) or until a worker fails.
@@ -186,6 +196,8 @@ public final class LiveSensor {
         let live = c.live
         let hup = await UnixSignalsSequence(trapping: .sighup)
         let mailbox = ReloadMailbox()
+        geo?.startWatching()
+        defer { geo?.stopWatching() }
         let outputs = EventOutputService(sinks: sinks, logger: logger)
         let outputMetrics = OutputMetrics(metrics: metrics, sinks: sinks)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: outputs)]
@@ -200,7 +212,8 @@ public final class LiveSensor {
             let counter = DatasetCounter()
             let emitter = EventEmitter(observer: ObserverInfo(name: c.sensorName, ingressInterface: live.interface ?? "?"),
                                        sinks: sinks + [counter], communityID: CommunityID(seed: c.communityIDSeed),
-                                       homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents)
+                                       homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents,
+                                       enricher: geo.map { GeoEnricher(databases: $0) })
             let pipeline = Pipeline(flows: c.flows, emitter: emitter,
                                     analyzers: try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: emitter, logger: logger))
             let worker = LiveWorker(index: i, source: source, configuration: live, metrics: WorkerMetrics(metrics: metrics, worker: i),

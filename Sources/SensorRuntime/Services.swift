@@ -56,8 +56,6 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
     let cpu: Int?
     let housekeeping: (any WorkerHousekeeping)?
     let threadName: String
-    /// Packets between wall-clock checks: large for files (throughput), small for live (latency).
-    let checkEvery: Int
 
     public init(pipeline: Pipeline, source: any PacketSource, logger: Logger, cpu: Int? = nil,
                 housekeeping: (any WorkerHousekeeping)? = nil, threadName: String = "sensor-pipeline") {
@@ -67,7 +65,6 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
         self.cpu = cpu
         self.housekeeping = housekeeping
         self.threadName = threadName
-        self.checkEvery = housekeeping == nil ? 8192 : 32
     }
 
     public func run() async throws {
@@ -92,23 +89,18 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
 
     /// The processing loop (public for tests and benchmarks that drive it without a service group).
     public func processAll() {
-        var sinceCheck = 0
         var lastFlush = ContinuousClock.now
         do {
+            // Batches from libpcap's buffer; outputs are flushed at most once a second of wall time so live
+            // events leave promptly while replay writes in large blocks. A live source also comes back
+            // `.idle` on a quiet link, so its worker still does its periodic work.
             loop: while true {
                 let idle: Bool
-                switch try source.read() {
-                case .packet(let p):
-                    pipeline.process(p)
-                    sinceCheck &+= 1
-                    guard sinceCheck >= checkEvery else { continue loop }
-                    idle = false
-                case .idle:
-                    idle = true
-                case .end:
-                    break loop
+                switch try source.dispatchOrIdle(maxPackets: 4096, to: pipeline) {
+                case .delivered: idle = false
+                case .idle: idle = true
+                case .end: break loop
                 }
-                sinceCheck = 0
                 let now = ContinuousClock.now
                 if now - lastFlush >= .seconds(1) {
                     lastFlush = now

@@ -1,0 +1,305 @@
+import Events
+import PacketCore
+
+/// What a stream consumer wants after seeing some bytes.
+public enum StreamVerdict: Sendable {
+    /// Keep delivering this direction.
+    case more
+    /// Stop delivering this direction (e.g. the handshake of interest is over).
+    case doneWithDirection
+    /// Stop delivering both directions of this flow.
+    case doneWithFlow
+}
+
+/// An application analyser fed with in-order TCP bytes (DNS over TCP, SMB, DCE-RPC, TLS, HTTP, …).
+///
+/// Consumers keep their own per-flow state in side tables indexed by `slot`, reset in `streamStarted`.
+public protocol StreamConsumer: AnyObject {
+    var name: String { get }
+    /// Asked once per flow at its first payload byte: does this consumer want the flow's streams?
+    /// `payload` is that first segment (either direction), for content-based identification.
+    func wantsStream(_ flow: FlowRecord, slot: Int32, firstPayload: UnsafeRawBufferPointer, fromOriginator: Bool) -> Bool
+    /// In-order bytes of one direction. `data` is valid only during the call (often libpcap's buffer).
+    func stream(_ data: UnsafeRawBufferPointer, fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) -> StreamVerdict
+    /// Bytes in that direction were lost (capture loss or budget): in-order analysis of it ends here.
+    func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp)
+    /// The flow ended; release per-slot state.
+    func streamEnded(_ flow: FlowRecord, slot: Int32)
+}
+
+/// Limits of stream reassembly.
+public struct ReassemblyConfiguration: Sendable, Equatable {
+    /// Bytes delivered per direction of a flow before it is no longer followed (analysers only need the start).
+    public var maxBytesPerDirection: UInt32 = 4 << 20
+    /// Out-of-order bytes held per flow while waiting for a missing segment.
+    public var maxPendingBytesPerFlow: Int = 256 << 10
+    /// Out-of-order bytes held across all flows of a worker.
+    public var maxPendingBytesTotal: Int = 64 << 20
+    public init() {}
+}
+
+/// Counters of what reassembly skipped, published with the worker's statistics.
+public struct ReassemblyCounters: Sendable, Equatable {
+    public var deliveredBytes: UInt64 = 0
+    public var retransmittedBytes: UInt64 = 0
+    public var overlapBytes: UInt64 = 0
+    public var outOfOrderSegments: UInt64 = 0
+    public var gaps: UInt64 = 0
+    public var budgetStops: UInt64 = 0
+    public var pendingDropped: UInt64 = 0
+    public init() {}
+}
+
+/// TCP stream reassembly shared by every application analyser (one instance per worker).
+///
+/// In order per direction: the common in-order segment is handed to consumers straight from libpcap's
+/// buffer (no copy). Retransmissions are dropped, overlaps keep the bytes first seen, out-of-order
+/// segments are copied into a bounded per-flow store until the hole fills; when a hole cannot fill
+/// (the store's bound, or the flow ends) the direction gets a clean `gap` and is no longer followed.
+/// Works on flows whose handshake was missed (the first segment seen sets the sequence base).
+/// Per-flow state is a fixed-size slot array sized to the flow table: nothing is allocated per packet
+/// except on the out-of-order path, which is bounded per flow and in total.
+public final class StreamReassembler: PacketAnalyzer {
+    public let name = "tcp-reassembly"
+    public let configuration: ReassemblyConfiguration
+    public private(set) var consumers: [any StreamConsumer] = []
+    public private(set) var counters = ReassemblyCounters()
+
+    /// Per-slot, per-direction state (index slot*2 + dir, dir 0 = originator).
+    struct Direction {
+        var next: UInt32 = 0
+        var delivered: UInt32 = 0
+        var started = false
+        var finished = false
+        /// Bit i: consumer i still wants this direction.
+        var mask: UInt8 = 0
+    }
+    struct Slot {
+        var generation: UInt32 = 0
+        /// Bit i: consumer i follows this flow. 0 with `decided` = nobody does.
+        var consumerMask: UInt8 = 0
+        var decided = false
+    }
+    struct Pending {
+        var segments: [(seq: UInt32, bytes: [UInt8])] = []
+        var bytes = 0
+    }
+
+    var slots: UnsafeMutablePointer<Slot>
+    var directions: UnsafeMutablePointer<Direction>
+    let capacity: Int
+    var pending: [Int32: (Pending, Pending)] = [:]
+    var pendingTotal = 0
+
+    public init(flowCapacity: Int, configuration: ReassemblyConfiguration = ReassemblyConfiguration()) {
+        self.configuration = configuration
+        capacity = max(16, flowCapacity)
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: Slot(), count: capacity)
+        directions = .allocate(capacity: capacity * 2)
+        directions.initialize(repeating: Direction(), count: capacity * 2)
+    }
+
+    deinit {
+        slots.deallocate()
+        directions.deallocate()
+    }
+
+    /// Adds a consumer (at most 8 per worker).
+    public func add(_ consumer: any StreamConsumer) {
+        precondition(consumers.count < 8, "at most 8 stream consumers")
+        consumers.append(consumer)
+    }
+
+    public func packet(_ context: PacketContext, flows: FlowTable) {
+        let p = context.packet
+        guard p.ipProtocol == IPProtocol.tcp, !consumers.isEmpty else { return }
+        let s = Int(context.slot)
+        guard s < capacity else { return }
+        let flow = flows[context.slot]
+        if slots[s].generation != flow.generation {
+            slots[s] = Slot(generation: flow.generation)
+            directions[s * 2] = Direction()
+            directions[s * 2 + 1] = Direction()
+        }
+        if slots[s].decided && slots[s].consumerMask == 0 { return }
+        let d = s * 2 + (context.fromOriginator ? 0 : 1)
+        if directions[d].finished { return }
+        var seq = p.tcpSequence
+        if p.tcpFlags.contains(.syn) {
+            directions[d].next = seq &+ 1
+            directions[d].started = true
+            seq &+= 1
+        }
+        let payload = context.payload
+        // Only what was captured can be delivered; a snap-length cut is a gap.
+        let claimed = max(0, p.payloadLength)
+        guard claimed > 0 else { return }
+        if !slots[s].decided {
+            slots[s].decided = true
+            var mask: UInt8 = 0
+            for (i, c) in consumers.enumerated() where c.wantsStream(flow, slot: context.slot, firstPayload: payload, fromOriginator: context.fromOriginator) {
+                mask |= 1 << UInt8(i)
+            }
+            slots[s].consumerMask = mask
+            directions[s * 2].mask = mask
+            directions[s * 2 + 1].mask = mask
+            if mask == 0 { return }
+        }
+        if !directions[d].started {
+            directions[d].next = seq
+            directions[d].started = true
+        }
+        let next = directions[d].next
+        let rel = Int32(bitPattern: seq &- next)
+        if rel == 0 {
+            deliver(payload, claimed: claimed, d: d, slot: context.slot, flows: flows, time: p.timestamp)
+            drainPending(d: d, slot: context.slot, flows: flows, time: p.timestamp)
+        } else if rel < 0 {
+            let overlap = Int(-rel)
+            if overlap >= claimed {
+                counters.retransmittedBytes &+= UInt64(claimed)
+            } else {
+                counters.overlapBytes &+= UInt64(overlap)
+                let tail = overlap < payload.count ? UnsafeRawBufferPointer(rebasing: payload[overlap...]) : UnsafeRawBufferPointer(start: nil, count: 0)
+                deliver(tail, claimed: claimed - overlap, d: d, slot: context.slot, flows: flows, time: p.timestamp)
+                drainPending(d: d, slot: context.slot, flows: flows, time: p.timestamp)
+            }
+        } else {
+            storeOutOfOrder(payload, seq: seq, d: d, slot: context.slot, flows: flows, time: p.timestamp)
+        }
+    }
+
+    /// Hands in-order bytes to the consumers following the flow; `claimed` > captured means a snap-length gap.
+    func deliver(_ data: UnsafeRawBufferPointer, claimed: Int, d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
+        let s = d / 2
+        let fromOriginator = d % 2 == 0
+        var bytes = data
+        let budgetLeft = Int(configuration.maxBytesPerDirection) - Int(directions[d].delivered)
+        var overBudget = false
+        if bytes.count > budgetLeft {
+            bytes = UnsafeRawBufferPointer(rebasing: bytes[..<max(0, budgetLeft)])
+            overBudget = true
+        }
+        if !bytes.isEmpty {
+            counters.deliveredBytes &+= UInt64(bytes.count)
+            directions[d].delivered &+= UInt32(bytes.count)
+            let mask = directions[d].mask
+            for (i, c) in consumers.enumerated() where mask & (1 << UInt8(i)) != 0 {
+                switch c.stream(bytes, fromOriginator: fromOriginator, slot: slot, flows: flows, at: time) {
+                case .more: break
+                case .doneWithDirection:
+                    directions[d].mask &= ~(1 << UInt8(i))
+                case .doneWithFlow:
+                    directions[s * 2].mask &= ~(1 << UInt8(i))
+                    directions[s * 2 + 1].mask &= ~(1 << UInt8(i))
+                }
+            }
+            for k in 0..<2 where directions[s * 2 + k].mask == 0 && !directions[s * 2 + k].finished {
+                directions[s * 2 + k].finished = true
+                releasePending(slot, direction: k)
+            }
+            if directions[d].finished { return }
+        }
+        directions[d].next &+= UInt32(truncatingIfNeeded: claimed)
+        if overBudget {
+            counters.budgetStops &+= 1
+            directions[d].finished = true
+            releasePending(slot, direction: d % 2)
+        } else if claimed > data.count {
+            signalGap(d: d, slot: slot, flows: flows, time: time)
+        }
+    }
+
+    func signalGap(d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
+        guard !directions[d].finished else { return }
+        counters.gaps &+= 1
+        directions[d].finished = true
+        let mask = directions[d].mask
+        for (i, c) in consumers.enumerated() where mask & (1 << UInt8(i)) != 0 {
+            c.gap(fromOriginator: d % 2 == 0, slot: slot, flows: flows, at: time)
+        }
+        releasePending(slot, direction: d % 2)
+    }
+
+    @inline(never)
+    func storeOutOfOrder(_ data: UnsafeRawBufferPointer, seq: UInt32, d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
+        counters.outOfOrderSegments &+= 1
+        var entry = pending[slot] ?? (Pending(), Pending())
+        let flowBytes = entry.0.bytes + entry.1.bytes
+        if flowBytes + data.count > configuration.maxPendingBytesPerFlow || pendingTotal + data.count > configuration.maxPendingBytesTotal {
+            // The hole is not going to fill within our bounds: a clean gap.
+            counters.pendingDropped &+= 1
+            pending[slot] = entry
+            signalGap(d: d, slot: slot, flows: flows, time: time)
+            return
+        }
+        let seg = (seq: seq, bytes: Array(data))
+        if d % 2 == 0 { entry.0.segments.append(seg); entry.0.bytes += data.count } else { entry.1.segments.append(seg); entry.1.bytes += data.count }
+        pendingTotal += data.count
+        pending[slot] = entry
+    }
+
+    func drainPending(d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
+        guard var entry = pending[slot] else { return }
+        var progress = true
+        while progress && !directions[d].finished {
+            progress = false
+            var dirPending = d % 2 == 0 ? entry.0 : entry.1
+            var i = 0
+            while i < dirPending.segments.count {
+                let seg = dirPending.segments[i]
+                let rel = Int32(bitPattern: seg.seq &- directions[d].next)
+                if rel <= 0 {
+                    dirPending.segments.remove(at: i)
+                    dirPending.bytes -= seg.bytes.count
+                    pendingTotal -= seg.bytes.count
+                    let overlap = Int(-rel)
+                    if overlap < seg.bytes.count {
+                        if d % 2 == 0 { entry.0 = dirPending } else { entry.1 = dirPending }
+                        pending[slot] = entry
+                        seg.bytes.withUnsafeBytes { b in
+                            deliver(UnsafeRawBufferPointer(rebasing: b[overlap...]), claimed: seg.bytes.count - overlap, d: d, slot: slot, flows: flows, time: time)
+                        }
+                        guard let e = pending[slot] else { return }
+                        entry = e
+                        dirPending = d % 2 == 0 ? entry.0 : entry.1
+                        progress = true
+                    } else {
+                        counters.retransmittedBytes &+= UInt64(seg.bytes.count)
+                    }
+                    continue
+                }
+                i += 1
+            }
+            if d % 2 == 0 { entry.0 = dirPending } else { entry.1 = dirPending }
+        }
+        if entry.0.segments.isEmpty && entry.1.segments.isEmpty { pending[slot] = nil } else { pending[slot] = entry }
+    }
+
+    func releasePending(_ slot: Int32, direction: Int? = nil) {
+        guard var entry = pending[slot] else { return }
+        if direction == nil || direction == 0 { pendingTotal -= entry.0.bytes; entry.0 = Pending() }
+        if direction == nil || direction == 1 { pendingTotal -= entry.1.bytes; entry.1 = Pending() }
+        if entry.0.segments.isEmpty && entry.1.segments.isEmpty { pending[slot] = nil } else { pending[slot] = entry }
+    }
+
+    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
+        guard reason != .activeTimeout else { return }
+        let s = Int(slot)
+        guard s < capacity, slots[s].generation == flow.generation else { return }
+        if slots[s].consumerMask != 0 {
+            // Segments still waiting for a hole that never filled: that direction had a gap.
+            if let entry = pending[slot] {
+                if !entry.0.segments.isEmpty { counters.gaps &+= 1 }
+                if !entry.1.segments.isEmpty { counters.gaps &+= 1 }
+            }
+            let mask = slots[s].consumerMask
+            for (i, c) in consumers.enumerated() where mask & (1 << UInt8(i)) != 0 { c.streamEnded(flow, slot: slot) }
+        }
+        releasePending(slot)
+        slots[s] = Slot(generation: flow.generation &+ 1)
+        directions[s * 2] = Direction()
+        directions[s * 2 + 1] = Direction()
+    }
+}
