@@ -220,6 +220,12 @@ final class LiveCaptureTests: XCTestCase {
         XCTAssertEqual(sensor.terminate(), 0, sensor.stderr)
 
         let live = try sensor.events()
+        let schema = try EventSchema.load()
+        for e in live {
+            let p = schema.problems(e)
+            XCTAssertTrue(p.isEmpty, "\(p.prefix(5))")
+            if !p.isEmpty { break }
+        }
         let offline = try TestSupport.events(TestSupport.sensor(["replay"] + captures))
         let liveFlows = Self.flows(live), offlineFlows = Self.flows(offline)
         XCTAssertGreaterThan(offlineFlows.count, 40)
@@ -325,6 +331,8 @@ final class LiveCaptureTests: XCTestCase {
         XCTAssertEqual(Self.int(last, "sensor.stats.packets"), received - dropped, "what was not dropped was processed")
         let health = events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.health" }
         XCTAssertEqual(health.count, 1, "one warning for the one lossy interval")
+        let schema = try EventSchema.load()
+        for e in health + Self.stats(events) { XCTAssertEqual(schema.problems(e), []) }
         XCTAssertEqual(health.first.map { Self.int($0, "sensor.health.kernel_dropped") }, dropped)
         XCTAssertEqual(health.first.flatMap { TestSupport.value($0, "sensor.health.check") as? String }, "capture_loss")
         XCTAssertTrue(sensor.stderr.contains("capture loss"), sensor.stderr)
