@@ -35,6 +35,7 @@ public enum RulesDirectory {
         for f in yamlFiles(in: dir) {
             do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error) }
         }
+        issues += C2Analyzers.checkRules(dir)
         return issues
     }
 }

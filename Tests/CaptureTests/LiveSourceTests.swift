@@ -37,15 +37,18 @@ final class LiveSourceTests: XCTestCase {
         try a.beginCapture()
         try b.beginCapture()
 
-        // 32 flows (distinct source ports), 4 datagrams each, to a port nobody listens on.
+        // 32 flows (distinct source ports: every socket stays open until all are sent, so the kernel cannot
+        // hand the same ephemeral port out twice), 4 datagrams each, to a port nobody listens on.
         let flows = 32, perFlow = 4
+        var sockets: [Int32] = []
+        defer { for fd in sockets { close(fd) } }
+        var to = sockaddr_in()
+        to.sin_family = sa_family_t(AF_INET)
+        to.sin_port = port.bigEndian
+        inet_pton(AF_INET, "127.0.0.1", &to.sin_addr)
         for i in 0..<flows {
             let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-            defer { close(fd) }
-            var to = sockaddr_in()
-            to.sin_family = sa_family_t(AF_INET)
-            to.sin_port = port.bigEndian
-            inet_pton(AF_INET, "127.0.0.1", &to.sin_addr)
+            sockets.append(fd)
             for _ in 0..<perFlow {
                 var payload = [UInt8](repeating: UInt8(i), count: 16)
                 _ = withUnsafePointer(to: &to) { p in

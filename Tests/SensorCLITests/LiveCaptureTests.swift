@@ -241,6 +241,15 @@ final class LiveCaptureTests: XCTestCase {
                            offlineByID[id].flatMap { TestSupport.value($0[0], "source.ip") as? String }, "originator of \(id)")
         }
 
+        // The same alerts (alert times are capture times, so compare rule and flow, not ids).
+        func alerts(_ events: [[String: Any]]) -> Set<String> {
+            Set(events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.alert" }.map {
+                "\(TestSupport.value($0, "rule.id") ?? "")|\(TestSupport.value($0, "network.community_id") ?? "")|\(TestSupport.value($0, "source.ip") ?? "")"
+            })
+        }
+        XCTAssertFalse(alerts(offline).isEmpty, "the non-standard-port C2 detector fires on http-on-port-5432")
+        XCTAssertEqual(alerts(live), alerts(offline))
+
         // Every packet reached exactly one worker, both workers had a share, the kernel dropped none.
         let offlinePackets = Self.int(Self.stats(offline).last!, "sensor.stats.packets")
         var finalStats: [Int: [String: Any]] = [:]
