@@ -21,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Thin system-library targets: one per C library, nothing else.
@@ -39,7 +41,7 @@ let package = Package(
         // Detectors: decide from analysers' facts (C2 port/protocol mismatch, beaconing, …); rules from Rules/.
         .target(name: "Detectors", dependencies: ["PacketCore", "Events", "Analyzers", "ConfigKit"]),
         // libpcap sources (offline files now, live interfaces later).
-        .target(name: "Capture", dependencies: ["CPcap", "PacketCore"], swiftSettings: hotPath),
+        .target(name: "Capture", dependencies: ["CPcap", "PacketCore", "CSensorShims"], swiftSettings: hotPath),
         // Event sinks: stdout, file (Kafka and syslog join here).
         .target(name: "Outputs", dependencies: ["Events", "CRdKafka", .product(name: "Logging", package: "swift-log"),
                                                 .product(name: "NIOCore", package: "swift-nio"),
@@ -72,6 +74,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
+            .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: hotPath),
         // The CLI.
         .executableTarget(name: "sensor", dependencies: [

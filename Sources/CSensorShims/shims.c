@@ -4,8 +4,13 @@
 #include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <linux/if_packet.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <grp.h>
 
 int csensor_pin_thread_to_cpu(int cpu) {
     cpu_set_t set;
@@ -38,5 +43,49 @@ int csensor_write_all(int fd, const void *buf, size_t len) {
         p += n;
         len -= (size_t)n;
     }
+    return 0;
+}
+
+int csensor_set_no_new_privs(void) {
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 ? 0 : errno;
+}
+
+int csensor_drop_bounding_set(void) {
+    for (int cap = 0; cap <= 63; cap++) {
+        int r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+        if (r < 0) break;            /* EINVAL: past the kernel's last capability */
+        if (r == 0) continue;        /* not in the set */
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return errno;
+    }
+    return 0;
+}
+
+int csensor_clear_capabilities(void) {
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    /* Ambient first: an ambient capability must also be permitted, so clearing permitted clears it too,
+     * but say it explicitly (kernels without ambient support return EINVAL, which is fine). */
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+    if (syscall(SYS_capset, &header, data) != 0) return errno;
+    return 0;
+}
+
+int csensor_switch_user(uid_t uid, gid_t gid) {
+    if (setgroups(1, &gid) != 0) return errno;
+    if (setgid(gid) != 0) return errno;
+    if (setuid(uid) != 0) return errno;
+    /* Paranoia: a successful setuid from root cannot be undone. */
+    if (uid != 0 && setuid(0) == 0) return EPERM;
+    return 0;
+}
+
+int csensor_current_capabilities(uint64_t *effective, uint64_t *permitted) {
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capget, &header, data) != 0) return errno;
+    *effective = ((uint64_t)data[1].effective << 32) | data[0].effective;
+    *permitted = ((uint64_t)data[1].permitted << 32) | data[0].permitted;
     return 0;
 }

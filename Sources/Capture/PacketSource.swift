@@ -54,6 +54,25 @@ public protocol PacketSource: AnyObject {
     func dispatch(maxPackets: Int, to consumer: PacketConsumer) throws(CaptureError) -> Int
     /// Makes a blocked or looping `next` return nil soon (signal handlers, shutdown). Thread-safe.
     func stop()
+    /// Like `dispatch`, but a live source may come back `.idle` when its wait timed out with no traffic,
+    /// so the worker can do its periodic work (statistics, flushing, idle flow expiry) on a quiet link.
+    /// Files never idle: the default is `dispatch`.
+    func dispatchOrIdle(maxPackets: Int, to consumer: PacketConsumer) throws(CaptureError) -> DispatchResult
+}
+
+/// What one `dispatchOrIdle` gave.
+public enum DispatchResult: Equatable {
+    case delivered(Int)
+    /// Nothing arrived within the source's wait; not the end.
+    case idle
+    case end
+}
+
+extension PacketSource {
+    public func dispatchOrIdle(maxPackets: Int, to consumer: PacketConsumer) throws(CaptureError) -> DispatchResult {
+        let n = try dispatch(maxPackets: maxPackets, to: consumer)
+        return n > 0 ? .delivered(n) : .end
+    }
 }
 
 /// Whoever processes packets (a worker's pipeline).

@@ -116,6 +116,14 @@ public final class Pipeline: PacketConsumer {
         for a in analyzers { a.tick(clock) }
     }
 
+    /// Moves the packet clock forward with no packet (live capture on a quiet link: the wall clock is the
+    /// packet clock there), so idle flows still time out and detector windows still close.
+    public func advanceClock(to t: Timestamp) {
+        guard t.nanoseconds > clock.nanoseconds else { return }
+        clock = t
+        if clock.nanoseconds >= nextTick { tick() }
+    }
+
     /// End of input (or shutdown): report every flow, let detectors conclude, write the run's statistics.
     public func finish(reason: FlowEndReason = .endOfInput, emitStats: Bool = true) {
         guard !finished else { return }
@@ -126,11 +134,12 @@ public final class Pipeline: PacketConsumer {
     }
 
     /// A `sensor.stats` event with this pipeline's counters.
-    public func emitStatistics(captureStats: CaptureStatistics? = nil) {
+    public func emitStatistics(captureStats: CaptureStatistics? = nil, worker: Int? = nil) {
         let c = counters
         let fc = flows.counters
         emitter.emit(.stats, at: clock) { w in
             w.beginObject("sensor"); w.beginObject("stats")
+            if let worker { w.field("worker", worker) }
             w.field("packets", c.packets)
             w.field("bytes", c.bytes)
             w.field("captured_bytes", c.capturedBytes)

@@ -27,6 +27,12 @@ public struct SensorConfiguration: Sendable {
     public var enrichment = EnrichmentConfiguration()
     /// `intel:` threat-intelligence indicators (see IntelConfiguration.swift).
     public var intel = IntelConfiguration()
+    /// Live capture (`sensor run`): interface, workers, CPUs, ring size (see LiveConfiguration.swift).
+    public var live = LiveConfiguration()
+    /// Who the sensor becomes after opening its handles.
+    public var privileges = PrivilegeConfiguration()
+    /// Prometheus endpoint.
+    public var metrics = MetricsConfiguration()
 
     public init() {}
 
@@ -63,7 +69,7 @@ public struct SensorConfiguration: Sendable {
         var c = SensorConfiguration()
         var r = ConfigReader()
         let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
-                                          "enrichment", "intel", "evidence"])
+                                          "enrichment", "intel", "evidence", "privileges", "metrics"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -72,11 +78,14 @@ public struct SensorConfiguration: Sendable {
                 if logLevels.contains(l) { c.logLevel = l } else { r.report(t["log_level"]!, "must be one of \(logLevels.joined(separator: ", "))") }
             }
         }
+        var captureTable: [String: ConfigValue] = [:]
         if let v = top["capture"] {
-            let t = r.table(v, allowed: ["bpf", "snaplen"])
+            let t = r.table(v, allowed: Set(["bpf", "snaplen"] + LiveConfiguration.captureKeys))
             c.bpf = r.string(t["bpf"])
             if let s = r.int(t["snaplen"], in: 64...262_144) { c.snapLength = s }
+            captureTable = t
         }
+        parseLiveSections(top: top, capture: captureTable, into: &c, &r)
         if let v = top["flows"] {
             let t = r.table(v, allowed: ["max", "events", "timeouts"])
             if let m = r.int(t["max"], in: 1024...100_000_000) { c.flows.capacity = m }

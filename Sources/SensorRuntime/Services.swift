@@ -33,6 +33,15 @@ public final class EventOutputService: Service, @unchecked Sendable {
     }
 }
 
+/// Periodic work a live worker does on its own thread, beside the packet path (statistics, metrics,
+/// reloads, idle flow expiry). Called about once a second of wall time, also when the link is quiet.
+public protocol WorkerHousekeeping: AnyObject {
+    /// `idle`: the source's wait timed out with no packet.
+    func periodic(_ pipeline: Pipeline, idle: Bool)
+    /// After the last packet: report every flow and the final statistics.
+    func finish(_ pipeline: Pipeline)
+}
+
 /// Runs one pipeline over one packet source on a dedicated thread.
 ///
 /// libpcap calls block, so they never run on Swift's cooperative pool. Graceful shutdown (SIGTERM,
@@ -45,21 +54,32 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
     public private(set) var interrupted = false
     /// CPU time the processing thread used (packet path only: no start-up, no other threads), for benchmarks.
     public private(set) var processingCPUSeconds: Double = 0
+    /// Live workers: the CPU the thread pins itself to, and its periodic work.
+    let cpu: Int?
+    let housekeeping: (any WorkerHousekeeping)?
+    let threadName: String
 
-    public init(pipeline: Pipeline, source: any PacketSource, logger: Logger) {
+    public init(pipeline: Pipeline, source: any PacketSource, logger: Logger, cpu: Int? = nil,
+                housekeeping: (any WorkerHousekeeping)? = nil, threadName: String = "sensor-pipeline") {
         self.pipeline = pipeline
         self.source = source
         self.logger = logger
+        self.cpu = cpu
+        self.housekeeping = housekeeping
+        self.threadName = threadName
     }
 
     public func run() async throws {
         try await withGracefulShutdownHandler {
             await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
                 let t = Thread { [self] in
+                    if let cpu, let problem = ThreadAffinity.pinCurrentThread(to: cpu) {
+                        logger.warning("cannot pin worker thread", metadata: ["cpu": "\(cpu)", "error": "\(problem)"])
+                    }
                     processAll()
                     cont.resume()
                 }
-                t.name = "sensor-pipeline"
+                t.name = threadName
                 t.stackSize = 8 << 20
                 t.start()
             }
@@ -76,11 +96,19 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
         var lastFlush = ContinuousClock.now
         do {
             // Batches from libpcap's buffer; outputs are flushed at most once a second of wall time so live
-            // events leave promptly while replay writes in large blocks.
-            while try source.dispatch(maxPackets: 4096, to: pipeline) > 0 {
+            // events leave promptly while replay writes in large blocks. A live source also comes back
+            // `.idle` on a quiet link, so its worker still does its periodic work.
+            loop: while true {
+                let idle: Bool
+                switch try source.dispatchOrIdle(maxPackets: 4096, to: pipeline) {
+                case .delivered: idle = false
+                case .idle: idle = true
+                case .end: break loop
+                }
                 let now = ContinuousClock.now
                 if now - lastFlush >= .seconds(1) {
                     lastFlush = now
+                    housekeeping?.periodic(pipeline, idle: idle)
                     flushOutputs()
                 }
             }
@@ -89,7 +117,7 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
             logger.error("capture input damaged; processed what came before it", metadata: ["error": "\(error)"])
         }
         if Task.isCancelled { interrupted = true }
-        pipeline.finish()
+        if let housekeeping { housekeeping.finish(pipeline) } else { pipeline.finish() }
         flushOutputs()
     }
 

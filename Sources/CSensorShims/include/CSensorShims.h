@@ -12,4 +12,18 @@ int csensor_cpu_count(void);
 int csensor_join_fanout(int fd, uint16_t group_id, int mode_hash_defrag);
 /* Write with retries on EINTR and short writes. Returns 0 or errno. */
 int csensor_write_all(int fd, const void *buf, size_t len);
+
+/* Least privilege (called once at start, after the capture handles are open).
+ * Each returns 0 or an errno value. Capabilities and no_new_privs are per thread in Linux: call these
+ * before the process starts other threads (setgroups/setgid/setuid are broadcast to every thread by glibc). */
+/* prctl(PR_SET_NO_NEW_PRIVS): no exec can regain privileges (setuid binaries, file capabilities). */
+int csensor_set_no_new_privs(void);
+/* Removes every capability from the bounding set (needs CAP_SETPCAP; EPERM without it). */
+int csensor_drop_bounding_set(void);
+/* Clears the effective, permitted, inheritable and ambient capability sets of the calling thread. */
+int csensor_clear_capabilities(void);
+/* setgroups({gid}), setgid(gid), setuid(uid): in that order, so no supplementary group of root survives. */
+int csensor_switch_user(uid_t uid, gid_t gid);
+/* The calling thread's effective and permitted capability sets as bit masks. */
+int csensor_current_capabilities(uint64_t *effective, uint64_t *permitted);
 #endif
