@@ -25,6 +25,12 @@ public protocol StreamConsumer: AnyObject {
     func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp)
     /// The flow ended; release per-slot state.
     func streamEnded(_ flow: FlowRecord, slot: Int32)
+    /// Adds this consumer's facts to the flow's event (`smb.*`, `dce_rpc.*`, …); called before `streamEnded`.
+    func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
+}
+
+extension StreamConsumer {
+    public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
 }
 
 /// Limits of stream reassembly.
@@ -282,6 +288,17 @@ public final class StreamReassembler: PacketAnalyzer {
         if direction == nil || direction == 0 { pendingTotal -= entry.0.bytes; entry.0 = Pending() }
         if direction == nil || direction == 1 { pendingTotal -= entry.1.bytes; entry.1 = Pending() }
         if entry.0.segments.isEmpty && entry.1.segments.isEmpty { pending[slot] = nil } else { pending[slot] = entry }
+    }
+
+    /// Forwards to the consumers following the flow, so their facts land on the flow event.
+    public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {
+        let s = Int(slot)
+        guard s < capacity, slots[s].generation == flow.generation else { return }
+        let mask = slots[s].consumerMask
+        guard mask != 0 else { return }
+        for (i, c) in consumers.enumerated() where mask & (1 << UInt8(i)) != 0 {
+            c.contributeFlowFields(flow, slot: slot, into: &writer)
+        }
     }
 
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
