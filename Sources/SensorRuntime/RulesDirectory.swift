@@ -1,4 +1,5 @@
 import ConfigKit
+import Detectors
 import Foundation
 
 /// Finds and checks the rules directory (`Rules/` in the repository; `/etc/sensor/rules` when installed).
@@ -33,7 +34,8 @@ public enum RulesDirectory {
         }
         var issues: [ConfigIssue] = []
         for f in yamlFiles(in: dir) {
-            do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error) }
+            do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error); continue }
+            if f.hasSuffix("/" + LateralMovementRules.fileName) { issues += LateralMovementRules.check(path: f) }
         }
         return issues
     }

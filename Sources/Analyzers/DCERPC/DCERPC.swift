@@ -116,6 +116,47 @@ public enum DCERPC {
         return out
     }
 
+    /// Classes whose remote activation is a known lateral-movement technique (MS-DCOM activation blobs
+    /// carry the CLSID in little-endian GUID form).
+    static let activationClasses: [(name: String, clsid: [UInt8])] = [
+        ("WbemLevel1Login", guidBytes(0x8BC3F05E, 0xD86B, 0x11D0, [0xA0, 0x75, 0x00, 0xC0, 0x4F, 0xB6, 0x88, 0x20])),
+        ("MMC20.Application", guidBytes(0x49B2791A, 0xB1AE, 0x4C90, [0x9B, 0x8E, 0xE8, 0x60, 0xBA, 0x07, 0xF8, 0x89])),
+        ("ShellWindows", guidBytes(0x9BA05972, 0xF6A8, 0x11CF, [0xA4, 0x42, 0x00, 0xA0, 0xC9, 0x0A, 0x8F, 0x39])),
+        ("ShellBrowserWindow", guidBytes(0xC08AFD90, 0xF2A1, 0x11D1, [0x84, 0x55, 0x00, 0xA0, 0xC9, 0x1F, 0x38, 0x80])),
+        ("Excel.Application", guidBytes(0x00024500, 0x0000, 0x0000, [0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46])),
+    ]
+
+    static func guidBytes(_ a: UInt32, _ b: UInt16, _ c: UInt16, _ d: [UInt8]) -> [UInt8] {
+        [UInt8(a & 0xFF), UInt8(a >> 8 & 0xFF), UInt8(a >> 16 & 0xFF), UInt8(a >> 24), UInt8(b & 0xFF), UInt8(b >> 8),
+         UInt8(c & 0xFF), UInt8(c >> 8)] + d
+    }
+
+    /// The first occurrence of `needle` in `hay`.
+    static func contains(_ hay: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Bool {
+        guard let first = needle.first, hay.count >= needle.count else { return false }
+        var i = 0
+        let last = hay.count - needle.count
+        while i <= last {
+            if hay[i] == first {
+                var j = 1
+                while j < needle.count && hay[i + j] == needle[j] { j += 1 }
+                if j == needle.count { return true }
+            }
+            i += 1
+        }
+        return false
+    }
+
+    /// The known class an activation stub asks for, if any.
+    public static func activatedClass(_ stub: UnsafeRawBufferPointer) -> String? {
+        activationClasses.first { contains(stub, $0.clsid) }?.name
+    }
+
+    static let win32Process: [UInt8] = Array("Win32_Process".utf16).flatMap { [UInt8($0 & 0xFF), UInt8($0 >> 8)] }
+
+    /// Whether a stub names WMI's Win32_Process class (UTF-16), as ExecMethod calls that start processes do.
+    public static func namesWin32Process(_ stub: UnsafeRawBufferPointer) -> Bool { contains(stub, win32Process) }
+
     /// Whether a stub carries a marshalled DCOM object reference or activation blob ("MEOW" signature).
     public static func containsOBJREF(_ stub: UnsafeRawBufferPointer) -> Bool {
         guard stub.count >= 4 else { return false }
@@ -142,7 +183,9 @@ struct DCERPCAssociation {
     /// What the analysers report from one PDU sent by the client (requests, binds, auth).
     enum Event {
         case bind(RPCInterface)
-        case call(RPCInterface?, UInt16, dcomActivation: Bool)
+        case call(RPCInterface?, UInt16)
+        case activation(className: String?)
+        case wmiProcessCreate
         case ntlm(UnsafeRawBufferPointer)
     }
 
@@ -165,16 +208,18 @@ struct DCERPCAssociation {
             // Only the first fragment of a call carries meaning for us.
             guard h.flags & 0x01 != 0 else { return }
             let iface = interface(for: r.context)
-            var activation = false
+            report(.call(iface, r.opnum))
             if let stub = DCERPC.stub(pdu, header: h) {
                 if iface?.name == "epm" && r.opnum == 3 && pendingMapCalls.count < 8 { pendingMapCalls.append(h.callID) }
                 // A DCOM activation: ISystemActivator/IRemoteSCMActivator, or (bind unseen) an OBJREF
                 // activation blob sent to the endpoint mapper's port.
-                if iface?.name == "ISystemActivator" || iface?.name == "IActivation" || (iface == nil && onEndpointMapperPort && DCERPC.containsOBJREF(stub)) {
-                    activation = true
+                let activator = iface?.name == "ISystemActivator" || iface?.name == "IActivation"
+                if (activator && (r.opnum == 3 || r.opnum == 4)) || (iface == nil && onEndpointMapperPort && DCERPC.containsOBJREF(stub)) {
+                    report(.activation(className: DCERPC.activatedClass(stub)))
+                } else if !onEndpointMapperPort && (iface == nil || iface?.name == "IWbemServices") && DCERPC.namesWin32Process(stub) {
+                    report(.wmiProcessCreate)
                 }
             }
-            report(.call(iface, r.opnum, dcomActivation: activation))
         default:
             break
         }

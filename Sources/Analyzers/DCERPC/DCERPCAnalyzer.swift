@@ -77,10 +77,15 @@ public final class DCERPCAnalyzer: StreamConsumer {
                     case .bind(let iface):
                         f.facts.bind(iface)
                         observer?.observe(.rpcBind(iface), on: ep, at: time)
-                    case .call(let iface, let opnum, let activation):
+                    case .call(let iface, let opnum):
                         f.facts.call(iface, opnum)
                         observer?.observe(.rpcCall(interface: iface, opnum: opnum, pipe: nil), on: ep, at: time)
-                        if activation { observer?.observe(.dcomActivation, on: ep, at: time) }
+                    case .activation(let className):
+                        if let c = className { f.facts.activations.insert(c) }
+                        observer?.observe(.dcomActivation(className: className), on: ep, at: time)
+                    case .wmiProcessCreate:
+                        f.facts.activations.insert("Win32_Process")
+                        observer?.observe(.wmiProcessCreate, on: ep, at: time)
                     case .ntlm(let auth):
                         if let a = NTLMSSP.authenticate(in: auth), !a.anonymous {
                             f.facts.users.insert(a.user)

@@ -57,7 +57,10 @@ public enum RemoteAccessFact: Sendable, Equatable {
     case rpcCall(interface: RPCInterface?, opnum: UInt16, pipe: String?)
     /// A DCOM remote activation (an activation blob on the endpoint mapper port): the client asked the
     /// server to create a COM object, the first step of DCOM/WMI lateral movement.
-    case dcomActivation
+    case dcomActivation(className: String?)
+    /// A DCOM call whose arguments name WMI's `Win32_Process` (remote process creation through WMI),
+    /// recognisable even when the interface binding was not seen.
+    case wmiProcessCreate
     /// SMB3 encrypted traffic (transform header): nothing further is visible.
     case encryptedSMB
     /// The server answered a Kerberos request (it is a KDC, i.e. a domain controller).

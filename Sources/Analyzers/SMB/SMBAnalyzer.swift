@@ -210,7 +210,8 @@ public final class SMBAnalyzer: StreamConsumer {
                   let off = b.u16le(), let len = b.u16le() else { return }
             let name = len == 0 ? "" : (ByteCursor(msg).slice(at: Int(off), count: Int(len)).map { utf16LE($0) } ?? "")
             let share = f.trees[tree] ?? ""
-            let isPipe = share == "IPC$"
+            // Midstream (tree connect not seen): well-known pipe names still identify a pipe.
+            let isPipe = share == "IPC$" || (share.isEmpty && SMBAnalyzer.isWellKnownPipe(name))
             if isPipe { f.pipeNames.insert(name) } else if !name.isEmpty { f.fileNames.insert(name) }
             if f.pendingCreates.count < 32 { f.pendingCreates.append((messageID, tree, name)) } else { counters.tableFull &+= 1 }
             // Write access (FILE_WRITE_DATA, FILE_APPEND_DATA, GENERIC_WRITE, GENERIC_ALL) with a disposition
@@ -223,7 +224,8 @@ public final class SMBAnalyzer: StreamConsumer {
             guard status == 0, b.skip(64), let persistent = b.u64le(), let volatile = b.u64le() else { return }
             let share = f.trees[p.tree] ?? ""
             if f.files.count >= 256 { counters.tableFull &+= 1; return }
-            f.files[persistent ^ volatile] = OpenFile(name: p.name, share: share, isPipe: share == "IPC$")
+            f.files[persistent ^ volatile] = OpenFile(name: p.name, share: share,
+                                                      isPipe: share == "IPC$" || (share.isEmpty && SMBAnalyzer.isWellKnownPipe(p.name)))
         case (6, false):  // CLOSE
             guard b.skip(8), let persistent = b.u64le(), let volatile = b.u64le() else { return }
             f.files[persistent ^ volatile] = nil
@@ -240,6 +242,11 @@ public final class SMBAnalyzer: StreamConsumer {
                 }
                 return
             }
+            if !file.isPipe && file.share.isEmpty && !file.wrote,
+               let data = ByteCursor(msg).slice(at: Int(off), count: min(Int(len), max(0, msg.count - Int(off)))),
+               let h = DCERPC.header(data), h.type == DCERPC.PacketType.bind.rawValue {
+                file.isPipe = true  // a pipe opened on a tree whose connect was not seen
+            }
             if file.isPipe {
                 if let data = ByteCursor(msg).slice(at: Int(off), count: min(Int(len), max(0, msg.count - Int(off)))) {
                     pipeData(data, file: &file, flow: f, ep: ep, time: time)
@@ -251,7 +258,7 @@ public final class SMBAnalyzer: StreamConsumer {
             }
             f.files[key] = file
         case (11, false):  // IOCTL
-            guard b.skip(2), let ctl = b.u32le(), let persistent = b.u64le(), let volatile = b.u64le(),
+            guard b.skip(4), let ctl = b.u32le(), let persistent = b.u64le(), let volatile = b.u64le(),
                   let off = b.u32le(), let len = b.u32le(), ctl == 0x0011_C017 else { return }
             guard let data = ByteCursor(msg).slice(at: Int(off), count: min(Int(len), max(0, msg.count - Int(off)))) else { return }
             let key = persistent ^ volatile
@@ -277,9 +284,11 @@ public final class SMBAnalyzer: StreamConsumer {
                 case .bind(let iface):
                     f.rpc.bind(iface)
                     observer?.observe(.rpcBind(iface), on: ep, at: time)
-                case .call(let iface, let opnum, _):
+                case .call(let iface, let opnum):
                     f.rpc.call(iface, opnum)
                     observer?.observe(.rpcCall(interface: iface, opnum: opnum, pipe: pipe), on: ep, at: time)
+                case .activation, .wmiProcessCreate:
+                    break
                 case .ntlm(let auth):
                     if let a = NTLMSSP.authenticate(in: auth), !a.anonymous {
                         f.rpc.users.insert(a.user)
@@ -376,6 +385,25 @@ public final class SMBAnalyzer: StreamConsumer {
         return last.uppercased()
     }
 
+    static let wellKnownPipes: Set<String> = ["svcctl", "atsvc", "srvsvc", "wkssvc", "winreg", "samr", "lsarpc", "lsass",
+                                              "netlogon", "eventlog", "drsuapi", "epmapper", "spoolss", "ntsvcs", "psexesvc",
+                                              "browser", "protected_storage", "efsrpc", "initshutdown", "remcom_communicaton"]
+
+    /// Pipe names seen when the share is unknown (capture started after the tree connect).
+    static func isWellKnownPipe(_ name: String) -> Bool {
+        let n = name.lowercased()
+        return wellKnownPipes.contains(n.hasPrefix("\\") ? String(n.dropFirst()) : n) || isRemoteExecutionPipe(name)
+    }
+
+    /// Pipes remote-execution tools create for the launched process's I/O: PsExec's `PSEXESVC` and
+    /// `PSEXESVC-<host>-<pid>-stdin/-stdout/-stderr`, RemCom's `RemCom_communicaton`, and the
+    /// `-stdin`/`-stdout`/`-stderr` pattern of their clones.
+    public static func isRemoteExecutionPipe(_ name: String) -> Bool {
+        let n = name.lowercased()
+        return n.hasPrefix("psexesvc") || n.hasPrefix("remcom") || n.hasPrefix("csexec") || n.hasPrefix("paexec")
+            || n.hasSuffix("-stdin") || n.hasSuffix("-stdout") || n.hasSuffix("-stderr")
+    }
+
     /// Administrative shares: `ADMIN$` and drive shares (`C$`). `IPC$` is not one (null sessions use it).
     public static func isAdminShare(_ share: String) -> Bool {
         let s = share.uppercased()
@@ -423,6 +451,8 @@ struct RPCFlowFacts {
     var operations = BoundedStrings(limit: 32)
     var opnums: [UInt16] = []
     var users = BoundedStrings(limit: 4)
+    /// DCOM classes activated (`MMC20.Application`, `WbemLevel1Login`) and WMI classes used.
+    var activations = BoundedStrings(limit: 4)
 
     mutating func bind(_ i: RPCInterface) {
         uuids.insert(i.uuid)
@@ -434,7 +464,7 @@ struct RPCFlowFacts {
         if let i { operations.insert(i.operationName(opnum)) }
     }
 
-    var isEmpty: Bool { uuids.items.isEmpty && opnums.isEmpty && users.items.isEmpty }
+    var isEmpty: Bool { uuids.items.isEmpty && opnums.isEmpty && users.items.isEmpty && activations.items.isEmpty }
 
     func write(into w: inout JSONWriter) {
         guard !isEmpty else { return }
@@ -448,6 +478,7 @@ struct RPCFlowFacts {
         }
         writeList("operations", operations, &w)
         writeList("users", users, &w)
+        writeList("dcom_classes", activations, &w)
         w.endObject()
     }
 }
