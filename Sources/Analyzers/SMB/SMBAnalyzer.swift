@@ -311,23 +311,42 @@ public final class SMBAnalyzer: StreamConsumer {
         f.pendingAuth = AuthenticationAttempt(method: .ntlm, user: a.user, domain: a.domain, workstation: a.workstation, success: nil, status: 0)
     }
 
-    /// SMB1: negotiate, session setup (NTLMSSP in extended security) and tree connect are recognised.
+    /// SMB1: negotiate, session setup (NTLMSSP in extended security) and tree connect are recognised;
+    /// NT_CREATE_ANDX, WRITE_ANDX and TRANSACTION (TransactNmPipe) are followed far enough to see file
+    /// and pipe names and DCE-RPC over pipes (older tools and hosts still speak SMB1).
     func smb1(_ m: UnsafeRawBufferPointer, flow f: Flow, record: FlowRecord, fromOriginator: Bool, time: Timestamp) {
         var c = ByteCursor(m, offset: 4)
         guard let command = c.u8(), let status = c.u32le(), let flags = c.u8(), let flags2 = c.u16le() else { return }
+        var hc = ByteCursor(m, offset: 24)
+        guard let tid = hc.u16le(), hc.skip(4), let mid = hc.u16le() else { return }
         f.smb1 = true
         let isResponse = flags & 0x80 != 0
+        let unicode = flags2 & 0x8000 != 0
         let ep = endpoints(record, requestFromOriginator: isResponse ? !fromOriginator : fromOriginator)
         var b = ByteCursor(m, offset: 32)
         guard let wordCount = b.u8() else { return }
         let wordsStart = b.offset
         guard b.skip(Int(wordCount) * 2), let byteCount = b.u16le() else { return }
         let bytesStart = b.offset
+        let bytesEnd = min(m.count, bytesStart + Int(byteCount))
+        var w = ByteCursor(m, offset: wordsStart)
+        /// A NUL-terminated name at `start` (Unicode names are 2-byte aligned from the header).
+        func name(at start: Int) -> String {
+            var s = start
+            if unicode && s % 2 == 1 { s += 1 }
+            guard s < bytesEnd else { return "" }
+            let rest = UnsafeRawBufferPointer(rebasing: m[s..<bytesEnd])
+            if unicode {
+                var n = 0
+                while n + 1 < rest.count && !(rest[n] == 0 && rest[n + 1] == 0) { n += 2 }
+                return utf16LE(UnsafeRawBufferPointer(rebasing: rest[..<n]))
+            }
+            return latin1(rest)
+        }
+        let key = 1 << 63 | UInt64(tid) << 16
         switch (command, isResponse) {
         case (0x73, false):
-            if let data = ByteCursor(m).slice(at: bytesStart, count: min(Int(byteCount), m.count - bytesStart)) {
-                authenticate(data, flow: f)
-            }
+            if let data = ByteCursor(m).slice(at: bytesStart, count: bytesEnd - bytesStart) { authenticate(data, flow: f) }
         case (0x73, true):
             guard status != SMBAnalyzer.statusMoreProcessing, var a = f.pendingAuth else { return }
             a.success = status == 0
@@ -336,26 +355,57 @@ public final class SMBAnalyzer: StreamConsumer {
             f.authResults.insert(status == 0 ? "success" : SMBAnalyzer.statusName(status))
             observer?.observe(.authentication(a), on: ep, at: time)
         case (0x75, false):
-            var w = ByteCursor(m, offset: wordsStart)
             guard wordCount == 4, w.skip(6), let passwordLength = w.u16le() else { return }
-            var start = bytesStart + Int(passwordLength)
-            let unicode = flags2 & 0x8000 != 0
-            if unicode && start % 2 == 1 { start += 1 }
-            guard start < m.count else { return }
-            let rest = UnsafeRawBufferPointer(rebasing: m[start..<min(m.count, bytesStart + Int(byteCount))])
-            var path = ""
-            if unicode {
-                var n = 0
-                while n + 1 < rest.count && !(rest[n] == 0 && rest[n + 1] == 0) { n += 2 }
-                path = utf16LE(UnsafeRawBufferPointer(rebasing: rest[..<n]))
-            } else {
-                path = latin1(rest)
-            }
+            let path = name(at: bytesStart + Int(passwordLength))
             f.treePaths.insert(path)
+            if f.pendingTrees.count < 16 { f.pendingTrees.append((UInt64(mid), path)) } else { counters.tableFull &+= 1 }
             observer?.observe(.treeConnect(path: path), on: ep, at: time)
+        case (0x75, true):
+            guard let i = f.pendingTrees.firstIndex(where: { $0.message == UInt64(mid) }) else { return }
+            let path = f.pendingTrees.remove(at: i).path
+            if status == 0 && f.trees.count < 64 { f.trees[UInt32(tid) | 1 << 31] = SMBAnalyzer.shareName(path) }
+        case (0xA2, false):  // NT_CREATE_ANDX
+            guard wordCount >= 24, w.skip(5), w.skip(2), w.skip(8), let access = w.u32le(), w.skip(16),
+                  let disposition = w.u32le() else { return }
+            let fileName = name(at: bytesStart).trimmingLeadingBackslash
+            let share = f.trees[UInt32(tid) | 1 << 31] ?? ""
+            let isPipe = share == "IPC$" || (share.isEmpty && SMBAnalyzer.isWellKnownPipe(fileName))
+            if isPipe { f.pipeNames.insert(fileName) } else if !fileName.isEmpty { f.fileNames.insert(fileName) }
+            if f.pendingCreates.count < 32 { f.pendingCreates.append((UInt64(mid), UInt32(tid) | 1 << 31, fileName)) } else { counters.tableFull &+= 1 }
+            // SMB1 dispositions: SUPERSEDE 0, OPEN 1, CREATE 2, OPEN_IF 3, OVERWRITE 4, OVERWRITE_IF 5.
+            let writes = access & 0x5000_0006 != 0 && [0, 2, 3, 4, 5].contains(disposition)
+            observer?.observe(.open(share: share, name: fileName, isPipe: isPipe, writeAccess: writes && !isPipe), on: ep, at: time)
+        case (0xA2, true):
+            guard let i = f.pendingCreates.firstIndex(where: { $0.message == UInt64(mid) }) else { return }
+            let p = f.pendingCreates.remove(at: i)
+            guard status == 0, w.skip(5), let fid = w.u16le(), f.files.count < 256 else { return }
+            let share = f.trees[p.tree] ?? ""
+            f.files[key | UInt64(fid)] = OpenFile(name: p.name, share: share,
+                                                  isPipe: share == "IPC$" || (share.isEmpty && SMBAnalyzer.isWellKnownPipe(p.name)))
+        case (0x2F, false):  // WRITE_ANDX
+            guard wordCount >= 12, w.skip(4), let fid = w.u16le(), w.skip(14), let length = w.u16le(), let offset = w.u16le(),
+                  let data = ByteCursor(m).slice(at: Int(offset), count: min(Int(length), max(0, m.count - Int(offset)))) else { return }
+            smb1Write(data, key: key | UInt64(fid), tree: UInt32(tid) | 1 << 31, flow: f, ep: ep, time: time)
+        case (0x25, false):  // TRANSACTION: TransactNmPipe carries DCE-RPC
+            guard wordCount >= 16, w.skip(18), w.skip(4), let count = w.u16le(), let offset = w.u16le(), let setupCount = w.u8(),
+                  setupCount >= 2, w.skip(1), let function = w.u16le(), function == 0x26, let fid = w.u16le(),
+                  let data = ByteCursor(m).slice(at: Int(offset), count: min(Int(count), max(0, m.count - Int(offset)))) else { return }
+            smb1Write(data, key: key | UInt64(fid), tree: UInt32(tid) | 1 << 31, flow: f, ep: ep, time: time)
         default:
             break
         }
+    }
+
+    func smb1Write(_ data: UnsafeRawBufferPointer, key: UInt64, tree: UInt32, flow f: Flow, ep: SessionEndpoints, time: Timestamp) {
+        var file = f.files[key] ?? OpenFile(name: "", share: f.trees[tree] ?? "", isPipe: DCERPC.header(data) != nil)
+        if file.isPipe {
+            pipeData(data, file: &file, flow: f, ep: ep, time: time)
+        } else if !file.wrote {
+            file.wrote = true
+            if SMBAnalyzer.isAdminShare(file.share) { f.adminWrites += 1 }
+            observer?.observe(.write(share: file.share, name: file.name), on: ep, at: time)
+        }
+        if f.files[key] != nil || f.files.count < 256 { f.files[key] = file } else { counters.tableFull &+= 1 }
     }
 
     // MARK: Flow fields
@@ -481,4 +531,9 @@ struct RPCFlowFacts {
         writeList("dcom_classes", activations, &w)
         w.endObject()
     }
+}
+
+extension String {
+    /// `\\svcctl` → `svcctl` (SMB1 names carry a leading backslash, SMB2 names do not).
+    var trimmingLeadingBackslash: String { hasPrefix("\\") ? String(dropFirst()) : self }
 }
