@@ -35,6 +35,10 @@ public final class DCERPCAnalyzer: StreamConsumer {
         var assemblers = [MessageAssembler(), MessageAssembler()]
         var association = DCERPCAssociation()
         var facts = RPCFlowFacts()
+        /// After a gap: bytes are skipped until one looks like a PDU header.
+        var resyncing = [false, false]
+        /// Desyncs so far; a stream that keeps failing to parse is not DCE-RPC and is dropped.
+        var desyncs = 0
         init(generation: UInt32) { self.generation = generation }
     }
     var flows: [Int32: Flow] = [:]
@@ -67,8 +71,19 @@ public final class DCERPCAnalyzer: StreamConsumer {
         let record = table[slot]
         guard record.generation == f.generation else { return .doneWithFlow }
         let ep = SessionEndpoints(record)
+        let d = fromOriginator ? 0 : 1
+        var data = data
+        if f.resyncing[d] {
+            // Realign: the first position that parses as a PDU header.
+            var i = 0
+            while i + DCERPC.headerLength <= data.count && DCERPC.header(UnsafeRawBufferPointer(rebasing: data[i...])) == nil { i += 1 }
+            guard i + DCERPC.headerLength <= data.count else { return .more }
+            data = UnsafeRawBufferPointer(rebasing: data[i...])
+            f.resyncing[d] = false
+        }
         let ok = f.assemblers[fromOriginator ? 0 : 1].feed(data, headerLength: DCERPC.headerLength, cap: messageCap,
                                                           lengthOf: DCERPC.fragmentLength) { pdu, _ in
+            f.resyncing[fromOriginator ? 0 : 1] = false
             counters.pdus &+= 1
             if record.appProtocol == 0 { table.setAppProtocol(AppProtocol.dceRPC.rawValue, slot: slot) }
             if fromOriginator {
@@ -99,7 +114,10 @@ public final class DCERPCAnalyzer: StreamConsumer {
         }
         if !ok {
             counters.desyncs &+= 1
-            return .doneWithDirection
+            f.desyncs += 1
+            if f.desyncs > 8 { return .doneWithFlow }
+            f.assemblers[d].reset()
+            f.resyncing[d] = true
         }
         return .more
     }
@@ -117,8 +135,13 @@ public final class DCERPCAnalyzer: StreamConsumer {
         learned[key] = learnOrder
     }
 
+    /// PDUs start with a recognisable header, so after a hole the analyser realigns on the next one.
+    public var resumesAfterGap: Bool { true }
+
     public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) {
-        self.flows[slot]?.assemblers[fromOriginator ? 0 : 1].reset()
+        guard let f = self.flows[slot] else { return }
+        f.assemblers[fromOriginator ? 0 : 1].reset()
+        f.resyncing[fromOriginator ? 0 : 1] = true
     }
 
     public func streamEnded(_ flow: FlowRecord, slot: Int32) {

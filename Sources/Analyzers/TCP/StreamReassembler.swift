@@ -25,11 +25,15 @@ public protocol StreamConsumer: AnyObject {
     func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp)
     /// The flow ended; release per-slot state.
     func streamEnded(_ flow: FlowRecord, slot: Int32)
+    /// Whether the consumer can pick up again after a gap (it realigns on its own message boundaries, as
+    /// DCE-RPC and SMB can). Such consumers get `gap` and then the bytes after the hole; others stop there.
+    var resumesAfterGap: Bool { get }
     /// Adds this consumer's facts to the flow's event (`smb.*`, `dce_rpc.*`, …); called before `streamEnded`.
     func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
 }
 
 extension StreamConsumer {
+    public var resumesAfterGap: Bool { false }
     public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
 }
 
@@ -53,6 +57,10 @@ public struct ReassemblyCounters: Sendable, Equatable {
     public var gaps: UInt64 = 0
     public var budgetStops: UInt64 = 0
     public var pendingDropped: UInt64 = 0
+    /// Holes declared because the peer acknowledged data the sensor never saw (capture loss).
+    public var ackedHoles: UInt64 = 0
+    /// Directions that continued after a gap for consumers that resume.
+    public var resumedAfterGap: UInt64 = 0
     public init() {}
 }
 
@@ -77,6 +85,8 @@ public final class StreamReassembler: PacketAnalyzer {
         var delivered: UInt32 = 0
         var started = false
         var finished = false
+        /// After a gap, the next segment seen sets `next` (like a midstream start).
+        var resync = false
         /// Bit i: consumer i still wants this direction.
         var mask: UInt8 = 0
     }
@@ -130,6 +140,19 @@ public final class StreamReassembler: PacketAnalyzer {
         }
         if slots[s].decided && slots[s].consumerMask == 0 { return }
         let d = s * 2 + (context.fromOriginator ? 0 : 1)
+        // The peer acknowledging beyond a hole in the other direction: those bytes were sent and received
+        // but not captured, so the hole will never fill. Declare the gap now instead of waiting for budgets.
+        if p.tcpFlags.contains(.ack) {
+            let o = d ^ 1
+            if directions[o].started && !directions[o].finished && pending[context.slot] != nil
+                && Int32(bitPattern: p.tcpAcknowledgement &- directions[o].next) > 0 {
+                let entry = pending[context.slot]!
+                if !(o % 2 == 0 ? entry.0 : entry.1).segments.isEmpty {
+                    counters.ackedHoles &+= 1
+                    signalGap(d: o, slot: context.slot, flows: flows, time: p.timestamp)
+                }
+            }
+        }
         if directions[d].finished { return }
         var seq = p.tcpSequence
         if p.tcpFlags.contains(.syn) {
@@ -152,9 +175,10 @@ public final class StreamReassembler: PacketAnalyzer {
             directions[s * 2 + 1].mask = mask
             if mask == 0 { return }
         }
-        if !directions[d].started {
+        if !directions[d].started || directions[d].resync {
             directions[d].next = seq
             directions[d].started = true
+            directions[d].resync = false
         }
         let next = directions[d].next
         let rel = Int32(bitPattern: seq &- next)
@@ -213,19 +237,40 @@ public final class StreamReassembler: PacketAnalyzer {
             directions[d].finished = true
             releasePending(slot, direction: d % 2)
         } else if claimed > data.count {
-            signalGap(d: d, slot: slot, flows: flows, time: time)
+            // A snap-length cut: `next` already passed the missing bytes, so resuming consumers go on in order.
+            signalGap(d: d, slot: slot, flows: flows, time: time, skipToHeld: false)
         }
     }
 
-    func signalGap(d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
+    /// Ends in-order delivery of a direction at a hole. Consumers that resume continue after it: from the
+    /// earliest held segment if there is one, else from the next segment that arrives.
+    func signalGap(d: Int, slot: Int32, flows: FlowTable, time: Timestamp, skipToHeld: Bool = true) {
         guard !directions[d].finished else { return }
         counters.gaps &+= 1
-        directions[d].finished = true
         let mask = directions[d].mask
+        var keep: UInt8 = 0
         for (i, c) in consumers.enumerated() where mask & (1 << UInt8(i)) != 0 {
             c.gap(fromOriginator: d % 2 == 0, slot: slot, flows: flows, at: time)
+            if c.resumesAfterGap { keep |= 1 << UInt8(i) }
         }
-        releasePending(slot, direction: d % 2)
+        directions[d].mask = keep
+        guard keep != 0 else {
+            directions[d].finished = true
+            releasePending(slot, direction: d % 2)
+            return
+        }
+        counters.resumedAfterGap &+= 1
+        guard skipToHeld else { return }
+        let held = pending[slot].map { d % 2 == 0 ? $0.0 : $0.1 }
+        let next = directions[d].next
+        if let earliest = held?.segments.min(by: { Int32(bitPattern: $0.seq &- next) < Int32(bitPattern: $1.seq &- next) }),
+           Int32(bitPattern: earliest.seq &- next) > 0 {
+            directions[d].next = earliest.seq
+            drainPending(d: d, slot: slot, flows: flows, time: time)
+        } else {
+            releasePending(slot, direction: d % 2)
+            directions[d].resync = true
+        }
     }
 
     @inline(never)
