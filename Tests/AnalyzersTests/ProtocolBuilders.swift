@@ -171,23 +171,34 @@ struct SeededRandom: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 
-    /// A mutation of `seed`: byte flips, random bytes, truncation, extension, or length-field damage.
-    mutating func mutate(_ seed: [UInt8]) -> [UInt8] {
-        var m = seed
-        let rounds = Int.random(in: 1...4, using: &self)
-        for _ in 0..<rounds {
-            switch Int.random(in: 0..<6, using: &self) {
-            case 0 where !m.isEmpty: m[Int.random(in: 0..<m.count, using: &self)] ^= UInt8(1 << Int.random(in: 0..<8, using: &self))
-            case 1 where !m.isEmpty: m[Int.random(in: 0..<m.count, using: &self)] = UInt8.random(in: 0...255, using: &self)
-            case 2: m = Array(m.prefix(Int.random(in: 0...m.count, using: &self)))
-            case 3: m += (0..<Int.random(in: 1...16, using: &self)).map { _ in UInt8.random(in: 0...255, using: &self) }
+    /// A uniform integer in 0..<n (cheap enough for million-iteration loops in debug builds).
+    mutating func below(_ n: Int) -> Int { n <= 1 ? 0 : Int(next() % UInt64(n)) }
+    mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next()) }
+
+    /// Writes a mutation of `seed` into `m` (reused, so the loop does not allocate): byte flips, random
+    /// bytes, truncation, extension, length-field damage or swaps.
+    mutating func mutate(_ seed: [UInt8], into m: inout [UInt8]) {
+        m.removeAll(keepingCapacity: true)
+        m.append(contentsOf: seed)
+        for _ in 0...below(4) {
+            switch below(6) {
+            case 0 where !m.isEmpty: m[below(m.count)] ^= UInt8(1 << below(8))
+            case 1 where !m.isEmpty: m[below(m.count)] = byte()
+            case 2: m.removeLast(below(m.count + 1))
+            case 3: for _ in 0...below(16) { m.append(byte()) }
             case 4 where m.count >= 2:
-                let i = Int.random(in: 0..<(m.count - 1), using: &self)
-                m[i] = [0x00, 0xFF, 0x7F, 0x80][Int.random(in: 0..<4, using: &self)]
-                m[i + 1] = [0x00, 0xFF, 0x7F, 0x80][Int.random(in: 0..<4, using: &self)]
-            default: if !m.isEmpty { m.swapAt(Int.random(in: 0..<m.count, using: &self), Int.random(in: 0..<m.count, using: &self)) }
+                let i = below(m.count - 1)
+                let special: (UInt8, UInt8, UInt8, UInt8) = (0x00, 0xFF, 0x7F, 0x80)
+                m[i] = withUnsafeBytes(of: special) { $0[below(4)] }
+                m[i + 1] = withUnsafeBytes(of: special) { $0[below(4)] }
+            default: if !m.isEmpty { m.swapAt(below(m.count), below(m.count)) }
             }
         }
+    }
+
+    mutating func mutate(_ seed: [UInt8]) -> [UInt8] {
+        var m: [UInt8] = []
+        mutate(seed, into: &m)
         return m
     }
 }
