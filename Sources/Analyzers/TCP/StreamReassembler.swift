@@ -144,8 +144,9 @@ public final class StreamReassembler: PacketAnalyzer {
         // but not captured, so the hole will never fill. Declare the gap now instead of waiting for budgets.
         if p.tcpFlags.contains(.ack) {
             let o = d ^ 1
-            if directions[o].started && !directions[o].finished && pending[context.slot] != nil
-                && Int32(bitPattern: p.tcpAcknowledgement &- directions[o].next) > 0 {
+            // Cheap comparison first: in-order traffic never acknowledges past `next`.
+            if directions[o].started && !directions[o].finished
+                && Int32(bitPattern: p.tcpAcknowledgement &- directions[o].next) > 0 && pending[context.slot] != nil {
                 let entry = pending[context.slot]!
                 if !(o % 2 == 0 ? entry.0 : entry.1).segments.isEmpty {
                     counters.ackedHoles &+= 1

@@ -261,7 +261,9 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
     func adminWrite(_ s: inout PairState, _ key: PairKey, share: String, file: String, at t: Timestamp) {
         s.adminShares.insert(share)
         if s.adminShareFirst == nil { s.adminShareFirst = t }
-        if s.adminWrites.count < 16 { s.adminWrites.append((t, share, file)) }
+        if s.adminWrites.count < 16 && !s.adminWrites.contains(where: { $0.share == share && $0.file.lowercased() == file.lowercased() }) {
+            s.adminWrites.append((t, share, file))
+        }
         scheduleShareAlert(key, &s)
     }
 
