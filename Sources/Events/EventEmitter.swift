@@ -17,6 +17,8 @@ public final class EventEmitter {
     public private(set) var alertsByCategory: [RuleCategory: UInt64] = [:]
     /// Alerts go to every observer too (evidence capture listens here).
     public var alertObservers: [(Alert) -> Void] = []
+    /// Protocol facts go to these (threat-intelligence matching listens here); see `ObservedFact`.
+    public var factObservers: [any FactObserver] = []
 
     var writer = JSONWriter(capacity: 8192)
     let constantFields: [UInt8]
@@ -83,7 +85,7 @@ public final class EventEmitter {
 
     func deliver(_ metadata: EventMetadata) {
         eventsEmitted &+= 1
-        writer.bytes.withUnsafeBytes { json in
+        writer.withUnsafeBytes { json in
             for s in sinks { s.write(json, metadata: metadata) }
         }
     }
@@ -184,7 +186,7 @@ public final class EventEmitter {
             }
             if alert.communityID != nil || alert.ipProtocol != nil || (alert.source != nil && alert.destination != nil) {
                 w.beginObject("network")
-                if let c = alert.communityID { w.markCommunityID { $0.append(contentsOf: c.utf8) } }
+                if let c = alert.communityID { w.markCommunityID { $0.append(string: c) } }
                 if let p = alert.ipProtocol, let t = IPProtocol.name(p) { w.field("transport", t) }
                 if let s = alert.source, let d = alert.destination { w.field("direction", direction(from: s.ip, to: d.ip)) }
                 w.endObject()
@@ -212,7 +214,7 @@ public final class EventEmitter {
 
 extension JSONWriter {
     /// Appends pre-rendered JSON members (no separator handling inside).
-    mutating func appendRaw(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
+    mutating func appendRaw(_ raw: [UInt8]) { raw.withUnsafeBytes { append(bytes: $0) } }
 
     /// The byte range of the last `community_id` value written with `markCommunityID`.
     var markedRange: Range<Int>? { marked.1 > marked.0 ? marked.0..<marked.1 : nil }

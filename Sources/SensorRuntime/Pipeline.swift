@@ -27,7 +27,7 @@ public struct PipelineCounters: Sendable, Equatable {
 /// per-packet path: it decodes in place over libpcap's buffer, updates the flow, and calls the analysers;
 /// it allocates nothing. Everything periodic (idle expiry, detector windows) runs on packet-clock second
 /// boundaries in `tick`, so a replay of a day-long capture behaves as the day did.
-public final class Pipeline {
+public final class Pipeline: PacketConsumer {
     public let flows: FlowTable
     public let emitter: EventEmitter
     public private(set) var analyzers: [any PacketAnalyzer]
@@ -41,9 +41,12 @@ public final class Pipeline {
         self.flows = FlowTable(configuration: flows)
         self.emitter = emitter
         self.analyzers = analyzers
+        super.init()
     }
 
     public func addAnalyzer(_ a: any PacketAnalyzer) { analyzers.append(a) }
+
+    public override func consume(_ packet: RawPacket) { process(packet) }
 
     /// The per-packet path.
     @inline(__always)
