@@ -2,6 +2,7 @@ import XCTest
 @testable import Analyzers
 import Events
 import PacketCore
+import TestSupport
 
 /// A consumer that realigns after gaps (like DCE-RPC), to exercise the resume path.
 final class ResumingConsumer: StreamConsumer {

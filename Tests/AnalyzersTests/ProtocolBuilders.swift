@@ -1,4 +1,5 @@
 @testable import Analyzers
+import TestSupport
 import Events
 import PacketCore
 
@@ -159,18 +160,8 @@ struct StreamHarness {
     }
 }
 
-/// A small seeded PRNG (SplitMix64) so fuzz runs are reproducible.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// Fuzzing helpers on the suite's one seeded PRNG (TestSupport), so failures reproduce.
+extension SeededRandom {
     /// A uniform integer in 0..<n (cheap enough for million-iteration loops in debug builds).
     mutating func below(_ n: Int) -> Int { n <= 1 ? 0 : Int(next() % UInt64(n)) }
     mutating func byte() -> UInt8 { UInt8(truncatingIfNeeded: next()) }
