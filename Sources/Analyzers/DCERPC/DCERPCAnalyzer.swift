@@ -20,7 +20,9 @@ public struct DCERPCCounters: Sendable, Equatable {
 /// server PDUs answering `ept_map` teach new endpoints.
 public final class DCERPCAnalyzer: StreamConsumer {
     public let name = "dce_rpc"
-    public weak var observer: (any RemoteAccessObserver)?
+    /// Strong on purpose: the detector holds no reference back, and a weakly referenced object pays the
+    /// slow (side-table) reference count on every retain in the per-packet analyser loop.
+    public var observer: (any RemoteAccessObserver)?
     public private(set) var counters = DCERPCCounters()
     public let messageCap: Int
     /// Most (server, port) endpoints remembered from endpoint-mapper responses, oldest forgotten first.
@@ -60,7 +62,7 @@ public final class DCERPCAnalyzer: StreamConsumer {
         }
         guard want else { return false }
         let f = Flow(generation: flow.generation)
-        f.association.onEndpointMapperPort = port == 135
+        f.association.onEndpointMapperPort = port == 135 || flow.originatorPort == 135
         flows[slot] = f
         counters.flows &+= 1
         return true
@@ -70,7 +72,6 @@ public final class DCERPCAnalyzer: StreamConsumer {
         guard let f = flows[slot] else { return .doneWithFlow }
         let record = table[slot]
         guard record.generation == f.generation else { return .doneWithFlow }
-        let ep = SessionEndpoints(record)
         let d = fromOriginator ? 0 : 1
         var data = data
         if f.resyncing[d] {
@@ -86,7 +87,14 @@ public final class DCERPCAnalyzer: StreamConsumer {
             f.resyncing[fromOriginator ? 0 : 1] = false
             counters.pdus &+= 1
             if record.appProtocol == 0 { table.setAppProtocol(AppProtocol.dceRPC.rawValue, slot: slot) }
-            if fromOriginator {
+            // Direction from the PDU type, not from who spoke first: a midstream capture may begin with a reply.
+            let type = pdu[2]
+            let fromClient = type == DCERPC.PacketType.request.rawValue || type == DCERPC.PacketType.bind.rawValue
+                || type == DCERPC.PacketType.alterContext.rawValue || type == DCERPC.PacketType.auth3.rawValue
+            let ep = fromClient == fromOriginator
+                ? SessionEndpoints(client: record.originator, server: record.responder, serverPort: record.responderPort)
+                : SessionEndpoints(client: record.responder, server: record.originator, serverPort: record.originatorPort)
+            if fromClient {
                 f.association.clientPDU(pdu) { event in
                     switch event {
                     case .bind(let iface):
@@ -109,7 +117,7 @@ public final class DCERPCAnalyzer: StreamConsumer {
                     }
                 }
             } else {
-                for port in f.association.serverPDU(pdu) { learn(server: record.responder, port: port) }
+                for port in f.association.serverPDU(pdu) { learn(server: ep.server, port: port) }
             }
         }
         if !ok {

@@ -116,7 +116,9 @@ public enum Kerberos {
 /// KDC refused. Feeds password-spraying and brute-force detection, and marks KDCs (domain controllers).
 public final class KerberosAnalyzer: PacketAnalyzer, StreamConsumer {
     public let name = "kerberos"
-    public weak var observer: (any RemoteAccessObserver)?
+    /// Strong on purpose: the detector holds no reference back, and a weakly referenced object pays the
+    /// slow (side-table) reference count on every retain in the per-packet analyser loop.
+    public var observer: (any RemoteAccessObserver)?
     public private(set) var messages: UInt64 = 0
 
     struct Pending { var generation: UInt32; var user: String; var realm: String }

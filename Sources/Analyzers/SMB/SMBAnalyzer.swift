@@ -25,7 +25,9 @@ public struct SMBCounters: Sendable, Equatable {
 /// header) is recognised and counted; its content is not visible.
 public final class SMBAnalyzer: StreamConsumer {
     public let name = "smb"
-    public weak var observer: (any RemoteAccessObserver)?
+    /// Strong on purpose: the detector holds no reference back, and a weakly referenced object pays the
+    /// slow (side-table) reference count on every retain in the per-packet analyser loop.
+    public var observer: (any RemoteAccessObserver)?
     public private(set) var counters = SMBCounters()
     /// Bytes of one message kept when it spans segments (enough for headers, names, NTLMSSP and RPC binds).
     public let messageCap: Int
@@ -74,8 +76,8 @@ public final class SMBAnalyzer: StreamConsumer {
     // MARK: StreamConsumer
 
     public func wantsStream(_ flow: FlowRecord, slot: Int32, firstPayload: UnsafeRawBufferPointer, fromOriginator: Bool) -> Bool {
-        let ports: Set<UInt16> = [445, 139]
-        let byPort = ports.contains(flow.responderPort) || ports.contains(flow.originatorPort)
+        let r = flow.responderPort, o = flow.originatorPort
+        let byPort = r == 445 || r == 139 || o == 445 || o == 139
         let byContent = firstPayload.count >= 8 && firstPayload[0] == 0 && firstPayload[5] == 0x53 && firstPayload[6] == 0x4D
             && firstPayload[7] == 0x42 && (firstPayload[4] == 0xFE || firstPayload[4] == 0xFF || firstPayload[4] == 0xFD)
         guard byPort || byContent else { return false }
