@@ -29,7 +29,7 @@ public final class SMBAnalyzer: StreamConsumer {
     /// slow (side-table) reference count on every retain in the per-packet analyser loop.
     public var observer: (any RemoteAccessObserver)?
     public private(set) var counters = SMBCounters()
-    /// Bytes of one message kept when it spans segments (enough for headers, names, NTLMSSP and RPC binds).
+    /// Bytes of one message kept when it spans segments.
     public let messageCap: Int
 
     static let statusMoreProcessing: UInt32 = 0xC000_0016
@@ -69,7 +69,9 @@ public final class SMBAnalyzer: StreamConsumer {
 
     var flows: [Int32: Flow] = [:]
 
-    public init(messageCap: Int = 16 << 10) {
+    /// 4 KiB holds every header, name, NTLMSSP message and pipe RPC bind/request start we read, while a
+    /// bulk READ/WRITE copies no more than that of its 64 KiB–1 MiB body.
+    public init(messageCap: Int = 4 << 10) {
         self.messageCap = messageCap
     }
 
