@@ -436,6 +436,11 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
         guard hosts[source] != nil else { return }
         if suppressed(hosts[source]?.fired[rule], t) { counters.suppressed &+= 1; return }
         hosts[source]?.fired[rule] = t
+        // Per-account brute-force keys could grow with the accounts tried: keep the most recent 256.
+        if let n = hosts[source]?.fired.count, n > 256, var f = hosts[source]?.fired {
+            _ = LateralMovementDetector.evictOldest(&f, keep: 192) { $0 }
+            hosts[source]?.fired = f
+        }
         counters.alerts &+= 1
         emitter.emit(make())
     }
