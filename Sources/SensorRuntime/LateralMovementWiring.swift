@@ -3,6 +3,7 @@ import ConfigKit
 import Detectors
 import Events
 import Foundation
+import PacketCore
 
 /// Builds the SMB, DCE-RPC and Kerberos analysers and the lateral-movement detector they feed.
 ///
@@ -26,12 +27,41 @@ enum LateralMovementWiring {
         reassembler.add(smb)
         reassembler.add(rpc)
         reassembler.add(kerberos)
-        analyzers.append(kerberos)
-        guard rules.enabled else { return }
-        let detector = LateralMovementDetector(rules: rules, emitter: emitter)
-        smb.observer = detector
-        rpc.observer = detector
-        kerberos.observer = detector
-        analyzers.append(detector)
+        var detector: LateralMovementDetector?
+        if rules.enabled {
+            let d = LateralMovementDetector(rules: rules, emitter: emitter)
+            smb.observer = d
+            rpc.observer = d
+            kerberos.observer = d
+            detector = d
+        }
+        analyzers.append(LateralMovementTap(kerberos: kerberos, detector: detector))
     }
+}
+
+/// One entry in the pipeline's per-packet analyser loop for the Kerberos datagram analyser and the
+/// detector: every entry there costs a retain/release pair per packet, and these two are cheap enough
+/// per packet that the pair would dominate. Calls on the concrete `let`s below need no reference counting.
+final class LateralMovementTap: PacketAnalyzer {
+    let name = "lateral-movement"
+    let kerberos: KerberosAnalyzer
+    let detector: LateralMovementDetector?
+
+    init(kerberos: KerberosAnalyzer, detector: LateralMovementDetector?) {
+        self.kerberos = kerberos
+        self.detector = detector
+    }
+
+    func packet(_ context: PacketContext, flows: FlowTable) {
+        kerberos.packet(context, flows: flows)
+        detector?.packet(context, flows: flows)
+    }
+
+    func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
+        kerberos.flowEnded(flow, reason: reason, slot: slot)
+        detector?.flowEnded(flow, reason: reason, slot: slot)
+    }
+
+    func tick(_ now: Timestamp) { detector?.tick(now) }
+    func finish(_ now: Timestamp) { detector?.finish(now) }
 }
