@@ -156,7 +156,7 @@ public final class DCERPCAnalyzer: StreamConsumer {
         flows[slot] = nil
     }
 
-    public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
+    public func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
         guard let f = flows[slot], f.generation == flow.generation else { return }
         f.facts.write(into: &w)
     }

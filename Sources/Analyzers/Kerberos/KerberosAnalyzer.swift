@@ -127,9 +127,6 @@ public final class KerberosAnalyzer: PacketAnalyzer, StreamConsumer {
 
     public init() {}
 
-    /// Both seams offer this hook; Kerberos adds nothing to flow events beyond `network.protocol`.
-    public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
-
     // UDP: one message per datagram.
     public func packet(_ context: PacketContext, flows: FlowTable) {
         let p = context.packet

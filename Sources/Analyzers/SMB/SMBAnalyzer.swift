@@ -123,7 +123,7 @@ public final class SMBAnalyzer: StreamConsumer {
         if let a = f.pendingAuth {
             observer?.observe(.authentication(a), on: SessionEndpoints(flow), at: flow.lastSeen)
         }
-        // The flow's fields were written before this call (contributeFlowFields); drop the state.
+        // The flow's fields were written before this call (contributeStreamFields); drop the state.
         flows[slot] = nil
     }
 
@@ -414,7 +414,7 @@ public final class SMBAnalyzer: StreamConsumer {
 
     // MARK: Flow fields
 
-    public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
+    public func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
         guard let f = flows[slot], f.generation == flow.generation else { return }
         w.beginObject("smb")
         if f.dialect != 0 { w.field("version", SMBAnalyzer.dialectName(f.dialect)) } else if f.smb1 { w.field("version", "1") }

@@ -29,12 +29,13 @@ public protocol StreamConsumer: AnyObject {
     /// DCE-RPC and SMB can). Such consumers get `gap` and then the bytes after the hole; others stop there.
     var resumesAfterGap: Bool { get }
     /// Adds this consumer's facts to the flow's event (`smb.*`, `dce_rpc.*`, …); called before `streamEnded`.
-    func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
+    /// (Named apart from `PacketAnalyzer.contributeFlowFields` so a class can be both without ambiguity.)
+    func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
 }
 
 extension StreamConsumer {
     public var resumesAfterGap: Bool { false }
-    public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
+    public func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
 }
 
 /// Limits of stream reassembly.
@@ -343,7 +344,7 @@ public final class StreamReassembler: PacketAnalyzer {
         let mask = slots[s].consumerMask
         guard mask != 0 else { return }
         for (i, c) in consumers.enumerated() where mask & (1 << UInt8(i)) != 0 {
-            c.contributeFlowFields(flow, slot: slot, into: &writer)
+            c.contributeStreamFields(flow, slot: slot, into: &writer)
         }
     }
 
