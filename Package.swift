@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
     ],
     targets: [
         // Thin system-library targets: one per C library, nothing else.
@@ -38,12 +40,22 @@ let package = Package(
         // libpcap sources (offline files now, live interfaces later).
         .target(name: "Capture", dependencies: ["CPcap", "PacketCore"], swiftSettings: hotPath),
         // Event sinks: stdout, file (Kafka and syslog join here).
-        .target(name: "Outputs", dependencies: ["Events", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "Outputs", dependencies: ["Events", "CRdKafka", .product(name: "Logging", package: "swift-log"),
+                                                .product(name: "NIOCore", package: "swift-nio"),
+                                                .product(name: "NIOPosix", package: "swift-nio"),
+                                                .product(name: "NIOTLS", package: "swift-nio"),
+                                                .product(name: "NIOSSL", package: "swift-nio-ssl")]),
+        // GeoIP/ASN enrichment (libmaxminddb), plugged into the emitter through `EventEnricher`.
+        .target(name: "Enrichment", dependencies: ["CMaxMindDB", "PacketCore", "Events",
+                                                   .product(name: "Logging", package: "swift-log")]),
+        // librdkafka's mock cluster on loopback, for the Kafka output tests and benchmark.
+        .executableTarget(name: "kafka-mock-broker", dependencies: ["CRdKafka"]),
         // YAML with line-numbered errors, shared by the config file and every rules file.
         .target(name: "ConfigKit", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Config, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
             "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
+            "Enrichment",
             "Detectors",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -63,10 +75,12 @@ let package = Package(
         .testTarget(name: "EventsTests", dependencies: ["Events", "TestSupport"]),
         .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "Events", "PacketCore", "ConfigKit"]),
-        .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
+        .testTarget(name: "CaptureTests", dependencies: ["Capture", "TestSupport"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),
+        .testTarget(name: "OutputsTests", dependencies: ["Outputs", "TestSupport"]),
+        .testTarget(name: "EnrichmentTests", dependencies: ["Enrichment", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -17,6 +17,8 @@ public final class EventEmitter {
     public private(set) var alertsByCategory: [RuleCategory: UInt64] = [:]
     /// Alerts go to every observer too (evidence capture listens here).
     public var alertObservers: [(Alert) -> Void] = []
+    /// GeoIP/ASN context written next to `source.ip` and `destination.ip` (nil: none configured).
+    public let enricher: (any EventEnricher)?
     /// Protocol facts go to these (threat-intelligence matching listens here); see `ObservedFact`.
     public var factObservers: [any FactObserver] = []
 
@@ -24,7 +26,9 @@ public final class EventEmitter {
     let constantFields: [UInt8]
 
     public init(observer: ObserverInfo, sinks: [any EventSink], communityID: CommunityID = CommunityID(),
-                homeNetworks: NetworkSet = .privateDefaults, flowEventsEnabled: Bool = true) {
+                homeNetworks: NetworkSet = .privateDefaults, flowEventsEnabled: Bool = true,
+                enricher: (any EventEnricher)? = nil) {
+        self.enricher = enricher
         self.observer = observer
         self.sinks = sinks
         self.communityID = communityID
@@ -107,12 +111,14 @@ public final class EventEmitter {
             let ports = r.key.hasPorts && r.key.ipProtocol != IPProtocol.icmp && r.key.ipProtocol != IPProtocol.icmpv6
             w.beginObject("source")
             w.field("ip", orig)
+            enricher?.enrich(orig, into: &w)
             if ports { w.field("port", Int(r.originatorPort)) }
             w.field("bytes", r.originatorBytes)
             w.field("packets", r.originatorPackets)
             w.endObject()
             w.beginObject("destination")
             w.field("ip", resp)
+            enricher?.enrich(resp, into: &w)
             if ports { w.field("port", Int(r.responderPort)) }
             w.field("bytes", r.responderBytes)
             w.field("packets", r.responderPackets)
@@ -179,10 +185,10 @@ public final class EventEmitter {
             }
             w.endObject()
             if let s = alert.source {
-                w.beginObject("source"); w.field("ip", s.ip); if let p = s.port { w.field("port", Int(p)) }; w.endObject()
+                w.beginObject("source"); w.field("ip", s.ip); enricher?.enrich(s.ip, into: &w); if let p = s.port { w.field("port", Int(p)) }; w.endObject()
             }
             if let d = alert.destination {
-                w.beginObject("destination"); w.field("ip", d.ip); if let p = d.port { w.field("port", Int(p)) }; w.endObject()
+                w.beginObject("destination"); w.field("ip", d.ip); enricher?.enrich(d.ip, into: &w); if let p = d.port { w.field("port", Int(p)) }; w.endObject()
             }
             if alert.communityID != nil || alert.ipProtocol != nil || (alert.source != nil && alert.destination != nil) {
                 w.beginObject("network")

@@ -140,6 +140,21 @@ public final class Pipeline: PacketConsumer {
             w.field("emitted", emitter.eventsEmitted)
             w.field("alerts", emitter.alertsEmitted)
             w.endObject()
+            // Delivery so far, per output (final figures are in the end-of-run log summary).
+            w.beginArray("outputs")
+            for sink in emitter.sinks {
+                let st = sink.statistics
+                w.beginObject()
+                w.field("name", sink.name)
+                w.field("accepted", st.accepted)
+                w.field("delivered", st.delivered)
+                w.field("failed", st.failed)
+                w.field("spooled", st.spooled)
+                w.field("dropped", st.dropped)
+                w.field("spool_bytes", st.spoolBytes)
+                w.endObject()
+            }
+            w.endArray()
             if let cs = captureStats {
                 w.beginObject("capture")
                 w.field("received", cs.received)

@@ -39,6 +39,12 @@ struct Replay: AsyncParsableCommand {
             "packets": "\(k.packets)", "bytes": "\(k.bytes)", "flows": "\(outcome.flowCounters.created)",
             "events": "\(outcome.events)", "alerts": "\(outcome.alerts)", "evicted": "\(outcome.flowCounters.evicted)",
         ])
+        for (name, st) in outcome.sinkStatistics {
+            logger.info("output delivery", metadata: [
+                "output": "\(name)", "accepted": "\(st.accepted)", "delivered": "\(st.delivered)", "failed": "\(st.failed)",
+                "spooled": "\(st.spooled)", "dropped": "\(st.dropped)", "spool_bytes": "\(st.spoolBytes)",
+            ])
+        }
         for e in outcome.outputErrors { printError("error: output: \(e)") }
         if !outcome.inputErrors.isEmpty {
             for e in outcome.inputErrors { printError("error: \(e.description)") }

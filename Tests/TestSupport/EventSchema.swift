@@ -87,6 +87,7 @@ public struct EventSchema {
         case "float": return v is Double || v is Int
         case "boolean": return v is Bool
         case "object": return v is [String: Any]
+        case "object[]": return (v as? [Any])?.allSatisfy { $0 is [String: Any] } ?? false
         case "date":
             guard let s = v as? String else { return false }
             return s.count == 27 && s.hasSuffix("Z") && s.dropFirst(10).first == "T"
