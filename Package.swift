@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Events", dependencies: ["PacketCore"], swiftSettings: hotPath),
         // Protocol analysers: TCP stream reassembly shared by all, then one folder per protocol.
         .target(name: "Analyzers", dependencies: ["PacketCore", "Events"], swiftSettings: hotPath),
-        // Detectors: decide from analysers' facts (lateral movement, …); thresholds in Rules/.
+        // Detectors: decide from analysers' facts (C2 port/protocol mismatch, beaconing, lateral movement, …); rules from Rules/.
         .target(name: "Detectors", dependencies: ["PacketCore", "Events", "Analyzers", "ConfigKit"]),
         // libpcap sources (offline files now, live interfaces later).
         .target(name: "Capture", dependencies: ["CPcap", "PacketCore"], swiftSettings: hotPath),
@@ -74,8 +74,8 @@ let package = Package(
         .testTarget(name: "PacketCoreTests", dependencies: ["PacketCore", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "TestSupport"]),
         .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers", "TestSupport"]),
-        .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "Events", "PacketCore", "ConfigKit"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "TestSupport"]),
+        .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "ConfigKit", "TestSupport", "Events", "PacketCore"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),

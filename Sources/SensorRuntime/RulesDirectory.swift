@@ -37,6 +37,7 @@ public enum RulesDirectory {
             do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error); continue }
             if f.hasSuffix("/" + LateralMovementRules.fileName) { issues += LateralMovementRules.check(path: f) }
         }
+        issues += C2Analyzers.checkRules(dir)
         return issues
     }
 }

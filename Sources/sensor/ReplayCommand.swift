@@ -1,5 +1,6 @@
 import ArgumentParser
 import Capture
+import ConfigKit
 import Logging
 import SensorRuntime
 
@@ -31,6 +32,8 @@ struct Replay: AsyncParsableCommand {
             outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger)
         } catch let e as CaptureError {
             fail("error: \(e.description)", code: 1)
+        } catch let e as ConfigIssues {
+            fail("error: invalid rules:\n\(e.description)", code: 78)
         } catch {
             fail("error: \(error)", code: 1)
         }
