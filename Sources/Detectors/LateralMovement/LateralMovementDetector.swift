@@ -370,7 +370,7 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
         var perUser: [String: Int] = [:]
         for f in h.failures { perUser[f.user, default: 0] += 1 }
         let methods = Set(h.failures.map(\.method.rawValue)).sorted()
-        let targets = Array(h.targetsOfFailures)
+        let targets = h.targetsOfFailures.sorted()  // sorted: replays must give identical events
         if perUser.count >= rules.sprayDistinctUsers {
             let users = perUser.keys.sorted()
             fireHost(source, rule: "lateral_movement.password_spray", at: t) {
