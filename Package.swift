@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "Events", dependencies: ["PacketCore"], swiftSettings: hotPath),
         // Protocol analysers: TCP stream reassembly shared by all, then one folder per protocol.
         .target(name: "Analyzers", dependencies: ["PacketCore", "Events"], swiftSettings: hotPath),
-        // Detectors: decide from analysers' facts (C2 port/protocol mismatch, beaconing, …); rules from Rules/.
+        // Detectors: decide from analysers' facts (C2 port/protocol mismatch, beaconing, lateral movement, …); rules from Rules/.
         .target(name: "Detectors", dependencies: ["PacketCore", "Events", "Analyzers", "ConfigKit"]),
         // libpcap sources (offline files now, live interfaces later).
         .target(name: "Capture", dependencies: ["CPcap", "PacketCore", "CSensorShims"], swiftSettings: hotPath),
@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "EventsTests", dependencies: ["Events", "TestSupport"]),
         .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers", "TestSupport"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "TestSupport"]),
-        .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "ConfigKit", "TestSupport"]),
+        .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "ConfigKit", "TestSupport", "Events", "PacketCore"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),

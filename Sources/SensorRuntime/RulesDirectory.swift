@@ -1,5 +1,6 @@
 import ConfigKit
 import Evidence
+import Detectors
 import Foundation
 
 /// Finds and checks the rules directory (`Rules/` in the repository; `/etc/sensor/rules` when installed).
@@ -34,7 +35,8 @@ public enum RulesDirectory {
         }
         var issues: [ConfigIssue] = []
         for f in yamlFiles(in: dir) {
-            do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error) }
+            do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error); continue }
+            if f.hasSuffix("/" + LateralMovementRules.fileName) { issues += LateralMovementRules.check(path: f) }
         }
         issues += C2Analyzers.checkRules(dir)
         issues += IntelConfiguration.checkIndicatorFiles(in: dir + "/indicators")

@@ -33,8 +33,7 @@ struct Replay: AsyncParsableCommand {
         } catch let e as CaptureError {
             fail("error: \(e.description)", code: 1)
         } catch let e as ConfigIssues {
-            fail("error: invalid rules or indicators:
-\(e.description)", code: 78)
+            fail("error: invalid rules or indicators:\n\(e.description)", code: 78)
         } catch {
             fail("error: \(error)", code: 1)
         }

@@ -33,7 +33,7 @@ struct SegmentDriver {
         reassembler.add(consumer)
     }
 
-    mutating func send(fromClient: Bool, seq: UInt32, flags: TCPFlags = [.ack, .psh], payload: [UInt8], claimed: Int? = nil) {
+    mutating func send(fromClient: Bool, seq: UInt32, flags: TCPFlags = [.ack, .psh], payload: [UInt8], claimed: Int? = nil, ack: UInt32 = 0) {
         var frame = [UInt8](repeating: 0, count: 54)
         frame.append(contentsOf: payload)
         time += 1000
@@ -49,6 +49,7 @@ struct SegmentDriver {
         p.hasPorts = true
         p.tcpFlags = flags
         p.tcpSequence = seq
+        p.tcpAcknowledgement = ack
         p.payloadOffset = 54
         p.payloadLength = claimed ?? payload.count
         p.wireLength = 54 + (claimed ?? payload.count)

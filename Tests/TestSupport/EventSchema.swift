@@ -80,6 +80,10 @@ public struct EventSchema {
         case "keyword": return v is String
         case "keyword[]": return (v as? [Any])?.allSatisfy { $0 is String } ?? false
         case "long": return v is Int && !isBool && !(v is Double && (v as! Double) != (v as! Double).rounded())
+        case "long[]":
+            return (v as? [Any])?.allSatisfy { e in
+                e is Int && (e as AnyObject) !== (true as AnyObject) && (e as AnyObject) !== (false as AnyObject)
+            } ?? false
         case "float": return v is Double || v is Int
         case "boolean": return v is Bool
         case "object": return v is [String: Any]

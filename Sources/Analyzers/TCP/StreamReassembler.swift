@@ -25,6 +25,17 @@ public protocol StreamConsumer: AnyObject {
     func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp)
     /// The flow ended; release per-slot state.
     func streamEnded(_ flow: FlowRecord, slot: Int32)
+    /// Whether the consumer can pick up again after a gap (it realigns on its own message boundaries, as
+    /// DCE-RPC and SMB can). Such consumers get `gap` and then the bytes after the hole; others stop there.
+    var resumesAfterGap: Bool { get }
+    /// Adds this consumer's facts to the flow's event (`smb.*`, `dce_rpc.*`, …); called before `streamEnded`.
+    /// (Named apart from `PacketAnalyzer.contributeFlowFields` so a class can be both without ambiguity.)
+    func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
+}
+
+extension StreamConsumer {
+    public var resumesAfterGap: Bool { false }
+    public func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
 }
 
 /// Limits of stream reassembly.
@@ -47,6 +58,10 @@ public struct ReassemblyCounters: Sendable, Equatable {
     public var gaps: UInt64 = 0
     public var budgetStops: UInt64 = 0
     public var pendingDropped: UInt64 = 0
+    /// Holes declared because the peer acknowledged data the sensor never saw (capture loss).
+    public var ackedHoles: UInt64 = 0
+    /// Directions that continued after a gap for consumers that resume.
+    public var resumedAfterGap: UInt64 = 0
     public init() {}
 }
 
@@ -71,6 +86,8 @@ public final class StreamReassembler: PacketAnalyzer {
         var delivered: UInt32 = 0
         var started = false
         var finished = false
+        /// After a gap, the next segment seen sets `next` (like a midstream start).
+        var resync = false
         /// Bit i: consumer i still wants this direction.
         var mask: UInt8 = 0
     }
@@ -124,6 +141,20 @@ public final class StreamReassembler: PacketAnalyzer {
         }
         if slots[s].decided && slots[s].consumerMask == 0 { return }
         let d = s * 2 + (context.fromOriginator ? 0 : 1)
+        // The peer acknowledging beyond a hole in the other direction: those bytes were sent and received
+        // but not captured, so the hole will never fill. Declare the gap now instead of waiting for budgets.
+        if p.tcpFlags.contains(.ack) {
+            let o = d ^ 1
+            // Cheap comparison first: in-order traffic never acknowledges past `next`.
+            if directions[o].started && !directions[o].finished
+                && Int32(bitPattern: p.tcpAcknowledgement &- directions[o].next) > 0 && pending[context.slot] != nil {
+                let entry = pending[context.slot]!
+                if !(o % 2 == 0 ? entry.0 : entry.1).segments.isEmpty {
+                    counters.ackedHoles &+= 1
+                    signalGap(d: o, slot: context.slot, flows: flows, time: p.timestamp)
+                }
+            }
+        }
         if directions[d].finished { return }
         var seq = p.tcpSequence
         if p.tcpFlags.contains(.syn) {
@@ -146,9 +177,10 @@ public final class StreamReassembler: PacketAnalyzer {
             directions[s * 2 + 1].mask = mask
             if mask == 0 { return }
         }
-        if !directions[d].started {
+        if !directions[d].started || directions[d].resync {
             directions[d].next = seq
             directions[d].started = true
+            directions[d].resync = false
         }
         let next = directions[d].next
         let rel = Int32(bitPattern: seq &- next)
@@ -207,19 +239,40 @@ public final class StreamReassembler: PacketAnalyzer {
             directions[d].finished = true
             releasePending(slot, direction: d % 2)
         } else if claimed > data.count {
-            signalGap(d: d, slot: slot, flows: flows, time: time)
+            // A snap-length cut: `next` already passed the missing bytes, so resuming consumers go on in order.
+            signalGap(d: d, slot: slot, flows: flows, time: time, skipToHeld: false)
         }
     }
 
-    func signalGap(d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
+    /// Ends in-order delivery of a direction at a hole. Consumers that resume continue after it: from the
+    /// earliest held segment if there is one, else from the next segment that arrives.
+    func signalGap(d: Int, slot: Int32, flows: FlowTable, time: Timestamp, skipToHeld: Bool = true) {
         guard !directions[d].finished else { return }
         counters.gaps &+= 1
-        directions[d].finished = true
         let mask = directions[d].mask
+        var keep: UInt8 = 0
         for (i, c) in consumers.enumerated() where mask & (1 << UInt8(i)) != 0 {
             c.gap(fromOriginator: d % 2 == 0, slot: slot, flows: flows, at: time)
+            if c.resumesAfterGap { keep |= 1 << UInt8(i) }
         }
-        releasePending(slot, direction: d % 2)
+        directions[d].mask = keep
+        guard keep != 0 else {
+            directions[d].finished = true
+            releasePending(slot, direction: d % 2)
+            return
+        }
+        counters.resumedAfterGap &+= 1
+        guard skipToHeld else { return }
+        let held = pending[slot].map { d % 2 == 0 ? $0.0 : $0.1 }
+        let next = directions[d].next
+        if let earliest = held?.segments.min(by: { Int32(bitPattern: $0.seq &- next) < Int32(bitPattern: $1.seq &- next) }),
+           Int32(bitPattern: earliest.seq &- next) > 0 {
+            directions[d].next = earliest.seq
+            drainPending(d: d, slot: slot, flows: flows, time: time)
+        } else {
+            releasePending(slot, direction: d % 2)
+            directions[d].resync = true
+        }
     }
 
     @inline(never)
@@ -284,6 +337,17 @@ public final class StreamReassembler: PacketAnalyzer {
         if direction == nil || direction == 0 { pendingTotal -= entry.0.bytes; entry.0 = Pending() }
         if direction == nil || direction == 1 { pendingTotal -= entry.1.bytes; entry.1 = Pending() }
         if entry.0.segments.isEmpty && entry.1.segments.isEmpty { pending[slot] = nil } else { pending[slot] = entry }
+    }
+
+    /// Forwards to the consumers following the flow, so their facts land on the flow event.
+    public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {
+        let s = Int(slot)
+        guard s < capacity, slots[s].generation == flow.generation else { return }
+        let mask = slots[s].consumerMask
+        guard mask != 0 else { return }
+        for (i, c) in consumers.enumerated() where mask & (1 << UInt8(i)) != 0 {
+            c.contributeStreamFields(flow, slot: slot, into: &writer)
+        }
     }
 
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {

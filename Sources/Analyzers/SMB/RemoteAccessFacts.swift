@@ -1,0 +1,191 @@
+import PacketCore
+
+/// Who talked to whom, as the facts below name it: the client (the side that sent the request) and the
+/// server it addressed. Taken from the flow's originator and responder.
+public struct SessionEndpoints: Sendable, Hashable {
+    public var client: IPAddress
+    public var server: IPAddress
+    public var serverPort: UInt16
+    public init(client: IPAddress, server: IPAddress, serverPort: UInt16) {
+        self.client = client
+        self.server = server
+        self.serverPort = serverPort
+    }
+    public init(_ flow: FlowRecord) {
+        self.init(client: flow.originator, server: flow.responder, serverPort: flow.responderPort)
+    }
+}
+
+/// An authentication attempt seen on the wire (NTLMSSP in SMB or DCE-RPC, Kerberos AS exchanges).
+public struct AuthenticationAttempt: Sendable, Equatable {
+    public enum Method: String, Sendable { case ntlm, kerberos }
+    public var method: Method
+    public var user: String
+    public var domain: String
+    public var workstation: String
+    /// nil while the outcome is not known (no response seen).
+    public var success: Bool?
+    /// NT status (NTLM over SMB) or Kerberos error code; 0 on success.
+    public var status: UInt32
+    public init(method: Method, user: String, domain: String = "", workstation: String = "", success: Bool?, status: UInt32) {
+        self.method = method
+        self.user = user
+        self.domain = domain
+        self.workstation = workstation
+        self.success = success
+        self.status = status
+    }
+}
+
+/// One thing an application analyser learned that matters for lateral movement.
+///
+/// Analysers extract these facts; the lateral-movement detector decides what they mean (Zeek's split of
+/// analysis and policy). Facts are produced per SMB/DCE-RPC/Kerberos message of interest, never per
+/// packet, so they may carry strings.
+public enum RemoteAccessFact: Sendable, Equatable {
+    /// SMB TREE_CONNECT request for a share path (`\\host\ADMIN$`).
+    case treeConnect(path: String)
+    /// SMB CREATE of a file or named pipe on a share (`share` is the share name, e.g. `ADMIN$`).
+    case open(share: String, name: String, isPipe: Bool, writeAccess: Bool)
+    /// The first SMB WRITE to a file (not a pipe) on a share, per file handle.
+    case write(share: String, name: String)
+    /// An authentication attempt and, once known, its outcome.
+    case authentication(AuthenticationAttempt)
+    /// A DCE-RPC BIND/ALTER_CONTEXT to an interface.
+    case rpcBind(RPCInterface)
+    /// A DCE-RPC REQUEST; `interface` is nil when the bind was not seen. `pipe` names the SMB pipe, if any.
+    case rpcCall(interface: RPCInterface?, opnum: UInt16, pipe: String?)
+    /// A DCOM remote activation (an activation blob on the endpoint mapper port): the client asked the
+    /// server to create a COM object, the first step of DCOM/WMI lateral movement.
+    case dcomActivation(className: String?)
+    /// A DCOM call whose arguments name WMI's `Win32_Process` (remote process creation through WMI),
+    /// recognisable even when the interface binding was not seen.
+    case wmiProcessCreate
+    /// SMB3 encrypted traffic (transform header): nothing further is visible.
+    case encryptedSMB
+    /// The server answered a Kerberos request (it is a KDC, i.e. a domain controller).
+    case kerberosServer
+}
+
+/// Receives facts from the analysers (the lateral-movement detector implements it).
+public protocol RemoteAccessObserver: AnyObject {
+    func observe(_ fact: RemoteAccessFact, on endpoints: SessionEndpoints, at time: Timestamp)
+}
+
+/// Reassembles length-prefixed messages (NetBIOS session, DCE-RPC fragments, Kerberos over TCP) from
+/// the in-order byte stream of one direction, keeping at most `cap` bytes of each message.
+///
+/// Messages that fit in one delivery are handed over in place (no copy). A message spanning deliveries
+/// is copied into `buffer` up to `cap` bytes; its remainder is skipped, so a 1 MB SMB WRITE costs one
+/// bounded prefix. Handlers get the prefix and the message's full length, and must accept truncation.
+struct MessageAssembler {
+    var buffer: [UInt8] = []
+    /// Full length of the message being buffered, or -1 while its header is incomplete.
+    var messageLength = -1
+    var skip = 0
+    /// Bytes copied into buffers (for counters).
+    var bufferedBytes = 0
+
+    /// Feeds bytes; returns false when `lengthOf` rejects a header (the stream is not this protocol or lost sync).
+    mutating func feed(_ data: UnsafeRawBufferPointer, headerLength: Int, cap: Int,
+                       lengthOf: (UnsafeRawBufferPointer) -> Int?,
+                       handle: (UnsafeRawBufferPointer, Int) -> Void) -> Bool {
+        var d = data
+        while !d.isEmpty {
+            if skip > 0 {
+                let n = min(skip, d.count)
+                skip -= n
+                d = UnsafeRawBufferPointer(rebasing: d[n...])
+                continue
+            }
+            if buffer.isEmpty && messageLength < 0 && d.count >= headerLength {
+                guard let l = lengthOf(UnsafeRawBufferPointer(rebasing: d[..<headerLength])), l >= headerLength else { return false }
+                if d.count >= l {
+                    handle(UnsafeRawBufferPointer(rebasing: d[..<l]), l)
+                    d = UnsafeRawBufferPointer(rebasing: d[l...])
+                    continue
+                }
+                if d.count >= cap {
+                    handle(UnsafeRawBufferPointer(rebasing: d[..<cap]), l)
+                    skip = l - d.count
+                    return true
+                }
+                buffer.reserveCapacity(min(l, cap))
+                buffer.append(contentsOf: d)
+                bufferedBytes &+= d.count
+                messageLength = l
+                return true
+            }
+            if messageLength < 0 {
+                let n = min(headerLength - buffer.count, d.count)
+                buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[..<n]))
+                bufferedBytes &+= n
+                d = UnsafeRawBufferPointer(rebasing: d[n...])
+                if buffer.count == headerLength {
+                    let l = buffer.withUnsafeBytes { lengthOf($0) }
+                    guard let l, l >= headerLength else { reset(); return false }
+                    messageLength = l
+                } else {
+                    continue
+                }
+            } else {
+                let want = min(messageLength, cap) - buffer.count
+                let n = min(want, d.count)
+                buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[..<n]))
+                bufferedBytes &+= n
+                d = UnsafeRawBufferPointer(rebasing: d[n...])
+            }
+            if buffer.count >= min(messageLength, cap) {
+                let l = messageLength
+                buffer.withUnsafeBytes { handle($0, l) }
+                skip = l - buffer.count
+                buffer.removeAll(keepingCapacity: false)
+                messageLength = -1
+            }
+        }
+        return true
+    }
+
+    mutating func reset() {
+        buffer.removeAll(keepingCapacity: false)
+        messageLength = -1
+        skip = 0
+    }
+}
+
+/// UTF-16LE bytes to a String (names in SMB2 and NTLMSSP), with invalid units replaced; at most `limit` units.
+func utf16LE(_ bytes: UnsafeRawBufferPointer, limit: Int = 512) -> String {
+    var units: [UInt16] = []
+    let n = min(bytes.count / 2, limit)
+    units.reserveCapacity(n)
+    var i = 0
+    while i < n {
+        units.append(UInt16(bytes[2 * i]) | UInt16(bytes[2 * i + 1]) << 8)
+        i += 1
+    }
+    while let last = units.last, last == 0 { units.removeLast() }
+    return String(decoding: units, as: UTF16.self)
+}
+
+/// 8-bit text (OEM strings in NTLMSSP, SMB1 without Unicode, Kerberos GeneralString), NULs trimmed.
+func latin1(_ bytes: UnsafeRawBufferPointer, limit: Int = 512) -> String {
+    var s = ""
+    for b in bytes.prefix(limit) {
+        if b == 0 { break }
+        s.unicodeScalars.append(Unicode.Scalar(b))
+    }
+    return s
+}
+
+/// A small bounded list of distinct strings for flow events (first `limit` kept, the rest counted).
+struct BoundedStrings {
+    var items: [String] = []
+    var dropped = 0
+    let limit: Int
+    init(limit: Int) { self.limit = limit }
+    mutating func insert(_ s: String) {
+        if items.contains(s) { return }
+        if items.count >= limit { dropped += 1; return }
+        items.append(s)
+    }
+}

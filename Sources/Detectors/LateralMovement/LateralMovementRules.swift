@@ -1,0 +1,151 @@
+import ConfigKit
+import PacketCore
+
+/// Thresholds, windows and allowlists of the lateral-movement detector (`Rules/lateral-movement.yaml`).
+///
+/// Every value has a default, so a missing file means "defaults"; a present file is checked completely
+/// and its mistakes are reported with file, line and column (ConfigKit).
+public struct LateralMovementRules: Sendable {
+    public var enabled = true
+    /// Only internal-to-internal traffic (both ends in the home networks) is considered.
+    public var internalOnly = true
+
+    // Allowlists.
+    public var adminHosts: [IPNetwork] = []
+    public var domainControllers: [IPNetwork] = []
+    public var backupServers: [IPNetwork] = []
+    /// Learn domain controllers from Kerberos replies (a KDC is a DC).
+    public var learnDomainControllers = true
+
+    // Correlation.
+    /// An admin-share write followed by remote execution on the same target within this many seconds
+    /// is one high-severity alert.
+    public var toolTransferWindow: Double = 600
+    /// Admin-share alerts wait this long for a remote execution that would fold them into the combined alert.
+    public var adminShareAlertDelay: Double = 60
+    /// The same rule for the same source (and target) fires at most once per this many seconds.
+    public var suppression: Double = 3600
+
+    // Fan-out.
+    public var fanOutPorts: Set<UInt16> = [445, 139, 135, 3389, 5985, 5986, 22]
+    public var fanOutWindow: Double = 300
+    public var fanOutDistinctHosts = 10
+
+    // First-seen edges.
+    public var edgeServices: [UInt16: String] = [3389: "rdp", 5985: "winrm", 5986: "winrm", 22: "ssh"]
+    /// No first-seen alerts until this long after the first packet (edges seen meanwhile are the baseline).
+    /// 0 suits incident replay (no baseline exists); live sensors typically use a day or more.
+    public var learningPeriod: Double = 0
+
+    // Authentication failures.
+    public var authWindow: Double = 600
+    public var sprayDistinctUsers = 5
+    public var bruteForceFailures = 10
+
+    // Share enumeration.
+    public var shareEnumerationEnabled = true
+
+    // Bounds.
+    public var maxHosts = 65_536
+    public var maxPairs = 65_536
+    public var maxEdges = 262_144
+
+    public init() {}
+
+    public static let fileName = "lateral-movement.yaml"
+
+    /// Parses the rules file; throws every issue found at once.
+    public static func load(path: String) throws(ConfigIssues) -> LateralMovementRules {
+        let root: ConfigValue?
+        do { root = try YAMLDocument.load(path: path) } catch { throw ConfigIssues([error]) }
+        guard let root else { return LateralMovementRules() }
+        return try parse(root)
+    }
+
+    public static func parse(text: String, file: String) throws(ConfigIssues) -> LateralMovementRules {
+        let root: ConfigValue?
+        do { root = try YAMLDocument.parse(text, file: file) } catch { throw ConfigIssues([error]) }
+        guard let root else { return LateralMovementRules() }
+        return try parse(root)
+    }
+
+    /// Issues in a rules file (for `check-rules`), empty when it is valid.
+    public static func check(path: String) -> [ConfigIssue] {
+        do { _ = try load(path: path); return [] } catch { return error.issues }
+    }
+
+    static func parse(_ root: ConfigValue) throws(ConfigIssues) -> LateralMovementRules {
+        var r = LateralMovementRules()
+        var c = ConfigReader()
+        let top = c.table(root, allowed: ["enabled", "internal_only", "allowlists", "correlation", "fan_out", "first_seen_edges",
+                                          "authentication", "share_enumeration", "limits"])
+        if let b = c.bool(top["enabled"]) { r.enabled = b }
+        if let b = c.bool(top["internal_only"]) { r.internalOnly = b }
+        func networks(_ v: ConfigValue?) -> [IPNetwork]? {
+            guard let v else { return nil }
+            var out: [IPNetwork] = []
+            for item in v.isNull ? [] : (v.items ?? [v]) {
+                guard let s = c.string(item) else { continue }
+                if let n = IPNetwork(s) {
+                    out.append(n)
+                } else if let a = IPAddress(s) {
+                    out.append(IPNetwork(address: a, prefixLength: a.isIPv6 ? 128 : 32))
+                } else {
+                    c.report(item, "'\(s)' is not an address or network (expected e.g. 10.0.0.5 or 10.0.0.0/24)")
+                }
+            }
+            return out
+        }
+        if let v = top["allowlists"] {
+            let t = c.table(v, allowed: ["admin_hosts", "domain_controllers", "backup_servers", "learn_domain_controllers"])
+            if let n = networks(t["admin_hosts"]) { r.adminHosts = n }
+            if let n = networks(t["domain_controllers"]) { r.domainControllers = n }
+            if let n = networks(t["backup_servers"]) { r.backupServers = n }
+            if let b = c.bool(t["learn_domain_controllers"]) { r.learnDomainControllers = b }
+        }
+        if let v = top["correlation"] {
+            let t = c.table(v, allowed: ["tool_transfer_window", "admin_share_alert_delay", "suppression"])
+            if let s = c.seconds(t["tool_transfer_window"], in: 1...86400) { r.toolTransferWindow = s }
+            if let s = c.seconds(t["admin_share_alert_delay"], in: 0...3600) { r.adminShareAlertDelay = s }
+            if let s = c.seconds(t["suppression"], in: 0...604_800) { r.suppression = s }
+        }
+        func ports(_ v: ConfigValue?) -> [UInt16]? {
+            guard let v, let items = v.items else { if let v { c.report(v, "expected a list of ports") }; return nil }
+            return items.compactMap { c.int($0, in: 1...65535).map(UInt16.init) }
+        }
+        if let v = top["fan_out"] {
+            let t = c.table(v, allowed: ["ports", "window", "distinct_hosts"])
+            if let p = ports(t["ports"]) { r.fanOutPorts = Set(p) }
+            if let s = c.seconds(t["window"], in: 1...86400) { r.fanOutWindow = s }
+            if let n = c.int(t["distinct_hosts"], in: 2...100_000) { r.fanOutDistinctHosts = n }
+        }
+        if let v = top["first_seen_edges"] {
+            let t = c.table(v, allowed: ["services", "learning_period"])
+            if let sv = t["services"] {
+                let st = c.table(sv, allowed: ["rdp", "winrm", "ssh"])
+                var map: [UInt16: String] = [:]
+                for (name, value) in st { for p in ports(value) ?? [] { map[p] = name } }
+                r.edgeServices = map
+            }
+            if let s = c.seconds(t["learning_period"], in: 0...31_536_000) { r.learningPeriod = s }
+        }
+        if let v = top["authentication"] {
+            let t = c.table(v, allowed: ["window", "spray_distinct_users", "brute_force_failures"])
+            if let s = c.seconds(t["window"], in: 1...86400) { r.authWindow = s }
+            if let n = c.int(t["spray_distinct_users"], in: 2...100_000) { r.sprayDistinctUsers = n }
+            if let n = c.int(t["brute_force_failures"], in: 2...100_000) { r.bruteForceFailures = n }
+        }
+        if let v = top["share_enumeration"] {
+            let t = c.table(v, allowed: ["enabled"])
+            if let b = c.bool(t["enabled"]) { r.shareEnumerationEnabled = b }
+        }
+        if let v = top["limits"] {
+            let t = c.table(v, allowed: ["max_hosts", "max_pairs", "max_edges"])
+            if let n = c.int(t["max_hosts"], in: 16...10_000_000) { r.maxHosts = n }
+            if let n = c.int(t["max_pairs"], in: 16...10_000_000) { r.maxPairs = n }
+            if let n = c.int(t["max_edges"], in: 16...100_000_000) { r.maxEdges = n }
+        }
+        if !c.issues.isEmpty { throw ConfigIssues(c.issues) }
+        return r
+    }
+}
