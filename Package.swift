@@ -29,6 +29,8 @@ let package = Package(
         .target(name: "Events", dependencies: ["PacketCore"]),
         // Protocol analysers: TCP stream reassembly shared by all, then one folder per protocol.
         .target(name: "Analyzers", dependencies: ["PacketCore", "Events"]),
+        // Detectors: decide on analysers' facts, tuned by Rules/ files (one folder per detector).
+        .target(name: "Detectors", dependencies: ["PacketCore", "Events", "Analyzers", "ConfigKit"]),
         // libpcap sources (offline files now, live interfaces later).
         .target(name: "Capture", dependencies: ["CPcap", "PacketCore"]),
         // Event sinks: stdout, file (Kafka and syslog join here).
@@ -37,7 +39,7 @@ let package = Package(
         .target(name: "ConfigKit", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Config, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
-            "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
+            "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers", "Detectors",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
@@ -54,7 +56,8 @@ let package = Package(
 
         .testTarget(name: "PacketCoreTests", dependencies: ["PacketCore"]),
         .testTarget(name: "EventsTests", dependencies: ["Events"]),
-        .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers"]),
+        .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers", "TestSupport"]),
+        .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "TestSupport"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),

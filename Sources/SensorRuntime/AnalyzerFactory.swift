@@ -12,6 +12,7 @@ public enum AnalyzerFactory {
         var analyzers: [any PacketAnalyzer] = []
         let reassembler = StreamReassembler(flowCapacity: configuration.flows.capacity)
         // Stream consumers register here: reassembler.add(...)
+        analyzers += try DNSSetup.makeAnalyzers(configuration: configuration, emitter: emitter, reassembler: reassembler, logger: logger)
 
         if !reassembler.consumers.isEmpty { analyzers.insert(reassembler, at: 0) }
         return analyzers

@@ -1,4 +1,5 @@
 import ConfigKit
+import Detectors
 import Foundation
 
 /// Finds and checks the rules directory (`Rules/` in the repository; `/etc/sensor/rules` when installed).
@@ -33,7 +34,10 @@ public enum RulesDirectory {
         }
         var issues: [ConfigIssue] = []
         for f in yamlFiles(in: dir) {
-            do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error) }
+            do {
+                let root = try YAMLDocument.load(path: f)
+                if let root, f.hasSuffix("/\(DNSTunnelRules.fileName)") { issues += DNSTunnelRules.check(root) }
+            } catch { issues.append(error) }
         }
         return issues
     }

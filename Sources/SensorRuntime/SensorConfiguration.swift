@@ -1,3 +1,4 @@
+import Analyzers
 import ConfigKit
 import Outputs
 import PacketCore
@@ -19,6 +20,9 @@ public struct SensorConfiguration: Sendable {
     /// Empty means standard output.
     public var outputs: [OutputSpec] = []
     public var rulesDirectory: String?
+    /// DNS analysis (`dns:`): parsing on/off, passive-DNS events, transaction timeout, PSL file.
+    public var dnsEnabled = true
+    public var dns = DNSConfiguration()
 
     public init() {}
 
@@ -54,7 +58,7 @@ public struct SensorConfiguration: Sendable {
     static func parse(_ root: ConfigValue) throws(ConfigIssues) -> SensorConfiguration {
         var c = SensorConfiguration()
         var r = ConfigReader()
-        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules"])
+        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules", "dns"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -106,6 +110,7 @@ public struct SensorConfiguration: Sendable {
             let t = r.table(v, allowed: ["directory"])
             c.rulesDirectory = r.string(t["directory"])
         }
+        if let v = top["dns"] { parseDNS(v, into: &c, &r) }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return c
     }

@@ -31,6 +31,8 @@ struct Replay: AsyncParsableCommand {
             outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger)
         } catch let e as CaptureError {
             fail("error: \(e.description)", code: 1)
+        } catch let e as DNSSetup.SetupError {
+            fail("error: \(e.description)", code: 78)
         } catch {
             fail("error: \(error)", code: 1)
         }

@@ -37,6 +37,12 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
 
+    @Flag(inversion: .prefixedNo, help: "Emit sensor.dns passive-DNS events (one per transaction).")
+    var dnsEvents: Bool?
+
+    @Option(name: .long, help: ArgumentHelp("Public Suffix List file (default: Debian's /usr/share/publicsuffix/public_suffix_list.dat).", valueName: "path"))
+    var psl: String?
+
     func validate() throws {
         for o in output {
             do { _ = try OutputSpec(parsing: o) } catch { throw ValidationError(error.description) }
@@ -65,6 +71,8 @@ struct SensorOptions: ParsableArguments {
         if let communityIdSeed { c.communityIDSeed = communityIdSeed }
         if !homeNet.isEmpty { c.homeNetworks = homeNet.compactMap(IPNetwork.init) }
         if let logLevel { c.logLevel = logLevel }
+        if let dnsEvents { c.dns.eventsEnabled = dnsEvents }
+        if let psl { c.dns.publicSuffixListPath = psl }
         return c
     }
 
