@@ -124,9 +124,10 @@ public struct DNSMessage {
                 complete = false
                 break
             }
-            if rr.type == DNSRecordType.opt {
-                // OPT: owner must be the root, at most one, only in the additional section (RFC 6891 §6.1.1).
-                guard rr.section == .additional, edns == nil, bytes[rr.nameOffset] == 0 else { complete = false; break }
+            // The OPT pseudo-record: the first one in the additional section with the root as owner
+            // (RFC 6891 §6.1.1). An OPT anywhere else is kept as an ordinary (opaque) record, as
+            // Wireshark shows it, rather than failing the message.
+            if rr.type == DNSRecordType.opt && rr.section == .additional && edns == nil && bytes[rr.nameOffset] == 0 {
                 edns = DNSEDNS(udpPayloadSize: rr.rrclass, extendedRCode: UInt8(truncatingIfNeeded: rr.ttl >> 24),
                                version: UInt8(truncatingIfNeeded: rr.ttl >> 16), dnssecOK: rr.ttl & 0x8000 != 0,
                                optionsOffset: rr.rdataOffset, optionsLength: rr.rdataLength)
