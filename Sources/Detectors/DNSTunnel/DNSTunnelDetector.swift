@@ -200,7 +200,10 @@ public final class DNSTunnelDetector: PacketAnalyzer, DNSMessageObserver {
         }
         guard channel || single else { return }
         let rule: Rule = channel ? .channel : .singleName
-        let last = rule == .channel ? pairs[Int(p)].lastAlert.0 : pairs[Int(p)].lastAlert.1
+        // A channel alert may follow a single-name one (it tells more); a single name after a channel
+        // alert adds nothing.
+        let alerted = pairs[Int(p)].lastAlert
+        let last = rule == .channel ? alerted.0 : (alerted.0.map { c in alerted.1.map { max(c, $0) } ?? c } ?? alerted.1)
         let escalation = channel && features.nameBytes >= rules.exfiltrationBytes && !pairs[Int(p)].alertedExfiltration
         if let last, !escalation, f.timestamp.nanoseconds &- last.nanoseconds < Int64(rules.rateLimitSeconds * 1e9) {
             pairs[Int(p)].suppressed &+= 1
