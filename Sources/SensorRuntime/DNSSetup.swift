@@ -60,14 +60,12 @@ public enum DNSSetup {
         guard c.dnsEnabled else { return [] }
         let psl = try loadPublicSuffixList(c, logger: logger)
         let dns = DNSAnalyzer(flowCapacity: c.flows.capacity, configuration: c.dns, emitter: emitter, publicSuffixList: psl)
-        var out: [any PacketAnalyzer] = [dns]
         if c.dns.tcpEnabled { reassembler.add(dns) }
         let rules = try loadTunnelRules(c)
         if rules.enabled && psl != nil {
-            let detector = DNSTunnelDetector(rules: rules, emitter: emitter)
-            dns.addObserver(detector)
-            out.append(detector)
+            // Fed (and clocked) by the DNS analyser: not a per-packet analyser of its own.
+            dns.addObserver(DNSTunnelDetector(rules: rules, emitter: emitter))
         }
-        return out
+        return [dns]
     }
 }

@@ -46,8 +46,17 @@ public struct DNSMessageFacts {
 }
 
 /// Receives every parsed DNS message (the tunnelling detector and any later DNS consumers).
+///
+/// Observers are driven by the DNS analyser alone, clock included, so they cost nothing on the
+/// packets of other protocols (they are not in the pipeline's per-packet analyser list).
 public protocol DNSMessageObserver: AnyObject {
     func dnsMessage(_ facts: DNSMessageFacts)
+    /// The packet clock passed another second.
+    func dnsTick(_ now: Timestamp)
+}
+
+extension DNSMessageObserver {
+    public func dnsTick(_ now: Timestamp) {}
 }
 
 /// Counters of the DNS analyser.
@@ -340,6 +349,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
     }
 
     public func tick(_ now: Timestamp) {
+        for o in observers { o.dnsTick(now) }
         guard pending.live > 0 else { return }
         let deadline = Timestamp(nanoseconds: now.nanoseconds &- configuration.transactionTimeout.nanoseconds)
         pending.expire(before: deadline) { self.reportUnanswered($0) }

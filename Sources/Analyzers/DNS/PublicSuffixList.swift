@@ -56,36 +56,75 @@ public final class PublicSuffixList: @unchecked Sendable {
             if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
             if n < chunk.count { break }
         }
-        self.init(text: String(decoding: bytes, as: UTF8.self), includePrivate: includePrivate)
+        self.init(bytes: bytes, includePrivate: includePrivate)
         if ruleCount == 0 { throw LoadError.empty(path) }
     }
 
     /// Parses the list's text format: one rule per line, `//` comments, the first whitespace ends a rule.
-    public init(text source: String, includePrivate: Bool = true) {
+    public convenience init(text: String, includePrivate: Bool = true) {
+        self.init(bytes: Array(text.utf8), includePrivate: includePrivate)
+    }
+
+    /// Parses the list from its UTF-8 bytes. Works on bytes (the list is loaded at every start, so this
+    /// stays in the low milliseconds); only the few Unicode rules take the String path for punycode.
+    public init(bytes: [UInt8], includePrivate: Bool = true) {
         var text: [UInt8] = []
+        text.reserveCapacity(bytes.count / 2)
         var rules: [Rule] = []
+        rules.reserveCapacity(16384)
         var index: [UInt64: Int32] = [:]
+        index.reserveCapacity(16384)
         var inPrivate = false
-        for rawLine in source.split(whereSeparator: { $0 == "\n" || $0 == "\r" }) {
-            var line = Substring(rawLine)
-            if line.hasPrefix("//") {
-                if line.contains("===BEGIN PRIVATE DOMAINS===") { inPrivate = true }
-                if line.contains("===END PRIVATE DOMAINS===") { inPrivate = false }
+        var rule: [UInt8] = []
+        rule.reserveCapacity(256)
+        let privateBegin = Array("===BEGIN PRIVATE DOMAINS===".utf8), privateEnd = Array("===END PRIVATE DOMAINS===".utf8)
+        func contains(_ hay: ArraySlice<UInt8>, _ needle: [UInt8]) -> Bool {
+            guard hay.count >= needle.count else { return false }
+            var i = hay.startIndex
+            while i <= hay.endIndex - needle.count {
+                if hay[i..<(i + needle.count)].elementsEqual(needle) { return true }
+                i += 1
+            }
+            return false
+        }
+        var lineStart = 0
+        let n = bytes.count
+        while lineStart < n {
+            var lineEnd = lineStart
+            while lineEnd < n && bytes[lineEnd] != 0x0A && bytes[lineEnd] != 0x0D { lineEnd += 1 }
+            defer { lineStart = lineEnd + 1 }
+            let line = bytes[lineStart..<lineEnd]
+            if line.count >= 2 && line[lineStart] == 0x2F && line[lineStart + 1] == 0x2F {
+                if contains(line, privateBegin) { inPrivate = true }
+                if contains(line, privateEnd) { inPrivate = false }
                 continue
             }
-            if let sp = line.firstIndex(where: { $0 == " " || $0 == "\t" }) { line = line[..<sp] }
-            if line.isEmpty || (inPrivate && !includePrivate) { continue }
+            var e = lineStart
+            while e < lineEnd && bytes[e] != 0x20 && bytes[e] != 0x09 { e += 1 }
+            if e == lineStart || (inPrivate && !includePrivate) { continue }
+            var s = lineStart
             var flags = PublicSuffixList.normal
-            if line.hasPrefix("!") { flags = PublicSuffixList.exception; line = line.dropFirst() }
-            else if line.hasPrefix("*.") { flags = PublicSuffixList.wildcard; line = line.dropFirst(2) }
-            guard let ascii = PublicSuffixList.asciiForm(String(line)), !ascii.isEmpty else { continue }
-            let h = ascii.withUnsafeBytes { PublicSuffixList.hashSuffix($0, from: 0) }
+            if bytes[s] == 0x21 { flags = PublicSuffixList.exception; s += 1 }
+            else if e - s >= 2 && bytes[s] == 0x2A && bytes[s + 1] == 0x2E { flags = PublicSuffixList.wildcard; s += 2 }
+            guard s < e else { continue }
+            rule.removeAll(keepingCapacity: true)
+            var ascii = true
+            for i in s..<e {
+                let b = bytes[i]
+                if b >= 0x80 { ascii = false; break }
+                rule.append(b >= 0x41 && b <= 0x5A ? b | 0x20 : b)
+            }
+            if !ascii {
+                guard let converted = PublicSuffixList.asciiForm(String(decoding: bytes[s..<e], as: UTF8.self)), !converted.isEmpty else { continue }
+                rule = converted
+            }
+            let h = rule.withUnsafeBytes { PublicSuffixList.hashSuffix($0, from: 0) }
             // Merge flags with an identical rule text already present.
             var i = index[h] ?? -1
             var merged = false
             while i >= 0 {
                 let r = rules[Int(i)]
-                if Int(r.length) == ascii.count && text[Int(r.offset)..<Int(r.offset + r.length)].elementsEqual(ascii) {
+                if Int(r.length) == rule.count && text[Int(r.offset)..<Int(r.offset + r.length)].elementsEqual(rule) {
                     rules[Int(i)].flags |= flags
                     merged = true
                     break
@@ -93,9 +132,9 @@ public final class PublicSuffixList: @unchecked Sendable {
                 i = r.next
             }
             if merged { continue }
-            rules.append(Rule(offset: Int32(text.count), length: Int32(ascii.count), flags: flags, next: index[h] ?? -1))
+            rules.append(Rule(offset: Int32(text.count), length: Int32(rule.count), flags: flags, next: index[h] ?? -1))
             index[h] = Int32(rules.count - 1)
-            text.append(contentsOf: ascii)
+            text.append(contentsOf: rule)
         }
         self.text = text
         self.rules = rules

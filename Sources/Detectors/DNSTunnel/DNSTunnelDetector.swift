@@ -32,7 +32,7 @@ public struct DNSTunnelCounters: Sendable, Equatable {
 /// alone is a long, high-entropy blob (one-shot exfiltration). Pairs are bounded (least recently active
 /// evicted and counted), alerts are rate-limited per pair, and the allowlist skips domains that
 /// legitimately look like this (reputation lookups, CDNs, DNS-SD, reverse zones).
-public final class DNSTunnelDetector: PacketAnalyzer, DNSMessageObserver {
+public final class DNSTunnelDetector: DNSMessageObserver {
     public let name = "dns-tunneling"
     public let rules: DNSTunnelRules
     let emitter: EventEmitter
@@ -115,9 +115,9 @@ public final class DNSTunnelDetector: PacketAnalyzer, DNSMessageObserver {
 
     public var activePairs: Int { index.count }
 
-    // MARK: PacketAnalyzer (the detector works on DNS facts; packets come through the DNS analyser)
+    // MARK: Clock (driven by the DNS analyser, so the detector costs nothing on other packets)
 
-    public func packet(_ context: PacketContext, flows: FlowTable) {}
+    public func dnsTick(_ now: Timestamp) { tick(now) }
 
     public func tick(_ now: Timestamp) {
         // Pairs idle for longer than the window and the rate limit hold nothing worth keeping.
