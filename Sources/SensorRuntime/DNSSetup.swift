@@ -3,6 +3,9 @@ import ConfigKit
 import Detectors
 import Events
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension SensorConfiguration {
     /// The `dns:` section:
@@ -23,7 +26,10 @@ extension SensorConfiguration {
         if let s = r.seconds(t["transaction_timeout"], in: 0.001...3600) { c.dns.transactionTimeout = .seconds(s) }
         if let m = r.int(t["max_pending"], in: 64...10_000_000) { c.dns.maxPendingQueries = m }
         if let b = r.bool(t["tcp"]) { c.dns.tcpEnabled = b }
-        c.dns.publicSuffixListPath = r.string(t["psl"])
+        if let v = t["psl"], let path = r.string(v) {
+            if access(path, R_OK) != 0 { r.report(v, "cannot read the Public Suffix List file '\(path)'") }
+            c.dns.publicSuffixListPath = path
+        }
     }
 }
 

@@ -199,6 +199,19 @@ final class DNSReplayTests: XCTestCase {
         XCTAssertEqual(run.status, 78, run.stderr)
     }
 
+    func testCheckConfigReportsDNSSectionErrorsWithLines() throws {
+        let dir = try TestSupport.temporaryDirectory()
+        let config = dir.appendingPathComponent("sensor.yaml")
+        try "dns:\n  events: maybe\n  transaction_timeout: 2h\n  psl: /nonexistent/psl.dat\n  colour: blue\n".write(to: config, atomically: true, encoding: .utf8)
+        let r = try TestSupport.sensor(["check-config", config.path])
+        XCTAssertEqual(r.status, 78)
+        for line in 2...5 { XCTAssertTrue(r.stderr.contains("sensor.yaml:\(line):"), "line \(line): \(r.stderr)") }
+        let good = dir.appendingPathComponent("good.yaml")
+        try "dns:\n  events: false\n  transaction_timeout: 5s\n  psl: \(DNSReplayTests.psl)\n".write(to: good, atomically: true, encoding: .utf8)
+        let ok = try TestSupport.sensor(["check-config", good.path])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+    }
+
     /// DNS over TCP: a hand-written capture where one segment carries two messages and a third message
     /// is split across segments (its length prefix too), compared with tshark's own TCP reassembly.
     func testDNSOverTCPSpanningAndSharingSegments() throws {
