@@ -150,14 +150,25 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
         return nil
     }
 
-    /// A first payload that is DNS on a port that does not say so: a complete, plain query.
+    /// A first payload that is DNS on a port that does not say so: a complete, plain query, optionally
+    /// followed by DNSCrypt-style padding (0x80 then zeros), as DNSCrypt certificate lookups send.
     static func looksLikeQuery(_ payload: UnsafeRawBufferPointer) -> Bool {
-        guard payload.count >= 17, payload.count <= 512 else { return false }
+        guard payload.count >= 17, payload.count <= 4096 else { return false }
         guard let m = DNSMessage.parse(payload) else { return false }
         let h = m.header
-        return !h.isResponse && h.opcode == 0 && h.questionCount == 1 && h.answerCount == 0 && h.authorityCount == 0
-            && h.additionalCount <= 1 && !h.zBit && h.rcode == 0 && m.isComplete && m.end == payload.count
-            && (m.firstQuestion.map { $0.qclass == 1 } ?? false)
+        guard !h.isResponse && h.opcode == 0 && h.questionCount == 1 && h.answerCount == 0 && h.authorityCount == 0
+            && h.additionalCount <= 1 && !h.zBit && h.rcode == 0 && m.isComplete,
+            m.firstQuestion.map({ $0.qclass == 1 }) ?? false else { return false }
+        if m.end == payload.count { return true }
+        guard payload[m.end] == 0x80 else { return false }
+        for i in (m.end + 1)..<payload.count where payload[i] != 0 { return false }
+        return true
+    }
+
+    /// Ports whose protocols share DNS's wire format but are not DNS (NetBIOS name and datagram service).
+    @inlinable
+    static func isLookalikePort(_ a: UInt16, _ b: UInt16) -> Bool {
+        a == 137 || b == 137 || a == 138 || b == 138
     }
 
     // MARK: UDP
@@ -185,7 +196,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
         if let app = DNSAnalyzer.appProtocol(p.sourcePort, p.destinationPort) {
             state.decision = 2
             state.app = app.rawValue
-        } else if context.isNewFlow && DNSAnalyzer.looksLikeQuery(context.payload) {
+        } else if context.isNewFlow && !DNSAnalyzer.isLookalikePort(p.sourcePort, p.destinationPort) && DNSAnalyzer.looksLikeQuery(context.payload) {
             state.decision = 2
             state.app = AppProtocol.dns.rawValue
         }
