@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh build
-swift build -c release --product sensor >&2
-exec .build/release/sensor replay samples/demo.pcap "$@"
+swift build --product sensor >&2
+exec .build/debug/sensor replay samples/demo.pcap "$@"

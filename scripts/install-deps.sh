@@ -4,7 +4,7 @@
 set -euo pipefail
 want=${1:-build}
 build_pkgs=(libpcap-dev librdkafka-dev libmaxminddb-dev pkg-config publicsuffix)
-test_pkgs=(tshark tcpdump wireshark-common nfdump kcat rsyslog rsyslog-gnutls rsyslog-openssl tcpreplay age mmdb-bin iproute2 libcap2-bin time procps)
+test_pkgs=(tshark tcpdump wireshark-common nfdump kcat rsyslog rsyslog-gnutls rsyslog-openssl tcpreplay age mmdb-bin openssl iproute2 libcap2-bin time procps python3)
 pkgs=("${build_pkgs[@]}")
 [ "$want" = test ] && pkgs+=("${test_pkgs[@]}")
 missing=()

@@ -24,7 +24,10 @@ public struct ConfigIssue: Error, CustomStringConvertible, Sendable, Equatable {
 /// Several issues at once: a config is checked completely, not up to its first mistake.
 public struct ConfigIssues: Error, CustomStringConvertible, Sendable {
     public var issues: [ConfigIssue]
-    public init(_ issues: [ConfigIssue]) { self.issues = issues }
+    /// Issues in file order, so they read top to bottom like the file.
+    public init(_ issues: [ConfigIssue]) {
+        self.issues = issues.sorted { ($0.file, $0.line, $0.column) < ($1.file, $1.line, $1.column) }
+    }
     public var description: String { issues.map(\.description).joined(separator: "\n") }
 }
 

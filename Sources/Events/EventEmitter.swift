@@ -17,12 +17,18 @@ public final class EventEmitter {
     public private(set) var alertsByCategory: [RuleCategory: UInt64] = [:]
     /// Alerts go to every observer too (evidence capture listens here).
     public var alertObservers: [(Alert) -> Void] = []
+    /// GeoIP/ASN context written next to `source.ip` and `destination.ip` (nil: none configured).
+    public let enricher: (any EventEnricher)?
+    /// Protocol facts go to these (threat-intelligence matching listens here); see `ObservedFact`.
+    public var factObservers: [any FactObserver] = []
 
     var writer = JSONWriter(capacity: 8192)
     let constantFields: [UInt8]
 
     public init(observer: ObserverInfo, sinks: [any EventSink], communityID: CommunityID = CommunityID(),
-                homeNetworks: NetworkSet = .privateDefaults, flowEventsEnabled: Bool = true) {
+                homeNetworks: NetworkSet = .privateDefaults, flowEventsEnabled: Bool = true,
+                enricher: (any EventEnricher)? = nil) {
+        self.enricher = enricher
         self.observer = observer
         self.sinks = sinks
         self.communityID = communityID
@@ -83,7 +89,7 @@ public final class EventEmitter {
 
     func deliver(_ metadata: EventMetadata) {
         eventsEmitted &+= 1
-        writer.bytes.withUnsafeBytes { json in
+        writer.withUnsafeBytes { json in
             for s in sinks { s.write(json, metadata: metadata) }
         }
     }
@@ -105,12 +111,14 @@ public final class EventEmitter {
             let ports = r.key.hasPorts && r.key.ipProtocol != IPProtocol.icmp && r.key.ipProtocol != IPProtocol.icmpv6
             w.beginObject("source")
             w.field("ip", orig)
+            enricher?.enrich(orig, into: &w)
             if ports { w.field("port", Int(r.originatorPort)) }
             w.field("bytes", r.originatorBytes)
             w.field("packets", r.originatorPackets)
             w.endObject()
             w.beginObject("destination")
             w.field("ip", resp)
+            enricher?.enrich(resp, into: &w)
             if ports { w.field("port", Int(r.responderPort)) }
             w.field("bytes", r.responderBytes)
             w.field("packets", r.responderPackets)
@@ -177,14 +185,14 @@ public final class EventEmitter {
             }
             w.endObject()
             if let s = alert.source {
-                w.beginObject("source"); w.field("ip", s.ip); if let p = s.port { w.field("port", Int(p)) }; w.endObject()
+                w.beginObject("source"); w.field("ip", s.ip); enricher?.enrich(s.ip, into: &w); if let p = s.port { w.field("port", Int(p)) }; w.endObject()
             }
             if let d = alert.destination {
-                w.beginObject("destination"); w.field("ip", d.ip); if let p = d.port { w.field("port", Int(p)) }; w.endObject()
+                w.beginObject("destination"); w.field("ip", d.ip); enricher?.enrich(d.ip, into: &w); if let p = d.port { w.field("port", Int(p)) }; w.endObject()
             }
             if alert.communityID != nil || alert.ipProtocol != nil || (alert.source != nil && alert.destination != nil) {
                 w.beginObject("network")
-                if let c = alert.communityID { w.markCommunityID { $0.append(contentsOf: c.utf8) } }
+                if let c = alert.communityID { w.markCommunityID { $0.append(string: c) } }
                 if let p = alert.ipProtocol, let t = IPProtocol.name(p) { w.field("transport", t) }
                 if let s = alert.source, let d = alert.destination { w.field("direction", direction(from: s.ip, to: d.ip)) }
                 w.endObject()
@@ -212,7 +220,7 @@ public final class EventEmitter {
 
 extension JSONWriter {
     /// Appends pre-rendered JSON members (no separator handling inside).
-    mutating func appendRaw(_ raw: [UInt8]) { bytes.append(contentsOf: raw) }
+    mutating func appendRaw(_ raw: [UInt8]) { raw.withUnsafeBytes { append(bytes: $0) } }
 
     /// The byte range of the last `community_id` value written with `markCommunityID`.
     var markedRange: Range<Int>? { marked.1 > marked.0 ? marked.0..<marked.1 : nil }

@@ -104,7 +104,7 @@ extension JSONWriter {
         case .int(let i): integer(i)
         case .double(let d): double(d)
         case .bool(let b): boolean(b)
-        case .ip(let a): var tmp: [UInt8] = []; a.append(to: &tmp); tmp.withUnsafeBytes { appendEscaped($0) }
+        case .ip(let a): append(34); a.append(to: &self); append(34)
         case .array(let items):
             open(91)
             for item in items { separator(); value(item) }

@@ -5,43 +5,102 @@ import PacketCore
 /// Foundation's `JSONEncoder` costs microseconds and several allocations per event; flow events are
 /// written at hundreds of thousands per second, so events are bytes appended to one buffer that is
 /// cleared, not freed, between events. Commas are tracked per nesting level in a bit stack.
-public struct JSONWriter {
-    public internal(set) var bytes: [UInt8]
+public struct JSONWriter: ByteOutput {
+    /// Raw, growable storage owned by one writer. A class so the buffer is freed with the writer, and so
+    /// appends do no copy-on-write check: the pipeline appends a few hundred bytes per event one by one.
+    @usableFromInline final class Storage {
+        @usableFromInline var base: UnsafeMutablePointer<UInt8>
+        @usableFromInline var count = 0
+        @usableFromInline var capacity: Int
+        init(capacity: Int) {
+            self.capacity = max(64, capacity)
+            base = .allocate(capacity: self.capacity)
+        }
+        deinit { base.deallocate() }
+        @usableFromInline @inline(never) func grow(to needed: Int) {
+            var c = capacity
+            while c < needed { c *= 2 }
+            let n = UnsafeMutablePointer<UInt8>.allocate(capacity: c)
+            n.update(from: base, count: count)
+            base.deallocate()
+            base = n
+            capacity = c
+        }
+    }
+
+    @usableFromInline let storage: Storage
     /// Bit n set: the object/array at depth n already holds an element.
     var hasElement: UInt64 = 0
     var depth: Int = 0
-    /// Start and end of the Community ID value in `bytes` (for sinks that key on it).
+    /// Start and end of the Community ID value in the buffer (for sinks that key on it).
     var marked: (Int, Int) = (0, 0)
 
     public init(capacity: Int = 4096) {
-        bytes = []
-        bytes.reserveCapacity(capacity)
+        storage = Storage(capacity: capacity)
+    }
+
+    /// The bytes written so far (a copy; sinks use `withUnsafeBytes`).
+    public var bytes: [UInt8] { withUnsafeBytes { Array($0) } }
+    public var count: Int { storage.count }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try body(UnsafeRawBufferPointer(start: storage.base, count: storage.count))
     }
 
     /// Clears the buffer for the next event, keeping its storage.
     public mutating func reset() {
-        bytes.removeAll(keepingCapacity: true)
-        marked = (0, 0)
+        storage.count = 0
         hasElement = 0
         depth = 0
+        marked = (0, 0)
+    }
+
+    @inlinable @inline(__always)
+    public mutating func append(_ byte: UInt8) {
+        let s = storage
+        if s.count == s.capacity { s.grow(to: s.count + 1) }
+        s.base[s.count] = byte
+        s.count &+= 1
+    }
+
+    @inlinable
+    public mutating func append(bytes: UnsafeRawBufferPointer) {
+        let s = storage
+        let n = bytes.count
+        guard n > 0 else { return }
+        if s.count + n > s.capacity { s.grow(to: s.count + n) }
+        UnsafeMutableRawPointer(s.base + s.count).copyMemory(from: bytes.baseAddress!, byteCount: n)
+        s.count &+= n
+    }
+
+    mutating func append(_ a: UInt8, _ b: UInt8) { append(a); append(b) }
+
+    /// Appends a string's UTF-8 bytes verbatim (no quoting or escaping).
+    public mutating func append(string: String) {
+        var s = string
+        s.withUTF8 { append(bytes: UnsafeRawBufferPointer($0)) }
+    }
+
+    mutating func append(_ s: StaticString) {
+        s.withUTF8Buffer { append(bytes: UnsafeRawBufferPointer($0)) }
     }
 
     mutating func separator() {
         let bit: UInt64 = 1 << UInt64(depth & 63)
-        if hasElement & bit != 0 { bytes.append(44) } else { hasElement |= bit }
+        if hasElement & bit != 0 { append(44) } else { hasElement |= bit }
     }
 
     mutating func open(_ c: UInt8) {
-        bytes.append(c)
+        append(c)
         depth += 1
         hasElement &= ~(1 << UInt64(depth & 63))
     }
 
     mutating func writeKey(_ key: StaticString) {
         separator()
-        bytes.append(34)
-        key.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(34); bytes.append(58)
+        append(34)
+        append(key)
+        append(34, 58)
     }
 
     // MARK: Structure
@@ -49,25 +108,25 @@ public struct JSONWriter {
     public mutating func beginObject() { if depth > 0 { separator() }; open(123) }
     public mutating func beginObject(_ key: StaticString) { writeKey(key); open(123) }
     public mutating func beginObject(dynamicKey key: String) { self.key(key); open(123) }
-    public mutating func endObject() { bytes.append(125); depth -= 1 }
+    public mutating func endObject() { append(125); depth -= 1 }
     public mutating func beginArray(_ key: StaticString) { writeKey(key); open(91) }
-    public mutating func endArray() { bytes.append(93); depth -= 1 }
+    public mutating func endArray() { append(93); depth -= 1 }
 
     /// A key that is not a compile-time constant (escaped).
     public mutating func key(_ key: String) {
         separator()
         var k = key
         k.withUTF8 { appendEscaped(UnsafeRawBufferPointer($0)) }
-        bytes.append(58)
+        append(58)
     }
 
     // MARK: Fields
 
     public mutating func field(_ key: StaticString, _ value: StaticString) {
         writeKey(key)
-        bytes.append(34)
-        value.withUTF8Buffer { bytes.append(contentsOf: $0) }
-        bytes.append(34)
+        append(34)
+        append(value)
+        append(34)
     }
     public mutating func field(_ key: StaticString, _ value: String) { writeKey(key); string(value) }
     public mutating func field(_ key: StaticString, bytes value: UnsafeRawBufferPointer) { writeKey(key); appendEscaped(value) }
@@ -78,38 +137,38 @@ public struct JSONWriter {
     public mutating func field(_ key: StaticString, _ value: Bool) { writeKey(key); boolean(value) }
     public mutating func field(_ key: StaticString, _ value: IPAddress) {
         writeKey(key)
-        bytes.append(34); value.append(to: &bytes); bytes.append(34)
+        append(34); value.append(to: &self); append(34)
     }
     public mutating func field(_ key: StaticString, _ value: Timestamp) {
         writeKey(key)
-        bytes.append(34); RFC3339.append(value, to: &bytes); bytes.append(34)
+        append(34); RFC3339.append(value, to: &self); append(34)
     }
-    public mutating func fieldNull(_ key: StaticString) { writeKey(key); bytes.append(contentsOf: [110, 117, 108, 108]) }
+    public mutating func fieldNull(_ key: StaticString) { writeKey(key); append("null") }
     /// Lets a caller render a value itself (e.g. Community ID) straight into the buffer as a JSON string.
-    public mutating func field(_ key: StaticString, rawString render: (inout [UInt8]) -> Void) {
+    public mutating func field(_ key: StaticString, rawString render: (inout JSONWriter) -> Void) {
         writeKey(key)
-        bytes.append(34); render(&bytes); bytes.append(34)
+        append(34); render(&self); append(34)
     }
 
     /// `"community_id":"1:…"`, remembering where the value sits.
-    public mutating func markCommunityID(_ render: (inout [UInt8]) -> Void) {
+    public mutating func markCommunityID(_ render: (inout JSONWriter) -> Void) {
         writeKey("community_id")
-        bytes.append(34)
-        let start = bytes.count
-        render(&bytes)
-        marked = (start, bytes.count)
-        bytes.append(34)
+        append(34)
+        let start = storage.count
+        render(&self)
+        marked = (start, storage.count)
+        append(34)
     }
 
     // MARK: Array elements / bare values
 
     public mutating func element(_ value: StaticString) {
         separator()
-        bytes.append(34); value.withUTF8Buffer { bytes.append(contentsOf: $0) }; bytes.append(34)
+        append(34); append(value); append(34)
     }
     public mutating func element(_ value: String) { separator(); string(value) }
     public mutating func element(_ value: Int64) { separator(); integer(value) }
-    public mutating func element(_ value: IPAddress) { separator(); bytes.append(34); value.append(to: &bytes); bytes.append(34) }
+    public mutating func element(_ value: IPAddress) { separator(); append(34); value.append(to: &self); append(34) }
     public mutating func element(bytes value: UnsafeRawBufferPointer) { separator(); appendEscaped(value) }
 
     // MARK: Scalars
@@ -121,7 +180,7 @@ public struct JSONWriter {
 
     public mutating func integer(_ v: Int64) {
         if v < 0 {
-            bytes.append(45)
+            append(45)
             unsigned(v == Int64.min ? UInt64(Int64.max) + 1 : UInt64(-v))
         } else {
             unsigned(UInt64(v))
@@ -129,45 +188,53 @@ public struct JSONWriter {
     }
 
     public mutating func unsigned(_ v: UInt64) {
-        if v < 10 { bytes.append(48 + UInt8(v)); return }
+        if v < 10 { append(48 + UInt8(v)); return }
         var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes >= 20 digits
-        withUnsafeMutableBytes(of: &tmp) { t in
-            var n = 0
+        let n: Int = withUnsafeMutableBytes(of: &tmp) { t in
+            var i = 24
             var x = v
-            while x > 0 { t[n] = 48 + UInt8(x % 10); x /= 10; n += 1 }
-            while n > 0 { n -= 1; bytes.append(t[n]) }
+            while x > 0 { i -= 1; t[i] = 48 + UInt8(x % 10); x /= 10 }
+            return i
         }
+        Swift.withUnsafeBytes(of: &tmp) { append(bytes: UnsafeRawBufferPointer(rebasing: $0[n...])) }
     }
 
     public mutating func double(_ v: Double) {
-        guard v.isFinite else { bytes.append(contentsOf: [110, 117, 108, 108]); return }
+        guard v.isFinite else { append("null"); return }
         if v == v.rounded(), abs(v) < 1e15 { integer(Int64(v)); return }
-        bytes.append(contentsOf: v.description.utf8)
+        append(string: v.description)
     }
 
     public mutating func boolean(_ v: Bool) {
-        if v { bytes.append(contentsOf: [116, 114, 117, 101]) } else { bytes.append(contentsOf: [102, 97, 108, 115, 101]) }
+        if v { append("true") } else { append("false") }
     }
 
     /// Appends bytes as a quoted JSON string. Control characters are escaped; bytes that are not valid
     /// UTF-8 (network data often is not) are written as `\u00XX` so the output stays valid JSON.
     public mutating func appendEscaped(_ s: UnsafeRawBufferPointer) {
-        bytes.append(34)
+        append(34)
         var i = 0
         let n = s.count
         while i < n {
+            // Copy the longest run that needs no escaping in one go.
+            var j = i
+            while j < n, s[j] >= 0x20, s[j] < 0x80, s[j] != 34, s[j] != 92 { j += 1 }
+            if j > i {
+                append(bytes: UnsafeRawBufferPointer(rebasing: s[i..<j]))
+                i = j
+                if i >= n { break }
+            }
             let c = s[i]
-            if c >= 0x20 && c < 0x80 {
-                if c == 34 || c == 92 { bytes.append(92) }
-                bytes.append(c)
+            if c == 34 || c == 92 {
+                append(92); append(c)
                 i += 1
                 continue
             }
             if c < 0x20 {
                 switch c {
-                case 10: bytes.append(92); bytes.append(110)
-                case 13: bytes.append(92); bytes.append(114)
-                case 9: bytes.append(92); bytes.append(116)
+                case 10: append(92); append(110)
+                case 13: append(92); append(114)
+                case 9: append(92); append(116)
                 default: escapeByte(c)
                 }
                 i += 1
@@ -175,21 +242,21 @@ public struct JSONWriter {
             }
             let len = JSONWriter.validUTF8Length(s, i)
             if len > 0 {
-                for k in 0..<len { bytes.append(s[i + k]) }
+                for k in 0..<len { append(s[i + k]) }
                 i += len
             } else {
                 escapeByte(c)
                 i += 1
             }
         }
-        bytes.append(34)
+        append(34)
     }
 
     mutating func escapeByte(_ c: UInt8) {
         let hex: StaticString = "0123456789abcdef"
-        bytes.append(contentsOf: [92, 117, 48, 48])
+        append("\\u00")
         hex.withUTF8Buffer { h in
-            bytes.append(h[Int(c >> 4)]); bytes.append(h[Int(c & 15)])
+            append(h[Int(c >> 4)]); append(h[Int(c & 15)])
         }
     }
 

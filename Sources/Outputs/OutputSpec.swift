@@ -1,11 +1,16 @@
 import Events
+import Foundation
 
 /// Where events go, as written on the command line (`--output SPEC`, repeatable) or in YAML `outputs:`.
 ///
-/// One parser for both, so a spec means the same thing wherever it is written.
+/// One parser for both, so a spec means the same thing wherever it is written. Network outputs are URLs
+/// whose query carries their options (`kafka://k1:9092,k2:9092/events?compression.codec=zstd&key=source_ip`,
+/// `syslog+tls://siem:6514?ca=/etc/ssl/ca.pem`), so the same string works as a flag and as a YAML item.
 public enum OutputSpec: Equatable, Sendable, CustomStringConvertible {
     case stdout
     case file(path: String)
+    case kafka(KafkaOutputOptions)
+    case syslog(SyslogOutputOptions)
 
     public init(parsing text: String) throws(OutputError) {
         let t = text.trimmedBlanks
@@ -16,13 +21,23 @@ public enum OutputSpec: Equatable, Sendable, CustomStringConvertible {
             self = .file(path: path)
             return
         }
-        throw .badSpec(text, reason: "expected stdout or file:PATH")
+        if t.hasPrefix("kafka://") {
+            self = .kafka(try KafkaOutputOptions(url: t))
+            return
+        }
+        if t.hasPrefix("syslog+") {
+            self = .syslog(try SyslogOutputOptions(url: t))
+            return
+        }
+        throw .badSpec(text, reason: "expected stdout, file:PATH, kafka://HOST:PORT[,HOST:PORT]/TOPIC or syslog+{udp,tcp,tls}://HOST:PORT")
     }
 
     public var description: String {
         switch self {
         case .stdout: return "stdout"
         case .file(let p): return "file:\(p)"
+        case .kafka(let k): return k.description
+        case .syslog(let s): return s.description
         }
     }
 
@@ -31,7 +46,104 @@ public enum OutputSpec: Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .stdout: return StreamSink.standardOutput()
         case .file(let path): return try StreamSink.file(path: path)
+        case .kafka(let options): return try KafkaSink(options: options)
+        case .syslog(let options): return try SyslogSink(options: options)
         }
+    }
+}
+
+/// The pieces of `scheme://AUTHORITY/PATH?QUERY` that the network outputs use.
+struct OutputURL {
+    var scheme: String
+    var authority: String
+    var path: String
+    /// Query items in order, percent-decoded (a SASL password may contain `&` or `=`).
+    var query: [(String, String)]
+
+    init(_ text: String) throws(OutputError) {
+        guard let schemeEnd = text.range(of: "://") else { throw .badSpec(text, reason: "expected SCHEME://…") }
+        scheme = String(text[..<schemeEnd.lowerBound])
+        var rest = text[schemeEnd.upperBound...]
+        var queryText: Substring = ""
+        if let q = rest.firstIndex(of: "?") {
+            queryText = rest[rest.index(after: q)...]
+            rest = rest[..<q]
+        }
+        if let slash = rest.firstIndex(of: "/") {
+            authority = String(rest[..<slash])
+            path = String(rest[rest.index(after: slash)...])
+        } else {
+            authority = String(rest)
+            path = ""
+        }
+        query = []
+        for item in queryText.split(separator: "&") where !item.isEmpty {
+            guard let eq = item.firstIndex(of: "=") else { throw .badSpec(text, reason: "query item '\(item)' needs a value (name=value)") }
+            guard let k = OutputURL.percentDecoded(item[..<eq]), let v = OutputURL.percentDecoded(item[item.index(after: eq)...]) else {
+                throw .badSpec(text, reason: "bad percent-encoding in '\(item)'")
+            }
+            query.append((k, v))
+        }
+    }
+
+    static func percentDecoded(_ s: Substring) -> String? {
+        guard s.contains("%") else { return String(s) }
+        var out: [UInt8] = []
+        var it = Array(s.utf8)[...]
+        while let c = it.popFirst() {
+            if c != 37 { out.append(c); continue }
+            guard it.count >= 2, let h = hex(it.removeFirst()), let l = hex(it.removeFirst()) else { return nil }
+            out.append(h << 4 | l)
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    static func hex(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 48...57: return c - 48
+        case 65...70: return c - 55
+        case 97...102: return c - 87
+        default: return nil
+        }
+    }
+
+    /// Splits `host:port` or `[v6]:port`.
+    static func hostPort(_ s: Substring, spec: String) throws(OutputError) -> (host: String, port: Int) {
+        var host: Substring, portText: Substring
+        if s.hasPrefix("[") {
+            guard let close = s.firstIndex(of: "]") else { throw .badSpec(spec, reason: "unclosed '[' in '\(s)'") }
+            host = s[s.index(after: s.startIndex)..<close]
+            let after = s[s.index(after: close)...]
+            guard after.hasPrefix(":") else { throw .badSpec(spec, reason: "'\(s)' needs a port") }
+            portText = after.dropFirst()
+        } else {
+            guard let colon = s.lastIndex(of: ":") else { throw .badSpec(spec, reason: "'\(s)' needs a port (HOST:PORT)") }
+            host = s[..<colon]
+            portText = s[s.index(after: colon)...]
+        }
+        guard !host.isEmpty else { throw .badSpec(spec, reason: "'\(s)' needs a host") }
+        guard let port = Int(portText), (1...65535).contains(port) else { throw .badSpec(spec, reason: "'\(portText)' is not a port") }
+        return (String(host), port)
+    }
+
+    static func seconds(_ v: String, name: String, spec: String) throws(OutputError) -> Double {
+        var t = Substring(v)
+        var scale = 1.0
+        if t.hasSuffix("ms") { t = t.dropLast(2); scale = 0.001 } else if t.hasSuffix("s") { t = t.dropLast() }
+        guard let d = Double(t), d >= 0, d.isFinite else { throw .badSpec(spec, reason: "\(name) '\(v)' is not a duration (e.g. 10s, 500ms)") }
+        return d * scale
+    }
+
+    static func bytes(_ v: String, name: String, spec: String) throws(OutputError) -> UInt64 {
+        var t = Substring(v.uppercased())
+        var scale: UInt64 = 1
+        for (suffix, s) in [("KIB", 1 << 10), ("MIB", 1 << 20), ("GIB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)] where t.hasSuffix(suffix) {
+            t = t.dropLast(suffix.count); scale = UInt64(s); break
+        }
+        guard let n = UInt64(t), n.multipliedReportingOverflow(by: scale).overflow == false else {
+            throw .badSpec(spec, reason: "\(name) '\(v)' is not a size (e.g. 512MiB)")
+        }
+        return n * scale
     }
 }
 

@@ -18,6 +18,7 @@ public final class StreamSink: EventSink {
 
     struct State {
         var buffer: [UInt8] = []
+        var buffered: UInt64 = 0
         var stats = SinkStatistics()
         var closed = false
         var lastError: Int32 = 0
@@ -50,13 +51,15 @@ public final class StreamSink: EventSink {
             s.stats.accepted &+= 1
             s.buffer.append(contentsOf: json)
             s.buffer.append(10)
+            s.buffered &+= 1
             if s.buffer.count >= StreamSink.bufferLimit { drain(&s) }
         }
     }
 
     func drain(_ s: inout State) {
         guard !s.buffer.isEmpty else { return }
-        let events = UInt64(s.buffer.lazy.filter { $0 == 10 }.count)
+        let events = s.buffered
+        s.buffered = 0
         let rc = s.buffer.withUnsafeBytes { b in csensorWriteAll(fd, b) }
         if rc == 0 {
             s.stats.delivered &+= events

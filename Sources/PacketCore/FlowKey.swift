@@ -118,7 +118,7 @@ public struct CommunityID: Sendable {
     public init(seed: UInt16 = 0) { self.seed = seed }
 
     /// Appends `1:<base64 of SHA-1>` (30 bytes) for the key.
-    public func append(_ key: FlowKey, to out: inout [UInt8]) {
+    public func append<O: ByteOutput>(_ key: FlowKey, to out: inout O) {
         var input: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
         let digest: SHA1.Digest = withUnsafeMutableBytes(of: &input) { buf in
             var n = 0
@@ -139,7 +139,11 @@ public struct CommunityID: Sendable {
             return SHA1.hash(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
         }
         out.append(49); out.append(58)
-        withUnsafeBytes(of: digest) { Base64.append($0, to: &out) }
+        var encoded: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &encoded) { e in
+            let n = withUnsafeBytes(of: digest) { Base64.encode($0, into: e) }
+            out.append(bytes: UnsafeRawBufferPointer(rebasing: e[0..<n]))
+        }
     }
 
     public func string(_ key: FlowKey) -> String {
@@ -154,24 +158,36 @@ public struct CommunityID: Sendable {
 public enum Base64 {
     static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    public static func append(_ data: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        var i = 0
+    public static func append<O: ByteOutput>(_ data: UnsafeRawBufferPointer, to out: inout O) {
+        var tmp = [UInt8](repeating: 0, count: (data.count + 2) / 3 * 4)
+        let n = tmp.withUnsafeMutableBytes { encode(data, into: $0) }
+        tmp.withUnsafeBytes { out.append(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+    }
+
+    /// Encodes into `out` (at least `(data.count + 2) / 3 * 4` bytes) and returns the length written.
+    public static func encode(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int {
+        var i = 0, o = 0
         let n = data.count
-        while i + 3 <= n {
-            let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
-            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int((v >> 12) & 63)])
-            out.append(alphabet[Int((v >> 6) & 63)]); out.append(alphabet[Int(v & 63)])
-            i += 3
+        alphabet.withUnsafeBufferPointer { a in
+            while i + 3 <= n {
+                let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2])
+                out[o] = a[Int(v >> 18)]; out[o + 1] = a[Int((v >> 12) & 63)]
+                out[o + 2] = a[Int((v >> 6) & 63)]; out[o + 3] = a[Int(v & 63)]
+                i += 3; o += 4
+            }
+            if n - i == 1 {
+                let v = UInt32(data[i]) << 16
+                out[o] = a[Int(v >> 18)]; out[o + 1] = a[Int((v >> 12) & 63)]
+                out[o + 2] = 61; out[o + 3] = 61
+                o += 4
+            } else if n - i == 2 {
+                let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8
+                out[o] = a[Int(v >> 18)]; out[o + 1] = a[Int((v >> 12) & 63)]
+                out[o + 2] = a[Int((v >> 6) & 63)]; out[o + 3] = 61
+                o += 4
+            }
         }
-        if n - i == 1 {
-            let v = UInt32(data[i]) << 16
-            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int((v >> 12) & 63)])
-            out.append(61); out.append(61)
-        } else if n - i == 2 {
-            let v = UInt32(data[i]) << 16 | UInt32(data[i + 1]) << 8
-            out.append(alphabet[Int(v >> 18)]); out.append(alphabet[Int((v >> 12) & 63)])
-            out.append(alphabet[Int((v >> 6) & 63)]); out.append(61)
-        }
+        return o
     }
 }
 
@@ -180,52 +196,59 @@ public enum SHA1 {
     public typealias Digest = (UInt32, UInt32, UInt32, UInt32, UInt32)
 
     public static func hash(_ data: UnsafeRawBufferPointer) -> Digest {
-        var h0: UInt32 = 0x6745_2301, h1: UInt32 = 0xEFCD_AB89, h2: UInt32 = 0x98BA_DCFE
-        var h3: UInt32 = 0x1032_5476, h4: UInt32 = 0xC3D2_E1F0
-        var w = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0),
-                 UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0),
-                 UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0),
-                 UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0),
-                 UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        var state: (UInt32, UInt32, UInt32, UInt32, UInt32) = (0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0)
         let total = data.count
         let bitLength = UInt64(total) &* 8
-        // Padded length: data + 0x80 + zeros + 8-byte length, a multiple of 64.
+        // Padded length: data + 0x80 + zeros + 8-byte length, a multiple of 64. A Community ID tuple
+        // (at most 44 bytes) is always a single block.
         let padded = (total + 9 + 63) / 64 * 64
         var block = (UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0), UInt64(0))
         var chunk = 0
         while chunk < padded {
             withUnsafeMutableBytes(of: &block) { blk in
-                for i in 0..<64 {
-                    let pos = chunk + i
-                    if pos < total { blk[i] = data[pos] }
-                    else if pos == total { blk[i] = 0x80 }
-                    else if pos >= padded - 8 { blk[i] = UInt8(truncatingIfNeeded: bitLength >> UInt64(8 * (padded - 1 - pos))) }
-                    else { blk[i] = 0 }
+                let available = max(0, min(64, total - chunk))
+                if available > 0 { blk.baseAddress!.copyMemory(from: data.baseAddress! + chunk, byteCount: available) }
+                if available < 64 {
+                    for i in available..<64 { blk[i] = 0 }
+                    if total >= chunk && total < chunk + 64 { blk[total - chunk] = 0x80 }
+                    if chunk + 64 == padded {
+                        blk.storeBytes(of: bitLength.bigEndian, toByteOffset: 56, as: UInt64.self)
+                    }
                 }
-            }
-            withUnsafeMutableBytes(of: &w) { wb in
-                let words = wb.bindMemory(to: UInt32.self)
-                withUnsafeBytes(of: &block) { blk in
-                    for i in 0..<16 { words[i] = blk.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self).bigEndian }
-                }
-                for i in 16..<80 {
-                    let v = words[i - 3] ^ words[i - 8] ^ words[i - 14] ^ words[i - 16]
-                    words[i] = (v << 1) | (v >> 31)
-                }
-                var a = h0, b = h1, c = h2, d = h3, e = h4
-                for i in 0..<80 {
-                    let f: UInt32, k: UInt32
-                    if i < 20 { f = (b & c) | (~b & d); k = 0x5A82_7999 }
-                    else if i < 40 { f = b ^ c ^ d; k = 0x6ED9_EBA1 }
-                    else if i < 60 { f = (b & c) | (b & d) | (c & d); k = 0x8F1B_BCDC }
-                    else { f = b ^ c ^ d; k = 0xCA62_C1D6 }
-                    let t = ((a << 5) | (a >> 27)) &+ f &+ e &+ k &+ words[i]
-                    e = d; d = c; c = (b << 30) | (b >> 2); b = a; a = t
-                }
-                h0 = h0 &+ a; h1 = h1 &+ b; h2 = h2 &+ c; h3 = h3 &+ d; h4 = h4 &+ e
+                compress(&state, blk)
             }
             chunk += 64
         }
-        return (h0.bigEndian, h1.bigEndian, h2.bigEndian, h3.bigEndian, h4.bigEndian)
+        return (state.0.bigEndian, state.1.bigEndian, state.2.bigEndian, state.3.bigEndian, state.4.bigEndian)
+    }
+
+    /// One 64-byte block, with a 16-word rolling message schedule.
+    @inline(__always)
+    static func compress(_ h: inout (UInt32, UInt32, UInt32, UInt32, UInt32), _ block: UnsafeMutableRawBufferPointer) {
+        var w = (UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0),
+                 UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0), UInt32(0))
+        withUnsafeMutableBytes(of: &w) { wb in
+            let words = wb.bindMemory(to: UInt32.self)
+            for i in 0..<16 { words[i] = block.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self).bigEndian }
+            var a = h.0, b = h.1, c = h.2, d = h.3, e = h.4
+            for i in 0..<80 {
+                let wi: UInt32
+                if i < 16 {
+                    wi = words[i]
+                } else {
+                    let v = words[(i - 3) & 15] ^ words[(i - 8) & 15] ^ words[(i - 14) & 15] ^ words[i & 15]
+                    wi = (v << 1) | (v >> 31)
+                    words[i & 15] = wi
+                }
+                let f: UInt32, k: UInt32
+                if i < 20 { f = (b & c) | (~b & d); k = 0x5A82_7999 }
+                else if i < 40 { f = b ^ c ^ d; k = 0x6ED9_EBA1 }
+                else if i < 60 { f = (b & c) | (b & d) | (c & d); k = 0x8F1B_BCDC }
+                else { f = b ^ c ^ d; k = 0xCA62_C1D6 }
+                let t = ((a << 5) | (a >> 27)) &+ f &+ e &+ k &+ wi
+                e = d; d = c; c = (b << 30) | (b >> 2); b = a; a = t
+            }
+            h.0 &+= a; h.1 &+= b; h.2 &+= c; h.3 &+= d; h.4 &+= e
+        }
     }
 }

@@ -25,6 +25,9 @@ public struct FlowRecord: Sendable {
     public var bytesB: UInt64
     public var payloadBytesA: UInt64
     public var payloadBytesB: UInt64
+    /// Packet clock at the flow's last packet (idle expiry), and when it was last moved to its list's tail.
+    @usableFromInline var lastActive: Timestamp
+    @usableFromInline var listTime: Timestamp
     @usableFromInline var prev: Int32
     @usableFromInline var next: Int32
     @usableFromInline var hash: UInt32

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Limits and timeouts of a flow table. Times are on the packet clock.
 public struct FlowTableConfiguration: Sendable, Equatable {
     /// Hard capacity: at most this many flows are tracked; beyond it the stalest flow is evicted and counted.
@@ -27,21 +33,38 @@ public struct FlowTableCounters: Sendable, Equatable {
 /// Like Suricata's af-packet workers, each capture worker owns one table, so the per-packet path takes no
 /// lock. Storage is allocated once at start: a slot array of `FlowRecord`s, an open-addressing index
 /// (linear probing, backward-shift deletion, no tombstones) and four intrusive LRU lists — open TCP,
-/// finished TCP, UDP, other — each ordered by last packet, so idle expiry only ever looks at list heads
-/// and capacity eviction picks the stalest head. Nothing on the packet path allocates.
+/// finished TCP, UDP, other — so idle expiry only ever looks at list heads and capacity eviction picks
+/// the stalest head. Nothing on the packet path allocates.
+///
+/// The lists are ordered by `listTime`, the packet clock when a flow was last moved to its tail. A flow
+/// is moved at most once per second of packet clock (moving touches two neighbours' cache lines, which
+/// per packet would cost more than the rest of the update); expiry at a head checks the flow's real last
+/// activity and re-queues it if it is still live.
 public final class FlowTable {
     public let configuration: FlowTableConfiguration
     public let capacity: Int
     @usableFromInline let slots: UnsafeMutablePointer<FlowRecord>
-    @usableFromInline let buckets: UnsafeMutablePointer<UInt64>
-    @usableFromInline let bucketMask: Int
+    /// The index in use: a power-of-two prefix of one of two preallocated arrays. It doubles (rehashing
+    /// into the other array) as flows arrive, so a table sized for a busy link keeps a small, cache-
+    /// resident index while it holds few flows; the arrays are reserved up front (lazy zero pages), so
+    /// growing allocates nothing.
+    @usableFromInline var buckets: UnsafeMutablePointer<UInt64>
+    @usableFromInline var bucketMask: Int
+    let bucketArrays: (UnsafeMutablePointer<UInt64>, UnsafeMutablePointer<UInt64>)
+    let maxBuckets: Int
+    public private(set) var indexGrowths = 0
     @usableFromInline let freeSlots: UnsafeMutablePointer<Int32>
+    /// Slots returned by ended flows (a stack), and the first slot never used yet.
     @usableFromInline var freeCount: Int
+    @usableFromInline var neverUsed: Int = 0
     @usableFromInline var heads: (Int32, Int32, Int32, Int32) = (-1, -1, -1, -1)
     @usableFromInline var tails: (Int32, Int32, Int32, Int32) = (-1, -1, -1, -1)
     @usableFromInline let timeouts: (Int64, Int64, Int64, Int64)
     @usableFromInline let activeTimeout: Int64
     public private(set) var counters = FlowTableCounters()
+    /// The table's packet clock: the latest packet time it has seen.
+    public private(set) var clock: Timestamp = .zero
+    static let relinkInterval: Int64 = 1_000_000_000
 
     /// Expiry lists.
     enum ListClass: UInt8 { case tcpOpen = 0, tcpFinished = 1, udp = 2, other = 3 }
@@ -58,10 +81,10 @@ public final class FlowTable {
 
     /// Memory the table holds, per flow of capacity (slot plus its share of the index).
     public var bytesPerFlow: Int {
-        MemoryLayout<FlowRecord>.stride + (bucketMask + 1) * MemoryLayout<UInt64>.stride / capacity + MemoryLayout<Int32>.stride
+        MemoryLayout<FlowRecord>.stride + maxBuckets * MemoryLayout<UInt64>.stride / capacity + MemoryLayout<Int32>.stride
     }
 
-    public var activeFlows: Int { capacity - freeCount }
+    public var activeFlows: Int { neverUsed - freeCount }
 
     public init(configuration: FlowTableConfiguration = FlowTableConfiguration()) {
         self.configuration = configuration
@@ -69,28 +92,26 @@ public final class FlowTable {
         capacity = cap
         var nb = 16
         while nb < cap * 2 { nb <<= 1 }
-        bucketMask = nb - 1
-        buckets = .allocate(capacity: nb)
-        buckets.initialize(repeating: 0, count: nb)
-        slots = .allocate(capacity: cap)
+        maxBuckets = nb
+        bucketMask = min(nb, 16_384) - 1
+        // calloc, not allocate+initialize: the kernel hands out zero pages lazily, so a table sized for a
+        // busy link costs no start-up time and no resident memory until flows arrive. An all-zero
+        // FlowRecord is a valid value (every field is a plain integer, Bool or zero-raw-value enum).
+        bucketArrays = (calloc(nb, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: nb),
+                        calloc(nb, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: nb))
+        buckets = bucketArrays.0
+        slots = calloc(cap, MemoryLayout<FlowRecord>.stride)!.bindMemory(to: FlowRecord.self, capacity: cap)
         freeSlots = .allocate(capacity: cap)
-        for i in 0..<cap { freeSlots[i] = Int32(cap - 1 - i) }
-        freeCount = cap
+        freeCount = 0
         timeouts = (configuration.tcpTimeout.nanoseconds, configuration.tcpClosedTimeout.nanoseconds,
                     configuration.udpTimeout.nanoseconds, configuration.otherTimeout.nanoseconds)
         activeTimeout = configuration.activeTimeout.nanoseconds
-        // Slots are initialised lazily on first use; generation starts at 0 for each.
-        let zeroKey = FlowKey(aHigh: 0, aLow: 0, bHigh: 0, bLow: 0, aPort: 0, bPort: 0, ipProtocol: 0, isIPv6: false, hasPorts: false, isOneWay: false)
-        let blank = FlowRecord(key: zeroKey, originatorIsA: true, tcpState: .none, flagsA: [], flagsB: [], vlan: 0, appProtocol: 0, listClass: 0,
-                               firstSeen: .zero, lastSeen: .zero, segmentStart: .zero, packetsA: 0, packetsB: 0, bytesA: 0, bytesB: 0,
-                               payloadBytesA: 0, payloadBytesB: 0, prev: -1, next: -1, hash: 0, generation: 0)
-        slots.initialize(repeating: blank, count: cap)
     }
 
     deinit {
-        slots.deinitialize(count: capacity)
-        slots.deallocate()
-        buckets.deallocate()
+        free(slots)
+        free(bucketArrays.0)
+        free(bucketArrays.1)
         freeSlots.deallocate()
     }
 
@@ -129,6 +150,7 @@ public final class FlowTable {
 
     func append(_ s: Int32, to c: Int) {
         slots[Int(s)].listClass = UInt8(c)
+        slots[Int(s)].listTime = clock
         let t = tail(c)
         slots[Int(s)].prev = t
         slots[Int(s)].next = -1
@@ -153,6 +175,7 @@ public final class FlowTable {
         let h64 = key.hashValue64
         let tag = UInt32(truncatingIfNeeded: h64 >> 32)
         let now = p.timestamp
+        if now > clock { clock = now }
         var i = Int(truncatingIfNeeded: h64) & bucketMask
         var slot: Int32 = -1
         while true {
@@ -197,14 +220,22 @@ public final class FlowTable {
             slots[s].packetsB &+= 1; slots[s].bytesB &+= wire; slots[s].payloadBytesB &+= payload
         }
         if now > slots[s].lastSeen { slots[s].lastSeen = now }
+        slots[s].lastActive = clock
         let oldClass = Int(slots[s].listClass)
         if key.ipProtocol == IPProtocol.tcp {
             advanceTCP(s, fromA: fromA, flags: p.tcpFlags)
         }
         let newClass = key.ipProtocol == IPProtocol.tcp ? (slots[s].tcpState.isFinished ? 1 : 0) : oldClass
-        if newClass != oldClass || tail(oldClass) != slot {
+        if newClass != oldClass {
             unlink(slot)
             append(slot, to: newClass)
+        } else if clock.nanoseconds &- slots[s].listTime.nanoseconds >= FlowTable.relinkInterval {
+            if tail(oldClass) != slot {
+                unlink(slot)
+                append(slot, to: newClass)
+            } else {
+                slots[s].listTime = clock  // already last: the list stays ordered
+            }
         }
         return Update(slot: slot, fromOriginator: fromA == slots[s].originatorIsA, isNew: isNew)
     }
@@ -234,9 +265,15 @@ public final class FlowTable {
 
     func create(_ key: FlowKey, tag: UInt32, h64: UInt64, srcIsA: Bool, _ p: DecodedPacket,
                 _ onEnd: (FlowRecord, FlowEndReason, Int32) -> Void) -> Int32 {
-        if freeCount == 0 { evictStalest(onEnd) }
-        freeCount -= 1
-        let slot = freeSlots[freeCount]
+        if freeCount == 0 && neverUsed == capacity { evictStalest(onEnd) }
+        let slot: Int32
+        if freeCount > 0 {
+            freeCount -= 1
+            slot = freeSlots[freeCount]
+        } else {
+            slot = Int32(neverUsed)
+            neverUsed += 1
+        }
         let s = Int(slot)
         let gen = slots[s].generation &+ 1
         // A SYN-ACK first means we missed the SYN: the other side opened the connection.
@@ -245,7 +282,7 @@ public final class FlowTable {
         slots[s] = FlowRecord(key: key, originatorIsA: originatorIsA, tcpState: .none, flagsA: [], flagsB: [], vlan: p.vlan,
                               appProtocol: 0, listClass: 0, firstSeen: p.timestamp, lastSeen: p.timestamp,
                               segmentStart: p.timestamp, packetsA: 0, packetsB: 0, bytesA: 0, bytesB: 0,
-                              payloadBytesA: 0, payloadBytesB: 0, prev: -1, next: -1, hash: tag, generation: gen)
+                              payloadBytesA: 0, payloadBytesB: 0, lastActive: clock, listTime: clock, prev: -1, next: -1, hash: tag, generation: gen)
         let c: Int
         switch key.ipProtocol {
         case IPProtocol.tcp: c = 0
@@ -257,7 +294,29 @@ public final class FlowTable {
         while buckets[i] != 0 { i = (i + 1) & bucketMask }
         buckets[i] = UInt64(tag) << 32 | UInt64(UInt32(slot + 1))
         counters.created &+= 1
+        if activeFlows * 2 > bucketMask + 1 && bucketMask + 1 < maxBuckets { growIndex() }
         return slot
+    }
+
+    /// Doubles the index: rehashes every entry into the other array, then clears the old prefix so the
+    /// spare array is all zeros again for the next growth.
+    @inline(never)
+    func growIndex() {
+        let oldSize = bucketMask + 1
+        let newMask = oldSize * 2 - 1
+        let target = buckets == bucketArrays.0 ? bucketArrays.1 : bucketArrays.0
+        for j in 0..<oldSize {
+            let e = buckets[j]
+            if e == 0 { continue }
+            let s = Int(Int32(truncatingIfNeeded: e & 0xffff_ffff) - 1)
+            var i = Int(truncatingIfNeeded: slots[s].key.hashValue64) & newMask
+            while target[i] != 0 { i = (i + 1) & newMask }
+            target[i] = e
+        }
+        memset(buckets, 0, oldSize * MemoryLayout<UInt64>.stride)
+        buckets = target
+        bucketMask = newMask
+        indexGrowths += 1
     }
 
     @inline(never)
@@ -265,7 +324,7 @@ public final class FlowTable {
         var best: Int32 = -1
         for c in 0..<4 {
             let h = head(c)
-            if h >= 0 && (best < 0 || slots[Int(h)].lastSeen < slots[Int(best)].lastSeen) { best = h }
+            if h >= 0 && (best < 0 || slots[Int(h)].lastActive < slots[Int(best)].lastActive) { best = h }
         }
         guard best >= 0 else { return }
         counters.evicted &+= 1
@@ -313,12 +372,19 @@ public final class FlowTable {
 
     /// Ends every flow idle past its timeout at packet time `now`. Cheap: looks at list heads only.
     public func expire(now: Timestamp, onEnd: (FlowRecord, FlowEndReason, Int32) -> Void) {
+        if now > clock { clock = now }
         for c in 0..<4 {
             let limit = timeout(c)
             while true {
                 let h = head(c)
-                guard h >= 0, now.nanoseconds &- slots[Int(h)].lastSeen.nanoseconds >= limit else { break }
-                end(h, c == 1 ? .tcpClosed : .idleTimeout, onEnd)
+                guard h >= 0, now.nanoseconds &- slots[Int(h)].listTime.nanoseconds >= limit else { break }
+                if now.nanoseconds &- slots[Int(h)].lastActive.nanoseconds >= limit {
+                    end(h, c == 1 ? .tcpClosed : .idleTimeout, onEnd)
+                } else {
+                    // Active since it was queued: back to the tail.
+                    unlink(h)
+                    append(h, to: c)
+                }
             }
         }
     }
@@ -329,7 +395,7 @@ public final class FlowTable {
             var best: Int32 = -1
             for c in 0..<4 {
                 let h = head(c)
-                if h >= 0 && (best < 0 || slots[Int(h)].lastSeen < slots[Int(best)].lastSeen) { best = h }
+                if h >= 0 && (best < 0 || slots[Int(h)].lastActive < slots[Int(best)].lastActive) { best = h }
             }
             guard best >= 0 else { return }
             end(best, reason, onEnd)

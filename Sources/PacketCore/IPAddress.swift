@@ -40,8 +40,9 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     }
 
     /// Appends the text form (dotted quad, or RFC 5952 for IPv6) without allocating.
-    public func append(to out: inout [UInt8]) {
-        @inline(__always) func dec(_ v: UInt32, _ out: inout [UInt8]) {
+    @inlinable
+    public func append<O: ByteOutput>(to out: inout O) {
+        @inline(__always) func dec(_ v: UInt32, _ out: inout O) {
             if v >= 100 { out.append(UInt8(48 + v / 100)) }
             if v >= 10 { out.append(UInt8(48 + (v / 10) % 10)) }
             out.append(UInt8(48 + v % 10))
@@ -62,8 +63,10 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         }
         withUnsafeBytes(of: &groups) { g in
             let p = g.bindMemory(to: UInt16.self)
-            // IPv4-mapped (::ffff:a.b.c.d) keeps the dotted tail, as inet_ntop prints it.
-            let mapped = high == 0 && (low >> 32) == 0xffff
+            // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) keep the dotted tail, exactly
+            // when glibc's inet_ntop does, so our text matches other tools' for the same address.
+            let compatible = high == 0 && (low >> 32) == 0 && (low >> 16) & 0xffff != 0
+            let mapped = (high == 0 && (low >> 32) == 0xffff) || compatible
             let lastGroup = mapped ? 6 : 8
             // Longest run of zero groups (length >= 2), first one on ties (RFC 5952 4.2).
             var bestStart = -1, bestLen = 0, i = 0
@@ -121,30 +124,27 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
             self.init(ipv4: v)
             return
         }
+        // At most one "::": groups before it, groups after it, zeros in between.
         var head: [UInt16] = [], tail: [UInt16] = []
-        var seenDouble = false
-        var s = text[...]
-        if s.hasPrefix("::") { seenDouble = true; s = s.dropFirst(2) }
-        else if s.hasPrefix(":") { return nil }
-        if s.hasSuffix("::") { if seenDouble { return nil }; seenDouble = true; s = s.dropLast(2) }
-        if !s.isEmpty {
-            let parts = s.split(separator: ":", omittingEmptySubsequences: false)
-            for (idx, part) in parts.enumerated() {
-                if part.isEmpty {
-                    if seenDouble { return nil }
-                    seenDouble = true
+        let halves = text.components(separatedByDoubleColon: ())
+        guard halves.count <= 2 else { return nil }
+        func groups(_ part: Substring, allowIPv4Tail: Bool, into out: inout [UInt16]) -> Bool {
+            if part.isEmpty { return true }
+            let items = part.split(separator: ":", omittingEmptySubsequences: false)
+            for (idx, item) in items.enumerated() {
+                if allowIPv4Tail && idx == items.count - 1 && item.contains(".") {
+                    guard let v4 = IPAddress.parseIPv4(item) else { return false }
+                    out.append(UInt16(v4 >> 16)); out.append(UInt16(v4 & 0xffff))
                     continue
                 }
-                if idx == parts.count - 1 && part.contains(".") {
-                    guard let v4 = IPAddress.parseIPv4(part) else { return nil }
-                    let a = UInt16(v4 >> 16), b = UInt16(v4 & 0xffff)
-                    if seenDouble { tail.append(a); tail.append(b) } else { head.append(a); head.append(b) }
-                    continue
-                }
-                guard part.count <= 4, let v = UInt16(part, radix: 16) else { return nil }
-                if seenDouble { tail.append(v) } else { head.append(v) }
+                guard !item.isEmpty, item.count <= 4, let v = UInt16(item, radix: 16) else { return false }
+                out.append(v)
             }
+            return true
         }
+        let seenDouble = halves.count == 2
+        guard groups(halves[0], allowIPv4Tail: !seenDouble, into: &head) else { return nil }
+        if seenDouble { guard groups(halves[1], allowIPv4Tail: true, into: &tail) else { return nil } }
         let total = head.count + tail.count
         if seenDouble ? total > 7 : total != 8 { return nil }
         let groups = head + Array(repeating: 0, count: 8 - total) + tail
@@ -222,5 +222,33 @@ public struct NetworkSet: Sendable {
     @inlinable public func contains(_ a: IPAddress) -> Bool {
         for n in networks where n.contains(a) { return true }
         return false
+    }
+}
+
+extension Substring {
+    /// Splits on the first "::" (a second one yields three parts, which callers reject).
+    func components(separatedByDoubleColon: ()) -> [Substring] {
+        var parts: [Substring] = []
+        var rest = self[...]
+        while let r = rest.range(of: "::") {
+            parts.append(rest[rest.startIndex..<r.lowerBound])
+            rest = rest[r.upperBound...]
+        }
+        parts.append(rest)
+        return parts
+    }
+}
+
+extension Substring {
+    func range(of needle: String) -> Range<Index>? {
+        let n = Array(needle.utf8)
+        var i = startIndex
+        while i < endIndex {
+            var j = i, k = 0
+            while k < n.count, j < endIndex, self.utf8[j] == n[k] { j = self.utf8.index(after: j); k += 1 }
+            if k == n.count { return i..<j }
+            i = index(after: i)
+        }
+        return nil
     }
 }

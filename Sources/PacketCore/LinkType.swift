@@ -3,16 +3,16 @@ public struct LinkType: RawRepresentable, Hashable, Sendable {
     public var rawValue: Int32
     public init(rawValue: Int32) { self.rawValue = rawValue }
 
-    public static let null = LinkType(rawValue: 0)          // BSD loopback, host-order family
-    public static let ethernet = LinkType(rawValue: 1)
-    public static let raw = LinkType(rawValue: 12)          // DLT_RAW on Linux (LINKTYPE_RAW 101)
-    public static let rawAlt = LinkType(rawValue: 14)       // DLT_RAW on some BSDs
-    public static let loop = LinkType(rawValue: 108)        // OpenBSD loopback, network-order family
-    public static let linuxSLL = LinkType(rawValue: 113)
-    public static let linktypeRaw = LinkType(rawValue: 101)
-    public static let ipv4 = LinkType(rawValue: 228)
-    public static let ipv6 = LinkType(rawValue: 229)
-    public static let linuxSLL2 = LinkType(rawValue: 276)
+    @inlinable public static var null: LinkType { LinkType(rawValue: 0) }          // BSD loopback, host-order family
+    @inlinable public static var ethernet: LinkType { LinkType(rawValue: 1) }
+    @inlinable public static var raw: LinkType { LinkType(rawValue: 12) }          // DLT_RAW on Linux (LINKTYPE_RAW 101)
+    @inlinable public static var rawAlt: LinkType { LinkType(rawValue: 14) }       // DLT_RAW on some BSDs
+    @inlinable public static var loop: LinkType { LinkType(rawValue: 108) }        // OpenBSD loopback, network-order family
+    @inlinable public static var linuxSLL: LinkType { LinkType(rawValue: 113) }
+    @inlinable public static var linktypeRaw: LinkType { LinkType(rawValue: 101) }
+    @inlinable public static var ipv4: LinkType { LinkType(rawValue: 228) }
+    @inlinable public static var ipv6: LinkType { LinkType(rawValue: 229) }
+    @inlinable public static var linuxSLL2: LinkType { LinkType(rawValue: 276) }
 
     public var isSupported: Bool {
         switch self {
@@ -64,8 +64,14 @@ public struct TCPFlags: OptionSet, Sendable, Hashable {
     public static let cwr = TCPFlags(rawValue: 0x80)
 
     /// Zeek-style history letters, upper case for the originator, e.g. "SAF".
-    public func appendNames(to out: inout [UInt8]) {
-        let names: [(TCPFlags, UInt8)] = [(.syn, 83), (.ack, 65), (.psh, 80), (.fin, 70), (.rst, 82), (.urg, 85), (.ece, 69), (.cwr, 67)]
-        for (f, c) in names where contains(f) { out.append(c) }
+    public func appendNames<O: ByteOutput>(to out: inout O) {
+        if contains(.syn) { out.append(83) }
+        if contains(.ack) { out.append(65) }
+        if contains(.psh) { out.append(80) }
+        if contains(.fin) { out.append(70) }
+        if contains(.rst) { out.append(82) }
+        if contains(.urg) { out.append(85) }
+        if contains(.ece) { out.append(69) }
+        if contains(.cwr) { out.append(67) }
     }
 }

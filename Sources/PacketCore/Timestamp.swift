@@ -53,7 +53,8 @@ public enum RFC3339 {
     }
 
     /// Appends `YYYY-MM-DDTHH:MM:SS.ffffffZ` (27 bytes).
-    public static func append(_ t: Timestamp, to out: inout [UInt8]) {
+    @inlinable
+    public static func append<O: ByteOutput>(_ t: Timestamp, to out: inout O) {
         let ns = t.nanoseconds
         var secs = ns / 1_000_000_000
         var frac = ns % 1_000_000_000
@@ -62,7 +63,7 @@ public enum RFC3339 {
         var rem = secs % 86_400
         if rem < 0 { rem += 86_400; days -= 1 }
         let (y, mo, d) = civil(days: days)
-        @inline(__always) func digits(_ v: Int64, _ n: Int, _ out: inout [UInt8]) {
+        @inline(__always) func digits(_ v: Int64, _ n: Int, _ out: inout O) {
             var div: Int64 = 1
             for _ in 1..<n { div &*= 10 }
             var v = v

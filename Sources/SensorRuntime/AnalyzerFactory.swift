@@ -1,4 +1,5 @@
 import Analyzers
+import Detectors
 import Events
 import Logging
 
@@ -12,6 +13,7 @@ public enum AnalyzerFactory {
         var analyzers: [any PacketAnalyzer] = []
         let reassembler = StreamReassembler(flowCapacity: configuration.flows.capacity)
         // Stream consumers register here: reassembler.add(...)
+        analyzers += try C2Analyzers.make(configuration: configuration, emitter: emitter, reassembler: reassembler)
         analyzers += try DNSSetup.makeAnalyzers(configuration: configuration, emitter: emitter, reassembler: reassembler, logger: logger)
 
         if !reassembler.consumers.isEmpty { analyzers.insert(reassembler, at: 0) }

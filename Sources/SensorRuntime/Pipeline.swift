@@ -27,7 +27,7 @@ public struct PipelineCounters: Sendable, Equatable {
 /// per-packet path: it decodes in place over libpcap's buffer, updates the flow, and calls the analysers;
 /// it allocates nothing. Everything periodic (idle expiry, detector windows) runs on packet-clock second
 /// boundaries in `tick`, so a replay of a day-long capture behaves as the day did.
-public final class Pipeline {
+public final class Pipeline: PacketConsumer {
     public let flows: FlowTable
     public let emitter: EventEmitter
     public private(set) var analyzers: [any PacketAnalyzer]
@@ -41,9 +41,12 @@ public final class Pipeline {
         self.flows = FlowTable(configuration: flows)
         self.emitter = emitter
         self.analyzers = analyzers
+        super.init()
     }
 
     public func addAnalyzer(_ a: any PacketAnalyzer) { analyzers.append(a) }
+
+    public override func consume(_ packet: RawPacket) { process(packet) }
 
     /// The per-packet path.
     @inline(__always)
@@ -137,6 +140,21 @@ public final class Pipeline {
             w.field("emitted", emitter.eventsEmitted)
             w.field("alerts", emitter.alertsEmitted)
             w.endObject()
+            // Delivery so far, per output (final figures are in the end-of-run log summary).
+            w.beginArray("outputs")
+            for sink in emitter.sinks {
+                let st = sink.statistics
+                w.beginObject()
+                w.field("name", sink.name)
+                w.field("accepted", st.accepted)
+                w.field("delivered", st.delivered)
+                w.field("failed", st.failed)
+                w.field("spooled", st.spooled)
+                w.field("dropped", st.dropped)
+                w.field("spool_bytes", st.spoolBytes)
+                w.endObject()
+            }
+            w.endArray()
             if let cs = captureStats {
                 w.beginObject("capture")
                 w.field("received", cs.received)

@@ -39,6 +39,7 @@ public enum RulesDirectory {
                 if let root, f.hasSuffix("/\(DNSTunnelRules.fileName)") { issues += DNSTunnelRules.check(root) }
             } catch { issues.append(error) }
         }
+        issues += C2Analyzers.checkRules(dir)
         return issues
     }
 }

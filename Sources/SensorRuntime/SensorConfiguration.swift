@@ -1,5 +1,6 @@
 import Analyzers
 import ConfigKit
+import Enrichment
 import Outputs
 import PacketCore
 
@@ -20,6 +21,8 @@ public struct SensorConfiguration: Sendable {
     /// Empty means standard output.
     public var outputs: [OutputSpec] = []
     public var rulesDirectory: String?
+    /// GeoIP/ASN databases (YAML `enrichment:`).
+    public var enrichment = EnrichmentConfiguration()
     /// DNS analysis (`dns:`): parsing on/off, passive-DNS events, transaction timeout, PSL file.
     public var dnsEnabled = true
     public var dns = DNSConfiguration()
@@ -58,7 +61,8 @@ public struct SensorConfiguration: Sendable {
     static func parse(_ root: ConfigValue) throws(ConfigIssues) -> SensorConfiguration {
         var c = SensorConfiguration()
         var r = ConfigReader()
-        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules", "dns"])
+        let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
+                                          "enrichment", "dns"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -109,6 +113,13 @@ public struct SensorConfiguration: Sendable {
         if let v = top["rules"] {
             let t = r.table(v, allowed: ["directory"])
             c.rulesDirectory = r.string(t["directory"])
+        }
+        if let v = top["enrichment"] {
+            let t = r.table(v, allowed: ["geoip_city", "geoip_asn", "cache_size", "reload_check"])
+            c.enrichment.cityDatabase = r.string(t["geoip_city"])
+            c.enrichment.asnDatabase = r.string(t["geoip_asn"])
+            if let n = r.int(t["cache_size"], in: 16...10_000_000) { c.enrichment.cacheSize = n }
+            if let s = r.seconds(t["reload_check"], in: 0.1...3600) { c.enrichment.reloadCheckSeconds = s }
         }
         if let v = top["dns"] { parseDNS(v, into: &c, &r) }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }

@@ -69,19 +69,15 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
 
     /// The processing loop (public for tests and benchmarks that drive it without a service group).
     public func processAll() {
-        var sinceCheck = 0
         var lastFlush = ContinuousClock.now
         do {
-            while let p = try source.next() {
-                pipeline.process(p)
-                sinceCheck &+= 1
-                if sinceCheck >= 8192 {
-                    sinceCheck = 0
-                    let now = ContinuousClock.now
-                    if now - lastFlush >= .seconds(1) {
-                        lastFlush = now
-                        flushOutputs()
-                    }
+            // Batches from libpcap's buffer; outputs are flushed at most once a second of wall time so live
+            // events leave promptly while replay writes in large blocks.
+            while try source.dispatch(maxPackets: 4096, to: pipeline) > 0 {
+                let now = ContinuousClock.now
+                if now - lastFlush >= .seconds(1) {
+                    lastFlush = now
+                    flushOutputs()
                 }
             }
         } catch {

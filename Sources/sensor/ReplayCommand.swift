@@ -1,5 +1,6 @@
 import ArgumentParser
 import Capture
+import ConfigKit
 import Logging
 import SensorRuntime
 
@@ -31,6 +32,8 @@ struct Replay: AsyncParsableCommand {
             outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger)
         } catch let e as CaptureError {
             fail("error: \(e.description)", code: 1)
+        } catch let e as ConfigIssues {
+            fail("error: invalid rules:\n\(e.description)", code: 78)
         } catch let e as DNSSetup.SetupError {
             fail("error: \(e.description)", code: 78)
         } catch {
@@ -41,6 +44,12 @@ struct Replay: AsyncParsableCommand {
             "packets": "\(k.packets)", "bytes": "\(k.bytes)", "flows": "\(outcome.flowCounters.created)",
             "events": "\(outcome.events)", "alerts": "\(outcome.alerts)", "evicted": "\(outcome.flowCounters.evicted)",
         ])
+        for (name, st) in outcome.sinkStatistics {
+            logger.info("output delivery", metadata: [
+                "output": "\(name)", "accepted": "\(st.accepted)", "delivered": "\(st.delivered)", "failed": "\(st.failed)",
+                "spooled": "\(st.spooled)", "dropped": "\(st.dropped)", "spool_bytes": "\(st.spoolBytes)",
+            ])
+        }
         for e in outcome.outputErrors { printError("error: output: \(e)") }
         if !outcome.inputErrors.isEmpty {
             for e in outcome.inputErrors { printError("error: \(e.description)") }

@@ -13,7 +13,7 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: "Rules directory (default: ./Rules, then /etc/sensor/rules).")
     var rules: String?
 
-    @Option(name: .long, help: ArgumentHelp("Where events go: stdout, file:PATH. Repeatable.", valueName: "spec"))
+    @Option(name: .long, help: ArgumentHelp("Where events go: stdout, file:PATH, kafka://HOST:PORT[,…]/TOPIC[?prop=value…], syslog+{udp,tcp,tls}://HOST:PORT. Repeatable.", valueName: "spec"))
     var output: [String] = []
 
     @Option(name: .long, help: "BPF filter applied before decoding (minimisation).")
@@ -36,6 +36,12 @@ struct SensorOptions: ParsableArguments {
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
+
+    @Option(name: .long, help: ArgumentHelp("MaxMind City or Country database for source/destination.geo.*.", valueName: "path"))
+    var geoipCity: String?
+
+    @Option(name: .long, help: ArgumentHelp("MaxMind ASN database for source/destination.as.*.", valueName: "path"))
+    var geoipAsn: String?
 
     @Flag(inversion: .prefixedNo, help: "Emit sensor.dns passive-DNS events (one per transaction).")
     var dnsEvents: Bool?
@@ -71,6 +77,8 @@ struct SensorOptions: ParsableArguments {
         if let communityIdSeed { c.communityIDSeed = communityIdSeed }
         if !homeNet.isEmpty { c.homeNetworks = homeNet.compactMap(IPNetwork.init) }
         if let logLevel { c.logLevel = logLevel }
+        if let geoipCity { c.enrichment.cityDatabase = geoipCity }
+        if let geoipAsn { c.enrichment.asnDatabase = geoipAsn }
         if let dnsEvents { c.dns.eventsEnabled = dnsEvents }
         if let psl { c.dns.publicSuffixListPath = psl }
         return c

@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import Analyzers
 import Events
 import PacketCore
@@ -141,7 +142,7 @@ final class StreamReassemblerTests: XCTestCase {
 
     /// Random segmentations, reorderings and duplications of a stream (no loss) always reassemble exactly.
     func testRandomReorderingReassemblesExactly() {
-        var rng = SplitMix64(seed: 42)
+        var rng = SeededRandom(seed: 42)
         for _ in 0..<2000 {
             var d = SegmentDriver()
             let length = Int(rng.next() % 3000) + 1
@@ -165,18 +166,5 @@ final class StreamReassemblerTests: XCTestCase {
             XCTAssertEqual(d.consumer.data[0], stream)
             XCTAssertFalse(d.consumer.gaps[0])
         }
-    }
-}
-
-/// Deterministic PRNG for reproducible property tests.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -118,3 +118,42 @@ public enum TestSupport {
         return url
     }
 }
+
+/// Writes classic pcap files for tests that need inputs no public capture has (random or hostile records).
+public struct PcapFileWriter {
+    public var data = Data()
+
+    public init(linkType: UInt32 = 1, snapLength: UInt32 = 262_144) {
+        append32(0xa1b2_c3d4)
+        append16(2); append16(4)
+        append32(0); append32(0)
+        append32(snapLength)
+        append32(linkType)
+    }
+
+    mutating func append16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
+    mutating func append32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
+
+    /// One record; `capturedLength`/`wireLength` may lie on purpose.
+    public mutating func record(seconds: UInt32, micros: UInt32 = 0, bytes: [UInt8], capturedLength: UInt32? = nil, wireLength: UInt32? = nil) {
+        append32(seconds); append32(micros)
+        append32(capturedLength ?? UInt32(bytes.count))
+        append32(wireLength ?? UInt32(bytes.count))
+        data.append(contentsOf: bytes)
+    }
+
+    public func write(to path: String) throws { try data.write(to: URL(fileURLWithPath: path)) }
+}
+
+/// A deterministic PRNG (SplitMix64) for property tests whose failures must reproduce.
+public struct SeededRandom: RandomNumberGenerator {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -114,6 +114,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
     let pendingLowerBuffer: UnsafeMutableRawBufferPointer
     var scratch: [UInt8] = []
     var answerIPs: [IPAddress] = []
+    var rawScratch: [UInt8] = []
 
     public init(flowCapacity: Int, configuration: DNSConfiguration, emitter: EventEmitter, publicSuffixList: PublicSuffixList?) {
         self.configuration = configuration
@@ -416,10 +417,10 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
             w.beginObject("server"); w.field("ip", server); w.endObject()
 
             w.beginObject("dns")
-            w.field("id", rawString: { DNSText.appendDecimal(UInt64(id), to: &$0) })
+            rawField(&w, "id") { DNSText.appendDecimal(UInt64(id), to: &$0) }
             w.field("type", response == nil ? "query" : "answer")
             let opcode = UInt8(truncatingIfNeeded: (flags >> 11) & 0xF)
-            if let o = DNSOpcode.name(opcode) { w.field("op_code", o) } else { w.field("op_code", rawString: { DNSText.appendDecimal(UInt64(opcode), to: &$0) }) }
+            if let o = DNSOpcode.name(opcode) { w.field("op_code", o) } else { rawField(&w, "op_code") { DNSText.appendDecimal(UInt64(opcode), to: &$0) } }
             w.beginArray("header_flags")
             if flags & 0x0400 != 0 { w.element("AA") }
             if flags & 0x0200 != 0 { w.element("TC") }
@@ -431,13 +432,13 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
             w.endArray()
             if let r = response {
                 let rc = r.responseCode
-                if let n = DNSResponseCode.name(rc) { w.field("response_code", n) } else { w.field("response_code", rawString: { DNSText.appendDecimal(UInt64(rc), to: &$0) }) }
+                if let n = DNSResponseCode.name(rc) { w.field("response_code", n) } else { rawField(&w, "response_code") { DNSText.appendDecimal(UInt64(rc), to: &$0) } }
             }
             if hasQuestion {
                 w.beginObject("question")
                 writeName("name", UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(nameBuffer)[..<nameLen]), root: nameLen == 0, into: &w)
-                w.field("type", rawString: { DNSRecordType.appendName(qtype, to: &$0) })
-                w.field("class", rawString: { DNSClass.appendName(qclass, to: &$0) })
+                rawField(&w, "type") { DNSRecordType.appendName(qtype, to: &$0) }
+                rawField(&w, "class") { DNSClass.appendName(qclass, to: &$0) }
                 if suffixStart >= 0 {
                     let lower = UnsafeRawBufferPointer(lowerBuffer)
                     if registeredStart >= 0 {
@@ -459,8 +460,8 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
                     scratch.removeAll(keepingCapacity: true)
                     DNSText.appendName(r.bytes, at: rr.nameOffset, to: &scratch)
                     scratch.withUnsafeBytes { writeName("name", $0, root: false, into: &w) }
-                    w.field("type", rawString: { DNSRecordType.appendName(rr.type, to: &$0) })
-                    w.field("class", rawString: { DNSClass.appendName(rr.rrclass, to: &$0) })
+                    rawField(&w, "type") { DNSRecordType.appendName(rr.type, to: &$0) }
+                    rawField(&w, "class") { DNSClass.appendName(rr.rrclass, to: &$0) }
                     w.field("ttl", Int(rr.ttl))
                     scratch.removeAll(keepingCapacity: true)
                     DNSText.appendRData(rr, in: r.bytes, to: &scratch)
@@ -492,6 +493,14 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
             }
             w.endObject(); w.endObject()
         })
+    }
+
+    /// A string field rendered by `render` into a reused scratch buffer (numbers, type names): no escaping
+    /// needed, nothing allocated.
+    func rawField(_ w: inout JSONWriter, _ key: StaticString, _ render: (inout [UInt8]) -> Void) {
+        rawScratch.removeAll(keepingCapacity: true)
+        render(&rawScratch)
+        rawScratch.withUnsafeBytes { b in w.field(key, rawString: { $0.append(bytes: b) }) }
     }
 
     /// A name as ECS asks: bytes outside printable ASCII as `\DDD` (decimal), the root as `.`.

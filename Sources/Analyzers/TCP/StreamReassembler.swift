@@ -225,7 +225,8 @@ public final class StreamReassembler: PacketAnalyzer {
     @inline(never)
     func storeOutOfOrder(_ data: UnsafeRawBufferPointer, seq: UInt32, d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
         counters.outOfOrderSegments &+= 1
-        var entry = pending[slot] ?? (Pending(), Pending())
+        // Taken out of the dictionary while it grows, so appending does not copy every held segment (COW).
+        var entry = pending.removeValue(forKey: slot) ?? (Pending(), Pending())
         let flowBytes = entry.0.bytes + entry.1.bytes
         if flowBytes + data.count > configuration.maxPendingBytesPerFlow || pendingTotal + data.count > configuration.maxPendingBytesTotal {
             // The hole is not going to fill within our bounds: a clean gap.
@@ -241,7 +242,8 @@ public final class StreamReassembler: PacketAnalyzer {
     }
 
     func drainPending(d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
-        guard var entry = pending[slot] else { return }
+        // Called after every in-order delivery; almost always nothing waits anywhere.
+        guard !pending.isEmpty, var entry = pending[slot] else { return }
         var progress = true
         while progress && !directions[d].finished {
             progress = false

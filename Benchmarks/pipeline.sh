@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Whole-pipeline benchmark (not a test): `sensor replay` on the benchmark capture next to
+# `tcpdump -r FILE -w /dev/null` and `nfpcapd -r FILE -w DIR` (nfdump's flow builder) on the same file,
+# interleaved in the same run. Prints medians of wall and CPU time, the ratios, packets/s, peak RSS and
+# the flow table's bytes per flow. The machines are small and noisy: read medians and ratios.
+#
+# Usage: Benchmarks/pipeline.sh [RUNS] [-- extra sensor replay flags]
+#   BENCH_CAPTURE=path   use this capture instead of building one
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-7}; shift || true
+[ "${1:-}" = "--" ] && shift
+extra=("$@")
+shared=${SHARED:-../shared}
+for t in tcpdump nfpcapd capinfos editcap mergecap; do command -v $t >/dev/null || { echo "missing $t (scripts/install-deps.sh test)" >&2; exit 1; }; done
+
+capture=${BENCH_CAPTURE:-}
+if [ -z "$capture" ]; then
+  capture=.build/bench/bench.pcap
+  mkdir -p .build/bench
+  large=$(ls -S "$shared"/data/pcaps/large/* | head -1)
+  # Eight time-shifted copies (about 1.8 M packets) so start-up does not dominate.
+  bash "$shared/tools/make-bench-capture.sh" "$large" "$capture" 8
+fi
+swift build -c release --product sensor >&2
+bin=.build/release/sensor
+packets=$(capinfos -M -c "$capture" | awk -F': *' '/Number of packets/ {print $2}')
+bytes=$(capinfos -M -d "$capture" | awk -F': *' '/Data size/ {print $2+0}')
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cat "$capture" > /dev/null  # warm the page cache for every contender alike
+
+measure() { # name, command...
+  local name=$1; shift
+  /usr/bin/time -f "%e %U %S %M" -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err" || { echo "$name failed:"; cat "$tmp/err"; exit 1; }
+  echo "$name $(cat "$tmp/t")" >> "$tmp/results"
+}
+for i in $(seq 1 "$runs"); do
+  measure sensor "$bin" replay "$capture" --output "file:/dev/null" --log-level error "${extra[@]}"
+  measure tcpdump tcpdump -Z root -r "$capture" -w /dev/null
+  rm -rf "$tmp/nf"; mkdir -p "$tmp/nf"
+  measure nfpcapd nfpcapd -r "$capture" -w "$tmp/nf"
+done
+"$bin" replay "$capture" --log-level error "${extra[@]}" | tail -1 > "$tmp/stats.json"
+
+python3 - "$tmp/results" "$tmp/stats.json" "$packets" "$bytes" "$capture" "$runs" <<'PY'
+import json, statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+stats = json.load(open(sys.argv[2]))["sensor"]["stats"]
+packets, nbytes, capture, runs = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+med = {}
+for name in ("sensor", "tcpdump", "nfpcapd"):
+    r = [x for x in rows if x[0] == name]
+    med[name] = dict(wall=statistics.median(float(x[1]) for x in r),
+                     cpu=statistics.median(float(x[2]) + float(x[3]) for x in r),
+                     rss=max(int(x[4]) for x in r))
+print(f"capture: {capture}: {packets} packets, {nbytes/1e6:.0f} MB, {stats['flows']['created']} flows; {runs} runs, medians")
+print(f"{'':10}{'wall s':>9}{'cpu s':>9}{'Mpkt/s':>9}{'peak RSS':>11}{'wall ratio':>12}{'cpu ratio':>11}")
+for name in ("sensor", "tcpdump", "nfpcapd"):
+    m = med[name]
+    print(f"{name:10}{m['wall']:9.3f}{m['cpu']:9.3f}{packets/m['wall']/1e6:9.2f}{m['rss']/1024:9.1f}MB"
+          f"{m['wall']/med['tcpdump']['wall']:12.2f}{m['cpu']/med['tcpdump']['cpu']:11.2f}")
+print(f"sensor vs nfpcapd (wall): {med['sensor']['wall']/med['nfpcapd']['wall']:.2f}")
+print(f"flow table: {stats['flows']['bytes_per_flow']} bytes per flow of capacity ({stats['flows']['capacity']} flows), "
+      f"{stats['flows']['evicted']} evicted; events written: {stats['events']['emitted']}")
+PY

@@ -1,0 +1,262 @@
+import Events
+import PacketCore
+
+/// How a flow's protocol identification ended.
+public enum Identification: UInt8, Sendable {
+    /// No payload yet.
+    case pending = 0
+    /// Identified: `FlowRecord.appProtocol` holds the protocol.
+    case identified = 1
+    /// Payload seen from the start of the stream, and no known protocol matched.
+    case unknown = 2
+    /// The stream was joined mid-way (no SYN seen): an unmatched start says nothing.
+    case midstream = 3
+}
+
+/// Counters of protocol identification.
+public struct IdentificationCounters: Sendable, Equatable {
+    public var identified: UInt64 = 0
+    public var unknown: UInt64 = 0
+    public var midstream: UInt64 = 0
+    public var ftpDataExpectations: UInt64 = 0
+    public init() {}
+}
+
+/// Content-based protocol identification for every flow: sets `network.protocol` from the first payload
+/// bytes of each direction, not from the port.
+///
+/// TCP bytes come in order from the shared `StreamReassembler` (this is one of its consumers); a flow
+/// is released as soon as it is decided, so identification costs one or two segments per connection.
+/// UDP is identified per datagram (DNS, QUIC, NTP, DHCP, SIP, SNMP, mDNS, LLMNR) from the packet path,
+/// where a decided flow costs two array reads. Per-flow state is two bytes and a generation per slot of
+/// the flow table, allocated once.
+///
+/// FTP control connections are followed further (they are small) to learn the data connections that
+/// `PASV`/`PORT` announce, so detectors do not take FTP data on a high port for an unknown protocol.
+public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
+    public let name = "protocol-id"
+    public private(set) var counters = IdentificationCounters()
+    let capacity: Int
+    let generations: UnsafeMutablePointer<UInt32>
+    /// `Identification` raw value in the low 2 bits; bit 2: originator datagram tried; bit 3: responder
+    /// datagram tried; bits 4–5: TCP progress (1: server spoke first and was not recognised, 2: `220` banner).
+    let states: UnsafeMutablePointer<UInt8>
+    public private(set) var ftpData = FTPDataChannels()
+
+    public init(flowCapacity: Int) {
+        capacity = max(16, flowCapacity)
+        generations = .allocate(capacity: capacity)
+        generations.initialize(repeating: .max, count: capacity)
+        states = .allocate(capacity: capacity)
+        states.initialize(repeating: 0, count: capacity)
+    }
+
+    deinit {
+        generations.deallocate()
+        states.deallocate()
+    }
+
+    /// How identification of the flow in `slot` ended (`.pending` for another generation).
+    public func identification(slot: Int32, generation: UInt32) -> Identification {
+        let s = Int(slot)
+        guard s >= 0, s < capacity, generations[s] == generation else { return .pending }
+        return Identification(rawValue: states[s] & 3) ?? .pending
+    }
+
+    @inline(__always) func reset(_ s: Int, _ generation: UInt32) {
+        if generations[s] != generation { generations[s] = generation; states[s] = 0 }
+    }
+
+    @inline(__always) func decide(_ s: Int, _ result: Identification, _ p: AppProtocol?, slot: Int32, flows: FlowTable) {
+        states[s] = (states[s] & ~3) | result.rawValue
+        switch result {
+        case .identified:
+            counters.identified &+= 1
+            if let p, flows[slot].appProtocol == 0 { flows.setAppProtocol(p.rawValue, slot: slot) }
+        case .unknown: counters.unknown &+= 1
+        case .midstream: counters.midstream &+= 1
+        case .pending: break
+        }
+    }
+
+    // MARK: UDP, per datagram
+
+    public func packet(_ context: PacketContext, flows: FlowTable) {
+        guard context.packet.ipProtocol == IPProtocol.udp, context.packet.payloadLength > 0 else { return }
+        let s = Int(context.slot)
+        guard s < capacity else { return }
+        let flow = flows[context.slot]
+        reset(s, flow.generation)
+        let st = states[s]
+        guard st & 3 == 0 else { return }
+        let bit: UInt8 = context.fromOriginator ? 4 : 8
+        guard st & bit == 0 else { return }
+        states[s] |= bit
+        let p = context.packet
+        if let proto = ContentClassifier.classifyDatagram(context.payload, sourcePort: p.sourcePort, destinationPort: p.destinationPort) {
+            decide(s, .identified, proto, slot: context.slot, flows: flows)
+        } else if states[s] & 12 == 12 {
+            decide(s, .unknown, nil, slot: context.slot, flows: flows)
+        }
+    }
+
+    // MARK: TCP, from the reassembler
+
+    public func wantsStream(_ flow: FlowRecord, slot: Int32, firstPayload: UnsafeRawBufferPointer, fromOriginator: Bool) -> Bool {
+        let s = Int(slot)
+        guard s < capacity else { return false }
+        reset(s, flow.generation)
+        return true
+    }
+
+    public func stream(_ data: UnsafeRawBufferPointer, fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) -> StreamVerdict {
+        let s = Int(slot)
+        guard s < capacity, !data.isEmpty else { return .more }
+        if states[s] & 3 != 0 {
+            // Decided; only FTP control connections are still followed.
+            if flows[slot].appProtocol == AppProtocol.ftp.rawValue {
+                ftpData.scan(data, fromClient: fromOriginator, flow: flows[slot], at: time)
+                counters.ftpDataExpectations = ftpData.announced
+                return .more
+            }
+            return .doneWithFlow
+        }
+        let progress = (states[s] >> 4) & 3
+        let flow = flows[slot]
+        if fromOriginator {
+            var proto: AppProtocol?
+            if progress == 2 { proto = ContentClassifier.resolveFTPOrSMTP(client: data) }
+            if proto == nil { proto = ContentClassifier.classifyClient(data) }
+            if let proto {
+                decide(s, .identified, proto, slot: slot, flows: flows)
+                return proto == .ftp ? .more : .doneWithFlow
+            }
+            decide(s, flow.originatorFlags.contains(.syn) ? .unknown : .midstream, nil, slot: slot, flows: flows)
+            return .doneWithFlow
+        }
+        guard progress == 0 else { return .doneWithDirection }
+        switch ContentClassifier.classifyServerGreeting(data) {
+        case .identified(let proto):
+            decide(s, .identified, proto, slot: slot, flows: flows)
+            return proto == .ftp ? .more : .doneWithFlow
+        case .ftpOrSMTP:
+            states[s] |= 2 << 4
+            return .doneWithDirection
+        case .unrecognised:
+            states[s] |= 1 << 4
+            return .doneWithDirection
+        }
+    }
+
+    public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) {}
+
+    public func streamEnded(_ flow: FlowRecord, slot: Int32) {
+        let s = Int(slot)
+        guard s < capacity, generations[s] == flow.generation, states[s] & 3 == 0 else { return }
+        // Only the server spoke (or only a banner came): undecided, judged as unknown if it began at a SYN.
+        if (states[s] >> 4) & 3 != 0 {
+            states[s] = (states[s] & ~3) | (flow.originatorFlags.contains(.syn) ? Identification.unknown : .midstream).rawValue
+        }
+    }
+
+    public func tick(_ now: Timestamp) { ftpData.expire(now) }
+}
+
+/// Data connections announced on FTP control connections (`227`/`229` replies, `PORT`/`EPRT` commands),
+/// remembered for a short while so the connection that follows is known to be FTP data.
+///
+/// Bounded: a ring of `capacity` entries, the oldest overwritten first.
+public struct FTPDataChannels: Sendable {
+    public struct Expected: Sendable, Equatable {
+        public var host: IPAddress
+        public var port: UInt16
+        public var until: Timestamp
+    }
+    public static let capacity = 1024
+    public static let lifetime = Timestamp.Duration.seconds(120)
+    var ring: [Expected] = []
+    var next = 0
+    public private(set) var announced: UInt64 = 0
+
+    public init() {}
+
+    /// Whether a connection to `host:port` at `time` was announced on an FTP control connection.
+    public func isExpected(host: IPAddress, port: UInt16, at time: Timestamp) -> Bool {
+        ring.contains { $0.host == host && $0.port == port && time <= $0.until }
+    }
+
+    mutating func add(_ host: IPAddress, _ port: UInt16, until: Timestamp) {
+        announced &+= 1
+        let e = Expected(host: host, port: port, until: until)
+        if ring.count < FTPDataChannels.capacity { ring.append(e) } else { ring[next] = e; next = (next + 1) % FTPDataChannels.capacity }
+    }
+
+    mutating func expire(_ now: Timestamp) {
+        guard !ring.isEmpty, ring.count < FTPDataChannels.capacity else { return }
+        ring.removeAll { $0.until < now }
+    }
+
+    /// Looks for passive-mode replies (server) or active-mode commands (client) in control bytes.
+    mutating func scan(_ data: UnsafeRawBufferPointer, fromClient: Bool, flow: FlowRecord, at time: Timestamp) {
+        let until = time + FTPDataChannels.lifetime
+        var start = 0
+        for i in 0..<data.count where data[i] == 10 {
+            let line = UnsafeRawBufferPointer(rebasing: data[start..<i])
+            start = i + 1
+            if fromClient {
+                if ContentClassifier.startsCI(line, "PORT "), let port = FTPDataChannels.commaPort(line) {
+                    add(flow.originator, port, until: until)
+                } else if ContentClassifier.startsCI(line, "EPRT "), let port = FTPDataChannels.delimitedPort(line, field: 3) {
+                    add(flow.originator, port, until: until)
+                }
+            } else {
+                if ContentClassifier.starts(line, "227"), let port = FTPDataChannels.commaPort(line) {
+                    add(flow.responder, port, until: until)
+                } else if ContentClassifier.starts(line, "229"), let port = FTPDataChannels.delimitedPort(line, field: 3) {
+                    add(flow.responder, port, until: until)
+                }
+            }
+        }
+    }
+
+    /// The port of `h1,h2,h3,h4,p1,p2`: the first run of six comma-separated numbers.
+    static func commaPort(_ line: UnsafeRawBufferPointer) -> UInt16? {
+        var fields: [Int] = []
+        var cur = -1
+        for c in line {
+            if c >= 0x30 && c <= 0x39 {
+                cur = min(256, (cur < 0 ? 0 : cur) * 10 + Int(c - 48))
+            } else if c == 0x2c && cur >= 0 {
+                fields.append(cur); cur = -1
+            } else {
+                if cur >= 0 { fields.append(cur) }
+                cur = -1
+                if fields.count >= 6 { break }
+                fields.removeAll(keepingCapacity: true)
+            }
+        }
+        if cur >= 0 { fields.append(cur) }
+        guard fields.count == 6, fields.allSatisfy({ $0 <= 255 }) else { return nil }
+        let port = fields[4] * 256 + fields[5]
+        return port > 0 ? UInt16(port) : nil
+    }
+
+    /// The port in `(|||port|)` (EPSV reply) or `|1|addr|port|` (EPRT): the `field`-th `|`-separated field.
+    static func delimitedPort(_ line: UnsafeRawBufferPointer, field: Int) -> UInt16? {
+        guard let first = line.firstIndex(of: 0x7c) else { return nil }
+        var idx = 0
+        var value = 0
+        var digits = 0
+        for c in line[(first + 1)...] {
+            if c == 0x7c {
+                idx += 1
+                if idx == field { return digits > 0 && value > 0 && value <= 65535 ? UInt16(value) : nil }
+                value = 0; digits = 0
+            } else if idx == field - 1, c >= 0x30, c <= 0x39 {
+                value = value * 10 + Int(c - 48); digits += 1
+                if value > 65535 { return nil }
+            }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,190 @@
+import Events
+import PacketCore
+
+/// TLS facts of one flow, for the flow event and for detectors (beaconing keys on the SNI).
+public struct TLSFacts: Sendable {
+    public var generation: UInt32
+    public var client: ClientHello?
+    public var server: ServerHello?
+    public var ja3: String?
+    public var ja4: String?
+    public var ja3s: String?
+    /// SNI as text (invalid UTF-8 replaced), for detectors' keys and messages.
+    public var serverName: String? { client?.serverName.map { String(decoding: $0, as: UTF8.self) } }
+}
+
+/// Counters of the TLS analyser.
+public struct TLSCounters: Sendable, Equatable {
+    public var clientHellos: UInt64 = 0
+    public var serverHellos: UInt64 = 0
+    /// Streams that began like TLS but whose hello did not parse (or outgrew the buffer bound).
+    public var malformed: UInt64 = 0
+    public init() {}
+}
+
+/// Reads the ClientHello and ServerHello of TLS flows from the shared TCP reassembly, on any port.
+///
+/// Flows are chosen by content (a handshake record at the first byte of a direction), not by port, so
+/// TLS on 4444 is seen like TLS on 443 — including a hello that opens the *responder's* stream after a
+/// non-TLS request (Meterpreter's TLS upgrade on its stage connection). Only the two hellos are read;
+/// a direction that does not start with a handshake record, or whose hello is read, is released back
+/// to the reassembler at once, so a long TLS session costs nothing after its handshake.
+/// Per-flow state: a byte and a generation per flow-table slot (allocated once), and for TLS flows only,
+/// their facts and at most one bounded hello buffer per direction (`TLSHandshakeParser.maxHandshake`).
+public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
+    public let name = "tls"
+    public private(set) var counters = TLSCounters()
+    var flows: [Int32: TLSFacts] = [:]
+    var heads: [Int32: (StreamHead, StreamHead)] = [:]
+    /// Slots whose flow ended: purged before the next flow starts or at the next tick, so detectors
+    /// that run after the reassembler in the same `flowEnded` round still see the facts.
+    var ended: [Int32] = []
+    let capacity: Int
+    let generations: UnsafeMutablePointer<UInt32>
+    /// Bit 0: the originator's first bytes were checked; bit 1: the responder's.
+    let checked: UnsafeMutablePointer<UInt8>
+
+    /// Where ClientHello facts are published for correlation (threat intelligence), if anywhere.
+    let emitter: EventEmitter?
+
+    public init(flowCapacity: Int, emitter: EventEmitter? = nil) {
+        self.emitter = emitter
+        capacity = max(16, flowCapacity)
+        generations = .allocate(capacity: capacity)
+        generations.initialize(repeating: .max, count: capacity)
+        checked = .allocate(capacity: capacity)
+        checked.initialize(repeating: 0, count: capacity)
+    }
+
+    deinit {
+        generations.deallocate()
+        checked.deallocate()
+    }
+
+    /// The TLS facts of the live (or just-ended) flow in `slot`, if it is TLS.
+    public func facts(slot: Int32, generation: UInt32) -> TLSFacts? {
+        guard let f = flows[slot], f.generation == generation else { return nil }
+        return f
+    }
+
+    // MARK: StreamConsumer
+
+    public func wantsStream(_ flow: FlowRecord, slot: Int32, firstPayload: UnsafeRawBufferPointer, fromOriginator: Bool) -> Bool {
+        purgeEnded()
+        let s = Int(slot)
+        guard s < capacity else { return false }
+        generations[s] = flow.generation
+        checked[s] = 0
+        if flows[slot] != nil { flows[slot] = nil }
+        if heads[slot] != nil { heads[slot] = nil }
+        return true
+    }
+
+    public func stream(_ data: UnsafeRawBufferPointer, fromOriginator: Bool, slot: Int32, flows table: FlowTable, at time: Timestamp) -> StreamVerdict {
+        let s = Int(slot)
+        guard s < capacity, !data.isEmpty else { return .more }
+        let bit: UInt8 = fromOriginator ? 1 : 2
+        if checked[s] & bit == 0 {
+            checked[s] |= bit
+            guard TLSHandshakeParser.looksLikeHandshakeRecord(data) else { return .doneWithDirection }
+            if flows[slot] == nil { flows[slot] = TLSFacts(generation: generations[s]) }
+        }
+        guard flows[slot] != nil else { return .doneWithDirection }
+        var pair = heads.removeValue(forKey: slot) ?? (StreamHead(), StreamHead())
+        var parsedClient: ClientHello?
+        var parsedServer: ServerHello?
+        let limit = TLSHandshakeParser.maxHandshake + 4096
+        // Either hello may open either direction; the handshake type byte says which.
+        let parse: (UnsafeRawBufferPointer) -> StreamHead.Step = { b in
+            if b.count >= 6 && b[5] == 2 {
+                switch TLSHandshakeParser.serverHello(b) {
+                case .parsed(let h): parsedServer = h; return .done
+                case .needMore: return .needMore
+                case .invalid: return .invalid
+                }
+            }
+            switch TLSHandshakeParser.clientHello(b) {
+            case .parsed(let h): parsedClient = h; return .done
+            case .needMore: return .needMore
+            case .invalid: return .invalid
+            }
+        }
+        let step = fromOriginator ? pair.0.feed(data, limit: limit, parse) : pair.1.feed(data, limit: limit, parse)
+        if let h = parsedClient {
+            counters.clientHellos &+= 1
+            flows[slot]!.client = h
+            flows[slot]!.ja3 = TLSFingerprint.ja3(h)
+            flows[slot]!.ja4 = TLSFingerprint.ja4(h)
+            if table[slot].appProtocol == 0 { table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot) }
+            if let e = emitter, e.hasFactObservers {
+                let f = flows[slot]!
+                e.publish(.tlsClientHello(serverName: f.serverName, ja3: f.ja3, ja4: f.ja4), flow: table[slot], at: time)
+            }
+        }
+        if let h = parsedServer {
+            counters.serverHellos &+= 1
+            flows[slot]!.server = h
+            flows[slot]!.ja3s = TLSFingerprint.ja3s(h)
+            if table[slot].appProtocol == 0 { table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot) }
+        }
+        if step == .invalid { counters.malformed &+= 1 }
+        if step == .needMore { heads[slot] = pair }
+        return step == .needMore ? .more : .doneWithDirection
+    }
+
+    public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) {
+        heads[slot] = nil
+    }
+
+    public func streamEnded(_ flow: FlowRecord, slot: Int32) {
+        heads[slot] = nil
+        if flows[slot] != nil { ended.append(slot) }
+    }
+
+    func purgeEnded() {
+        guard !ended.isEmpty else { return }
+        for s in ended { flows[s] = nil }
+        ended.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: PacketAnalyzer (flow fields and housekeeping only; packets arrive through the reassembler)
+
+    public func packet(_ context: PacketContext, flows: FlowTable) {}
+
+    public func tick(_ now: Timestamp) { purgeEnded() }
+
+    public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
+        guard let f = facts(slot: slot, generation: flow.generation), f.client != nil || f.server != nil else { return }
+        TLSAnalyzer.write(f, into: &w)
+    }
+
+    /// ECS `tls.*` for one flow (custom: `tls.client.ja4`, `tls.client.alpn`, `tls.client.ja3_string`).
+    public static func write(_ f: TLSFacts, into w: inout JSONWriter) {
+        w.beginObject("tls")
+        let version = f.server?.version ?? f.client?.highestVersion
+        if let v = version, let name = TLSFingerprint.versionName(v) {
+            w.field("version", name.version)
+            w.field("version_protocol", name.protocol)
+        }
+        if let s = f.server {
+            w.field("cipher", TLSFingerprint.cipherName(s.cipherSuite))
+            if let a = s.alpn { a.withUnsafeBytes { w.field("next_protocol", bytes: $0) } }
+        }
+        if let c = f.client {
+            w.beginObject("client")
+            if let sni = c.serverName { sni.withUnsafeBytes { w.field("server_name", bytes: $0) } }
+            if let j = f.ja3 { w.field("ja3", j) }
+            if let j = f.ja4 { w.field("ja4", j) }
+            if !c.alpn.isEmpty {
+                w.beginArray("alpn")
+                for a in c.alpn { a.withUnsafeBytes { w.element(bytes: $0) } }
+                w.endArray()
+            }
+            w.endObject()
+        }
+        if let j = f.ja3s {
+            w.beginObject("server"); w.field("ja3s", j); w.endObject()
+        }
+        w.endObject()
+    }
+}

@@ -1,0 +1,172 @@
+import ConfigKit
+import PacketCore
+
+/// Tuning of the non-standard-port C2 detector, from `Rules/c2.yaml` (every key optional; the defaults
+/// below are the shipped file's values).
+public struct C2PortRules: Sendable {
+    public var enabled = true
+    /// `network.direction` values judged (originator → responder). Inbound is a server's business, not C2.
+    public var directions: Set<String> = ["outbound", "internal", "external"]
+    /// Score (0–100) at which an alert is raised.
+    public var threshold = 40.0
+    /// Base score per finding.
+    public var baseOtherProtocolsPort = 55.0
+    public var baseUnusualPort = 40.0
+    public var baseUnknownOnStandardPort = 45.0
+    public var baseUnknownOnUnusualPort = 10.0
+    /// Weights added on top, each scaled 0…1.
+    public var weightDuration = 15.0
+    public var weightBytes = 15.0
+    public var weightRepetition = 15.0
+    public var weightRarePort = 10.0
+    public var weightSuspiciousPort = 20.0
+    public var durationFull = 3600.0
+    public var bytesFull = 10_000_000.0
+    public var repetitionFull = 10.0
+    /// A port seen with fewer distinct servers than this counts as rare.
+    public var rarePortServers = 3
+    /// Payload bytes each direction must carry: failed connections and scans are not C2.
+    public var minPayloadBytes: UInt64 = 1
+    /// One alert per (source, destination, port) within this many seconds.
+    public var suppressSeconds = 86_400.0
+    /// Pairs remembered for repetition (oldest evicted beyond it).
+    public var maxPairs = 65_536
+    /// The ports each identifiable protocol owns (`AppProtocol` names).
+    public var standardPorts: [String: PortSet] = C2PortRules.defaultStandardPorts
+    /// Ports of services we do not identify by content (databases, mail retrieval, …): unknown content
+    /// there is expected, and a known protocol there is a mismatch.
+    public var otherServices: [String: PortSet] = C2PortRules.defaultOtherServices
+    /// Ports commonly chosen by attack frameworks (Metasploit's 4444, …): a bonus, never an alert alone.
+    public var suspiciousPorts = PortSet([4444...4445, 1337...1337, 31337...31337, 6666...6666, 12345...12345, 54321...54321])
+    public var allowDestinations: [IPNetwork] = []
+    public var allowPorts = PortSet()
+    /// Accepted `protocol/port` combinations, e.g. `http/8081`.
+    public var allowProtocolPorts: Set<String> = []
+
+    public init() {}
+
+    static func set(_ ports: [Int]) -> PortSet { PortSet(ports.map { UInt16($0)...UInt16($0) }) }
+
+    public static let defaultStandardPorts: [String: PortSet] = [
+        "http": set([80, 8080, 8000, 3128, 5985, 47001, 5357, 5358]),
+        "tls": set([443, 8443, 993, 995, 465, 636, 853, 989, 990, 3269, 5061, 5986, 6697, 3389, 8883]),
+        "ssh": set([22]),
+        "dns": set([53]),
+        "smb": set([445, 139]),
+        "netbios": set([137, 138, 139]),
+        "rdp": set([3389]),
+        "smtp": set([25, 587, 465, 2525]),
+        "ftp": set([21]),
+        "irc": set([6660, 6661, 6662, 6663, 6664, 6665, 6666, 6667, 6668, 6669, 6697, 7000]),
+        "dce_rpc": PortSet([135...135, 593...593, 1024...65535]),
+        "kerberos": set([88, 464]),
+        "ldap": set([389, 3268]),
+        "quic": set([443, 80, 8443]),
+        "ntp": set([123]),
+        "dhcp": set([67, 68, 546, 547]),
+        "snmp": set([161, 162]),
+        "sip": set([5060, 5061]),
+        "mdns": set([5353]),
+        "llmnr": set([5355]),
+    ]
+
+    public static let defaultOtherServices: [String: PortSet] = [
+        "postgresql": set([5432]), "mysql": set([3306]), "mssql": set([1433, 1434]), "oracle": set([1521]),
+        "redis": set([6379]), "mongodb": set([27017]), "memcached": set([11211]), "pop3": set([110]),
+        "imap": set([143]), "telnet": set([23]), "vnc": set([5900, 5901]), "nfs": set([2049]), "rpcbind": set([111]),
+        "amqp": set([5672]), "mqtt": set([1883]), "xmpp": set([5222, 5269]), "iscsi": set([3260]),
+        "kafka": set([9092]), "syslog": set([514, 601, 6514]), "radius": set([1812, 1813]), "openvpn": set([1194]),
+        "ipsec": set([500, 4500]), "ssdp": set([1900]), "ws_discovery": set([3702]), "rsync": set([873]),
+    ]
+
+    static let keys: Set<String> = ["enabled", "directions", "threshold", "base", "weights", "duration_full", "bytes_full",
+                                    "repetition_full", "rare_port_servers", "min_payload_bytes", "suppress", "max_pairs",
+                                    "standard_ports", "other_services", "suspicious_ports", "allow"]
+
+    /// Parses the `nonstandard_port_c2:` section of `c2.yaml`, reporting every mistake with its line.
+    public static func parse(_ root: ConfigValue?) throws(ConfigIssues) -> C2PortRules {
+        var rules = C2PortRules()
+        guard let root else { return rules }
+        var r = ConfigReader()
+        let top = r.table(root, allowed: ["nonstandard_port_c2"])
+        guard let section = top["nonstandard_port_c2"] else {
+            if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
+            return rules
+        }
+        let t = r.table(section, allowed: keys)
+        if let v = r.bool(t["enabled"]) { rules.enabled = v }
+        if let v = RuleReading.directions(t["directions"], &r) { rules.directions = v }
+        if let v = r.double(t["threshold"], in: 0...100) { rules.threshold = v }
+        if let bv = t["base"] {
+            let b = r.table(bv, allowed: ["other_protocols_port", "unusual_port", "unknown_on_standard_port", "unknown_on_unusual_port"])
+            if let v = r.double(b["other_protocols_port"], in: 0...100) { rules.baseOtherProtocolsPort = v }
+            if let v = r.double(b["unusual_port"], in: 0...100) { rules.baseUnusualPort = v }
+            if let v = r.double(b["unknown_on_standard_port"], in: 0...100) { rules.baseUnknownOnStandardPort = v }
+            if let v = r.double(b["unknown_on_unusual_port"], in: 0...100) { rules.baseUnknownOnUnusualPort = v }
+        }
+        if let wv = t["weights"] {
+            let w = r.table(wv, allowed: ["duration", "bytes", "repetition", "rare_port", "suspicious_port"])
+            if let v = r.double(w["duration"], in: 0...100) { rules.weightDuration = v }
+            if let v = r.double(w["bytes"], in: 0...100) { rules.weightBytes = v }
+            if let v = r.double(w["repetition"], in: 0...100) { rules.weightRepetition = v }
+            if let v = r.double(w["rare_port"], in: 0...100) { rules.weightRarePort = v }
+            if let v = r.double(w["suspicious_port"], in: 0...100) { rules.weightSuspiciousPort = v }
+        }
+        if let v = r.seconds(t["duration_full"], in: 1...604_800) { rules.durationFull = v }
+        if let v = r.double(t["bytes_full"], in: 1...1e15) { rules.bytesFull = v }
+        if let v = r.double(t["repetition_full"], in: 1...1e6) { rules.repetitionFull = v }
+        if let v = r.int(t["rare_port_servers"], in: 0...64) { rules.rarePortServers = v }
+        if let v = r.int(t["min_payload_bytes"], in: 0...1_000_000) { rules.minPayloadBytes = UInt64(v) }
+        if let v = r.seconds(t["suppress"], in: 0...2_592_000) { rules.suppressSeconds = v }
+        if let v = r.int(t["max_pairs"], in: 16...10_000_000) { rules.maxPairs = v }
+        if let sv = t["standard_ports"] {
+            let names = Set(AppProtocol.allCases.map { "\($0.name)" })
+            var map: [String: PortSet] = [:]
+            for (k, v) in sv.entries ?? [] {
+                if !names.contains(k) { r.report(v, "'\(k)' is not a protocol the sensor identifies (one of \(names.sorted().joined(separator: ", ")))"); continue }
+                if let p = RuleReading.ports(v, &r) { map[k] = p }
+            }
+            if sv.entries == nil { r.report(sv, "expected a mapping of protocol: [ports]") }
+            rules.standardPorts = map
+        }
+        if let sv = t["other_services"] {
+            var map: [String: PortSet] = [:]
+            for (k, v) in sv.entries ?? [] { if let p = RuleReading.ports(v, &r) { map[k] = p } }
+            if sv.entries == nil { r.report(sv, "expected a mapping of service: [ports]") }
+            rules.otherServices = map
+        }
+        if let v = RuleReading.ports(t["suspicious_ports"], &r) { rules.suspiciousPorts = v }
+        if let av = t["allow"] {
+            let a = r.table(av, allowed: ["destinations", "ports", "protocol_ports"])
+            if let v = RuleReading.networks(a["destinations"], &r) { rules.allowDestinations = v }
+            if let v = RuleReading.ports(a["ports"], &r) { rules.allowPorts = v }
+            if let list = r.stringList(a["protocol_ports"]) {
+                for (i, s) in list.enumerated() {
+                    let parts = s.split(separator: "/")
+                    if parts.count == 2, AppProtocol.allCases.contains(where: { "\($0.name)" == parts[0] }), let p = Int(parts[1]), 0...65535 ~= p {
+                        rules.allowProtocolPorts.insert(s)
+                    } else {
+                        r.report(a["protocol_ports"]!.items?[i] ?? a["protocol_ports"]!, "'\(s)' is not protocol/port (e.g. http/8081)")
+                    }
+                }
+            }
+        }
+        if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
+        return rules
+    }
+
+    /// Reads `c2.yaml` from a rules directory; the defaults when the file is not there.
+    public static func load(directory: String?) throws(ConfigIssues) -> C2PortRules {
+        guard let directory, let root = try RulesFile.load(directory, "c2.yaml") else { return C2PortRules() }
+        return try parse(root)
+    }
+}
+
+/// One rules file, read through ConfigKit (absent file → nil, syntax error → issues with line numbers).
+enum RulesFile {
+    static func load(_ directory: String, _ name: String) throws(ConfigIssues) -> ConfigValue? {
+        let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
+        guard YAMLDocument.readTextFile(path) != nil else { return nil }
+        do { return try YAMLDocument.load(path: path) } catch { throw ConfigIssues([error]) }
+    }
+}

@@ -1,0 +1,241 @@
+import Analyzers
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Events
+import PacketCore
+
+/// Counters of the non-standard-port detector.
+public struct C2PortCounters: Sendable, Equatable {
+    public var judged: UInt64 = 0
+    public var alerts: UInt64 = 0
+    public var suppressed: UInt64 = 0
+    public var pairEvictions: UInt64 = 0
+    public init() {}
+}
+
+/// Raises `nonstandard_port_c2` (MITRE T1571) for sessions whose identified protocol does not belong
+/// on their destination port: HTTP or TLS on 4444, SSH on 443, HTTP on PostgreSQL's 5432, unknown binary
+/// content on 80/443, or a known protocol on a port no protocol owns.
+///
+/// Decided at flow end (and at active-timeout reports of long sessions) from facts the analysers
+/// gathered: `network.protocol` from content identification, SNI/Host for the message. Only
+/// established sessions that carried payload both ways are judged (failed connections and scans are
+/// not C2). The score is a base per finding plus weights for the pair's duration, bytes and repetition,
+/// the port's rarity (how many distinct servers this sensor saw on it) and well-known attack-framework
+/// ports; all tunable in `Rules/c2.yaml`.
+///
+/// Memory: one entry per (source, destination, port, transport) pair, at most `max_pairs` (≈ 96 B each,
+/// oldest evicted, counted), plus a fixed 512 kB port-popularity table (a 64-bit distinct-server
+/// sketch per port).
+public final class NonStandardPortDetector: PacketAnalyzer {
+    public let name = "nonstandard-port-c2"
+    public let rules: C2PortRules
+    public private(set) var counters = C2PortCounters()
+    let emitter: EventEmitter
+    let identifier: ProtocolIdentifier
+    let tls: TLSAnalyzer?
+    let http: HTTPAnalyzer?
+    /// Port → protocol we can identify over TCP (resp. UDP) that owns it (ignoring DCE-RPC's dynamic
+    /// range, whose endpoints are anywhere). Unknown content on such a port is a finding.
+    let identifiableOwner: [UInt16: String]
+    let identifiableOwnerUDP: [UInt16: String]
+    /// Protocols `ProtocolIdentifier` recognises in datagrams; the rest only over TCP.
+    static let datagramProtocols: Set<String> = ["dns", "quic", "ntp", "dhcp", "snmp", "sip", "mdns", "llmnr", "netbios"]
+    /// Protocols that exist only over UDP: they own no TCP port.
+    static let udpOnlyProtocols: Set<String> = ["quic", "ntp", "dhcp", "snmp", "mdns", "llmnr"]
+    let serviceOwner: [UInt16: String]
+    /// Per port: a 64-bit linear-counting sketch of the distinct servers seen on it.
+    var portServers: UnsafeMutablePointer<UInt64>
+
+    struct PairKey: Hashable { var source: IPAddress; var destination: IPAddress; var port: UInt16; var transport: UInt8 }
+    struct Pair { var connections = 0; var bytes: UInt64 = 0; var first: Timestamp; var last: Timestamp; var lastAlert: Timestamp? }
+    var pairs: [PairKey: Pair] = [:]
+
+    public init(rules: C2PortRules, emitter: EventEmitter, identifier: ProtocolIdentifier, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
+        self.rules = rules
+        self.emitter = emitter
+        self.identifier = identifier
+        self.tls = tls
+        self.http = http
+        var owner: [UInt16: String] = [:]
+        var ownerUDP: [UInt16: String] = [:]
+        for (name, set) in rules.standardPorts.sorted(by: { $0.key < $1.key }) {
+            var members: [UInt16] = []
+            for p in 0...65535 where set.contains(UInt16(p)) { members.append(UInt16(p)) }
+            guard members.count < 1024 else { continue }
+            if !NonStandardPortDetector.udpOnlyProtocols.contains(name) {
+                for p in members where owner[p] == nil { owner[p] = name }
+            }
+            if NonStandardPortDetector.datagramProtocols.contains(name) {
+                for p in members where ownerUDP[p] == nil { ownerUDP[p] = name }
+            }
+        }
+        identifiableOwner = owner
+        identifiableOwnerUDP = ownerUDP
+        var services: [UInt16: String] = [:]
+        for (name, set) in rules.otherServices.sorted(by: { $0.key < $1.key }) {
+            for p in 0...65535 where set.contains(UInt16(p)) && services[UInt16(p)] == nil { services[UInt16(p)] = name }
+        }
+        serviceOwner = services
+        portServers = .allocate(capacity: 65536)
+        portServers.initialize(repeating: 0, count: 65536)
+    }
+
+    deinit { portServers.deallocate() }
+
+    public func packet(_ context: PacketContext, flows: FlowTable) {}
+
+    /// What was found about one session.
+    enum Finding: String {
+        case otherProtocolsPort = "protocol_on_other_protocols_port"
+        case unusualPort = "protocol_on_unusual_port"
+        case unknownOnStandardPort = "unknown_protocol_on_standard_port"
+        case unknownOnUnusualPort = "unknown_protocol_on_unusual_port"
+    }
+
+    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
+        guard rules.enabled, flow.key.hasPorts else { return }
+        let transport = flow.key.ipProtocol
+        guard transport == IPProtocol.tcp || transport == IPProtocol.udp else { return }
+        guard flow.isEstablished, flow.originatorPayloadBytes >= rules.minPayloadBytes, flow.responderPayloadBytes >= rules.minPayloadBytes,
+              flow.originatorPayloadBytes > 0 || flow.responderPayloadBytes > 0 else { return }
+        // A TCP connection joined mid-way has no known originator or start: not judged.
+        if transport == IPProtocol.tcp && !flow.originatorFlags.contains(.syn) { return }
+        let port = flow.responderPort
+        let server = flow.responder
+        // Port popularity is learned from every session, judged or not.
+        var hasher = Hasher()
+        hasher.combine(server)
+        portServers[Int(port)] |= 1 << UInt64(UInt(bitPattern: hasher.finalize()) & 63)
+
+        guard rules.directions.contains(directionName(emitter.homeNetworks, from: flow.originator, to: server)) else { return }
+        guard !rules.allowPorts.contains(port), !rules.allowDestinations.contains(where: { $0.contains(server) }) else { return }
+        if identifier.ftpData.isExpected(host: server, port: port, at: flow.firstSeen) { return }
+
+        let proto = AppProtocol(rawValue: flow.appProtocol) ?? .unknown
+        let finding: Finding
+        var owner: String?
+        if flow.appProtocol != 0 {
+            let pname = "\(proto.name)"
+            if rules.standardPorts[pname]?.contains(port) == true { return }
+            if rules.allowProtocolPorts.contains("\(pname)/\(port)") { return }
+            owner = (transport == IPProtocol.udp ? identifiableOwnerUDP[port] : identifiableOwner[port]) ?? serviceOwner[port]
+            finding = owner != nil ? .otherProtocolsPort : .unusualPort
+        } else {
+            // Unknown content is judged on TCP only, where the SYN anchors the bytes to the stream's start;
+            // a UDP exchange is routinely joined mid-way, and its first datagram proves nothing.
+            guard transport == IPProtocol.tcp, identifier.identification(slot: slot, generation: flow.generation) == .unknown else { return }
+            if serviceOwner[port] != nil { return }
+            owner = transport == IPProtocol.udp ? identifiableOwnerUDP[port] : identifiableOwner[port]
+            finding = owner != nil ? .unknownOnStandardPort : .unknownOnUnusualPort
+        }
+        counters.judged &+= 1
+
+        // The pair's history: repetition, total bytes and how long it has been talking.
+        let key = PairKey(source: flow.originator, destination: server, port: port, transport: transport)
+        var pair = pairs[key] ?? Pair(first: flow.segmentStart, last: flow.lastSeen)
+        pair.connections += reason == .activeTimeout && pair.connections > 0 ? 0 : 1
+        pair.bytes &+= flow.originatorBytes &+ flow.responderBytes
+        if flow.segmentStart < pair.first { pair.first = flow.segmentStart }
+        if flow.lastSeen > pair.last { pair.last = flow.lastSeen }
+
+        let base: Double
+        switch finding {
+        case .otherProtocolsPort: base = rules.baseOtherProtocolsPort
+        case .unusualPort: base = rules.baseUnusualPort
+        case .unknownOnStandardPort: base = rules.baseUnknownOnStandardPort
+        case .unknownOnUnusualPort: base = rules.baseUnknownOnUnusualPort
+        }
+        func logScale(_ v: Double, _ full: Double) -> Double { min(1, ln1p(max(0, v)) / ln1p(full)) }
+        let span = (pair.last - pair.first).secondsDouble
+        let durationPart = rules.weightDuration * logScale(span, rules.durationFull)
+        let bytesPart = rules.weightBytes * logScale(Double(pair.bytes), rules.bytesFull)
+        let repetitionPart = rules.weightRepetition * min(1, Double(pair.connections - 1) / max(1, rules.repetitionFull - 1))
+        let servers = portServers[Int(port)].nonzeroBitCount
+        let rarePart = servers < rules.rarePortServers ? rules.weightRarePort : 0
+        let suspiciousPart = rules.suspiciousPorts.contains(port) ? rules.weightSuspiciousPort : 0
+        let score = min(100, base + durationPart + bytesPart + repetitionPart + rarePart + suspiciousPart)
+
+        defer { insert(key, pair) }
+        guard score >= rules.threshold else { return }
+        if let last = pair.lastAlert, (flow.lastSeen - last).secondsDouble < rules.suppressSeconds {
+            counters.suppressed &+= 1
+            return
+        }
+        pair.lastAlert = flow.lastSeen
+        counters.alerts &+= 1
+
+        let transportName = transport == IPProtocol.tcp ? "tcp" : "udp"
+        let pname = flow.appProtocol != 0 ? "\(proto.name)" : "unknown"
+        var label: String?
+        if let f = tls?.facts(slot: slot, generation: flow.generation) { label = f.serverName }
+        if label == nil, let f = http?.facts(slot: slot, generation: flow.generation) { label = f.hostName }
+        let what: String
+        switch finding {
+        case .otherProtocolsPort: what = "\(pname.uppercased()) on \(transportName.uppercased()) port \(port), the port of \(owner ?? "another service")"
+        case .unusualPort: what = "\(pname.uppercased()) on unusual \(transportName.uppercased()) port \(port)"
+        case .unknownOnStandardPort: what = "Unidentified protocol on \(transportName.uppercased()) port \(port), the port of \(owner ?? "a known protocol")"
+        case .unknownOnUnusualPort: what = "Unidentified protocol on unusual \(transportName.uppercased()) port \(port)"
+        }
+        var cid: [UInt8] = []
+        emitter.communityID.append(flow.key, to: &cid)
+        var details: [(String, JSONValue)] = [
+            ("finding", .string(finding.rawValue)),
+            ("protocol", .string(pname)),
+            ("port", .int(Int(port))),
+            ("transport", .string(transportName)),
+            ("score", .double(rounded(score))),
+            ("score_parts", .object([
+                ("base", .double(rounded(base))), ("duration", .double(rounded(durationPart))), ("bytes", .double(rounded(bytesPart))),
+                ("repetition", .double(rounded(repetitionPart))), ("rare_port", .double(rounded(rarePart))),
+                ("suspicious_port", .double(rounded(suspiciousPart))),
+            ])),
+            ("connections", .int(pair.connections)),
+            ("bytes", .int(pair.bytes)),
+            ("duration", .double(rounded(span))),
+            ("port_servers_seen", .int(servers)),
+        ]
+        if let owner { details.append(("port_owner", .string(owner))) }
+        if let label { details.append(("server_name", .string(label))) }
+        let severity: Severity = score >= 80 ? .high : score >= 60 ? .medium : .low
+        emitter.emit(Alert(
+            timestamp: flow.lastSeen, category: .nonstandardPortC2,
+            ruleID: "sensor.c2.\(finding.rawValue)", ruleName: "Non-standard port: \(finding.rawValue.replacingUnderscores())",
+            techniques: [Technique(id: "T1571", name: "Non-Standard Port")], tactics: ["Command and Control"],
+            severity: severity, riskScore: rounded(score),
+            message: "\(what) from \(flow.originator) to \(server)\(label.map { " (\($0))" } ?? "")",
+            source: Endpoint(ip: flow.originator, port: flow.originatorPort), destination: Endpoint(ip: server, port: port),
+            ipProtocol: transport, communityID: String(decoding: cid, as: UTF8.self),
+            relatedIPs: [flow.originator, server], relatedHosts: label.map { [$0] } ?? [],
+            details: details))
+    }
+
+    func insert(_ key: PairKey, _ pair: Pair) {
+        if pairs[key] == nil && pairs.count >= rules.maxPairs {
+            // Evict the stalest eighth in one go, so a full table costs one sort per many inserts.
+            let victims = pairs.sorted { $0.value.last < $1.value.last }.prefix(max(1, rules.maxPairs / 8))
+            for (k, _) in victims { pairs[k] = nil }
+            counters.pairEvictions &+= UInt64(victims.count)
+        }
+        pairs[key] = pair
+    }
+
+    public func tick(_ now: Timestamp) {
+        // Forget pairs quiet for longer than the suppression period (their history no longer matters).
+        guard now.nanoseconds % 60_000_000_000 < 1_000_000_000, !pairs.isEmpty else { return }
+        let horizon = max(rules.suppressSeconds, rules.durationFull)
+        pairs = pairs.filter { (now - $0.value.last).secondsDouble < horizon }
+    }
+}
+
+/// ln(1 + x), for the log-shaped weights (a few bytes and a few gigabytes both matter).
+@inline(__always) func ln1p(_ x: Double) -> Double { log1p(x) }
+
+@inline(__always) func rounded(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
+
+extension String {
+    func replacingUnderscores() -> String { String(map { $0 == "_" ? " " : $0 }) }
+}

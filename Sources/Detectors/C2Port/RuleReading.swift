@@ -1,0 +1,79 @@
+import ConfigKit
+import PacketCore
+
+/// Readers for the value shapes the C2 and beaconing rules share (port lists with ranges, networks,
+/// directions), on top of ConfigKit's `ConfigReader` so every mistake is reported with its line.
+enum RuleReading {
+    /// A port list: integers and `low-high` ranges, e.g. `[80, 8080, 49152-65535]`.
+    static func ports(_ v: ConfigValue?, _ r: inout ConfigReader) -> PortSet? {
+        guard let v else { return nil }
+        var set = PortSet()
+        for item in v.items ?? [v] {
+            guard let text = r.string(item) else { continue }
+            let parts = text.split(separator: "-", maxSplits: 1).map { $0.trimmingCharacters(in: " ") }
+            if parts.count == 2, let lo = Int(parts[0]), let hi = Int(parts[1]), 0...65535 ~= lo, 0...65535 ~= hi, lo <= hi {
+                set.insert(UInt16(lo)...UInt16(hi))
+            } else if parts.count == 1, let p = Int(parts[0]), 0...65535 ~= p {
+                set.insert(UInt16(p)...UInt16(p))
+            } else {
+                r.report(item, "'\(text)' is not a port or a port range (expected e.g. 443 or 49152-65535)")
+            }
+        }
+        return set
+    }
+
+    /// A list of addresses or CIDR networks.
+    static func networks(_ v: ConfigValue?, _ r: inout ConfigReader) -> [IPNetwork]? {
+        guard let v else { return nil }
+        var out: [IPNetwork] = []
+        for item in v.items ?? [v] {
+            guard let s = r.string(item) else { continue }
+            if let n = IPNetwork(s) { out.append(n) } else { r.report(item, "'\(s)' is not an address or network (expected e.g. 203.0.113.7 or 10.0.0.0/8)") }
+        }
+        return out
+    }
+
+    static let directionNames = ["outbound", "internal", "external", "inbound"]
+
+    static func directions(_ v: ConfigValue?, _ r: inout ConfigReader) -> Set<String>? {
+        guard let list = r.stringList(v) else { return nil }
+        var out = Set<String>()
+        for (i, d) in list.enumerated() {
+            if directionNames.contains(d) { out.insert(d) } else {
+                r.report(v!.items?[i] ?? v!, "'\(d)' is not a direction (one of \(directionNames.joined(separator: ", ")))")
+            }
+        }
+        return out
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: Character) -> String {
+        var s = self
+        while s.first == set { s.removeFirst() }
+        while s.last == set { s.removeLast() }
+        return String(s)
+    }
+}
+
+/// A set of TCP/UDP ports as a 65,536-bit bitmap (8 kB): membership is one load, whatever the ranges.
+public struct PortSet: Sendable, Equatable {
+    @usableFromInline var words = [UInt64](repeating: 0, count: 1024)
+    public init() {}
+    public init(_ ranges: [ClosedRange<UInt16>]) { for r in ranges { insert(r) } }
+    public mutating func insert(_ r: ClosedRange<UInt16>) {
+        for p in r { words[Int(p) >> 6] |= 1 << UInt64(p & 63) }
+    }
+    @inlinable public func contains(_ p: UInt16) -> Bool { words[Int(p) >> 6] & (1 << UInt64(p & 63)) != 0 }
+    public var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
+}
+
+/// Direction of a connection relative to the home networks (ECS `network.direction` values).
+func directionName(_ homes: NetworkSet, from s: IPAddress, to d: IPAddress) -> String {
+    switch (homes.contains(s), homes.contains(d)) {
+    case (true, true): return "internal"
+    case (true, false): return "outbound"
+    case (false, true): return "inbound"
+    case (false, false): return "external"
+    }
+}

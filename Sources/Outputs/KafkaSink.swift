@@ -1,0 +1,443 @@
+import CRdKafka
+import Events
+import Foundation
+import PacketCore
+import Synchronization
+
+/// How a Kafka message key is chosen: it decides partition affinity.
+public enum KafkaKey: String, Sendable, Equatable {
+    /// `network.community_id`: every event of one flow lands in one partition, in order.
+    case communityID = "community_id"
+    /// `source.ip`: everything one host did lands in one partition (per-host correlation downstream).
+    case sourceIP = "source_ip"
+    /// No key: librdkafka spreads messages over partitions.
+    case none
+}
+
+/// `kafka://HOST:PORT[,HOST:PORT]/TOPIC?…`.
+///
+/// The topic may contain `{dataset}` for a topic per `event.dataset` (`sensor-{dataset}` gives
+/// `sensor-sensor.flow`, `sensor-sensor.alert`, …). Query items the sensor does not own are librdkafka
+/// properties passed through unchanged (`security.protocol=ssl`, `sasl.mechanism=SCRAM-SHA-512`,
+/// `compression.codec=zstd`, `linger.ms=20`, …). The sensor's own items are spelled with underscores,
+/// which no librdkafka property uses: `key`, `spool`, `spool_max_bytes`, `flush_timeout`.
+public struct KafkaOutputOptions: Equatable, Sendable, CustomStringConvertible {
+    public var brokers: String
+    public var topic: String
+    public var key: KafkaKey = .communityID
+    /// librdkafka properties, applied after the sensor's defaults (so they can override them).
+    public var properties: [KafkaProperty] = []
+    /// Where undeliverable events wait (0700 directory, 0600 file).
+    public var spoolDirectory: String = "/var/lib/sensor/spool"
+    public var spoolMaxBytes: UInt64 = 1 << 30
+    /// How long closing waits for the cluster before spooling the rest (SIGTERM, end of replay).
+    public var flushTimeout: Double = 10
+
+    public struct KafkaProperty: Equatable, Sendable {
+        public var name: String
+        public var value: String
+        public init(_ name: String, _ value: String) { self.name = name; self.value = value }
+    }
+
+    /// What the sensor sets unless a property overrides it: no loss, no duplicates, compact batches.
+    public static let defaultProperties: [KafkaProperty] = [
+        KafkaProperty("enable.idempotence", "true"),
+        KafkaProperty("acks", "all"),
+        KafkaProperty("compression.codec", "lz4"),
+        KafkaProperty("linger.ms", "5"),
+        KafkaProperty("batch.num.messages", "10000"),
+        KafkaProperty("queue.buffering.max.messages", "500000"),
+        KafkaProperty("queue.buffering.max.kbytes", "524288"),
+        KafkaProperty("message.timeout.ms", "300000"),
+    ]
+
+    public init(brokers: String, topic: String) {
+        self.brokers = brokers
+        self.topic = topic
+    }
+
+    init(url text: String) throws(OutputError) {
+        let u = try OutputURL(text)
+        guard !u.authority.isEmpty else { throw .badSpec(text, reason: "kafka:// needs at least one HOST:PORT") }
+        for b in u.authority.split(separator: ",", omittingEmptySubsequences: false) {
+            _ = try OutputURL.hostPort(b, spec: text)
+        }
+        guard !u.path.isEmpty else { throw .badSpec(text, reason: "kafka:// needs a topic: kafka://HOST:PORT/TOPIC") }
+        let probe = u.path.replacingOccurrences(of: "{dataset}", with: "x")
+        guard probe.count <= 249, probe.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-") }) else {
+            throw .badSpec(text, reason: "topic '\(u.path)' may hold only letters, digits, '.', '_', '-' (and {dataset})")
+        }
+        self.init(brokers: u.authority, topic: u.path)
+        for (k, v) in u.query {
+            switch k {
+            case "key":
+                guard let key = KafkaKey(rawValue: v) else { throw .badSpec(text, reason: "key must be community_id, source_ip or none") }
+                self.key = key
+            case "spool": spoolDirectory = v
+            case "spool_max_bytes": spoolMaxBytes = try OutputURL.bytes(v, name: k, spec: text)
+            case "flush_timeout": flushTimeout = try OutputURL.seconds(v, name: k, spec: text)
+            case "bootstrap.servers", "metadata.broker.list":
+                throw .badSpec(text, reason: "brokers are given in the URL, not as \(k)")
+            default:
+                properties.append(KafkaProperty(k, v))
+            }
+        }
+        try validateProperties(spec: text)
+    }
+
+    /// Checks every property against librdkafka now, so `check-config` reports a misspelt one.
+    func validateProperties(spec: String) throws(OutputError) {
+        guard let conf = rd_kafka_conf_new() else { return }
+        defer { rd_kafka_conf_destroy(conf) }
+        var errbuf = [CChar](repeating: 0, count: 512)
+        for p in KafkaOutputOptions.defaultProperties + properties where rd_kafka_conf_set(conf, p.name, p.value, &errbuf, errbuf.count) != RD_KAFKA_CONF_OK {
+            throw .badSpec(spec, reason: "librdkafka property \(p.name)=\(p.value): \(String(cString: errbuf))")
+        }
+    }
+
+    public var description: String { "kafka://\(brokers)/\(topic)" }
+}
+
+/// Events to Kafka through librdkafka, with nothing lost while the cluster is away.
+///
+/// The packet path calls `write`, which either hands the event to librdkafka's queue
+/// (`rd_kafka_produce`, copying, never blocking) or, when that queue is full or the cluster is known
+/// to be unreachable, appends it to the on-disk `Spool`. A dedicated thread serves delivery reports
+/// (`rd_kafka_poll`), counts deliveries and failures, spools messages whose delivery failed, probes
+/// the cluster while it is away, and re-sends the spool in order once it is back. While anything is
+/// spooled, new events are spooled behind it, so events reach Kafka in the order they were written.
+/// Events are dropped only when the spool's bound is reached; every drop is counted.
+///
+/// With the idempotent producer (the default) a retried message is never duplicated by the broker.
+/// On close the sink waits up to `flushTimeout` for the cluster, then purges librdkafka's queue
+/// into the spool, where the next start picks it up.
+public final class KafkaSink: EventSink, @unchecked Sendable {
+    public let name: String
+    let options: KafkaOutputOptions
+    let rk: OpaquePointer
+    let core: Core
+    private var pollThread: Thread?
+
+    /// State shared by the packet path, the delivery-report callback and the poll thread.
+    final class Core: @unchecked Sendable {
+        struct State {
+            var spool: Spool
+            /// True while the spool holds events: new events queue up behind them.
+            var spooling: Bool
+            var topics: [String: OpaquePointer] = [:]
+            var datasetTopics: [UInt: (String, OpaquePointer)] = [:]
+            var keyBuffer: [UInt8] = []
+            var topicBuffer: [UInt8] = []
+            var lastSyncError: Int32 = 0
+            var closed = false
+        }
+        let state: Mutex<State>
+        let accepted = Atomic<UInt64>(0)
+        let delivered = Atomic<UInt64>(0)
+        let failed = Atomic<UInt64>(0)
+        let spooled = Atomic<UInt64>(0)
+        let dropped = Atomic<UInt64>(0)
+        let spoolBytes = Atomic<UInt64>(0)
+        /// Cleared when librdkafka reports every broker down; set by a delivery or a successful probe.
+        let reachable = Atomic<Bool>(true)
+        let stopping = Atomic<Bool>(false)
+        /// The last error librdkafka reported (for the log), as an errno-like code.
+        let lastError = Mutex<String?>(nil)
+
+        init(spool: Spool) {
+            let pending = !spool.isEmpty
+            state = Mutex(State(spool: spool, spooling: pending))
+            spoolBytes.store(spool.unreadBytes, ordering: .relaxed)
+        }
+
+        /// Appends to the spool (caller holds the lock); counts a drop when the bound is reached.
+        func spool(_ s: inout State, topic: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+            s.spooling = true
+            if s.spool.append(topic: topic, key: key, payload: payload) {
+                spooled.add(1, ordering: .relaxed)
+            } else {
+                dropped.add(1, ordering: .relaxed)
+            }
+            spoolBytes.store(s.spool.unreadBytes, ordering: .relaxed)
+        }
+    }
+
+    public init(options: KafkaOutputOptions) throws {
+        self.options = options
+        self.name = options.description
+        let spoolName = "kafka-" + String(options.topic.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" }) + ".spool"
+        let spool = try Spool(directory: options.spoolDirectory, name: spoolName, maxBytes: options.spoolMaxBytes)
+        core = Core(spool: spool)
+
+        guard let conf = rd_kafka_conf_new() else { throw OutputError.open(spec: options.description, reason: "rd_kafka_conf_new failed") }
+        var errbuf = [CChar](repeating: 0, count: 512)
+        func set(_ k: String, _ v: String) throws {
+            if rd_kafka_conf_set(conf, k, v, &errbuf, errbuf.count) != RD_KAFKA_CONF_OK {
+                rd_kafka_conf_destroy(conf)
+                throw OutputError.open(spec: options.description, reason: "librdkafka property \(k)=\(v): \(String(cString: errbuf))")
+            }
+        }
+        try set("bootstrap.servers", options.brokers)
+        try set("client.id", "sensor-\(ObserverInfo.systemHostname())")
+        // librdkafka logs to stderr by itself; keep it to errors unless a property says otherwise.
+        try set("log_level", "3")
+        for p in KafkaOutputOptions.defaultProperties { try set(p.name, p.value) }
+        for p in options.properties { try set(p.name, p.value) }
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(core).toOpaque())
+        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
+            guard let message, let opaque else { return }
+            Unmanaged<KafkaSink.Core>.fromOpaque(opaque).takeUnretainedValue().deliveryReport(message)
+        }
+        rd_kafka_conf_set_error_cb(conf) { _, err, reason, opaque in
+            guard let opaque else { return }
+            let core = Unmanaged<KafkaSink.Core>.fromOpaque(opaque).takeUnretainedValue()
+            if err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN.rawValue {
+                core.reachable.store(false, ordering: .relaxed)
+            }
+            let text = reason.map { String(cString: $0) } ?? "error \(err)"
+            core.lastError.withLock { $0 = text }
+        }
+        guard let handle = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &errbuf, errbuf.count) else {
+            rd_kafka_conf_destroy(conf)
+            throw OutputError.open(spec: options.description, reason: String(cString: errbuf))
+        }
+        rk = handle
+        let handleBits = UInt(bitPattern: handle)
+        let t = Thread { [core, options] in KafkaSink.pollLoop(core: core, rk: OpaquePointer(bitPattern: handleBits)!, options: options) }
+        t.name = "sensor-kafka-poll"
+        pollThread = t
+        t.start()
+    }
+
+    deinit {
+        try? close()
+    }
+
+    // MARK: Packet path
+
+    public func write(_ json: UnsafeRawBufferPointer, metadata: EventMetadata) {
+        core.accepted.add(1, ordering: .relaxed)
+        core.state.withLock { s in
+            guard !s.closed else { core.dropped.add(1, ordering: .relaxed); return }
+            // The key: community_id bytes inside the JSON, or the source address as text.
+            s.keyBuffer.removeAll(keepingCapacity: true)
+            switch options.key {
+            case .communityID:
+                if let r = metadata.communityIDRange, r.upperBound <= json.count {
+                    s.keyBuffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: json[r]))
+                } else if let ip = metadata.sourceIP {
+                    ip.append(to: &s.keyBuffer)
+                }
+            case .sourceIP:
+                if let ip = metadata.sourceIP { ip.append(to: &s.keyBuffer) }
+            case .none: break
+            }
+            let (topicName, rkt) = topicEntry(&s, metadata.dataset)
+            if s.spooling || !core.reachable.load(ordering: .relaxed) {
+                spoolEvent(&s, topicName, json)
+                return
+            }
+            let rc = s.keyBuffer.withUnsafeBytes { key in
+                rd_kafka_produce(rkt, -1, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: json.baseAddress), json.count,
+                                 key.count > 0 ? key.baseAddress : nil, key.count, nil)
+            }
+            if rc != 0 {
+                if KafkaSink.retriable(rd_kafka_last_error()) {
+                    spoolEvent(&s, topicName, json)
+                } else {
+                    // librdkafka refuses this event for good (larger than message.max.bytes): counted, not retried.
+                    core.failed.add(1, ordering: .relaxed)
+                    core.dropped.add(1, ordering: .relaxed)
+                }
+            }
+        }
+    }
+
+    /// Whether a refused produce may succeed later (queue full, cluster away) rather than never.
+    static func retriable(_ err: rd_kafka_resp_err_t) -> Bool {
+        err != RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && err != RD_KAFKA_RESP_ERR__INVALID_ARG
+            && err != RD_KAFKA_RESP_ERR__BAD_MSG && err != RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE
+    }
+
+    private func spoolEvent(_ s: inout Core.State, _ topicName: String, _ json: UnsafeRawBufferPointer) {
+        var t = topicName
+        let keyCopy = s.keyBuffer
+        t.withUTF8 { tb in
+            keyCopy.withUnsafeBytes { kb in core.spool(&s, topic: UnsafeRawBufferPointer(tb), key: kb, payload: json) }
+        }
+    }
+
+    /// The topic of an event (the configured one, or with `{dataset}` replaced) and its librdkafka handle.
+    /// Looked up by the dataset literal's address, so the packet path neither builds nor hashes a string.
+    func topicEntry(_ s: inout Core.State, _ dataset: StaticString) -> (String, OpaquePointer) {
+        let id = UInt(bitPattern: dataset.utf8Start)
+        if let e = s.datasetTopics[id] { return e }
+        let name = options.topic.replacingOccurrences(of: "{dataset}", with: dataset.description)
+        let rkt: OpaquePointer
+        if let t = s.topics[name] { rkt = t } else { rkt = rd_kafka_topic_new(rk, name, nil)!; s.topics[name] = rkt }
+        s.datasetTopics[id] = (name, rkt)
+        return (name, rkt)
+    }
+
+    // MARK: Poll thread
+
+    static func pollLoop(core: Core, rk: OpaquePointer, options: KafkaOutputOptions) {
+        var lastProbe = ContinuousClock.now - .seconds(10)
+        while !core.stopping.load(ordering: .relaxed) {
+            _ = rd_kafka_poll(rk, 50)
+            maintain(core: core, rk: rk, lastProbe: &lastProbe)
+        }
+    }
+
+    /// Makes the spool durable, probes an unreachable cluster, and re-sends the spool when it can.
+    static func maintain(core: Core, rk: OpaquePointer, lastProbe: inout ContinuousClock.Instant) {
+        let (spooling, syncError): (Bool, Int32) = core.state.withLock { s in
+            let e = s.spool.sync()
+            if e != 0 { s.lastSyncError = e }
+            return (s.spooling, e)
+        }
+        if syncError != 0 { core.lastError.withLock { $0 = "spool write failed: \(String(cString: strerror(syncError)))" } }
+        guard spooling || !core.reachable.load(ordering: .relaxed) else { return }
+        if !core.reachable.load(ordering: .relaxed) {
+            let now = ContinuousClock.now
+            guard now - lastProbe >= .seconds(1) else { return }
+            lastProbe = now
+            var md: UnsafePointer<rd_kafka_metadata>? = nil
+            // Outside the lock: a metadata request waits for the cluster up to its timeout.
+            let err = rd_kafka_metadata(rk, 0, nil, &md, 1000)
+            if let md { rd_kafka_metadata_destroy(md) }
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { return }
+            core.reachable.store(true, ordering: .relaxed)
+        }
+        // Re-send in order while librdkafka's queue has room; a refused record stays first in the spool.
+        // Small batches per lock hold, so the packet path never waits long behind the disk reads.
+        while true {
+            let (consumed, more): (Int, Bool) = core.state.withLock { s in
+                guard s.spooling else { return (0, false) }
+                var topics = s.topics
+                var permanent = 0
+                let n = s.spool.consume(limit: 1000) { record in
+                    switch produceSpooled(rk: rk, topics: &topics, record) {
+                    case .queued: return true
+                    case .later: return false
+                    case .never: permanent += 1; return true
+                    }
+                }
+                s.topics = topics
+                if permanent > 0 {
+                    core.failed.add(UInt64(permanent), ordering: .relaxed)
+                    core.dropped.add(UInt64(permanent), ordering: .relaxed)
+                }
+                if s.spool.isEmpty { s.spooling = false }
+                core.spoolBytes.store(s.spool.unreadBytes, ordering: .relaxed)
+                return (n, s.spooling)
+            }
+            if consumed < 1000 || !more { break }
+        }
+    }
+
+    enum SpoolProduce { case queued, later, never }
+
+    static func produceSpooled(rk: OpaquePointer, topics: inout [String: OpaquePointer], _ r: Spool.Record) -> SpoolProduce {
+        let rkt: OpaquePointer
+        if let t = topics[r.topic] { rkt = t } else { rkt = rd_kafka_topic_new(rk, r.topic, nil)!; topics[r.topic] = rkt }
+        let rc = r.payload.withUnsafeBytes { p in
+            r.key.withUnsafeBytes { k in
+                rd_kafka_produce(rkt, -1, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: p.baseAddress), p.count,
+                                 k.count > 0 ? k.baseAddress : nil, k.count, nil)
+            }
+        }
+        if rc == 0 { return .queued }
+        return retriable(rd_kafka_last_error()) ? .later : .never
+    }
+
+    // MARK: Lifecycle
+
+    public func flush() throws {
+        // Delivery is asynchronous; the poll thread makes the spool durable. Report a spool that cannot be written.
+        let e = core.state.withLock { s -> Int32 in let e = s.lastSyncError; s.lastSyncError = 0; return e }
+        if e != 0 { throw OutputError.write(spec: name, reason: "spool: \(String(cString: strerror(e)))") }
+    }
+
+    /// Waits up to `flushTimeout` for everything (queue and spool) to reach the cluster, then spools the rest.
+    public func close() throws {
+        guard let thread = pollThread else { return }
+        pollThread = nil
+        core.state.withLock { $0.closed = true }
+        let deadline = ContinuousClock.now + .milliseconds(Int(options.flushTimeout * 1000))
+        while ContinuousClock.now < deadline {
+            let spoolEmpty = core.state.withLock { $0.spool.isEmpty }
+            if spoolEmpty && rd_kafka_outq_len(rk) == 0 { break }
+            usleep(20_000)
+        }
+        core.stopping.store(true, ordering: .relaxed)
+        while !thread.isFinished { usleep(5_000) }
+        if rd_kafka_outq_len(rk) > 0 {
+            // Out of time: librdkafka hands back what it still holds as failed deliveries, which are spooled.
+            _ = rd_kafka_purge(rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT)
+            _ = rd_kafka_flush(rk, 1000)
+            var spins = 0
+            while rd_kafka_outq_len(rk) > 0 && spins < 100 { _ = rd_kafka_poll(rk, 10); spins += 1 }
+        }
+        let closeError: Error? = core.state.withLock { s in
+            for (_, t) in s.topics { rd_kafka_topic_destroy(t) }
+            s.topics = [:]
+            s.datasetTopics = [:]
+            do { try s.spool.close() } catch { return error }
+            return nil
+        }
+        core.spoolBytes.store(core.state.withLock { $0.spool.unreadBytes }, ordering: .relaxed)
+        rd_kafka_destroy(rk)
+        if let closeError { throw closeError }
+    }
+
+    public var statistics: SinkStatistics {
+        var s = SinkStatistics()
+        s.accepted = core.accepted.load(ordering: .relaxed)
+        s.delivered = core.delivered.load(ordering: .relaxed)
+        s.failed = core.failed.load(ordering: .relaxed)
+        s.spooled = core.spooled.load(ordering: .relaxed)
+        s.dropped = core.dropped.load(ordering: .relaxed)
+        s.spoolBytes = core.spoolBytes.load(ordering: .relaxed)
+        return s
+    }
+
+    /// The last problem librdkafka reported, for the log.
+    public var lastError: String? { core.lastError.withLock { $0 } }
+}
+
+extension KafkaSink.Core {
+    static let permanentErrors: Set<rd_kafka_resp_err_t> = [
+        RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_MSG,
+        RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE, RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR__INVALID_ARG,
+        RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION,
+    ]
+
+    /// Called on the poll thread for every message librdkafka is done with.
+    func deliveryReport(_ m: UnsafePointer<rd_kafka_message_t>) {
+        let msg = m.pointee
+        if msg.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+            delivered.add(1, ordering: .relaxed)
+            reachable.store(true, ordering: .relaxed)
+            return
+        }
+        failed.add(1, ordering: .relaxed)
+        if let e = rd_kafka_err2str(msg.err) { lastError.withLock { $0 = String(cString: e) } }
+        if KafkaSink.Core.permanentErrors.contains(msg.err) {
+            // The cluster will never take this message (too large, not authorised): re-sending would loop.
+            dropped.add(1, ordering: .relaxed)
+            return
+        }
+        // Not lost: back into the spool, re-sent when the cluster is back (or by the next start).
+        let topic = rd_kafka_topic_name(msg.rkt).map { String(cString: $0) } ?? ""
+        var t = topic
+        state.withLock { s in
+            t.withUTF8 { tb in
+                let key = msg.key.map { UnsafeRawBufferPointer(start: $0, count: msg.key_len) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
+                let payload = UnsafeRawBufferPointer(start: msg.payload, count: msg.len)
+                spool(&s, topic: UnsafeRawBufferPointer(tb), key: key, payload: payload)
+            }
+        }
+    }
+}

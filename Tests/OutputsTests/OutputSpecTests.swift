@@ -1,0 +1,47 @@
+@testable import Outputs
+import XCTest
+
+final class OutputSpecTests: XCTestCase {
+    func testKafkaSpec() throws {
+        let s = try OutputSpec(parsing: "kafka://k1:9092,[::1]:9093/sensor-{dataset}?key=source_ip&compression.codec=zstd&spool=/tmp/sp&spool_max_bytes=64MiB&flush_timeout=500ms&sasl.password=a%26b")
+        guard case .kafka(let k) = s else { return XCTFail("\(s)") }
+        XCTAssertEqual(k.brokers, "k1:9092,[::1]:9093")
+        XCTAssertEqual(k.topic, "sensor-{dataset}")
+        XCTAssertEqual(k.key, .sourceIP)
+        XCTAssertEqual(k.spoolDirectory, "/tmp/sp")
+        XCTAssertEqual(k.spoolMaxBytes, 64 << 20)
+        XCTAssertEqual(k.flushTimeout, 0.5, accuracy: 1e-9)
+        XCTAssertEqual(k.properties, [.init("compression.codec", "zstd"), .init("sasl.password", "a&b")])
+        XCTAssertEqual(s.description, "kafka://k1:9092,[::1]:9093/sensor-{dataset}")
+    }
+
+    func testKafkaSpecErrors() {
+        for bad in ["kafka://", "kafka://h:9092", "kafka://h/t", "kafka://h:99999/t", "kafka://h:1/t?key=nope",
+                    "kafka://h:1/bad topic", "kafka://h:1/t?no.such.thing=1", "kafka://h:1/t?bootstrap.servers=x", "kafka://h:1/t?acks"] {
+            XCTAssertThrowsError(try OutputSpec(parsing: bad), bad)
+        }
+    }
+
+    func testSyslogSpec() throws {
+        let s = try OutputSpec(parsing: "syslog+tls://siem.example:6514?ca=/ca.pem&cert=/c.pem&key=/k.pem&facility=local3&queue=5000&queue_bytes=8MiB")
+        guard case .syslog(let o) = s else { return XCTFail("\(s)") }
+        XCTAssertEqual(o.transport, .tls)
+        XCTAssertEqual(o.host, "siem.example")
+        XCTAssertEqual(o.port, 6514)
+        XCTAssertEqual(o.caFile, "/ca.pem")
+        XCTAssertEqual(o.facility, 19)
+        XCTAssertEqual(o.queueLimit, 5000)
+        XCTAssertEqual(o.queueBytes, 8 << 20)
+        guard case .syslog(let u) = try OutputSpec(parsing: "syslog+udp://[::1]:514") else { return XCTFail() }
+        XCTAssertEqual(u.host, "::1")
+        XCTAssertEqual(u.description, "syslog+udp://[::1]:514")
+        for bad in ["syslog+smtp://h:1", "syslog+udp://h", "syslog+tcp://h:1?ca=/x", "syslog+tls://h:1?cert=/c", "syslog+udp://h:1?facility=99",
+                    "syslog+udp://h:1/path"] {
+            XCTAssertThrowsError(try OutputSpec(parsing: bad), bad)
+        }
+    }
+
+    func testSyslogSeverityFromEventSeverity() {
+        XCTAssertEqual((0...4).map(SyslogSink.syslogSeverity), [6, 5, 4, 3, 2])
+    }
+}

@@ -1,0 +1,78 @@
+@testable import Outputs
+import Foundation
+import TestSupport
+import XCTest
+
+final class SpoolTests: XCTestCase {
+    func append(_ s: Spool, _ text: String, topic: String = "t", key: String = "k") -> Bool {
+        var t = topic, k = key, p = text
+        return t.withUTF8 { tb in k.withUTF8 { kb in p.withUTF8 { pb in
+            s.append(topic: UnsafeRawBufferPointer(tb), key: UnsafeRawBufferPointer(kb), payload: UnsafeRawBufferPointer(pb))
+        } } }
+    }
+
+    func drain(_ s: Spool, limit: Int = .max, refuseAfter: Int = .max) -> [String] {
+        var out: [String] = []
+        s.consume(limit: limit) { r in
+            guard out.count < refuseAfter else { return false }
+            out.append("\(r.topic)|\(String(decoding: r.key, as: UTF8.self))|\(String(decoding: r.payload, as: UTF8.self))")
+            return true
+        }
+        return out
+    }
+
+    func testOrderBoundPermissionsAndRestart() throws {
+        let base = try TestSupport.temporaryDirectory("spool")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let dir = base.appendingPathComponent("spool").path
+        var s: Spool? = try Spool(directory: dir, name: "a.spool", maxBytes: 10 * 30)
+        for i in 0..<10 { XCTAssertTrue(append(s!, "event-\(i)")) }  // 8 + 1 + 1 + 7 = 17 bytes each
+        XCTAssertEqual(s!.unreadRecords, 10)
+        // The bound: 300 bytes hold 17 records of 17 bytes.
+        var accepted = 0
+        for i in 10..<30 where append(s!, "event-\(i)") { accepted += 1 }
+        XCTAssertEqual(accepted, 7)
+        // A refused record stays first.
+        XCTAssertEqual(drain(s!, refuseAfter: 3), ["t|k|event-0", "t|k|event-1", "t|k|event-2"])
+        XCTAssertEqual(drain(s!, limit: 2), ["t|k|event-3", "t|k|event-4"])
+        try s!.close()
+        s = nil
+        let dirMode = try FileManager.default.attributesOfItem(atPath: dir)[.posixPermissions] as? Int
+        XCTAssertEqual(dirMode, 0o700)
+        let fileMode = try FileManager.default.attributesOfItem(atPath: dir + "/a.spool")[.posixPermissions] as? Int
+        XCTAssertEqual(fileMode, 0o600)
+        // The next start resumes with what was not read.
+        let again = try Spool(directory: dir, name: "a.spool", maxBytes: 1 << 20)
+        XCTAssertEqual(again.unreadRecords, 12)
+        let rest = drain(again)
+        XCTAssertEqual(rest.first, "t|k|event-5")
+        XCTAssertEqual(rest.count, 12)
+        XCTAssertTrue(again.isEmpty)
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: dir + "/a.spool")[.size] as? Int, 0)
+    }
+
+    func testTornTailIsCutOff() throws {
+        let base = try TestSupport.temporaryDirectory("spool")
+        defer { try? FileManager.default.removeItem(at: base) }
+        var s: Spool? = try Spool(directory: base.path, name: "b.spool", maxBytes: 1 << 20)
+        XCTAssertTrue(append(s!, "one"))
+        XCTAssertTrue(append(s!, "two"))
+        try s!.close()
+        s = nil
+        let path = base.path + "/b.spool"
+        let h = try XCTUnwrap(FileHandle(forWritingAtPath: path))
+        h.seekToEndOfFile()
+        h.write(Data([99, 0, 0, 0, 1]))  // a header cut short by a crash
+        h.closeFile()
+        let again = try Spool(directory: base.path, name: "b.spool", maxBytes: 1 << 20)
+        XCTAssertEqual(drain(again), ["t|k|one", "t|k|two"])
+    }
+
+    func testSecondProcessCannotShareASpool() throws {
+        let base = try TestSupport.temporaryDirectory("spool")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let first = try Spool(directory: base.path, name: "c.spool", maxBytes: 1 << 20)
+        XCTAssertThrowsError(try Spool(directory: base.path, name: "c.spool", maxBytes: 1 << 20))
+        _ = first
+    }
+}

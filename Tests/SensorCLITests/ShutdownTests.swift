@@ -1,0 +1,36 @@
+import XCTest
+import TestSupport
+
+/// SIGTERM mid-replay: the sensor stops reading, reports every flow it has seen, writes its statistics
+/// and exits 0 (swift-service-lifecycle graceful shutdown; outputs drain last).
+final class ShutdownTests: XCTestCase {
+    func testSIGTERMFlushesEveryFlow() throws {
+        let dir = try TestSupport.temporaryDirectory("sigterm")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("events.json").path
+        let large = TestSupport.captures("large").first!
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestSupport.sensorBinary)
+        // Replaying the large capture twice over takes long enough to be interrupted.
+        p.arguments = ["replay", large, large, "--output", "file:\(out)", "--log-level", "error"]
+        try p.run()
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertTrue(p.isRunning, "replay finished before the signal; the test needs a longer input")
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+        let events = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        let stats = try XCTUnwrap(events.last)
+        XCTAssertEqual(TestSupport.value(stats, "event.dataset") as? String, "sensor.stats")
+        let packets = try XCTUnwrap(TestSupport.value(stats, "sensor.stats.packets") as? Int)
+        XCTAssertGreaterThan(packets, 0)
+        XCTAssertLessThan(packets, 2 * 230_000, "stopped before the end")
+        let created = try XCTUnwrap(TestSupport.value(stats, "sensor.stats.flows.created") as? Int)
+        let finalReports = events.filter {
+            TestSupport.value($0, "event.dataset") as? String == "sensor.flow" && TestSupport.value($0, "event.reason") as? String != "active_timeout"
+        }
+        XCTAssertEqual(finalReports.count, created, "every flow seen is reported exactly once")
+        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.flows.active") as? Int, 0)
+    }
+}

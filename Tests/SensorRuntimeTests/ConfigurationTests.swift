@@ -1,0 +1,54 @@
+import XCTest
+import ConfigKit
+@testable import SensorRuntime
+
+final class ConfigurationTests: XCTestCase {
+    func testExampleConfigParses() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let c = try SensorConfiguration.load(path: root.appendingPathComponent("Deploy/sensor.example.yaml").path)
+        XCTAssertEqual(c.sensorName, "sensor-dc1-span0")
+        XCTAssertEqual(c.flows.tcpTimeout.nanoseconds, 300_000_000_000)
+        XCTAssertEqual(c.flows.activeTimeout.nanoseconds, 1_800_000_000_000)
+        XCTAssertEqual(c.homeNetworks.count, 4)
+        XCTAssertEqual(c.outputs, [.stdout])
+    }
+
+    func testEveryErrorIsReportedWithItsLine() {
+        let text = """
+        sensor:
+          name: s1
+        flows:
+          max: lots
+          timeouts:
+            udp: -5
+        network:
+          home: [10.0.0.0/8, not-a-net]
+        outputz: []
+        """
+        XCTAssertThrowsError(try SensorConfiguration.parse(text: text, file: "c.yaml")) { error in
+            let issues = (error as! ConfigIssues).issues
+            XCTAssertEqual(issues.map(\.line), [4, 6, 8, 9], "\(issues)")
+            XCTAssertTrue(issues[0].description.hasPrefix("c.yaml:4:"), issues[0].description)
+            XCTAssertTrue(issues[0].message.contains("flows.max"))
+            XCTAssertTrue(issues[2].message.contains("not-a-net"))
+            XCTAssertTrue(issues[3].message.contains("unknown key 'outputz'"))
+        }
+    }
+
+    func testSyntaxErrorHasLine() {
+        XCTAssertThrowsError(try SensorConfiguration.parse(text: "flows:\n  max: [1, 2\n", file: "bad.yaml")) { error in
+            let issue = (error as! ConfigIssues).issues[0]
+            XCTAssertEqual(issue.file, "bad.yaml")
+            XCTAssertGreaterThanOrEqual(issue.line, 2)
+            XCTAssertTrue(issue.message.contains("YAML syntax"))
+        }
+    }
+
+    func testDurationsAndBooleans() throws {
+        let c = try SensorConfiguration.parse(text: "flows:\n  events: off\n  timeouts: {tcp: 2h, udp: 90, active: 0}\n")
+        XCTAssertFalse(c.flowEvents)
+        XCTAssertEqual(c.flows.tcpTimeout.nanoseconds, 7_200_000_000_000)
+        XCTAssertEqual(c.flows.udpTimeout.nanoseconds, 90_000_000_000)
+        XCTAssertEqual(c.flows.activeTimeout.nanoseconds, 0)
+    }
+}
