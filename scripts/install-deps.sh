@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [build|test]   (test = build + the real tools tests run against)
 set -euo pipefail
 want=${1:-build}
-build_pkgs=(libpcap-dev librdkafka-dev libmaxminddb-dev pkg-config)
+build_pkgs=(libpcap-dev librdkafka-dev libmaxminddb-dev pkg-config publicsuffix)
 test_pkgs=(tshark tcpdump wireshark-common nfdump kcat rsyslog rsyslog-gnutls rsyslog-openssl tcpreplay age mmdb-bin openssl iproute2 libcap2-bin time procps python3)
 test_pkgs+=(systemd)  # systemd-analyze verify/security for Deploy/sensor.service
 pkgs=("${build_pkgs[@]}")

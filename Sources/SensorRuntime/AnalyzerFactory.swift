@@ -19,6 +19,7 @@ public enum AnalyzerFactory {
         // Stream consumers register here: reassembler.add(...)
         analyzers += try C2Analyzers.make(configuration: configuration, emitter: emitter, reassembler: reassembler)
         try LateralMovementWiring.add(to: &analyzers, reassembler: reassembler, configuration: configuration, emitter: emitter)
+        analyzers += try DNSSetup.makeAnalyzers(configuration: configuration, emitter: emitter, reassembler: reassembler, logger: logger)
 
         if !reassembler.consumers.isEmpty { analyzers.insert(reassembler, at: 0) }
         if let intel = try makeThreatIntel(configuration, emitter: emitter, logger: logger) { analyzers.append(intel) }

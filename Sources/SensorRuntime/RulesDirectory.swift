@@ -35,7 +35,10 @@ public enum RulesDirectory {
         }
         var issues: [ConfigIssue] = []
         for f in yamlFiles(in: dir) {
-            do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error); continue }
+            do {
+                let root = try YAMLDocument.load(path: f)
+                if let root, f.hasSuffix("/\(DNSTunnelRules.fileName)") { issues += DNSTunnelRules.check(root) }
+            } catch { issues.append(error); continue }
             if f.hasSuffix("/" + LateralMovementRules.fileName) { issues += LateralMovementRules.check(path: f) }
         }
         issues += C2Analyzers.checkRules(dir)

@@ -1,3 +1,4 @@
+import Analyzers
 import ConfigKit
 import Evidence
 import Enrichment
@@ -33,6 +34,9 @@ public struct SensorConfiguration: Sendable {
     public var privileges = PrivilegeConfiguration()
     /// Prometheus endpoint.
     public var metrics = MetricsConfiguration()
+    /// DNS analysis (`dns:`): parsing on/off, passive-DNS events, transaction timeout, PSL file.
+    public var dnsEnabled = true
+    public var dns = DNSConfiguration()
 
     public init() {}
 
@@ -69,7 +73,7 @@ public struct SensorConfiguration: Sendable {
         var c = SensorConfiguration()
         var r = ConfigReader()
         let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
-                                          "enrichment", "intel", "evidence", "privileges", "metrics"])
+                                          "enrichment", "intel", "evidence", "privileges", "metrics", "dns"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -133,6 +137,7 @@ public struct SensorConfiguration: Sendable {
             if let s = r.seconds(t["reload_check"], in: 0.1...3600) { c.enrichment.reloadCheckSeconds = s }
         }
         if let v = top["intel"] { c.intel = IntelConfiguration.parse(v, &r) }
+        if let v = top["dns"] { parseDNS(v, into: &c, &r) }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return c
     }

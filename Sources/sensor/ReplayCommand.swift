@@ -34,6 +34,8 @@ struct Replay: AsyncParsableCommand {
             fail("error: \(e.description)", code: 1)
         } catch let e as ConfigIssues {
             fail("error: invalid rules or indicators:\n\(e.description)", code: 78)
+        } catch let e as DNSSetup.SetupError {
+            fail("error: \(e.description)", code: 78)
         } catch {
             fail("error: \(error)", code: 1)
         }

@@ -60,6 +60,12 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Threat-intelligence indicator file or directory (list, CSV, STIX 2.1, MISP JSON). Repeatable; adds to intel.indicators.", valueName: "path"))
     var indicators: [String] = []
 
+    @Flag(inversion: .prefixedNo, help: "Emit sensor.dns passive-DNS events (one per transaction).")
+    var dnsEvents: Bool?
+
+    @Option(name: .long, help: ArgumentHelp("Public Suffix List file (default: Debian's /usr/share/publicsuffix/public_suffix_list.dat).", valueName: "path"))
+    var psl: String?
+
     func validate() throws {
         for r in evidenceRecipient {
             do { _ = try AgeRecipient(r) } catch { throw ValidationError("--evidence-recipient: \(error.description)") }
@@ -101,6 +107,8 @@ struct SensorOptions: ParsableArguments {
         if let geoipCity { c.enrichment.cityDatabase = geoipCity }
         if let geoipAsn { c.enrichment.asnDatabase = geoipAsn }
         c.intel.indicators += indicators
+        if let dnsEvents { c.dns.eventsEnabled = dnsEvents }
+        if let psl { c.dns.publicSuffixListPath = psl }
         return c
     }
 

@@ -25,7 +25,7 @@ final class ConfigCommandTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let cfg = dir.appendingPathComponent("c.yaml").path
         let out = dir.appendingPathComponent("events.json").path
-        try "sensor:\n  name: from-config\nflows:\n  events: false\noutputs:\n  - file:\(out)\n".write(toFile: cfg, atomically: true, encoding: .utf8)
+        try "sensor:\n  name: from-config\nflows:\n  events: false\ndns:\n  events: false\noutputs:\n  - file:\(out)\n".write(toFile: cfg, atomically: true, encoding: .utf8)
         let r = try TestSupport.sensor(["replay", "--config", cfg, TestSupport.data("pcaps/benign/dns.pcap")])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.isEmpty, "output went to the file, not stdout")
@@ -35,7 +35,7 @@ final class ConfigCommandTests: XCTestCase {
         XCTAssertEqual(lines.count, 1, "flow events off: only the stats event")
         XCTAssertTrue(lines[0].contains("\"name\":\"from-config\""))
         // A flag wins over the file.
-        let r2 = try TestSupport.sensor(["replay", "--config", cfg, "--flow-events", "--sensor-name", "flag", "--output", "stdout", TestSupport.data("pcaps/benign/dns.pcap")])
+        let r2 = try TestSupport.sensor(["replay", "--config", cfg, "--flow-events", "--no-dns-events", "--sensor-name", "flag", "--output", "stdout", TestSupport.data("pcaps/benign/dns.pcap")])
         XCTAssertEqual(r2.lines.count, 8)
         XCTAssertTrue(r2.lines[0].contains("\"name\":\"flag\""))
     }
