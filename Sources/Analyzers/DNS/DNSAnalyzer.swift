@@ -280,6 +280,8 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
             for o in observers { o.dnsMessage(facts) }
         }
 
+        if emitter.hasFactObservers && nameLength > 0 { publishFacts(m, payload: payload, nameLength: nameLength, flow: flow, time: time) }
+
         guard configuration.eventsEnabled else { return }
         let generation = flow.generation
         if !isResponse {
@@ -315,6 +317,29 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
         emitTransaction(query: q, response: m, responseTime: time, key: flow.key, clientIsA: clientIsA,
                         app: slots[Int(slot)].app, name: info, nameBuffer: nameBuffer, lowerBuffer: lowerBuffer)
         if let q { pending.remove(q) }
+    }
+
+    /// Offers the question name and the addresses answers resolved it to (threat-intelligence matching).
+    /// Only when someone listens: building the strings allocates.
+    @inline(never)
+    func publishFacts(_ m: DNSMessage, payload: UnsafeRawBufferPointer, nameLength: Int, flow: FlowRecord, time: Timestamp) {
+        let name = String(decoding: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(lowerBuffer)[..<nameLength]), as: UTF8.self)
+        guard m.header.isResponse else {
+            emitter.publish(.dnsQuery(name: name), flow: flow, at: time)
+            return
+        }
+        var answered = false
+        for r in m.records where r.section == .answer {
+            if r.type == DNSRecordType.a && r.rdataLength == 4 {
+                emitter.publish(.dnsAnswer(name: name, address: IPAddress.load(payload, at: r.rdataOffset, ipv6: false)), flow: flow, at: time)
+                answered = true
+            } else if r.type == DNSRecordType.aaaa && r.rdataLength == 16 {
+                emitter.publish(.dnsAnswer(name: name, address: IPAddress.load(payload, at: r.rdataOffset, ipv6: true)), flow: flow, at: time)
+                answered = true
+            }
+        }
+        // A response whose query was not captured still names the domain.
+        if !answered { emitter.publish(.dnsAnswer(name: name, address: nil), flow: flow, at: time) }
     }
 
     struct NameInfo {
