@@ -12,9 +12,10 @@ swift test --skip-build --disable-swift-testing 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One plain closing line for CI: the XCTest totals of the whole run.
-summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
+summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with .*[0-9]+ failures?" "$log" | tail -1)
 executed=$(sed -E 's/.*Executed ([0-9]+) tests?.*/\1/' <<<"$summary")
-failures=$(sed -E 's/.*with ([0-9]+) failures?.*/\1/' <<<"$summary")
+failures=$(sed -E 's/.* ([0-9]+) failures? .*/\1/' <<<"$summary")
+skipped=$(grep -oE "[0-9]+ tests? skipped" <<<"$summary" | grep -oE "^[0-9]+" || echo 0)
 if [ -z "$summary" ]; then echo "tests: no XCTest summary found" >&2; exit 1; fi
-echo "tests: $((executed - failures)) passed, $failures failed"
+echo "tests: $((executed - failures - skipped)) passed, $failures failed, $skipped skipped"
 exit "$status"

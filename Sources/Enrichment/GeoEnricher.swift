@@ -103,7 +103,7 @@ public final class GeoDatabases: @unchecked Sendable {
     /// Starts the watcher thread (file replacement, checked every `reloadCheckSeconds`) and the SIGHUP handler.
     public func startWatching() {
         guard watcher == nil else { return }
-        _ = GeoDatabases.ignoreDefaultSIGHUP
+        HangupSignal.prepare()
         let src = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
         src.setEventHandler { [weak self] in self?.reloadRequested.store(true, ordering: .relaxed) }
         src.resume()
@@ -127,9 +127,6 @@ public final class GeoDatabases: @unchecked Sendable {
         t.start()
     }
 
-    /// SIGHUP's default action ends the process; ignored once per process (setting it again later
-    /// would replace the handler libdispatch installed for the signal source).
-    static let ignoreDefaultSIGHUP: Void = { signal(SIGHUP, SIG_IGN); return () }()
 
     public func stopWatching() {
         stopFlag.store(true, ordering: .relaxed)

@@ -1,4 +1,5 @@
 import ConfigKit
+import Events
 import Foundation
 import Logging
 import Synchronization
@@ -77,7 +78,7 @@ public final class IndicatorFeed: @unchecked Sendable {
     public func startWatching(interval: Double, handleSIGHUP: Bool = true) {
         guard watcher == nil, !paths.isEmpty else { return }
         if handleSIGHUP {
-            signal(SIGHUP, SIG_IGN)
+            HangupSignal.prepare()
             let s = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
             s.setEventHandler { [weak self] in self?.reloadRequested.store(true, ordering: .releasing) }
             s.resume()
