@@ -32,20 +32,6 @@ int csensor_join_fanout(int fd, uint16_t group_id, int mode_hash_defrag) {
     return 0;
 }
 
-int csensor_write_all(int fd, const void *buf, size_t len) {
-    const char *p = (const char *)buf;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int csensor_set_no_new_privs(void) {
     return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 ? 0 : errno;
 }

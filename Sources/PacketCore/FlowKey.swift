@@ -158,12 +158,6 @@ public struct CommunityID: Sendable {
 public enum Base64 {
     static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    public static func append<O: ByteOutput>(_ data: UnsafeRawBufferPointer, to out: inout O) {
-        var tmp = [UInt8](repeating: 0, count: (data.count + 2) / 3 * 4)
-        let n = tmp.withUnsafeMutableBytes { encode(data, into: $0) }
-        tmp.withUnsafeBytes { out.append(bytes: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-    }
-
     /// Encodes into `out` (at least `(data.count + 2) / 3 * 4` bytes) and returns the length written.
     public static func encode(_ data: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int {
         var i = 0, o = 0

@@ -10,8 +10,6 @@ int csensor_pin_thread_to_cpu(int cpu);
 int csensor_cpu_count(void);
 /* Join a PACKET_FANOUT group on a packet socket (mode: hash with defrag). Returns 0 or errno. */
 int csensor_join_fanout(int fd, uint16_t group_id, int mode_hash_defrag);
-/* Write with retries on EINTR and short writes. Returns 0 or errno. */
-int csensor_write_all(int fd, const void *buf, size_t len);
 
 /* Least privilege (called once at start, after the capture handles are open).
  * Each returns 0 or an errno value. Capabilities and no_new_privs are per thread in Linux: call these
