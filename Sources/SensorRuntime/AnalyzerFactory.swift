@@ -12,14 +12,18 @@ import ThreatIntel
 /// `StreamReassembler`, which runs only when at least one consumer exists.
 public enum AnalyzerFactory {
     /// `evidenceStore`: one store shared by every worker's evidence manager (made here when nil).
+    /// `hostShards`: live workers' rings to the host-level aggregators; nil runs those detectors inline
+    /// on this pipeline's thread and emitter (replay), through the same fact records.
     public static func makeAnalyzers(configuration: SensorConfiguration, emitter: EventEmitter, logger: Logger,
-                                     evidenceStore: EvidenceStore? = nil) throws -> [any PacketAnalyzer] {
+                                     evidenceStore: EvidenceStore? = nil, hostShards: HostShardLink? = nil) throws -> [any PacketAnalyzer] {
         var analyzers: [any PacketAnalyzer] = []
         let reassembler = StreamReassembler(flowCapacity: configuration.flows.capacity)
+        let hostFacts = try HostStageWiring.publisher(configuration: configuration, emitter: emitter, logger: logger, link: hostShards)
         // Stream consumers register here: reassembler.add(...)
-        analyzers += try C2Analyzers.make(configuration: configuration, emitter: emitter, reassembler: reassembler)
-        try LateralMovementWiring.add(to: &analyzers, reassembler: reassembler, configuration: configuration, emitter: emitter)
-        analyzers += try DNSSetup.makeAnalyzers(configuration: configuration, emitter: emitter, reassembler: reassembler, logger: logger)
+        analyzers += try C2Analyzers.make(configuration: configuration, emitter: emitter, reassembler: reassembler, hostFacts: hostFacts)
+        try LateralMovementWiring.add(to: &analyzers, reassembler: reassembler, configuration: configuration, emitter: emitter, hostFacts: hostFacts)
+        analyzers += try DNSSetup.makeAnalyzers(configuration: configuration, emitter: emitter, reassembler: reassembler, logger: logger,
+                                                hostFacts: hostFacts)
 
         if !reassembler.consumers.isEmpty { analyzers.insert(reassembler, at: 0) }
         if let intel = try makeThreatIntel(configuration, emitter: emitter, logger: logger) { analyzers.append(intel) }

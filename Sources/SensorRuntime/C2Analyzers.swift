@@ -4,25 +4,24 @@ import Detectors
 import Events
 import PacketCore
 
-/// Builds the C2 family: content-based protocol identification, the TLS and HTTP analysers (all three
-/// consumers of the shared TCP reassembly), and the non-standard-port and beacon detectors that decide
-/// from their facts. Rules come from `c2.yaml` and `beaconing.yaml` in the rules directory.
+/// Builds the C2 family: content-based protocol identification and the TLS and HTTP analysers (all three
+/// consumers of the shared TCP reassembly). The non-standard-port and beacon detectors that decide from
+/// their facts aggregate across flows, so they run in the host-level stage (`HostDetectorSet`); each
+/// flow end carries these analysers' per-flow facts there (`FlowLabels`). Rules come from `c2.yaml` and
+/// `beaconing.yaml` in the rules directory.
 public enum C2Analyzers {
-    public static func make(configuration: SensorConfiguration, emitter: EventEmitter,
-                            reassembler: StreamReassembler) throws -> [any PacketAnalyzer] {
-        let dir = RulesDirectory.resolve(configuration.rulesDirectory)
-        let c2Rules = try C2PortRules.load(directory: dir)
-        let beaconRules = try BeaconRules.load(directory: dir)
+    static func make(configuration: SensorConfiguration, emitter: EventEmitter,
+                     reassembler: StreamReassembler, hostFacts: HostFactPublisher) throws -> [any PacketAnalyzer] {
         let identifier = ProtocolIdentifier(flowCapacity: configuration.flows.capacity)
         let tls = TLSAnalyzer(flowCapacity: configuration.flows.capacity, emitter: emitter)
         let http = HTTPAnalyzer(emitter: emitter)
         reassembler.add(identifier)
         reassembler.add(tls)
         reassembler.add(http)
-        return [C2Family(
-            identifier: identifier, tls: tls, http: http,
-            portDetector: NonStandardPortDetector(rules: c2Rules, emitter: emitter, identifier: identifier, tls: tls, http: http),
-            beaconDetector: BeaconDetector(rules: beaconRules, emitter: emitter, tls: tls, http: http, standardPorts: c2Rules.standardPorts))]
+        hostFacts.identifier = identifier
+        hostFacts.tls = tls
+        hostFacts.http = http
+        return [C2Family(identifier: identifier, tls: tls, http: http)]
     }
 
     /// `check-rules`: every problem in `c2.yaml` and `beaconing.yaml`, with lines.
@@ -34,23 +33,19 @@ public enum C2Analyzers {
     }
 }
 
-/// The C2 family as one pipeline member: the pipeline makes one call per packet for all five parts
+/// The C2 analysers as one pipeline member: the pipeline makes one call per packet for all three parts
 /// (only identification of UDP looks at packets; TCP arrives through the reassembler), and each part
-/// still gets the flow-end, tick and finish calls it needs, in order: analysers before detectors.
+/// still gets the tick calls it needs.
 final class C2Family: PacketAnalyzer {
     let name = "c2"
     let identifier: ProtocolIdentifier
     let tls: TLSAnalyzer
     let http: HTTPAnalyzer
-    let portDetector: NonStandardPortDetector
-    let beaconDetector: BeaconDetector
 
-    init(identifier: ProtocolIdentifier, tls: TLSAnalyzer, http: HTTPAnalyzer, portDetector: NonStandardPortDetector, beaconDetector: BeaconDetector) {
+    init(identifier: ProtocolIdentifier, tls: TLSAnalyzer, http: HTTPAnalyzer) {
         self.identifier = identifier
         self.tls = tls
         self.http = http
-        self.portDetector = portDetector
-        self.beaconDetector = beaconDetector
     }
 
     func packet(_ context: PacketContext, flows: FlowTable) {
@@ -62,21 +57,9 @@ final class C2Family: PacketAnalyzer {
         http.contributeFlowFields(flow, slot: slot, into: &writer)
     }
 
-    func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
-        portDetector.flowEnded(flow, reason: reason, slot: slot)
-        beaconDetector.flowEnded(flow, reason: reason, slot: slot)
-    }
-
     func tick(_ now: Timestamp) {
         identifier.tick(now)
         tls.tick(now)
         http.tick(now)
-        portDetector.tick(now)
-        beaconDetector.tick(now)
-    }
-
-    func finish(_ now: Timestamp) {
-        portDetector.finish(now)
-        beaconDetector.finish(now)
     }
 }

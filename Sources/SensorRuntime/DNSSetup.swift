@@ -61,16 +61,23 @@ public enum DNSSetup {
         do { return try DNSTunnelRules.load(path: path) } catch { throw SetupError(description: "invalid rules:\n\(error.description)") }
     }
 
-    public static func makeAnalyzers(configuration c: SensorConfiguration, emitter: EventEmitter, reassembler: StreamReassembler,
-                                     logger: Logger) throws -> [any PacketAnalyzer] {
+    /// True when a Public Suffix List will load (the configured file, else the system one): the tunnelling
+    /// detector needs registered domains.
+    static func publicSuffixListAvailable(_ c: SensorConfiguration) -> Bool {
+        c.dns.publicSuffixListPath != nil || access(PublicSuffixList.systemPath, R_OK) == 0
+    }
+
+    /// The tunnelling detector itself runs in the host-level stage (it aggregates per client across DNS
+    /// transactions from changing source ports); the DNS analyser hands it every message through `hostFacts`.
+    static func makeAnalyzers(configuration c: SensorConfiguration, emitter: EventEmitter, reassembler: StreamReassembler,
+                              logger: Logger, hostFacts: HostFactPublisher) throws -> [any PacketAnalyzer] {
         guard c.dnsEnabled else { return [] }
         let psl = try loadPublicSuffixList(c, logger: logger)
         let dns = DNSAnalyzer(flowCapacity: c.flows.capacity, configuration: c.dns, emitter: emitter, publicSuffixList: psl)
         if c.dns.tcpEnabled { reassembler.add(dns) }
-        let rules = try loadTunnelRules(c)
-        if rules.enabled && psl != nil {
-            // Fed (and clocked) by the DNS analyser: not a per-packet analyser of its own.
-            dns.addObserver(DNSTunnelDetector(rules: rules, emitter: emitter))
+        if hostFacts.wantsDNS && psl != nil {
+            // Fed by the DNS analyser: not a per-packet analyser of its own.
+            dns.addObserver(hostFacts)
         }
         return [dns]
     }

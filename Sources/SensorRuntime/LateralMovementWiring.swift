@@ -5,11 +5,13 @@ import Events
 import Foundation
 import PacketCore
 
-/// Builds the SMB, DCE-RPC and Kerberos analysers and the lateral-movement detector they feed.
+/// Builds the SMB, DCE-RPC and Kerberos analysers and connects them to the lateral-movement detector.
 ///
 /// The analysers always run (their `smb.*`/`dce_rpc.*` flow fields are useful on their own); the detector
-/// runs unless `Rules/lateral-movement.yaml` says `enabled: false`. It is appended after the analysers,
-/// so on a flow's end it sees the facts its last packets produced.
+/// runs unless `Rules/lateral-movement.yaml` says `enabled: false`. It aggregates per source host across
+/// flows, so it lives in the host-level stage (`HostDetectorSet`): the analysers' facts reach it as
+/// records through `HostFactTap`, which is appended after the analysers, so on a flow's end the stage
+/// sees the facts its last packets produced before the flow end itself.
 enum LateralMovementWiring {
     static func rules(_ configuration: SensorConfiguration) throws -> LateralMovementRules {
         guard let dir = RulesDirectory.resolve(configuration.rulesDirectory) else { return LateralMovementRules() }
@@ -19,49 +21,19 @@ enum LateralMovementWiring {
     }
 
     static func add(to analyzers: inout [any PacketAnalyzer], reassembler: StreamReassembler,
-                    configuration: SensorConfiguration, emitter: EventEmitter) throws {
-        let rules = try rules(configuration)
+                    configuration: SensorConfiguration, emitter: EventEmitter, hostFacts: HostFactPublisher) throws {
         let smb = SMBAnalyzer()
         let rpc = DCERPCAnalyzer()
         let kerberos = KerberosAnalyzer()
         reassembler.add(smb)
         reassembler.add(rpc)
         reassembler.add(kerberos)
-        var detector: LateralMovementDetector?
-        if rules.enabled {
-            let d = LateralMovementDetector(rules: rules, emitter: emitter)
-            smb.observer = d
-            rpc.observer = d
-            kerberos.observer = d
-            detector = d
+        let tap = HostFactTap(kerberos: kerberos, publisher: hostFacts)
+        if hostFacts.wantsLateral {
+            smb.observer = hostFacts
+            rpc.observer = hostFacts
+            kerberos.observer = hostFacts
         }
-        analyzers.append(LateralMovementTap(kerberos: kerberos, detector: detector))
+        analyzers.append(tap)
     }
-}
-
-/// One entry in the pipeline's per-packet analyser loop for the Kerberos datagram analyser and the
-/// detector: every entry there costs a retain/release pair per packet, and these two are cheap enough
-/// per packet that the pair would dominate. Calls on the concrete `let`s below need no reference counting.
-final class LateralMovementTap: PacketAnalyzer {
-    let name = "lateral-movement"
-    let kerberos: KerberosAnalyzer
-    let detector: LateralMovementDetector?
-
-    init(kerberos: KerberosAnalyzer, detector: LateralMovementDetector?) {
-        self.kerberos = kerberos
-        self.detector = detector
-    }
-
-    func packet(_ context: PacketContext, flows: FlowTable) {
-        kerberos.packet(context, flows: flows)
-        detector?.packet(context, flows: flows)
-    }
-
-    func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
-        kerberos.flowEnded(flow, reason: reason, slot: slot)
-        detector?.flowEnded(flow, reason: reason, slot: slot)
-    }
-
-    func tick(_ now: Timestamp) { detector?.tick(now) }
-    func finish(_ now: Timestamp) { detector?.finish(now) }
 }

@@ -21,12 +21,18 @@ public struct LiveConfiguration: Sendable, Equatable {
     public var statsIntervalSeconds: Double = 60
     /// Kernel drops / received over one stats interval above which a `sensor.health` warning is emitted.
     public var lossWarningFraction: Double = 0.01
+    /// Host-level aggregator threads (S): the cross-flow detectors' state is sharded by host address
+    /// over them (docs/LIVE.md, "State that spans workers"). One is enough for the fact rates of a
+    /// 10 Gb/s link; more only when the detectors' CPU is the bottleneck.
+    public var hostShards: Int = 1
+    /// Each (worker, shard) fact ring, KiB (rounded up to a power of two). A full ring drops facts, counted.
+    public var hostRingKilobytes: Int = 4096
 
     public init() {}
 
     /// Keys this type reads from the `capture:` mapping (besides `bpf` and `snaplen`).
     public static let captureKeys = ["interface", "workers", "cpus", "buffer_mb", "promiscuous", "timeout_ms",
-                                     "stats_interval", "loss_warning"]
+                                     "stats_interval", "loss_warning", "host_shards", "host_ring_kb"]
 
     mutating func parse(capture t: [String: ConfigValue], _ r: inout ConfigReader) {
         interface = r.string(t["interface"]) ?? interface
@@ -43,6 +49,8 @@ public struct LiveConfiguration: Sendable, Equatable {
         if let ms = r.int(t["timeout_ms"], in: 1...10_000) { timeoutMilliseconds = ms }
         if let s = r.seconds(t["stats_interval"], in: 1...86400) { statsIntervalSeconds = s }
         if let f = r.double(t["loss_warning"], in: 0...1) { lossWarningFraction = f }
+        if let s = r.int(t["host_shards"], in: 1...64) { hostShards = s }
+        if let k = r.int(t["host_ring_kb"], in: 64...1_048_576) { hostRingKilobytes = k }
         if let v = t["cpus"], !cpus.isEmpty, cpus.count < workers, t["workers"] != nil {
             r.report(v, "lists \(cpus.count) CPUs for \(workers) workers (one each, or leave cpus out)")
         }

@@ -86,9 +86,10 @@ public struct LiveOutcome: Sendable {
 /// which all inherit the unprivileged state.
 ///
 /// Host-level detector state across workers: the fanout hash keeps every packet of a flow on one worker,
-/// so per-flow analysis is complete there. Per-host aggregation (fan-out to many peers, beaconing over
-/// many flows) sees only that worker's share of a host's flows. See docs/LIVE.md, "State that spans
-/// workers", for the sharding design and what ships today.
+/// so per-flow analysis is complete there. The detectors that aggregate across flows (beaconing, lateral
+/// movement, DNS tunnelling, non-standard-port repetition) run in `hostShards` aggregator threads fed by
+/// every worker through lock-free SPSC rings, sharded by host address (docs/LIVE.md, "State that spans
+/// workers").
 public final class LiveSensor {
     public let configuration: SensorConfiguration
     public let sources: [PcapLiveSource]
@@ -207,6 +208,26 @@ public final class LiveSensor {
         }
         services.append(.init(service: RulesReloadService(signals: hup, directory: c.rulesDirectory, mailbox: mailbox, logger: logger)))
 
+        // Host-level stage: ring [worker][shard], one watermark per worker, one aggregator per shard. Listed
+        // before the workers, so on shutdown it drains after they stop and before the outputs close.
+        let shards = max(1, live.hostShards)
+        let rings = sources.indices.map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: live.hostRingKilobytes << 10) } }
+        let marks = sources.indices.map { _ in WorkerWatermark() }
+        let inboxes = sources.indices.map { _ in AlertInbox() }
+        let plan = try HostDetectorPlan.load(c, logger: logger)
+        for s in 0..<shards {
+            let counter = DatasetCounter()
+            let emitter = EventEmitter(observer: ObserverInfo(name: c.sensorName, ingressInterface: live.interface ?? "?"),
+                                       sinks: sinks + [counter], communityID: CommunityID(seed: c.communityIDSeed),
+                                       homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents,
+                                       enricher: geo.map { GeoEnricher(databases: $0) })
+            emitter.alertObservers.append { alert in for inbox in inboxes { inbox.post(alert) } }
+            let aggregator = HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, plan: plan, emitter: emitter)
+            services.append(.init(service: HostAggregatorService(
+                aggregator: aggregator, mailbox: mailbox, metrics: HostStageMetrics(metrics: metrics, shard: s, datasets: counter),
+                logger: logger)))
+        }
+
         var workers: [(PacketProcessingService, LiveWorker)] = []
         for (i, source) in sources.enumerated() {
             let counter = DatasetCounter()
@@ -215,9 +236,12 @@ public final class LiveSensor {
                                        homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents,
                                        enricher: geo.map { GeoEnricher(databases: $0) })
             let pipeline = Pipeline(flows: c.flows, emitter: emitter,
-                                    analyzers: try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: emitter, logger: logger))
+                                    analyzers: try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: emitter, logger: logger,
+                                                                                 hostShards: HostShardLink(rings: rings[i], watermark: marks[i])))
             let worker = LiveWorker(index: i, source: source, configuration: live, metrics: WorkerMetrics(metrics: metrics, worker: i),
                                     datasets: counter, mailbox: mailbox, logger: logger)
+            worker.hostFacts = HostFactDropMetrics(rings: rings[i], metrics: metrics, worker: i)
+            worker.alerts = inboxes[i]
             let cpu = live.cpus.isEmpty ? nil : live.cpus[i]
             let service = PacketProcessingService(pipeline: pipeline, source: source, logger: logger, cpu: cpu,
                                                   housekeeping: worker, threadName: "sensor-worker-\(i)")
@@ -271,6 +295,9 @@ final class LiveWorker: WorkerHousekeeping {
     var atLastStats = LiveCaptureCounters()
     var lastCapture = LiveCaptureCounters()
     var appliedRules = 0
+    /// The host-level stage's view from this worker: its rings' counters, and alerts to hand to its observers.
+    var hostFacts: HostFactDropMetrics?
+    var alerts: AlertInbox?
 
     init(index: Int, source: PcapLiveSource, configuration: LiveConfiguration, metrics: WorkerMetrics?,
          datasets: DatasetCounter, mailbox: ReloadMailbox, logger: Logger) {
@@ -297,8 +324,12 @@ final class LiveWorker: WorkerHousekeeping {
                 }
             }
         }
+        if let alerts, !pipeline.emitter.alertObservers.isEmpty {
+            for a in alerts.take() { for o in pipeline.emitter.alertObservers { o(a) } }
+        }
         if let cap = source.statistics() { lastCapture = cap }
         metrics?.publish(pipeline: pipeline, capture: lastCapture, datasets: datasets)
+        hostFacts?.publish()
         let now = ContinuousClock.now
         if now - lastStats >= statsInterval {
             let seconds = Double((now - lastStats).components.seconds)
@@ -312,6 +343,7 @@ final class LiveWorker: WorkerHousekeeping {
         if let cap = source.statistics() { lastCapture = cap }
         emitStatistics(pipeline, intervalSeconds: Double((ContinuousClock.now - lastStats).components.seconds))
         metrics?.publish(pipeline: pipeline, capture: lastCapture, datasets: datasets)
+        hostFacts?.publish()
     }
 
     /// A `sensor.stats` event with the capture counters, and a `sensor.health` warning when the share of
@@ -319,7 +351,8 @@ final class LiveWorker: WorkerHousekeeping {
     func emitStatistics(_ pipeline: Pipeline, intervalSeconds: Double) {
         let cap = lastCapture
         pipeline.emitStatistics(captureStats: CaptureStatistics(received: cap.received, kernelDropped: cap.kernelDropped,
-                                                                interfaceDropped: cap.interfaceDropped), worker: index)
+                                                                interfaceDropped: cap.interfaceDropped), worker: index,
+                                      extra: hostFacts.map { h in { w in h.write(into: &w) } })
         let received = cap.received &- atLastStats.received
         let dropped = cap.kernelDropped &- atLastStats.kernelDropped
         let ifDropped = cap.interfaceDropped &- atLastStats.interfaceDropped

@@ -134,7 +134,9 @@ public final class Pipeline: PacketConsumer {
     }
 
     /// A `sensor.stats` event with this pipeline's counters.
-    public func emitStatistics(captureStats: CaptureStatistics? = nil, worker: Int? = nil) {
+    /// `extra` writes more members of `sensor.stats` (a live worker's host-fact ring counters).
+    public func emitStatistics(captureStats: CaptureStatistics? = nil, worker: Int? = nil,
+                               extra: ((inout JSONWriter) -> Void)? = nil) {
         let c = counters
         let fc = flows.counters
         emitter.emit(.stats, at: clock) { w in
@@ -187,6 +189,7 @@ public final class Pipeline: PacketConsumer {
                 w.field("interface_dropped", cs.interfaceDropped)
                 w.endObject()
             }
+            extra?(&w)
             if let f = c.firstPacket { w.field("first_packet", f) }
             if let l = c.lastPacket { w.field("last_packet", l) }
             w.endObject(); w.endObject()

@@ -54,6 +54,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Seconds between sensor.stats events per worker.")
     var statsInterval: Double?
 
+    @Option(name: .long, help: "Host-level aggregator threads for the cross-flow detectors (default 1).")
+    var hostShards: Int?
+
     @Option(name: .long, help: ArgumentHelp("Metrics endpoint HOST:PORT (loopback by default), or 'off'.", valueName: "addr"))
     var metrics: String?
 
@@ -63,6 +66,7 @@ struct Run: AsyncParsableCommand {
         if let b = bufferMB, !(1...16384).contains(b) { throw ValidationError("--buffer-mb must be between 1 and 16384") }
         if let c = cpus, parseCPUs(c) == nil { throw ValidationError("--cpus expects a comma-separated list of CPU numbers, e.g. 0,1") }
         if let s = statsInterval, !(1...86400).contains(s) { throw ValidationError("--stats-interval must be between 1 and 86400") }
+        if let s = hostShards, !(1...64).contains(s) { throw ValidationError("--host-shards must be between 1 and 64") }
         if let m = metrics, m != "off" {
             do { _ = try ListenAddress(parsing: m) } catch { throw ValidationError("--metrics \(error.description)") }
         }
@@ -100,6 +104,7 @@ struct Run: AsyncParsableCommand {
         if allowRoot { c.privileges.allowRoot = true }
         if let promiscuous { c.live.promiscuous = promiscuous }
         if let statsInterval { c.live.statsIntervalSeconds = statsInterval }
+        if let hostShards { c.live.hostShards = hostShards }
         if metrics == "off" { c.metrics.enabled = false }
         if let metrics, metrics != "off", let a = try? ListenAddress(parsing: metrics) { c.metrics.listen = a }
         let logger = options.makeLogger(c)

@@ -70,6 +70,11 @@ public final class BeaconDetector: PacketAnalyzer {
     public func packet(_ context: PacketContext, flows: FlowTable) {}
 
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
+        flowEnded(flow, reason: reason, labels: FlowLabels(flow, slot: slot, identifier: nil, tls: tls, http: http))
+    }
+
+    /// The same decision from labels copied out of the analysers (the host-sharded stage calls this).
+    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, labels: FlowLabels) {
         guard rules.enabled, reason != .activeTimeout, flow.key.hasPorts else { return }
         let transport = flow.key.ipProtocol
         guard transport == IPProtocol.tcp || transport == IPProtocol.udp else { return }
@@ -85,8 +90,8 @@ public final class BeaconDetector: PacketAnalyzer {
         counters.connections &+= 1
 
         var host: String?
-        if let f = tls?.facts(slot: slot, generation: flow.generation), let sni = f.serverName, !sni.isEmpty { host = sni.lowercased() }
-        if host == nil, let f = http?.facts(slot: slot, generation: flow.generation) { host = f.hostName }
+        if labels.hasTLS, let sni = labels.serverName, !sni.isEmpty { host = sni.lowercased() }
+        if host == nil, labels.hasHTTP { host = labels.httpHost }
         if let h = host, rules.ignoresHost(h) { return }
 
         let start = flow.firstSeen.nanoseconds

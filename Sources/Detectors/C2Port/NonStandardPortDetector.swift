@@ -35,7 +35,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
     public let rules: C2PortRules
     public private(set) var counters = C2PortCounters()
     let emitter: EventEmitter
-    let identifier: ProtocolIdentifier
+    let identifier: ProtocolIdentifier?
     let tls: TLSAnalyzer?
     let http: HTTPAnalyzer?
     /// Port → protocol we can identify over TCP (resp. UDP) that owns it (ignoring DCE-RPC's dynamic
@@ -54,7 +54,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
     struct Pair { var connections = 0; var bytes: UInt64 = 0; var first: Timestamp; var last: Timestamp; var lastAlert: Timestamp? }
     var pairs: [PairKey: Pair] = [:]
 
-    public init(rules: C2PortRules, emitter: EventEmitter, identifier: ProtocolIdentifier, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
+    public init(rules: C2PortRules, emitter: EventEmitter, identifier: ProtocolIdentifier?, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
         self.rules = rules
         self.emitter = emitter
         self.identifier = identifier
@@ -97,6 +97,11 @@ public final class NonStandardPortDetector: PacketAnalyzer {
     }
 
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
+        flowEnded(flow, reason: reason, labels: FlowLabels(flow, slot: slot, identifier: identifier, tls: tls, http: http))
+    }
+
+    /// The same decision from labels copied out of the analysers (the host-sharded stage calls this).
+    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, labels: FlowLabels) {
         guard rules.enabled, flow.key.hasPorts else { return }
         let transport = flow.key.ipProtocol
         guard transport == IPProtocol.tcp || transport == IPProtocol.udp else { return }
@@ -116,7 +121,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
 
         guard rules.directions.contains(directionName(emitter.homeNetworks, from: flow.originator, to: server)) else { return }
         guard !rules.allowPorts.contains(port), !rules.allowDestinations.contains(where: { $0.contains(server) }) else { return }
-        if identifier.ftpData.isExpected(host: server, port: port, at: flow.firstSeen) { return }
+        if labels.ftpDataExpected { return }
 
         let proto = AppProtocol(rawValue: flow.appProtocol) ?? .unknown
         let finding: Finding
@@ -130,7 +135,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         } else {
             // Unknown content is judged on TCP only, where the SYN anchors the bytes to the stream's start;
             // a UDP exchange is routinely joined mid-way, and its first datagram proves nothing.
-            guard transport == IPProtocol.tcp, identifier.identification(slot: slot, generation: flow.generation) == .unknown else { return }
+            guard transport == IPProtocol.tcp, labels.identifiedUnknown else { return }
             if serviceOwner[port] != nil { return }
             owner = transport == IPProtocol.udp ? identifiableOwnerUDP[port] : identifiableOwner[port]
             finding = owner != nil ? .unknownOnStandardPort : .unknownOnUnusualPort
@@ -174,8 +179,8 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         let transportName = transport == IPProtocol.tcp ? "tcp" : "udp"
         let pname = flow.appProtocol != 0 ? "\(proto.name)" : "unknown"
         var label: String?
-        if let f = tls?.facts(slot: slot, generation: flow.generation) { label = f.serverName }
-        if label == nil, let f = http?.facts(slot: slot, generation: flow.generation) { label = f.hostName }
+        if labels.hasTLS { label = labels.serverName }
+        if label == nil, labels.hasHTTP { label = labels.httpHost }
         let what: String
         switch finding {
         case .otherProtocolsPort: what = "\(pname.uppercased()) on \(transportName.uppercased()) port \(port), the port of \(owner ?? "another service")"

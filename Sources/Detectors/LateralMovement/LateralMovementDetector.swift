@@ -85,14 +85,29 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
         if firstPacket == nil { firstPacket = p.timestamp }
         guard p.ipProtocol == IPProtocol.tcp else { return }
         if context.isNewFlow {
-            // A connection attempt (or the first packet of a midstream flow) to an admin port.
-            guard rules.fanOutPorts.contains(p.destinationPort), considered(p.source, p.destination) else { return }
-            reached(source: p.source, target: p.destination, at: p.timestamp)
+            tcpFlowStarted(source: p.source, destination: p.destination, port: p.destinationPort, at: p.timestamp)
         } else if !context.fromOriginator && p.tcpFlags.contains(.syn) && p.tcpFlags.contains(.ack) {
-            // The server accepted: an edge to an interactive remote-access service.
-            guard let service = rules.edgeServices[p.sourcePort], considered(p.destination, p.source) else { return }
-            edge(source: p.destination, target: p.source, port: p.sourcePort, service: service, at: p.timestamp)
+            tcpAccepted(server: p.source, client: p.destination, port: p.sourcePort, at: p.timestamp)
         }
+    }
+
+    /// The packet clock started at `t` (the learning period counts from the first packet).
+    public func clockStarted(at t: Timestamp) {
+        if firstPacket == nil { firstPacket = t }
+    }
+
+    /// The first packet of a new TCP flow, from `source` to `destination:port`.
+    public func tcpFlowStarted(source: IPAddress, destination: IPAddress, port: UInt16, at t: Timestamp) {
+        // A connection attempt (or the first packet of a midstream flow) to an admin port.
+        guard rules.fanOutPorts.contains(port), considered(source, destination) else { return }
+        reached(source: source, target: destination, at: t)
+    }
+
+    /// A SYN-ACK from `server:port` to `client`.
+    public func tcpAccepted(server: IPAddress, client: IPAddress, port: UInt16, at t: Timestamp) {
+        // The server accepted: an edge to an interactive remote-access service.
+        guard let service = rules.edgeServices[port], considered(client, server) else { return }
+        edge(source: client, target: server, port: port, service: service, at: t)
     }
 
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {

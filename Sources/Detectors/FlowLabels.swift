@@ -1,0 +1,42 @@
+import Analyzers
+import PacketCore
+
+/// What the flow-end detectors read of a flow besides its `FlowRecord`: the per-flow facts the TLS,
+/// HTTP and protocol-identification analysers hold in their slot-indexed side tables.
+///
+/// Copied out on the worker that owns the flow, so a detector that aggregates across flows can run
+/// elsewhere (the host-sharded aggregation stage, docs/LIVE.md) and still decide exactly as it would
+/// beside the analysers. The strings are the analysers' own (SNI as sent, HTTP Host lower-cased
+/// without port), bounded in length by whoever transports them.
+public struct FlowLabels: Sendable, Equatable {
+    /// The TLS analyser holds facts for this flow (a ClientHello or ServerHello was read).
+    public var hasTLS = false
+    /// The ClientHello's SNI (nil without one).
+    public var serverName: String?
+    /// The HTTP analyser holds facts for this flow.
+    public var hasHTTP = false
+    /// The first request's Host, lower-cased, without port (nil without one).
+    public var httpHost: String?
+    /// Content identification ended without naming a protocol.
+    public var identifiedUnknown = false
+    /// The responder's address and port were announced as an FTP data channel before the flow began.
+    public var ftpDataExpected = false
+
+    public init() {}
+
+    /// Reads the labels of the flow in `slot` from the analysers that hold them.
+    public init(_ flow: FlowRecord, slot: Int32, identifier: ProtocolIdentifier?, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
+        if let f = tls?.facts(slot: slot, generation: flow.generation) {
+            hasTLS = true
+            serverName = f.serverName
+        }
+        if let f = http?.facts(slot: slot, generation: flow.generation) {
+            hasHTTP = true
+            httpHost = f.hostName
+        }
+        if let identifier {
+            identifiedUnknown = identifier.identification(slot: slot, generation: flow.generation) == .unknown
+            ftpDataExpected = identifier.ftpData.isExpected(host: flow.responder, port: flow.responderPort, at: flow.firstSeen)
+        }
+    }
+}

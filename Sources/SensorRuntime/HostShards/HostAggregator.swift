@@ -1,0 +1,213 @@
+import Events
+import Foundation
+import Logging
+import PacketCore
+import ServiceLifecycle
+import Synchronization
+
+/// One worker's connection to the host-level aggregators: its ring to each shard (index = shard) and
+/// its watermark.
+public struct HostShardLink {
+    public let rings: [SPSCByteRing]
+    public let watermark: WorkerWatermark
+    public init(rings: [SPSCByteRing], watermark: WorkerWatermark) {
+        self.rings = rings
+        self.watermark = watermark
+    }
+}
+
+/// Builds the worker side of the host-level stage for `AnalyzerFactory`.
+enum HostStageWiring {
+    static func publisher(configuration c: SensorConfiguration, emitter: EventEmitter, logger: Logger,
+                          link: HostShardLink?) throws -> HostFactPublisher {
+        let plan = try HostDetectorPlan.load(c, logger: logger)
+        if let link { return HostFactPublisher(route: .rings(link.rings, link.watermark), plan: plan) }
+        return HostFactPublisher(route: .inline(HostDetectorSet(plan: plan, emitter: emitter)), plan: plan)
+    }
+}
+
+/// One shard's aggregator: merges its N rings (one per worker) in stamp order, clocks and runs that
+/// shard's host-level detectors, and emits their alerts through its own emitter (the sinks are shared
+/// and lock inside).
+///
+/// The merge is the k-way merge `MergedFileSource` does for files, with one difference: a ring that is
+/// empty may still receive an earlier record, so a record is taken only when its stamp is at most every
+/// other worker's bound — its next record's stamp, or while its ring is empty, its published watermark
+/// (or +∞ once it has finished). Workers publish their watermark every packet-clock second, and a quiet
+/// worker advances it from the wall clock about once a second, so the merge trails the slowest worker
+/// by about a second and never stalls.
+public final class HostAggregator {
+    public let shard: Int
+    let rings: [SPSCByteRing]
+    let marks: [WorkerWatermark]
+    public let stage: HostDetectorSet
+    public let emitter: EventEmitter
+    /// The merged packet clock (ns).
+    public private(set) var clock: Int64 = .min
+    var nextTick: Int64 = .min
+    var heads: [Int64?]
+    var bounds: [Int64]
+
+    init(shard: Int, rings: [SPSCByteRing], marks: [WorkerWatermark], plan: HostDetectorPlan, emitter: EventEmitter) {
+        self.shard = shard
+        self.rings = rings
+        self.marks = marks
+        self.emitter = emitter
+        stage = HostDetectorSet(plan: plan, emitter: emitter)
+        heads = Array(repeating: nil, count: rings.count)
+        bounds = Array(repeating: .min, count: rings.count)
+    }
+
+    /// True once every worker has finished and every ring is drained.
+    public private(set) var exhausted = false
+
+    /// Applies every record that can be ordered now; returns how many.
+    @discardableResult
+    public func drain() -> Int {
+        var applied = 0
+        while true {
+            var allDone = true
+            var best = -1
+            for w in rings.indices {
+                // The watermark (and finished flag) first, then the ring: a record pushed before the
+                // watermark was published is then visible, and one pushed later is stamped no earlier.
+                let mark = marks[w].value
+                let done = marks[w].isFinished
+                if let r = rings[w].peek() {
+                    let s = r.load(as: Int64.self)
+                    heads[w] = s
+                    bounds[w] = s
+                    if best < 0 || s < heads[best]! { best = w }
+                    allDone = false
+                } else {
+                    heads[w] = nil
+                    bounds[w] = done ? .max : mark
+                    if !done { allDone = false }
+                }
+            }
+            if allDone { exhausted = true; return applied }
+            let low = bounds.min()!
+            guard best >= 0, heads[best]! <= low else {
+                // Nothing orderable: still let the clock follow the slowest worker (quiet links).
+                if low != .max { advance(to: low) }
+                return applied
+            }
+            let r = rings[best].peek()!
+            advance(to: heads[best]!)
+            stage.apply(r)
+            rings[best].pop()
+            applied += 1
+        }
+    }
+
+    func advance(to t: Int64) {
+        guard t > clock else { return }
+        clock = t
+        if clock >= nextTick {
+            nextTick = (Timestamp(nanoseconds: clock).seconds &+ 1) &* 1_000_000_000
+            stage.tick(Timestamp(nanoseconds: clock))
+        }
+    }
+
+    /// End of input: every worker finished and every ring drained. The clock ends at the latest watermark.
+    public func finish() {
+        let last = marks.map(\.value).max() ?? clock
+        if last > clock { advance(to: last) }
+        stage.finish(Timestamp(nanoseconds: max(clock, 0)))
+    }
+}
+
+/// Runs one aggregator on its own thread for the life of the capture.
+///
+/// Listed in the service group after the outputs and before the workers, so on shutdown the workers stop
+/// first (their last flows' facts go through the rings), then this drains what is left, lets the
+/// detectors conclude, and only then do the outputs close: no alert is lost.
+final class HostAggregatorService: Service, @unchecked Sendable {
+    let aggregator: HostAggregator
+    let mailbox: ReloadMailbox?
+    let logger: Logger
+    let metrics: HostStageMetrics?
+    var appliedRules = 0
+
+    init(aggregator: HostAggregator, mailbox: ReloadMailbox?, metrics: HostStageMetrics?, logger: Logger) {
+        self.aggregator = aggregator
+        self.mailbox = mailbox
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func run() async throws {
+        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+            let t = Thread { [self] in
+                loop()
+                cont.resume()
+            }
+            t.name = "sensor-hosts-\(aggregator.shard)"
+            t.stackSize = 8 << 20
+            t.start()
+        }
+        // Done when every worker has finished, which happens only during shutdown: wait for our turn so
+        // the group is not ended early.
+        try? await gracefulShutdown()
+    }
+
+    /// The aggregation loop: drain, housekeeping about once a second, a short nap when nothing came.
+    /// Polling with a 1 ms nap costs ~1000 wake-ups a second on a busy link and adds at most a
+    /// millisecond of delay, well below the second the merge waits for watermarks anyway.
+    func loop() {
+        var lastPeriodic = ContinuousClock.now
+        while true {
+            let n = aggregator.drain()
+            if aggregator.exhausted { break }
+            let now = ContinuousClock.now
+            if now - lastPeriodic >= .seconds(1) {
+                lastPeriodic = now
+                periodic()
+            }
+            if n == 0 { usleep(1000) }
+        }
+        aggregator.finish()
+        periodic()
+    }
+
+    func periodic() {
+        if let mailbox, let rules = mailbox.take(newerThan: appliedRules) {
+            appliedRules = rules.generation
+            aggregator.stage.reload(rules, logger: logger, shard: aggregator.shard)
+        }
+        metrics?.publish(aggregator)
+        do { try aggregator.emitter.flush() } catch {
+            logger.error("output flush failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Alerts of the host-level aggregators handed to a worker's alert observers (evidence capture: the
+/// worker's lookback ring holds its flows' packets), picked up at the worker's next periodic call.
+///
+/// Off the packet path: the aggregator posts under a lock (alerts are rare), the worker reads one atomic
+/// flag a second and takes the list only when it is set. At most `capacity` alerts wait; more are
+/// counted as dropped (a burst that large would exceed the evidence store's concurrency cap anyway).
+final class AlertInbox: @unchecked Sendable {
+    static let capacity = 1024
+    let ready = Atomic<Bool>(false)
+    let alerts = Mutex<[Alert]>([])
+    let droppedAtomic = Atomic<UInt64>(0)
+
+    func post(_ a: Alert) {
+        let kept = alerts.withLock { list -> Bool in
+            guard list.count < Self.capacity else { return false }
+            list.append(a)
+            return true
+        }
+        if kept { ready.store(true, ordering: .releasing) } else { droppedAtomic.add(1, ordering: .relaxed) }
+    }
+
+    func take() -> [Alert] {
+        guard ready.exchange(false, ordering: .acquiringAndReleasing) else { return [] }
+        return alerts.withLock { list in
+            defer { list.removeAll(keepingCapacity: true) }
+            return list
+        }
+    }
+}

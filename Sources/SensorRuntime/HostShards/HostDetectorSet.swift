@@ -1,0 +1,151 @@
+import Analyzers
+import Detectors
+import Events
+import Logging
+import PacketCore
+
+/// Counters of one host-level stage (a shard's detectors and what reached them).
+public struct HostStageCounters: Sendable, Equatable {
+    /// Fact records applied.
+    public var facts: UInt64 = 0
+    /// Records that did not decode (never expected: both ends are this program; counted, not trusted).
+    public var undecodable: UInt64 = 0
+    public init() {}
+}
+
+/// Which host-level detectors run, with their rules: loaded once per pipeline from the rules directory,
+/// so the worker side knows which facts to send and the stage which detectors to build.
+struct HostDetectorPlan {
+    var c2Rules: C2PortRules
+    var beaconRules: BeaconRules
+    /// nil when `lateral-movement.yaml` disables the detector.
+    var lateralRules: LateralMovementRules?
+    /// nil when DNS is off, the tunnelling rules disable the detector, or no Public Suffix List is loaded.
+    var tunnelRules: DNSTunnelRules?
+
+    var wantsFlows: Bool { c2Rules.enabled || beaconRules.enabled || lateralRules != nil }
+    var wantsLateral: Bool { lateralRules != nil }
+    var wantsDNS: Bool { tunnelRules != nil }
+
+    static func load(_ c: SensorConfiguration, logger: Logger) throws -> HostDetectorPlan {
+        let dir = RulesDirectory.resolve(c.rulesDirectory)
+        let lateral = try LateralMovementWiring.rules(c)
+        var tunnel: DNSTunnelRules?
+        if c.dnsEnabled {
+            let rules = try DNSSetup.loadTunnelRules(c)
+            if rules.enabled && DNSSetup.publicSuffixListAvailable(c) { tunnel = rules }
+        }
+        return HostDetectorPlan(c2Rules: try C2PortRules.load(directory: dir), beaconRules: try BeaconRules.load(directory: dir),
+                                lateralRules: lateral.enabled ? lateral : nil, tunnelRules: tunnel)
+    }
+}
+
+/// The detectors that aggregate across flows, for the hosts of one shard: non-standard-port C2 (pair
+/// repetition, port popularity), beaconing, lateral movement and DNS tunnelling.
+///
+/// They decide from self-contained fact records (`HostFactWriter`), never from a worker's flow table or
+/// side tables, so the same set runs inline in replay and behind the per-worker rings live. Records are
+/// applied in the order given (the caller merges workers by packet time); `tick` is called once per
+/// packet-clock second, `finish` once at the end. Single-threaded: one owner thread.
+public final class HostDetectorSet {
+    let portDetector: NonStandardPortDetector
+    let beaconDetector: BeaconDetector
+    let lateral: LateralMovementDetector?
+    let tunnel: DNSTunnelDetector?
+    public private(set) var counters = HostStageCounters()
+    /// The lower-cased DNS name (the tunnelling detector reads both spellings).
+    let lowerName = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
+
+    init(plan: HostDetectorPlan, emitter: EventEmitter) {
+        portDetector = NonStandardPortDetector(rules: plan.c2Rules, emitter: emitter, identifier: nil, tls: nil, http: nil)
+        beaconDetector = BeaconDetector(rules: plan.beaconRules, emitter: emitter, tls: nil, http: nil,
+                                        standardPorts: plan.c2Rules.standardPorts)
+        lateral = plan.lateralRules.map { LateralMovementDetector(rules: $0, emitter: emitter) }
+        tunnel = plan.tunnelRules.map { DNSTunnelDetector(rules: $0, emitter: emitter) }
+    }
+
+    deinit { lowerName.deallocate() }
+
+    /// Every detector, for reloads and counters.
+    var detectors: [AnyObject] { [portDetector, beaconDetector] + (lateral.map { [$0] } ?? []) + (tunnel.map { [$0] } ?? []) }
+
+    /// Applies one record (stamp, kind, fields).
+    public func apply(_ record: UnsafeRawBufferPointer) {
+        var r = HostFactReader(record)
+        guard r.i64() != nil, let k = r.u8(), let kind = HostFactKind(rawValue: k), apply(kind, &r) else {
+            counters.undecodable &+= 1
+            return
+        }
+        counters.facts &+= 1
+    }
+
+    func apply(_ kind: HostFactKind, _ r: inout HostFactReader) -> Bool {
+        switch kind {
+        case .clockStarted:
+            guard let t = r.time() else { return false }
+            lateral?.clockStarted(at: t)
+        case .flowEnded:
+            guard let flow = r.flow(), let rawReason = r.u8(), let reason = FlowEndReason(rawValue: rawReason),
+                  let labels = r.labels() else { return false }
+            portDetector.flowEnded(flow, reason: reason, labels: labels)
+            beaconDetector.flowEnded(flow, reason: reason, labels: labels)
+            lateral?.flowEnded(flow, reason: reason, slot: -1)
+        case .tcpFlowStarted:
+            guard let s = r.ip(), let d = r.ip(), let port = r.u16(), let t = r.time() else { return false }
+            lateral?.tcpFlowStarted(source: s, destination: d, port: port, at: t)
+        case .tcpAccepted:
+            guard let s = r.ip(), let c = r.ip(), let port = r.u16(), let t = r.time() else { return false }
+            lateral?.tcpAccepted(server: s, client: c, port: port, at: t)
+        case .remoteAccess:
+            guard let ep = r.endpoints(), let t = r.time(), let fact = r.remoteAccess() else { return false }
+            lateral?.observe(fact, on: ep, at: t)
+        case .dnsMessage:
+            return applyDNS(&r)
+        }
+        return true
+    }
+
+    func applyDNS(_ r: inout HostFactReader) -> Bool {
+        guard let t = r.time(), let client = r.ip(), let server = r.ip(), let cport = r.u16(), let sport = r.u16(),
+              let ipProtocol = r.u8(), let app = r.u8(), let isResponse = r.bool(), let id = r.u16(), let qtype = r.u16(),
+              let rcode = r.u16(), let registered = r.u32(), let suffix = r.u32(), let length = r.u32(), let answers = r.u32(),
+              let answerBytes = r.u32(), let name = r.bytes(), name.count <= lowerName.count else { return false }
+        for i in 0..<name.count {
+            let b = name[i]
+            lowerName[i] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
+        }
+        let facts = DNSMessageFacts(
+            at: t, client: client, server: server, clientPort: cport, serverPort: sport, ipProtocol: ipProtocol,
+            appProtocol: AppProtocol(rawValue: app) ?? .dns, isResponse: isResponse, id: id, queryType: qtype, responseCode: rcode,
+            name: name, lowercaseName: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(lowerName)[..<name.count]),
+            registeredDomainStart: Int(Int32(bitPattern: registered)), publicSuffixStart: Int(Int32(bitPattern: suffix)),
+            messageLength: Int(length), answerCount: Int(answers), answerDataBytes: Int(answerBytes))
+        tunnel?.dnsMessage(facts)
+        return true
+    }
+
+    /// Once per packet-clock second, in the order the pipeline ticked them before the stage existed.
+    public func tick(_ now: Timestamp) {
+        portDetector.tick(now)
+        beaconDetector.tick(now)
+        lateral?.tick(now)
+        tunnel?.tick(now)
+    }
+
+    public func finish(_ now: Timestamp) {
+        portDetector.finish(now)
+        beaconDetector.finish(now)
+        lateral?.finish(now)
+    }
+
+    /// Hands an accepted rule set to every detector that takes reloads (`Reloadable`), on the stage's thread.
+    func reload(_ rules: RulesSnapshot, logger: Logger, shard: Int) {
+        for d in detectors {
+            guard let r = d as? any Reloadable else { continue }
+            do { try r.reload(rules) } catch {
+                logger.error("host-level detector kept its previous rules",
+                             metadata: ["detector": "\(type(of: d))", "shard": "\(shard)", "problems": "\(error.description)"])
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Synchronization
+@testable import SensorRuntime
+import XCTest
+
+final class SPSCByteRingTests: XCTestCase {
+    func push(_ ring: SPSCByteRing, _ bytes: [UInt8]) -> Bool { bytes.withUnsafeBytes { ring.push($0) } }
+
+    func pop(_ ring: SPSCByteRing) -> [UInt8]? {
+        guard let r = ring.peek() else { return nil }
+        let out = Array(r)
+        ring.pop()
+        return out
+    }
+
+    func testRecordsComeOutInOrderWithTheirLengths() {
+        let ring = SPSCByteRing(capacity: 4096)
+        let records: [[UInt8]] = [[], [1], [1, 2, 3], Array(0..<8), Array(0..<9), Array(repeating: 7, count: 100)]
+        for r in records { XCTAssertTrue(push(ring, r)) }
+        for r in records { XCTAssertEqual(pop(ring), r) }
+        XCTAssertNil(pop(ring))
+        XCTAssertTrue(ring.isEmpty)
+        XCTAssertEqual(ring.pushedCount, UInt64(records.count))
+        XCTAssertEqual(ring.droppedCount, 0)
+    }
+
+    /// Records that do not fit before the end of the buffer start again at offset 0 behind a skip
+    /// marker; many laps over a small ring with odd sizes cross that boundary at every offset.
+    func testWrapAroundKeepsEveryRecordWhole() {
+        let ring = SPSCByteRing(capacity: 4096)
+        var next: UInt8 = 0
+        var expected: [[UInt8]] = []
+        for lap in 0..<2000 {
+            let size = (lap * 37) % 700
+            var r: [UInt8] = []
+            for _ in 0..<size { r.append(next); next &+= 1 }
+            XCTAssertTrue(push(ring, r), "lap \(lap)")
+            expected.append(r)
+            // Keep one or two records in flight so the producer writes while the consumer lags.
+            if expected.count > 2 { XCTAssertEqual(pop(ring), expected.removeFirst(), "lap \(lap)") }
+        }
+        while !expected.isEmpty { XCTAssertEqual(pop(ring), expected.removeFirst()) }
+        XCTAssertNil(pop(ring))
+        XCTAssertEqual(ring.droppedCount, 0)
+    }
+
+    func testAFullRingDropsAndCountsThenAcceptsAgain() {
+        let ring = SPSCByteRing(capacity: 4096)
+        let record = [UInt8](repeating: 1, count: 1000 - 8)  // 1000 bytes with its header
+        var accepted = 0
+        while push(ring, record) { accepted += 1 }
+        XCTAssertEqual(accepted, 4)
+        XCTAssertEqual(ring.droppedCount, 1)
+        XCTAssertEqual(pop(ring), record)
+        // The next record does not fit in the 96 bytes before the end: it wraps into the space just freed.
+        XCTAssertTrue(push(ring, record), "room again after a pop")
+        XCTAssertFalse(push(ring, record), "full again")
+        XCTAssertFalse(push(ring, [UInt8](repeating: 0, count: ring.maxRecord + 1)), "larger than a record may be")
+        XCTAssertEqual(ring.droppedCount, 3)
+        var n = 0
+        while let r = pop(ring) { XCTAssertEqual(r, record); n += 1 }
+        XCTAssertEqual(n, 4)
+        XCTAssertEqual(ring.pushedCount, 5)
+    }
+
+    /// One producer thread, one consumer thread, a seeded stream of variable-length records: every
+    /// record arrives once, whole and in order (or was counted as dropped, and then never arrives).
+    func testTwoThreadStressKeepsOrderAndContent() {
+        let ring = SPSCByteRing(capacity: 16 << 10)
+        let total = 200_000
+        let done = Atomic<Bool>(false)
+        let producer = Thread {
+            var rng = SplitMix64(seed: 0x5EED)
+            var buffer = [UInt8](repeating: 0, count: 600)
+            for i in 0..<total {
+                let size = 4 + Int(rng.next() % 500)
+                withUnsafeBytes(of: UInt32(i).littleEndian) { for j in 0..<4 { buffer[j] = $0[j] } }
+                for j in 4..<size { buffer[j] = UInt8(truncatingIfNeeded: i &* 31 &+ j) }
+                _ = buffer.withUnsafeBytes { ring.push(UnsafeRawBufferPointer(rebasing: $0[..<size])) }
+                if i % 1000 == 0 { usleep(50) }  // let the consumer catch up now and then, and fall behind
+            }
+            done.store(true, ordering: .releasing)
+        }
+        producer.start()
+        var last = -1
+        var received = 0
+        var problems: [String] = []
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline && problems.count < 5 {
+            let finished = done.load(ordering: .acquiring)
+            guard let r = ring.peek() else {
+                if finished { break }
+                continue
+            }
+            let i = Int(r.loadUnaligned(as: UInt32.self).littleEndian)
+            if i <= last { problems.append("record \(i) after \(last)") }
+            for j in 4..<r.count where r[j] != UInt8(truncatingIfNeeded: i &* 31 &+ j) {
+                problems.append("record \(i) byte \(j) damaged"); break
+            }
+            last = i
+            received += 1
+            ring.pop()
+        }
+        XCTAssertEqual(problems, [])
+        XCTAssertTrue(done.load(ordering: .acquiring))
+        XCTAssertEqual(UInt64(received), ring.pushedCount)
+        XCTAssertEqual(ring.pushedCount + ring.droppedCount, UInt64(total))
+        XCTAssertGreaterThan(ring.pushedCount, UInt64(total / 2), "most records get through")
+    }
+}
+
+/// A small seeded generator (reproducible across runs and platforms).
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
