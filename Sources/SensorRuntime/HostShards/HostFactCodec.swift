@@ -147,6 +147,41 @@ struct HostFactReader {
 }
 
 extension HostFactWriter {
+    /// The flow's labels straight from the analysers' bytes (no `String` is built on the worker); reads
+    /// back as `FlowLabels(flow, slot:, identifier:, tls:, http:)` would have made them.
+    mutating func labels(_ flow: FlowRecord, slot: Int32, identifier: ProtocolIdentifier?, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
+        let t = tls?.facts(slot: slot, generation: flow.generation)
+        let h = http?.facts(slot: slot, generation: flow.generation)
+        var flags: UInt8 = (t != nil ? 1 : 0) | (h != nil ? 2 : 0)
+        if let identifier {
+            if identifier.identification(slot: slot, generation: flow.generation) == .unknown { flags |= 4 }
+            if identifier.ftpData.isExpected(host: flow.responder, port: flow.responderPort, at: flow.firstSeen) { flags |= 8 }
+        }
+        u8(flags)
+        if let sni = t?.client?.serverName {
+            u8(1)
+            sni.withUnsafeBytes { bytes($0) }
+        } else {
+            u8(0)
+        }
+        // `HTTPFacts.hostName`: the Host header without its port (unless an IPv6 literal), lower-cased.
+        if let host = h?.request?.host, !host.isEmpty {
+            var end = host.count
+            if host.first != 0x5b, let colon = host.lastIndex(of: 58) { end = colon }
+            u8(1)
+            host.withUnsafeBytes { raw in
+                let from = count + 2
+                bytes(UnsafeRawBufferPointer(rebasing: raw[..<end]))
+                for i in from..<count {
+                    let b = base.load(fromByteOffset: i, as: UInt8.self)
+                    if b >= 0x41 && b <= 0x5a { base.storeBytes(of: b | 0x20, toByteOffset: i, as: UInt8.self) }
+                }
+            }
+        } else {
+            u8(0)
+        }
+    }
+
     mutating func labels(_ l: FlowLabels) {
         u8((l.hasTLS ? 1 : 0) | (l.hasHTTP ? 2 : 0) | (l.identifiedUnknown ? 4 : 0) | (l.ftpDataExpected ? 8 : 0))
         optionalString(l.serverName)

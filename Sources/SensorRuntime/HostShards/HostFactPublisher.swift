@@ -118,7 +118,7 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
         var w = begin(.flowEnded, at: flow.lastSeen)
         w.flow(flow)
         w.u8(reason.rawValue)
-        w.labels(FlowLabels(flow, slot: slot, identifier: identifier, tls: tls, http: http))
+        w.labels(flow, slot: slot, identifier: identifier, tls: tls, http: http)
         send(w, host: flow.originator)
     }
 
