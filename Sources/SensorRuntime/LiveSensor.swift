@@ -215,6 +215,7 @@ public final class LiveSensor {
         let marks = sources.indices.map { _ in WorkerWatermark() }
         let inboxes = sources.indices.map { _ in AlertInbox() }
         let plan = try HostDetectorPlan.load(c, logger: logger)
+        var aggregators: [HostAggregator] = []
         for s in 0..<shards {
             let counter = DatasetCounter()
             let emitter = EventEmitter(observer: ObserverInfo(name: c.sensorName, ingressInterface: live.interface ?? "?"),
@@ -223,6 +224,7 @@ public final class LiveSensor {
                                        enricher: geo.map { GeoEnricher(databases: $0) })
             emitter.alertObservers.append { alert in for inbox in inboxes { inbox.post(alert) } }
             let aggregator = HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, plan: plan, emitter: emitter)
+            aggregators.append(aggregator)
             services.append(.init(service: HostAggregatorService(
                 aggregator: aggregator, mailbox: mailbox, metrics: HostStageMetrics(metrics: metrics, shard: s, datasets: counter),
                 logger: logger)))
@@ -242,6 +244,7 @@ public final class LiveSensor {
                                     datasets: counter, mailbox: mailbox, logger: logger)
             worker.hostFacts = HostFactDropMetrics(rings: rings[i], metrics: metrics, worker: i)
             worker.alerts = inboxes[i]
+            worker.hostPublisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
             let cpu = live.cpus.isEmpty ? nil : live.cpus[i]
             let service = PacketProcessingService(pipeline: pipeline, source: source, logger: logger, cpu: cpu,
                                                   housekeeping: worker, threadName: "sensor-worker-\(i)")
@@ -274,6 +277,7 @@ public final class LiveSensor {
             outcome.capture.interfaceDropped &+= w.lastCapture.interfaceDropped
             if let e = s.readError { outcome.readErrors.append(e) }
         }
+        for a in aggregators { outcome.events &+= a.emitter.eventsEmitted }
         if let failure, outcome.readErrors.isEmpty { throw failure }
         return outcome
     }
@@ -298,6 +302,7 @@ final class LiveWorker: WorkerHousekeeping {
     /// The host-level stage's view from this worker: its rings' counters, and alerts to hand to its observers.
     var hostFacts: HostFactDropMetrics?
     var alerts: AlertInbox?
+    var hostPublisher: HostFactPublisher?
 
     init(index: Int, source: PcapLiveSource, configuration: LiveConfiguration, metrics: WorkerMetrics?,
          datasets: DatasetCounter, mailbox: ReloadMailbox, logger: Logger) {
@@ -336,6 +341,14 @@ final class LiveWorker: WorkerHousekeeping {
             lastStats = now
             emitStatistics(pipeline, intervalSeconds: seconds)
         }
+    }
+
+    /// A quiet link (every block timeout): the packet clock follows the wall clock and the host-level
+    /// aggregators hear it at once, so a worker without traffic holds their merge back by one block
+    /// timeout, not a second.
+    func idle(_ pipeline: Pipeline) {
+        pipeline.advanceClock(to: Self.wallClock())
+        hostPublisher?.publishWatermark(pipeline.clock)
     }
 
     func finish(_ pipeline: Pipeline) {

@@ -40,6 +40,12 @@ public protocol WorkerHousekeeping: AnyObject {
     func periodic(_ pipeline: Pipeline, idle: Bool)
     /// After the last packet: report every flow and the final statistics.
     func finish(_ pipeline: Pipeline)
+    /// The source's wait timed out with no packet (every block timeout on a quiet link).
+    func idle(_ pipeline: Pipeline)
+}
+
+extension WorkerHousekeeping {
+    public func idle(_ pipeline: Pipeline) {}
 }
 
 /// Runs one pipeline over one packet source on a dedicated thread.
@@ -102,7 +108,9 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
                 let idle: Bool
                 switch try source.dispatchOrIdle(maxPackets: 4096, to: pipeline) {
                 case .delivered: idle = false
-                case .idle: idle = true
+                case .idle:
+                    idle = true
+                    housekeeping?.idle(pipeline)
                 case .end: break loop
                 }
                 let now = ContinuousClock.now

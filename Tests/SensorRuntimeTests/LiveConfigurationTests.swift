@@ -37,6 +37,22 @@ final class LiveConfigurationTests: XCTestCase {
         XCTAssertTrue(c.live.validate().isEmpty)
     }
 
+    func testHostStageSettingsParseWithDefaultsAndBounds() throws {
+        XCTAssertEqual(SensorConfiguration().live.hostShards, 1)
+        XCTAssertEqual(SensorConfiguration().live.hostRingKilobytes, 4096)
+        let c = try SensorConfiguration.parse(text: """
+            capture:
+              host_shards: 4
+              host_ring_kb: 1024
+            """)
+        XCTAssertEqual(c.live.hostShards, 4)
+        XCTAssertEqual(c.live.hostRingKilobytes, 1024)
+        XCTAssertThrowsError(try SensorConfiguration.parse(text: "capture:\n  host_shards: 0\n")) { e in
+            XCTAssertTrue("\(e)".contains("host_shards"), "\(e)")
+        }
+        XCTAssertThrowsError(try SensorConfiguration.parse(text: "capture:\n  host_ring_kb: 8\n"))
+    }
+
     func testEveryMistakeIsReportedWithItsLine() {
         XCTAssertThrowsError(try SensorConfiguration.parse(text: """
             capture:

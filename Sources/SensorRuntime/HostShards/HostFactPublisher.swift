@@ -34,6 +34,11 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
     /// Monotonic merge key: the largest packet time any record or tick carried.
     var stamp: Int64 = .min
     var started = false
+    /// Packet time of the last watermark published (`.max` inline: never published).
+    var publishedAt: Int64
+    /// Packet time between two watermarks while packets flow: the aggregators' merge trails a busy
+    /// worker by about this much, so a ring needs to hold only this much of its facts.
+    static let watermarkInterval: Int64 = 10_000_000
 
     /// Facts wanted by the stage (the others are never encoded).
     let wantsFlows: Bool
@@ -46,6 +51,7 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
 
     init(route: Route, plan: HostDetectorPlan) {
         self.route = route
+        if case .inline = route { publishedAt = .max } else { publishedAt = .min }
         wantsFlows = plan.wantsFlows
         wantsLateral = plan.wantsLateral
         wantsDNS = plan.wantsDNS
@@ -157,6 +163,21 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
 
     // MARK: Clock
 
+    /// Every packet: one subtraction and compare; a release store of the watermark every
+    /// `watermarkInterval` of packet time (live only).
+    @inline(__always) func packetTime(_ t: Timestamp) {
+        if t.nanoseconds &- publishedAt > Self.watermarkInterval { publishWatermark(t) }
+    }
+
+    /// Promises the aggregators that nothing this worker sends later is stamped before `t` (its packet
+    /// clock: live, also the wall clock when the link is quiet, as `Pipeline.advanceClock` assumes).
+    @inline(never) func publishWatermark(_ t: Timestamp) {
+        guard case .rings(_, let mark) = route else { return }
+        if t.nanoseconds > stamp { stamp = t.nanoseconds }
+        publishedAt = t.nanoseconds
+        mark.clock.store(stamp, ordering: .releasing)
+    }
+
     func tick(_ now: Timestamp) {
         if now.nanoseconds > stamp { stamp = now.nanoseconds }
         switch route {
@@ -195,6 +216,7 @@ final class HostFactTap: PacketAnalyzer {
         kerberos.packet(context, flows: flows)
         let p = context.packet
         if !publisher.started { publisher.clockStarted(at: p.timestamp) }
+        publisher.packetTime(p.timestamp)
         guard publisher.wantsLateral, p.ipProtocol == IPProtocol.tcp else { return }
         if context.isNewFlow {
             publisher.tcpFlowStarted(source: p.source, destination: p.destination, port: p.destinationPort, at: p.timestamp)
