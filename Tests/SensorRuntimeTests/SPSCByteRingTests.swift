@@ -68,7 +68,7 @@ final class SPSCByteRingTests: XCTestCase {
     /// are retried until they fit, so all of them must arrive.
     func testTwoThreadStressKeepsOrderAndContent() {
         let ring = SPSCByteRing(capacity: 16 << 10)
-        let total = 200_000
+        let total = 100_000
         let done = Atomic<Bool>(false)
         let producer = Thread {
             var rng = SplitMix64(seed: 0x5EED)

@@ -109,6 +109,17 @@ public final class HostAggregator {
         }
     }
 
+    /// Applies whatever is still in the rings, ring by ring (a worker that never finished: shutdown only).
+    func drainUnordered() {
+        for ring in rings {
+            while let r = ring.peek() {
+                advance(to: r.load(as: Int64.self))
+                stage.apply(r)
+                ring.pop()
+            }
+        }
+    }
+
     /// End of input: every worker finished and every ring drained. The clock ends at the latest watermark.
     public func finish() {
         let last = marks.map(\.value).max() ?? clock
@@ -128,6 +139,10 @@ final class HostAggregatorService: Service, @unchecked Sendable {
     let logger: Logger
     let metrics: HostStageMetrics?
     var appliedRules = 0
+    /// Set when the group shuts down or is cancelled: from then on the loop waits at most
+    /// `stopGrace` for the workers to finish (they normally have: they stop first), then concludes.
+    let stopRequested = Atomic<Bool>(false)
+    static let stopGrace: Duration = .seconds(10)
 
     init(aggregator: HostAggregator, mailbox: ReloadMailbox?, metrics: HostStageMetrics?, logger: Logger) {
         self.aggregator = aggregator
@@ -137,14 +152,22 @@ final class HostAggregatorService: Service, @unchecked Sendable {
     }
 
     func run() async throws {
-        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
-            let t = Thread { [self] in
-                loop()
-                cont.resume()
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+                    let t = Thread { [self] in
+                        loop()
+                        cont.resume()
+                    }
+                    t.name = "sensor-hosts-\(aggregator.shard)"
+                    t.stackSize = 8 << 20
+                    t.start()
+                }
+            } onGracefulShutdown: { [self] in
+                stopRequested.store(true, ordering: .releasing)
             }
-            t.name = "sensor-hosts-\(aggregator.shard)"
-            t.stackSize = 8 << 20
-            t.start()
+        } onCancel: { [self] in
+            stopRequested.store(true, ordering: .releasing)
         }
         // Done when every worker has finished, which happens only during shutdown: wait for our turn so
         // the group is not ended early.
@@ -156,10 +179,17 @@ final class HostAggregatorService: Service, @unchecked Sendable {
     /// millisecond of delay, well below the second the merge waits for watermarks anyway.
     func loop() {
         var lastPeriodic = ContinuousClock.now
+        var stopDeadline: ContinuousClock.Instant?
         while true {
             let n = aggregator.drain()
             if aggregator.exhausted { break }
             let now = ContinuousClock.now
+            if stopDeadline == nil && stopRequested.load(ordering: .acquiring) { stopDeadline = now + Self.stopGrace }
+            if let stopDeadline, now >= stopDeadline {
+                logger.error("host-level aggregator stopped before every worker finished", metadata: ["shard": "\(aggregator.shard)"])
+                aggregator.drainUnordered()
+                break
+            }
             if now - lastPeriodic >= .seconds(1) {
                 lastPeriodic = now
                 periodic()
