@@ -102,22 +102,10 @@ public final class NonStandardPortDetector: PacketAnalyzer {
 
     /// The same decision from labels copied out of the analysers (the host-sharded stage calls this).
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, labels: FlowLabels) {
-        guard rules.enabled, flow.key.hasPorts else { return }
+        guard learnPortServer(flow) else { return }
         let transport = flow.key.ipProtocol
-        guard transport == IPProtocol.tcp || transport == IPProtocol.udp else { return }
-        guard flow.isEstablished, flow.originatorPayloadBytes >= rules.minPayloadBytes, flow.responderPayloadBytes >= rules.minPayloadBytes,
-              flow.originatorPayloadBytes > 0 || flow.responderPayloadBytes > 0 else { return }
-        // A TCP connection joined mid-way has no known originator or start: not judged.
-        if transport == IPProtocol.tcp && !flow.originatorFlags.contains(.syn) { return }
         let port = flow.responderPort
         let server = flow.responder
-        // Port popularity is learned from every session, judged or not.
-        // A fixed mix, not Swift's per-process seeded Hasher: the sketch feeds scores and alert fields,
-        // which must come out the same on every replay of the same traffic.
-        var h = (server.high &* 0x9E37_79B9_7F4A_7C15) ^ (server.low &* 0xBF58_476D_1CE4_E5B9)
-        h ^= h >> 29
-        h = h &* 0x94D0_49BB_1331_11EB
-        portServers[Int(port)] |= 1 << ((h >> 58) & 63)
 
         guard rules.directions.contains(directionName(emitter.homeNetworks, from: flow.originator, to: server)) else { return }
         guard !rules.allowPorts.contains(port), !rules.allowDestinations.contains(where: { $0.contains(server) }) else { return }
@@ -219,6 +207,28 @@ public final class NonStandardPortDetector: PacketAnalyzer {
             ipProtocol: transport, communityID: String(decoding: cid, as: UTF8.self),
             relatedIPs: [flow.originator, server], relatedHosts: label.map { [$0] } ?? [],
             details: details))
+    }
+
+    /// Port popularity is learned from every session that could be judged (established, payload, start
+    /// seen), whoever owns its source: the host-sharded stage calls this on the shards that do not judge
+    /// the session. Returns false when the session is not one to judge.
+    @discardableResult
+    public func learnPortServer(_ flow: FlowRecord) -> Bool {
+        guard rules.enabled, flow.key.hasPorts else { return false }
+        let transport = flow.key.ipProtocol
+        guard transport == IPProtocol.tcp || transport == IPProtocol.udp else { return false }
+        guard flow.isEstablished, flow.originatorPayloadBytes >= rules.minPayloadBytes, flow.responderPayloadBytes >= rules.minPayloadBytes,
+              flow.originatorPayloadBytes > 0 || flow.responderPayloadBytes > 0 else { return false }
+        // A TCP connection joined mid-way has no known originator or start: not judged.
+        if transport == IPProtocol.tcp && !flow.originatorFlags.contains(.syn) { return false }
+        // A fixed mix, not Swift's per-process seeded Hasher: the sketch feeds scores and alert fields,
+        // which must come out the same on every replay of the same traffic.
+        let server = flow.responder
+        var h = (server.high &* 0x9E37_79B9_7F4A_7C15) ^ (server.low &* 0xBF58_476D_1CE4_E5B9)
+        h ^= h >> 29
+        h = h &* 0x94D0_49BB_1331_11EB
+        portServers[Int(flow.responderPort)] |= 1 << ((h >> 58) & 63)
+        return true
     }
 
     func insert(_ key: PairKey, _ pair: Pair) {

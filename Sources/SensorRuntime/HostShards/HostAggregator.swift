@@ -26,16 +26,16 @@ enum HostStageWiring {
     }
 }
 
-/// One shard's aggregator: merges its N rings (one per worker) in stamp order, clocks and runs that
-/// shard's host-level detectors, and emits their alerts through its own emitter (the sinks are shared
-/// and lock inside).
+/// One shard's aggregator: merges its N rings (one per worker) in stamp order, runs that shard's
+/// host-level detectors on the records (ticking them on the workers' `tick` records), and emits their
+/// alerts through its own emitter (the sinks are shared and lock inside).
 ///
 /// The merge is the k-way merge `MergedFileSource` does for files, with one difference: a ring that is
 /// empty may still receive an earlier record, so a record is taken only when its stamp is at most every
 /// other worker's bound — its next record's stamp, or while its ring is empty, its published watermark
-/// (or +∞ once it has finished). Workers publish their watermark every packet-clock second, and a quiet
-/// worker advances it from the wall clock about once a second, so the merge trails the slowest worker
-/// by about a second and never stalls.
+/// (or +∞ once it has finished). Workers publish their watermark every 10 ms of packet time while
+/// packets flow and at every block timeout on a quiet link, so the merge trails the slowest worker by
+/// that much and never stalls.
 public final class HostAggregator {
     public let shard: Int
     let rings: [SPSCByteRing]
@@ -44,7 +44,6 @@ public final class HostAggregator {
     public let emitter: EventEmitter
     /// The merged packet clock (ns).
     public private(set) var clock: Int64 = .min
-    var nextTick: Int64 = .min
     var heads: [Int64?]
     var bounds: [Int64]
 
@@ -100,13 +99,9 @@ public final class HostAggregator {
         }
     }
 
+    /// The merged clock (the detectors tick on the workers' `tick` records, which the merge orders).
     func advance(to t: Int64) {
-        guard t > clock else { return }
-        clock = t
-        if clock >= nextTick {
-            nextTick = (Timestamp(nanoseconds: clock).seconds &+ 1) &* 1_000_000_000
-            stage.tick(Timestamp(nanoseconds: clock))
-        }
+        if t > clock { clock = t }
     }
 
     /// Applies whatever is still in the rings, ring by ring (a worker that never finished: shutdown only).
@@ -122,8 +117,7 @@ public final class HostAggregator {
 
     /// End of input: every worker finished and every ring drained. The clock ends at the latest watermark.
     public func finish() {
-        let last = marks.map(\.value).max() ?? clock
-        if last > clock { advance(to: last) }
+        advance(to: marks.map(\.value).max() ?? clock)
         stage.finish(Timestamp(nanoseconds: max(clock, 0)))
     }
 }

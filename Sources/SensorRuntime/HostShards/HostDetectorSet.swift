@@ -53,6 +53,8 @@ public final class HostDetectorSet {
     let lateral: LateralMovementDetector?
     let tunnel: DNSTunnelDetector?
     public private(set) var counters = HostStageCounters()
+    /// The next packet-clock second the detectors tick at (`tick` records before it are ignored).
+    var nextTick: Int64 = .min
     /// The lower-cased DNS name (the tunnelling detector reads both spellings).
     let lowerName = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 8)
 
@@ -90,6 +92,15 @@ public final class HostDetectorSet {
             portDetector.flowEnded(flow, reason: reason, labels: labels)
             beaconDetector.flowEnded(flow, reason: reason, labels: labels)
             lateral?.flowEnded(flow, reason: reason, slot: -1)
+        case .tick:
+            guard let t = r.time() else { return false }
+            if t.nanoseconds >= nextTick {
+                nextTick = (t.seconds &+ 1) &* 1_000_000_000
+                tick(t)
+            }
+        case .flowElsewhere:
+            guard let flow = r.flow() else { return false }
+            portDetector.learnPortServer(flow)
         case .tcpFlowStarted:
             guard let s = r.ip(), let d = r.ip(), let port = r.u16(), let t = r.time() else { return false }
             lateral?.tcpFlowStarted(source: s, destination: d, port: port, at: t)

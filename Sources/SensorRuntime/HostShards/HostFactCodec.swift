@@ -18,6 +18,13 @@ enum HostFactKind: UInt8 {
     case remoteAccess = 5
     /// A parsed DNS message (`DNSMessageFacts`) with its first question name.
     case dnsMessage = 6
+    /// A flow end judged on another shard (S > 1): its record only, so this shard's non-standard-port
+    /// detector learns port popularity from every session, as with one shard.
+    case flowElsewhere = 7
+    /// A worker's pipeline ticked (its packet clock passed a second): the stage ticks its detectors at
+    /// the first such time past each second, so with one worker it ticks exactly when the pipeline does
+    /// (some detectors' periodic work depends on the exact tick time).
+    case tick = 8
 }
 
 /// Writes one fact record into a preallocated buffer (little-endian, strings length-prefixed and cut

@@ -44,6 +44,7 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
     let wantsFlows: Bool
     let wantsLateral: Bool
     let wantsDNS: Bool
+    let learnsPortPopularity: Bool
     /// Analysers whose per-flow facts travel with each flow end.
     var identifier: ProtocolIdentifier?
     var tls: TLSAnalyzer?
@@ -55,6 +56,7 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
         wantsFlows = plan.wantsFlows
         wantsLateral = plan.wantsLateral
         wantsDNS = plan.wantsDNS
+        learnsPortPopularity = plan.c2Rules.enabled
     }
 
     deinit { scratch.deallocate() }
@@ -126,6 +128,12 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
         w.u8(reason.rawValue)
         w.labels(flow, slot: slot, identifier: identifier, tls: tls, http: http)
         send(w, host: flow.originator)
+        // With several shards, the others learn port popularity from it too (a rare case: S > 1).
+        guard learnsPortPopularity, case .rings(let rings, _) = route, rings.count > 1 else { return }
+        let owner = Self.shard(of: flow.originator, count: rings.count)
+        var e = begin(.flowElsewhere, at: flow.lastSeen)
+        e.flow(flow)
+        for (i, ring) in rings.enumerated() where i != owner { ring.push(e.bytes) }
     }
 
     func tcpFlowStarted(source: IPAddress, destination: IPAddress, port: UInt16, at t: Timestamp) {
@@ -178,11 +186,14 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
         mark.clock.store(stamp, ordering: .releasing)
     }
 
+    /// The pipeline ticked (once per packet-clock second): a tick record to every shard, then the watermark.
     func tick(_ now: Timestamp) {
-        if now.nanoseconds > stamp { stamp = now.nanoseconds }
-        switch route {
-        case .inline(let stage): stage.tick(now)
-        case .rings(_, let mark): mark.clock.store(stamp, ordering: .releasing)
+        var w = begin(.tick, at: now)
+        w.time(now)
+        send(w, host: nil)
+        if case .rings(_, let mark) = route {
+            publishedAt = now.nanoseconds
+            mark.clock.store(stamp, ordering: .releasing)
         }
     }
 
