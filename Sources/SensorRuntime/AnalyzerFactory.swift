@@ -17,8 +17,12 @@ public enum AnalyzerFactory {
         var analyzers: [any PacketAnalyzer] = []
         let reassembler = StreamReassembler(flowCapacity: configuration.flows.capacity)
         // Stream consumers register here: reassembler.add(...)
-        analyzers += try C2Analyzers.make(configuration: configuration, emitter: emitter, reassembler: reassembler)
-        try LateralMovementWiring.add(to: &analyzers, reassembler: reassembler, configuration: configuration, emitter: emitter)
+        if configuration.c2Enabled {
+            analyzers += try C2Analyzers.make(configuration: configuration, emitter: emitter, reassembler: reassembler)
+        }
+        if configuration.lateralMovementEnabled {
+            try LateralMovementWiring.add(to: &analyzers, reassembler: reassembler, configuration: configuration, emitter: emitter)
+        }
         analyzers += try DNSSetup.makeAnalyzers(configuration: configuration, emitter: emitter, reassembler: reassembler, logger: logger)
 
         if !reassembler.consumers.isEmpty { analyzers.insert(reassembler, at: 0) }
