@@ -94,7 +94,8 @@ let package = Package(
 
         .testTarget(name: "PacketCoreTests", dependencies: ["PacketCore", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "TestSupport"]),
-        .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers", "TestSupport"]),
+        .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                                                           .product(name: "_CryptoExtras", package: "swift-crypto")]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "ConfigKit", "TestSupport", "Events", "PacketCore"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),

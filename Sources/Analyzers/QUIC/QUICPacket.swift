@@ -1,37 +1,56 @@
 import PacketCore
 
-/// QUIC versions whose Initial packets the sensor can decrypt: v1 (RFC 9000/9001) and v2 (RFC 9369).
+/// QUIC versions whose Initial packets the sensor can decrypt: v1 (RFC 9000/9001), v2 (RFC 9369),
+/// and the IETF drafts 23–34 that deployed clients spoke before v1 (with Facebook mvfst's draft-27
+/// based versions), which differ from v1 only in their salt.
 ///
 /// Initial packets are encrypted with keys every observer can derive from the client's first
 /// Destination Connection ID and a per-version public salt (RFC 9001 §5.2): the encryption protects
 /// against middleboxes ossifying the handshake, not against a passive reader. That is what lets a
 /// sensor read the ClientHello (SNI, ALPN, JA4) of QUIC the way it reads TLS over TCP.
-public enum QUICVersion: UInt32, Sendable, CaseIterable {
-    case v1 = 0x0000_0001
-    case v2 = 0x6b33_43cf
+public struct QUICVersion: Sendable, Equatable {
+    public let rawValue: UInt32
+    enum Family: Sendable { case v1, v2, draft29, draft23 }
+    let family: Family
 
-    /// The `initial_salt` of RFC 9001 §5.2 (v1) and RFC 9369 §3.3.1 (v2).
+    public static let v1 = QUICVersion(rawValue: 0x0000_0001)!
+    public static let v2 = QUICVersion(rawValue: 0x6b33_43cf)!
+
+    public init?(rawValue: UInt32) {
+        switch rawValue {
+        case 0x0000_0001, 0xff00_0021, 0xff00_0022: family = .v1
+        case 0x6b33_43cf: family = .v2
+        case 0xff00_001d...0xff00_0020, 0xface_b00e: family = .draft29
+        case 0xff00_0017...0xff00_001c, 0xface_b002: family = .draft23
+        default: return nil
+        }
+        self.rawValue = rawValue
+    }
+
+    /// The `initial_salt` of RFC 9001 §5.2 (v1), RFC 9369 §3.3.1 (v2), and of the drafts
+    /// (draft-ietf-quic-tls-29 §5.2 for 29–34, -23 §5.2 for 23–28).
     var initialSalt: [UInt8] {
-        switch self {
+        switch family {
         case .v1: return [0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17,
                           0x9a, 0xe6, 0xa4, 0xc8, 0x0c, 0xad, 0xcc, 0xbb, 0x7f, 0x0a]
         case .v2: return [0x0d, 0xed, 0xe3, 0xde, 0xf7, 0x00, 0xa6, 0xdb, 0x81, 0x93,
                           0x81, 0xbe, 0x6e, 0x26, 0x9d, 0xcb, 0xf9, 0xbd, 0x2e, 0xd9]
+        case .draft29: return [0xaf, 0xbf, 0xec, 0x28, 0x99, 0x93, 0xd2, 0x4c, 0x9e, 0x97,
+                               0x86, 0xf1, 0x9c, 0x61, 0x11, 0xe0, 0x43, 0x90, 0xa8, 0x99]
+        case .draft23: return [0xc3, 0xee, 0xf7, 0x12, 0xc7, 0x2e, 0xbb, 0x5a, 0x11, 0xa7,
+                               0xd2, 0x43, 0x2b, 0xb4, 0x63, 0x65, 0xbe, 0xf9, 0xf5, 0x02]
         }
     }
 
     /// HKDF labels of the packet-protection key, IV and header-protection key (RFC 9001 §5.1, RFC 9369 §3.3.2).
     var labels: (key: String, iv: String, hp: String) {
-        switch self {
-        case .v1: return ("quic key", "quic iv", "quic hp")
-        case .v2: return ("quicv2 key", "quicv2 iv", "quicv2 hp")
-        }
+        family == .v2 ? ("quicv2 key", "quicv2 iv", "quicv2 hp") : ("quic key", "quic iv", "quic hp")
     }
 
-    /// The long-header type bits of an Initial packet: 0b00 in v1, 0b01 in v2 (RFC 9369 §3.2).
-    var initialTypeBits: UInt8 { self == .v1 ? 0 : 1 }
+    /// The long-header type bits of an Initial packet: 0b00 in v1 and the drafts, 0b01 in v2 (RFC 9369 §3.2).
+    var initialTypeBits: UInt8 { family == .v2 ? 1 : 0 }
     /// The type bits of a Retry packet, which has no Length field (RFC 9000 §17.2.5; RFC 9369 §3.2).
-    var retryTypeBits: UInt8 { self == .v1 ? 3 : 0 }
+    var retryTypeBits: UInt8 { family == .v2 ? 0 : 3 }
 }
 
 /// One long-header packet of a datagram (RFC 9000 §17.2), as offsets into the datagram.
