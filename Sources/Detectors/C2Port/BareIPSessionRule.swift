@@ -12,7 +12,7 @@ import PacketCore
 /// an `i` in its fourth character. Short exchanges without SNI are common and harmless (connectivity
 /// checks, a resumed session to a CDN address), so the rule only speaks about sessions that are
 /// established with payload both ways and last, or repeat, beyond configurable minimums.
-public struct BareIPSessionRules: Sendable {
+public struct BareIPSessionRules: Sendable, Equatable {
     public var enabled = true
     /// `network.direction` values judged: a home host talking to the outside.
     public var directions: Set<String> = ["outbound"]
@@ -27,9 +27,16 @@ public struct BareIPSessionRules: Sendable {
     public var minBytes: UInt64 = 32_768
     /// Minimum sessions of the pair (1: one long session is enough).
     public var minConnections = 1
-    /// Destinations (addresses or CIDRs) and destination ports never judged by this rule.
-    public var allowDestinations: [IPNetwork] = []
-    public var allowPorts = PortSet()
+    /// Destinations (addresses or CIDRs) and destination ports never judged by this rule: by default
+    /// the public resolvers DNS-over-HTTPS clients reach by address, and DNS over TLS/QUIC's 853.
+    public var allowDestinations: [IPNetwork] = BareIPSessionRules.publicResolvers.compactMap { IPNetwork($0) }
+    public var allowPorts = PortSet([853...853])
+
+    public static let publicResolvers = [
+        "1.1.1.1", "1.0.0.1", "2606:4700:4700::1111", "2606:4700:4700::1001", "8.8.8.8", "8.8.4.4",
+        "2001:4860:4860::8888", "2001:4860:4860::8844", "9.9.9.9", "149.112.112.112", "2620:fe::fe", "2620:fe::9",
+        "208.67.222.222", "208.67.220.220",
+    ]
 
     public init() {}
 
