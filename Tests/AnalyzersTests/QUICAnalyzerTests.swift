@@ -157,8 +157,13 @@ final class QUICAnalyzerTests: XCTestCase {
         let a = try InitialBuilder.initial(.v1, dcid: dcid, pn: 0, frames: InitialBuilder.crypto(offset: 0, hello[..<200]), padTo: 200)
         // A 0-RTT packet (type 1, no token field): skipped by its Length, not decrypted.
         let zeroRTT: [UInt8] = [0xd3, 0, 0, 0, 1, UInt8(dcid.count)] + dcid + [0] + InitialBuilder.varint2(40) + [UInt8](repeating: 0x5a, count: 40)
-        let b = try InitialBuilder.initial(.v1, dcid: dcid, pn: 1, frames: InitialBuilder.crypto(offset: 200, hello[200...]), padTo: 400)
+        let b = try InitialBuilder.initial(.v1, dcid: dcid, pn: 1, frames: InitialBuilder.crypto(offset: 200, hello[200...]), padTo: 900)
+        // Below the 1200 bytes a client pads Initial datagrams to: not even parsed.
+        XCTAssertLessThan((a + zeroRTT).count, 1200)
+        d.send(a + zeroRTT)
+        XCTAssertEqual(d.quic.counters, QUICCounters())
         let flow = d.send(a + zeroRTT + b)
+        XCTAssertGreaterThanOrEqual((a + zeroRTT + b).count, 1200)
         let facts = try XCTUnwrap(d.hello(flow))
         XCTAssertNil(facts.serverName)
         XCTAssertTrue(facts.ja4?.hasPrefix("q13i0306h3_") == true, facts.ja4 ?? "")
@@ -259,9 +264,10 @@ final class QUICAnalyzerTests: XCTestCase {
                 ParserFuzzTests.mutate(datagramSeeds[i / 2 % datagramSeeds.count], into: &input, &rng)
                 guard input.count > 7 else { continue }
                 input[0] |= 0xc0
+                if input.count < 1200 { input += [UInt8](repeating: 0, count: 1200 - input.count) }
             } else {
                 ParserFuzzTests.mutate(framesSeeds[i / 2 % framesSeeds.count], into: &input, &rng)
-                input = try InitialBuilder.initial(.v1, dcid: dcid, pn: UInt32(i % 3), frames: input, padTo: 0)
+                input = try InitialBuilder.initial(.v1, dcid: dcid, pn: UInt32(i % 3), frames: input, padTo: 1200)
             }
             d.send(input, clientPort: UInt16(1024 + i % 60000))
         }

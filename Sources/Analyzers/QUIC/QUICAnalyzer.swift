@@ -41,6 +41,9 @@ public final class QUICAnalyzer: PacketAnalyzer {
     /// Flows assembling a hello at once.
     public static let maxPending = 32
     static let done: UInt8 = 0xff
+    /// A client pads every datagram carrying an Initial packet to at least 1200 bytes (RFC 9000 §14.1):
+    /// shorter ones are not worth a key derivation and a decryption (a cheap filter for floods, too).
+    public static let minimumInitialDatagram = 1200
 
     public private(set) var counters = QUICCounters()
     let tls: TLSAnalyzer
@@ -104,6 +107,7 @@ public final class QUICAnalyzer: PacketAnalyzer {
         let d = context.payload
         // A short-header packet from the client: its handshake is over, Initials will not come.
         guard d.count > 0, d[0] & 0x80 != 0 else { finish(s, slot: slot, abandoned: false); return }
+        guard d.count >= QUICAnalyzer.minimumInitialDatagram else { return }
         readInitials(d, slot: slot, generation: generation, flows: flows, at: context.packet.timestamp)
     }
 
