@@ -200,6 +200,52 @@ final class C2CaptureTests: XCTestCase {
         XCTAssertGreaterThan(compared, 20)
     }
 
+    /// Every QUIC ClientHello of the large mixed capture (nDPI's QUIC test traces: Chrome, Firefox,
+    /// quiche, ngtcp2, mvfst, … over v1 and drafts 23–34) that tshark decrypts, the sensor decrypts
+    /// too, with the same SNI, ALPN and JA3, and a JA4 equal to the independent recomputation. The
+    /// capture is first cut (tcpdump, BPF) to its QUIC long-header datagrams, so both tools read 1 MB.
+    func testQUICHellosOfTheLargeCaptureAgreeWithTshark() throws {
+        try XCTSkipUnless(TestSupport.hasTool("tcpdump"), "tcpdump is installed by scripts/install-deps.sh test")
+        let dir = try TestSupport.temporaryDirectory("quic-hellos")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cut = dir.appendingPathComponent("quic.pcap").path
+        let dump = try TestSupport.run("tcpdump", ["-r", TestSupport.data("pcaps/large/large-mixed-A.pcap"), "-w", cut,
+                                                   "udp and (ip6 or udp[8] & 0xc0 == 0xc0)"])
+        XCTAssertEqual(dump.status, 0, dump.stderr)
+        let rows = try tshark(["-r", cut, "-Y", "quic && tls.handshake.type==1", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
+                               "-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport",
+                               "-e", "tls.handshake.extensions_server_name", "-e", "tls.handshake.ja3",
+                               "-e", "tls.handshake.version", "-e", "tls.handshake.ciphersuite", "-e", "tls.handshake.extension.type",
+                               "-e", "tls.handshake.sig_hash_alg", "-e", "tls.handshake.extensions.supported_version",
+                               "-e", "tls.handshake.extensions_alpn_str", "-e", "tls.handshake.sig_hash_alg_len",
+                               "-e", "quic.version", "-e", "ipv6.src", "-e", "ipv6.dst"])
+        let flows = try replay(cut).filter { TestSupport.value($0, "network.protocol") as? String == "quic" }
+        var byTuple: [String: [String: Any]] = [:]
+        for f in flows {
+            byTuple["\(TestSupport.value(f, "source.ip") ?? "") \(TestSupport.value(f, "source.port") ?? "") \(TestSupport.value(f, "destination.ip") ?? "") \(TestSupport.value(f, "destination.port") ?? "")"] = f
+        }
+        var compared = 0, unsupported = 0
+        var ja4Checked = Set<String>()
+        for r in rows where r.count == 16 {
+            let version = UInt32(r[13].split(separator: ",").first.map { $0.dropFirst(2) } ?? "", radix: 16) ?? 0
+            // Versions the sensor does not decrypt: greased (0x?a?a?a?a), Google's T05x, mvfst's.
+            guard version == 1 || (0xff00_0017...0xff00_0022).contains(version) else { unsupported += 1; continue }
+            let src = r[0].isEmpty ? r[14] : r[0], dst = r[2].isEmpty ? r[15] : r[2]
+            let k = "\(src) \(r[1]) \(dst) \(r[3])"
+            let flow = try XCTUnwrap(byTuple[k], "no QUIC flow event for \(k)")
+            XCTAssertEqual(TestSupport.value(flow, "tls.client.ja3") as? String, r[5], k)
+            XCTAssertEqual(TestSupport.value(flow, "tls.client.server_name") as? String, r[4].isEmpty ? nil : r[4], k)
+            XCTAssertEqual((TestSupport.value(flow, "tls.client.alpn") as? [String])?.joined(separator: ","), r[11].isEmpty ? nil : r[11], k)
+            // JA4 recomputed once per distinct client (the Python reference is a process per call).
+            if ja4Checked.insert(r[5] + r[11]).inserted {
+                XCTAssertEqual(TestSupport.value(flow, "tls.client.ja4") as? String, try ja4Reference(r, transport: "q"), k)
+            }
+            compared += 1
+        }
+        XCTAssertGreaterThan(compared, 130, "unsupported versions: \(unsupported)")
+        XCTAssertGreaterThan(ja4Checked.count, 5)
+    }
+
     /// JA4 from tshark's fields, per FoxIO's specification, in Python (an implementation independent of ours).
     func ja4Reference(_ r: [String], transport: String = "t") throws -> String {
         let script = #"""

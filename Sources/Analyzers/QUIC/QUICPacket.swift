@@ -1,8 +1,8 @@
 import PacketCore
 
 /// QUIC versions whose Initial packets the sensor can decrypt: v1 (RFC 9000/9001), v2 (RFC 9369),
-/// and the IETF drafts 23–34 that deployed clients spoke before v1 (with Facebook mvfst's draft-27
-/// based versions), which differ from v1 only in their salt.
+/// and the IETF drafts 23–34 that deployed clients spoke before v1, which differ from v1 only in their
+/// salt (drafts 33–34 already use v1's). Each was checked against tshark's decryption of real captures.
 ///
 /// Initial packets are encrypted with keys every observer can derive from the client's first
 /// Destination Connection ID and a per-version public salt (RFC 9001 §5.2): the encryption protects
@@ -20,15 +20,15 @@ public struct QUICVersion: Sendable, Equatable {
         switch rawValue {
         case 0x0000_0001, 0xff00_0021, 0xff00_0022: family = .v1
         case 0x6b33_43cf: family = .v2
-        case 0xff00_001d...0xff00_0020, 0xface_b00e: family = .draft29
-        case 0xff00_0017...0xff00_001c, 0xface_b002: family = .draft23
+        case 0xff00_001d...0xff00_0020: family = .draft29
+        case 0xff00_0017...0xff00_001c: family = .draft23
         default: return nil
         }
         self.rawValue = rawValue
     }
 
-    /// The `initial_salt` of RFC 9001 §5.2 (v1), RFC 9369 §3.3.1 (v2), and of the drafts
-    /// (draft-ietf-quic-tls-29 §5.2 for 29–34, -23 §5.2 for 23–28).
+    /// The `initial_salt` of RFC 9001 §5.2 (v1, drafts 33–34), RFC 9369 §3.3.1 (v2), and of the drafts
+    /// (draft-ietf-quic-tls-29 §5.2 for 29–32, -23 §5.2 for 23–28).
     var initialSalt: [UInt8] {
         switch family {
         case .v1: return [0x38, 0x76, 0x2c, 0xf7, 0xf5, 0x59, 0x34, 0xb3, 0x4d, 0x17,
