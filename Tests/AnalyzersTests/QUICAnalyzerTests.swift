@@ -169,6 +169,19 @@ final class QUICAnalyzerTests: XCTestCase {
         XCTAssertTrue(facts.ja4?.hasPrefix("q13i0306h3_") == true, facts.ja4 ?? "")
     }
 
+    /// After a Retry the client resends its hello in an Initial to the DCID the server chose: keys
+    /// derived from the first Initial fail there, so the analyser derives them from the new DCID.
+    func testHelloAfterRetryUnderANewDestinationCID() throws {
+        let d = QUICDriver()
+        let hello = InitialBuilder.clientHello(sni: "retry.example", alpn: ["h3"])
+        let flow = d.send(try InitialBuilder.initial(.v1, dcid: dcid, pn: 0, frames: InitialBuilder.crypto(offset: 0, hello[..<40])))
+        XCTAssertNil(d.hello(flow))
+        let chosen: [UInt8] = [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]
+        d.send(try InitialBuilder.initial(.v1, dcid: chosen, pn: 1, frames: InitialBuilder.crypto(offset: 0, hello)))
+        XCTAssertEqual(d.hello(flow)?.serverName, "retry.example")
+        XCTAssertEqual(d.quic.counters.initialsUndecryptable, 0)
+    }
+
     /// Initials that do not authenticate (a capture joined mid-handshake, forged packets) are tried
     /// `maxInitialPackets` times, then the flow is left alone; the server's datagrams are never read.
     func testUndecryptableFlowIsAbandonedAfterThreeInitials() throws {

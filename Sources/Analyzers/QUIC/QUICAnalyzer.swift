@@ -130,9 +130,18 @@ public final class QUICAnalyzer: PacketAnalyzer {
             let buffer = UnsafeMutableRawBufferPointer(rebasing: arena[(i * QUICAnalyzer.cryptoBound)..<((i + 1) * QUICAnalyzer.cryptoBound)])
             var ranges = assemblies[i].ranges
             assemblies[i].ranges = []
-            let wellFormed = QUICInitialProtection.open(d, header: h, keys: assemblies[i].keys!, scratch: scratch) { plain, _ in
+            let assemble = { (plain: UnsafeRawBufferPointer, _: UInt64) -> Bool in
                 QUICPacketParser.initialFrames(plain) { off, data in
                     QUICAnalyzer.store(data, at: off, into: buffer, ranges: &ranges)
+                }
+            }
+            var wellFormed = QUICInitialProtection.open(d, header: h, keys: assemblies[i].keys!, scratch: scratch, assemble)
+            if wellFormed == nil {
+                // After a Retry the client starts over under the DCID the server chose: keys from this packet's.
+                let fresh = QUICInitialKeys(version: version, destinationCID: UnsafeRawBufferPointer(rebasing: d[h.destinationCID]))
+                if fresh.key != assemblies[i].keys!.key {
+                    wellFormed = QUICInitialProtection.open(d, header: h, keys: fresh, scratch: scratch, assemble)
+                    if wellFormed != nil { assemblies[i].keys = fresh }
                 }
             }
             assemblies[i].ranges = ranges
