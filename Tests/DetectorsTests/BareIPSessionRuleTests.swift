@@ -48,14 +48,16 @@ final class BareIPSessionRuleTests: XCTestCase {
         // No name, but short (a connectivity check): nothing.
         session(f, tls, d, to: "203.0.113.11", sport: 40002, sni: nil, seconds: 2, packets: 60)
         // No name, long enough but tiny (below both packets and bytes): nothing.
-        session(f, tls, d, to: "203.0.113.12", sport: 40003, sni: nil, seconds: 120, packets: 10)
+        session(f, tls, d, to: "203.0.113.12", sport: 40003, sni: nil, seconds: 300, packets: 10)
         // A public DoH resolver by address, and an internal server: allowlisted / not outbound.
         session(f, tls, d, to: "1.1.1.1", sport: 40004, sni: nil, seconds: 600, packets: 200)
         session(f, tls, d, to: "10.1.2.3", sport: 40005, sni: nil, seconds: 600, packets: 200)
         XCTAssertTrue(alerts.isEmpty, "\(alerts.map(\.message))")
 
-        // No name, two minutes, 60 packets to an external address: the finding.
-        session(f, tls, d, to: "203.0.113.20", sport: 40010, sni: nil, seconds: 120, packets: 60)
+        // No name, just over the two minutes, 60 packets to an external address: the finding.
+        session(f, tls, d, to: "203.0.113.20", sport: 40010, sni: nil, seconds: 90, packets: 60)
+        XCTAssertTrue(alerts.isEmpty, "90 s is short of min_duration")
+        session(f, tls, d, to: "203.0.113.21", sport: 40012, sni: nil, seconds: 121, packets: 60)
         XCTAssertEqual(alerts.count, 1)
         let a = try XCTUnwrap(alerts.first)
         XCTAssertEqual(a.category, .nonstandardPortC2)
@@ -68,15 +70,15 @@ final class BareIPSessionRuleTests: XCTestCase {
         if case .string(let ja4)? = detail(a, "ja4") { XCTAssertTrue(ja4.hasPrefix("q13i0203"), ja4) } else { XCTFail("ja4") }
         XCTAssertGreaterThanOrEqual(a.riskScore, C2PortRules().threshold)
         // The pair's next session is suppressed; short sessions of another pair add up over repetitions.
-        session(f, tls, d, to: "203.0.113.20", sport: 40011, sni: nil, seconds: 120, packets: 60, start: 600)
+        session(f, tls, d, to: "203.0.113.21", sport: 40011, sni: nil, seconds: 121, packets: 60, start: 600)
         XCTAssertEqual(alerts.count, 1)
         XCTAssertEqual(d.counters.suppressed, 1)
-        // (5 s, 17 packets each, every 30 s: the third makes a 65 s span and 51 packets.)
-        for i in 0..<2 { session(f, tls, d, to: "203.0.113.30", sport: UInt16(40020 + i), sni: nil, seconds: 5, packets: 12, start: Int64(i) * 30) }
+        // (5 s, 17 packets each, every 30 s: the fifth makes a 125 s span and 85 packets.)
+        for i in 0..<4 { session(f, tls, d, to: "203.0.113.30", sport: UInt16(40020 + i), sni: nil, seconds: 5, packets: 12, start: Int64(i) * 30) }
         XCTAssertEqual(alerts.count, 1)
-        session(f, tls, d, to: "203.0.113.30", sport: 40022, sni: nil, seconds: 5, packets: 12, start: 60)
+        session(f, tls, d, to: "203.0.113.30", sport: 40024, sni: nil, seconds: 5, packets: 12, start: 120)
         XCTAssertEqual(alerts.count, 2)
-        if let b = alerts.last { XCTAssertEqual(detail(b, "connections"), .int(3)) }
+        if let b = alerts.last { XCTAssertEqual(detail(b, "connections"), .int(5)) }
     }
 
     func testRulesParseAndReportMistakes() throws {

@@ -20,7 +20,7 @@ public struct BareIPSessionRules: Sendable, Equatable {
     /// are added (not the rare-port weight: the port is not what is odd here), alert at `threshold`.
     public var base = 35.0
     /// Minimum span of the (source, destination, port) pair's no-SNI sessions, first start to last packet.
-    public var minDuration = 60.0
+    public var minDuration = 120.0
     /// Minimum packets (both directions, the pair's sessions together) …
     public var minPackets: UInt64 = 40
     /// … or minimum wire bytes: either is enough.
