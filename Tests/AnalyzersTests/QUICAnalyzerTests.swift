@@ -182,6 +182,27 @@ final class QUICAnalyzerTests: XCTestCase {
         XCTAssertEqual(d.quic.counters.initialsUndecryptable, 0)
     }
 
+    /// A QUIC flow's facts outlive its end for the detectors of that round (and active-timeout reports
+    /// keep them), then go at the next tick — but never take a newer flow's facts in the same slot along.
+    func testFactsEndWithTheFlowAndSpareTheSlotsNextFlow() throws {
+        let d = QUICDriver()
+        let flow = d.send(try InitialBuilder.initial(.v1, dcid: dcid, pn: 0,
+                                                     frames: InitialBuilder.crypto(offset: 0, InitialBuilder.clientHello(sni: "first.example", alpn: ["h3"]))))
+        d.quic.flowEnded(d.table[flow.slot], reason: .activeTimeout, slot: flow.slot)
+        d.tls.tick(Timestamp(nanoseconds: d.time))
+        XCTAssertEqual(d.hello(flow)?.serverName, "first.example")
+        d.quic.flowEnded(d.table[flow.slot], reason: .idleTimeout, slot: flow.slot)
+        XCTAssertEqual(d.hello(flow)?.serverName, "first.example", "detectors of this round still see it")
+        var next = ClientHello()
+        next.serverName = Array("second.example".utf8)
+        d.tls.quicClientHello(next, slot: flow.slot, flows: d.table, at: Timestamp(nanoseconds: d.time))
+        d.tls.tick(Timestamp(nanoseconds: d.time))
+        XCTAssertEqual(d.hello(flow)?.serverName, "second.example")
+        d.quic.flowEnded(d.table[flow.slot], reason: .idleTimeout, slot: flow.slot)
+        d.tls.tick(Timestamp(nanoseconds: d.time))
+        XCTAssertNil(d.hello(flow))
+    }
+
     /// Initials that do not authenticate (a capture joined mid-handshake, forged packets) are tried
     /// `maxInitialPackets` times, then the flow is left alone; the server's datagrams are never read.
     func testUndecryptableFlowIsAbandonedAfterThreeInitials() throws {
@@ -272,7 +293,7 @@ final class QUICAnalyzerTests: XCTestCase {
         // Through the analyser: mutated datagrams (mostly failing authentication) and validly
         // protected hostile plaintext, on fresh flows, never trap; the counters account for all.
         let d = QUICDriver()
-        for i in 0..<20_000 {
+        for i in 0..<10_000 {
             if i % 2 == 0 {
                 ParserFuzzTests.mutate(datagramSeeds[i / 2 % datagramSeeds.count], into: &input, &rng)
                 guard input.count > 7 else { continue }
@@ -285,9 +306,9 @@ final class QUICAnalyzerTests: XCTestCase {
             d.send(input, clientPort: UInt16(1024 + i % 60000))
         }
         let c = d.quic.counters
-        XCTAssertGreaterThan(c.initialsDecrypted, 5000)
-        XCTAssertGreaterThan(c.clientHellos, 100)
-        XCTAssertGreaterThan(c.initialsUndecryptable, 1000)
+        XCTAssertGreaterThan(c.initialsDecrypted, 2500)
+        XCTAssertGreaterThan(c.clientHellos, 50)
+        XCTAssertGreaterThan(c.initialsUndecryptable, 500)
         XCTAssertLessThan(Date().timeIntervalSince(start), 60)
     }
 }

@@ -258,6 +258,8 @@ extension TLSAnalyzer {
     /// A ClientHello read from a QUIC flow's Initial packets: kept in the same per-slot facts as TLS
     /// over TCP (flow fields, detectors and fact observers read one store), with JA4's `q` transport.
     public func quicClientHello(_ hello: ClientHello, slot: Int32, flows table: FlowTable, at time: Timestamp) {
+        // Facts of ended flows go first, as when a TCP stream starts: the slot may be an ended flow's.
+        purgeEnded()
         var f = TLSFacts(generation: table[slot].generation)
         f.client = hello
         f.ja3 = TLSFingerprint.ja3(hello)
