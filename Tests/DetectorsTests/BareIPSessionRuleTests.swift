@@ -21,7 +21,7 @@ final class BareIPSessionRuleTests: XCTestCase {
 
     /// A TLS session over TCP of `seconds` and `packets` data packets, whose ClientHello (SNI or not) is in `tls`.
     func session(_ f: FlowFactory, _ tls: TLSAnalyzer, _ d: NonStandardPortDetector, to dst: String, port: UInt16 = 443, sport: UInt16,
-                 sni: String?, seconds: Int64, packets: Int, start: Int64 = 0) {
+                 sni: String?, seconds: Int64, packets: Int, start: Int64 = 0, tag: AppProtocol? = nil) {
         let t = t0 + start * second
         let (_, slot) = f.session("192.168.1.20", sport, dst, port, at: t)
         for i in 0..<packets {
@@ -36,6 +36,7 @@ final class BareIPSessionRuleTests: XCTestCase {
         hello.serverName = sni.map { Array($0.utf8) }
         hello.supportedVersions = [0x0304]
         tls.quicClientHello(hello, slot: slot, flows: f.table, at: Timestamp(nanoseconds: t))
+        if let tag { f.table.setAppProtocol(tag.rawValue, slot: slot) }
         d.flowEnded(f.table[slot], reason: .tcpClosed, slot: slot)
     }
 
@@ -79,6 +80,20 @@ final class BareIPSessionRuleTests: XCTestCase {
         session(f, tls, d, to: "203.0.113.30", sport: 40024, sni: nil, seconds: 5, packets: 12, start: 120)
         XCTAssertEqual(alerts.count, 2)
         if let b = alerts.last { XCTAssertEqual(detail(b, "connections"), .int(5)) }
+    }
+
+    /// TLS without SNI on 4444 is a port finding first; its repeats are suppressed as such, not
+    /// reported again by the bare-IP rule: one alert per pair and period, whichever rule found it.
+    func testPortFindingAndBareIPMakeOneAlertPerPair() {
+        let f = FlowFactory()
+        let tls = TLSAnalyzer(flowCapacity: 4096)
+        let d = NonStandardPortDetector(rules: C2PortRules(), emitter: emitter, identifier: ProtocolIdentifier(flowCapacity: 4096), tls: tls, http: nil)
+        for i in 0..<3 {
+            session(f, tls, d, to: "203.0.113.40", port: 4444, sport: UInt16(41000 + i), sni: nil, seconds: 300, packets: 100,
+                    start: Int64(i) * 600, tag: .tls)
+        }
+        XCTAssertEqual(alerts.map(\.ruleID), ["sensor.c2.protocol_on_unusual_port"])
+        XCTAssertEqual(d.counters.suppressed, 2)
     }
 
     func testRulesParseAndReportMistakes() throws {

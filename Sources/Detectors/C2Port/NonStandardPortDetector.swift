@@ -18,7 +18,8 @@ public struct C2PortCounters: Sendable, Equatable {
 
 /// Raises `nonstandard_port_c2` (MITRE T1571) for sessions whose identified protocol does not belong
 /// on their destination port: HTTP or TLS on 4444, SSH on 443, HTTP on PostgreSQL's 5432, unknown binary
-/// content on 80/443, or a known protocol on a port no protocol owns.
+/// content on 80/443, or a known protocol on a port no protocol owns. Sessions that are none of these
+/// are also judged as TLS/QUIC sessions to a bare IP (no SNI; `BareIPSessionRule.swift`).
 ///
 /// Decided at flow end (and at active-timeout reports of long sessions) from facts the analysers
 /// gathered: `network.protocol` from content identification, SNI/Host for the message. Only
@@ -122,7 +123,8 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         judgeBareIPSession(flow, reason: reason, slot: slot)
     }
 
-    /// The port/protocol mismatch findings; true when an alert was raised.
+    /// The port/protocol mismatch findings; true when the session is one (alert raised, or suppressed
+    /// as a repeat of the pair's), so the bare-IP rule does not report it a second time.
     func judgeProtocolOnPort(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) -> Bool {
         let transport = flow.key.ipProtocol
         let port = flow.responderPort
@@ -174,7 +176,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         guard score >= rules.threshold else { return false }
         if let last = pair.lastAlert, (flow.lastSeen - last).secondsDouble < rules.suppressSeconds {
             counters.suppressed &+= 1
-            return false
+            return true
         }
         pair.lastAlert = flow.lastSeen
         counters.alerts &+= 1
