@@ -16,11 +16,12 @@ public enum C2Analyzers {
         let identifier = ProtocolIdentifier(flowCapacity: configuration.flows.capacity)
         let tls = TLSAnalyzer(flowCapacity: configuration.flows.capacity, emitter: emitter)
         let http = HTTPAnalyzer(emitter: emitter)
+        let quic = QUICAnalyzer(flowCapacity: configuration.flows.capacity, tls: tls)
         reassembler.add(identifier)
         reassembler.add(tls)
         reassembler.add(http)
         return [C2Family(
-            identifier: identifier, tls: tls, http: http,
+            identifier: identifier, tls: tls, http: http, quic: quic,
             portDetector: NonStandardPortDetector(rules: c2Rules, emitter: emitter, identifier: identifier, tls: tls, http: http),
             beaconDetector: BeaconDetector(rules: beaconRules, emitter: emitter, tls: tls, http: http, standardPorts: c2Rules.standardPorts))]
     }
@@ -35,26 +36,32 @@ public enum C2Analyzers {
 }
 
 /// The C2 family as one pipeline member: the pipeline makes one call per packet for all five parts
-/// (only identification of UDP looks at packets; TCP arrives through the reassembler), and each part
+/// (only identification and QUIC Initials of UDP look at packets; TCP arrives through the reassembler), and each part
 /// still gets the flow-end, tick and finish calls it needs, in order: analysers before detectors.
 final class C2Family: PacketAnalyzer {
     let name = "c2"
     let identifier: ProtocolIdentifier
     let tls: TLSAnalyzer
     let http: HTTPAnalyzer
+    /// Reads the ClientHello of QUIC flows from their first client Initial packets into `tls`'s facts.
+    let quic: QUICAnalyzer
     let portDetector: NonStandardPortDetector
     let beaconDetector: BeaconDetector
 
-    init(identifier: ProtocolIdentifier, tls: TLSAnalyzer, http: HTTPAnalyzer, portDetector: NonStandardPortDetector, beaconDetector: BeaconDetector) {
+    init(identifier: ProtocolIdentifier, tls: TLSAnalyzer, http: HTTPAnalyzer, quic: QUICAnalyzer, portDetector: NonStandardPortDetector, beaconDetector: BeaconDetector) {
         self.identifier = identifier
         self.tls = tls
         self.http = http
+        self.quic = quic
         self.portDetector = portDetector
         self.beaconDetector = beaconDetector
     }
 
     func packet(_ context: PacketContext, flows: FlowTable) {
-        if context.packet.ipProtocol == IPProtocol.udp { identifier.packet(context, flows: flows) }
+        if context.packet.ipProtocol == IPProtocol.udp {
+            identifier.packet(context, flows: flows)
+            quic.packet(context, flows: flows)
+        }
     }
 
     func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {
@@ -65,6 +72,7 @@ final class C2Family: PacketAnalyzer {
     func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
         portDetector.flowEnded(flow, reason: reason, slot: slot)
         beaconDetector.flowEnded(flow, reason: reason, slot: slot)
+        quic.flowEnded(flow, reason: reason, slot: slot)
     }
 
     func tick(_ now: Timestamp) {
