@@ -30,7 +30,7 @@ public enum TestSupport {
     /// (cryptowall4_c2: 3 POSTs; emotet and malware: excerpts of several hosts and years). The premises
     /// are pinned with tshark in `C2CaptureTests`; the evidence acceptance replay expects no alert there.
     public static let c2CapturesWithoutReportableChannel: Set<String> = [
-        "cryptowall4_c2.pcapng", "emotet.pcap", "malware.pcap", "merlinc2_Zeek_example.pcapng",
+        "cryptowall4_c2.pcapng", "emotet.pcap", "malware.pcap",
     ]
 
     /// The built `sensor` executable next to the test bundle.

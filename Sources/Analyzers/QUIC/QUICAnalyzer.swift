@@ -98,7 +98,7 @@ public final class QUICAnalyzer: PacketAnalyzer {
         let slot = context.slot
         let s = Int(slot)
         guard s >= 0, s < capacity, flows[slot].appProtocol == AppProtocol.quic.rawValue else { return }
-        let generation = flows[slot].generation
+        let generation = flows.generation(slot: slot)
         if generations[s] != generation {
             generations[s] = generation
             states[s] = 0
@@ -259,12 +259,12 @@ extension TLSAnalyzer {
     /// over TCP (flow fields, detectors and fact observers read one store), with JA4's `q` transport.
     public func quicClientHello(_ hello: ClientHello, slot: Int32, flows table: FlowTable, at time: Timestamp) {
         // Facts of ended flows go first, as when a TCP stream starts: the slot may be an ended flow's.
-        purgeEnded()
-        var f = TLSFacts(generation: table[slot].generation)
+        store.purgeEnded()
+        var f = TLSFacts(generation: table.generation(slot: slot))
         f.client = hello
         f.ja3 = TLSFingerprint.ja3(hello)
         f.ja4 = TLSFingerprint.ja4(hello, transport: .quic)
-        flows[slot] = f
+        store[slot] = f
         if let e = emitter, e.hasFactObservers {
             e.publish(.tlsClientHello(serverName: f.serverName, ja3: f.ja3, ja4: f.ja4), flow: table[slot], at: time)
         }
@@ -272,6 +272,6 @@ extension TLSAnalyzer {
 
     /// A UDP flow ended: its QUIC facts are purged like a TCP stream's, after this round of detectors.
     public func quicFlowEnded(_ flow: FlowRecord, slot: Int32) {
-        if let f = flows[slot], f.generation == flow.generation { ended.append(slot) }
+        store.flowEnded(slot: slot, generation: flow.generation)
     }
 }
