@@ -37,7 +37,10 @@ let package = Package(
         // ECS event model, JSON writer into reused buffers, the EventSink seam. No Foundation.
         .target(name: "Events", dependencies: ["PacketCore"], swiftSettings: hotPath),
         // Protocol analysers: TCP stream reassembly shared by all, then one folder per protocol.
-        .target(name: "Analyzers", dependencies: ["PacketCore", "Events"], swiftSettings: hotPath),
+        // swift-crypto: QUIC Initial packets are decrypted (RFC 9001 §5) to read the ClientHello.
+        .target(name: "Analyzers", dependencies: ["PacketCore", "Events",
+                                                  .product(name: "Crypto", package: "swift-crypto"),
+                                                  .product(name: "_CryptoExtras", package: "swift-crypto")], swiftSettings: hotPath),
         // Detectors: decide from analysers' facts (C2 port/protocol mismatch, beaconing, lateral movement, …); rules from Rules/.
         .target(name: "Detectors", dependencies: ["PacketCore", "Events", "Analyzers", "ConfigKit"]),
         // libpcap sources (offline files now, live interfaces later).
@@ -91,7 +94,8 @@ let package = Package(
 
         .testTarget(name: "PacketCoreTests", dependencies: ["PacketCore", "TestSupport"]),
         .testTarget(name: "EventsTests", dependencies: ["Events", "TestSupport"]),
-        .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers", "TestSupport"]),
+        .testTarget(name: "AnalyzersTests", dependencies: ["Analyzers", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                                                           .product(name: "_CryptoExtras", package: "swift-crypto")]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "ConfigKit", "TestSupport", "Events", "PacketCore"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),

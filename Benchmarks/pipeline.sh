@@ -6,6 +6,9 @@
 #
 # Usage: Benchmarks/pipeline.sh [RUNS] [-- extra sensor replay flags]
 #   BENCH_CAPTURE=path   use this capture instead of building one
+#   BENCH_VARIANTS=1     also measure analyser families one at a time (config `dns/c2/lateral_movement:
+#                        {enabled}`) and the evidence lookback ring (on, no trigger fires, so only the
+#                        ring's cost counts), interleaved with tcpdump in the same runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-7}; shift || true
@@ -62,4 +65,37 @@ for name in ("sensor", "tcpdump", "nfpcapd"):
 print(f"sensor vs nfpcapd (wall): {med['sensor']['wall']/med['nfpcapd']['wall']:.2f}")
 print(f"flow table: {stats['flows']['bytes_per_flow']} bytes per flow of capacity ({stats['flows']['capacity']} flows), "
       f"{stats['flows']['evicted']} evicted; events written: {stats['events']['emitted']}")
+PY
+
+[ "${BENCH_VARIANTS:-0}" = 1 ] || exit 0
+# Variants: rules and configs in a scratch directory, so the repository's Rules/ stay untouched. Each is
+# measured in the same interleaved runs as tcpdump and the default pipeline.
+cp -r Rules "$tmp/rules"; printf 'triggers: []\n' > "$tmp/rules/evidence.yaml"
+family() { printf 'dns: {enabled: %s}\nc2: {enabled: %s}\nlateral_movement: {enabled: %s}\n' "$1" "$2" "$3" > "$tmp/$4.yaml"; }
+family false false false core; family false false true lateral; family true false false dns
+family false true true no-dns
+command -v age-keygen >/dev/null || { echo "missing age-keygen (scripts/install-deps.sh test)" >&2; exit 1; }
+age-keygen -o "$tmp/key" 2>/dev/null; recipient=$(grep -o 'age1[0-9a-z]*' "$tmp/key" | head -1)
+mkdir -m 700 "$tmp/evidence"
+: > "$tmp/results"
+base=("$bin" replay "$capture" --output file:/dev/null --log-level error --rules "$tmp/rules" "${extra[@]}")
+for i in $(seq 1 "$runs"); do
+  measure tcpdump tcpdump -Z root -r "$capture" -w /dev/null
+  measure default "${base[@]}"
+  for v in core lateral dns no-dns; do measure "$v" "${base[@]}" --config "$tmp/$v.yaml"; done
+  measure ring-on "${base[@]}" --evidence-dir "$tmp/evidence" --evidence-recipient "$recipient" --authorization BENCH --purpose benchmark
+done
+python3 - "$tmp/results" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+names = ["tcpdump", "default", "core", "lateral", "dns", "no-dns", "ring-on"]
+what = {"default": "every family on", "core": "decode + flows + flow events only", "lateral": "core + lateral movement (SMB, DCE-RPC, Kerberos, reassembly, detector)",
+        "dns": "core + DNS", "no-dns": "every family but DNS", "ring-on": "every family + evidence lookback ring"}
+m = {n: (statistics.median(float(x[1]) for x in rows if x[0] == n), statistics.median(float(x[2]) + float(x[3]) for x in rows if x[0] == n)) for n in names}
+print(f"{'variant':10}{'wall s':>9}{'cpu s':>9}{'wall ratio':>12}{'cpu ratio':>11}  (to tcpdump; medians)")
+for n in names:
+    w, c = m[n]
+    print(f"{n:10}{w:9.3f}{c:9.3f}{w / m['tcpdump'][0]:12.2f}{c / m['tcpdump'][1]:11.2f}  {what.get(n, '')}")
+print(f"DNS adds {m['default'][1] / m['no-dns'][1] - 1:+.1%} CPU to the full pipeline, {m['dns'][1] / m['core'][1] - 1:+.1%} to the core; "
+      f"the lookback ring adds {m['ring-on'][1] / m['default'][1] - 1:+.1%}")
 PY

@@ -12,21 +12,28 @@ public final class PcapFileReader: PacketSource {
     public private(set) var packetsRead: UInt64 = 0
     let handle: OpaquePointer
     let stopped = Atomic<Bool>(false)
+    /// stdio's buffer for the file, ours so its size is what we ask (glibc ignores the size when stdio
+    /// allocates it). Freed after `pcap_close` has closed the FILE.
+    let readBuffer: UnsafeMutablePointer<CChar>
+    static let readBufferSize = 1 << 16
 
     public init(path: String, filter: String? = nil) throws(CaptureError) {
         self.path = path
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
-        // Our own FILE with a 1 MiB buffer: libpcap reads record by record through stdio, and the default
+        // Our own FILE with a 64 KiB buffer: libpcap reads record by record through stdio, and the default
         // 4 KiB buffer costs a system call every few packets.
         guard let file = fopen(path, "rb") else {
             throw CaptureError(kind: .open, input: path, message: String(cString: strerror(errno)))
         }
-        setvbuf(file, nil, _IOFBF, 1 << 20)
+        let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: Self.readBufferSize)
+        setvbuf(file, buffer, _IOFBF, Self.readBufferSize)
         guard let h = pcap_fopen_offline_with_tstamp_precision(file, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
             fclose(file)
+            buffer.deallocate()
             throw CaptureError(kind: .open, input: path, message: String(cString: errbuf))
         }
         handle = h
+        readBuffer = buffer
         linkType = LinkType(rawValue: pcap_datalink(h))
         if let filter, !filter.isEmpty {
             var program = bpf_program()
@@ -41,7 +48,10 @@ public final class PcapFileReader: PacketSource {
         }
     }
 
-    deinit { pcap_close(handle) }
+    deinit {
+        pcap_close(handle)
+        readBuffer.deallocate()
+    }
 
     public func next() throws(CaptureError) -> RawPacket? {
         if stopped.load(ordering: .relaxed) { return nil }

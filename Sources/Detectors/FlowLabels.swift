@@ -13,6 +13,12 @@ public struct FlowLabels: Sendable, Equatable {
     public var hasTLS = false
     /// The ClientHello's SNI (nil without one).
     public var serverName: String?
+    /// A ClientHello was read (TLS over TCP, or QUIC's from its Initial packets).
+    public var hasClientHello = false
+    /// For a ClientHello without SNI only (what the bare-IP rule reads): its ALPN list, JA3 and JA4.
+    public var alpn: [String] = []
+    public var ja3: String?
+    public var ja4: String?
     /// The HTTP analyser holds facts for this flow.
     public var hasHTTP = false
     /// The first request's Host, lower-cased, without port (nil without one).
@@ -29,6 +35,14 @@ public struct FlowLabels: Sendable, Equatable {
         if let f = tls?.facts(slot: slot, generation: flow.generation) {
             hasTLS = true
             serverName = f.serverName
+            if let hello = f.client {
+                hasClientHello = true
+                if hello.serverName == nil {
+                    alpn = hello.alpn.map { String(decoding: $0, as: UTF8.self) }
+                    ja3 = f.ja3
+                    ja4 = f.ja4
+                }
+            }
         }
         if let f = http?.facts(slot: slot, generation: flow.generation) {
             hasHTTP = true

@@ -62,14 +62,14 @@ public final class EvidenceManager: PacketAnalyzer {
     var finished = false
     var nextRetentionCheck: Double = 0
 
-    public init(store: EvidenceStore, triggers: [EvidenceTrigger], emitter: EventEmitter, logger: Logger) {
+    public init(store: EvidenceStore, triggers: [EvidenceTrigger], emitter: EventEmitter, logger: Logger) throws(LookbackRingError) {
         self.store = store
         self.triggers = triggers
         self.emitter = emitter
         self.logger = logger
         let c = store.configuration
         snapLength = c.snapLength
-        ring = LookbackRing(bytes: c.lookbackBytes, maxAge: .seconds(c.lookbackSeconds), snapLength: c.snapLength)
+        ring = try LookbackRing(bytes: c.lookbackBytes, maxAge: .seconds(c.lookbackSeconds), snapLength: c.snapLength)
         systemDescription = ProcessInfo.processInfo.operatingSystemVersionString
     }
 

@@ -120,6 +120,9 @@ public final class FlowTable {
         get { slots[Int(slot)] }
     }
 
+    /// The generation of the flow in a slot, without copying its record (per-packet side-table checks).
+    @inlinable public func generation(slot: Int32) -> UInt32 { slots[Int(slot)].generation }
+
     /// Lets an analyser set the application protocol tag of a live flow.
     @inlinable public func setAppProtocol(_ value: UInt8, slot: Int32) { slots[Int(slot)].appProtocol = value }
 

@@ -20,8 +20,16 @@ public enum AnalyzerFactory {
         let reassembler = StreamReassembler(flowCapacity: configuration.flows.capacity)
         let hostFacts = try HostStageWiring.publisher(configuration: configuration, emitter: emitter, logger: logger, link: hostShards)
         // Stream consumers register here: reassembler.add(...)
-        analyzers += try C2Analyzers.make(configuration: configuration, emitter: emitter, reassembler: reassembler, hostFacts: hostFacts)
-        try LateralMovementWiring.add(to: &analyzers, reassembler: reassembler, configuration: configuration, emitter: emitter, hostFacts: hostFacts)
+        // The host-level stage's worker side sits where the lateral-movement detector sat (after the C2
+        // analysers, before DNS); it carries the Kerberos datagram analyser when lateral movement is on.
+        let tap = HostFactTap(publisher: hostFacts)
+        if configuration.c2Enabled {
+            analyzers += try C2Analyzers.make(configuration: configuration, emitter: emitter, reassembler: reassembler, hostFacts: hostFacts)
+        }
+        if configuration.lateralMovementEnabled {
+            LateralMovementWiring.add(reassembler: reassembler, hostFacts: hostFacts, tap: tap)
+        }
+        if tap.isNeeded { analyzers.append(tap) }
         analyzers += try DNSSetup.makeAnalyzers(configuration: configuration, emitter: emitter, reassembler: reassembler, logger: logger,
                                                 hostFacts: hostFacts)
 

@@ -44,7 +44,7 @@ public enum EvidenceSetup {
             return nil
         }
         guard let store = try store ?? makeStore(configuration: c) else { return nil }
-        let manager = EvidenceManager(store: store, triggers: try loadTriggers(configuration: c), emitter: emitter, logger: logger)
+        let manager = try EvidenceManager(store: store, triggers: try loadTriggers(configuration: c), emitter: emitter, logger: logger)
         manager.observeAlerts(of: emitter)
         return manager
     }

@@ -20,20 +20,19 @@ enum LateralMovementWiring {
         return try LateralMovementRules.load(path: path)
     }
 
-    static func add(to analyzers: inout [any PacketAnalyzer], reassembler: StreamReassembler,
-                    configuration: SensorConfiguration, emitter: EventEmitter, hostFacts: HostFactPublisher) throws {
+    /// Registers the analysers; the Kerberos datagram analyser rides in `tap` (one per-packet entry for both).
+    static func add(reassembler: StreamReassembler, hostFacts: HostFactPublisher, tap: HostFactTap) {
         let smb = SMBAnalyzer()
         let rpc = DCERPCAnalyzer()
         let kerberos = KerberosAnalyzer()
         reassembler.add(smb)
         reassembler.add(rpc)
         reassembler.add(kerberos)
-        let tap = HostFactTap(kerberos: kerberos, publisher: hostFacts)
+        tap.kerberos = kerberos
         if hostFacts.wantsLateral {
             smb.observer = hostFacts
             rpc.observer = hostFacts
             kerberos.observer = hostFacts
         }
-        analyzers.append(tap)
     }
 }

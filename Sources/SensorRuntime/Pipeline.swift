@@ -32,7 +32,8 @@ public final class Pipeline: PacketConsumer {
     public let emitter: EventEmitter
     public private(set) var analyzers: [any PacketAnalyzer] { didSet { partitionAnalyzers() } }
     /// The analysers the per-packet loop calls (`wantsEveryPacket`), and those told of new flows only.
-    var packetAnalyzers: [any PacketAnalyzer] = []
+    /// The per-packet calls are made through `PacketAnalyzerCalls` (no reference counting per call).
+    var packetAnalyzers = PacketAnalyzerCalls([])
     var flowStartAnalyzers: [any PacketAnalyzer] = []
     public private(set) var counters = PipelineCounters()
     /// The packet clock: the latest packet time seen (input may be slightly out of order).
@@ -49,7 +50,7 @@ public final class Pipeline: PacketConsumer {
     }
 
     func partitionAnalyzers() {
-        packetAnalyzers = analyzers.filter { $0.wantsEveryPacket }
+        packetAnalyzers = PacketAnalyzerCalls(analyzers.filter { $0.wantsEveryPacket })
         flowStartAnalyzers = analyzers.filter { $0.wantsFlowStart }
     }
 
@@ -90,7 +91,7 @@ public final class Pipeline: PacketConsumer {
         if !packetAnalyzers.isEmpty {
             let ctx = PacketContext(packet: p, frame: raw.bytes, linkType: raw.linkType, slot: u.slot,
                                     fromOriginator: u.fromOriginator, isNewFlow: u.isNew)
-            for i in packetAnalyzers.indices { packetAnalyzers[i].packet(ctx, flows: flows) }
+            packetAnalyzers.packet(ctx, flows: flows)
         }
     }
 

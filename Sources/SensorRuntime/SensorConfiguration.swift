@@ -37,6 +37,13 @@ public struct SensorConfiguration: Sendable {
     /// DNS analysis (`dns:`): parsing on/off, passive-DNS events, transaction timeout, PSL file.
     public var dnsEnabled = true
     public var dns = DNSConfiguration()
+    /// The C2 family (`c2: {enabled}`): content-based protocol identification, TLS/HTTP analysis, the
+    /// non-standard-port and beacon detectors. Off saves the most CPU of any family (every TCP stream's
+    /// first bytes are inspected) on a sensor that only needs, say, lateral movement in a server segment.
+    public var c2Enabled = true
+    /// The lateral-movement family (`lateral_movement: {enabled}`): SMB, DCE-RPC and Kerberos analysers and
+    /// their detector. `Rules/lateral-movement.yaml`'s own `enabled` switches only the detector off.
+    public var lateralMovementEnabled = true
 
     public init() {}
 
@@ -73,7 +80,8 @@ public struct SensorConfiguration: Sendable {
         var c = SensorConfiguration()
         var r = ConfigReader()
         let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
-                                          "enrichment", "intel", "evidence", "privileges", "metrics", "dns"])
+                                          "enrichment", "intel", "evidence", "privileges", "metrics", "dns",
+                                          "c2", "lateral_movement"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -138,6 +146,8 @@ public struct SensorConfiguration: Sendable {
         }
         if let v = top["intel"] { c.intel = IntelConfiguration.parse(v, &r) }
         if let v = top["dns"] { parseDNS(v, into: &c, &r) }
+        if let v = top["c2"], let b = r.bool(r.table(v, allowed: ["enabled"])["enabled"]) { c.c2Enabled = b }
+        if let v = top["lateral_movement"], let b = r.bool(r.table(v, allowed: ["enabled"])["enabled"]) { c.lateralMovementEnabled = b }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return c
     }

@@ -146,6 +146,7 @@ final class BeaconScorerTests: XCTestCase {
         XCTAssertEqual(c.suspiciousPorts, e.suspiciousPorts)
         XCTAssertEqual(c.threshold, e.threshold)
         XCTAssertEqual(c.suppressSeconds, e.suppressSeconds)
+        XCTAssertEqual(c.bareIP, e.bareIP)
     }
 }
 

@@ -54,7 +54,7 @@ final class Harness {
         store = try EvidenceStore(configuration: c, sensorName: "test-sensor", hostname: "test-host", wallClock: { clock.now })
         var logger = Logger(label: "evidence-test")
         logger.logLevel = .warning
-        manager = EvidenceManager(store: store, triggers: triggers, emitter: emitter, logger: logger)
+        manager = try EvidenceManager(store: store, triggers: triggers, emitter: emitter, logger: logger)
         manager.observeAlerts(of: emitter)
         pipeline = Pipeline(flows: FlowTableConfiguration(), emitter: emitter, analyzers: [manager])
     }

@@ -10,8 +10,8 @@ final class LookbackRingTests: XCTestCase {
 
     /// Against a plain array model: whatever the frame sizes, the ring holds the newest frames intact,
     /// within its byte and record bounds, oldest first.
-    func testRingKeepsNewestFramesIntact() {
-        let ring = LookbackRing(bytes: 10_000, maxAge: .seconds(1000), snapLength: 1500, maxPackets: 200)
+    func testRingKeepsNewestFramesIntact() throws {
+        let ring = try LookbackRing(bytes: 10_000, maxAge: .seconds(1000), snapLength: 1500, maxPackets: 200)
         var model: [(Int, [UInt8])] = []
         var rng = SystemRandomNumberGenerator()
         for i in 0..<5000 {
@@ -33,8 +33,8 @@ final class LookbackRingTests: XCTestCase {
         XCTAssertGreaterThan(ring.counters.evictedForSpace + ring.counters.evictedForCount, 0)
     }
 
-    func testAgeBoundAndSnapLength() {
-        let ring = LookbackRing(bytes: 1 << 20, maxAge: .seconds(10), snapLength: 96)
+    func testAgeBoundAndSnapLength() throws {
+        let ring = try LookbackRing(bytes: 1 << 20, maxAge: .seconds(10), snapLength: 96)
         let frame = [UInt8](repeating: 7, count: 1514)
         for s in 0..<30 {
             frame.withUnsafeBytes { ring.append(timestamp: Timestamp(seconds: Int64(s)), wireLength: 1514, linkType: .ethernet, frame: $0) }

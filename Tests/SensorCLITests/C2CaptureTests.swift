@@ -58,7 +58,10 @@ final class C2CaptureTests: XCTestCase {
     /// distinct starts before a pair is scored, so no beacon can honestly be reported there. This test
     /// pins that premise with tshark, so a change of the data shows up here.
     func testUndersampledBeaconCapturesHaveTooFewStartsToScore() throws {
-        for name in ["cryptowall4_c2.pcapng", "emotet.pcap", "malware.pcap"] {
+        let names = TestSupport.captures("beacon").map { URL(fileURLWithPath: $0).lastPathComponent }
+            .filter(TestSupport.c2CapturesWithoutReportableChannel.contains)
+        XCTAssertEqual(names, ["cryptowall4_c2.pcapng", "emotet.pcap", "malware.pcap"])
+        for name in names {
             let path = TestSupport.data("pcaps/beacon/\(name)")
             let syns = try tshark(["-r", path, "-Y", "tcp.flags.syn==1 && tcp.flags.ack==0", "-T", "fields",
                                    "-e", "ip.src", "-e", "ip.dst", "-e", "tcp.dstport"])
@@ -89,13 +92,65 @@ final class C2CaptureTests: XCTestCase {
             XCTAssertEqual(TestSupport.value(a, "threat.technique.id") as? [String], ["T1571"], name)
             XCTAssertNotNil(TestSupport.value(a, "nonstandard_port_c2.score_parts.base"), name)
         }
-        // Every capture of the category is covered above except Merlin over QUIC on UDP 443: QUIC on 443
-        // is QUIC's own port, so a port/protocol detector has nothing to say (see the closing note).
+        // Merlin over QUIC on UDP 443 is QUIC on its own port, so the port rules have nothing to say; its
+        // ClientHello (read from the decrypted client Initial) names no server: an encrypted session to a
+        // bare IP, 184 s long.
+        let merlinName = "merlinc2_Zeek_example.pcapng"
+        let merlin = try replay(TestSupport.data("pcaps/c2-nonstd-port/\(merlinName)"))
+        let found = alerts(merlin, "nonstandard_port_c2")
+        XCTAssertEqual(found.count, 1, "\(found)")
+        let a = try XCTUnwrap(found.first)
+        XCTAssertEqual(TestSupport.value(a, "rule.id") as? String, "sensor.c2.encrypted_session_to_bare_ip")
+        XCTAssertEqual(TestSupport.value(a, "source.ip") as? String, "10.0.0.4")
+        XCTAssertEqual(TestSupport.value(a, "destination.ip") as? String, "24.199.110.233")
+        XCTAssertEqual(TestSupport.value(a, "destination.port") as? Int, 443)
+        XCTAssertEqual(TestSupport.value(a, "nonstandard_port_c2.finding") as? String, "encrypted_session_to_bare_ip")
+        XCTAssertEqual(TestSupport.value(a, "nonstandard_port_c2.reason") as? String, "no_server_name")
+        XCTAssertEqual(TestSupport.value(a, "nonstandard_port_c2.protocol") as? String, "quic")
+        XCTAssertEqual(TestSupport.value(a, "nonstandard_port_c2.transport") as? String, "udp")
+        XCTAssertEqual(TestSupport.value(a, "nonstandard_port_c2.alpn") as? [String], ["h3"])
+        XCTAssertEqual(TestSupport.value(a, "nonstandard_port_c2.packets") as? Int, 100)
+        XCTAssertTrue((TestSupport.value(a, "nonstandard_port_c2.ja4") as? String)?.hasPrefix("q13i") == true)
+        XCTAssertEqual(TestSupport.value(a, "threat.technique.id") as? [String], ["T1571", "T1573"])
+        let flow = try XCTUnwrap(merlin.first { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" })
+        XCTAssertEqual(TestSupport.value(flow, "network.protocol") as? String, "quic")
+        XCTAssertEqual(TestSupport.value(flow, "tls.client.ja4") as? String, TestSupport.value(a, "nonstandard_port_c2.ja4") as? String)
+        // Every capture of the category raises the alert.
         let all = Set(TestSupport.captures("c2-nonstd-port").map { URL(fileURLWithPath: $0).lastPathComponent })
-        XCTAssertEqual(all.subtracting(expected.keys), ["merlinc2_Zeek_example.pcapng"])
-        let merlin = try replay(TestSupport.data("pcaps/c2-nonstd-port/merlinc2_Zeek_example.pcapng"))
-        let quicFlows = merlin.filter { TestSupport.value($0, "network.protocol") as? String == "quic" }
-        XCTAssertFalse(quicFlows.isEmpty, "Merlin's QUIC is identified by content")
+        XCTAssertEqual(all, Set(expected.keys).union([merlinName]))
+    }
+
+    /// The ClientHello the sensor reads from decrypted QUIC Initial packets agrees with tshark's own
+    /// decryption and dissection of the same packets: SNI (absent), ALPN, JA3, and JA4 — which tshark
+    /// 4.0 (Debian 12) does not compute (`tls.handshake.ja4` came in 4.2), so it is recomputed from
+    /// tshark's fields by the independent Python implementation below, and compared directly as well
+    /// when the installed tshark has the field.
+    func testQUICClientHelloAgreesWithTshark() throws {
+        let path = TestSupport.data("pcaps/c2-nonstd-port/merlinc2_Zeek_example.pcapng")
+        let hasJA4 = try TestSupport.run("tshark", ["-G", "fields"]).stdoutText.contains("\ttls.handshake.ja4\t")
+        let rows = try tshark(["-r", path, "-Y", "quic && tls.handshake.type==1", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
+                               "-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport",
+                               "-e", "tls.handshake.extensions_server_name", "-e", "tls.handshake.ja3",
+                               "-e", "tls.handshake.version", "-e", "tls.handshake.ciphersuite", "-e", "tls.handshake.extension.type",
+                               "-e", "tls.handshake.sig_hash_alg", "-e", "tls.handshake.extensions.supported_version",
+                               "-e", "tls.handshake.extensions_alpn_str", "-e", "tls.handshake.sig_hash_alg_len",
+                               "-e", "frame.number"] + (hasJA4 ? ["-e", "tls.handshake.ja4"] : []))
+        XCTAssertEqual(rows.count, 1, "one client hello: \(rows)")
+        let r = try XCTUnwrap(rows.first)
+        XCTAssertEqual(r[4], "", "Merlin dials the IP: no SNI")
+        XCTAssertEqual(r[11], "h3")
+        let flows = try replay(path).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+        let flow = try XCTUnwrap(flows.first {
+            TestSupport.value($0, "source.ip") as? String == r[0] && "\(TestSupport.value($0, "source.port") ?? "")" == r[1]
+                && TestSupport.value($0, "destination.ip") as? String == r[2] && "\(TestSupport.value($0, "destination.port") ?? "")" == r[3]
+        })
+        XCTAssertNil(TestSupport.value(flow, "tls.client.server_name"))
+        XCTAssertEqual(TestSupport.value(flow, "tls.client.ja3") as? String, r[5])
+        XCTAssertEqual((TestSupport.value(flow, "tls.client.alpn") as? [String])?.joined(separator: ","), r[11])
+        XCTAssertEqual(TestSupport.value(flow, "tls.version") as? String, "1.3")
+        let ja4 = try XCTUnwrap(TestSupport.value(flow, "tls.client.ja4") as? String)
+        XCTAssertEqual(ja4, try ja4Reference(r, transport: "q"))
+        if hasJA4 { XCTAssertEqual(ja4, r[14]) }
     }
 
     func testBenignCapturesRaiseNeither() throws {
@@ -148,11 +203,57 @@ final class C2CaptureTests: XCTestCase {
         XCTAssertGreaterThan(compared, 20)
     }
 
+    /// Every QUIC ClientHello of the large mixed capture (nDPI's QUIC test traces: Chrome, Firefox,
+    /// quiche, ngtcp2, mvfst, … over v1 and drafts 23–34) that tshark decrypts, the sensor decrypts
+    /// too, with the same SNI, ALPN and JA3, and a JA4 equal to the independent recomputation. The
+    /// capture is first cut (tcpdump, BPF) to its QUIC long-header datagrams, so both tools read 1 MB.
+    func testQUICHellosOfTheLargeCaptureAgreeWithTshark() throws {
+        try XCTSkipUnless(TestSupport.hasTool("tcpdump"), "tcpdump is installed by scripts/install-deps.sh test")
+        let dir = try TestSupport.temporaryDirectory("quic-hellos")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cut = dir.appendingPathComponent("quic.pcap").path
+        let dump = try TestSupport.run("tcpdump", ["-r", TestSupport.data("pcaps/large/large-mixed-A.pcap"), "-w", cut,
+                                                   "udp and (ip6 or udp[8] & 0xc0 == 0xc0)"])
+        XCTAssertEqual(dump.status, 0, dump.stderr)
+        let rows = try tshark(["-r", cut, "-Y", "quic && tls.handshake.type==1", "-T", "fields", "-E", "occurrence=a", "-E", "aggregator=,",
+                               "-e", "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport",
+                               "-e", "tls.handshake.extensions_server_name", "-e", "tls.handshake.ja3",
+                               "-e", "tls.handshake.version", "-e", "tls.handshake.ciphersuite", "-e", "tls.handshake.extension.type",
+                               "-e", "tls.handshake.sig_hash_alg", "-e", "tls.handshake.extensions.supported_version",
+                               "-e", "tls.handshake.extensions_alpn_str", "-e", "tls.handshake.sig_hash_alg_len",
+                               "-e", "quic.version", "-e", "ipv6.src", "-e", "ipv6.dst"])
+        let flows = try replay(cut).filter { TestSupport.value($0, "network.protocol") as? String == "quic" }
+        var byTuple: [String: [String: Any]] = [:]
+        for f in flows {
+            byTuple["\(TestSupport.value(f, "source.ip") ?? "") \(TestSupport.value(f, "source.port") ?? "") \(TestSupport.value(f, "destination.ip") ?? "") \(TestSupport.value(f, "destination.port") ?? "")"] = f
+        }
+        var compared = 0, unsupported = 0
+        var ja4Checked = Set<String>()
+        for r in rows where r.count == 16 {
+            let version = UInt32(r[13].split(separator: ",").first.map { $0.dropFirst(2) } ?? "", radix: 16) ?? 0
+            // Versions the sensor does not decrypt: greased (0x?a?a?a?a), Google's T05x, mvfst's.
+            guard version == 1 || (0xff00_0017...0xff00_0022).contains(version) else { unsupported += 1; continue }
+            let src = r[0].isEmpty ? r[14] : r[0], dst = r[2].isEmpty ? r[15] : r[2]
+            let k = "\(src) \(r[1]) \(dst) \(r[3])"
+            let flow = try XCTUnwrap(byTuple[k], "no QUIC flow event for \(k)")
+            XCTAssertEqual(TestSupport.value(flow, "tls.client.ja3") as? String, r[5], k)
+            XCTAssertEqual(TestSupport.value(flow, "tls.client.server_name") as? String, r[4].isEmpty ? nil : r[4], k)
+            XCTAssertEqual((TestSupport.value(flow, "tls.client.alpn") as? [String])?.joined(separator: ","), r[11].isEmpty ? nil : r[11], k)
+            // JA4 recomputed once per distinct client (the Python reference is a process per call).
+            if ja4Checked.insert(r[5] + r[11]).inserted {
+                XCTAssertEqual(TestSupport.value(flow, "tls.client.ja4") as? String, try ja4Reference(r, transport: "q"), k)
+            }
+            compared += 1
+        }
+        XCTAssertGreaterThan(compared, 130, "unsupported versions: \(unsupported)")
+        XCTAssertGreaterThan(ja4Checked.count, 5)
+    }
+
     /// JA4 from tshark's fields, per FoxIO's specification, in Python (an implementation independent of ours).
-    func ja4Reference(_ r: [String]) throws -> String {
+    func ja4Reference(_ r: [String], transport: String = "t") throws -> String {
         let script = #"""
 import hashlib, sys
-sni, ver, ciphers, exts, sigs, svers, alpn, siglens = sys.argv[1:9]
+sni, ver, ciphers, exts, sigs, svers, alpn, siglens, transport = sys.argv[1:10]
 h = lambda s: [int(x, 16) if x.startswith("0x") else int(x) for x in s.split(",") if x]
 # tshark lists the algorithms of signature_algorithms (13), delegated_credentials (34) and
 # signature_algorithms_cert (50) in one field, in wire order; JA4 takes those of extension 13 only.
@@ -171,7 +272,7 @@ first = alpn.split(",")[0] if alpn else ""
 if not first: a = "00"
 elif first[0].isalnum() and first[-1].isalnum() and first.isascii(): a = first[0] + first[-1]
 else: a = first.encode().hex()[0] + first.encode().hex()[-1]
-part_a = "t" + vs + ("d" if 0 in e else "i") + "%02d" % min(len(c), 99) + "%02d" % min(len(e), 99) + a
+part_a = transport + vs + ("d" if 0 in e else "i") + "%02d" % min(len(c), 99) + "%02d" % min(len(e), 99) + a
 hx = lambda l: ",".join("%04x" % x for x in l)
 cb = hx(sorted(c))
 eb = hx(sorted(x for x in e if x not in (0, 16)))
@@ -180,7 +281,7 @@ if sg: eb += "_" + hx(sg)
 tr = lambda s: hashlib.sha256(s.encode()).hexdigest()[:12] if s else "000000000000"
 print(part_a + "_" + tr(cb) + "_" + tr(eb))
 """#
-        let out = try TestSupport.run("python3", ["-c", script, r[4], r[6], r[7], r[8], r[9], r[10], r[11], r[12]])
+        let out = try TestSupport.run("python3", ["-c", script, r[4], r[6], r[7], r[8], r[9], r[10], r[11], r[12], transport])
         XCTAssertEqual(out.status, 0, out.stderr)
         return out.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
     }

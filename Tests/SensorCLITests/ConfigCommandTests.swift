@@ -39,4 +39,28 @@ final class ConfigCommandTests: XCTestCase {
         XCTAssertEqual(r2.lines.count, 8)
         XCTAssertTrue(r2.lines[0].contains("\"name\":\"flag\""))
     }
+
+    /// `c2.enabled: false` / `lateral_movement.enabled: false` take the whole family out: no alert from it and
+    /// none of its facts on flow events, while the flows themselves are reported as before.
+    func testAnalyserFamiliesSwitchOff() throws {
+        let dir = try TestSupport.temporaryDirectory("cfg")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cfg = dir.appendingPathComponent("off.yaml").path
+        try "c2:\n  enabled: false\nlateral_movement:\n  enabled: false\n".write(toFile: cfg, atomically: true, encoding: .utf8)
+        let c2 = TestSupport.data("pcaps/c2-nonstd-port/http-on-port-5432.pcap")
+        let lateral = TestSupport.data("pcaps/lateral/20171220_smb_psexec_add_user.pcap")
+        for path in [c2, lateral] {
+            let on = try TestSupport.events(try TestSupport.sensor(["replay", path]))
+            let off = try TestSupport.events(try TestSupport.sensor(["replay", "--config", cfg, path]))
+            let alerts = { (e: [[String: Any]]) in e.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.alert" } }
+            let flows = { (e: [[String: Any]]) in Set(e.compactMap { TestSupport.value($0, "network.community_id") as? String }) }
+            XCTAssertFalse(alerts(on).isEmpty, "\(path): alerts with the families on")
+            XCTAssertTrue(alerts(off).isEmpty, "\(path): \(alerts(off))")
+            XCTAssertEqual(flows(on), flows(off), path)
+            for namespace in ["smb", "dce_rpc", "http", "tls"] {
+                XCTAssertFalse(off.contains { TestSupport.value($0, namespace) != nil }, "\(path): \(namespace)")
+            }
+            XCTAssertTrue(on.contains { TestSupport.value($0, path == c2 ? "http" : "smb") != nil }, path)
+        }
+    }
 }

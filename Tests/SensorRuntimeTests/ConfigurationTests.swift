@@ -51,4 +51,17 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(c.flows.udpTimeout.nanoseconds, 90_000_000_000)
         XCTAssertEqual(c.flows.activeTimeout.nanoseconds, 0)
     }
+
+    func testAnalyserFamiliesSwitch() throws {
+        let c = try SensorConfiguration.parse(text: "dns: {enabled: false}\nc2: {enabled: false}\nlateral_movement:\n  enabled: no\n")
+        XCTAssertFalse(c.dnsEnabled)
+        XCTAssertFalse(c.c2Enabled)
+        XCTAssertFalse(c.lateralMovementEnabled)
+        let d = try SensorConfiguration.parse(text: "sensor: {name: s}\n")
+        XCTAssertTrue(d.c2Enabled && d.lateralMovementEnabled && d.dnsEnabled)
+        XCTAssertThrowsError(try SensorConfiguration.parse(text: "c2:\n  enabled: maybe\nlateral_movement: {on: true}\n", file: "f.yaml")) { error in
+            let issues = (error as! ConfigIssues).issues
+            XCTAssertEqual(issues.map(\.line), [2, 3], "\(issues)")
+        }
+    }
 }

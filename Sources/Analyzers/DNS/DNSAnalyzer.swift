@@ -179,7 +179,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
         guard p.ipProtocol == IPProtocol.udp, p.hasPorts, p.fragment != 2 else { return }
         let s = Int(context.slot)
         guard s < capacity else { return }
-        let generation = flows[context.slot].generation
+        let generation = flows.generation(slot: context.slot)
         if slots[s].generation != generation || slots[s].decision == 0 {
             decideUDP(context, flows: flows, generation: generation)
         }

@@ -2,7 +2,7 @@ import Events
 import PacketCore
 
 /// HTTP facts of one flow: its first request and first response.
-public struct HTTPFacts: Sendable {
+public struct HTTPFacts: SlotFacts, Sendable {
     public var generation: UInt32
     public var request: HTTPRequestHead?
     public var response: HTTPResponseHead?
@@ -30,34 +30,26 @@ public struct HTTPCounters: Sendable, Equatable {
 public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer {
     public let name = "http"
     public private(set) var counters = HTTPCounters()
-    var flows: [Int32: HTTPFacts] = [:]
-    var heads: [Int32: (StreamHead, StreamHead)] = [:]
-    var ended: [Int32] = []
+    var store = FlowFactStore<HTTPFacts>()
 
     /// Where request facts are published for correlation (threat intelligence), if anywhere.
     let emitter: EventEmitter?
 
     public init(emitter: EventEmitter? = nil) { self.emitter = emitter }
 
-    public func facts(slot: Int32, generation: UInt32) -> HTTPFacts? {
-        guard let f = flows[slot], f.generation == generation else { return nil }
-        return f
-    }
+    public func facts(slot: Int32, generation: UInt32) -> HTTPFacts? { store.facts(slot: slot, generation: generation) }
 
     public func wantsStream(_ flow: FlowRecord, slot: Int32, firstPayload: UnsafeRawBufferPointer, fromOriginator: Bool) -> Bool {
-        purgeEnded()
-        guard fromOriginator, HTTPParser.looksLikeRequest(firstPayload) else {
-            flows[slot] = nil
-            return false
-        }
-        flows[slot] = HTTPFacts(generation: flow.generation)
-        heads[slot] = nil
+        store.purgeEnded()
+        store.reset(slot: slot)
+        guard fromOriginator, HTTPParser.looksLikeRequest(firstPayload) else { return false }
+        store[slot] = HTTPFacts(generation: flow.generation)
         return true
     }
 
     public func stream(_ data: UnsafeRawBufferPointer, fromOriginator: Bool, slot: Int32, flows table: FlowTable, at time: Timestamp) -> StreamVerdict {
-        guard flows[slot] != nil else { return .doneWithFlow }
-        var pair = heads.removeValue(forKey: slot) ?? (StreamHead(), StreamHead())
+        guard store[slot] != nil else { return .doneWithFlow }
+        var pair = store.takeHeads(slot: slot)
         var request: HTTPRequestHead?
         var response: HTTPResponseHead?
         let step: StreamHead.Step
@@ -80,37 +72,28 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer {
         }
         if let r = request {
             counters.requests &+= 1
-            flows[slot]!.request = r
+            store[slot]!.request = r
             table.setAppProtocol(AppProtocol.http.rawValue, slot: slot)
             if let e = emitter, e.hasFactObservers {
-                let f = flows[slot]!
+                let f = store[slot]!
                 e.publish(.httpRequest(host: f.hostName, url: HTTPAnalyzer.fullURL(f)), flow: table[slot], at: time)
             }
         }
         if let r = response {
             counters.responses &+= 1
-            flows[slot]!.response = r
+            store[slot]!.response = r
         }
         if step == .invalid { counters.malformed &+= 1 }
-        if step == .needMore { heads[slot] = pair }
+        if step == .needMore { store.keepHeads(pair, slot: slot) }
         return step == .needMore ? .more : .doneWithDirection
     }
 
-    public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) { heads[slot] = nil }
+    public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) { store.dropHeads(slot: slot) }
 
-    public func streamEnded(_ flow: FlowRecord, slot: Int32) {
-        heads[slot] = nil
-        if flows[slot] != nil { ended.append(slot) }
-    }
-
-    func purgeEnded() {
-        guard !ended.isEmpty else { return }
-        for s in ended { flows[s] = nil }
-        ended.removeAll(keepingCapacity: true)
-    }
+    public func streamEnded(_ flow: FlowRecord, slot: Int32) { store.streamEnded(slot: slot) }
 
     public func packet(_ context: PacketContext, flows: FlowTable) {}
-    public func tick(_ now: Timestamp) { purgeEnded() }
+    public func tick(_ now: Timestamp) { store.purgeEnded() }
 
     public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
         guard let f = facts(slot: slot, generation: flow.generation), f.request != nil || f.response != nil else { return }

@@ -133,9 +133,9 @@ public final class StreamReassembler: PacketAnalyzer {
         guard p.ipProtocol == IPProtocol.tcp, !consumers.isEmpty else { return }
         let s = Int(context.slot)
         guard s < capacity else { return }
-        let flow = flows[context.slot]
-        if slots[s].generation != flow.generation {
-            slots[s] = Slot(generation: flow.generation)
+        let generation = flows.generation(slot: context.slot)
+        if slots[s].generation != generation {
+            slots[s] = Slot(generation: generation)
             directions[s * 2] = Direction()
             directions[s * 2 + 1] = Direction()
         }
@@ -168,6 +168,7 @@ public final class StreamReassembler: PacketAnalyzer {
         guard claimed > 0 else { return }
         if !slots[s].decided {
             slots[s].decided = true
+            let flow = flows[context.slot]
             var mask: UInt8 = 0
             for (i, c) in consumers.enumerated() where c.wantsStream(flow, slot: context.slot, firstPayload: payload, fromOriginator: context.fromOriginator) {
                 mask |= 1 << UInt8(i)

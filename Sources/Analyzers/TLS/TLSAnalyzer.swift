@@ -2,7 +2,7 @@ import Events
 import PacketCore
 
 /// TLS facts of one flow, for the flow event and for detectors (beaconing keys on the SNI).
-public struct TLSFacts: Sendable {
+public struct TLSFacts: SlotFacts, Sendable {
     public var generation: UInt32
     public var client: ClientHello?
     public var server: ServerHello?
@@ -34,11 +34,7 @@ public struct TLSCounters: Sendable, Equatable {
 public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
     public let name = "tls"
     public private(set) var counters = TLSCounters()
-    var flows: [Int32: TLSFacts] = [:]
-    var heads: [Int32: (StreamHead, StreamHead)] = [:]
-    /// Slots whose flow ended: purged before the next flow starts or at the next tick, so detectors
-    /// that run after the reassembler in the same `flowEnded` round still see the facts.
-    var ended: [Int32] = []
+    var store = FlowFactStore<TLSFacts>()
     let capacity: Int
     let generations: UnsafeMutablePointer<UInt32>
     /// Bit 0: the originator's first bytes were checked; bit 1: the responder's.
@@ -62,21 +58,17 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
     }
 
     /// The TLS facts of the live (or just-ended) flow in `slot`, if it is TLS.
-    public func facts(slot: Int32, generation: UInt32) -> TLSFacts? {
-        guard let f = flows[slot], f.generation == generation else { return nil }
-        return f
-    }
+    public func facts(slot: Int32, generation: UInt32) -> TLSFacts? { store.facts(slot: slot, generation: generation) }
 
     // MARK: StreamConsumer
 
     public func wantsStream(_ flow: FlowRecord, slot: Int32, firstPayload: UnsafeRawBufferPointer, fromOriginator: Bool) -> Bool {
-        purgeEnded()
+        store.purgeEnded()
         let s = Int(slot)
         guard s < capacity else { return false }
         generations[s] = flow.generation
         checked[s] = 0
-        if flows[slot] != nil { flows[slot] = nil }
-        if heads[slot] != nil { heads[slot] = nil }
+        store.reset(slot: slot)
         return true
     }
 
@@ -87,10 +79,10 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         if checked[s] & bit == 0 {
             checked[s] |= bit
             guard TLSHandshakeParser.looksLikeHandshakeRecord(data) else { return .doneWithDirection }
-            if flows[slot] == nil { flows[slot] = TLSFacts(generation: generations[s]) }
+            if store[slot] == nil { store[slot] = TLSFacts(generation: generations[s]) }
         }
-        guard flows[slot] != nil else { return .doneWithDirection }
-        var pair = heads.removeValue(forKey: slot) ?? (StreamHead(), StreamHead())
+        guard store[slot] != nil else { return .doneWithDirection }
+        var pair = store.takeHeads(slot: slot)
         var parsedClient: ClientHello?
         var parsedServer: ServerHello?
         let limit = TLSHandshakeParser.maxHandshake + 4096
@@ -112,46 +104,37 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         let step = fromOriginator ? pair.0.feed(data, limit: limit, parse) : pair.1.feed(data, limit: limit, parse)
         if let h = parsedClient {
             counters.clientHellos &+= 1
-            flows[slot]!.client = h
-            flows[slot]!.ja3 = TLSFingerprint.ja3(h)
-            flows[slot]!.ja4 = TLSFingerprint.ja4(h)
+            store[slot]!.client = h
+            store[slot]!.ja3 = TLSFingerprint.ja3(h)
+            store[slot]!.ja4 = TLSFingerprint.ja4(h)
             if table[slot].appProtocol == 0 { table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot) }
             if let e = emitter, e.hasFactObservers {
-                let f = flows[slot]!
+                let f = store[slot]!
                 e.publish(.tlsClientHello(serverName: f.serverName, ja3: f.ja3, ja4: f.ja4), flow: table[slot], at: time)
             }
         }
         if let h = parsedServer {
             counters.serverHellos &+= 1
-            flows[slot]!.server = h
-            flows[slot]!.ja3s = TLSFingerprint.ja3s(h)
+            store[slot]!.server = h
+            store[slot]!.ja3s = TLSFingerprint.ja3s(h)
             if table[slot].appProtocol == 0 { table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot) }
         }
         if step == .invalid { counters.malformed &+= 1 }
-        if step == .needMore { heads[slot] = pair }
+        if step == .needMore { store.keepHeads(pair, slot: slot) }
         return step == .needMore ? .more : .doneWithDirection
     }
 
     public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) {
-        heads[slot] = nil
+        store.dropHeads(slot: slot)
     }
 
-    public func streamEnded(_ flow: FlowRecord, slot: Int32) {
-        heads[slot] = nil
-        if flows[slot] != nil { ended.append(slot) }
-    }
-
-    func purgeEnded() {
-        guard !ended.isEmpty else { return }
-        for s in ended { flows[s] = nil }
-        ended.removeAll(keepingCapacity: true)
-    }
+    public func streamEnded(_ flow: FlowRecord, slot: Int32) { store.streamEnded(slot: slot) }
 
     // MARK: PacketAnalyzer (flow fields and housekeeping only; packets arrive through the reassembler)
 
     public func packet(_ context: PacketContext, flows: FlowTable) {}
 
-    public func tick(_ now: Timestamp) { purgeEnded() }
+    public func tick(_ now: Timestamp) { store.purgeEnded() }
 
     public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
         guard let f = facts(slot: slot, generation: flow.generation), f.client != nil || f.server != nil else { return }

@@ -42,6 +42,8 @@ public struct C2PortRules: Sendable {
     public var allowPorts = PortSet()
     /// Accepted `protocol/port` combinations, e.g. `http/8081`.
     public var allowProtocolPorts: Set<String> = []
+    /// The "encrypted session to a bare IP" rule (TLS/QUIC without SNI), `encrypted_to_bare_ip:`.
+    public var bareIP = BareIPSessionRules()
 
     public init() {}
 
@@ -81,7 +83,7 @@ public struct C2PortRules: Sendable {
 
     static let keys: Set<String> = ["enabled", "directions", "threshold", "base", "weights", "duration_full", "bytes_full",
                                     "repetition_full", "rare_port_servers", "min_payload_bytes", "suppress", "max_pairs",
-                                    "standard_ports", "other_services", "suspicious_ports", "allow"]
+                                    "standard_ports", "other_services", "suspicious_ports", "allow", "encrypted_to_bare_ip"]
 
     /// Parses the `nonstandard_port_c2:` section of `c2.yaml`, reporting every mistake with its line.
     public static func parse(_ root: ConfigValue?) throws(ConfigIssues) -> C2PortRules {
@@ -151,6 +153,7 @@ public struct C2PortRules: Sendable {
                 }
             }
         }
+        if let bv = t["encrypted_to_bare_ip"] { rules.bareIP = BareIPSessionRules.parse(bv, &r) }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return rules
     }

@@ -18,7 +18,8 @@ public struct C2PortCounters: Sendable, Equatable {
 
 /// Raises `nonstandard_port_c2` (MITRE T1571) for sessions whose identified protocol does not belong
 /// on their destination port: HTTP or TLS on 4444, SSH on 443, HTTP on PostgreSQL's 5432, unknown binary
-/// content on 80/443, or a known protocol on a port no protocol owns.
+/// content on 80/443, or a known protocol on a port no protocol owns. Sessions that are none of these
+/// are also judged as TLS/QUIC sessions to a bare IP (no SNI; `BareIPSessionRule.swift`).
 ///
 /// Decided at flow end (and at active-timeout reports of long sessions) from facts the analysers
 /// gathered: `network.protocol` from content identification, SNI/Host for the message. Only
@@ -33,7 +34,7 @@ public struct C2PortCounters: Sendable, Equatable {
 public final class NonStandardPortDetector: PacketAnalyzer {
     public let name = "nonstandard-port-c2"
     public let rules: C2PortRules
-    public private(set) var counters = C2PortCounters()
+    public internal(set) var counters = C2PortCounters()
     let emitter: EventEmitter
     let identifier: ProtocolIdentifier?
     let tls: TLSAnalyzer?
@@ -50,8 +51,10 @@ public final class NonStandardPortDetector: PacketAnalyzer {
     /// Per port: a 64-bit linear-counting sketch of the distinct servers seen on it.
     var portServers: UnsafeMutablePointer<UInt64>
 
-    struct PairKey: Hashable { var source: IPAddress; var destination: IPAddress; var port: UInt16; var transport: UInt8 }
-    struct Pair { var connections = 0; var bytes: UInt64 = 0; var first: Timestamp; var last: Timestamp; var lastAlert: Timestamp? }
+    /// Which rule a pair's history belongs to: each keeps its own repetition and suppression.
+    enum PairRule: UInt8 { case protocolOnPort, bareIPSession }
+    struct PairKey: Hashable { var source: IPAddress; var destination: IPAddress; var port: UInt16; var transport: UInt8; var rule: PairRule }
+    struct Pair { var connections = 0; var bytes: UInt64 = 0; var packets: UInt64 = 0; var first: Timestamp; var last: Timestamp; var lastAlert: Timestamp? }
     var pairs: [PairKey: Pair] = [:]
 
     public init(rules: C2PortRules, emitter: EventEmitter, identifier: ProtocolIdentifier?, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
@@ -103,40 +106,67 @@ public final class NonStandardPortDetector: PacketAnalyzer {
     /// The same decision from labels copied out of the analysers (the host-sharded stage calls this).
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, labels: FlowLabels) {
         guard learnPortServer(flow) else { return }
+        let port = flow.responderPort
+        let server = flow.responder
+        guard !rules.allowPorts.contains(port), !rules.allowDestinations.contains(where: { $0.contains(server) }) else { return }
+        // One alert per session: the bare-IP rule judges what the port rule did not alert on.
+        if judgeProtocolOnPort(flow, reason: reason, labels: labels) { return }
+        judgeBareIPSession(flow, reason: reason, labels: labels)
+    }
+
+    /// Port popularity is learned from every session that could be judged (established, payload, start
+    /// seen), whoever owns its source: the host-sharded stage calls this on the shards that do not judge
+    /// the session. Returns false when the session is not one to judge.
+    @discardableResult
+    public func learnPortServer(_ flow: FlowRecord) -> Bool {
+        guard rules.enabled, flow.key.hasPorts else { return false }
+        let transport = flow.key.ipProtocol
+        guard transport == IPProtocol.tcp || transport == IPProtocol.udp else { return false }
+        guard flow.isEstablished, flow.originatorPayloadBytes >= rules.minPayloadBytes, flow.responderPayloadBytes >= rules.minPayloadBytes,
+              flow.originatorPayloadBytes > 0 || flow.responderPayloadBytes > 0 else { return false }
+        // A TCP connection joined mid-way has no known originator or start: not judged.
+        if transport == IPProtocol.tcp && !flow.originatorFlags.contains(.syn) { return false }
+        // A fixed mix, not Swift's per-process seeded Hasher: the sketch feeds scores and alert fields,
+        // which must come out the same on every replay of the same traffic.
+        let server = flow.responder
+        var h = (server.high &* 0x9E37_79B9_7F4A_7C15) ^ (server.low &* 0xBF58_476D_1CE4_E5B9)
+        h ^= h >> 29
+        h = h &* 0x94D0_49BB_1331_11EB
+        portServers[Int(flow.responderPort)] |= 1 << ((h >> 58) & 63)
+        return true
+    }
+
+    /// The port/protocol mismatch findings; true when the session is one (alert raised, or suppressed
+    /// as a repeat of the pair's), so the bare-IP rule does not report it a second time.
+    func judgeProtocolOnPort(_ flow: FlowRecord, reason: FlowEndReason, labels: FlowLabels) -> Bool {
         let transport = flow.key.ipProtocol
         let port = flow.responderPort
         let server = flow.responder
-
-        guard rules.directions.contains(directionName(emitter.homeNetworks, from: flow.originator, to: server)) else { return }
-        guard !rules.allowPorts.contains(port), !rules.allowDestinations.contains(where: { $0.contains(server) }) else { return }
-        if labels.ftpDataExpected { return }
+        guard rules.directions.contains(directionName(emitter.homeNetworks, from: flow.originator, to: server)) else { return false }
+        if labels.ftpDataExpected { return false }
 
         let proto = AppProtocol(rawValue: flow.appProtocol) ?? .unknown
         let finding: Finding
         var owner: String?
         if flow.appProtocol != 0 {
             let pname = "\(proto.name)"
-            if rules.standardPorts[pname]?.contains(port) == true { return }
-            if rules.allowProtocolPorts.contains("\(pname)/\(port)") { return }
+            if rules.standardPorts[pname]?.contains(port) == true { return false }
+            if rules.allowProtocolPorts.contains("\(pname)/\(port)") { return false }
             owner = (transport == IPProtocol.udp ? identifiableOwnerUDP[port] : identifiableOwner[port]) ?? serviceOwner[port]
             finding = owner != nil ? .otherProtocolsPort : .unusualPort
         } else {
             // Unknown content is judged on TCP only, where the SYN anchors the bytes to the stream's start;
             // a UDP exchange is routinely joined mid-way, and its first datagram proves nothing.
-            guard transport == IPProtocol.tcp, labels.identifiedUnknown else { return }
-            if serviceOwner[port] != nil { return }
+            guard transport == IPProtocol.tcp, labels.identifiedUnknown else { return false }
+            if serviceOwner[port] != nil { return false }
             owner = transport == IPProtocol.udp ? identifiableOwnerUDP[port] : identifiableOwner[port]
             finding = owner != nil ? .unknownOnStandardPort : .unknownOnUnusualPort
         }
         counters.judged &+= 1
 
         // The pair's history: repetition, total bytes and how long it has been talking.
-        let key = PairKey(source: flow.originator, destination: server, port: port, transport: transport)
-        var pair = pairs[key] ?? Pair(first: flow.segmentStart, last: flow.lastSeen)
-        pair.connections += reason == .activeTimeout && pair.connections > 0 ? 0 : 1
-        pair.bytes &+= flow.originatorBytes &+ flow.responderBytes
-        if flow.segmentStart < pair.first { pair.first = flow.segmentStart }
-        if flow.lastSeen > pair.last { pair.last = flow.lastSeen }
+        let key = PairKey(source: flow.originator, destination: server, port: port, transport: transport, rule: .protocolOnPort)
+        var pair = accumulate(key, flow, reason)
 
         let base: Double
         switch finding {
@@ -156,10 +186,10 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         let score = min(100, base + durationPart + bytesPart + repetitionPart + rarePart + suspiciousPart)
 
         defer { insert(key, pair) }
-        guard score >= rules.threshold else { return }
+        guard score >= rules.threshold else { return false }
         if let last = pair.lastAlert, (flow.lastSeen - last).secondsDouble < rules.suppressSeconds {
             counters.suppressed &+= 1
-            return
+            return true
         }
         pair.lastAlert = flow.lastSeen
         counters.alerts &+= 1
@@ -207,28 +237,19 @@ public final class NonStandardPortDetector: PacketAnalyzer {
             ipProtocol: transport, communityID: String(decoding: cid, as: UTF8.self),
             relatedIPs: [flow.originator, server], relatedHosts: label.map { [$0] } ?? [],
             details: details))
+        return true
     }
 
-    /// Port popularity is learned from every session that could be judged (established, payload, start
-    /// seen), whoever owns its source: the host-sharded stage calls this on the shards that do not judge
-    /// the session. Returns false when the session is not one to judge.
-    @discardableResult
-    public func learnPortServer(_ flow: FlowRecord) -> Bool {
-        guard rules.enabled, flow.key.hasPorts else { return false }
-        let transport = flow.key.ipProtocol
-        guard transport == IPProtocol.tcp || transport == IPProtocol.udp else { return false }
-        guard flow.isEstablished, flow.originatorPayloadBytes >= rules.minPayloadBytes, flow.responderPayloadBytes >= rules.minPayloadBytes,
-              flow.originatorPayloadBytes > 0 || flow.responderPayloadBytes > 0 else { return false }
-        // A TCP connection joined mid-way has no known originator or start: not judged.
-        if transport == IPProtocol.tcp && !flow.originatorFlags.contains(.syn) { return false }
-        // A fixed mix, not Swift's per-process seeded Hasher: the sketch feeds scores and alert fields,
-        // which must come out the same on every replay of the same traffic.
-        let server = flow.responder
-        var h = (server.high &* 0x9E37_79B9_7F4A_7C15) ^ (server.low &* 0xBF58_476D_1CE4_E5B9)
-        h ^= h >> 29
-        h = h &* 0x94D0_49BB_1331_11EB
-        portServers[Int(flow.responderPort)] |= 1 << ((h >> 58) & 63)
-        return true
+    /// The pair's history with this session added: repetition, total bytes and packets, and how long
+    /// it has been talking (an active-timeout report of a continuing session is not a new connection).
+    func accumulate(_ key: PairKey, _ flow: FlowRecord, _ reason: FlowEndReason) -> Pair {
+        var pair = pairs[key] ?? Pair(first: flow.segmentStart, last: flow.lastSeen)
+        pair.connections += reason == .activeTimeout && pair.connections > 0 ? 0 : 1
+        pair.bytes &+= flow.originatorBytes &+ flow.responderBytes
+        pair.packets &+= flow.originatorPackets &+ flow.responderPackets
+        if flow.segmentStart < pair.first { pair.first = flow.segmentStart }
+        if flow.lastSeen > pair.last { pair.last = flow.lastSeen }
+        return pair
     }
 
     func insert(_ key: PairKey, _ pair: Pair) {

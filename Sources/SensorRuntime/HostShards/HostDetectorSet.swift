@@ -29,14 +29,27 @@ struct HostDetectorPlan {
 
     static func load(_ c: SensorConfiguration, logger: Logger) throws -> HostDetectorPlan {
         let dir = RulesDirectory.resolve(c.rulesDirectory)
-        let lateral = try LateralMovementWiring.rules(c)
+        // `c2.enabled: false` / `lateral_movement.enabled: false` turn the analysers and detectors off
+        // (their rules files are then not read).
+        var c2Rules = C2PortRules(), beaconRules = BeaconRules()
+        if c.c2Enabled {
+            c2Rules = try C2PortRules.load(directory: dir)
+            beaconRules = try BeaconRules.load(directory: dir)
+        } else {
+            c2Rules.enabled = false
+            beaconRules.enabled = false
+        }
+        var lateral: LateralMovementRules?
+        if c.lateralMovementEnabled {
+            let rules = try LateralMovementWiring.rules(c)
+            if rules.enabled { lateral = rules }
+        }
         var tunnel: DNSTunnelRules?
         if c.dnsEnabled {
             let rules = try DNSSetup.loadTunnelRules(c)
             if rules.enabled && DNSSetup.publicSuffixListAvailable(c) { tunnel = rules }
         }
-        return HostDetectorPlan(c2Rules: try C2PortRules.load(directory: dir), beaconRules: try BeaconRules.load(directory: dir),
-                                lateralRules: lateral.enabled ? lateral : nil, tunnelRules: tunnel)
+        return HostDetectorPlan(c2Rules: c2Rules, beaconRules: beaconRules, lateralRules: lateral, tunnelRules: tunnel)
     }
 }
 

@@ -40,6 +40,8 @@ struct HostFactWriter {
     /// The largest record: a flow record, two strings and a little more; a remote-access fact with
     /// three strings. 4 KiB holds either with room.
     static let capacity = 4096
+    /// ALPN entries carried for a ClientHello without SNI, at most 64 bytes each (real ALPN ids are a few bytes).
+    static let maxALPN = 8
 
     let base: UnsafeMutableRawPointer
     var count = 0
@@ -159,7 +161,7 @@ extension HostFactWriter {
     mutating func labels(_ flow: FlowRecord, slot: Int32, identifier: ProtocolIdentifier?, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
         let t = tls?.facts(slot: slot, generation: flow.generation)
         let h = http?.facts(slot: slot, generation: flow.generation)
-        var flags: UInt8 = (t != nil ? 1 : 0) | (h != nil ? 2 : 0)
+        var flags: UInt8 = (t != nil ? 1 : 0) | (h != nil ? 2 : 0) | (t?.client != nil ? 16 : 0)
         if let identifier {
             if identifier.identification(slot: slot, generation: flow.generation) == .unknown { flags |= 4 }
             if identifier.ftpData.isExpected(host: flow.responder, port: flow.responderPort, at: flow.firstSeen) { flags |= 8 }
@@ -170,6 +172,14 @@ extension HostFactWriter {
             sni.withUnsafeBytes { bytes($0) }
         } else {
             u8(0)
+        }
+        if let t, let hello = t.client, hello.serverName == nil {
+            // What the bare-IP rule reports of a ClientHello without SNI.
+            let n = min(hello.alpn.count, HostFactWriter.maxALPN)
+            u8(UInt8(n))
+            for a in hello.alpn.prefix(n) { a.withUnsafeBytes { bytes($0, limit: 64) } }
+            optionalString(t.ja3)
+            optionalString(t.ja4)
         }
         // `HTTPFacts.hostName`: the Host header without its port (unless an IPv6 literal), lower-cased.
         if let host = h?.request?.host, !host.isEmpty {
@@ -190,8 +200,16 @@ extension HostFactWriter {
     }
 
     mutating func labels(_ l: FlowLabels) {
-        u8((l.hasTLS ? 1 : 0) | (l.hasHTTP ? 2 : 0) | (l.identifiedUnknown ? 4 : 0) | (l.ftpDataExpected ? 8 : 0))
+        u8((l.hasTLS ? 1 : 0) | (l.hasHTTP ? 2 : 0) | (l.identifiedUnknown ? 4 : 0) | (l.ftpDataExpected ? 8 : 0)
+           | (l.hasClientHello ? 16 : 0))
         optionalString(l.serverName)
+        if l.hasClientHello && l.serverName == nil {
+            let n = min(l.alpn.count, HostFactWriter.maxALPN)
+            u8(UInt8(n))
+            for a in l.alpn.prefix(n) { var a = a; a.withUTF8 { bytes(UnsafeRawBufferPointer($0), limit: 64) } }
+            optionalString(l.ja3)
+            optionalString(l.ja4)
+        }
         optionalString(l.httpHost)
     }
 
@@ -230,13 +248,25 @@ extension HostFactWriter {
 
 extension HostFactReader {
     mutating func labels() -> FlowLabels? {
-        guard let flags = u8(), let sni = optionalString(), let host = optionalString() else { return nil }
+        guard let flags = u8(), let sni = optionalString() else { return nil }
         var l = FlowLabels()
         l.hasTLS = flags & 1 != 0
         l.hasHTTP = flags & 2 != 0
         l.identifiedUnknown = flags & 4 != 0
         l.ftpDataExpected = flags & 8 != 0
+        l.hasClientHello = flags & 16 != 0
         l.serverName = sni
+        if l.hasClientHello && sni == nil {
+            guard let n = u8() else { return nil }
+            for _ in 0..<n {
+                guard let a = string() else { return nil }
+                l.alpn.append(a)
+            }
+            guard let ja3 = optionalString(), let ja4 = optionalString() else { return nil }
+            l.ja3 = ja3
+            l.ja4 = ja4
+        }
+        guard let host = optionalString() else { return nil }
         l.httpHost = host
         return l
     }

@@ -45,6 +45,8 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
     let wantsLateral: Bool
     let wantsDNS: Bool
     let learnsPortPopularity: Bool
+    /// The C2 analysers are in the pipeline and send each flow end (with their facts) themselves.
+    var flowEndsFromC2 = false
     /// Analysers whose per-flow facts travel with each flow end.
     var identifier: ProtocolIdentifier?
     var tls: TLSAnalyzer?
@@ -215,16 +217,19 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
 /// analysers and the DNS analyser hand their facts to the publisher directly.
 final class HostFactTap: PacketAnalyzer {
     let name = "host-facts"
-    let kerberos: KerberosAnalyzer
+    /// Set when lateral movement is on (`LateralMovementWiring`).
+    var kerberos: KerberosAnalyzer?
     let publisher: HostFactPublisher
 
-    init(kerberos: KerberosAnalyzer, publisher: HostFactPublisher) {
-        self.kerberos = kerberos
+    init(publisher: HostFactPublisher) {
         self.publisher = publisher
     }
 
+    /// In the pipeline only when it has something to do: a host-level detector to feed, or Kerberos.
+    var isNeeded: Bool { kerberos != nil || publisher.wantsFlows || publisher.wantsDNS }
+
     func packet(_ context: PacketContext, flows: FlowTable) {
-        kerberos.packet(context, flows: flows)
+        kerberos?.packet(context, flows: flows)
         let p = context.packet
         if !publisher.started { publisher.clockStarted(at: p.timestamp) }
         publisher.packetTime(p.timestamp)
@@ -237,8 +242,9 @@ final class HostFactTap: PacketAnalyzer {
     }
 
     func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
-        kerberos.flowEnded(flow, reason: reason, slot: slot)
-        publisher.flowEnded(flow, reason: reason, slot: slot)
+        kerberos?.flowEnded(flow, reason: reason, slot: slot)
+        // With the C2 analysers, the flow end leaves from C2Family (before QUIC releases its facts).
+        if !publisher.flowEndsFromC2 { publisher.flowEnded(flow, reason: reason, slot: slot) }
     }
 
     func tick(_ now: Timestamp) { publisher.tick(now) }
