@@ -22,13 +22,11 @@ public enum AnalyzerFactory {
         // Stream consumers register here: reassembler.add(...)
         // The host-level stage's worker side sits where the lateral-movement detector sat (after the C2
         // analysers, before DNS); it carries the Kerberos datagram analyser when lateral movement is on.
-        let tap = HostFactTap(publisher: hostFacts)
         if configuration.c2Enabled {
             analyzers += try C2Analyzers.make(configuration: configuration, emitter: emitter, reassembler: reassembler, hostFacts: hostFacts)
         }
-        if configuration.lateralMovementEnabled {
-            LateralMovementWiring.add(reassembler: reassembler, hostFacts: hostFacts, tap: tap)
-        }
+        let kerberos = configuration.lateralMovementEnabled ? LateralMovementWiring.add(reassembler: reassembler, hostFacts: hostFacts) : nil
+        let tap = HostFactTap(kerberos: kerberos, publisher: hostFacts)
         if tap.isNeeded { analyzers.append(tap) }
         analyzers += try DNSSetup.makeAnalyzers(configuration: configuration, emitter: emitter, reassembler: reassembler, logger: logger,
                                                 hostFacts: hostFacts)

@@ -20,19 +20,20 @@ enum LateralMovementWiring {
         return try LateralMovementRules.load(path: path)
     }
 
-    /// Registers the analysers; the Kerberos datagram analyser rides in `tap` (one per-packet entry for both).
-    static func add(reassembler: StreamReassembler, hostFacts: HostFactPublisher, tap: HostFactTap) {
+    /// Registers the analysers; returns the Kerberos datagram analyser, which rides in `HostFactTap` (one
+    /// per-packet entry for both).
+    static func add(reassembler: StreamReassembler, hostFacts: HostFactPublisher) -> KerberosAnalyzer {
         let smb = SMBAnalyzer()
         let rpc = DCERPCAnalyzer()
         let kerberos = KerberosAnalyzer()
         reassembler.add(smb)
         reassembler.add(rpc)
         reassembler.add(kerberos)
-        tap.kerberos = kerberos
         if hostFacts.wantsLateral {
             smb.observer = hostFacts
             rpc.observer = hostFacts
             kerberos.observer = hostFacts
         }
+        return kerberos
     }
 }

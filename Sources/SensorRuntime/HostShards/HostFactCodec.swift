@@ -164,7 +164,10 @@ extension HostFactWriter {
         var flags: UInt8 = (t != nil ? 1 : 0) | (h != nil ? 2 : 0) | (t?.client != nil ? 16 : 0)
         if let identifier {
             if identifier.identification(slot: slot, generation: flow.generation) == .unknown { flags |= 4 }
-            if identifier.ftpData.isExpected(host: flow.responder, port: flow.responderPort, at: flow.firstSeen) { flags |= 8 }
+            // A scan of the announced channels: only for sessions the port rule can judge (established,
+            // with payload), the only ones it asks about.
+            if flow.isEstablished, flow.originatorPayloadBytes > 0 || flow.responderPayloadBytes > 0,
+               identifier.ftpData.isExpected(host: flow.responder, port: flow.responderPort, at: flow.firstSeen) { flags |= 8 }
         }
         u8(flags)
         if let sni = t?.client?.serverName {

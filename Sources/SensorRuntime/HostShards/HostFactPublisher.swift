@@ -217,11 +217,13 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
 /// analysers and the DNS analyser hand their facts to the publisher directly.
 final class HostFactTap: PacketAnalyzer {
     let name = "host-facts"
-    /// Set when lateral movement is on (`LateralMovementWiring`).
-    var kerberos: KerberosAnalyzer?
+    /// When lateral movement is on (`LateralMovementWiring`). Both are `let`s: calls on them need no
+    /// reference counting per packet (a `var` costs a retain/release pair on every packet).
+    let kerberos: KerberosAnalyzer?
     let publisher: HostFactPublisher
 
-    init(publisher: HostFactPublisher) {
+    init(kerberos: KerberosAnalyzer?, publisher: HostFactPublisher) {
+        self.kerberos = kerberos
         self.publisher = publisher
     }
 
