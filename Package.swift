@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "ConfigKit", "TestSupport", "Events", "PacketCore"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
-        .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime"]),
+        .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime", "TestSupport"]),
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),
         .testTarget(name: "EvidenceTests", dependencies: [
             "Evidence", "SensorRuntime", "Capture", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),

@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import Analyzers
 import PacketCore
 
@@ -230,7 +231,7 @@ final class DNSMessageTests: XCTestCase {
             }
         }
         XCTAssertGreaterThan(corpus.count, 1)
-        var rng = DNSFuzzRandom(seed: 0x5EED_D15E)
+        var rng = SeededRandom(seed: 0x5EED_D15E)
         let iterations = 1_000_000
         var parsed = 0, records = 0
         var scratch: [UInt8] = []
@@ -277,19 +278,5 @@ final class DNSMessageTests: XCTestCase {
         }
         XCTAssertGreaterThan(parsed, iterations / 10, "the mutator should keep many inputs parseable")
         XCTAssertGreaterThan(records, 0)
-    }
-}
-
-
-/// SplitMix64: a small seeded PRNG so a fuzz failure reproduces.
-struct DNSFuzzRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import Analyzers
 import PacketCore
 import Events
@@ -10,7 +11,7 @@ final class ParserFuzzTests: XCTestCase {
     static let iterations = 1_000_000
 
     /// Mutates `seed` into `buf` (reused, so the loop itself does not allocate per input).
-    static func mutate(_ seed: [UInt8], into buf: inout [UInt8], _ rng: inout SplitMix64Fuzz) {
+    static func mutate(_ seed: [UInt8], into buf: inout [UInt8], _ rng: inout SeededRandom) {
         buf.removeAll(keepingCapacity: true)
         let r = rng.next()
         if r % 16 == 0 {
@@ -37,7 +38,7 @@ final class ParserFuzzTests: XCTestCase {
         let seeds = [HelloBuilder.foxIOExample(grease: true), HelloBuilder.foxIOExample(grease: false),
                      HelloBuilder.clientHello(ciphers: [0x002f], extensions: [HelloBuilder.alpn(["h2"]), HelloBuilder.sni("x")]),
                      serverHello()]
-        var rng = SplitMix64Fuzz(seed: 0x5eed_71c5)
+        var rng = SeededRandom(seed: 0x5eed_71c5)
         var buf: [UInt8] = []
         buf.reserveCapacity(1024)
         var parsed = 0
@@ -64,7 +65,7 @@ final class ParserFuzzTests: XCTestCase {
             Array("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\nServer: s\r\n\r\n".utf8),
             Array("HTTP/1.0 404 Not Found\n\n".utf8),
         ]
-        var rng = SplitMix64Fuzz(seed: 0x4777_7770)
+        var rng = SeededRandom(seed: 0x4777_7770)
         var buf: [UInt8] = []
         buf.reserveCapacity(1024)
         var parsed = 0
@@ -80,7 +81,7 @@ final class ParserFuzzTests: XCTestCase {
 
     /// Every parse of a valid head from a fuzzed stream position writes valid JSON fields (no trap in the writers).
     func testHTTPFactsWriterOnMutatedHeads() {
-        var rng = SplitMix64Fuzz(seed: 7)
+        var rng = SeededRandom(seed: 7)
         var buf: [UInt8] = []
         let seed = Array("GET http://[::1]:99999/p?q HTTP/1.1\r\nHost: [::1]:80\r\nUser-Agent: \u{1}\u{ff}\r\n\r\n".utf8)
         var w = JSONWriterShim()
@@ -109,17 +110,5 @@ struct JSONWriterShim {
         writer.beginObject()
         HTTPAnalyzer.write(f, into: &writer)
         writer.endObject()
-    }
-}
-
-struct SplitMix64Fuzz {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

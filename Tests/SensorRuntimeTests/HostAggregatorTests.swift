@@ -5,6 +5,7 @@ import PacketCore
 @testable import SensorRuntime
 import Synchronization
 import XCTest
+import TestSupport
 
 /// The host-level stage fed by two "workers" in interleaved order decides exactly as one pipeline does.
 final class HostAggregatorTests: XCTestCase {
@@ -91,7 +92,7 @@ final class HostAggregatorTests: XCTestCase {
         let aggregators = (0..<shards).map { s in
             HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, plan: plan, emitter: emitter(log))
         }
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededRandom(seed: seed)
         for (w, t, fact) in Self.scenario {
             workers[w].at(t, fact)
             if rng.next() % 3 == 0 { for a in aggregators { a.drain() } }

@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 @testable import SensorRuntime
 import XCTest
+import TestSupport
 
 final class SPSCByteRingTests: XCTestCase {
     func push(_ ring: SPSCByteRing, _ bytes: [UInt8]) -> Bool { bytes.withUnsafeBytes { ring.push($0) } }
@@ -71,7 +72,7 @@ final class SPSCByteRingTests: XCTestCase {
         let total = 100_000
         let done = Atomic<Bool>(false)
         let producer = Thread {
-            var rng = SplitMix64(seed: 0x5EED)
+            var rng = SeededRandom(seed: 0x5EED)
             var buffer = [UInt8](repeating: 0, count: 600)
             for i in 0..<total {
                 let size = 4 + Int(rng.next() % 500)
@@ -114,18 +115,5 @@ final class SPSCByteRingTests: XCTestCase {
         XCTAssertLessThanOrEqual(received - evenReceived, total / 2)
         // Every failed push was counted (retries of even records included): pushed + dropped ≥ attempts.
         XCTAssertGreaterThanOrEqual(ring.pushedCount + ring.droppedCount, UInt64(total))
-    }
-}
-
-/// A small seeded generator (reproducible across runs and platforms).
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
