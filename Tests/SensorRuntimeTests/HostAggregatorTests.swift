@@ -1,6 +1,8 @@
 import Analyzers
+import Foundation
 import Detectors
 import Events
+import Logging
 import PacketCore
 @testable import SensorRuntime
 import Synchronization
@@ -209,5 +211,37 @@ final class HostAggregatorTests: XCTestCase {
         let stage = HostDetectorSet(plan: plan, emitter: emitter(AlertLog()))
         stage.apply(UnsafeRawBufferPointer(start: buffer, count: 9))
         XCTAssertEqual(stage.counters.undecodable, 1)
+    }
+
+    /// SIGHUP: an accepted rule set reaches the stage's detectors with their state kept; a file that no
+    /// longer loads leaves its detectors on the previous rules.
+    func testReloadAppliesNewRulesAndKeepsOldOnesWhenAFileFails() throws {
+        let dir = try TestSupport.temporaryDirectory("reload-rules")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for f in ["c2.yaml", "beaconing.yaml", "lateral-movement.yaml"] {
+            try FileManager.default.copyItem(at: TestSupport.repositoryRoot.appendingPathComponent("Rules/\(f)"), to: dir.appendingPathComponent(f))
+        }
+        func edit(_ file: String, _ from: String, _ to: String) throws {
+            let url = dir.appendingPathComponent(file)
+            let text = try String(contentsOf: url, encoding: .utf8)
+            XCTAssertTrue(text.contains(from), "\(file) holds \(from)")
+            try text.replacingOccurrences(of: from, with: to).write(to: url, atomically: true, encoding: .utf8)
+        }
+        let stage = HostDetectorSet(plan: plan, emitter: emitter(AlertLog()))
+        let logger = Logger(label: "test")
+        try edit("c2.yaml", "  threshold: 40\n", "  threshold: 55\n")
+        try edit("beaconing.yaml", "  threshold: 0.8\n", "  threshold: 0.9\n")
+        try edit("lateral-movement.yaml", "  distinct_hosts: 10\n", "  distinct_hosts: 25\n")
+        stage.reload(RulesSnapshot(generation: 1, directory: dir.path, documents: [:]), logger: logger, shard: 0)
+        XCTAssertEqual(stage.portDetector.rules.threshold, 55)
+        XCTAssertEqual(stage.beaconDetector.rules.threshold, 0.9)
+        XCTAssertEqual(stage.lateral?.rules.fanOutDistinctHosts, 25)
+        XCTAssertEqual(stage.counters.reloads, 1)
+        // A broken lateral-movement file: that detector keeps 25, the others take their new values.
+        try edit("lateral-movement.yaml", "  distinct_hosts: 25\n", "  distinct_hosts: [\n")
+        try edit("c2.yaml", "  threshold: 55\n", "  threshold: 60\n")
+        stage.reload(RulesSnapshot(generation: 2, directory: dir.path, documents: [:]), logger: logger, shard: 0)
+        XCTAssertEqual(stage.lateral?.rules.fanOutDistinctHosts, 25)
+        XCTAssertEqual(stage.portDetector.rules.threshold, 60)
     }
 }

@@ -29,12 +29,12 @@ public struct BeaconCounters: Sendable, Equatable {
 /// stalest eighth is evicted when a table is full (counted).
 public final class BeaconDetector: PacketAnalyzer {
     public let name = "beaconing"
-    public let rules: BeaconRules
+    public private(set) var rules: BeaconRules
     public private(set) var counters = BeaconCounters()
     let emitter: EventEmitter
     let tls: TLSAnalyzer?
     let http: HTTPAnalyzer?
-    let standardPorts: [String: PortSet]
+    var standardPorts: [String: PortSet]
 
     struct ConnKey: Hashable { var source: IPAddress; var destination: IPAddress; var port: UInt16; var transport: UInt8 }
     struct HostKey: Hashable { var source: IPAddress; var host: String }
@@ -64,6 +64,13 @@ public final class BeaconDetector: PacketAnalyzer {
         self.emitter = emitter
         self.tls = tls
         self.http = http
+        self.standardPorts = standardPorts
+    }
+
+    /// New rules on SIGHUP: thresholds, weights and allowlists change, the pairs' samples are kept (a
+    /// smaller `max_samples` applies as the arrays are next trimmed).
+    public func apply(_ newRules: BeaconRules, standardPorts: [String: PortSet]) {
+        rules = newRules
         self.standardPorts = standardPorts
     }
 

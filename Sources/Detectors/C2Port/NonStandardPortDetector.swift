@@ -33,7 +33,7 @@ public struct C2PortCounters: Sendable, Equatable {
 /// sketch per port).
 public final class NonStandardPortDetector: PacketAnalyzer {
     public let name = "nonstandard-port-c2"
-    public let rules: C2PortRules
+    public private(set) var rules: C2PortRules
     public internal(set) var counters = C2PortCounters()
     let emitter: EventEmitter
     let identifier: ProtocolIdentifier?
@@ -41,13 +41,13 @@ public final class NonStandardPortDetector: PacketAnalyzer {
     let http: HTTPAnalyzer?
     /// Port → protocol we can identify over TCP (resp. UDP) that owns it (ignoring DCE-RPC's dynamic
     /// range, whose endpoints are anywhere). Unknown content on such a port is a finding.
-    let identifiableOwner: [UInt16: String]
-    let identifiableOwnerUDP: [UInt16: String]
+    var identifiableOwner: [UInt16: String]
+    var identifiableOwnerUDP: [UInt16: String]
     /// Protocols `ProtocolIdentifier` recognises in datagrams; the rest only over TCP.
     static let datagramProtocols: Set<String> = ["dns", "quic", "ntp", "dhcp", "snmp", "sip", "mdns", "llmnr", "netbios"]
     /// Protocols that exist only over UDP: they own no TCP port.
     static let udpOnlyProtocols: Set<String> = ["quic", "ntp", "dhcp", "snmp", "mdns", "llmnr"]
-    let serviceOwner: [UInt16: String]
+    var serviceOwner: [UInt16: String]
     /// Per port: a 64-bit linear-counting sketch of the distinct servers seen on it.
     var portServers: UnsafeMutablePointer<UInt64>
 
@@ -63,31 +63,41 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         self.identifier = identifier
         self.tls = tls
         self.http = http
-        var owner: [UInt16: String] = [:]
-        var ownerUDP: [UInt16: String] = [:]
-        for (name, set) in rules.standardPorts.sorted(by: { $0.key < $1.key }) {
-            var members: [UInt16] = []
-            for p in 0...65535 where set.contains(UInt16(p)) { members.append(UInt16(p)) }
-            guard members.count < 1024 else { continue }
-            if !NonStandardPortDetector.udpOnlyProtocols.contains(name) {
-                for p in members where owner[p] == nil { owner[p] = name }
-            }
-            if NonStandardPortDetector.datagramProtocols.contains(name) {
-                for p in members where ownerUDP[p] == nil { ownerUDP[p] = name }
-            }
-        }
-        identifiableOwner = owner
-        identifiableOwnerUDP = ownerUDP
-        var services: [UInt16: String] = [:]
-        for (name, set) in rules.otherServices.sorted(by: { $0.key < $1.key }) {
-            for p in 0...65535 where set.contains(UInt16(p)) && services[UInt16(p)] == nil { services[UInt16(p)] = name }
-        }
-        serviceOwner = services
+        (identifiableOwner, identifiableOwnerUDP, serviceOwner) = Self.portOwners(rules)
         portServers = .allocate(capacity: 65536)
         portServers.initialize(repeating: 0, count: 65536)
     }
 
     deinit { portServers.deallocate() }
+
+    /// Which protocol owns each port (TCP, UDP) and which other service, from the rules' port lists.
+    static func portOwners(_ rules: C2PortRules) -> ([UInt16: String], [UInt16: String], [UInt16: String]) {
+            var owner: [UInt16: String] = [:]
+            var ownerUDP: [UInt16: String] = [:]
+            for (name, set) in rules.standardPorts.sorted(by: { $0.key < $1.key }) {
+                var members: [UInt16] = []
+                for p in 0...65535 where set.contains(UInt16(p)) { members.append(UInt16(p)) }
+                guard members.count < 1024 else { continue }
+                if !NonStandardPortDetector.udpOnlyProtocols.contains(name) {
+                    for p in members where owner[p] == nil { owner[p] = name }
+                }
+                if NonStandardPortDetector.datagramProtocols.contains(name) {
+                    for p in members where ownerUDP[p] == nil { ownerUDP[p] = name }
+                }
+            }
+            var services: [UInt16: String] = [:]
+            for (name, set) in rules.otherServices.sorted(by: { $0.key < $1.key }) {
+                for p in 0...65535 where set.contains(UInt16(p)) && services[UInt16(p)] == nil { services[UInt16(p)] = name }
+            }
+            return (owner, ownerUDP, services)
+    }
+
+    /// New rules on SIGHUP (thresholds, weights, port lists, allowlists): pair and port-popularity state
+    /// is kept, so repetition and rarity carry over.
+    public func apply(_ newRules: C2PortRules) {
+        rules = newRules
+        (identifiableOwner, identifiableOwnerUDP, serviceOwner) = Self.portOwners(newRules)
+    }
 
     public func packet(_ context: PacketContext, flows: FlowTable) {}
 

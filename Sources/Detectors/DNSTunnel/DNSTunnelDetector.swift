@@ -34,7 +34,7 @@ public struct DNSTunnelCounters: Sendable, Equatable {
 /// legitimately look like this (reputation lookups, CDNs, DNS-SD, reverse zones).
 public final class DNSTunnelDetector: DNSMessageObserver {
     public let name = "dns-tunneling"
-    public let rules: DNSTunnelRules
+    public private(set) var rules: DNSTunnelRules
     let emitter: EventEmitter
     public private(set) var counters = DNSTunnelCounters()
 
@@ -101,8 +101,8 @@ public final class DNSTunnelDetector: DNSMessageObserver {
     var lruHead: Int32 = -1
     var lruTail: Int32 = -1
     let bucketWidth: Int64
-    let idleTimeout: Int64
-    let allow: [[UInt8]]
+    var idleTimeout: Int64
+    var allow: [[UInt8]]
 
     public init(rules: DNSTunnelRules, emitter: EventEmitter) {
         self.rules = rules
@@ -114,6 +114,21 @@ public final class DNSTunnelDetector: DNSMessageObserver {
     }
 
     public var activePairs: Int { index.count }
+
+    /// New rules on SIGHUP: thresholds, weights, allowlist and rate limit change and every pair's window
+    /// is kept. The window's geometry (`window`, `buckets`) is what the kept buckets mean, so it stays
+    /// until restart; returns false when the new rules asked to change it.
+    @discardableResult
+    public func apply(_ newRules: DNSTunnelRules) -> Bool {
+        var r = newRules
+        let sameGeometry = r.windowSeconds == rules.windowSeconds && r.buckets == rules.buckets
+        r.windowSeconds = rules.windowSeconds
+        r.buckets = rules.buckets
+        rules = r
+        idleTimeout = Int64(max(r.windowSeconds, r.rateLimitSeconds) * 1e9)
+        allow = r.allowlist.map { Array($0.utf8) }
+        return sameGeometry
+    }
 
     // MARK: Clock (driven by the DNS analyser, so the detector costs nothing on other packets)
 

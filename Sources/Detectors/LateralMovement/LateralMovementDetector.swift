@@ -22,7 +22,7 @@ public struct LateralMovementCounters: Sendable, Equatable {
 /// its least recently used entries in batches, counting them. All time is packet time.
 public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver {
     public let name = "lateral-movement"
-    public let rules: LateralMovementRules
+    public private(set) var rules: LateralMovementRules
     public private(set) var counters = LateralMovementCounters()
     let emitter: EventEmitter
     let home: NetworkSet
@@ -77,6 +77,10 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
         self.emitter = emitter
         self.home = emitter.homeNetworks
     }
+
+    /// New rules on SIGHUP (thresholds, windows, allowlists of jump hosts, DCs, backup servers): the
+    /// per-pair, per-source and per-edge state is kept.
+    public func apply(_ newRules: LateralMovementRules) { rules = newRules }
 
     // MARK: Packets: fan-out and first-seen edges
 

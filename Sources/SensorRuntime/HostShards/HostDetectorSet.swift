@@ -1,6 +1,8 @@
 import Analyzers
+import ConfigKit
 import Detectors
 import Events
+import Foundation
 import Logging
 import PacketCore
 
@@ -10,6 +12,8 @@ public struct HostStageCounters: Sendable, Equatable {
     public var facts: UInt64 = 0
     /// Records that did not decode (never expected: both ends are this program; counted, not trusted).
     public var undecodable: UInt64 = 0
+    /// Rule sets applied (SIGHUP).
+    public var reloads: UInt64 = 0
     public init() {}
 }
 
@@ -80,9 +84,6 @@ public final class HostDetectorSet {
     }
 
     deinit { lowerName.deallocate() }
-
-    /// Every detector, for reloads and counters.
-    var detectors: [AnyObject] { [portDetector, beaconDetector] + (lateral.map { [$0] } ?? []) + (tunnel.map { [$0] } ?? []) }
 
     /// Applies one record (stamp, kind, fields).
     public func apply(_ record: UnsafeRawBufferPointer) {
@@ -162,14 +163,40 @@ public final class HostDetectorSet {
         lateral?.finish(now)
     }
 
-    /// Hands an accepted rule set to every detector that takes reloads (`Reloadable`), on the stage's thread.
-    func reload(_ rules: RulesSnapshot, logger: Logger, shard: Int) {
-        for d in detectors {
-            guard let r = d as? any Reloadable else { continue }
-            do { try r.reload(rules) } catch {
+    /// Hands an accepted rule set to the detectors, on the stage's thread, between two records: each
+    /// takes its new thresholds, weights and allowlists and keeps its per-pair and per-host state. The
+    /// reloader has already checked the whole directory; a file that still fails to load here (changed
+    /// again in between) leaves that detector on its previous rules, logged. Switching a detector on or
+    /// off (`enabled`) and the DNS window geometry take effect at restart.
+    func reload(_ snapshot: RulesSnapshot, logger: Logger, shard: Int) {
+        let dir = snapshot.directory
+        func attempt(_ detector: String, _ body: () throws(ConfigIssues) -> Void) {
+            do { try body() } catch {
                 logger.error("host-level detector kept its previous rules",
-                             metadata: ["detector": "\(type(of: d))", "shard": "\(shard)", "problems": "\(error.description)"])
+                             metadata: ["detector": "\(detector)", "shard": "\(shard)", "problems": "\(error.description)"])
             }
         }
+        attempt("nonstandard_port_c2/beaconing") { () throws(ConfigIssues) in
+            let c2 = try C2PortRules.load(directory: dir)
+            let beacon = try BeaconRules.load(directory: dir)
+            portDetector.apply(c2)
+            beaconDetector.apply(beacon, standardPorts: c2.standardPorts)
+        }
+        if let lateral {
+            attempt("lateral_movement") { () throws(ConfigIssues) in
+                let path = "\(dir)/\(LateralMovementRules.fileName)"
+                lateral.apply(FileManager.default.fileExists(atPath: path) ? try LateralMovementRules.load(path: path) : LateralMovementRules())
+            }
+        }
+        if let tunnel {
+            attempt("dns_tunneling") { () throws(ConfigIssues) in
+                let path = "\(dir)/\(DNSTunnelRules.fileName)"
+                let rules = YAMLDocument.readTextFile(path) != nil ? try DNSTunnelRules.load(path: path) : DNSTunnelRules()
+                if !tunnel.apply(rules) {
+                    logger.notice("dns_tunneling: a new window or bucket count takes effect at restart; other settings applied")
+                }
+            }
+        }
+        counters.reloads &+= 1
     }
 }
