@@ -55,10 +55,17 @@ public enum DNSSetup {
 
     /// The rules of the tunnelling detector from the rules directory, or the built-in defaults.
     public static func loadTunnelRules(_ c: SensorConfiguration) throws -> DNSTunnelRules {
-        guard let dir = RulesDirectory.resolve(c.rulesDirectory) else { return DNSTunnelRules() }
+        do { return try tunnelRules(directory: RulesDirectory.resolve(c.rulesDirectory)) } catch {
+            throw SetupError(description: "invalid rules:\n\(error.description)")
+        }
+    }
+
+    /// The tunnelling rules from a resolved rules directory (start and SIGHUP), or the built-in defaults.
+    static func tunnelRules(directory dir: String?) throws(ConfigIssues) -> DNSTunnelRules {
+        guard let dir else { return DNSTunnelRules() }
         let path = "\(dir)/\(DNSTunnelRules.fileName)"
         guard YAMLDocument.readTextFile(path) != nil else { return DNSTunnelRules() }
-        do { return try DNSTunnelRules.load(path: path) } catch { throw SetupError(description: "invalid rules:\n\(error.description)") }
+        return try DNSTunnelRules.load(path: path)
     }
 
     /// True when a Public Suffix List will load (the configured file, else the system one): the tunnelling

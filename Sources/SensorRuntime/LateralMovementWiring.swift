@@ -13,8 +13,13 @@ import PacketCore
 /// records through `HostFactTap`, which is appended after the analysers, so on a flow's end the stage
 /// sees the facts its last packets produced before the flow end itself.
 enum LateralMovementWiring {
-    static func rules(_ configuration: SensorConfiguration) throws -> LateralMovementRules {
-        guard let dir = RulesDirectory.resolve(configuration.rulesDirectory) else { return LateralMovementRules() }
+    static func rules(_ configuration: SensorConfiguration) throws(ConfigIssues) -> LateralMovementRules {
+        try rules(directory: RulesDirectory.resolve(configuration.rulesDirectory))
+    }
+
+    /// The detector's rules from a resolved rules directory (start and SIGHUP), or the built-in defaults.
+    static func rules(directory dir: String?) throws(ConfigIssues) -> LateralMovementRules {
+        guard let dir else { return LateralMovementRules() }
         let path = "\(dir)/\(LateralMovementRules.fileName)"
         guard FileManager.default.fileExists(atPath: path) else { return LateralMovementRules() }
         return try LateralMovementRules.load(path: path)

@@ -2,7 +2,6 @@ import Analyzers
 import ConfigKit
 import Detectors
 import Events
-import Foundation
 import Logging
 import PacketCore
 
@@ -184,15 +183,12 @@ public final class HostDetectorSet {
         }
         if let lateral {
             attempt("lateral_movement") { () throws(ConfigIssues) in
-                let path = "\(dir)/\(LateralMovementRules.fileName)"
-                lateral.apply(FileManager.default.fileExists(atPath: path) ? try LateralMovementRules.load(path: path) : LateralMovementRules())
+                lateral.apply(try LateralMovementWiring.rules(directory: dir))
             }
         }
         if let tunnel {
             attempt("dns_tunneling") { () throws(ConfigIssues) in
-                let path = "\(dir)/\(DNSTunnelRules.fileName)"
-                let rules = YAMLDocument.readTextFile(path) != nil ? try DNSTunnelRules.load(path: path) : DNSTunnelRules()
-                if !tunnel.apply(rules) {
+                if !tunnel.apply(try DNSSetup.tunnelRules(directory: dir)) {
                     logger.notice("dns_tunneling: a new window or bucket count takes effect at restart; other settings applied")
                 }
             }
