@@ -84,19 +84,10 @@ extension NonStandardPortDetector {
               pair.packets >= r.minPackets || pair.bytes >= r.minBytes else { return }
         counters.judged &+= 1
 
-        func logScale(_ v: Double, _ full: Double) -> Double { min(1, ln1p(max(0, v)) / ln1p(full)) }
-        let durationPart = rules.weightDuration * logScale(span, rules.durationFull)
-        let bytesPart = rules.weightBytes * logScale(Double(pair.bytes), rules.bytesFull)
-        let repetitionPart = rules.weightRepetition * min(1, Double(pair.connections - 1) / max(1, rules.repetitionFull - 1))
-        let suspiciousPart = rules.suspiciousPorts.contains(port) ? rules.weightSuspiciousPort : 0
+        let w = sessionWeights(pair, span: span, port: port)
+        let durationPart = w.duration, bytesPart = w.bytes, repetitionPart = w.repetition, suspiciousPart = w.suspiciousPort
         let score = min(100, r.base + durationPart + bytesPart + repetitionPart + suspiciousPart)
-        guard score >= rules.threshold else { return }
-        if let last = pair.lastAlert, (flow.lastSeen - last).secondsDouble < rules.suppressSeconds {
-            counters.suppressed &+= 1
-            return
-        }
-        pair.lastAlert = flow.lastSeen
-        counters.alerts &+= 1
+        guard score >= rules.threshold, admitAlert(&pair, at: flow.lastSeen) else { return }
 
         let transportName = transport == IPProtocol.tcp ? "tcp" : "udp"
         let pname = flow.appProtocol == AppProtocol.quic.rawValue ? "quic" : "tls"
@@ -124,7 +115,7 @@ extension NonStandardPortDetector {
             ("packets", .int(Int64(pair.packets))),
             ("duration", .double(rounded(span))),
         ]
-        let severity: Severity = score >= 80 ? .high : score >= 60 ? .medium : .low
+        let severity = Self.severity(score)
         let what = pname == "quic" ? "QUIC (\(alpn.first ?? "no ALPN"))" : "TLS"
         emitter.emit(Alert(
             timestamp: flow.lastSeen, category: .nonstandardPortC2,

@@ -185,24 +185,16 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         case .unknownOnStandardPort: base = rules.baseUnknownOnStandardPort
         case .unknownOnUnusualPort: base = rules.baseUnknownOnUnusualPort
         }
-        func logScale(_ v: Double, _ full: Double) -> Double { min(1, ln1p(max(0, v)) / ln1p(full)) }
         let span = (pair.last - pair.first).secondsDouble
-        let durationPart = rules.weightDuration * logScale(span, rules.durationFull)
-        let bytesPart = rules.weightBytes * logScale(Double(pair.bytes), rules.bytesFull)
-        let repetitionPart = rules.weightRepetition * min(1, Double(pair.connections - 1) / max(1, rules.repetitionFull - 1))
+        let w = sessionWeights(pair, span: span, port: port)
+        let durationPart = w.duration, bytesPart = w.bytes, repetitionPart = w.repetition, suspiciousPart = w.suspiciousPort
         let servers = portServers[Int(port)].nonzeroBitCount
         let rarePart = servers < rules.rarePortServers ? rules.weightRarePort : 0
-        let suspiciousPart = rules.suspiciousPorts.contains(port) ? rules.weightSuspiciousPort : 0
         let score = min(100, base + durationPart + bytesPart + repetitionPart + rarePart + suspiciousPart)
 
         defer { insert(key, pair) }
         guard score >= rules.threshold else { return false }
-        if let last = pair.lastAlert, (flow.lastSeen - last).secondsDouble < rules.suppressSeconds {
-            counters.suppressed &+= 1
-            return true
-        }
-        pair.lastAlert = flow.lastSeen
-        counters.alerts &+= 1
+        guard admitAlert(&pair, at: flow.lastSeen) else { return true }
 
         let transportName = transport == IPProtocol.tcp ? "tcp" : "udp"
         let pname = flow.appProtocol != 0 ? "\(proto.name)" : "unknown"
@@ -236,7 +228,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         ]
         if let owner { details.append(("port_owner", .string(owner))) }
         if let label { details.append(("server_name", .string(label))) }
-        let severity: Severity = score >= 80 ? .high : score >= 60 ? .medium : .low
+        let severity = Self.severity(score)
         emitter.emit(Alert(
             timestamp: flow.lastSeen, category: .nonstandardPortC2,
             ruleID: "sensor.c2.\(finding.rawValue)", ruleName: "Non-standard port: \(finding.rawValue.replacingUnderscores())",
@@ -252,6 +244,32 @@ public final class NonStandardPortDetector: PacketAnalyzer {
 
     /// The pair's history with this session added: repetition, total bytes and packets, and how long
     /// it has been talking (an active-timeout report of a continuing session is not a new connection).
+    /// What both findings (protocol on port, bare-IP session) add to their base score: how long, how much
+    /// and how often the pair talked, and whether the port is an attack framework's default.
+    struct SessionWeights { var duration: Double; var bytes: Double; var repetition: Double; var suspiciousPort: Double }
+
+    func sessionWeights(_ pair: Pair, span: Double, port: UInt16) -> SessionWeights {
+        func logScale(_ v: Double, _ full: Double) -> Double { min(1, ln1p(max(0, v)) / ln1p(full)) }
+        return SessionWeights(
+            duration: rules.weightDuration * logScale(span, rules.durationFull),
+            bytes: rules.weightBytes * logScale(Double(pair.bytes), rules.bytesFull),
+            repetition: rules.weightRepetition * min(1, Double(pair.connections - 1) / max(1, rules.repetitionFull - 1)),
+            suspiciousPort: rules.suspiciousPorts.contains(port) ? rules.weightSuspiciousPort : 0)
+    }
+
+    /// One alert per pair per `suppress` period: true (and the pair stamped) when this one may go out.
+    func admitAlert(_ pair: inout Pair, at time: Timestamp) -> Bool {
+        if let last = pair.lastAlert, (time - last).secondsDouble < rules.suppressSeconds {
+            counters.suppressed &+= 1
+            return false
+        }
+        pair.lastAlert = time
+        counters.alerts &+= 1
+        return true
+    }
+
+    static func severity(_ score: Double) -> Severity { score >= 80 ? .high : score >= 60 ? .medium : .low }
+
     func accumulate(_ key: PairKey, _ flow: FlowRecord, _ reason: FlowEndReason) -> Pair {
         var pair = pairs[key] ?? Pair(first: flow.segmentStart, last: flow.lastSeen)
         pair.connections += reason == .activeTimeout && pair.connections > 0 ? 0 : 1
