@@ -237,10 +237,14 @@ final class HostAggregatorTests: XCTestCase {
         XCTAssertEqual(stage.beaconDetector.rules.threshold, 0.9)
         XCTAssertEqual(stage.lateral?.rules.fanOutDistinctHosts, 25)
         XCTAssertEqual(stage.counters.reloads, 1)
+        // Switching a detector off or on takes a restart (the workers' facts were chosen at start).
+        try edit("beaconing.yaml", "  enabled: true\n", "  enabled: false\n")
+        stage.reload(RulesSnapshot(generation: 2, directory: dir.path, documents: [:]), logger: logger, shard: 0)
+        XCTAssertTrue(stage.beaconDetector.rules.enabled)
         // A broken lateral-movement file: that detector keeps 25, the others take their new values.
         try edit("lateral-movement.yaml", "  distinct_hosts: 25\n", "  distinct_hosts: [\n")
         try edit("c2.yaml", "  threshold: 55\n", "  threshold: 60\n")
-        stage.reload(RulesSnapshot(generation: 2, directory: dir.path, documents: [:]), logger: logger, shard: 0)
+        stage.reload(RulesSnapshot(generation: 3, directory: dir.path, documents: [:]), logger: logger, shard: 0)
         XCTAssertEqual(stage.lateral?.rules.fanOutDistinctHosts, 25)
         XCTAssertEqual(stage.portDetector.rules.threshold, 60)
     }

@@ -176,19 +176,27 @@ public final class HostDetectorSet {
             }
         }
         attempt("nonstandard_port_c2/beaconing") { () throws(ConfigIssues) in
-            let c2 = try C2PortRules.load(directory: dir)
-            let beacon = try BeaconRules.load(directory: dir)
+            // `enabled` stays as started: which facts the workers send was fixed then (and a family
+            // switched off in the configuration must stay off).
+            var c2 = try C2PortRules.load(directory: dir)
+            var beacon = try BeaconRules.load(directory: dir)
+            c2.enabled = portDetector.rules.enabled
+            beacon.enabled = beaconDetector.rules.enabled
             portDetector.apply(c2)
             beaconDetector.apply(beacon, standardPorts: c2.standardPorts)
         }
         if let lateral {
             attempt("lateral_movement") { () throws(ConfigIssues) in
-                lateral.apply(try LateralMovementWiring.rules(directory: dir))
+                var rules = try LateralMovementWiring.rules(directory: dir)
+                rules.enabled = lateral.rules.enabled
+                lateral.apply(rules)
             }
         }
         if let tunnel {
             attempt("dns_tunneling") { () throws(ConfigIssues) in
-                if !tunnel.apply(try DNSSetup.tunnelRules(directory: dir)) {
+                var rules = try DNSSetup.tunnelRules(directory: dir)
+                rules.enabled = tunnel.rules.enabled
+                if !tunnel.apply(rules) {
                     logger.notice("dns_tunneling: a new window or bucket count takes effect at restart; other settings applied")
                 }
             }
