@@ -64,7 +64,7 @@ let package = Package(
         ]),
         // Evidence: lookback ring, targeted pcapng capture on alerts, age encryption, custody log.
         .target(name: "Evidence", dependencies: [
-            "PacketCore", "Events", "ConfigKit", .product(name: "Crypto", package: "swift-crypto"),
+            "PacketCore", "CSensorShims", "Events", "ConfigKit", .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPath),
         // Config, pipeline wiring, services.

@@ -8,29 +8,87 @@ import XCTest
 
 final class LookbackRingTests: XCTestCase {
 
-    /// Against a plain array model: whatever the frame sizes, the ring holds the newest frames intact,
-    /// within its byte and record bounds, oldest first.
+    /// Against a plain array model: whatever the frame sizes and however time moves (bursts where bytes
+    /// limit the ring, quiet spells where age does and the ring laps early, pauses that age everything
+    /// out), the ring holds the newest frames intact and oldest first, within its byte and age bounds,
+    /// and it evicts a frame still within the age bound only when it is as full as a plain ring would be.
     func testRingKeepsNewestFramesIntact() throws {
-        let ring = try LookbackRing(bytes: 10_000, maxAge: .seconds(1000), snapLength: 1500, maxPackets: 200)
-        var model: [(Int, [UInt8])] = []
-        var rng = SystemRandomNumberGenerator()
-        for i in 0..<5000 {
-            let len = Int.random(in: 0...1500, using: &rng)
-            let frame = (0..<len).map { UInt8(truncatingIfNeeded: $0 &+ i) }
-            frame.withUnsafeBytes { ring.append(timestamp: Timestamp(nanoseconds: Int64(i)), wireLength: 100, linkType: .ethernet, frame: $0) }
-            model.append((i, frame))
-            var got: [(Int, [UInt8])] = []
-            ring.forEach { got.append((Int($0.timestamp.nanoseconds), Array($0.bytes))) }
-            XCTAssertLessThanOrEqual(ring.storedBytes, 10_000)
-            XCTAssertLessThanOrEqual(got.count, 200)
-            XCTAssertFalse(got.isEmpty)
-            // What is held is a suffix of what went in, byte for byte.
-            let tail = model.suffix(got.count)
-            XCTAssertEqual(got.map(\.0), tail.map(\.0), "at \(i)")
-            XCTAssertTrue(zip(got, tail).allSatisfy { $0.1 == $1.1 }, "frame bytes at \(i)")
-            if got.map(\.0) != tail.map(\.0) { return }
+        let capacity = 40_000, snap = 1500, maxEntry = LookbackRing.entrySize(snap), age: Int64 = 5_000_000_000
+        var relocations: UInt64 = 0
+        for seed in 0..<6 as Range<UInt64> {
+            let ring = try LookbackRing(bytes: capacity, maxAge: Timestamp.Duration(nanoseconds: age), snapLength: snap)
+            var rng = SeededRandom(seed: seed)
+            var model: [(Int64, [UInt8])] = []
+            var now: Int64 = 0
+            var gap: Int64 = 1_000_000
+            for i in 0..<6000 {
+                // Phases: a burst (1 ms apart), a quiet spell (0.1-0.5 s apart: age limits), now and then a pause.
+                if i % 60 == 0 { gap = [1_000_000, 100_000_000, 250_000_000, 500_000_000][Int.random(in: 0..<4, using: &rng)] }
+                now += Int.random(in: 0..<200, using: &rng) == 0 ? 7_000_000_000 : Int64.random(in: 0...gap, using: &rng)
+                let len = Int.random(in: 0..<8, using: &rng) == 0 ? Int.random(in: 0...2000, using: &rng) : Int.random(in: 40...600, using: &rng)
+                let frame = (0..<len).map { UInt8(truncatingIfNeeded: $0 &+ i) }
+                frame.withUnsafeBytes { ring.append(timestamp: Timestamp(nanoseconds: now), wireLength: len, linkType: .ethernet, frame: $0) }
+                model.append((now, Array(frame.prefix(snap))))
+                var got: [(Int64, [UInt8])] = []
+                ring.forEach { got.append(($0.timestamp.nanoseconds, Array($0.bytes))) }
+                let held = got.reduce(0) { $0 + LookbackRing.entrySize($1.1.count) }
+                XCTAssertLessThanOrEqual(held, capacity)
+                XCTAssertLessThanOrEqual(ring.touchedBytes, capacity)
+                XCTAssertEqual(got.count, ring.count)
+                XCTAssertFalse(got.isEmpty)
+                // What is held is a suffix of what went in, byte for byte, and nothing older than the age bound.
+                let tail = model.suffix(got.count)
+                XCTAssertTrue(zip(got, tail).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }, "seed \(seed), packet \(i)")
+                XCTAssertGreaterThanOrEqual(got[0].0, now - age)
+                // The newest frame not held went for age, or when the ring was full: it was the last evicted,
+                // nothing left since, so what is held now is at least what was held then.
+                if got.count < model.count {
+                    let missing = model[model.count - got.count - 1]
+                    XCTAssertTrue(missing.0 < now - age || held + LookbackRing.entrySize(missing.1.count) > capacity - 3 * maxEntry,
+                                  "seed \(seed), packet \(i): a frame within the age bound evicted with \(held) bytes held")
+                }
+                if !zip(got, tail).allSatisfy({ $0.0 == $1.0 }) { return }
+            }
+            XCTAssertGreaterThan(ring.counters.evictedForSpace, 0, "seed \(seed)")
+            XCTAssertGreaterThan(ring.counters.evictedForAge, 0, "seed \(seed)")
+            relocations += ring.counters.relocations
         }
-        XCTAssertGreaterThan(ring.counters.evictedForSpace + ring.counters.evictedForCount, 0)
+        XCTAssertGreaterThan(relocations, 0, "the phases reach the early-lap-then-burst case")
+    }
+
+    /// A clock step back (merged captures, a 32-bit seconds wrap, an NTP step) empties the ring of the
+    /// packets from before it: no alert window after the step reaches them, and a one-sided age bound
+    /// would keep them, and everything after them, until the clock caught up again.
+    func testClockStepBackAgesOutThePacketsBeforeIt() throws {
+        let ring = try LookbackRing(bytes: 1 << 20, maxAge: .seconds(10), snapLength: 1500)
+        let frame = [UInt8](repeating: 3, count: 100)
+        for s in [1000, 1001, 1002, 1002, 1001] as [Int64] {  // slightly out of order: kept
+            frame.withUnsafeBytes { ring.append(timestamp: Timestamp(seconds: s), wireLength: 100, linkType: .ethernet, frame: $0) }
+        }
+        XCTAssertEqual(ring.count, 5)
+        for s in [20, 21, 22] as [Int64] {
+            frame.withUnsafeBytes { ring.append(timestamp: Timestamp(seconds: s), wireLength: 100, linkType: .ethernet, frame: $0) }
+        }
+        XCTAssertEqual(ring.count, 3)
+        XCTAssertEqual(ring.oldest, Timestamp(seconds: 20))
+        XCTAssertEqual(ring.counters.evictedForAge, 5)
+    }
+
+    /// When the age bound limits the ring, the memory it writes stays near twice one age window of
+    /// traffic instead of sweeping the whole arena (what made the ring cost a cache miss per line).
+    func testAgeLimitedRingStaysSmall() throws {
+        let ring = try LookbackRing(bytes: 16 << 20, maxAge: .seconds(10), snapLength: 2000)
+        let frame = [UInt8](repeating: 1, count: 1000)
+        for s in 0..<20_000 {
+            frame.withUnsafeBytes { ring.append(timestamp: Timestamp(nanoseconds: Int64(s) * 100_000_000), wireLength: 1000, linkType: .ethernet, frame: $0) }
+        }
+        let window = 101 * LookbackRing.entrySize(1000)  // 10 s at 10 frames per second, both ends included
+        XCTAssertEqual(ring.count, 101)
+        XCTAssertEqual(ring.counters.evictedForSpace, 0)
+        XCTAssertLessThanOrEqual(ring.touchedBytes, 2 * window + LookbackRing.entrySize(1000))
+        var previous: Int64 = -1
+        ring.forEach { XCTAssertGreaterThan($0.timestamp.nanoseconds, previous); previous = $0.timestamp.nanoseconds }
+        XCTAssertEqual(previous, 19_999 * 100_000_000)
     }
 
     func testAgeBoundAndSnapLength() throws {
