@@ -155,17 +155,11 @@ public final class LookbackRing {
         // caught up, turning the ring into a plain byte ring of stale packets.
         let oldestAllowed = timestamp.nanoseconds &- maxAge.nanoseconds
         let newestAllowed = timestamp.nanoseconds &+ maxAge.nanoseconds
-        var evicted = false
         while count > 0 {
             let t = header(at: head).pointee.timestamp
             guard t < oldestAllowed || t > newestAllowed else { break }
             dropOldest(); counters.evictedForAge &+= 1
-            evicted = true
         }
-        // The oldest entry is far behind the write position (an age window of traffic), so reading its
-        // header is a cache miss, and the next one's place is only known from this one's length. Asking
-        // for the new oldest header now has it at hand when the next packet checks its age.
-        if evicted { csensor_prefetch(arena + head) }
         makeRoom(Self.entrySize(length))
         let h = header(at: writeOffset)
         h.initialize(to: Header(timestamp: timestamp.nanoseconds, wireLength: UInt32(clamping: wireLength), length: UInt32(truncatingIfNeeded: length),
@@ -232,11 +226,16 @@ public final class LookbackRing {
         (arena + offset).assumingMemoryBound(to: Header.self)
     }
 
+    /// The oldest entry is far from the write position (an age window of traffic, or the whole arena),
+    /// so reading its header is a cache miss, and the next one's place is only known from this one's
+    /// length: a chain of misses, one per packet. Asking for the new oldest header as soon as its place
+    /// is known has it at hand when the next packet checks it.
     @inline(__always)
     func dropOldest() {
         head += Self.entrySize(Int(header(at: head).pointee.length))
         count -= 1
         if wrapped && head == lapEnd { head = 0; wrapped = false }
+        csensor_prefetch(arena + head)
     }
 
     /// Visits stored packets oldest first (alerts are rare; this is not the packet path).
