@@ -22,6 +22,10 @@ public struct EvidenceConfiguration: Sendable, Equatable {
     /// Lookback ring per worker.
     public var lookbackBytes: Int = 64 << 20
     public var lookbackSeconds: Double = 60
+    /// After this many bytes of a flow, the lookback ring keeps only the packet's headers (0: off). The
+    /// start of every flow (handshakes, hellos, requests) is what evidence mostly needs; bulk transfer is
+    /// most of the bytes, and so most of the ring's cost and of the content it holds.
+    public var lookbackFlowBytes: Int = 0
     /// Bytes kept per packet, in the ring and in the evidence (96 ≈ headers only).
     public var snapLength: Int = 262_144
     public var timestampResolution: TimestampResolution = .nanoseconds
@@ -71,9 +75,10 @@ public struct EvidenceConfiguration: Sendable, Equatable {
         c.custodyLog = r.string(t["custody_log"]) ?? c.custodyLog
         if let s = r.seconds(t["retention"], in: 0...(3650 * 86400)) { c.retentionSeconds = s }
         if let lv = t["lookback"] {
-            let lt = r.table(lv, allowed: ["bytes", "seconds"])
+            let lt = r.table(lv, allowed: ["bytes", "seconds", "flow_bytes"])
             if let b = r.byteSize(lt["bytes"], in: (64 << 10)...(4 << 30 - 1)) { c.lookbackBytes = b }
             if let s = r.seconds(lt["seconds"], in: 0...3600) { c.lookbackSeconds = s }
+            if let b = r.byteSize(lt["flow_bytes"], in: 0...(1 << 40)) { c.lookbackFlowBytes = b }
         }
         // At least 96: VLAN + IPv6 + TCP headers, so stored frames still decode to their flow.
         if let s = r.int(t["snaplen"], in: 96...262_144) { c.snapLength = s }

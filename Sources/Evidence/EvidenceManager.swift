@@ -38,6 +38,8 @@ public final class EvidenceManager: PacketAnalyzer {
         public var failures: UInt64 = 0
         /// Captures that closed without a single packet in scope (nothing kept, no custody entry).
         public var emptyDiscarded: UInt64 = 0
+        /// Packets the lookback ring kept headers only of, their flow being past `lookback.flow_bytes`.
+        public var lookbackHeadersOnly: UInt64 = 0
         public var packetsWritten: UInt64 = 0
     }
 
@@ -56,6 +58,8 @@ public final class EvidenceManager: PacketAnalyzer {
     let emitter: EventEmitter
     let logger: Logger
     let snapLength: Int
+    /// `lookback.flow_bytes`, or `UInt64.max` when off.
+    let flowCutoff: UInt64
     let systemDescription: String
     var active: [ActiveCapture] = []
     var clock: Timestamp = .zero
@@ -69,6 +73,7 @@ public final class EvidenceManager: PacketAnalyzer {
         self.logger = logger
         let c = store.configuration
         snapLength = c.snapLength
+        flowCutoff = c.lookbackFlowBytes > 0 ? UInt64(c.lookbackFlowBytes) : .max
         ring = try LookbackRing(bytes: c.lookbackBytes, maxAge: .seconds(c.lookbackSeconds), snapLength: c.snapLength)
         systemDescription = ProcessInfo.processInfo.operatingSystemVersionString
     }
@@ -92,7 +97,21 @@ public final class EvidenceManager: PacketAnalyzer {
         let t = context.packet.timestamp
         if t.nanoseconds > clock.nanoseconds { clock = t }
         if !active.isEmpty { live(PacketSummary(context.packet, linkType: context.linkType), context.frame) }
-        ring.append(timestamp: t, wireLength: context.packet.wireLength, linkType: context.linkType, frame: context.frame)
+        var frame = context.frame
+        // The flow table has counted this packet: past the cut-off if the flow already was before it.
+        if flows.bytes(slot: context.slot) &- UInt64(context.packet.wireLength) >= flowCutoff {
+            frame = Self.headers(context)
+            counters.lookbackHeadersOnly &+= 1
+        }
+        ring.append(timestamp: t, wireLength: context.packet.wireLength, linkType: context.linkType, frame: frame)
+    }
+
+    /// The frame up to its transport payload (link, IP and transport headers); 96 bytes when the decoder
+    /// found no payload start (a damaged transport header).
+    @inline(never)
+    static func headers(_ context: PacketContext) -> UnsafeRawBufferPointer {
+        let end = context.packet.payloadOffset > 0 ? context.packet.payloadOffset : 96
+        return UnsafeRawBufferPointer(rebasing: context.frame[0..<min(end, context.frame.count)])
     }
 
     @inline(never)
@@ -148,6 +167,7 @@ public final class EvidenceManager: PacketAnalyzer {
             "extended": "\(c.capturesExtended)", "closed": "\(c.capturesClosed)",
             "refused_concurrency": "\(c.refusedConcurrency)", "refused_disk": "\(c.refusedDiskCap)",
             "refused_no_scope": "\(c.refusedNoScope)", "empty": "\(c.emptyDiscarded)", "failures": "\(c.failures)",
+            "lookback_headers_only": "\(c.lookbackHeadersOnly)",
             "ring_evicted_space": "\(ring.counters.evictedForSpace)", "ring_evicted_age": "\(ring.counters.evictedForAge)",
             "ring_touched_bytes": "\(ring.touchedBytes)", "ring_relocations": "\(ring.counters.relocations)",
         ])
@@ -209,7 +229,7 @@ public final class EvidenceManager: PacketAnalyzer {
                 "purpose: \(c.purpose ?? "")",
                 "operator: \(c.operatorName ?? "")",
                 "trigger: \(trigger.name); lookback from \(from); capture until \(end) unless extended; cap \(reservation.reservedBytes) bytes",
-            ]
+            ] + (c.lookbackFlowBytes > 0 ? ["lookback packets keep headers only once their flow is past \(c.lookbackFlowBytes) bytes"] : [])
             var pcap = PcapngWriter(resolution: c.timestampResolution, snapLength: snapLength,
                                     interfaceDescription: "sensor evidence for alert \(alert.id), scope \(scope.bpf)",
                                     captureFilter: scope.bpf, interfaceComments: ["scope: \(scope.bpf)", alertLine])

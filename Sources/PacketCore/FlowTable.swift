@@ -122,6 +122,8 @@ public final class FlowTable {
 
     /// The generation of the flow in a slot, without copying its record (per-packet side-table checks).
     @inlinable public func generation(slot: Int32) -> UInt32 { slots[Int(slot)].generation }
+    /// Wire bytes of the flow in `slot` so far, both directions, without copying its record.
+    @inlinable public func bytes(slot: Int32) -> UInt64 { slots[Int(slot)].bytesA &+ slots[Int(slot)].bytesB }
 
     /// Lets an analyser set the application protocol tag of a live flow.
     @inlinable public func setAppProtocol(_ value: UInt8, slot: Int32) { slots[Int(slot)].appProtocol = value }

@@ -319,6 +319,48 @@ final class EvidenceManagerTests: XCTestCase {
         XCTAssertEqual(packets, reference)
     }
 
+    /// `lookback.flow_bytes`: packets from the ring keep headers only once their flow is past the cut-off
+    /// (counted from the flow's first byte, independently here from tcpdump's cut); earlier packets and
+    /// everything captured live after the alert stay whole. Nothing is dropped.
+    func testLookbackFlowCutoffKeepsHeadersPastTheCap() throws {
+        // A 1.4 MB Meterpreter session on port 4444 beside small SMB flows: the alert falls inside it.
+        let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("metasploit-ms017-010-win7x64.pcap") })
+        let pair = try EvidenceChecks.busiestPair(source)
+        let cutoff = 16384
+        let h = try Harness(triggers: [Self.pairTrigger]) { $0.lookbackFlowBytes = cutoff }
+        let alert = Harness.alert(pair)
+        try h.replay(source, alerts: [alert])
+        XCTAssertGreaterThan(h.manager.counters.lookbackHeadersOnly, 0)
+        let entry = try XCTUnwrap(try EvidenceChecks.custodyEntries(h.custodyLog).first)
+        let plain = h.work.appendingPathComponent("cut.pcapng").path
+        try h.key.decrypt(h.evidenceDir.appendingPathComponent(entry["file"] as! String).path, to: plain)
+        let comments = try TestSupport.run("capinfos", ["-k", plain]).stdoutText
+        XCTAssertTrue(comments.contains("headers only once their flow is past 16384 bytes"), comments)
+        let packets = try StoredPacket.read(plain)
+        let bpf = try XCTUnwrap((entry["scope"] as? [String: Any])?["bpf"] as? String)
+        // Expected: tcpdump's cut, each packet cut to its headers when it was in the ring and its flow had
+        // carried `cutoff` wire bytes before it.
+        struct FlowID: Hashable { var a: IPAddress; var b: IPAddress; var pa: UInt16; var pb: UInt16; var proto: UInt8 }
+        var carried: [FlowID: Int] = [:]
+        var expected: [StoredPacket] = []
+        for var r in try StoredPacket.read(source, filter: bpf) {
+            var d = DecodedPacket()
+            let outcome = r.bytes.withUnsafeBytes { PacketDecoder.decode($0, linkType: .ethernet, into: &d) }
+            XCTAssertEqual(outcome, .ok)
+            let forward = (d.source, d.sourcePort) < (d.destination, d.destinationPort)
+            let id = forward ? FlowID(a: d.source, b: d.destination, pa: d.sourcePort, pb: d.destinationPort, proto: d.ipProtocol)
+                             : FlowID(a: d.destination, b: d.source, pa: d.destinationPort, pb: d.sourcePort, proto: d.ipProtocol)
+            let before = carried[id, default: 0]
+            carried[id] = before + r.wireLength
+            if r.timestamp <= alert.timestamp.nanoseconds && before >= cutoff { r.bytes = Array(r.bytes.prefix(d.payloadOffset)) }
+            expected.append(r)
+        }
+        expected = expected.filter { $0.timestamp >= packets[0].timestamp && $0.timestamp <= packets.last!.timestamp }
+        XCTAssertEqual(packets, expected)
+        XCTAssertTrue(packets.contains { $0.bytes.count < $0.wireLength && $0.timestamp <= alert.timestamp.nanoseconds }, "some lookback packets are cut")
+        XCTAssertTrue(packets.contains { $0.bytes.count > 200 && $0.timestamp > alert.timestamp.nanoseconds }, "live packets stay whole")
+    }
+
     /// Flow scope: exactly tcpdump's cut for the flow's BPF, and the headers-only snap length applies.
     func testFlowScopeHeadersOnly() throws {
         let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http-single-conn-22.pcap") })

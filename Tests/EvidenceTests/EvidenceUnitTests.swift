@@ -193,7 +193,7 @@ final class EvidenceRulesTests: XCTestCase {
           recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]
           authorization: IR-7
           retention: 30d
-          lookback: {bytes: 32MiB, seconds: 45}
+          lookback: {bytes: 32MiB, seconds: 45, flow_bytes: 64KiB}
           snaplen: 96
           timestamp_resolution: us
           max_concurrent: 3
@@ -203,6 +203,8 @@ final class EvidenceRulesTests: XCTestCase {
         XCTAssertEqual(c.retentionSeconds, 30 * 86400)
         XCTAssertEqual(c.lookbackBytes, 32 << 20)
         XCTAssertEqual(c.lookbackSeconds, 45)
+        XCTAssertEqual(c.lookbackFlowBytes, 64 << 10)
+        XCTAssertEqual(EvidenceConfiguration().lookbackFlowBytes, 0, "off unless configured")
         XCTAssertEqual(c.snapLength, 96)
         XCTAssertEqual(c.timestampResolution, .microseconds)
         XCTAssertEqual(c.maxConcurrentCaptures, 3)
