@@ -51,6 +51,13 @@ public protocol PacketAnalyzer: AnyObject {
     var wantsFlowStart: Bool { get }
     /// A flow was created by the packet at `time` (its record already counts that packet).
     func flowStarted(_ flow: FlowRecord, slot: Int32, at time: Timestamp)
+    /// True to also be given the IP packets that make no flow, through `packetWithoutFlow`: later
+    /// fragments, and packets whose transport header is cut or malformed before the ports. Evidence
+    /// capture needs them (a host scope, like tcpdump's `ip host` filter, selects them); analysers of
+    /// flows do not.
+    var wantsPacketsWithoutFlow: Bool { get }
+    /// One such packet; `context.slot` is -1 and the flow fields are false.
+    func packetWithoutFlow(_ context: PacketContext)
 }
 
 extension PacketAnalyzer {
@@ -61,6 +68,8 @@ extension PacketAnalyzer {
     public var wantsEveryPacket: Bool { true }
     public var wantsFlowStart: Bool { false }
     public func flowStarted(_ flow: FlowRecord, slot: Int32, at time: Timestamp) {}
+    public var wantsPacketsWithoutFlow: Bool { false }
+    public func packetWithoutFlow(_ context: PacketContext) {}
 }
 
 /// The per-packet calls into a pipeline's analysers, made without reference counting.

@@ -40,6 +40,8 @@ public final class EvidenceManager: PacketAnalyzer {
         public var emptyDiscarded: UInt64 = 0
         /// Packets the lookback ring kept headers only of, their flow being past `lookback.flow_bytes`.
         public var lookbackHeadersOnly: UInt64 = 0
+        /// IP packets without a flow (later fragments, transport header cut before the ports) kept.
+        public var packetsWithoutFlow: UInt64 = 0
         public var packetsWritten: UInt64 = 0
     }
 
@@ -94,16 +96,30 @@ public final class EvidenceManager: PacketAnalyzer {
     // MARK: Packet path
 
     public func packet(_ context: PacketContext, flows: FlowTable) {
+        var kept = context.frame
+        // The flow table has counted this packet: past the cut-off if the flow already was before it.
+        if flows.bytes(slot: context.slot) &- UInt64(context.packet.wireLength) >= flowCutoff {
+            kept = Self.headers(context)
+            counters.lookbackHeadersOnly &+= 1
+        }
+        record(context, keeping: kept)
+    }
+
+    /// Later fragments and packets cut before their ports: no flow, but a host scope selects them.
+    public var wantsPacketsWithoutFlow: Bool { true }
+
+    public func packetWithoutFlow(_ context: PacketContext) {
+        counters.packetsWithoutFlow &+= 1
+        record(context, keeping: context.frame)
+    }
+
+    /// Every packet: to the open captures it is in scope of (whole), and to the ring (`kept` of it).
+    @inline(__always)
+    func record(_ context: PacketContext, keeping kept: UnsafeRawBufferPointer) {
         let t = context.packet.timestamp
         if t.nanoseconds > clock.nanoseconds { clock = t }
         if !active.isEmpty { live(PacketSummary(context.packet, linkType: context.linkType), context.frame) }
-        var frame = context.frame
-        // The flow table has counted this packet: past the cut-off if the flow already was before it.
-        if flows.bytes(slot: context.slot) &- UInt64(context.packet.wireLength) >= flowCutoff {
-            frame = Self.headers(context)
-            counters.lookbackHeadersOnly &+= 1
-        }
-        ring.append(timestamp: t, wireLength: context.packet.wireLength, linkType: context.linkType, frame: frame)
+        ring.append(timestamp: t, wireLength: context.packet.wireLength, linkType: context.linkType, frame: kept)
     }
 
     /// The frame up to its transport payload (link, IP and transport headers); 96 bytes when the decoder
@@ -167,7 +183,7 @@ public final class EvidenceManager: PacketAnalyzer {
             "extended": "\(c.capturesExtended)", "closed": "\(c.capturesClosed)",
             "refused_concurrency": "\(c.refusedConcurrency)", "refused_disk": "\(c.refusedDiskCap)",
             "refused_no_scope": "\(c.refusedNoScope)", "empty": "\(c.emptyDiscarded)", "failures": "\(c.failures)",
-            "lookback_headers_only": "\(c.lookbackHeadersOnly)",
+            "lookback_headers_only": "\(c.lookbackHeadersOnly)", "packets_without_flow": "\(c.packetsWithoutFlow)",
             "ring_evicted_space": "\(ring.counters.evictedForSpace)", "ring_evicted_age": "\(ring.counters.evictedForAge)",
             "ring_touched_bytes": "\(ring.touchedBytes)", "ring_relocations": "\(ring.counters.relocations)",
         ])
@@ -410,7 +426,8 @@ public final class EvidenceManager: PacketAnalyzer {
         p.wireLength = f.wireLength
         p.capturedLength = f.bytes.count
         let outcome = PacketDecoder.decode(f.bytes, linkType: f.linkType, into: &p)
-        guard outcome == .ok || p.hasPorts else { return nil }
+        // As the pipeline: flows, and the IP packets without one (later fragments, cut transport headers).
+        guard outcome == .ok || p.hasPorts || p.ipVersion != 0 else { return nil }
         return PacketSummary(p, linkType: f.linkType)
     }
 

@@ -35,6 +35,7 @@ public final class Pipeline: PacketConsumer {
     /// The per-packet calls are made through `PacketAnalyzerCalls` (no reference counting per call).
     var packetAnalyzers = PacketAnalyzerCalls([])
     var flowStartAnalyzers: [any PacketAnalyzer] = []
+    var noFlowAnalyzers: [any PacketAnalyzer] = []
     public private(set) var counters = PipelineCounters()
     /// The packet clock: the latest packet time seen (input may be slightly out of order).
     public private(set) var clock: Timestamp = .zero
@@ -52,6 +53,7 @@ public final class Pipeline: PacketConsumer {
     func partitionAnalyzers() {
         packetAnalyzers = PacketAnalyzerCalls(analyzers.filter { $0.wantsEveryPacket })
         flowStartAnalyzers = analyzers.filter { $0.wantsFlowStart }
+        noFlowAnalyzers = analyzers.filter { $0.wantsPacketsWithoutFlow }
     }
 
     public func addAnalyzer(_ a: any PacketAnalyzer) { analyzers.append(a) }
@@ -84,7 +86,10 @@ public final class Pipeline: PacketConsumer {
             if clock.nanoseconds >= nextTick { tick() }
         }
         // A damaged transport header whose ports were readable still belongs to its flow.
-        guard outcome == .ok || p.hasPorts else { return }
+        guard outcome == .ok || p.hasPorts else {
+            if p.ipVersion != 0 && !noFlowAnalyzers.isEmpty { withoutFlow(p, raw) }
+            return
+        }
         counters.flowPackets &+= 1
         let u = flows.update(p) { r, reason, slot in self.endFlow(r, reason, slot) }
         if u.isNew && !flowStartAnalyzers.isEmpty { startFlow(u.slot, p.timestamp) }
@@ -93,6 +98,13 @@ public final class Pipeline: PacketConsumer {
                                     fromOriginator: u.fromOriginator, isNewFlow: u.isNew)
             packetAnalyzers.packet(ctx, flows: flows)
         }
+    }
+
+    /// An IP packet that makes no flow (rare): to the analysers that asked for such packets.
+    @inline(never)
+    func withoutFlow(_ p: DecodedPacket, _ raw: RawPacket) {
+        let ctx = PacketContext(packet: p, frame: raw.bytes, linkType: raw.linkType, slot: -1, fromOriginator: false, isNewFlow: false)
+        for a in noFlowAnalyzers { a.packetWithoutFlow(ctx) }
     }
 
     @inline(never)

@@ -319,6 +319,50 @@ final class EvidenceManagerTests: XCTestCase {
         XCTAssertEqual(packets, reference)
     }
 
+    /// Packets that make no flow — a later IP fragment, a TCP header cut before its ports — are in a host
+    /// scope as tcpdump's `ip host` filter selects them, from the lookback ring and live. A crafted capture:
+    /// the pair's SYN, a UDP datagram in two fragments and a cut TCP packet before the alert, the same
+    /// after it, and another host's traffic throughout.
+    func testPacketsWithoutFlowAreEvidenceToo() throws {
+        let a = IPAddress(ipv4: 0x0A01_0001), b = IPAddress(ipv4: 0x0A01_0002), other = IPAddress(ipv4: 0x0A01_0003)
+        func ipv4(_ src: IPAddress, _ dst: IPAddress, proto: UInt8, id: UInt16, fragment: UInt16, claimed: Int? = nil, _ payload: [UInt8]) -> [UInt8] {
+            let total = 20 + (claimed ?? payload.count)
+            var f: [UInt8] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]
+            f += [0x45, 0, UInt8(total >> 8), UInt8(total & 0xff), UInt8(id >> 8), UInt8(id & 0xff), UInt8(fragment >> 8), UInt8(fragment & 0xff), 64, proto, 0, 0]
+            for x in [src, dst] { let v = UInt32(truncatingIfNeeded: x.low); f += [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)] }
+            return f + payload
+        }
+        let syn: [UInt8] = [0x9c, 0x40, 0x01, 0xbd, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]
+        let udpFirst: [UInt8] = [0x9c, 0x41, 0x00, 0x35, 0, 32, 0, 0] + [UInt8](repeating: 0x41, count: 16)
+        let udpLater = [UInt8](repeating: 0x42, count: 8)
+        var frames: [(Int64, [UInt8])] = []
+        for (round, base) in [Int64(1_700_000_000), 1_700_000_010].enumerated() {
+            let id = UInt16(100 + round)
+            frames += [(base, ipv4(a, b, proto: 6, id: id, fragment: 0, syn)),
+                       (base + 1, ipv4(a, b, proto: 17, id: id, fragment: 0x2000, udpFirst)),          // first fragment, MF
+                       (base + 2, ipv4(a, b, proto: 17, id: id, fragment: 3, udpLater)),               // later fragment (offset 24)
+                       (base + 3, ipv4(b, a, proto: 6, id: id, fragment: 0, claimed: 20, [0x01, 0xbd])), // TCP cut before its ports
+                       (base + 4, ipv4(a, other, proto: 17, id: id, fragment: 3, udpLater))]           // another pair
+        }
+        let h = try Harness(triggers: [Self.pairTrigger])
+        let path = h.work.appendingPathComponent("no-flow.pcap")
+        var file: [UInt8] = [0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0]
+        func le32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8((v >> (8 * $0)) & 0xff) } }
+        for (t, f) in frames { file += le32(Int(t)) + le32(0) + le32(f.count) + le32(f.count) + f }
+        try Data(file).write(to: path)
+
+        let alert = Harness.alert((a: a, b: b, sport: 40000, dport: 445, proto: 6, alertAt: Timestamp(seconds: 1_700_000_005)))
+        try h.replay(path.path, alerts: [alert])
+        XCTAssertEqual(h.manager.counters.packetsWithoutFlow, 6, "two later fragments and two cut packets per round, the other pair's included")
+        let entry = try XCTUnwrap(try EvidenceChecks.custodyEntries(h.custodyLog).first)
+        let plain = h.work.appendingPathComponent("no-flow.pcapng").path
+        try h.key.decrypt(h.evidenceDir.appendingPathComponent(entry["file"] as! String).path, to: plain)
+        let bpf = try XCTUnwrap((entry["scope"] as? [String: Any])?["bpf"] as? String)
+        let reference = try StoredPacket.read(path.path, filter: bpf)
+        XCTAssertEqual(reference.count, 8, "tcpdump's cut: 4 packets of the pair per round")
+        XCTAssertEqual(try StoredPacket.read(plain), reference)
+    }
+
     /// `lookback.flow_bytes`: packets from the ring keep headers only once their flow is past the cut-off
     /// (counted from the flow's first byte, independently here from tcpdump's cut); earlier packets and
     /// everything captured live after the alert stay whole. Nothing is dropped.
