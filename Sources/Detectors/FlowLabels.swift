@@ -25,8 +25,6 @@ public struct FlowLabels: Sendable, Equatable {
     public var httpHost: String?
     /// Content identification ended without naming a protocol.
     public var identifiedUnknown = false
-    /// The responder's address and port were announced as an FTP data channel before the flow began.
-    public var ftpDataExpected = false
 
     public init() {}
 
@@ -50,7 +48,6 @@ public struct FlowLabels: Sendable, Equatable {
         }
         if let identifier {
             identifiedUnknown = identifier.identification(slot: slot, generation: flow.generation) == .unknown
-            ftpDataExpected = identifier.ftpData.isExpected(host: flow.responder, port: flow.responderPort, at: flow.firstSeen)
         }
     }
 }

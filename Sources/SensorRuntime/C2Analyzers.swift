@@ -20,6 +20,7 @@ public enum C2Analyzers {
         reassembler.add(tls)
         reassembler.add(http)
         hostFacts.identifier = identifier
+        identifier.ftpDataObserver = hostFacts
         hostFacts.tls = tls
         hostFacts.http = http
         hostFacts.flowEndsFromC2 = true
@@ -74,7 +75,6 @@ final class C2Family: PacketAnalyzer {
     }
 
     func tick(_ now: Timestamp) {
-        identifier.tick(now)
         tls.tick(now)
         http.tick(now)
     }

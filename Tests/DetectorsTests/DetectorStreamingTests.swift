@@ -146,13 +146,27 @@ final class DetectorStreamingTests: XCTestCase {
         user.withUnsafeBytes { _ = identifier.stream($0, fromOriginator: true, slot: ctl, flows: f.table, at: Timestamp(nanoseconds: t0)) }
         pasv.withUnsafeBytes { _ = identifier.stream($0, fromOriginator: false, slot: ctl, flows: f.table, at: Timestamp(nanoseconds: t0)) }
         XCTAssertEqual(f.table[ctl].appProtocol, AppProtocol.ftp.rawValue)
-        XCTAssertTrue(identifier.ftpData.isExpected(host: IPAddress("198.51.100.9")!, port: 5001, at: Timestamp(nanoseconds: t0 + 1_000_000_000)))
-        let (_, data) = f.session("10.0.0.5", 50021, "198.51.100.9", 5001, at: t0 + 1_000_000_000, request: 10, response: 5_000_000)
-        binary.withUnsafeBytes { b in
-            _ = identifier.wantsStream(f.table[data], slot: data, firstPayload: b, fromOriginator: true)
-            _ = identifier.stream(b, fromOriginator: true, slot: data, flows: f.table, at: Timestamp(nanoseconds: t0))
+        XCTAssertEqual(identifier.counters.ftpDataExpectations, 1)
+        XCTAssertTrue(d.ftpData.isExpected(host: IPAddress("198.51.100.9")!, port: 5001, at: Timestamp(nanoseconds: t0 + 1_000_000_000)))
+        func unknownData(_ sport: UInt16, _ port: UInt16) -> Int32 {
+            let (_, data) = f.session("10.0.0.5", sport, "198.51.100.9", port, at: t0 + 1_000_000_000, request: 10, response: 5_000_000)
+            binary.withUnsafeBytes { b in
+                _ = identifier.wantsStream(f.table[data], slot: data, firstPayload: b, fromOriginator: true)
+                _ = identifier.stream(b, fromOriginator: true, slot: data, flows: f.table, at: Timestamp(nanoseconds: t0))
+            }
+            return data
         }
+        // A long transfer: it started within the announcement's window and ends 10 minutes later, after
+        // the detector's clock has passed that window.
+        let judged = d.counters.judged
+        let data = unknownData(50021, 5001)
+        d.tick(Timestamp(nanoseconds: t0 + 600_000_000_000))
         d.flowEnded(f.table[data], reason: .tcpClosed, slot: data)
         XCTAssertTrue(alerts.isEmpty, "\(alerts.map(\.message))")
+        XCTAssertEqual(d.counters.judged, judged, "FTP data is not judged")
+        // The same content on a port nobody announced is judged.
+        let other = unknownData(50022, 5002)
+        d.flowEnded(f.table[other], reason: .tcpClosed, slot: other)
+        XCTAssertEqual(d.counters.judged, judged + 1)
     }
 }

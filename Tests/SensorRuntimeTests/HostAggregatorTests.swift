@@ -125,6 +125,55 @@ final class HostAggregatorTests: XCTestCase {
         }
     }
 
+    /// An FTP data connection on another worker than its control connection (PACKET_FANOUT hashes each
+    /// connection on its own): the announcement travels to every shard, so the port rule knows the data
+    /// connection is FTP's, even when it ends long after the announcement's window. Without the
+    /// announcement the same session is judged.
+    func testFTPDataAnnouncedOnOneWorkerCoversTheConnectionOnAnother() {
+        let client = IPAddress("10.0.0.5")!, server = IPAddress("198.51.100.9")!
+        let table = FlowTable(configuration: { var c = FlowTableConfiguration(); c.capacity = 64; return c }())
+        func packet(_ fromClient: Bool, _ flags: TCPFlags, payload: Int, at t: Timestamp) -> FlowTable.Update {
+            var p = DecodedPacket()
+            p.timestamp = t
+            p.ipVersion = 4; p.ipProtocol = IPProtocol.tcp; p.hasPorts = true; p.tcpFlags = flags
+            (p.source, p.destination) = fromClient ? (client, server) : (server, client)
+            (p.sourcePort, p.destinationPort) = fromClient ? (50021, 5001) : (5001, 50021)
+            p.payloadLength = payload; p.wireLength = 54 + payload; p.capturedLength = p.wireLength
+            return table.update(p) { _, _, _ in }
+        }
+        let slot = packet(true, [.syn], payload: 0, at: Self.t(2)).slot
+        _ = packet(false, [.syn, .ack], payload: 0, at: Self.t(2.01))
+        _ = packet(true, [.ack], payload: 0, at: Self.t(2.02))
+        _ = packet(true, [.ack, .psh], payload: 200, at: Self.t(2.03))
+        _ = packet(false, [.ack, .psh], payload: 1400, at: Self.t(300))
+        table.setAppProtocol(AppProtocol.http.rawValue, slot: slot)
+        let flow = table[slot]
+        XCTAssertTrue(flow.isEstablished)
+
+        for announced in [true, false] {
+            for shards in [1, 2] {
+                let rings = (0..<2).map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: 64 << 10) } }
+                let marks = (0..<2).map { _ in WorkerWatermark() }
+                let workers = (0..<2).map { FakeWorker(HostFactPublisher(route: .rings(rings[$0], marks[$0]), plan: plan)) }
+                let log = AlertLog()
+                let aggregators = (0..<shards).map { s in
+                    HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, plan: plan, emitter: emitter(log))
+                }
+                workers[0].at(Self.t(1)) {
+                    guard announced else { return }
+                    $0.ftpDataAnnounced(FTPDataChannels.Expected(host: server, port: 5001, until: Self.t(121)), at: Self.t(1))
+                }
+                for s in stride(from: 3.0, through: 299, by: 1) { workers[0].at(Self.t(s)) { _ in } }
+                workers[1].at(Self.t(300)) { $0.flowEnded(flow, reason: .tcpClosed, slot: slot) }
+                for w in workers { w.finish() }
+                for a in aggregators { a.drain(); a.finish() }
+                let judged = aggregators.reduce(0) { $0 + $1.stage.portDetector.counters.judged }
+                XCTAssertEqual(judged, announced ? 0 : 1, "announced: \(announced), \(shards) shard(s)")
+                XCTAssertEqual(rings.joined().reduce(0) { $0 + $1.droppedCount }, 0)
+            }
+        }
+    }
+
     /// The failure the stage exists to prevent: two workers with detectors of their own each see half
     /// of host A's fan-out and half of host B's tool transfer, and neither fires.
     func testPerWorkerDetectorsMissWhatTheStageSees() {

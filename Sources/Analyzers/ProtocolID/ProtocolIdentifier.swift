@@ -33,6 +33,9 @@ public struct IdentificationCounters: Sendable, Equatable {
 ///
 /// FTP control connections are followed further (they are small) to learn the data connections that
 /// `PASV`/`PORT` announce, so detectors do not take FTP data on a high port for an unknown protocol.
+/// Each announcement goes to `ftpDataObserver`: the detector that judges ports keeps them, wherever it
+/// runs, since with several workers the data connection is often on another worker than its control
+/// connection.
 public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
     public let name = "protocol-id"
     public private(set) var counters = IdentificationCounters()
@@ -41,7 +44,8 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
     /// `Identification` raw value in the low 2 bits; bit 2: originator datagram tried; bit 3: responder
     /// datagram tried; bits 4–5: TCP progress (1: server spoke first and was not recognised, 2: `220` banner).
     let states: UnsafeMutablePointer<UInt8>
-    public private(set) var ftpData = FTPDataChannels()
+    /// Told of each FTP data connection announced (weak: the observer usually holds this identifier).
+    public weak var ftpDataObserver: (any FTPDataObserver)?
 
     public init(flowCapacity: Int) {
         capacity = max(16, flowCapacity)
@@ -115,8 +119,10 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
         if states[s] & 3 != 0 {
             // Decided; only FTP control connections are still followed.
             if flows[slot].appProtocol == AppProtocol.ftp.rawValue {
-                ftpData.scan(data, fromClient: fromOriginator, flow: flows[slot], at: time)
-                counters.ftpDataExpectations = ftpData.announced
+                FTPDataChannels.scan(data, fromClient: fromOriginator, flow: flows[slot], at: time) { e in
+                    counters.ftpDataExpectations &+= 1
+                    ftpDataObserver?.ftpDataAnnounced(e, at: time)
+                }
                 return .more
             }
             return .doneWithFlow
@@ -159,46 +165,63 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
         }
     }
 
-    public func tick(_ now: Timestamp) { ftpData.expire(now) }
+}
+
+/// Hears of the FTP data connections announced on control connections.
+public protocol FTPDataObserver: AnyObject {
+    /// `channel` was announced at packet time `time`.
+    func ftpDataAnnounced(_ channel: FTPDataChannels.Expected, at time: Timestamp)
 }
 
 /// Data connections announced on FTP control connections (`227`/`229` replies, `PORT`/`EPRT` commands),
-/// remembered for a short while so the connection that follows is known to be FTP data.
+/// remembered so the connection that follows is known to be FTP data: the parser of the control lines,
+/// and the table a detector keeps of what was announced.
 ///
-/// Bounded: a ring of `capacity` entries, the oldest overwritten first.
+/// A connection is FTP data when it starts within `lifetime` of the announcement. The detector asks at
+/// the flow's end (and at each active-timeout report), which for a long transfer is long after that
+/// window, so an entry is kept for `retention` after its window closes (bounded: a ring of `capacity`
+/// entries, the oldest overwritten first).
 public struct FTPDataChannels: Sendable {
     public struct Expected: Sendable, Equatable {
+        /// The data connection's responder and port (the server in passive mode, the client in active).
         public var host: IPAddress
         public var port: UInt16
+        /// The latest start of the data connection.
         public var until: Timestamp
+        public init(host: IPAddress, port: UInt16, until: Timestamp) {
+            self.host = host
+            self.port = port
+            self.until = until
+        }
     }
     public static let capacity = 1024
     public static let lifetime = Timestamp.Duration.seconds(120)
+    public static let retention = Timestamp.Duration.seconds(86_400)
     var ring: [Expected] = []
     var next = 0
-    public private(set) var announced: UInt64 = 0
 
     public init() {}
 
-    /// Whether a connection to `host:port` at `time` was announced on an FTP control connection.
-    public func isExpected(host: IPAddress, port: UInt16, at time: Timestamp) -> Bool {
-        ring.contains { $0.host == host && $0.port == port && time <= $0.until }
+    /// Whether a connection to `host:port` that started at `start` was announced on an FTP control connection.
+    public func isExpected(host: IPAddress, port: UInt16, at start: Timestamp) -> Bool {
+        ring.contains { $0.host == host && $0.port == port && start <= $0.until }
     }
 
-    mutating func add(_ host: IPAddress, _ port: UInt16, until: Timestamp) {
-        announced &+= 1
-        let e = Expected(host: host, port: port, until: until)
+    public mutating func add(_ e: Expected) {
         if ring.count < FTPDataChannels.capacity { ring.append(e) } else { ring[next] = e; next = (next + 1) % FTPDataChannels.capacity }
     }
 
-    mutating func expire(_ now: Timestamp) {
+    /// Drops entries whose window closed more than `retention` before `now`.
+    public mutating func expire(_ now: Timestamp) {
         guard !ring.isEmpty, ring.count < FTPDataChannels.capacity else { return }
-        ring.removeAll { $0.until < now }
+        ring.removeAll { $0.until + FTPDataChannels.retention < now }
     }
 
-    /// Looks for passive-mode replies (server) or active-mode commands (client) in control bytes.
-    mutating func scan(_ data: UnsafeRawBufferPointer, fromClient: Bool, flow: FlowRecord, at time: Timestamp) {
+    /// Looks for passive-mode replies (server) or active-mode commands (client) in control bytes and
+    /// hands each announced data connection to `announce`.
+    static func scan(_ data: UnsafeRawBufferPointer, fromClient: Bool, flow: FlowRecord, at time: Timestamp, announce: (Expected) -> Void) {
         let until = time + FTPDataChannels.lifetime
+        func add(_ host: IPAddress, _ port: UInt16, until: Timestamp) { announce(Expected(host: host, port: port, until: until)) }
         var start = 0
         for i in 0..<data.count where data[i] == 10 {
             let line = UnsafeRawBufferPointer(rebasing: data[start..<i])

@@ -31,7 +31,7 @@ public struct C2PortCounters: Sendable, Equatable {
 /// Memory: one entry per (source, destination, port, transport) pair, at most `max_pairs` (≈ 96 B each,
 /// oldest evicted, counted), plus a fixed 512 kB port-popularity table (a 64-bit distinct-server
 /// sketch per port).
-public final class NonStandardPortDetector: PacketAnalyzer {
+public final class NonStandardPortDetector: PacketAnalyzer, FTPDataObserver {
     public let name = "nonstandard-port-c2"
     public private(set) var rules: C2PortRules
     public internal(set) var counters = C2PortCounters()
@@ -56,6 +56,10 @@ public final class NonStandardPortDetector: PacketAnalyzer {
     struct PairKey: Hashable { var source: IPAddress; var destination: IPAddress; var port: UInt16; var transport: UInt8; var rule: PairRule }
     struct Pair { var connections = 0; var bytes: UInt64 = 0; var packets: UInt64 = 0; var first: Timestamp; var last: Timestamp; var lastAlert: Timestamp? }
     var pairs: [PairKey: Pair] = [:]
+    /// FTP data connections announced on any control connection this detector was told of (from its
+    /// identifier, or as records from every worker when it runs in the host-level stage): data on a
+    /// high port there is FTP's, not an unknown protocol.
+    var ftpData = FTPDataChannels()
 
     public init(rules: C2PortRules, emitter: EventEmitter, identifier: ProtocolIdentifier?, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
         self.rules = rules
@@ -66,7 +70,10 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         (identifiableOwner, identifiableOwnerUDP, serviceOwner) = Self.portOwners(rules)
         portServers = .allocate(capacity: 65536)
         portServers.initialize(repeating: 0, count: 65536)
+        identifier?.ftpDataObserver = self
     }
+
+    public func ftpDataAnnounced(_ channel: FTPDataChannels.Expected, at time: Timestamp) { ftpData.add(channel) }
 
     deinit { portServers.deallocate() }
 
@@ -153,7 +160,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
         let port = flow.responderPort
         let server = flow.responder
         guard rules.directions.contains(directionName(emitter.homeNetworks, from: flow.originator, to: server)) else { return false }
-        if labels.ftpDataExpected { return false }
+        if ftpData.isExpected(host: server, port: port, at: flow.firstSeen) { return false }
 
         let proto = AppProtocol(rawValue: flow.appProtocol) ?? .unknown
         let finding: Finding
@@ -291,6 +298,7 @@ public final class NonStandardPortDetector: PacketAnalyzer {
     }
 
     public func tick(_ now: Timestamp) {
+        ftpData.expire(now)
         // Forget pairs quiet for longer than the suppression period (their history no longer matters).
         guard now.nanoseconds % 60_000_000_000 < 1_000_000_000, !pairs.isEmpty else { return }
         let horizon = max(rules.suppressSeconds, rules.durationFull)

@@ -125,6 +125,9 @@ public final class HostDetectorSet {
             lateral?.observe(fact, on: ep, at: t)
         case .dnsMessage:
             return applyDNS(&r)
+        case .ftpDataAnnounced:
+            guard let host = r.ip(), let port = r.u16(), let until = r.time(), let t = r.time() else { return false }
+            portDetector.ftpDataAnnounced(FTPDataChannels.Expected(host: host, port: port, until: until), at: t)
         }
         return true
     }

@@ -25,6 +25,9 @@ enum HostFactKind: UInt8 {
     /// the first such time past each second, so with one worker it ticks exactly when the pipeline does
     /// (some detectors' periodic work depends on the exact tick time).
     case tick = 8
+    /// An FTP data connection announced on a control connection: to every shard, since the data
+    /// connection's originator (the client in passive mode, the server in active mode) may be on any.
+    case ftpDataAnnounced = 9
 }
 
 /// Writes one fact record into a preallocated buffer (little-endian, strings length-prefixed and cut
@@ -162,13 +165,7 @@ extension HostFactWriter {
         let t = tls?.facts(slot: slot, generation: flow.generation)
         let h = http?.facts(slot: slot, generation: flow.generation)
         var flags: UInt8 = (t != nil ? 1 : 0) | (h != nil ? 2 : 0) | (t?.client != nil ? 16 : 0)
-        if let identifier {
-            if identifier.identification(slot: slot, generation: flow.generation) == .unknown { flags |= 4 }
-            // A scan of the announced channels: only for sessions the port rule can judge (established,
-            // with payload), the only ones it asks about.
-            if flow.isEstablished, flow.originatorPayloadBytes > 0 || flow.responderPayloadBytes > 0,
-               identifier.ftpData.isExpected(host: flow.responder, port: flow.responderPort, at: flow.firstSeen) { flags |= 8 }
-        }
+        if let identifier, identifier.identification(slot: slot, generation: flow.generation) == .unknown { flags |= 4 }
         u8(flags)
         if let sni = t?.client?.serverName {
             u8(1)
@@ -203,8 +200,7 @@ extension HostFactWriter {
     }
 
     mutating func labels(_ l: FlowLabels) {
-        u8((l.hasTLS ? 1 : 0) | (l.hasHTTP ? 2 : 0) | (l.identifiedUnknown ? 4 : 0) | (l.ftpDataExpected ? 8 : 0)
-           | (l.hasClientHello ? 16 : 0))
+        u8((l.hasTLS ? 1 : 0) | (l.hasHTTP ? 2 : 0) | (l.identifiedUnknown ? 4 : 0) | (l.hasClientHello ? 16 : 0))
         optionalString(l.serverName)
         if l.hasClientHello && l.serverName == nil {
             let n = min(l.alpn.count, HostFactWriter.maxALPN)
@@ -256,7 +252,6 @@ extension HostFactReader {
         l.hasTLS = flags & 1 != 0
         l.hasHTTP = flags & 2 != 0
         l.identifiedUnknown = flags & 4 != 0
-        l.ftpDataExpected = flags & 8 != 0
         l.hasClientHello = flags & 16 != 0
         l.serverName = sni
         if l.hasClientHello && sni == nil {

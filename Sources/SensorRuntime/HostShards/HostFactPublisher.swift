@@ -24,7 +24,7 @@ public final class WorkerWatermark: Sendable {
 /// detectors see the same calls in the same order as when they sat in the pipeline — and the same
 /// bytes a live aggregator would see. Sharded (live): the record is copied into this worker's SPSC
 /// ring for that shard; a full ring drops the record and counts it (`dropped`).
-public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
+public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, FTPDataObserver {
     enum Route {
         case inline(HostDetectorSet)
         case rings([SPSCByteRing], WorkerWatermark)
@@ -169,6 +169,14 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver {
         // DNS names are at most 255 bytes: never cut (the offsets above point into them).
         w.bytes(f.name, limit: 1024)
         send(w, host: f.client)
+    }
+
+    /// Rare (one per PASV/PORT): the data connection may start on another worker than its control one.
+    public func ftpDataAnnounced(_ channel: FTPDataChannels.Expected, at time: Timestamp) {
+        guard learnsPortPopularity else { return }
+        var w = begin(.ftpDataAnnounced, at: time)
+        w.ip(channel.host); w.u16(channel.port); w.time(channel.until); w.time(time)
+        send(w, host: nil)
     }
 
     // MARK: Clock
