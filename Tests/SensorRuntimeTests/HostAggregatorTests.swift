@@ -85,15 +85,21 @@ final class HostAggregatorTests: XCTestCase {
         return log.alerts
     }
 
-    /// Two workers, `shards` aggregators; the aggregators drain at seeded random points in between.
-    func sharded(shards: Int, seed: UInt64) -> (alerts: [Alert], dropped: UInt64, facts: UInt64) {
+    /// Two workers, each with a ring per shard, and `shards` aggregators reading them.
+    func stage(shards: Int, log: AlertLog) -> (rings: [[SPSCByteRing]], workers: [FakeWorker], aggregators: [HostAggregator]) {
         let rings = (0..<2).map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: 64 << 10) } }
         let marks = (0..<2).map { _ in WorkerWatermark() }
         let workers = (0..<2).map { FakeWorker(HostFactPublisher(route: .rings(rings[$0], marks[$0]), plan: plan)) }
-        let log = AlertLog()
         let aggregators = (0..<shards).map { s in
             HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, plan: plan, emitter: emitter(log))
         }
+        return (rings, workers, aggregators)
+    }
+
+    /// Two workers, `shards` aggregators; the aggregators drain at seeded random points in between.
+    func sharded(shards: Int, seed: UInt64) -> (alerts: [Alert], dropped: UInt64, facts: UInt64) {
+        let log = AlertLog()
+        let (rings, workers, aggregators) = stage(shards: shards, log: log)
         var rng = SeededRandom(seed: seed)
         for (w, t, fact) in Self.scenario {
             workers[w].at(t, fact)
@@ -152,13 +158,7 @@ final class HostAggregatorTests: XCTestCase {
 
         for announced in [true, false] {
             for shards in [1, 2] {
-                let rings = (0..<2).map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: 64 << 10) } }
-                let marks = (0..<2).map { _ in WorkerWatermark() }
-                let workers = (0..<2).map { FakeWorker(HostFactPublisher(route: .rings(rings[$0], marks[$0]), plan: plan)) }
-                let log = AlertLog()
-                let aggregators = (0..<shards).map { s in
-                    HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, plan: plan, emitter: emitter(log))
-                }
+                let (rings, workers, aggregators) = stage(shards: shards, log: AlertLog())
                 workers[0].at(Self.t(1)) {
                     guard announced else { return }
                     $0.ftpDataAnnounced(FTPDataChannels.Expected(host: server, port: 5001, until: Self.t(121)), at: Self.t(1))
