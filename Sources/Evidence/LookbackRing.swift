@@ -104,6 +104,9 @@ public final class LookbackRing {
     var wrapped = false
     var lapEnd = 0
     public private(set) var count = 0
+    /// Bounds of the timestamps appended since the ring was last empty (a superset of what it holds).
+    var newestStored: Int64 = .min
+    var oldestStored: Int64 = .max
     /// The highest arena offset ever written: the ring's resident memory.
     public private(set) var touchedBytes = 0
 
@@ -155,6 +158,12 @@ public final class LookbackRing {
         // caught up, turning the ring into a plain byte ring of stale packets.
         let oldestAllowed = timestamp.nanoseconds &- maxAge.nanoseconds
         let newestAllowed = timestamp.nanoseconds &+ maxAge.nanoseconds
+        // After a pause longer than the age bound (or a clock step) everything goes at once, without
+        // walking the entries: each is a cache miss whose successor is known only from it.
+        if count > 0 && (newestStored < oldestAllowed || oldestStored > newestAllowed) {
+            counters.evictedForAge &+= UInt64(count)
+            count = 0
+        }
         while count > 0 {
             let t = header(at: head).pointee.timestamp
             guard t < oldestAllowed || t > newestAllowed else { break }
@@ -169,6 +178,8 @@ public final class LookbackRing {
         }
         writeOffset += Self.entrySize(length)
         if writeOffset > touchedBytes { touchedBytes = writeOffset }
+        if timestamp.nanoseconds > newestStored { newestStored = timestamp.nanoseconds }
+        if timestamp.nanoseconds < oldestStored { oldestStored = timestamp.nanoseconds }
         count += 1
         counters.stored &+= 1
     }
@@ -177,7 +188,11 @@ public final class LookbackRing {
     @inline(__always)
     func makeRoom(_ need: Int) {
         while true {
-            if count == 0 { head = 0; writeOffset = 0; wrapped = false; return }
+            if count == 0 {
+                head = 0; writeOffset = 0; wrapped = false
+                newestStored = .min; oldestStored = .max
+                return
+            }
             if wrapped {
                 // Free: writeOffset..<head.
                 if writeOffset + need <= head || relocate(need) { return }
