@@ -51,7 +51,7 @@ public struct LookbackRingError: Error, Sendable, CustomStringConvertible {
 /// The ring laps early when the age bound, not the byte bound, is what limits it: once the free space
 /// before the oldest entry can hold everything held plus the new frame, the next lap starts at 0. The
 /// memory the ring writes then stays about twice the traffic of one age window (on the benchmark
-/// capture at most 11 MB, usually under 1 MB, so it stays in cache) instead of sweeping the whole
+/// capture at most 7.9 MB, usually under 1 MB, so it stays in cache) instead of sweeping the whole
 /// arena; the per-packet copy into cold memory was most of the ring's cost. Under traffic that fills
 /// the arena within the age window, it behaves as a plain ring of `bytes`.
 public final class LookbackRing {
