@@ -107,8 +107,10 @@ public final class LookbackRing {
     /// Bounds of the timestamps appended since the ring was last empty (a superset of what it holds).
     var newestStored: Int64 = .min
     var oldestStored: Int64 = .max
+    /// The highest arena offset written before `writeOffset` last went back (a lap, an emptied ring).
+    var highWater = 0
     /// The highest arena offset ever written: the ring's resident memory.
-    public private(set) var touchedBytes = 0
+    public var touchedBytes: Int { max(highWater, writeOffset) }
 
     /// - Parameters:
     ///   - bytes: arena size, headers included; at least one full snap length.
@@ -128,11 +130,11 @@ public final class LookbackRing {
     /// Anonymous memory reserved at start and committed by use. The reservation fails at start when the
     /// kernel will not grant it (strict overcommit, address-space limits), so a sensor that cannot have
     /// its ring says so before capturing. Pages are not touched here: measured on the benchmark capture,
-    /// pre-touching 88 MiB (the arena and the record array the ring then had) cost the pipeline +15% CPU (+23% with `MADV_HUGEPAGE`,
-    /// whose synchronous compaction stalls), against +8% for letting the first fill fault the pages in
-    /// (transparent huge pages, where enabled, then cover them 2 MiB at a time); the early lap (see the
-    /// type's notes) now keeps most of the arena untouched unless traffic needs it. Size `MemoryMax=` for
-    /// the full ring: it is all resident once traffic has filled it (`touchedBytes`).
+    /// pre-touching 88 MiB (the arena and the record array the ring then had) cost the pipeline +15% CPU
+    /// (+23% with `MADV_HUGEPAGE`, whose synchronous compaction stalls), against +8% for letting the first
+    /// fill fault the pages in (transparent huge pages, where enabled, then cover them 2 MiB at a time);
+    /// the early lap (see the type's notes) now keeps most of the arena untouched unless traffic needs it.
+    /// Size `MemoryMax=` for the full ring: it is all resident once traffic has filled it (`touchedBytes`).
     static func reserve(_ bytes: Int) throws(LookbackRingError) -> UnsafeMutableRawPointer {
         let size = mappedSize(bytes)
         guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
@@ -177,7 +179,6 @@ public final class LookbackRing {
             (arena + writeOffset + Self.headerSize).copyMemory(from: base, byteCount: length)
         }
         writeOffset += Self.entrySize(length)
-        if writeOffset > touchedBytes { touchedBytes = writeOffset }
         if timestamp.nanoseconds > newestStored { newestStored = timestamp.nanoseconds }
         if timestamp.nanoseconds < oldestStored { oldestStored = timestamp.nanoseconds }
         count += 1
@@ -189,6 +190,7 @@ public final class LookbackRing {
     func makeRoom(_ need: Int) {
         while true {
             if count == 0 {
+                highWater = touchedBytes
                 head = 0; writeOffset = 0; wrapped = false
                 newestStored = .min; oldestStored = .max
                 return
@@ -200,6 +202,7 @@ public final class LookbackRing {
             } else if writeOffset + need > byteCapacity || head >= writeOffset - head + need {
                 // No room before the end, or the free space before the oldest entry holds everything
                 // held plus this frame (the age bound is what limits the ring): next lap.
+                highWater = touchedBytes
                 lapEnd = writeOffset
                 writeOffset = 0
                 wrapped = true
@@ -231,8 +234,7 @@ public final class LookbackRing {
             return false
         }
         counters.relocations &+= 1
-        if writeOffset > touchedBytes { touchedBytes = writeOffset }
-        if lapEnd > touchedBytes { touchedBytes = lapEnd }
+        highWater = max(highWater, lapEnd)
         return true
     }
 

@@ -164,7 +164,6 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
             states[s] = (states[s] & ~3) | (flow.originatorFlags.contains(.syn) ? Identification.unknown : .midstream).rawValue
         }
     }
-
 }
 
 /// Hears of the FTP data connections announced on control connections.
