@@ -11,6 +11,8 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <grp.h>
+#include <stdio.h>
+#include <fcntl.h>
 
 int csensor_pin_thread_to_cpu(int cpu) {
     cpu_set_t set;
@@ -73,5 +75,14 @@ int csensor_current_capabilities(uint64_t *effective, uint64_t *permitted) {
     if (syscall(SYS_capget, &header, data) != 0) return errno;
     *effective = ((uint64_t)data[1].effective << 32) | data[0].effective;
     *permitted = ((uint64_t)data[1].permitted << 32) | data[0].permitted;
+    return 0;
+}
+
+int csensor_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath) {
+    if (renameat2(olddirfd, oldpath, newdirfd, newpath, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS) return errno;
+    /* No RENAME_NOREPLACE here: a hard link fails with EEXIST just as atomically. */
+    if (linkat(olddirfd, oldpath, newdirfd, newpath, 0) != 0) return errno;
+    if (unlinkat(olddirfd, oldpath, 0) != 0) return errno;
     return 0;
 }

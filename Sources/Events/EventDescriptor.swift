@@ -18,4 +18,6 @@ public struct EventDescriptor: Sendable {
     public static let flowUpdate = EventDescriptor(kind: .event, categories: ["network"], types: ["connection", "info"], dataset: "sensor.flow")
     public static let alert = EventDescriptor(kind: .alert, categories: ["network", "intrusion_detection"], types: ["info"], dataset: "sensor.alert")
     public static let stats = EventDescriptor(kind: .metric, categories: ["network"], types: ["info"], dataset: "sensor.stats")
+    /// Sensor self-monitoring warnings (capture loss, evidence capture off), `event.dataset: sensor.health`.
+    public static let health = EventDescriptor(kind: .event, categories: ["host"], types: ["info"], dataset: "sensor.health")
 }

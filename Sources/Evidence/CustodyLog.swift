@@ -13,21 +13,39 @@ import Glibc
 /// ends with `"entry_sha256":"…"`, the SHA-256 of the entry's own bytes without that last member. So
 /// editing any line breaks that line's own hash, and removing, inserting or reordering lines breaks the
 /// next line's `prev_sha256`: `sensor custody verify` names the first entry where the chain breaks.
-/// The file is opened `O_APPEND`, mode 0600, and fsync'd after every entry, so an entry the sensor
-/// reported exists on disk.
+/// The file is opened `O_APPEND`, mode 0600; each entry is one `write` followed by `fsync`, so an entry
+/// the sensor reported exists on disk, and an entry that failed (disk full) is cut off again.
 public final class CustodyLog {
     public static let genesis = String(repeating: "0", count: 64)
     static let hashKey = Array(",\"entry_sha256\":\"".utf8)
+
+    /// A torn last line removed at open (a write cut off by a crash or a full disk): what the
+    /// `log_repaired` entry records.
+    public struct Repair: Sendable {
+        public var removedBytes: Int
+        public var removedSHA256: String
+        /// What the verifier found wrong with the line.
+        public var problem: String
+    }
 
     public let path: String
     let fd: Int32
     public private(set) var lastHash: String
     public private(set) var lastSequence: Int64
+    /// Bytes of complete entries: where a failed append truncates back to.
+    private(set) var length: off_t
+    /// A failed append whose bytes could not be cut off again: appending after them would put a torn
+    /// line inside the chain, which reads as tampering. The next start repairs it.
+    private(set) var torn = false
     /// Entries already in the log when it was opened (parsed), for the store's file inventory.
     public private(set) var existingEntries: [[String: Any]] = []
+    /// Set when the last line was torn and has been cut off; the store logs the repair as an entry.
+    public private(set) var repair: Repair?
 
-    /// Opens (creating with mode 0600) and reads the existing chain's tail. A log whose lines do not
-    /// verify is refused: appending to a broken chain would hide where it broke.
+    /// Opens (creating with mode 0600) and reads the existing chain. A torn last line (no newline, or a
+    /// last line that does not verify while every line before it does) is what a crash or a full disk
+    /// leaves: it is cut off and reported in `repair`. A break anywhere else is refused: appending to a
+    /// broken chain would hide where it broke.
     public init(path: String) throws(EvidenceError) {
         self.path = path
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
@@ -40,11 +58,21 @@ public final class CustodyLog {
         }
         lastHash = Self.genesis
         lastSequence = 0
+        length = 0
         let report = CustodyVerifier.verifyChain(path: path)
         if let problem = report.firstProblem {
-            close(fd)
-            throw EvidenceError("custody log \(path) does not verify, refusing to append: \(problem)")
+            guard let tail = report.tornTail else {
+                close(fd)
+                throw EvidenceError("custody log \(path) does not verify, refusing to append: \(problem)")
+            }
+            guard ftruncate(fd, off_t(tail.offset)) == 0, fsync(fd) == 0 else {
+                let e = errno
+                close(fd)
+                throw EvidenceError("custody log \(path): cannot cut off its torn last line: \(String(cString: strerror(e)))")
+            }
+            repair = Repair(removedBytes: tail.bytes.count, removedSHA256: Hex.string(SHA256.hash(data: tail.bytes)), problem: problem)
         }
+        length = fstat(fd, &st) == 0 ? st.st_size : 0
         existingEntries = report.entries
         if let last = report.entries.last {
             lastHash = last["entry_sha256"] as? String ?? Self.genesis
@@ -55,9 +83,13 @@ public final class CustodyLog {
     deinit { close(fd) }
 
     /// Appends one entry: `seq` and `prev_sha256` first, then `body`'s members, then `entry_sha256`.
-    /// Returns the entry's sequence number and hash.
+    /// Returns the entry's sequence number and hash. The line is built whole and written with one
+    /// `write`; a failed or short write (or fsync) truncates the file back, and the head stays where it was.
     @discardableResult
     public func append(_ body: (inout JSONWriter) -> Void) throws(EvidenceError) -> (sequence: Int64, hash: String) {
+        guard !torn else {
+            throw EvidenceError("custody log \(path): an earlier failed entry could not be cut off; nothing more is appended until the next start repairs it")
+        }
         var w = JSONWriter(capacity: 2048)
         w.beginObject()
         w.field("seq", lastSequence + 1)
@@ -70,19 +102,27 @@ public final class CustodyLog {
         bytes.append(contentsOf: Self.hashKey)
         bytes.append(contentsOf: digest.utf8)
         bytes.append(contentsOf: Array("\"}\n".utf8))
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw EvidenceError("custody log \(path): write failed: \(String(cString: strerror(errno)))")
-            }
-            offset += n
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress!, $0.count) }
+        let writeError = errno
+        guard n == bytes.count else {
+            rollBack()
+            let why = n < 0 ? String(cString: strerror(writeError)) : "short write (\(n) of \(bytes.count) bytes)"
+            throw EvidenceError("custody log \(path): write failed: \(why)")
         }
-        guard fsync(fd) == 0 else { throw EvidenceError("custody log \(path): fsync failed: \(String(cString: strerror(errno)))") }
+        guard fsync(fd) == 0 else {
+            let e = errno
+            rollBack()
+            throw EvidenceError("custody log \(path): fsync failed: \(String(cString: strerror(e)))")
+        }
+        length += off_t(bytes.count)
         lastSequence += 1
         lastHash = digest
         return (lastSequence, digest)
+    }
+
+    /// Cuts off whatever part of a failed entry reached the file.
+    func rollBack() {
+        if ftruncate(fd, length) != 0 || fsync(fd) != 0 { torn = true }
     }
 }
 
@@ -94,7 +134,27 @@ public enum CustodyVerifier {
         public var filesDeleted = 0
         /// The first broken link, naming the line and entry.
         public var firstProblem: String?
+        /// Set when the only problem is the last line (what a cut-off write leaves): where it starts and its bytes.
+        public var tornTail: (offset: Int, bytes: [UInt8])?
         public var ok: Bool { firstProblem == nil }
+    }
+
+    /// An entry that a copy kept elsewhere (the SIEM's `custody.seq` and `custody.entry_sha256`) says the log holds.
+    public struct Anchor: Sendable, Equatable {
+        public var sequence: Int64
+        public var entryHash: String
+        public init(sequence: Int64, entryHash: String) {
+            self.sequence = sequence
+            self.entryHash = entryHash
+        }
+
+        /// `SEQ:SHA256`.
+        public init?(_ text: String) {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let seq = Int64(parts[0]), seq > 0, parts[1].count == 64,
+                  parts[1].allSatisfy({ $0.isHexDigit }) else { return nil }
+            self.init(sequence: seq, entryHash: parts[1].lowercased())
+        }
     }
 
     /// The chain only (each entry's own hash and its link to the one before).
@@ -106,68 +166,97 @@ public enum CustodyVerifier {
             return report
         }
         let bytes = [UInt8](data)
-        if !bytes.isEmpty && bytes.last != UInt8(ascii: "\n") {
-            report.firstProblem = "the last line is incomplete (no newline): a write was cut off or the file was edited"
-        }
         var prev = CustodyLog.genesis
         var prevSeq: Int64 = 0
-        let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        var start = 0
         var lineNumber = 0
-        for line in lines {
+        while start < bytes.count {
             lineNumber += 1
-            if line.isEmpty {
-                if lineNumber < lines.count {
-                    report.firstProblem = "line \(lineNumber): empty line inside the log"
-                    return report
+            let newline = bytes[start...].firstIndex(of: UInt8(ascii: "\n"))
+            let problem: String?
+            if newline == nil {
+                problem = "line \(lineNumber): the last line is incomplete (no newline): a write was cut off or the file was edited"
+            } else {
+                problem = check(bytes[start..<newline!], lineNumber: lineNumber, prev: prev, prevSeq: prevSeq) { obj, hash, seq in
+                    prev = hash
+                    prevSeq = seq
+                    report.entries.append(obj)
                 }
-                continue
             }
-            let l = Array(line)
-            let key = CustodyLog.hashKey
-            // The line must end with ,"entry_sha256":"<64 hex>"}
-            let tail = key.count + 64 + 2
-            guard l.count > tail, Array(l[(l.count - tail)..<(l.count - 66)]) == key,
-                  l[l.count - 2] == UInt8(ascii: "\""), l[l.count - 1] == UInt8(ascii: "}") else {
-                report.firstProblem = "line \(lineNumber): entry has no trailing entry_sha256 (edited or not a custody entry)"
+            if let problem {
+                report.firstProblem = problem
+                // Only the last line: nothing but (at most) its own newline follows it.
+                if newline == nil || newline! + 1 == bytes.count { report.tornTail = (start, Array(bytes[start...])) }
                 return report
             }
-            let recorded = String(decoding: l[(l.count - 66)..<(l.count - 2)], as: UTF8.self)
-            let body = Array(l[..<(l.count - tail)]) + [UInt8(ascii: "}")]
-            let computed = Hex.string(SHA256.hash(data: body))
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(l)) as? [String: Any] else {
-                report.firstProblem = "line \(lineNumber): not a JSON object"
-                return report
-            }
-            let seq = (obj["seq"] as? NSNumber)?.int64Value ?? -1
-            let name = "line \(lineNumber) (seq \(seq)\(obj["file"].map { ", file \($0)" } ?? ""))"
-            guard computed == recorded else {
-                report.firstProblem = "\(name): entry_sha256 does not match the entry's content (the entry was edited)"
-                return report
-            }
-            guard (obj["prev_sha256"] as? String) == prev else {
-                report.firstProblem = "\(name): prev_sha256 does not match the entry before it (an entry was removed, inserted or reordered, or the previous one was re-hashed)"
-                return report
-            }
-            guard seq == prevSeq + 1 else {
-                report.firstProblem = "\(name): sequence number \(seq) follows \(prevSeq)"
-                return report
-            }
-            prev = recorded
-            prevSeq = seq
-            report.entries.append(obj)
+            start = newline! + 1
         }
         return report
     }
 
-    /// The chain, then every evidence file that the log says still exists: present, same size, same SHA-256.
-    /// Files are looked up in `evidenceDirectory`, else next to the log.
-    public static func verify(path: String, evidenceDirectory: String? = nil) -> Report {
+    /// One line: its own hash, its link and its sequence number; nil when it verifies (then `accept` had it).
+    static func check(_ l: ArraySlice<UInt8>, lineNumber: Int, prev: String, prevSeq: Int64,
+                      accept: ([String: Any], String, Int64) -> Void) -> String? {
+        if l.isEmpty { return "line \(lineNumber): empty line inside the log" }
+        let key = CustodyLog.hashKey
+        // The line must end with ,"entry_sha256":"<64 hex>"}
+        let tail = key.count + 64 + 2
+        let s = l.startIndex, e = l.endIndex
+        guard l.count > tail, l[(e - tail)..<(e - 66)].elementsEqual(key),
+              l[e - 2] == UInt8(ascii: "\""), l[e - 1] == UInt8(ascii: "}") else {
+            return "line \(lineNumber): entry has no trailing entry_sha256 (edited or not a custody entry)"
+        }
+        let recorded = String(decoding: l[(e - 66)..<(e - 2)], as: UTF8.self)
+        let body = Array(l[s..<(e - tail)]) + [UInt8(ascii: "}")]
+        let computed = Hex.string(SHA256.hash(data: body))
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(l)) as? [String: Any] else {
+            return "line \(lineNumber): not a JSON object"
+        }
+        let seq = (obj["seq"] as? NSNumber)?.int64Value ?? -1
+        let name = "line \(lineNumber) (seq \(seq)\(obj["file"].map { ", file \($0)" } ?? ""))"
+        guard computed == recorded else {
+            return "\(name): entry_sha256 does not match the entry's content (the entry was edited)"
+        }
+        guard (obj["prev_sha256"] as? String) == prev else {
+            return "\(name): prev_sha256 does not match the entry before it (an entry was removed, inserted or reordered, or the previous one was re-hashed)"
+        }
+        guard seq == prevSeq + 1 else { return "\(name): sequence number \(seq) follows \(prevSeq)" }
+        accept(obj, recorded, seq)
+        return nil
+    }
+
+    /// The chain, the anchors (each must still be in the log, with the same hash), then every evidence
+    /// file that the log says still exists: present, a regular file, same SHA-256. Files are opened by
+    /// bare name relative to `evidenceDirectory` (else the log's directory), never through a path.
+    public static func verify(path: String, evidenceDirectory: String? = nil, anchors: [Anchor] = []) -> Report {
         var report = verifyChain(path: path)
         if report.firstProblem != nil { return report }
+        for a in anchors {
+            guard a.sequence <= Int64(report.entries.count) else {
+                report.firstProblem = "anchor seq \(a.sequence): the log ends at seq \(report.entries.count) (its end was cut off, or it was replaced)"
+                return report
+            }
+            let recorded = report.entries[Int(a.sequence) - 1]["entry_sha256"] as? String ?? ""
+            guard recorded == a.entryHash else {
+                report.firstProblem = "anchor seq \(a.sequence): the log's entry_sha256 is \(recorded), the anchor says \(a.entryHash) (the log was rewritten at or before that entry)"
+                return report
+            }
+        }
         let dir = evidenceDirectory ?? (path as NSString).deletingLastPathComponent
+        let dirfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard dirfd >= 0 else {
+            report.firstProblem = "cannot open the evidence directory \(dir): \(String(cString: strerror(errno))) (symlinks are refused)"
+            return report
+        }
+        defer { close(dirfd) }
         var deleted = Set<String>()
-        for e in report.entries where (e["action"] as? String) == CustodyAction.deleted {
-            if let f = e["file"] as? String { deleted.insert(f) }
+        for (i, e) in report.entries.enumerated() {
+            guard let file = e["file"] else { continue }
+            guard let f = file as? String, EvidenceFileName.isBare(f) else {
+                report.firstProblem = "line \(i + 1) (seq \(e["seq"] ?? "?"), file \(file)): not a bare file name in the evidence directory; refused, nothing outside it is read"
+                return report
+            }
+            if (e["action"] as? String) == CustodyAction.deleted { deleted.insert(f) }
         }
         for (i, e) in report.entries.enumerated() where (e["action"] as? String) == CustodyAction.closed {
             guard let file = e["file"] as? String, let expected = e["sha256"] as? String else {
@@ -176,9 +265,8 @@ public enum CustodyVerifier {
             }
             let name = "line \(i + 1) (seq \(e["seq"] ?? "?"), file \(file))"
             if deleted.contains(file) { report.filesDeleted += 1; continue }
-            let full = (dir as NSString).appendingPathComponent(file)
-            guard let actual = sha256(ofFile: full) else {
-                report.firstProblem = "\(name): evidence file is missing or unreadable at \(full), and no deletion is logged"
+            guard let actual = sha256(of: file, in: dirfd) else {
+                report.firstProblem = "\(name): evidence file is missing, unreadable or not a regular file in \(dir), and no deletion is logged"
                 return report
             }
             guard actual == expected else {
@@ -190,21 +278,57 @@ public enum CustodyVerifier {
         return report
     }
 
+    /// SHA-256 of the regular file `name` in the directory `dirfd` (no symlink followed, no FIFO waited on).
+    static func sha256(of name: String, in dirfd: Int32) -> String? {
+        let fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return sha256(fd: fd)
+    }
+
     /// Streams a file through SHA-256 (evidence files can be large).
     public static func sha256(ofFile path: String) -> String? {
-        guard let f = fopen(path, "rb") else { return nil }
-        defer { fclose(f) }
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        return sha256(fd: fd)
+    }
+
+    /// Regular files only.
+    static func sha256(fd: Int32) -> String? {
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { return nil }
         var h = SHA256()
         var buf = [UInt8](repeating: 0, count: 1 << 16)
         while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n > 0 { buf.withUnsafeBytes { h.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) } }
-            if n < buf.count {
-                if ferror(f) != 0 { return nil }
-                break
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return nil
             }
+            if n == 0 { break }
+            buf.withUnsafeBytes { h.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
         return Hex.string(h.finalize())
+    }
+}
+
+/// Names the custody log gives evidence files. A value read back from the log is hostile until checked:
+/// only a bare name (no `/`, not `.` or `..`, no NUL, not empty) is ever opened or deleted, and only
+/// relative to the evidence directory's descriptor.
+public enum EvidenceFileName {
+    public static func isBare(_ name: String) -> Bool {
+        !name.isEmpty && name != "." && name != ".." && !name.utf8.contains(UInt8(ascii: "/")) && !name.utf8.contains(0)
+            && name.utf8.count <= 255
+    }
+
+    /// The capture number in `STEM-N.pcapng.age` (names continue from the log's highest across runs).
+    static func sequence(of name: String) -> Int? {
+        let suffix = ".pcapng.age"
+        guard name.hasSuffix(suffix) else { return nil }
+        let stem = name.dropLast(suffix.count)
+        guard let dash = stem.lastIndex(of: "-") else { return nil }
+        return Int(stem[stem.index(after: dash)...])
     }
 }
 
@@ -212,6 +336,8 @@ public enum CustodyVerifier {
 public enum CustodyAction {
     public static let closed = "evidence_closed"
     public static let deleted = "evidence_deleted"
+    /// A torn last line was cut off at start (`removed_bytes`, `removed_sha256`, `problem`).
+    public static let repaired = "log_repaired"
 }
 
 public struct EvidenceError: Error, CustomStringConvertible, Sendable {

@@ -33,6 +33,8 @@ public final class EvidenceManager: PacketAnalyzer {
         public var capturesClosed: UInt64 = 0
         public var refusedConcurrency: UInt64 = 0
         public var refusedDiskCap: UInt64 = 0
+        /// Alerts refused because evidence capture is off (the custody log could not be used at start).
+        public var refusedCustody: UInt64 = 0
         /// Alerts that name no address to scope a capture on.
         public var refusedNoScope: UInt64 = 0
         public var failures: UInt64 = 0
@@ -106,7 +108,9 @@ public final class EvidenceManager: PacketAnalyzer {
     }
 
     /// Later fragments and packets cut before their ports: no flow, but a host scope selects them.
-    public var wantsPacketsWithoutFlow: Bool { true }
+    /// With evidence capture off (custody log unusable) no packet is needed: the ring would be dead weight.
+    public var wantsPacketsWithoutFlow: Bool { store.isCapturing }
+    public var wantsEveryPacket: Bool { store.isCapturing }
 
     public func packetWithoutFlow(_ context: PacketContext) {
         counters.packetsWithoutFlow &+= 1
@@ -170,18 +174,20 @@ public final class EvidenceManager: PacketAnalyzer {
             }
         }
         announceDeletions()
+        announceCustody()
     }
 
     public func finish(_ now: Timestamp) {
         if now.nanoseconds > clock.nanoseconds { clock = now }
         while !active.isEmpty { close(at: 0, reason: .endOfInput) }
         announceDeletions()
+        announceCustody()
         finished = true
         let c = counters
         logger.info("evidence capture summary", metadata: [
             "alerts": "\(c.alertsSeen)", "triggering": "\(c.alertsTriggering)", "opened": "\(c.capturesOpened)",
             "extended": "\(c.capturesExtended)", "closed": "\(c.capturesClosed)",
-            "refused_concurrency": "\(c.refusedConcurrency)", "refused_disk": "\(c.refusedDiskCap)",
+            "refused_concurrency": "\(c.refusedConcurrency)", "refused_disk": "\(c.refusedDiskCap)", "refused_custody": "\(c.refusedCustody)",
             "refused_no_scope": "\(c.refusedNoScope)", "empty": "\(c.emptyDiscarded)", "failures": "\(c.failures)",
             "lookback_headers_only": "\(c.lookbackHeadersOnly)", "packets_without_flow": "\(c.packetsWithoutFlow)",
             "ring_evicted_space": "\(ring.counters.evictedForSpace)", "ring_evicted_age": "\(ring.counters.evictedForAge)",
@@ -225,6 +231,8 @@ public final class EvidenceManager: PacketAnalyzer {
             switch refusal.reason {
             case .concurrencyCap: counters.refusedConcurrency &+= 1
             case .diskCap: counters.refusedDiskCap &+= 1
+            case .custodyUnavailable: counters.refusedCustody &+= 1
+            case .noFreeName: counters.failures &+= 1
             }
             logger.warning("evidence capture refused", metadata: ["alert": "\(alert.id)", "reason": "\(refusal.reason.rawValue)"])
             emitRefusal(alert, scope: scope, reason: refusal.reason.rawValue)
@@ -287,8 +295,18 @@ public final class EvidenceManager: PacketAnalyzer {
             for a in c.alerts { emitRefusal(a, scope: c.scope, reason: "no_packets_in_scope") }
             return
         }
+        let plainHash: String, fileHash: String
         do {
-            let (plainHash, fileHash) = try c.finish()
+            (plainHash, fileHash) = try c.finish()
+        } catch {
+            store.abandon(c.reservation)
+            counters.failures &+= 1
+            logger.error("evidence capture failed at close; its partial (encrypted) file was removed",
+                         metadata: ["file": "\(c.reservation.fileName)", "error": "\(error)"])
+            return
+        }
+        // `commit` gives the slot back and removes the partial file itself when it fails.
+        do {
             let fileBytes = Int(c.age.ciphertextBytes)
             let r = c.reservation
             let record = try store.commit(r, fileBytes: fileBytes, sha256: fileHash) { w in
@@ -318,9 +336,8 @@ public final class EvidenceManager: PacketAnalyzer {
             counters.capturesClosed &+= 1
             emitCreated(c, reason: reason, plainHash: plainHash, fileHash: fileHash, fileBytes: fileBytes, record: record)
         } catch {
-            store.abandon(c.reservation)
             counters.failures &+= 1
-            logger.error("evidence capture failed at close; its partial (encrypted) file was removed",
+            logger.error("evidence capture failed at close: no custody entry, its partial (encrypted) file was removed",
                          metadata: ["file": "\(c.reservation.fileName)", "error": "\(error)"])
         }
     }
@@ -413,10 +430,67 @@ public final class EvidenceManager: PacketAnalyzer {
                 w.beginObject("hash"); w.field("sha256", d.sha256); w.endObject(); w.endObject()
                 w.beginObject("sensor"); w.beginObject("evidence")
                 w.field("retention_until", d.retentionUntil)
-                w.beginObject("custody"); w.field("log", store.custodyLogPath); w.field("seq", d.sequence); w.endObject()
+                w.beginObject("custody"); w.field("log", store.custodyLogPath); w.field("seq", d.sequence)
+                w.field("entry_sha256", d.entryHash); w.endObject()
                 w.endObject(); w.endObject()
             })
         }
+    }
+
+    /// The custody log's state at start (evidence capture off, or a torn last line cut off), once per
+    /// process as a `sensor.health` event, so the SIEM learns it without reading the sensor's log.
+    func announceCustody() {
+        for a in store.takeAnnouncements() {
+            switch a {
+            case .disabled(let reason):
+                emitter.emit(.health, at: clock, severity: 3) { w in
+                    w.field("message", "Evidence capture is off: the custody log cannot be used (\(reason)); packet capture and detection go on")
+                    w.beginObject("sensor"); w.beginObject("health")
+                    w.field("check", "evidence_disabled")
+                    w.field("custody_log", store.custodyLogPath)
+                    w.field("reason", reason)
+                    w.endObject(); w.endObject()
+                }
+            case .repaired(let r, let entry):
+                emitter.emit(.health, at: clock, severity: 2) { w in
+                    w.field("message", "Custody log repaired: a torn last line of \(r.removedBytes) bytes was cut off (\(r.problem))")
+                    w.beginObject("sensor"); w.beginObject("health")
+                    w.field("check", "custody_log_repaired")
+                    w.field("custody_log", store.custodyLogPath)
+                    w.field("reason", r.problem)
+                    w.field("removed_bytes", r.removedBytes)
+                    w.field("removed_sha256", r.removedSHA256)
+                    if let entry { w.field("custody_seq", entry.sequence); w.field("custody_entry_sha256", entry.hash) }
+                    w.endObject(); w.endObject()
+                }
+            }
+        }
+    }
+
+    /// `sensor.stats.evidence`: this worker's capture counters, the store's (shared by workers) and the
+    /// custody chain's head, the anchor a SIEM keeps so that a log cut short or rewritten is found out.
+    public func writeStatistics(into w: inout JSONWriter) {
+        let c = counters
+        let s = store.counters
+        w.beginObject("evidence")
+        w.field("enabled", store.isCapturing)
+        w.field("captures_opened", c.capturesOpened)
+        w.field("captures_closed", c.capturesClosed)
+        w.field("failures", c.failures)
+        w.field("refused_concurrency", c.refusedConcurrency)
+        w.field("refused_disk_cap", c.refusedDiskCap)
+        w.field("refused_custody", c.refusedCustody)
+        w.field("unsafe_names", s.unsafeNames)
+        w.field("name_collisions", s.nameCollisions)
+        w.field("log_repairs", s.logRepairs)
+        if let head = store.custodyHead {
+            w.beginObject("custody")
+            w.field("log", store.custodyLogPath)
+            w.field("seq", head.sequence)
+            w.field("entry_sha256", head.hash)
+            w.endObject()
+        }
+        w.endObject()
     }
 
     /// Decodes a stored frame again (the ring keeps no decoded fields); nil for what never formed a flow.

@@ -12,11 +12,13 @@ public enum EvidenceSetup {
     }
 
     /// The store for `configuration`, or nil when evidence capture is off (no authorisation reference).
-    public static func makeStore(configuration c: SensorConfiguration) throws -> EvidenceStore? {
+    /// Throws for configuration and directory problems; a custody log that cannot be used gives a store
+    /// with capture off (logged, announced as `sensor.health`) so that the sensor still runs.
+    public static func makeStore(configuration c: SensorConfiguration, logger: Logger) throws -> EvidenceStore? {
         guard c.evidence.enabled else { return nil }
         let observer = ObserverInfo(name: c.sensorName)
         do {
-            return try EvidenceStore(configuration: c.evidence, sensorName: observer.name, hostname: observer.hostname)
+            return try EvidenceStore(configuration: c.evidence, sensorName: observer.name, hostname: observer.hostname, logger: logger)
         } catch {
             throw SetupError(description: error.description)
         }
@@ -43,7 +45,7 @@ public enum EvidenceSetup {
             }
             return nil
         }
-        guard let store = try store ?? makeStore(configuration: c) else { return nil }
+        guard let store = try store ?? makeStore(configuration: c, logger: logger) else { return nil }
         let manager = try EvidenceManager(store: store, triggers: try loadTriggers(configuration: c), emitter: emitter, logger: logger)
         manager.observeAlerts(of: emitter)
         return manager

@@ -1,5 +1,6 @@
 import Capture
 import Enrichment
+import Evidence
 import Events
 import Foundation
 import Logging
@@ -28,11 +29,6 @@ extension SensorConfiguration {
         if let s = privileges.stateDirectory { d.append(PrivateDirectorySpec(path: s, mode: 0o750, purpose: "state")) }
         return d
     }
-}
-
-extension EventDescriptor {
-    /// Sensor self-monitoring warnings (capture loss), `event.dataset: sensor.health`.
-    public static let health = EventDescriptor(kind: .event, categories: ["host"], types: ["info"], dataset: "sensor.health")
 }
 
 /// Why `sensor run` could not start, with the exit status it maps to.
@@ -230,6 +226,8 @@ public final class LiveSensor {
                 logger: logger)))
         }
 
+        // One evidence store for every worker: one custody chain, one set of caps.
+        let evidenceStore = try EvidenceSetup.makeStore(configuration: c, logger: logger)
         var workers: [(PacketProcessingService, LiveWorker)] = []
         for (i, source) in sources.enumerated() {
             let counter = DatasetCounter()
@@ -239,6 +237,7 @@ public final class LiveSensor {
                                        enricher: geo.map { GeoEnricher(databases: $0) })
             let pipeline = Pipeline(flows: c.flows, emitter: emitter,
                                     analyzers: try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: emitter, logger: logger,
+                                                                                 evidenceStore: evidenceStore,
                                                                                  hostShards: HostShardLink(rings: rings[i], watermark: marks[i])))
             let worker = LiveWorker(index: i, source: source, configuration: live, metrics: WorkerMetrics(metrics: metrics, worker: i),
                                     datasets: counter, mailbox: mailbox, logger: logger)

@@ -1,5 +1,6 @@
 import Capture
 import Events
+import Evidence
 import PacketCore
 
 /// Plain counters of one pipeline, bumped on the packet path and published once per batch.
@@ -203,6 +204,7 @@ public final class Pipeline: PacketConsumer {
                 w.endObject()
             }
             extra?(&w)
+            for a in analyzers { (a as? EvidenceManager)?.writeStatistics(into: &w) }
             if let f = c.firstPacket { w.field("first_packet", f) }
             if let l = c.lastPacket { w.field("last_packet", l) }
             w.endObject(); w.endObject()

@@ -8,32 +8,10 @@ import XCTest
 final class EvidenceCLITests: XCTestCase {
     override func setUpWithError() throws { try EvidenceChecks.requireTools() }
 
-    struct Run {
-        let work: URL
-        let evidenceDir: URL
-        let tmp: URL
-        let key: AgeKey
-        let result: TestSupport.ProcessResult
-        let events: [[String: Any]]
-        var custodyLog: String { evidenceDir.appendingPathComponent("custody.jsonl").path }
-    }
+    typealias Run = EvidenceReplay.Run
 
-    /// `sensor replay` with evidence on, TMPDIR pointed at a directory the test watches.
     func replay(_ source: String, extra: [String] = [], key: AgeKey? = nil, work: URL? = nil) throws -> Run {
-        let work = try work ?? TestSupport.temporaryDirectory("evidence-cli")
-        let key = try key ?? AgeKey.generate(in: work)
-        let evidence = work.appendingPathComponent("evidence")
-        let tmp = try work.appendingPathComponent("tmp").creating()
-        let events = work.appendingPathComponent("events-\(UUID().uuidString).ndjson")
-        let args = ["replay", "--rules", TestSupport.repositoryRoot.appendingPathComponent("Rules").path,
-                    "--output", "file:\(events.path)", "--sensor-name", "cli-sensor",
-                    "--evidence-dir", evidence.path, "--evidence-recipient", key.recipient,
-                    "--authorization", "AUTH-CLI-1", "--purpose", "acceptance test", "--operator", "ci"] + extra + [source]
-        let r = try TestSupport.run(TestSupport.sensorBinary, args, environment: ["TMPDIR": tmp.path],
-                                    currentDirectory: TestSupport.repositoryRoot.path)
-        let text = (try? String(contentsOf: events, encoding: .utf8)) ?? ""
-        let parsed = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        return Run(work: work, evidenceDir: evidence, tmp: tmp, key: key, result: r, events: parsed)
+        try EvidenceReplay.replay(source, extra: extra, key: key, work: work)
     }
 
     /// The acceptance check, end to end through the CLI, for every capture in c2-nonstd-port/

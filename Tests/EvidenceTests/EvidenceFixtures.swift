@@ -1,3 +1,4 @@
+import Crypto
 import Capture
 import Events
 import Foundation
@@ -167,5 +168,52 @@ enum EvidenceChecks {
         let mid = list[list.count / 2]
         let firstSeen = list[0]
         return (firstSeen.4, firstSeen.4 == k.a ? k.b : k.a, firstSeen.1, firstSeen.2, firstSeen.3, mid.0)
+    }
+}
+
+/// `sensor replay` (the real binary) with evidence on, TMPDIR pointed at a directory the test watches.
+enum EvidenceReplay {
+    struct Run {
+        let work: URL
+        let evidenceDir: URL
+        let tmp: URL
+        let key: AgeKey
+        let result: TestSupport.ProcessResult
+        let events: [[String: Any]]
+        var custodyLog: String { evidenceDir.appendingPathComponent("custody.jsonl").path }
+        func dataset(_ d: String) -> [[String: Any]] { events.filter { TestSupport.value($0, "event.dataset") as? String == d } }
+    }
+
+    static func replay(_ source: String, extra: [String] = [], key: AgeKey? = nil, work: URL? = nil, evidenceDir: URL? = nil) throws -> Run {
+        let work = try work ?? TestSupport.temporaryDirectory("evidence-cli")
+        let key = try key ?? AgeKey.generate(in: work)
+        let evidence = evidenceDir ?? work.appendingPathComponent("evidence")
+        let tmp = try work.appendingPathComponent("tmp").creating()
+        let events = work.appendingPathComponent("events-\(UUID().uuidString).ndjson")
+        let args = ["replay", "--rules", TestSupport.repositoryRoot.appendingPathComponent("Rules").path,
+                    "--output", "file:\(events.path)", "--sensor-name", "cli-sensor",
+                    "--evidence-dir", evidence.path, "--evidence-recipient", key.recipient,
+                    "--authorization", "AUTH-CLI-1", "--purpose", "acceptance test", "--operator", "ci"] + extra + [source]
+        let r = try TestSupport.run(TestSupport.sensorBinary, args, environment: ["TMPDIR": tmp.path],
+                                    currentDirectory: TestSupport.repositoryRoot.path)
+        let text = (try? String(contentsOf: events, encoding: .utf8)) ?? ""
+        let parsed = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        return Run(work: work, evidenceDir: evidence, tmp: tmp, key: key, result: r, events: parsed)
+    }
+}
+
+/// Custody lines made by hand, correctly chained (what someone who rewrites the log can do).
+enum CustodyChain {
+    /// One line per member list (JSON members without braces), chained from the genesis.
+    static func lines(_ members: [String]) -> String {
+        var prev = CustodyLog.genesis
+        var out = ""
+        for (i, m) in members.enumerated() {
+            let body = "{\"seq\":\(i + 1),\"prev_sha256\":\"\(prev)\",\(m)}"
+            let hash = Hex.string(Crypto.SHA256.hash(data: Array(body.utf8)))
+            out += String(body.dropLast()) + ",\"entry_sha256\":\"\(hash)\"}\n"
+            prev = hash
+        }
+        return out
     }
 }

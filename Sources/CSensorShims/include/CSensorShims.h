@@ -25,6 +25,11 @@ int csensor_switch_user(uid_t uid, gid_t gid);
 /* The calling thread's effective and permitted capability sets as bit masks. */
 int csensor_current_capabilities(uint64_t *effective, uint64_t *permitted);
 
+/* Renames old to new within (or across) directory fds, never replacing an existing new: renameat2 with
+ * RENAME_NOREPLACE, or link + unlink on file systems without it (EINVAL). Returns 0 or an errno value
+ * (EEXIST when new exists). Evidence names must never overwrite logged evidence. */
+int csensor_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
 /* Hints the CPU to bring the cache line at p in for reading (a hint: never faults). Swift has no
  * prefetch; the lookback ring uses it to have its oldest entry's header at hand one packet later. */
 static inline void csensor_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
