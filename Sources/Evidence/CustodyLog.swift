@@ -17,6 +17,8 @@ import Glibc
 /// the sensor reported exists on disk, and an entry that failed (disk full) is cut off again.
 public final class CustodyLog {
     public static let genesis = String(repeating: "0", count: 64)
+    /// A torn tail up to this size is kept (base64) in the `log_repaired` entry.
+    static let keptLimit = 16 << 10
     static let hashKey = Array(",\"entry_sha256\":\"".utf8)
 
     /// A torn last line removed at open (a write cut off by a crash or a full disk): what the
@@ -24,6 +26,9 @@ public final class CustodyLog {
     public struct Repair: Sendable {
         public var removedBytes: Int
         public var removedSHA256: String
+        /// The bytes themselves when they are no longer than `keptLimit` (a torn entry is; a huge tail is not
+        /// copied into the log): the repair entry keeps them, so nothing of the torn entry is lost.
+        public var removed: Data?
         /// What the verifier found wrong with the line.
         public var problem: String
     }
@@ -70,7 +75,8 @@ public final class CustodyLog {
                 close(fd)
                 throw EvidenceError("custody log \(path): cannot cut off its torn last line: \(String(cString: strerror(e)))")
             }
-            repair = Repair(removedBytes: tail.bytes.count, removedSHA256: Hex.string(SHA256.hash(data: tail.bytes)), problem: problem)
+            repair = Repair(removedBytes: tail.bytes.count, removedSHA256: Hex.string(SHA256.hash(data: tail.bytes)),
+                            removed: tail.bytes.count <= Self.keptLimit ? Data(tail.bytes) : nil, problem: problem)
         }
         length = fstat(fd, &st) == 0 ? st.st_size : 0
         existingEntries = report.entries
@@ -336,7 +342,7 @@ public enum EvidenceFileName {
 public enum CustodyAction {
     public static let closed = "evidence_closed"
     public static let deleted = "evidence_deleted"
-    /// A torn last line was cut off at start (`removed_bytes`, `removed_sha256`, `problem`).
+    /// A torn last line was cut off at start (`removed_bytes`, `removed_sha256`, `removed_base64`, `problem`).
     public static let repaired = "log_repaired"
 }
 

@@ -170,6 +170,7 @@ public final class EvidenceStore: @unchecked Sendable {
                 w.field("action", CustodyAction.repaired)
                 w.field("removed_bytes", repair.removedBytes)
                 w.field("removed_sha256", repair.removedSHA256)
+                if let kept = repair.removed { w.field("removed_base64", kept.base64EncodedString()) }
                 w.field("problem", repair.problem)
                 writeWho(&w)
             }
@@ -243,16 +244,6 @@ public final class EvidenceStore: @unchecked Sendable {
     public var custodyHead: (sequence: Int64, hash: String)? {
         lock.lock(); defer { lock.unlock() }
         return custody.map { ($0.lastSequence, $0.lastHash) }
-    }
-
-    public func count(refusal: Refusal) {
-        lock.lock(); defer { lock.unlock() }
-        switch refusal {
-        case .concurrencyCap: _counters.refusedConcurrency &+= 1
-        case .diskCap: _counters.refusedDiskCap &+= 1
-        case .custodyUnavailable: _counters.refusedCustody &+= 1
-        case .noFreeName: _counters.failed &+= 1
-        }
     }
 
     /// A slot for a new capture, or why not. `stem` names the file (alert time and id); the number after

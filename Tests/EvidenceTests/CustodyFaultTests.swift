@@ -137,6 +137,7 @@ final class CustodyFaultTests: XCTestCase {
         XCTAssertEqual(repair["seq"] as? Int, entries.count + 1)
         XCTAssertEqual(repair["removed_bytes"] as? Int, torn.count)
         XCTAssertEqual(repair["removed_sha256"] as? String, Hex.string(Crypto.SHA256.hash(data: torn)))
+        XCTAssertEqual((repair["removed_base64"] as? String).flatMap { Data(base64Encoded: $0) }, Data(torn), "the torn bytes are kept in the chain")
         XCTAssertGreaterThan(after.count, entries.count + 1, "the run after the repair kept its evidence")
         let health = second.dataset("sensor.health")
         XCTAssertEqual(health.compactMap { TestSupport.value($0, "sensor.health.check") as? String }, ["custody_log_repaired"])
