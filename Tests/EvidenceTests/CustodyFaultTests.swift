@@ -108,6 +108,50 @@ final class CustodyFaultTests: XCTestCase {
         XCTAssertEqual(try Self.verify(log).status, 0)
     }
 
+    /// The same through the real binary: `sensor replay` into a tmpfs just large enough for the evidence
+    /// file, so the disk is full when its custody entry is written. The run goes on (flows and alerts
+    /// reported, exit 0), the failure is counted, no evidence file is left without an entry and no torn
+    /// line; with room again, the next start keeps evidence and the log verifies.
+    func testDiskFullDuringReplayLeavesNoEvidenceWithoutAnEntry() throws {
+        guard getuid() == 0 else { throw XCTSkip("mounting a tmpfs needs root (CI runs as root)") }
+        let sized = try EvidenceReplay.replay(try source)
+        defer { try? FileManager.default.removeItem(at: sized.work) }
+        XCTAssertEqual(sized.result.status, 0, sized.result.stderr)
+        let entries = try Self.closed(sized.custodyLog)
+        XCTAssertEqual(entries.count, 1)
+        let fileBytes = try XCTUnwrap(entries.first?["file_bytes"] as? Int)
+
+        let mnt = sized.work.appendingPathComponent("full")
+        try FileManager.default.createDirectory(at: mnt, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        let pages = (fileBytes + 4095) / 4096
+        let mount = try TestSupport.run("mount", ["-t", "tmpfs", "-o", "size=\(pages * 4096),mode=0700", "tmpfs", mnt.path])
+        guard mount.status == 0 else { throw XCTSkip("cannot mount a tmpfs here: \(mount.stderr)") }
+        defer { _ = try? TestSupport.run("umount", [mnt.path]) }
+
+        let full = try EvidenceReplay.replay(try source, key: sized.key, work: sized.work, evidenceDir: mnt)
+        XCTAssertEqual(full.result.status, 0, full.result.stderr)
+        XCTAssertTrue(full.result.stderr.contains("no custody entry") && full.result.stderr.contains("No space left"), full.result.stderr)
+        XCTAssertFalse(full.dataset("sensor.flow").isEmpty, "capture went on")
+        XCTAssertFalse(full.dataset("sensor.alert").isEmpty)
+        let stats = try XCTUnwrap(full.dataset("sensor.stats").last)
+        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.evidence.failures") as? Int, 1)
+        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.evidence.captures_closed") as? Int, 0)
+        let names = try FileManager.default.contentsOfDirectory(atPath: mnt.path)
+        XCTAssertEqual(names, ["custody.jsonl"], "no evidence file without its entry, no partial file")
+        let log = mnt.appendingPathComponent("custody.jsonl").path
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: log)).count, 0, "no torn line")
+        XCTAssertEqual(try Self.verify(log).status, 0)
+
+        // Room again: the next start keeps evidence, and the log verifies with its file.
+        XCTAssertEqual(try TestSupport.run("mount", ["-o", "remount,size=2m", mnt.path]).status, 0)
+        let after = try EvidenceReplay.replay(try source, key: sized.key, work: sized.work, evidenceDir: mnt)
+        XCTAssertEqual(after.result.status, 0, after.result.stderr)
+        XCTAssertEqual(try Self.closed(log).count, 1)
+        let ok = try Self.verify(log)
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertTrue(ok.stdoutText.contains("1 evidence files match"), ok.stdoutText)
+    }
+
     // MARK: Torn last line
 
     /// Half a line appended by hand (what a crash mid-write leaves): the next start cuts it off, logs the
