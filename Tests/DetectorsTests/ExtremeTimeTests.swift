@@ -224,5 +224,9 @@ final class ExtremeTimeTests: XCTestCase {
         XCTAssertEqual(Timestamp(seconds: .nan), Timestamp.zero)
         XCTAssertEqual(Timestamp(nanoseconds: .min).seconds, -9_223_372_037)
         XCTAssertEqual(Timestamp(nanoseconds: -1).seconds, -1)
+        // Rendering any Int64 time: the year is clamped to four digits, nothing traps.
+        XCTAssertEqual(Timestamp.latest.description, "2116-02-20T23:53:38.427387Z")
+        XCTAssertEqual(Timestamp(nanoseconds: .max).description, "2262-04-11T23:47:16.854775Z")
+        XCTAssertEqual(Timestamp(nanoseconds: .min).description.prefix(4), "1677")
     }
 }
