@@ -382,6 +382,9 @@ public final class FlowTable {
     // MARK: - Expiry
 
     /// Ends every flow idle past its timeout at packet time `now`. Cheap: looks at list heads only.
+    ///
+    /// The table's time differences wrap (`&-`) rather than saturate: packet times are inside
+    /// `Timestamp.validRange`, where every difference is exact, and this is the per-packet path.
     public func expire(now: Timestamp, onEnd: (FlowRecord, FlowEndReason, Int32) -> Void) {
         if now > clock { clock = now }
         for c in 0..<4 {
