@@ -5,19 +5,21 @@ import PacketCore
 /// call on the same source. Nothing is copied.
 public struct RawPacket {
     /// Always within `Timestamp.validRange`.
-    public var timestamp: Timestamp
+    public private(set) var timestamp: Timestamp
     /// The record's own time was outside `Timestamp.validRange`: `timestamp` is then the epoch, and the
     /// pipeline stamps the packet with its packet clock and counts it.
-    public var timestampOutOfRange: Bool
+    public private(set) var timestampOutOfRange: Bool
     public var capturedLength: Int
     public var wireLength: Int
     public var linkType: LinkType
     public var bytes: UnsafeRawBufferPointer
 
+    /// A packet with a time already computed (tests, tools): checked against `Timestamp.validRange` too.
     public init(timestamp: Timestamp, capturedLength: Int, wireLength: Int, linkType: LinkType, bytes: UnsafeRawBufferPointer,
                 timestampOutOfRange: Bool = false) {
-        self.timestamp = timestamp
-        self.timestampOutOfRange = timestampOutOfRange
+        let valid = !timestampOutOfRange && Timestamp.validRange.contains(timestamp.nanoseconds)
+        self.timestamp = valid ? timestamp : .zero
+        self.timestampOutOfRange = !valid
         self.capturedLength = capturedLength
         self.wireLength = wireLength
         self.linkType = linkType
