@@ -17,7 +17,7 @@ public struct PipelineCounters: Sendable, Equatable {
     public var laterFragments: UInt64 = 0
     public var unsupportedLinkType: UInt64 = 0
     /// Records whose time was outside `Timestamp.validRange` (stamped with the packet clock instead).
-    public var timestampOutOfRange: UInt64 = 0
+    public var timestampsOutOfRange: UInt64 = 0
     public var firstPacket: Timestamp?
     public var lastPacket: Timestamp?
     public init() {}
@@ -111,7 +111,7 @@ public final class Pipeline: PacketConsumer {
     /// does not move the clock to 2116 (expiring every flow at once) or back to 1970.
     @inline(never)
     func outOfRange() -> Timestamp {
-        counters.timestampOutOfRange &+= 1
+        counters.timestampsOutOfRange &+= 1
         return clock
     }
 
@@ -175,7 +175,7 @@ public final class Pipeline: PacketConsumer {
             w.field("captured_bytes", c.capturedBytes)
             w.field("flow_packets", c.flowPackets)
             // Beside `decode`, not in it: those partition the packets by decode outcome.
-            w.field("timestamps_out_of_range", c.timestampOutOfRange)
+            w.field("timestamps_out_of_range", c.timestampsOutOfRange)
             w.beginObject("decode")
             w.field("ok", c.decoded)
             w.field("not_ip", c.notIP)

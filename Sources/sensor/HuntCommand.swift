@@ -78,7 +78,7 @@ struct Hunt: AsyncParsableCommand {
         let k = outcome.counters
         let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         // Hunt writes alerts only (no sensor.stats): refused record times are reported here.
-        let refused = k.timestampOutOfRange > 0 ? " (\(k.timestampOutOfRange) with a time out of range, analysed at the packet clock)" : ""
+        let refused = k.timestampsOutOfRange > 0 ? " (\(k.timestampsOutOfRange) with a time out of range, analysed at the packet clock)" : ""
         lines.append("hunt: \(files.count) capture file(s), \(k.packets) packets\(refused), \(outcome.flowCounters.created) flows in \(String(format: "%.1f", secs)) s")
         lines.append("hunt: \(set.distinctCount) indicators (\(types)) from \(paths.count) file(s)")
         let summary = matcher?.summary.values.sorted { ($0.first, $0.value) < ($1.first, $1.value) } ?? []
