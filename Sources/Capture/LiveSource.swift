@@ -60,7 +60,8 @@ public final class PcapLiveSource: PacketSource {
     public private(set) var activationWarning: String?
     public private(set) var packetsRead: UInt64 = 0
     let handle: OpaquePointer
-    let nanosecondTimestamps: Bool
+    /// Nanoseconds per unit of a record's `ts.tv_usec`: 1 when the kernel gave nanosecond precision.
+    let fractionUnit: Int64
     let stopped = Atomic<Bool>(false)
     var selectableFD: Int32 = -1
     /// Kernel counters accumulated across `pcap_stats` calls (libpcap's are 32-bit on some paths).
@@ -94,7 +95,7 @@ public final class PcapLiveSource: PacketSource {
         // Immediate mode off: the kernel hands over whole ring blocks (one wakeup per block, not per packet).
         rc = pcap_set_immediate_mode(h, 0)
         guard rc == 0 else { throw fail("set_immediate_mode", rc) }
-        nanosecondTimestamps = pcap_set_tstamp_precision(h, Int32(PCAP_TSTAMP_PRECISION_NANO)) == 0
+        fractionUnit = pcap_set_tstamp_precision(h, Int32(PCAP_TSTAMP_PRECISION_NANO)) == 0 ? 1 : 1000
         rc = pcap_activate(h)
         if rc < 0 { throw fail("activate", rc) }
         if rc > 0 { activationWarning = String(cString: pcap_statustostr(rc)) + ": " + String(cString: pcap_geterr(h)) }
@@ -164,13 +165,9 @@ public final class PcapLiveSource: PacketSource {
             var header: UnsafeMutablePointer<pcap_pkthdr>?
             var data: UnsafePointer<UInt8>?
             let rc = pcap_next_ex(handle, &header, &data)
-            if rc == 1, let hdr = header?.pointee, let data {
+            if rc == 1, let header, let data {
                 packetsRead &+= 1
-                let caplen = Int(hdr.caplen)
-                let frac = Int64(hdr.ts.tv_usec)
-                let ts = Timestamp(nanoseconds: Int64(hdr.ts.tv_sec) &* 1_000_000_000 &+ (nanosecondTimestamps ? frac : frac &* 1000))
-                return .packet(RawPacket(timestamp: ts, capturedLength: caplen, wireLength: max(Int(hdr.len), caplen),
-                                         linkType: linkType, bytes: UnsafeRawBufferPointer(start: data, count: caplen)))
+                return .packet(RawPacket(header: header, data: data, linkType: linkType, fractionUnit: fractionUnit))
             }
             switch rc {
             case 0, 1:
@@ -217,16 +214,12 @@ public final class PcapLiveSource: PacketSource {
         while true {
             if stopped.load(ordering: .relaxed) { return .end }
             var context = LiveDispatchContext(consumer: Unmanaged.passUnretained(consumer), linkType: linkType,
-                                              nanoseconds: nanosecondTimestamps)
+                                              fractionUnit: fractionUnit)
             let rc = withUnsafeMutablePointer(to: &context) { ctx in
                 pcap_dispatch(handle, Int32(clamping: maxPackets), { user, hdr, data in
                     guard let user, let hdr, let data else { return }
                     let c = UnsafeMutableRawPointer(user).assumingMemoryBound(to: LiveDispatchContext.self)
-                    var packet = RawPacket(header: hdr, data: data, linkType: c.pointee.linkType)
-                    if !c.pointee.nanoseconds {
-                        let h = hdr.pointee
-                        packet.timestamp = Timestamp(nanoseconds: Int64(h.ts.tv_sec) &* 1_000_000_000 &+ Int64(h.ts.tv_usec) &* 1000)
-                    }
+                    let packet = RawPacket(header: hdr, data: data, linkType: c.pointee.linkType, fractionUnit: c.pointee.fractionUnit)
                     c.pointee.consumer._withUnsafeGuaranteedRef { $0.consume(packet) }
                 }, UnsafeMutableRawPointer(ctx).assumingMemoryBound(to: UInt8.self))
             }
@@ -257,7 +250,7 @@ public final class PcapLiveSource: PacketSource {
     struct LiveDispatchContext {
         var consumer: Unmanaged<PacketConsumer>
         var linkType: LinkType
-        var nanoseconds: Bool
+        var fractionUnit: Int64
     }
 
     /// Ends a blocked read soon (`pcap_breakloop` wakes libpcap's poll). Safe from any thread.

@@ -5,7 +5,8 @@ import Synchronization
 import Glibc
 #endif
 
-/// Reads one pcap or pcapng file through libpcap, with nanosecond timestamps and an optional BPF filter.
+/// Reads one pcap or pcapng file through libpcap, with nanosecond timestamps (`fractionUnit: 1` below)
+/// and an optional BPF filter.
 public final class PcapFileReader: PacketSource {
     public let path: String
     public let linkType: LinkType
@@ -62,7 +63,7 @@ public final class PcapFileReader: PacketSource {
         case 1:
             guard let header, let data else { return nil }
             packetsRead &+= 1
-            return RawPacket(header: header, data: data, linkType: linkType)
+            return RawPacket(header: header, data: data, linkType: linkType, fractionUnit: 1)
         case PCAP_ERROR_BREAK:
             return nil
         default:
@@ -78,7 +79,7 @@ public final class PcapFileReader: PacketSource {
             pcap_dispatch(handle, Int32(clamping: maxPackets), { user, hdr, data in
                 guard let user, let hdr, let data else { return }
                 let c = UnsafeMutableRawPointer(user).assumingMemoryBound(to: DispatchContext.self)
-                let packet = RawPacket(header: hdr, data: data, linkType: c.pointee.linkType)
+                let packet = RawPacket(header: hdr, data: data, linkType: c.pointee.linkType, fractionUnit: 1)
                 c.pointee.delivered &+= 1
                 c.pointee.consumer._withUnsafeGuaranteedRef { $0.consume(packet) }
             }, UnsafeMutableRawPointer(ctx).assumingMemoryBound(to: UInt8.self))
@@ -175,16 +176,4 @@ public final class MergedFileSource: PacketSource {
     }
 
     public var packetsRead: UInt64 { readers.reduce(0) { $0 + $1.packetsRead } }
-}
-
-extension RawPacket {
-    /// A view of one libpcap record (timestamps in the handle's nanosecond precision).
-    @inlinable
-    public init(header: UnsafePointer<pcap_pkthdr>, data: UnsafePointer<UInt8>, linkType: LinkType) {
-        let h = header.pointee
-        let caplen = Int(h.caplen)
-        self.init(timestamp: Timestamp(nanoseconds: Int64(h.ts.tv_sec) &* 1_000_000_000 &+ Int64(h.ts.tv_usec)),
-                  capturedLength: caplen, wireLength: max(Int(h.len), caplen), linkType: linkType,
-                  bytes: UnsafeRawBufferPointer(start: data, count: caplen))
-    }
 }

@@ -1,20 +1,41 @@
+import CPcap
 import PacketCore
 
 /// One captured frame as libpcap hands it over: a view into libpcap's own buffer, valid until the next
 /// call on the same source. Nothing is copied.
 public struct RawPacket {
-    public var timestamp: Timestamp
+    /// Always within `Timestamp.validRange`.
+    public private(set) var timestamp: Timestamp
+    /// The record's own time was outside `Timestamp.validRange`: `timestamp` is then the epoch, and the
+    /// pipeline stamps the packet with its packet clock and counts it.
+    public private(set) var timestampOutOfRange: Bool
     public var capturedLength: Int
     public var wireLength: Int
     public var linkType: LinkType
     public var bytes: UnsafeRawBufferPointer
 
-    public init(timestamp: Timestamp, capturedLength: Int, wireLength: Int, linkType: LinkType, bytes: UnsafeRawBufferPointer) {
-        self.timestamp = timestamp
+    /// A packet with a time already computed (tests, tools): checked against `Timestamp.validRange` too.
+    public init(timestamp: Timestamp, capturedLength: Int, wireLength: Int, linkType: LinkType, bytes: UnsafeRawBufferPointer,
+                timestampOutOfRange: Bool = false) {
+        let valid = !timestampOutOfRange && Timestamp.validRange.contains(timestamp.nanoseconds)
+        self.timestamp = valid ? timestamp : .zero
+        self.timestampOutOfRange = !valid
         self.capturedLength = capturedLength
         self.wireLength = wireLength
         self.linkType = linkType
         self.bytes = bytes
+    }
+
+    /// A view of one libpcap record, its time checked against `Timestamp.validRange` (the one place
+    /// packet times enter the sensor, offline and live). `fractionUnit` is the nanoseconds in one unit
+    /// of `ts.tv_usec`: 1 when the handle has nanosecond precision, 1000 when it has microseconds.
+    @inlinable
+    public init(header: UnsafePointer<pcap_pkthdr>, data: UnsafePointer<UInt8>, linkType: LinkType, fractionUnit: Int64) {
+        let h = header.pointee
+        let caplen = Int(h.caplen)
+        let time = Timestamp(captureSeconds: Int64(h.ts.tv_sec), fraction: Int64(h.ts.tv_usec), fractionUnit: fractionUnit)
+        self.init(timestamp: time ?? .zero, capturedLength: caplen, wireLength: max(Int(h.len), caplen), linkType: linkType,
+                  bytes: UnsafeRawBufferPointer(start: data, count: caplen), timestampOutOfRange: time == nil)
     }
 }
 

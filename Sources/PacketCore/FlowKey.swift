@@ -4,7 +4,7 @@
 /// directions of a conversation give the same key and the Community ID comes straight from the key.
 /// ICMP and ICMPv6 use the spec's port equivalents (type and counterpart type, or type and code for
 /// one-way messages, which are never flipped).
-public struct FlowKey: Equatable, Sendable {
+public struct FlowKey: Equatable, Sendable, BitwiseCopyable {
     public var aHigh: UInt64
     public var aLow: UInt64
     public var bHigh: UInt64

@@ -2,7 +2,7 @@
 ///
 /// Counters are kept per canonical side (A/B of the key); the originator is the side that sent the first
 /// packet (or the SYN, when the first packet seen was a SYN-ACK). Accessors translate to originator/responder.
-public struct FlowRecord: Sendable {
+public struct FlowRecord: Sendable, BitwiseCopyable {
     public var key: FlowKey
     /// Side A of the key is the originator.
     public var originatorIsA: Bool
@@ -60,7 +60,7 @@ public struct FlowRecord: Sendable {
 
 /// A compact TCP connection state, enough to tell failed attempts from real sessions and to know when
 /// a connection has closed.
-public enum TCPState: UInt8, Sendable {
+public enum TCPState: UInt8, Sendable, BitwiseCopyable {
     /// Not TCP, or TCP seen mid-stream without a handshake yet.
     case none = 0
     /// SYN seen, no answer.

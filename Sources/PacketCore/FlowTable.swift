@@ -8,6 +8,11 @@ import Darwin
 public struct FlowTableConfiguration: Sendable, Equatable {
     /// Hard capacity: at most this many flows are tracked; beyond it the stalest flow is evicted and counted.
     public var capacity: Int = 262_144
+    /// What `flows.max` and `--max-flows` accept. The top, 2^24 flows, reserves 2.9 GB of address space
+    /// for the table (172 bytes a flow) and 0.9 GB for the analysers' per-slot tables, paged in only as
+    /// flows arrive: room for a busy link per worker, while a typo of a few digits is refused instead of
+    /// reserving more address space than the host has.
+    public static let capacityRange: ClosedRange<Int> = 1024...16_777_216
     /// Idle timeouts per transport and TCP state.
     public var tcpTimeout: Timestamp.Duration = .seconds(300)
     public var tcpClosedTimeout: Timestamp.Duration = .seconds(5)
@@ -94,13 +99,12 @@ public final class FlowTable {
         while nb < cap * 2 { nb <<= 1 }
         maxBuckets = nb
         bucketMask = min(nb, 16_384) - 1
-        // calloc, not allocate+initialize: the kernel hands out zero pages lazily, so a table sized for a
-        // busy link costs no start-up time and no resident memory until flows arrive. An all-zero
-        // FlowRecord is a valid value (every field is a plain integer, Bool or zero-raw-value enum).
-        bucketArrays = (calloc(nb, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: nb),
-                        calloc(nb, MemoryLayout<UInt64>.stride)!.bindMemory(to: UInt64.self, capacity: nb))
+        // Zero-filled, paged in on use: a table sized for a busy link costs no start-up time and no
+        // resident memory until flows arrive. An all-zero FlowRecord is a valid value (every field is a
+        // plain integer, Bool or zero-raw-value enum).
+        bucketArrays = (ZeroFilledMemory.allocate(UInt64.self, count: nb), ZeroFilledMemory.allocate(UInt64.self, count: nb))
         buckets = bucketArrays.0
-        slots = calloc(cap, MemoryLayout<FlowRecord>.stride)!.bindMemory(to: FlowRecord.self, capacity: cap)
+        slots = ZeroFilledMemory.allocate(FlowRecord.self, count: cap)
         freeSlots = .allocate(capacity: cap)
         freeCount = 0
         timeouts = (configuration.tcpTimeout.nanoseconds, configuration.tcpClosedTimeout.nanoseconds,
@@ -109,9 +113,9 @@ public final class FlowTable {
     }
 
     deinit {
-        free(slots)
-        free(bucketArrays.0)
-        free(bucketArrays.1)
+        ZeroFilledMemory.deallocate(slots)
+        ZeroFilledMemory.deallocate(bucketArrays.0)
+        ZeroFilledMemory.deallocate(bucketArrays.1)
         freeSlots.deallocate()
     }
 
@@ -280,7 +284,9 @@ public final class FlowTable {
             neverUsed += 1
         }
         let s = Int(slot)
-        let gen = slots[s].generation &+ 1
+        // Never 0: analysers' zero-filled side tables read generation 0 as "no flow".
+        let next = slots[s].generation &+ 1
+        let gen = next == 0 ? 1 : next
         // A SYN-ACK first means we missed the SYN: the other side opened the connection.
         var originatorIsA = srcIsA
         if key.ipProtocol == IPProtocol.tcp && p.tcpFlags.contains(.syn) && p.tcpFlags.contains(.ack) { originatorIsA = !srcIsA }
@@ -376,6 +382,9 @@ public final class FlowTable {
     // MARK: - Expiry
 
     /// Ends every flow idle past its timeout at packet time `now`. Cheap: looks at list heads only.
+    ///
+    /// The table's time differences wrap (`&-`) rather than saturate: packet times are inside
+    /// `Timestamp.validRange`, where every difference is exact, and this is the per-packet path.
     public func expire(now: Timestamp, onEnd: (FlowRecord, FlowEndReason, Int32) -> Void) {
         if now > clock { clock = now }
         for c in 0..<4 {

@@ -51,7 +51,7 @@ public enum IPProtocol {
 }
 
 /// TCP header flag bits.
-public struct TCPFlags: OptionSet, Sendable, Hashable {
+public struct TCPFlags: OptionSet, Sendable, Hashable, BitwiseCopyable {
     public var rawValue: UInt8
     @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
     public static let fin = TCPFlags(rawValue: 0x01)

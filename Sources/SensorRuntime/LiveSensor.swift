@@ -317,7 +317,7 @@ final class LiveWorker: WorkerHousekeeping {
     }
 
     func periodic(_ pipeline: Pipeline, idle: Bool) {
-        if idle { pipeline.advanceClock(to: Self.wallClock()) }
+        if idle, let now = Self.wallClock() { pipeline.advanceClock(to: now) }
         if let rules = mailbox.take(newerThan: appliedRules) {
             appliedRules = rules.generation
             for a in pipeline.analyzers {
@@ -346,7 +346,7 @@ final class LiveWorker: WorkerHousekeeping {
     /// aggregators hear it at once, so a worker without traffic holds their merge back by one block
     /// timeout, not a second.
     func idle(_ pipeline: Pipeline) {
-        pipeline.advanceClock(to: Self.wallClock())
+        if let now = Self.wallClock() { pipeline.advanceClock(to: now) }
         hostPublisher?.publishWatermark(pipeline.clock)
     }
 
@@ -391,9 +391,11 @@ final class LiveWorker: WorkerHousekeeping {
         }
     }
 
-    static func wallClock() -> Timestamp {
+    /// The wall clock as a packet time; nil (the clock stays) when the host's clock is outside the
+    /// packet times the sensor accepts, checked as every captured record is.
+    static func wallClock() -> Timestamp? {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        return Timestamp(nanoseconds: Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec))
+        return Timestamp(captureSeconds: Int64(ts.tv_sec), fraction: Int64(ts.tv_nsec), fractionUnit: 1)
     }
 }

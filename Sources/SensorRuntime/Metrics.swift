@@ -111,7 +111,7 @@ public final class WorkerMetrics {
         flowsCreated.publish(f.created)
         flowsEnded.publish(f.ended)
         evictions.publish(f.evicted)
-        decodeErrors.publish(c.truncated &+ c.malformed)
+        decodeErrors.publish(c.truncated &+ c.malformed &+ c.timestampsOutOfRange)
         activeFlows.record(Int64(pipeline.flows.activeFlows))
         if let capture {
             received.publish(capture.received)

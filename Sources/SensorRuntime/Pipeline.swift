@@ -17,6 +17,8 @@ public struct PipelineCounters: Sendable, Equatable {
     public var malformed: UInt64 = 0
     public var laterFragments: UInt64 = 0
     public var unsupportedLinkType: UInt64 = 0
+    /// Records whose time was outside `Timestamp.validRange` (stamped with the packet clock instead).
+    public var timestampsOutOfRange: UInt64 = 0
     public var firstPacket: Timestamp?
     public var lastPacket: Timestamp?
     public init() {}
@@ -67,10 +69,12 @@ public final class Pipeline: PacketConsumer {
         counters.packets &+= 1
         counters.bytes &+= UInt64(raw.wireLength)
         counters.capturedBytes &+= UInt64(raw.capturedLength)
-        if counters.firstPacket == nil { counters.firstPacket = raw.timestamp }
-        counters.lastPacket = raw.timestamp
+        var time = raw.timestamp
+        if raw.timestampOutOfRange { time = outOfRange() }
+        if counters.firstPacket == nil { counters.firstPacket = time }
+        counters.lastPacket = time
         var p = DecodedPacket()
-        p.timestamp = raw.timestamp
+        p.timestamp = time
         p.wireLength = raw.wireLength
         p.capturedLength = raw.capturedLength
         let outcome = PacketDecoder.decode(raw.bytes, linkType: raw.linkType, into: &p)
@@ -82,8 +86,8 @@ public final class Pipeline: PacketConsumer {
         case .laterFragment: counters.laterFragments &+= 1
         case .unsupportedLinkType: counters.unsupportedLinkType &+= 1
         }
-        if raw.timestamp.nanoseconds > clock.nanoseconds {
-            clock = raw.timestamp
+        if time.nanoseconds > clock.nanoseconds {
+            clock = time
             if clock.nanoseconds >= nextTick { tick() }
         }
         // A damaged transport header whose ports were readable still belongs to its flow.
@@ -99,6 +103,17 @@ public final class Pipeline: PacketConsumer {
                                     fromOriginator: u.fromOriginator, isNewFlow: u.isNew)
             packetAnalyzers.packet(ctx, flows: flows)
         }
+    }
+
+    /// A record whose time capture refused: it is analysed at the packet clock's current time.
+    ///
+    /// Kept rather than skipped, so a forged or corrupt time cannot hide a packet's content from the
+    /// analysers; stamped with the clock rather than clamped to a bound of the range, so one such record
+    /// does not move the clock to 2116 (expiring every flow at once) or back to 1970.
+    @inline(never)
+    func outOfRange() -> Timestamp {
+        counters.timestampsOutOfRange &+= 1
+        return clock
     }
 
     /// An IP packet that makes no flow (rare): to the analysers that asked for such packets.
@@ -160,6 +175,8 @@ public final class Pipeline: PacketConsumer {
             w.field("bytes", c.bytes)
             w.field("captured_bytes", c.capturedBytes)
             w.field("flow_packets", c.flowPackets)
+            // Beside `decode`, not in it: those partition the packets by decode outcome.
+            w.field("timestamps_out_of_range", c.timestampsOutOfRange)
             w.beginObject("decode")
             w.field("ok", c.decoded)
             w.field("not_ip", c.notIP)

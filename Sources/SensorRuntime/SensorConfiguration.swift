@@ -100,7 +100,7 @@ public struct SensorConfiguration: Sendable {
         parseLiveSections(top: top, capture: captureTable, into: &c, &r)
         if let v = top["flows"] {
             let t = r.table(v, allowed: ["max", "events", "timeouts"])
-            if let m = r.int(t["max"], in: 1024...100_000_000) { c.flows.capacity = m }
+            if let m = r.int(t["max"], in: FlowTableConfiguration.capacityRange) { c.flows.capacity = m }
             if let e = r.bool(t["events"]) { c.flowEvents = e }
             if let tv = t["timeouts"] {
                 let tt = r.table(tv, allowed: ["tcp", "tcp_closed", "udp", "other", "active"])

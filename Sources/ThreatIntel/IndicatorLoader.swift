@@ -244,7 +244,7 @@ public enum IndicatorLoader {
 public enum DateParser {
     public static func timestamp(_ s: String) -> Timestamp? {
         let t = s.trimmingASCIIWhitespace()
-        if let n = Int64(t) { return Timestamp(seconds: n) }
+        if let n = Int64(t) { return Timestamp(clampingSeconds: n) }
         let u = Array(t.utf8)
         func num(_ a: Int, _ n: Int) -> Int64? {
             guard a + n <= u.count else { return nil }
@@ -290,7 +290,7 @@ public enum DateParser {
             }
             if i != u.count { return nil }
         }
-        return Timestamp(nanoseconds: secs * 1_000_000_000 + nanos)
+        return Timestamp(clampingSeconds: secs, nanoseconds: nanos)
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

@@ -21,7 +21,7 @@ struct Hunt: AsyncParsableCommand {
         time order. Indicators: plain lists, CSV, STIX 2.1 bundles, MISP JSON (see Rules/indicators/README.md). \
         Only these indicators are used (not intel.indicators from the config or Rules/indicators/). \
         Progress goes to standard error (a bar on a terminal, plain lines otherwise), then a summary. \
-        Exit status: 0 done (with or without matches); 1 bad input; 3 an input damaged part-way; 78 a bad \
+        Exit status: 0 done (with or without matches); 1 bad input; 3 an input damaged part-way; 64 a malformed option; 78 a bad \
         indicator file or config.
         """
     )
@@ -77,7 +77,9 @@ struct Hunt: AsyncParsableCommand {
         let types = set.countsByType.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")
         let k = outcome.counters
         let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        lines.append("hunt: \(files.count) capture file(s), \(k.packets) packets, \(outcome.flowCounters.created) flows in \(String(format: "%.1f", secs)) s")
+        // Hunt writes alerts only (no sensor.stats): refused record times are reported here.
+        let refused = k.timestampsOutOfRange > 0 ? " (\(k.timestampsOutOfRange) with a time out of range, analysed at the packet clock)" : ""
+        lines.append("hunt: \(files.count) capture file(s), \(k.packets) packets\(refused), \(outcome.flowCounters.created) flows in \(String(format: "%.1f", secs)) s")
         lines.append("hunt: \(set.distinctCount) indicators (\(types)) from \(paths.count) file(s)")
         let summary = matcher?.summary.values.sorted { ($0.first, $0.value) < ($1.first, $1.value) } ?? []
         let counters = matcher?.counters ?? ThreatIntelCounters()

@@ -12,7 +12,7 @@ import Dispatch
 enum SensorMain {
     static func main() {
         let command: ParsableCommand
-        do { command = try Sensor.parseAsRoot() } catch { Sensor.exit(withError: error) }
+        do { command = try Sensor.parseAsRoot() } catch { exit(error) }
         if let live = command as? Run {
             let sensor = live.prepare()
             block { try await live.run(sensor) }
@@ -20,8 +20,15 @@ enum SensorMain {
             block { try await asyncCommand.run() }
         } else {
             var c = command
-            do { try c.run() } catch { Sensor.exit(withError: error) }
+            do { try c.run() } catch { exit(error) }
         }
+    }
+
+    /// Ends the process for an error: a `CLIError` with its own status (78 for a bad config file, as
+    /// documented), anything else as argument-parser does (64 for a malformed option).
+    static func exit(_ error: any Error) -> Never {
+        if let e = error as? CLIError { fail("error: \(e.message)", code: e.code) }
+        Sensor.exit(withError: error)
     }
 
     /// Runs `body` on the cooperative pool and hands the main thread to Dispatch, as Swift's async `main`
@@ -32,7 +39,7 @@ enum SensorMain {
         struct Handover: @unchecked Sendable { let body: () async throws -> Void }
         let handover = Handover(body: body)
         Task.detached {
-            do { try await handover.body() } catch { Sensor.exit(withError: error) }
+            do { try await handover.body() } catch { exit(error) }
             Sensor.exit()
         }
         dispatchMain()

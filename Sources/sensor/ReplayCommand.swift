@@ -14,8 +14,8 @@ struct Replay: AsyncParsableCommand {
         abstract: "Process pcap/pcapng files through the pipeline (several files merge in time order).",
         discussion: """
         All times are packet times, so a replay yields the events live capture would have.
-        Exit status: 0 on success; 1 when an input cannot be opened or an option is wrong; 3 when an \
-        input was damaged part-way (every event before the damage is still written); 78 for a bad config.
+        Exit status: 0 on success; 1 when an input or output cannot be opened; 3 when an input was damaged \
+        part-way (every event before the damage is still written); 64 for a malformed option; 78 for a bad config.
         """
     )
 

@@ -26,8 +26,8 @@ struct SensorOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Emit sensor.flow events for finished flows.")
     var flowEvents: Bool?
 
-    @Option(name: .long, help: "Flow table capacity (the stalest flow is evicted beyond it).")
-    var maxFlows: Int?
+    @Option(name: .long, help: ArgumentHelp("Flow table capacity per worker, \(FlowTableConfiguration.capacityRange.lowerBound) to \(FlowTableConfiguration.capacityRange.upperBound) (the stalest flow is evicted beyond it).", valueName: "n"))
+    var maxFlows: FlowCapacity?
 
     @Option(name: .long, help: "Community ID seed.")
     var communityIdSeed: UInt16?
@@ -74,7 +74,6 @@ struct SensorOptions: ParsableArguments {
             do { _ = try OutputSpec(parsing: o) } catch { throw ValidationError(error.description) }
         }
         for n in homeNet where IPNetwork(n) == nil { throw ValidationError("--home-net '\(n)' is not a CIDR network") }
-        if let m = maxFlows, m < 1024 { throw ValidationError("--max-flows must be at least 1024") }
         if let l = logLevel, !SensorConfiguration.logLevels.contains(l) {
             throw ValidationError("--log-level must be one of \(SensorConfiguration.logLevels.joined(separator: ", "))")
         }
@@ -93,7 +92,7 @@ struct SensorOptions: ParsableArguments {
         if let bpf { c.bpf = bpf }
         if let sensorName { c.sensorName = sensorName }
         if let flowEvents { c.flowEvents = flowEvents }
-        if let maxFlows { c.flows.capacity = maxFlows }
+        if let maxFlows { c.flows.capacity = maxFlows.value }
         if let communityIdSeed { c.communityIDSeed = communityIdSeed }
         if !homeNet.isEmpty { c.homeNetworks = homeNet.compactMap(IPNetwork.init) }
         if let logLevel { c.logLevel = logLevel }
@@ -116,6 +115,16 @@ struct SensorOptions: ParsableArguments {
         var logger = Logger(label: "sensor")
         logger.logLevel = Logger.Level(rawValue: c.logLevel) ?? .info
         return logger
+    }
+}
+
+/// A `--max-flows` value: an integer within `FlowTableConfiguration.capacityRange`. Checked while the
+/// command line is parsed, so an out-of-range value is a usage error before anything is reserved.
+struct FlowCapacity: ExpressibleByArgument {
+    var value: Int
+    init?(argument: String) {
+        guard let n = Int(argument), FlowTableConfiguration.capacityRange.contains(n) else { return nil }
+        value = n
     }
 }
 

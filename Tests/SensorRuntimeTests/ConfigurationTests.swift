@@ -1,5 +1,6 @@
 import XCTest
 import ConfigKit
+import PacketCore
 @testable import SensorRuntime
 
 final class ConfigurationTests: XCTestCase {
@@ -32,6 +33,22 @@ final class ConfigurationTests: XCTestCase {
             XCTAssertTrue(issues[0].message.contains("flows.max"))
             XCTAssertTrue(issues[2].message.contains("not-a-net"))
             XCTAssertTrue(issues[3].message.contains("unknown key 'outputz'"))
+        }
+    }
+
+    /// `flows.max` is bounded (every analyser sizes a side table by it): the top is accepted, one more
+    /// (or the 100,000,000 that once reserved 5.4 GB at start) is an error at its line and column.
+    func testFlowCapacityIsBounded() throws {
+        let top = FlowTableConfiguration.capacityRange.upperBound
+        XCTAssertEqual(top, 16_777_216)
+        XCTAssertEqual(try SensorConfiguration.parse(text: "flows:\n  max: \(top)\n").flows.capacity, top)
+        for value in ["\(top + 1)", "100000000", "99999999999999", "1023"] {
+            XCTAssertThrowsError(try SensorConfiguration.parse(text: "flows:\n  events: true\n  max: \(value)\n", file: "f.yaml"), value) { error in
+                let issues = (error as! ConfigIssues).issues
+                XCTAssertEqual(issues.count, 1, "\(issues)")
+                XCTAssertTrue(issues.first?.description.hasPrefix("f.yaml:3:8: ") == true, "\(issues)")
+                XCTAssertTrue(issues.first?.message.contains("between 1024 and 16777216") == true, "\(issues)")
+            }
         }
     }
 

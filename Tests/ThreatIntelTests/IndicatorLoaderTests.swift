@@ -240,4 +240,14 @@ final class IndicatorLoaderTests: XCTestCase {
         XCTAssertNil(DateParser.timestamp("2024-13-01"))
         XCTAssertNil(DateParser.timestamp("yesterday"))
     }
+
+    /// STIX's customary `valid_until` of 9999-12-31 (and dates before 1970) clamp to the packet clock's
+    /// range instead of overflowing nanoseconds: later (earlier) than every packet.
+    func testDatesBeyondThePacketClockClamp() {
+        XCTAssertEqual(DateParser.timestamp("9999-12-31T23:59:59Z"), Timestamp.latest)
+        XCTAssertEqual(DateParser.timestamp("2262-04-12"), Timestamp.latest)
+        XCTAssertEqual(DateParser.timestamp("99999999999999999"), Timestamp.latest)
+        XCTAssertEqual(DateParser.timestamp("0001-01-01T00:00:00Z"), Timestamp.zero)
+        XCTAssertEqual(DateParser.timestamp("-99999999999999999"), Timestamp.zero)
+    }
 }

@@ -121,8 +121,8 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
         self.emitter = emitter
         self.publicSuffixList = publicSuffixList
         capacity = max(16, flowCapacity)
-        slots = .allocate(capacity: capacity)
-        slots.initialize(repeating: SlotState(), count: capacity)
+        // Zero-filled, paged in on use: an all-zero `SlotState` is "undecided, no flow".
+        slots = ZeroFilledMemory.allocate(SlotState.self, count: capacity)
         pending = DNSPendingTable(capacity: configuration.maxPendingQueries)
         nameBuffer = .allocate(byteCount: 256, alignment: 8)
         lowerBuffer = .allocate(byteCount: 256, alignment: 8)
@@ -133,7 +133,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
     }
 
     deinit {
-        slots.deallocate()
+        ZeroFilledMemory.deallocate(slots)
         nameBuffer.deallocate()
         lowerBuffer.deallocate()
         pendingNameBuffer.deallocate()

@@ -45,19 +45,18 @@ final class DNSPendingTable {
         while sets * DNSPendingTable.ways < max(64, requested) { sets <<= 1 }
         capacity = sets * DNSPendingTable.ways
         setMask = sets - 1
-        entries = .allocate(capacity: capacity)
-        entries.initialize(repeating: Entry(), count: capacity)
+        // Zero-filled, paged in on use: an all-zero entry is unused (nothing but `used` is read from an
+        // unused entry), and ring items are written before they are read.
+        entries = ZeroFilledMemory.allocate(Entry.self, count: capacity)
         names = .allocate(byteCount: capacity * DNSPendingTable.nameStride, alignment: 8)
         ringCapacity = capacity * 2
-        ring = .allocate(capacity: ringCapacity)
-        ring.initialize(repeating: (0, 0), count: ringCapacity)
+        ring = ZeroFilledMemory.allocate((Int32, UInt32).self, count: ringCapacity)
     }
 
     deinit {
-        entries.deinitialize(count: capacity)
-        entries.deallocate()
+        ZeroFilledMemory.deallocate(entries)
         names.deallocate()
-        ring.deallocate()
+        ZeroFilledMemory.deallocate(ring)
     }
 
     @inline(__always)

@@ -49,15 +49,14 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
 
     public init(flowCapacity: Int) {
         capacity = max(16, flowCapacity)
-        generations = .allocate(capacity: capacity)
-        generations.initialize(repeating: .max, count: capacity)
-        states = .allocate(capacity: capacity)
-        states.initialize(repeating: 0, count: capacity)
+        // Zero-filled, paged in on use (0 is no flow's generation: the flow table skips it).
+        generations = ZeroFilledMemory.allocate(UInt32.self, count: capacity)
+        states = ZeroFilledMemory.allocate(UInt8.self, count: capacity)
     }
 
     deinit {
-        generations.deallocate()
-        states.deallocate()
+        ZeroFilledMemory.deallocate(generations)
+        ZeroFilledMemory.deallocate(states)
     }
 
     /// How identification of the flow in `slot` ended (`.pending` for another generation).

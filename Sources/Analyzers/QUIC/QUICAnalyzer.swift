@@ -69,10 +69,9 @@ public final class QUICAnalyzer: PacketAnalyzer {
     public init(flowCapacity: Int, tls: TLSAnalyzer) {
         self.tls = tls
         capacity = max(16, flowCapacity)
-        generations = .allocate(capacity: capacity)
-        generations.initialize(repeating: .max, count: capacity)
-        states = .allocate(capacity: capacity)
-        states.initialize(repeating: 0, count: capacity)
+        // Zero-filled, paged in on use (0 is no flow's generation: the flow table skips it).
+        generations = ZeroFilledMemory.allocate(UInt32.self, count: capacity)
+        states = ZeroFilledMemory.allocate(UInt8.self, count: capacity)
         scratch = .allocate(byteCount: QUICInitialProtection.scratchSize, alignment: 16)
         scratch.initializeMemory(as: UInt8.self, repeating: 0)
         arena = .allocate(byteCount: QUICAnalyzer.maxPending * QUICAnalyzer.cryptoBound, alignment: 16)
@@ -85,8 +84,8 @@ public final class QUICAnalyzer: PacketAnalyzer {
     }
 
     deinit {
-        generations.deallocate()
-        states.deallocate()
+        ZeroFilledMemory.deallocate(generations)
+        ZeroFilledMemory.deallocate(states)
         scratch.deallocate()
         arena.deallocate()
     }

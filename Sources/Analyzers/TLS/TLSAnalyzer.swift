@@ -46,15 +46,14 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
     public init(flowCapacity: Int, emitter: EventEmitter? = nil) {
         self.emitter = emitter
         capacity = max(16, flowCapacity)
-        generations = .allocate(capacity: capacity)
-        generations.initialize(repeating: .max, count: capacity)
-        checked = .allocate(capacity: capacity)
-        checked.initialize(repeating: 0, count: capacity)
+        // Zero-filled, paged in on use (0 is no flow's generation: the flow table skips it).
+        generations = ZeroFilledMemory.allocate(UInt32.self, count: capacity)
+        checked = ZeroFilledMemory.allocate(UInt8.self, count: capacity)
     }
 
     deinit {
-        generations.deallocate()
-        checked.deallocate()
+        ZeroFilledMemory.deallocate(generations)
+        ZeroFilledMemory.deallocate(checked)
     }
 
     /// The TLS facts of the live (or just-ended) flow in `slot`, if it is TLS.

@@ -145,8 +145,7 @@ public final class BeaconDetector: PacketAnalyzer {
 
     public func tick(_ now: Timestamp) {
         if observedFrom == nil { observedFrom = now.nanoseconds }
-        let every = Int64(rules.evaluateEverySeconds * 1e9)
-        guard lastEvaluation == .min || now.nanoseconds - lastEvaluation >= every else { return }
+        guard lastEvaluation == .min || now - Timestamp(nanoseconds: lastEvaluation) >= .seconds(rules.evaluateEverySeconds) else { return }
         if lastEvaluation == .min { lastEvaluation = now.nanoseconds; return }
         evaluate(now)
     }
@@ -156,8 +155,7 @@ public final class BeaconDetector: PacketAnalyzer {
     /// Scores every pair with new connections, alerts, and forgets pairs idle past the window.
     func evaluate(_ now: Timestamp) {
         lastEvaluation = now.nanoseconds
-        let windowNs = Int64(rules.windowSeconds * 1e9)
-        let from = max(observedFrom ?? now.nanoseconds, now.nanoseconds - windowNs)
+        let from = max(observedFrom ?? now.nanoseconds, (now - .seconds(rules.windowSeconds)).nanoseconds)
         for key in connPairs.keys {
             guard var p = connPairs[key], p.dirty else { continue }
             p.dirty = false
@@ -190,7 +188,7 @@ public final class BeaconDetector: PacketAnalyzer {
 
     func suppressed(_ p: Pair, _ now: Timestamp) -> Bool {
         guard let last = p.lastAlert else { return false }
-        return Double(now.nanoseconds - last) / 1e9 < rules.suppressSeconds
+        return (now - Timestamp(nanoseconds: last)).secondsDouble < rules.suppressSeconds
     }
 
     func score(_ p: Pair, from: Int64, to: Int64) -> BeaconScore? {

@@ -1,3 +1,5 @@
+import PacketCore
+
 /// Parameters of beacon scoring (the statistical part of `Rules/beaconing.yaml`).
 public struct BeaconScoring: Sendable, Equatable {
     /// Fewer distinct starts than this are not scored at all.
@@ -83,21 +85,21 @@ public enum BeaconScorer {
         guard starts.count >= p.minStarts else { return nil }
         let sorted = starts.sorted()
         let wholeSeconds = sorted.allSatisfy { $0 % 1_000_000_000 == 0 }
-        let merge = Int64((wholeSeconds ? max(p.mergeWindowSeconds, 1.000001) : p.mergeWindowSeconds) * 1e9)
+        let merge = UInt64(max(0, Timestamp.Duration.seconds(wholeSeconds ? max(p.mergeWindowSeconds, 1.000001) : p.mergeWindowSeconds).nanoseconds))
         var distinct: [Int64] = []
         distinct.reserveCapacity(sorted.count)
         // Chained: a start within the window of the previous connection continues that burst.
-        var previous = Int64.min
+        var previous: Int64?
         for s in sorted {
             defer { previous = s }
-            if previous != .min, s - previous < merge { continue }
+            if let previous, gap(previous, s) < merge { continue }
             distinct.append(s)
         }
         let n = distinct.count
         guard n >= p.minStarts else { return nil }
         var intervals: [Double] = []
         intervals.reserveCapacity(n - 1)
-        for i in 1..<n { intervals.append(Double(distinct[i] - distinct[i - 1]) / 1e9) }
+        for i in 1..<n { intervals.append(Double(gap(distinct[i - 1], distinct[i])) / 1e9) }
         intervals.sort()
         let (iq1, iq2, iq3) = quartiles(intervals)
         let intervalSkew = bowley(iq1, iq2, iq3, minIQR: p.skewMinIQRSeconds)
@@ -118,10 +120,10 @@ public enum BeaconScorer {
 
         // Connections per bin across the pair's active span.
         let first = distinct[0], last = distinct[n - 1]
-        let span = max(1, last - first)
+        let span = Double(max(1, gap(first, last)))
         let bins = max(4, min(p.maxBins, n / 3))
         var counts = [Double](repeating: 0, count: bins)
-        for s in distinct { counts[min(bins - 1, Int(Double(s - first) / Double(span) * Double(bins)))] += 1 }
+        for s in distinct { counts[bin(Double(gap(first, s)) / span, of: bins)] += 1 }
         let mean = Double(n) / Double(bins)
         var variance = 0.0
         for c in counts { variance += (c - mean) * (c - mean) }
@@ -129,12 +131,13 @@ public enum BeaconScorer {
         let histogram = max(0, 1 - variance.squareRoot() / mean)
 
         // How long and how consistently the pair was seen within the observation window.
-        let window = max(1, observedTo - min(observedFrom, first))
-        let coverage = min(1, Double(last - first) / Double(window))
+        // The window runs from the earlier of its start and the first start to its end (at least 1 ns).
+        let origin = min(observedFrom, first)
+        let window = Double(max(1, observedTo > origin ? gap(origin, observedTo) : 0))
+        let coverage = min(1, Double(gap(first, last)) / window)
         let wbins = max(1, min(p.maxBins, n))
         var seen = [Bool](repeating: false, count: wbins)
-        let origin = observedTo - window
-        for s in distinct { seen[max(0, min(wbins - 1, Int(Double(s - origin) / Double(window) * Double(wbins))))] = true }
+        for s in distinct { seen[bin(s >= origin ? Double(gap(origin, s)) / window : 0, of: wbins)] = true }
         let consistency = Double(seen.filter { $0 }.count) / Double(wbins)
         let duration = max(coverage, consistency)
         let count = min(1, Double(n) / p.countFull)
@@ -149,6 +152,17 @@ public enum BeaconScorer {
                            duration: duration, count: count, distinctStarts: n, connections: starts.count,
                            medianIntervalSeconds: iq2, intervalMADSeconds: intervalMAD, medianSizeBytes: sq2,
                            sizeMADBytes: sizeMAD, wholeSecondTimestamps: wholeSeconds)
+    }
+
+    /// `b - a` for `a <= b`, exact for any two Int64 (the difference can exceed Int64.max, never UInt64.max).
+    @inline(__always) static func gap(_ a: Int64, _ b: Int64) -> UInt64 { UInt64(bitPattern: b &- a) }
+
+    /// The bin of a position `fraction` (0…1 within the range, anything outside clamped, NaN to the first)
+    /// among `bins`; clamped before converting, since `Int(x)` traps on huge or NaN values.
+    @inline(__always) static func bin(_ fraction: Double, of bins: Int) -> Int {
+        let x = fraction * Double(bins)
+        guard x > 0 else { return 0 }
+        return x >= Double(bins - 1) ? bins - 1 : Int(x)
     }
 
     /// RITA's quartiles: the elements at round(q·(n−1)) of the sorted values.

@@ -101,14 +101,14 @@ public final class DNSTunnelDetector: DNSMessageObserver {
     var lruHead: Int32 = -1
     var lruTail: Int32 = -1
     let bucketWidth: Int64
-    var idleTimeout: Int64
+    var idleTimeout: Timestamp.Duration
     var allow: [[UInt8]]
 
     public init(rules: DNSTunnelRules, emitter: EventEmitter) {
         self.rules = rules
         self.emitter = emitter
-        bucketWidth = max(1, Int64(rules.windowSeconds * 1e9) / Int64(rules.buckets))
-        idleTimeout = Int64(max(rules.windowSeconds, rules.rateLimitSeconds) * 1e9)
+        bucketWidth = max(1, Timestamp.Duration.seconds(rules.windowSeconds).nanoseconds / Int64(max(1, rules.buckets)))
+        idleTimeout = .seconds(max(rules.windowSeconds, rules.rateLimitSeconds))
         allow = rules.allowlist.map { Array($0.utf8) }
         index.reserveCapacity(min(rules.maxPairs, 1 << 16))
     }
@@ -125,7 +125,7 @@ public final class DNSTunnelDetector: DNSMessageObserver {
         r.windowSeconds = rules.windowSeconds
         r.buckets = rules.buckets
         rules = r
-        idleTimeout = Int64(max(r.windowSeconds, r.rateLimitSeconds) * 1e9)
+        idleTimeout = .seconds(max(r.windowSeconds, r.rateLimitSeconds))
         allow = r.allowlist.map { Array($0.utf8) }
         return sameGeometry
     }
@@ -136,7 +136,7 @@ public final class DNSTunnelDetector: DNSMessageObserver {
 
     public func tick(_ now: Timestamp) {
         // Pairs idle for longer than the window and the rate limit hold nothing worth keeping.
-        while lruHead >= 0 && now.nanoseconds &- pairs[Int(lruHead)].lastSeen.nanoseconds > idleTimeout {
+        while lruHead >= 0 && now - pairs[Int(lruHead)].lastSeen > idleTimeout {
             counters.pairsExpired &+= 1
             release(lruHead)
         }
@@ -220,7 +220,7 @@ public final class DNSTunnelDetector: DNSMessageObserver {
         let alerted = pairs[Int(p)].lastAlert
         let last = rule == .channel ? alerted.0 : (alerted.0.map { c in alerted.1.map { max(c, $0) } ?? c } ?? alerted.1)
         let escalation = channel && features.nameBytes >= rules.exfiltrationBytes && !pairs[Int(p)].alertedExfiltration
-        if let last, !escalation, f.timestamp.nanoseconds &- last.nanoseconds < Int64(rules.rateLimitSeconds * 1e9) {
+        if let last, !escalation, f.timestamp - last < .seconds(rules.rateLimitSeconds) {
             pairs[Int(p)].suppressed &+= 1
             counters.suppressed &+= 1
             return

@@ -135,8 +135,8 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
     func reached(source: IPAddress, target: IPAddress, at t: Timestamp) {
         guard !isAdminHost(source), !isDomainController(source), !isBackupServer(source) else { return }
         var h = host(source, t)
-        let horizon = t.nanoseconds - Int64(rules.fanOutWindow * 1e9)
-        h.reached.removeAll { $0.time.nanoseconds < horizon }
+        let horizon = t - .seconds(rules.fanOutWindow)
+        h.reached.removeAll { $0.time < horizon }
         if let i = h.reached.firstIndex(where: { $0.target == target }) {
             h.reached[i].time = t
         } else if h.reached.count < max(64, rules.fanOutDistinctHosts * 2) {
@@ -167,7 +167,7 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
         }
         edges[key] = t
         let start = firstPacket ?? t
-        guard t.nanoseconds - start.nanoseconds >= Int64(rules.learningPeriod * 1e9) else { return }
+        guard t - start >= .seconds(rules.learningPeriod) else { return }
         guard !isAdminHost(source) else { return }
         let technique: Technique
         switch service {
@@ -323,8 +323,8 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
     /// Remote execution on `key.target`; combined with a recent admin-share write into one high alert.
     func execution(_ key: PairKey, kind: ExecutionKind, call: String, at t: Timestamp) {
         guard !isAdminHost(key.source), let s = pairs[key] else { return }
-        let windowStart = t.nanoseconds - Int64(rules.toolTransferWindow * 1e9)
-        let writes = s.adminWrites.filter { $0.time.nanoseconds >= windowStart }
+        let windowStart = t - .seconds(rules.toolTransferWindow)
+        let writes = s.adminWrites.filter { $0.time >= windowStart }
         if !writes.isEmpty {
             firePair(key, rule: "lateral_movement.tool_transfer_execution", at: t) {
                 var a = pairAlert(key, s, at: t, rule: "lateral_movement.tool_transfer_execution",
@@ -381,8 +381,8 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
     func authFailure(_ a: AuthenticationAttempt, _ ep: SessionEndpoints, at t: Timestamp) {
         let source = ep.client
         var h = host(source, t)
-        let horizon = t.nanoseconds - Int64(rules.authWindow * 1e9)
-        h.failures.removeAll { $0.time.nanoseconds < horizon }
+        let horizon = t - .seconds(rules.authWindow)
+        h.failures.removeAll { $0.time < horizon }
         if h.failures.count < 1024 { h.failures.append((a.user.lowercased(), t, a.method)) }
         if h.targetsOfFailures.count < 64 { h.targetsOfFailures.insert(ep.server) }
         hosts[source] = h
@@ -440,7 +440,7 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
 
     func suppressed(_ last: Timestamp?, _ t: Timestamp) -> Bool {
         guard let last else { return false }
-        return t.nanoseconds - last.nanoseconds < Int64(rules.suppression * 1e9)
+        return t - last < .seconds(rules.suppression)
     }
 
     func firePair(_ key: PairKey, rule: String, at t: Timestamp, _ make: () -> Alert) {
@@ -471,7 +471,7 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
         for key in pendingShareAlerts {
             guard let s = pairs[key] else { continue }
             if s.pendingShareAlert, let first = s.adminShareFirst {
-                if !force && now.nanoseconds - first.nanoseconds < Int64(rules.adminShareAlertDelay * 1e9) { keep.append(key); continue }
+                if !force && now - first < .seconds(rules.adminShareAlertDelay) { keep.append(key); continue }
                 pairs[key]?.pendingShareAlert = false
                 let wrote = !s.adminWrites.isEmpty
                 firePair(key, rule: "lateral_movement.admin_share", at: first) {
@@ -484,11 +484,11 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
                     return a
                 }
             }
-            if let e = s.shareEnumeration {
-                if !force && now.nanoseconds - e.nanoseconds < Int64(rules.adminShareAlertDelay * 1e9) { keep.append(key); continue }
-                pairs[key]?.shareEnumeration = Timestamp(nanoseconds: Int64.max)
+            if let e = s.shareEnumeration, e != Self.enumerationJudged {
+                if !force && now - e < .seconds(rules.adminShareAlertDelay) { keep.append(key); continue }
+                pairs[key]?.shareEnumeration = Self.enumerationJudged
                 // Browsing a server's shares and then opening one is ordinary use; enumeration alone is discovery.
-                guard e.nanoseconds != Int64.max, s.dataShares.isEmpty, s.adminShares.isEmpty, !isAdminHost(key.source) else { continue }
+                guard s.dataShares.isEmpty, s.adminShares.isEmpty, !isAdminHost(key.source) else { continue }
                 firePair(key, rule: "lateral_movement.share_enumeration", at: e) {
                     pairAlert(key, s, at: e, rule: "lateral_movement.share_enumeration", name: "Remote share enumeration",
                               techniques: [Technique(id: "T1135", name: "Network Share Discovery")], severity: .low, risk: 30,
@@ -498,6 +498,9 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
         }
         pendingShareAlerts = keep
     }
+
+    /// `PairState.shareEnumeration` once judged: later than every packet time, so never a real one.
+    static let enumerationJudged = Timestamp(nanoseconds: .max)
 
     public func tick(_ now: Timestamp) {
         self.now = now
