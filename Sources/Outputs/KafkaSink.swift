@@ -136,7 +136,6 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
             var datasetTopics: [UInt: (String, OpaquePointer)] = [:]
             var keyBuffer: [UInt8] = []
             var topicBuffer: [UInt8] = []
-            var lastSyncError: Int32 = 0
             var closed = false
         }
         let state: Mutex<State>
@@ -325,7 +324,6 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
         let (spooling, syncError): (Bool, Int32) = core.state.withLock { s in
             let alertError = s.alertSpool.sync()
             let e = alertError != 0 ? alertError : s.spool.sync()
-            if e != 0 { s.lastSyncError = e }
             return (s.spooling, e)
         }
         if syncError != 0 { core.lastError.withLock { $0 = "spool write failed: \(String(cString: strerror(syncError)))" } }
@@ -390,11 +388,9 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
 
     // MARK: Lifecycle
 
-    public func flush() throws {
-        // Delivery is asynchronous; the poll thread makes the spool durable. Report a spool that cannot be written.
-        let e = core.state.withLock { s -> Int32 in let e = s.lastSyncError; s.lastSyncError = 0; return e }
-        if e != 0 { throw OutputError.write(spec: name, reason: "spool: \(String(cString: strerror(e)))") }
-    }
+    /// Delivery is asynchronous and the poll thread makes the spool durable: nothing to do here. A spool
+    /// that cannot be written shows in `failureReason`, which the output monitor logs as it starts.
+    public func flush() throws {}
 
     /// Waits up to `flushTimeout` for everything (queue and spool) to reach the cluster, then spools the rest.
     public func close() throws {
@@ -415,14 +411,22 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
             _ = rd_kafka_flush(rk, 1000)
             var spins = 0
             while rd_kafka_outq_len(rk) > 0 && spins < 100 { _ = rd_kafka_poll(rk, 10); spins += 1 }
+            // What librdkafka still holds now goes with the handle: counted, never silently.
+            let left = rd_kafka_outq_len(rk)
+            if left > 0 { core.countDrop(alert: false, UInt64(left)) }
         }
         let closeError: Error? = core.state.withLock { s in
             for (_, t) in s.topics { rd_kafka_topic_destroy(t) }
             s.topics = [:]
             s.datasetTopics = [:]
             var failure: Error?
-            for spool in [s.alertSpool, s.spool] {
-                do { try spool.close() } catch { failure = failure ?? error }
+            for (spool, alert) in [(s.alertSpool, true), (s.spool, false)] {
+                // A spool that cannot be written at close loses the records it still held in memory.
+                let unwritten = spool.pendingRecords
+                do { try spool.close() } catch {
+                    failure = failure ?? error
+                    core.countDrop(alert: alert, unwritten)
+                }
             }
             return failure
         }

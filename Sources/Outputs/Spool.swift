@@ -36,6 +36,8 @@ final class Spool {
     private var readOffset: UInt64 = 0
     /// Appended, not yet written.
     private var pending: [UInt8] = []
+    /// Records in `pending`: lost if the final write fails.
+    private(set) var pendingRecords: UInt64 = 0
     private(set) var unreadRecords: UInt64 = 0
     /// Appends since the last `fdatasync`.
     private var unsynced = 0
@@ -147,6 +149,7 @@ final class Spool {
         pending.append(contentsOf: key)
         pending.append(contentsOf: payload)
         unreadRecords += 1
+        pendingRecords += 1
         unsynced += 1
         if pending.count >= 1 << 20 || unsynced >= Spool.syncEvery { _ = sync() }
         return true
@@ -165,9 +168,14 @@ final class Spool {
                 }
                 return 0
             }
-            if rc != 0 { return rc }
+            if rc != 0 {
+                // A part written to a full disk is cut off: the buffer is written whole later, or counted lost.
+                _ = ftruncate(fd, off_t(fileSize))
+                return rc
+            }
             fileSize += UInt64(pending.count)
             pending.removeAll(keepingCapacity: true)
+            pendingRecords = 0
         }
         if unsynced > 0 {
             unsynced = 0
@@ -243,7 +251,8 @@ final class Spool {
             Glibc.close(fd); fd = -1
             Glibc.close(directoryFD); directoryFD = -1
         }
-        if sync() != 0 { throw .write(spec: path, reason: "spool: \(String(cString: strerror(errno)))") }
+        let rc = sync()
+        if rc != 0 { throw .write(spec: path, reason: "spool: \(String(cString: strerror(rc)))") }
         guard readOffset > 0 else { return }
         let tmp = name + ".tmp"
         let out = openat(directoryFD, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)

@@ -4,13 +4,16 @@ import Logging
 /// Logs an output that fails while the sensor runs, as it starts failing, not only in the end-of-run
 /// summary: a full disk or an unreachable collector must reach the operator while it still matters.
 ///
-/// It reads the sinks' own counters (no hook on the packet path), once a second from the output
-/// service. The first failure of an output is logged at once; while it keeps failing, at most one line
-/// per `interval` with the events failed and lost since the previous line; the first clean second with
-/// deliveries after that logs the recovery. Counts are in `sensor.stats.outputs` and the metrics.
+/// It reads the sinks' own counters and failure reasons (no hook on the packet path), once a second from
+/// the output service. An output fails when its failed or dropped counters grow or it reports a new
+/// reason (a Kafka cluster that went away, a spool that cannot be written). The first failure is logged
+/// at once; while it keeps failing, at most one line per `interval` with the events failed and lost since
+/// the previous line; the first clean second with deliveries after that logs the recovery. Counts are in
+/// `sensor.stats.outputs` and the metrics.
 final class OutputMonitor: @unchecked Sendable {
     struct Watch {
         var seen = SinkStatistics()
+        var reason: String?
         var failing = false
         var lastLog: ContinuousClock.Instant?
         /// Failed and lost since the last line.
@@ -40,12 +43,15 @@ final class OutputMonitor: @unchecked Sendable {
             w.seen = st
             w.failed &+= newFailed
             w.lost &+= newLost
-            if newFailed > 0 || newLost > 0 {
+            let reason = sink.failureReason
+            let newReason = reason != nil && reason != w.reason
+            w.reason = reason
+            if newFailed > 0 || newLost > 0 || newReason {
                 if !w.failing || w.lastLog.map({ now - $0 >= interval }) ?? true {
                     log(sink, &w, st, message: w.failing ? "output still failing" : "output failing", now: now)
                     w.failing = true
                 }
-            } else if w.failing && delivered > 0 {
+            } else if w.failing && delivered > 0 && newFailed == 0 && newLost == 0 {
                 if w.failed > 0 || w.lost > 0 { log(sink, &w, st, message: "output failing", now: now) }
                 logger.notice("output delivering again", metadata: ["output": "\(sink.name)"])
                 w.failing = false

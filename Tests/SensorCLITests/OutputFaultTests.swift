@@ -81,6 +81,33 @@ final class OutputFaultTests: XCTestCase {
         XCTAssertGreaterThan(full["dropped"] ?? 0, 0)
     }
 
+    /// A Kafka spool on a file system that fills up (cluster away, 16 KiB tmpfs): the failure is logged
+    /// with its reason, what the spool could not keep is counted as lost (alerts apart), the status is 74,
+    /// and no torn record is left in the spool file.
+    func testKafkaSpoolOnAFullFileSystem() throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root to mount a tmpfs") }
+        let mnt = dir.appendingPathComponent("mnt").path
+        try FileManager.default.createDirectory(atPath: mnt, withIntermediateDirectories: false)
+        let m = try TestSupport.run("mount", ["-t", "tmpfs", "-o", "size=16k", "tmpfs", mnt])
+        guard m.status == 0 else { throw XCTSkip("cannot mount a tmpfs here: \(m.stderr)") }
+        defer { _ = try? TestSupport.run("umount", [mnt]) }
+        let kafka = "kafka://127.0.0.1:9/events?spool=\(mnt)/spool&flush_timeout=1s"
+        let r = try TestSupport.sensor(["replay", "--output", kafka, TestSupport.data("pcaps/large/large-mixed-A.pcap")])
+        XCTAssertEqual(r.status, 74, r.stderr)
+        let failing = try XCTUnwrap(r.stderr.split(separator: "\n").first { $0.contains("output failing") }, r.stderr)
+        XCTAssertTrue(failing.contains("spool write failed: No space left on device"), String(failing))
+        let line = try XCTUnwrap(r.stderr.split(separator: "\n").first { $0.contains("output delivery") })
+        func count(_ key: String) -> Int { line.components(separatedBy: " \(key)=").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) } ?? -1 }
+        XCTAssertGreaterThan(count("dropped"), 0, String(line))
+        XCTAssertGreaterThan(count("dropped_alerts"), 0, String(line))
+        XCTAssertEqual(count("delivered"), 0, String(line))
+        XCTAssertTrue(r.stderr.contains("error: output kafka://127.0.0.1:9/events lost"), r.stderr)
+        // Whole records only: the next start reads back exactly what was kept.
+        let spoolFile = mnt + "/spool/kafka-events.spool"
+        let size = (try FileManager.default.attributesOfItem(atPath: spoolFile)[.size] as? Int) ?? -1
+        XCTAssertLessThan(size, 16 << 10)
+    }
+
     /// A symlink as `spool=`: refused at start with a clear error, and its target left as it was.
     func testSymlinkedKafkaSpoolIsRefused() throws {
         let target = dir.appendingPathComponent("elsewhere").path
