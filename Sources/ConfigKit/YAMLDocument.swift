@@ -90,29 +90,24 @@ public enum YAMLDocument {
         }
     }
 
-    /// Reads and parses a file.
-    public static func load(path: String) throws(ConfigIssue) -> ConfigValue? {
-        guard let text = readTextFile(path) else {
-            throw ConfigIssue(file: path, line: 0, column: 0, message: "cannot read file: \(String(cString: strerror(errno)))")
-        }
+    /// Reads and parses a file. `optional`: a file that does not exist gives nil (the caller's defaults);
+    /// a file that exists but cannot be read is an error all the same.
+    public static func load(path: String, optional: Bool = false) throws(ConfigIssue) -> ConfigValue? {
+        guard let text = try readTextFile(path, optional: optional) else { return nil }
         return try parse(text, file: path)
     }
 
-    /// Reads a whole file as UTF-8 (invalid bytes replaced), or nil with errno set.
-    public static func readTextFile(_ path: String) -> String? {
-        guard let f = fopen(path, "rb") else { return nil }
-        defer { fclose(f) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&chunk, 1, chunk.count, f)
-            if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-            if n < chunk.count {
-                if ferror(f) != 0 { return nil }
-                break
-            }
+    /// Reads a whole regular file as UTF-8 (invalid bytes replaced) through `BoundedFile`.
+    /// `optional`: nil when the file does not exist (ENOENT only). Every other failure is an issue
+    /// naming the file.
+    public static func readTextFile(_ path: String, optional: Bool = false, limit: Int = BoundedFile.defaultLimit) throws(ConfigIssue) -> String? {
+        do {
+            return String(decoding: try BoundedFile.read(path, limit: limit), as: UTF8.self)
+        } catch .missing where optional {
+            return nil
+        } catch {
+            throw ConfigIssue(file: path, line: 0, column: 0, message: error.description)
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

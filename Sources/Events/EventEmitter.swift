@@ -214,8 +214,13 @@ public final class EventEmitter {
 
     // MARK: Lifecycle
 
+    /// Flushes every sink (one that fails does not keep the others from flushing); throws the first error.
     public func flush() throws {
-        for s in sinks { try s.flush() }
+        var first: Error?
+        for s in sinks {
+            do { try s.flush() } catch { first = first ?? error }
+        }
+        if let first { throw first }
     }
 }
 

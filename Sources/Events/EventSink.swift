@@ -41,12 +41,18 @@ public struct EventMetadata: Sendable {
 }
 
 /// Delivery counters every sink keeps; published as metrics and in the final summary.
+///
+/// `failed` counts delivery attempts that failed (Kafka re-spools those; stdout, file and syslog cannot
+/// retry them); `dropped` counts events lost for good, whatever the cause (write error, full queue or
+/// spool, closed sink), so an output lost events exactly when `dropped > 0`.
 public struct SinkStatistics: Sendable, Equatable {
     public var accepted: UInt64 = 0
     public var delivered: UInt64 = 0
     public var failed: UInt64 = 0
     public var spooled: UInt64 = 0
     public var dropped: UInt64 = 0
+    /// Of `dropped`, the alerts (a full Kafka spool drops every other event before an alert).
+    public var droppedAlerts: UInt64 = 0
     public var spoolBytes: UInt64 = 0
     public init() {}
 }
@@ -66,6 +72,12 @@ public protocol EventSink: AnyObject, Sendable {
     /// Flushes and releases resources; no writes follow.
     func close() throws
     var statistics: SinkStatistics { get }
+    /// Why the output last failed (errno text, the collector's or the cluster's error), for the log.
+    var failureReason: String? { get }
+}
+
+extension EventSink {
+    public var failureReason: String? { nil }
 }
 
 /// A JSON value for the variable parts of alerts and rare events (detector details), where a few

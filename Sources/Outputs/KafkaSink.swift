@@ -105,8 +105,13 @@ public struct KafkaOutputOptions: Equatable, Sendable, CustomStringConvertible {
 /// to be unreachable, appends it to the on-disk `Spool`. A dedicated thread serves delivery reports
 /// (`rd_kafka_poll`), counts deliveries and failures, spools messages whose delivery failed, probes
 /// the cluster while it is away, and re-sends the spool in order once it is back. While anything is
-/// spooled, new events are spooled behind it, so events reach Kafka in the order they were written.
+/// spooled, new events are spooled behind it, so events of one class reach Kafka in the order they were written.
 /// Events are dropped only when the spool's bound is reached; every drop is counted.
+///
+/// Alerts have a spool of their own (`….alerts` beside `….spool`, one bound for both), re-sent first:
+/// when the bound is reached, an alert makes room by discarding the oldest flow and other bulk events,
+/// and is dropped only when no bulk event is left to discard. A bulk event that finds the spool full is
+/// dropped. Drops are counted, alerts apart (`dropped_alerts`).
 ///
 /// With the idempotent producer (the default) a retried message is never duplicated by the broker.
 /// On close the sink waits up to `flushTimeout` for the cluster, then purges librdkafka's queue
@@ -121,14 +126,16 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
     /// State shared by the packet path, the delivery-report callback and the poll thread.
     final class Core: @unchecked Sendable {
         struct State {
+            /// Flow and every other non-alert event.
             var spool: Spool
-            /// True while the spool holds events: new events queue up behind them.
+            /// Alerts: kept when the bound forces a choice, and re-sent first.
+            var alertSpool: Spool
+            /// True while a spool holds events: new events queue up behind them.
             var spooling: Bool
             var topics: [String: OpaquePointer] = [:]
             var datasetTopics: [UInt: (String, OpaquePointer)] = [:]
             var keyBuffer: [UInt8] = []
             var topicBuffer: [UInt8] = []
-            var lastSyncError: Int32 = 0
             var closed = false
         }
         let state: Mutex<State>
@@ -137,6 +144,9 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
         let failed = Atomic<UInt64>(0)
         let spooled = Atomic<UInt64>(0)
         let dropped = Atomic<UInt64>(0)
+        let droppedAlerts = Atomic<UInt64>(0)
+        /// Both spools' unread bytes together must stay within this.
+        let spoolMaxBytes: UInt64
         let spoolBytes = Atomic<UInt64>(0)
         /// Cleared when librdkafka reports every broker down; set by a delivery or a successful probe.
         let reachable = Atomic<Bool>(true)
@@ -144,30 +154,49 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
         /// The last error librdkafka reported (for the log), as an errno-like code.
         let lastError = Mutex<String?>(nil)
 
-        init(spool: Spool) {
-            let pending = !spool.isEmpty
-            state = Mutex(State(spool: spool, spooling: pending))
-            spoolBytes.store(spool.unreadBytes, ordering: .relaxed)
+        init(spool: Spool, alertSpool: Spool, maxBytes: UInt64) {
+            let pending = !spool.isEmpty || !alertSpool.isEmpty
+            spoolMaxBytes = maxBytes
+            state = Mutex(State(spool: spool, alertSpool: alertSpool, spooling: pending))
+            spoolBytes.store(spool.unreadBytes + alertSpool.unreadBytes, ordering: .relaxed)
         }
 
-        /// Appends to the spool (caller holds the lock); counts a drop when the bound is reached.
-        func spool(_ s: inout State, topic: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) {
+        /// Appends to the event's spool (caller holds the lock). At the bound, an alert first discards the
+        /// oldest bulk events; whatever still does not fit is dropped and counted.
+        func spool(_ s: inout State, topic: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer, alert: Bool) {
             s.spooling = true
-            if s.spool.append(topic: topic, key: key, payload: payload) {
+            let length = UInt64(Spool.headerSize + topic.count + key.count + payload.count)
+            var used = s.spool.unreadBytes + s.alertSpool.unreadBytes
+            if alert && used + length > spoolMaxBytes {
+                let evicted = s.spool.discardOldest(freeing: used + length - spoolMaxBytes)
+                dropped.add(evicted, ordering: .relaxed)
+                used = s.spool.unreadBytes + s.alertSpool.unreadBytes
+            }
+            let target = alert ? s.alertSpool : s.spool
+            if used + length <= spoolMaxBytes && target.append(topic: topic, key: key, payload: payload) {
                 spooled.add(1, ordering: .relaxed)
             } else {
-                dropped.add(1, ordering: .relaxed)
+                countDrop(alert: alert)
             }
-            spoolBytes.store(s.spool.unreadBytes, ordering: .relaxed)
+            spoolBytes.store(s.spool.unreadBytes + s.alertSpool.unreadBytes, ordering: .relaxed)
+        }
+
+        func countDrop(alert: Bool, _ n: UInt64 = 1) {
+            dropped.add(n, ordering: .relaxed)
+            if alert { droppedAlerts.add(n, ordering: .relaxed) }
         }
     }
+
+    /// `msg_opaque` of an alert's message, so a failed delivery goes back to the alert spool.
+    static var alertTag: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: 1) }
 
     public init(options: KafkaOutputOptions) throws {
         self.options = options
         self.name = options.description
-        let spoolName = "kafka-" + String(options.topic.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" }) + ".spool"
-        let spool = try Spool(directory: options.spoolDirectory, name: spoolName, maxBytes: options.spoolMaxBytes)
-        core = Core(spool: spool)
+        let spoolName = "kafka-" + String(options.topic.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" })
+        let spool = try Spool(directory: options.spoolDirectory, name: spoolName + ".spool", maxBytes: options.spoolMaxBytes)
+        let alertSpool = try Spool(directory: options.spoolDirectory, name: spoolName + ".alerts", maxBytes: options.spoolMaxBytes)
+        core = Core(spool: spool, alertSpool: alertSpool, maxBytes: options.spoolMaxBytes)
 
         guard let conf = rd_kafka_conf_new() else { throw OutputError.open(spec: options.description, reason: "rd_kafka_conf_new failed") }
         var errbuf = [CChar](repeating: 0, count: 512)
@@ -217,8 +246,9 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
 
     public func write(_ json: UnsafeRawBufferPointer, metadata: EventMetadata) {
         core.accepted.add(1, ordering: .relaxed)
+        let alert = metadata.kind == .alert
         core.state.withLock { s in
-            guard !s.closed else { core.dropped.add(1, ordering: .relaxed); return }
+            guard !s.closed else { core.countDrop(alert: alert); return }
             // The key: community_id bytes inside the JSON, or the source address as text.
             s.keyBuffer.removeAll(keepingCapacity: true)
             switch options.key {
@@ -234,20 +264,20 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
             }
             let (topicName, rkt) = topicEntry(&s, metadata.dataset)
             if s.spooling || !core.reachable.load(ordering: .relaxed) {
-                spoolEvent(&s, topicName, json)
+                spoolEvent(&s, topicName, json, alert: alert)
                 return
             }
             let rc = s.keyBuffer.withUnsafeBytes { key in
                 rd_kafka_produce(rkt, -1, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: json.baseAddress), json.count,
-                                 key.count > 0 ? key.baseAddress : nil, key.count, nil)
+                                 key.count > 0 ? key.baseAddress : nil, key.count, alert ? KafkaSink.alertTag : nil)
             }
             if rc != 0 {
                 if KafkaSink.retriable(rd_kafka_last_error()) {
-                    spoolEvent(&s, topicName, json)
+                    spoolEvent(&s, topicName, json, alert: alert)
                 } else {
                     // librdkafka refuses this event for good (larger than message.max.bytes): counted, not retried.
                     core.failed.add(1, ordering: .relaxed)
-                    core.dropped.add(1, ordering: .relaxed)
+                    core.countDrop(alert: alert)
                 }
             }
         }
@@ -259,11 +289,11 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
             && err != RD_KAFKA_RESP_ERR__BAD_MSG && err != RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE
     }
 
-    private func spoolEvent(_ s: inout Core.State, _ topicName: String, _ json: UnsafeRawBufferPointer) {
+    private func spoolEvent(_ s: inout Core.State, _ topicName: String, _ json: UnsafeRawBufferPointer, alert: Bool) {
         var t = topicName
         let keyCopy = s.keyBuffer
         t.withUTF8 { tb in
-            keyCopy.withUnsafeBytes { kb in core.spool(&s, topic: UnsafeRawBufferPointer(tb), key: kb, payload: json) }
+            keyCopy.withUnsafeBytes { kb in core.spool(&s, topic: UnsafeRawBufferPointer(tb), key: kb, payload: json, alert: alert) }
         }
     }
 
@@ -292,8 +322,8 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
     /// Makes the spool durable, probes an unreachable cluster, and re-sends the spool when it can.
     static func maintain(core: Core, rk: OpaquePointer, lastProbe: inout ContinuousClock.Instant) {
         let (spooling, syncError): (Bool, Int32) = core.state.withLock { s in
-            let e = s.spool.sync()
-            if e != 0 { s.lastSyncError = e }
+            let alertError = s.alertSpool.sync()
+            let e = alertError != 0 ? alertError : s.spool.sync()
             return (s.spooling, e)
         }
         if syncError != 0 { core.lastError.withLock { $0 = "spool write failed: \(String(cString: strerror(syncError)))" } }
@@ -309,27 +339,32 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
             guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { return }
             core.reachable.store(true, ordering: .relaxed)
         }
-        // Re-send in order while librdkafka's queue has room; a refused record stays first in the spool.
-        // Small batches per lock hold, so the packet path never waits long behind the disk reads.
+        // Re-send in order while librdkafka's queue has room, alerts first; a refused record stays first in
+        // its spool. Small batches per lock hold, so the packet path never waits long behind the disk reads.
         while true {
             let (consumed, more): (Int, Bool) = core.state.withLock { s in
                 guard s.spooling else { return (0, false) }
                 var topics = s.topics
-                var permanent = 0
-                let n = s.spool.consume(limit: 1000) { record in
-                    switch produceSpooled(rk: rk, topics: &topics, record) {
-                    case .queued: return true
-                    case .later: return false
-                    case .never: permanent += 1; return true
+                var n = 0
+                for (spool, alert) in [(s.alertSpool, true), (s.spool, false)] {
+                    var permanent: UInt64 = 0
+                    n += spool.consume(limit: 1000 - n) { record in
+                        switch produceSpooled(rk: rk, topics: &topics, record, alert: alert) {
+                        case .queued: return true
+                        case .later: return false
+                        case .never: permanent += 1; return true
+                        }
                     }
+                    if permanent > 0 {
+                        core.failed.add(permanent, ordering: .relaxed)
+                        core.countDrop(alert: alert, permanent)
+                    }
+                    // Bulk events wait until every spooled alert is out.
+                    if !spool.isEmpty || n >= 1000 { break }
                 }
                 s.topics = topics
-                if permanent > 0 {
-                    core.failed.add(UInt64(permanent), ordering: .relaxed)
-                    core.dropped.add(UInt64(permanent), ordering: .relaxed)
-                }
-                if s.spool.isEmpty { s.spooling = false }
-                core.spoolBytes.store(s.spool.unreadBytes, ordering: .relaxed)
+                if s.spool.isEmpty && s.alertSpool.isEmpty { s.spooling = false }
+                core.spoolBytes.store(s.spool.unreadBytes + s.alertSpool.unreadBytes, ordering: .relaxed)
                 return (n, s.spooling)
             }
             if consumed < 1000 || !more { break }
@@ -338,13 +373,13 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
 
     enum SpoolProduce { case queued, later, never }
 
-    static func produceSpooled(rk: OpaquePointer, topics: inout [String: OpaquePointer], _ r: Spool.Record) -> SpoolProduce {
+    static func produceSpooled(rk: OpaquePointer, topics: inout [String: OpaquePointer], _ r: Spool.Record, alert: Bool) -> SpoolProduce {
         let rkt: OpaquePointer
         if let t = topics[r.topic] { rkt = t } else { rkt = rd_kafka_topic_new(rk, r.topic, nil)!; topics[r.topic] = rkt }
         let rc = r.payload.withUnsafeBytes { p in
             r.key.withUnsafeBytes { k in
                 rd_kafka_produce(rkt, -1, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: p.baseAddress), p.count,
-                                 k.count > 0 ? k.baseAddress : nil, k.count, nil)
+                                 k.count > 0 ? k.baseAddress : nil, k.count, alert ? KafkaSink.alertTag : nil)
             }
         }
         if rc == 0 { return .queued }
@@ -353,11 +388,9 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
 
     // MARK: Lifecycle
 
-    public func flush() throws {
-        // Delivery is asynchronous; the poll thread makes the spool durable. Report a spool that cannot be written.
-        let e = core.state.withLock { s -> Int32 in let e = s.lastSyncError; s.lastSyncError = 0; return e }
-        if e != 0 { throw OutputError.write(spec: name, reason: "spool: \(String(cString: strerror(e)))") }
-    }
+    /// Delivery is asynchronous and the poll thread makes the spool durable: nothing to do here. A spool
+    /// that cannot be written shows in `failureReason`, which the output monitor logs as it starts.
+    public func flush() throws {}
 
     /// Waits up to `flushTimeout` for everything (queue and spool) to reach the cluster, then spools the rest.
     public func close() throws {
@@ -366,7 +399,7 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
         core.state.withLock { $0.closed = true }
         let deadline = ContinuousClock.now + .milliseconds(Int(options.flushTimeout * 1000))
         while ContinuousClock.now < deadline {
-            let spoolEmpty = core.state.withLock { $0.spool.isEmpty }
+            let spoolEmpty = core.state.withLock { $0.spool.isEmpty && $0.alertSpool.isEmpty }
             if spoolEmpty && rd_kafka_outq_len(rk) == 0 { break }
             usleep(20_000)
         }
@@ -378,15 +411,26 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
             _ = rd_kafka_flush(rk, 1000)
             var spins = 0
             while rd_kafka_outq_len(rk) > 0 && spins < 100 { _ = rd_kafka_poll(rk, 10); spins += 1 }
+            // What librdkafka still holds now goes with the handle: counted, never silently.
+            let left = rd_kafka_outq_len(rk)
+            if left > 0 { core.countDrop(alert: false, UInt64(left)) }
         }
         let closeError: Error? = core.state.withLock { s in
             for (_, t) in s.topics { rd_kafka_topic_destroy(t) }
             s.topics = [:]
             s.datasetTopics = [:]
-            do { try s.spool.close() } catch { return error }
-            return nil
+            var failure: Error?
+            for (spool, alert) in [(s.alertSpool, true), (s.spool, false)] {
+                // A spool that cannot be written at close loses the records it still held in memory.
+                let unwritten = spool.pendingRecords
+                do { try spool.close() } catch {
+                    failure = failure ?? error
+                    core.countDrop(alert: alert, unwritten)
+                }
+            }
+            return failure
         }
-        core.spoolBytes.store(core.state.withLock { $0.spool.unreadBytes }, ordering: .relaxed)
+        core.spoolBytes.store(core.state.withLock { $0.spool.unreadBytes + $0.alertSpool.unreadBytes }, ordering: .relaxed)
         rd_kafka_destroy(rk)
         if let closeError { throw closeError }
     }
@@ -398,12 +442,13 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
         s.failed = core.failed.load(ordering: .relaxed)
         s.spooled = core.spooled.load(ordering: .relaxed)
         s.dropped = core.dropped.load(ordering: .relaxed)
+        s.droppedAlerts = core.droppedAlerts.load(ordering: .relaxed)
         s.spoolBytes = core.spoolBytes.load(ordering: .relaxed)
         return s
     }
 
     /// The last problem librdkafka reported, for the log.
-    public var lastError: String? { core.lastError.withLock { $0 } }
+    public var failureReason: String? { core.lastError.withLock { $0 } }
 }
 
 extension KafkaSink.Core {
@@ -424,9 +469,10 @@ extension KafkaSink.Core {
         }
         failed.add(1, ordering: .relaxed)
         if let e = rd_kafka_err2str(msg.err) { lastError.withLock { $0 = String(cString: e) } }
+        let alert = msg._private != nil
         if KafkaSink.Core.permanentErrors.contains(msg.err) {
             // The cluster will never take this message (too large, not authorised): re-sending would loop.
-            dropped.add(1, ordering: .relaxed)
+            countDrop(alert: alert)
             return
         }
         // Not lost: back into the spool, re-sent when the cluster is back (or by the next start).
@@ -436,7 +482,7 @@ extension KafkaSink.Core {
             t.withUTF8 { tb in
                 let key = msg.key.map { UnsafeRawBufferPointer(start: $0, count: msg.key_len) } ?? UnsafeRawBufferPointer(start: nil, count: 0)
                 let payload = UnsafeRawBufferPointer(start: msg.payload, count: msg.len)
-                spool(&s, topic: UnsafeRawBufferPointer(tb), key: key, payload: payload)
+                spool(&s, topic: UnsafeRawBufferPointer(tb), key: key, payload: payload, alert: alert)
             }
         }
     }

@@ -24,15 +24,20 @@ final class Spool {
 
     let directory: String
     let path: String
+    let name: String
     /// Unread bytes allowed in the spool; a record beyond it is refused (the caller counts a drop).
     let maxBytes: UInt64
     private var fd: Int32
+    /// The spool directory, opened without following a symlink: every file is made through it.
+    private var directoryFD: Int32
     /// Bytes in the file (not counting `pending`).
     private var fileSize: UInt64 = 0
     /// Start of the first unread record in the file.
     private var readOffset: UInt64 = 0
     /// Appended, not yet written.
     private var pending: [UInt8] = []
+    /// Records in `pending`: lost if the final write fails.
+    private(set) var pendingRecords: UInt64 = 0
     private(set) var unreadRecords: UInt64 = 0
     /// Appends since the last `fdatasync`.
     private var unsynced = 0
@@ -41,29 +46,64 @@ final class Spool {
     static let syncEvery = 4096
 
     /// Opens (or creates) `directory/name`, picking up records an earlier run left behind.
+    ///
+    /// The directory is created 0700 if missing. An existing one must be a real directory (a symlink is
+    /// refused: following it would put events, and a chmod, wherever the link points) owned by the
+    /// sensor's user or root; one owned by the sensor's user that others can enter is narrowed to 0700
+    /// through its descriptor, so nothing but that directory is ever changed.
     init(directory: String, name: String, maxBytes: UInt64) throws(OutputError) {
         self.directory = directory
+        self.name = name
         self.path = directory + "/" + name
         self.maxBytes = maxBytes
-        if mkdir(directory, 0o700) != 0 && errno != EEXIST {
-            throw .open(spec: directory, reason: "cannot create spool directory: \(String(cString: strerror(errno)))")
+        directoryFD = try Spool.openDirectory(directory)
+        fd = openat(directoryFD, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        // On the failures below deinit runs too (every property is set): it closes what is still open.
+        guard fd >= 0 else {
+            let e = errno
+            throw .open(spec: path, reason: e == ELOOP ? "spool file is a symbolic link; refusing to follow it" : "cannot open spool: \(String(cString: strerror(e)))")
         }
-        var st = stat()
-        guard stat(directory, &st) == 0, st.st_mode & S_IFMT == S_IFDIR else {
-            throw .open(spec: directory, reason: "spool path is not a directory")
-        }
-        if st.st_mode & 0o077 != 0 { _ = chmod(directory, 0o700) }
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw .open(spec: path, reason: "cannot open spool: \(String(cString: strerror(errno)))") }
         _ = fchmod(fd, 0o600)
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            Glibc.close(fd)
             throw .open(spec: path, reason: "spool is in use by another sensor process")
         }
         try recover()
     }
 
-    deinit { if fd >= 0 { Glibc.close(fd) } }
+    /// Creates or opens the spool directory without following a symlink in its last component.
+    static func openDirectory(_ directory: String) throws(OutputError) -> Int32 {
+        var created = false
+        if mkdir(directory, 0o700) == 0 { created = true } else if errno != EEXIST {
+            throw .open(spec: directory, reason: "cannot create spool directory: \(String(cString: strerror(errno)))")
+        }
+        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard dfd >= 0 else {
+            let e = errno
+            var st = stat()
+            if lstat(directory, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK {
+                throw .open(spec: directory, reason: "spool directory is a symbolic link; give the real directory")
+            }
+            throw .open(spec: directory, reason: e == ENOTDIR ? "spool path is not a directory" : "cannot open spool directory: \(String(cString: strerror(e)))")
+        }
+        var st = stat()
+        guard fstat(dfd, &st) == 0 else {
+            Glibc.close(dfd)
+            throw .open(spec: directory, reason: "cannot stat spool directory: \(String(cString: strerror(errno)))")
+        }
+        let uid = geteuid()
+        guard st.st_uid == uid || st.st_uid == 0 else {
+            Glibc.close(dfd)
+            throw .open(spec: directory, reason: "spool directory belongs to uid \(st.st_uid), not to the sensor's user (uid \(uid)) or root")
+        }
+        // mkdir applied the umask to a new directory; an existing one of ours that others can enter is narrowed.
+        if (created || st.st_uid == uid) && st.st_mode & 0o077 != 0 { _ = fchmod(dfd, 0o700) }
+        return dfd
+    }
+
+    deinit {
+        if fd >= 0 { Glibc.close(fd) }
+        if directoryFD >= 0 { Glibc.close(directoryFD) }
+    }
 
     /// Bytes waiting to be read (file and buffer).
     var unreadBytes: UInt64 { fileSize - readOffset + UInt64(pending.count) }
@@ -109,6 +149,7 @@ final class Spool {
         pending.append(contentsOf: key)
         pending.append(contentsOf: payload)
         unreadRecords += 1
+        pendingRecords += 1
         unsynced += 1
         if pending.count >= 1 << 20 || unsynced >= Spool.syncEvery { _ = sync() }
         return true
@@ -127,9 +168,14 @@ final class Spool {
                 }
                 return 0
             }
-            if rc != 0 { return rc }
+            if rc != 0 {
+                // A part written to a full disk is cut off: the buffer is written whole later, or counted lost.
+                _ = ftruncate(fd, off_t(fileSize))
+                return rc
+            }
             fileSize += UInt64(pending.count)
             pending.removeAll(keepingCapacity: true)
+            pendingRecords = 0
         }
         if unsynced > 0 {
             unsynced = 0
@@ -173,28 +219,56 @@ final class Spool {
         return consumed
     }
 
+    /// Discards the oldest unread records until at least `bytes` of the bound are free again (or nothing
+    /// is left): a full spool makes room for a record that matters more. Returns how many went.
+    func discardOldest(freeing bytes: UInt64) -> UInt64 {
+        guard unreadRecords > 0 else { return 0 }
+        if !pending.isEmpty && sync() != 0 { return 0 }
+        var freed: UInt64 = 0, discarded: UInt64 = 0
+        var header = [UInt8](repeating: 0, count: Spool.headerSize)
+        while freed < bytes, readOffset < fileSize {
+            let n = header.withUnsafeMutableBytes { pread(fd, $0.baseAddress, Spool.headerSize, off_t(readOffset)) }
+            guard n == Spool.headerSize else { break }
+            let len = UInt64(Spool.recordLength(header))
+            readOffset += len
+            freed += len
+            unreadRecords -= 1
+            discarded += 1
+        }
+        if readOffset >= fileSize && pending.isEmpty {
+            _ = ftruncate(fd, 0)
+            fileSize = 0
+            readOffset = 0
+            unreadRecords = 0
+        }
+        return discarded
+    }
+
     /// Writes what is buffered and keeps only unread records in the file, for the next start.
     func close() throws(OutputError) {
         guard fd >= 0 else { return }
-        defer { Glibc.close(fd); fd = -1 }
-        if sync() != 0 { throw .write(spec: path, reason: "spool: \(String(cString: strerror(errno)))") }
+        defer {
+            Glibc.close(fd); fd = -1
+            Glibc.close(directoryFD); directoryFD = -1
+        }
+        let rc = sync()
+        if rc != 0 { throw .write(spec: path, reason: "spool: \(String(cString: strerror(rc)))") }
         guard readOffset > 0 else { return }
-        let tmp = path + ".tmp"
-        let out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard out >= 0 else { throw .write(spec: tmp, reason: String(cString: strerror(errno))) }
+        let tmp = name + ".tmp"
+        let out = openat(directoryFD, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard out >= 0 else { throw .write(spec: directory + "/" + tmp, reason: String(cString: strerror(errno))) }
         var offset = readOffset
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
         while offset < fileSize {
             let n = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, min($0.count, Int(fileSize - offset)), off_t(offset)) }
             guard n > 0 else { Glibc.close(out); throw .write(spec: path, reason: "spool read failed while compacting") }
             let rc = chunk.withUnsafeBytes { csensorWriteAll(out, UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            guard rc == 0 else { Glibc.close(out); throw .write(spec: tmp, reason: String(cString: strerror(rc))) }
+            guard rc == 0 else { Glibc.close(out); throw .write(spec: directory + "/" + tmp, reason: String(cString: strerror(rc))) }
             offset += UInt64(n)
         }
         _ = fsync(out)
         Glibc.close(out)
-        guard rename(tmp, path) == 0 else { throw .write(spec: path, reason: String(cString: strerror(errno))) }
-        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); Glibc.close(dfd) }
+        guard renameat(directoryFD, tmp, directoryFD, name) == 0 else { throw .write(spec: path, reason: String(cString: strerror(errno))) }
+        _ = fsync(directoryFD)
     }
 }

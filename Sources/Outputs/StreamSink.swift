@@ -19,8 +19,11 @@ public final class StreamSink: EventSink {
     struct State {
         var buffer: [UInt8] = []
         var buffered: UInt64 = 0
+        /// Alerts among the buffered events (counted apart when a failed write loses them).
+        var bufferedAlerts: UInt64 = 0
         var stats = SinkStatistics()
         var closed = false
+        /// The errno of the last failed write (0: none yet); kept for the log, never reset.
         var lastError: Int32 = 0
     }
 
@@ -47,54 +50,65 @@ public final class StreamSink: EventSink {
 
     public func write(_ json: UnsafeRawBufferPointer, metadata: EventMetadata) {
         state.withLock { s in
-            guard !s.closed else { s.stats.dropped &+= 1; return }
+            let alert: UInt64 = metadata.kind == .alert ? 1 : 0
             s.stats.accepted &+= 1
+            guard !s.closed else { s.stats.dropped &+= 1; s.stats.droppedAlerts &+= alert; return }
             s.buffer.append(contentsOf: json)
             s.buffer.append(10)
             s.buffered &+= 1
+            s.bufferedAlerts &+= alert
             if s.buffer.count >= StreamSink.bufferLimit { drain(&s) }
         }
     }
 
     func drain(_ s: inout State) {
         guard !s.buffer.isEmpty else { return }
-        let events = s.buffered
+        let events = s.buffered, alerts = s.bufferedAlerts
         s.buffered = 0
+        s.bufferedAlerts = 0
         let rc = s.buffer.withUnsafeBytes { b in csensorWriteAll(fd, b) }
         if rc == 0 {
             s.stats.delivered &+= events
         } else {
+            // A failed write(2) may have written part of the batch; none of it is counted as delivered.
             s.stats.failed &+= events
+            s.stats.dropped &+= events
+            s.stats.droppedAlerts &+= alerts
             s.lastError = rc
         }
         s.buffer.removeAll(keepingCapacity: true)
     }
 
+    /// Writes what is buffered. A failed write does not throw: its events are counted as dropped, and
+    /// the output monitor logs the failure as it starts (the packet path must not stop on a full disk).
     public func flush() throws {
-        let err: Int32 = state.withLock { s in
-            drain(&s)
-            let e = s.lastError
-            s.lastError = 0
-            return e
-        }
-        if err != 0 && err != EPIPE { throw OutputError.write(spec: name, reason: String(cString: strerror(err))) }
+        state.withLock { s in drain(&s) }
     }
 
+    /// Writes what is buffered and closes the file; throws when the file did not take everything.
     public func close() throws {
         let err: Int32 = state.withLock { s in
             guard !s.closed else { return 0 }
             drain(&s)
             s.closed = true
+            var closeError: Int32 = 0
             if ownsDescriptor {
-                if fsync(fd) != 0 && errno != EINVAL { s.lastError = errno }
+                if fsync(fd) != 0 && errno != EINVAL { closeError = errno; s.lastError = errno }
                 Glibc.close(fd)
             }
-            return s.lastError
+            // A reader that went away (EPIPE: `sensor replay … | head`): its events count as dropped,
+            // but there is no error to report beyond that.
+            if closeError == 0 && s.lastError != EPIPE { closeError = s.lastError }
+            return closeError
         }
-        if err != 0 && err != EPIPE { throw OutputError.write(spec: name, reason: String(cString: strerror(err))) }
+        if err != 0 { throw OutputError.write(spec: name, reason: String(cString: strerror(err))) }
     }
 
     public var statistics: SinkStatistics { state.withLock { $0.stats } }
+
+    public var failureReason: String? {
+        state.withLock { s in s.lastError == 0 ? nil : String(cString: strerror(s.lastError)) }
+    }
 }
 
 /// Writes all bytes, retrying short writes and EINTR. Returns 0 or errno.

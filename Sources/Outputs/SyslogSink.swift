@@ -108,9 +108,13 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
         /// Formatted messages back to back; `lengths` splits them.
         var bytes: [UInt8] = []
         var lengths: [Int] = []
+        /// Whether each queued message is an alert (counted apart when it is lost).
+        var alerts: [Bool] = []
         var wakeScheduled = false
         var closed = false
         var stats = SinkStatistics()
+        /// The connection's last error, for the output monitor's log (the event loop owns `lastError`).
+        var failure: String?
     }
     let queue = Mutex(Queue())
 
@@ -183,6 +187,7 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
             q.stats.accepted &+= 1
             guard !q.closed, q.lengths.count < options.queueLimit, q.bytes.count + json.count < options.queueBytes else {
                 q.stats.dropped &+= 1
+                if metadata.kind == .alert { q.stats.droppedAlerts &+= 1 }
                 return false
             }
             let start = q.bytes.count
@@ -201,6 +206,7 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
             q.bytes.append(contentsOf: [32, 45, 32])  // no STRUCTURED-DATA
             q.bytes.append(contentsOf: json)
             q.lengths.append(q.bytes.count - start)
+            q.alerts.append(metadata.kind == .alert)
             if q.wakeScheduled { return false }
             q.wakeScheduled = true
             return true
@@ -251,6 +257,7 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
                 }
             case .failure(let error):
                 self.lastError = "\(error)"
+                self.queue.withLock { $0.failure = "\(error)" }
                 self.scheduleReconnect()
             }
         }
@@ -275,7 +282,10 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
     /// The connection went away: queued events wait for the next one.
     fileprivate func connectionLost(_ ch: any Channel, error: (any Error)?) {
         guard channel === ch || handshaking === ch else { return }
-        if let error { lastError = "\(error)" }
+        if let error {
+            lastError = "\(error)"
+            queue.withLock { $0.failure = "\(error)" }
+        }
         channel = nil
         handshaking = nil
         scheduleReconnect()
@@ -292,20 +302,22 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
             return
         }
         while ch.isWritable {
-            let (bytes, lengths): ([UInt8], [Int]) = queue.withLock { q in
-                let taken = (q.bytes, q.lengths)
+            let (bytes, lengths, alerts): ([UInt8], [Int], [Bool]) = queue.withLock { q in
+                let taken = (q.bytes, q.lengths, q.alerts)
                 q.bytes = []
                 q.bytes.reserveCapacity(min(taken.0.count, 1 << 20))
                 q.lengths = []
+                q.alerts = []
                 if taken.1.isEmpty { q.wakeScheduled = false }
                 return taken
             }
             guard !lengths.isEmpty else { return }
-            send(bytes, lengths, on: ch)
+            send(bytes, lengths, alerts, on: ch)
         }
     }
 
-    private func send(_ bytes: [UInt8], _ lengths: [Int], on ch: any Channel) {
+    /// Sends one batch; what the transport refuses is lost (syslog cannot retry it) and counted as dropped.
+    private func send(_ bytes: [UInt8], _ lengths: [Int], _ alerts: [Bool], on ch: any Channel) {
         let count = lengths.count
         inFlight += count
         switch options.transport {
@@ -314,22 +326,33 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
             var off = 0
             var futures: [EventLoopFuture<Void>] = []
             futures.reserveCapacity(count)
-            var oversized = 0
-            for len in lengths {
+            var lostAlerts: UInt64 = 0
+            var sentAlerts: [Bool] = []
+            sentAlerts.reserveCapacity(count)
+            for (i, len) in lengths.enumerated() {
                 defer { off += len }
                 // The largest UDP payload over IPv4; a larger event cannot go out in one datagram.
-                if len > 65_507 { oversized += 1; continue }
+                if len > 65_507 { if alerts[i] { lostAlerts += 1 }; continue }
                 var buf = ch.allocator.buffer(capacity: len)
                 bytes.withUnsafeBytes { buf.writeBytes(UnsafeRawBufferPointer(rebasing: $0[off..<off + len])) }
                 futures.append(ch.write(buf))
+                sentAlerts.append(alerts[i])
             }
             ch.flush()
+            let oversizedAlerts = lostAlerts, sentFlags = sentAlerts
             EventLoopFuture.whenAllComplete(futures, on: loop).whenSuccess { results in
                 self.inFlight -= count
-                let sent = results.reduce(0) { n, r in if case .success = r { return n + 1 }; return n }
+                var lostAlerts = oversizedAlerts
+                var sent = 0
+                for (i, r) in results.enumerated() {
+                    if case .success = r { sent += 1 } else if sentFlags[i] { lostAlerts += 1 }
+                }
+                let lost = UInt64(count - sent)
                 self.queue.withLock { q in
                     q.stats.delivered &+= UInt64(sent)
-                    q.stats.failed &+= UInt64(count - sent)
+                    q.stats.failed &+= lost
+                    q.stats.dropped &+= lost
+                    q.stats.droppedAlerts &+= lostAlerts
                 }
             }
         case .tcp, .tls:
@@ -348,7 +371,11 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
             ch.writeAndFlush(buf).whenComplete { result in
                 self.inFlight -= count
                 self.queue.withLock { q in
-                    if case .success = result { q.stats.delivered &+= UInt64(count) } else { q.stats.failed &+= UInt64(count) }
+                    if case .success = result { q.stats.delivered &+= UInt64(count); return }
+                    q.stats.failed &+= UInt64(count)
+                    q.stats.dropped &+= UInt64(count)
+                    q.stats.droppedAlerts &+= UInt64(alerts.reduce(0) { $1 ? $0 + 1 : $0 })
+                    if case .failure(let e) = result { q.failure = "\(e)" }
                 }
             }
         }
@@ -389,7 +416,9 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
         let lost: Int = queue.withLock { q in
             let n = q.lengths.count
             q.stats.dropped &+= UInt64(n)
+            q.stats.droppedAlerts &+= UInt64(q.alerts.reduce(0) { $1 ? $0 + 1 : $0 })
             q.lengths = []
+            q.alerts = []
             q.bytes = []
             return n
         }
@@ -400,6 +429,8 @@ public final class SyslogSink: EventSink, @unchecked Sendable {
     }
 
     public var statistics: SinkStatistics { queue.withLock { $0.stats } }
+
+    public var failureReason: String? { queue.withLock { $0.failure } }
 }
 
 /// Tells the sink when its connection closes or can take more bytes.

@@ -64,8 +64,7 @@ public enum DNSSetup {
     static func tunnelRules(directory dir: String?) throws(ConfigIssues) -> DNSTunnelRules {
         guard let dir else { return DNSTunnelRules() }
         let path = "\(dir)/\(DNSTunnelRules.fileName)"
-        guard YAMLDocument.readTextFile(path) != nil else { return DNSTunnelRules() }
-        return try DNSTunnelRules.load(path: path)
+        return try DNSTunnelRules.load(path: path, optional: true)
     }
 
     /// True when a Public Suffix List will load (the configured file, else the system one): the tunnelling

@@ -132,4 +132,5 @@ public final class AlertCategorySink: EventSink, @unchecked Sendable {
     public func flush() throws { try inner.flush() }
     public func close() throws { try inner.close() }
     public var statistics: SinkStatistics { inner.statistics }
+    public var failureReason: String? { inner.failureReason }
 }

@@ -21,8 +21,7 @@ enum LateralMovementWiring {
     static func rules(directory dir: String?) throws(ConfigIssues) -> LateralMovementRules {
         guard let dir else { return LateralMovementRules() }
         let path = "\(dir)/\(LateralMovementRules.fileName)"
-        guard FileManager.default.fileExists(atPath: path) else { return LateralMovementRules() }
-        return try LateralMovementRules.load(path: path)
+        return try LateralMovementRules.load(path: path, optional: true)
     }
 
     /// Registers the analysers; returns the Kerberos datagram analyser, which rides in `HostFactTap` (one

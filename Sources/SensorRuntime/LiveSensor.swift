@@ -70,6 +70,8 @@ public struct LiveOutcome: Sendable {
     public var capture: LiveCaptureCounters
     public var readErrors: [CaptureError]
     public var outputErrors: [String]
+    /// Delivery counters of every output, read after it closed.
+    public var sinkStatistics: [(name: String, statistics: SinkStatistics)] = []
 }
 
 /// Live mode (`sensor run`): N workers on one interface, each with its own capture handle (fanout
@@ -277,6 +279,7 @@ public final class LiveSensor {
             if let e = s.readError { outcome.readErrors.append(e) }
         }
         for a in aggregators { outcome.events &+= a.emitter.eventsEmitted }
+        outcome.sinkStatistics = sinks.map { ($0.name, $0.statistics) }
         if let failure, outcome.readErrors.isEmpty { throw failure }
         return outcome
     }
@@ -352,6 +355,8 @@ final class LiveWorker: WorkerHousekeeping {
 
     func finish(_ pipeline: Pipeline) {
         pipeline.finish(reason: .endOfInput, emitStats: false)
+        // Outputs write what they hold first, so the final statistics show what each of them lost.
+        try? pipeline.emitter.flush()
         if let cap = source.statistics() { lastCapture = cap }
         emitStatistics(pipeline, intervalSeconds: Double((ContinuousClock.now - lastStats).components.seconds))
         metrics?.publish(pipeline: pipeline, capture: lastCapture, datasets: datasets)

@@ -137,7 +137,7 @@ public final class WorkerMetrics {
 /// Output metrics, read from the sinks' own statistics when the endpoint is scraped.
 final class OutputMetrics: @unchecked Sendable {
     struct PerSink {
-        var accepted, delivered, failed, dropped, spooled: DeltaCounter
+        var accepted, delivered, failed, dropped, droppedAlerts, spooled: DeltaCounter
         let spoolBytes: CoreMetrics.Gauge
     }
     let sinks: [any EventSink]
@@ -152,6 +152,7 @@ final class OutputMetrics: @unchecked Sendable {
                                delivered: DeltaCounter(counter: metrics.counter("sensor_output_events_delivered_total", d)),
                                failed: DeltaCounter(counter: metrics.counter("sensor_output_failures_total", d)),
                                dropped: DeltaCounter(counter: metrics.counter("sensor_output_events_dropped_total", d)),
+                               droppedAlerts: DeltaCounter(counter: metrics.counter("sensor_output_alerts_dropped_total", d)),
                                spooled: DeltaCounter(counter: metrics.counter("sensor_output_events_spooled_total", d)),
                                spoolBytes: metrics.gauge("sensor_output_spool_bytes", d)))
         }
@@ -166,6 +167,7 @@ final class OutputMetrics: @unchecked Sendable {
                 per[i].delivered.publish(st.delivered)
                 per[i].failed.publish(st.failed)
                 per[i].dropped.publish(st.dropped)
+                per[i].droppedAlerts.publish(st.droppedAlerts)
                 per[i].spooled.publish(st.spooled)
                 per[i].spoolBytes.record(Int64(clamping: st.spoolBytes))
             }

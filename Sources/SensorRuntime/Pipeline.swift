@@ -159,7 +159,11 @@ public final class Pipeline: PacketConsumer {
         finished = true
         flows.flushAll(reason: reason) { r, reason, slot in self.endFlow(r, reason, slot) }
         for a in analyzers { a.finish(clock) }
-        if emitStats { emitStatistics() }
+        if emitStats {
+            // Outputs write what they hold first, so the final statistics show what each of them lost.
+            try? emitter.flush()
+            emitStatistics()
+        }
     }
 
     /// A `sensor.stats` event with this pipeline's counters.
@@ -209,6 +213,7 @@ public final class Pipeline: PacketConsumer {
                 w.field("failed", st.failed)
                 w.field("spooled", st.spooled)
                 w.field("dropped", st.dropped)
+                w.field("dropped_alerts", st.droppedAlerts)
                 w.field("spool_bytes", st.spoolBytes)
                 w.endObject()
             }

@@ -22,15 +22,28 @@ public enum PrivateDirectory {
         if lstat(path, &st) != 0 {
             guard errno == ENOENT else { throw Problem(path: path, reason: String(cString: strerror(errno))) }
             try createParents(of: path)
-            // mkdir applies the umask; chmod sets exactly what was asked.
-            guard mkdir(path, mode) == 0 || errno == EEXIST else { throw Problem(path: path, reason: "cannot create: \(String(cString: strerror(errno)))") }
-            guard chmod(path, mode) == 0 else { throw Problem(path: path, reason: "chmod: \(String(cString: strerror(errno)))") }
-            if let owner, geteuid() == 0, chown(path, owner.uid, owner.gid) != 0 {
-                throw Problem(path: path, reason: "chown: \(String(cString: strerror(errno)))")
+            if mkdir(path, mode) == 0 {
+                try adopt(path, mode: mode, owner: owner)
+            } else if errno != EEXIST {
+                throw Problem(path: path, reason: "cannot create: \(String(cString: strerror(errno)))")
             }
+            // Created by someone else in between (EEXIST): checked like any existing directory, never changed.
             guard lstat(path, &st) == 0 else { throw Problem(path: path, reason: String(cString: strerror(errno))) }
         }
         try check(path, st, owner: owner)
+    }
+
+    /// Sets the mode (mkdir applied the umask) and owner of the directory just created, through a
+    /// descriptor opened without following a symlink: if the name was swapped for a link in between,
+    /// nothing is changed and the open fails.
+    static func adopt(_ path: String, mode: mode_t, owner: (uid: uid_t, gid: gid_t)?) throws(Problem) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard fd >= 0 else { throw Problem(path: path, reason: "changed while being created: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fchmod(fd, mode) == 0 else { throw Problem(path: path, reason: "chmod: \(String(cString: strerror(errno)))") }
+        if let owner, geteuid() == 0, fchown(fd, owner.uid, owner.gid) != 0 {
+            throw Problem(path: path, reason: "chown: \(String(cString: strerror(errno)))")
+        }
     }
 
     /// Checks an existing directory without changing it.

@@ -9,17 +9,25 @@ import ServiceLifecycle
 public final class EventOutputService: Service, @unchecked Sendable {
     public let sinks: [any EventSink]
     let logger: Logger
+    let monitor: OutputMonitor
     public private(set) var closeErrors: [String] = []
 
     public init(sinks: [any EventSink], logger: Logger) {
         self.sinks = sinks
         self.logger = logger
+        monitor = OutputMonitor(sinks: sinks, logger: logger)
     }
 
     public func run() async throws {
-        // Nothing to do until shutdown: sinks are written to by the pipelines directly.
-        try? await gracefulShutdown()
+        // Sinks are written to by the pipelines directly; until shutdown this only watches them fail.
+        await cancelWhenGracefulShutdown { [monitor] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                monitor.check()
+            }
+        }
         closeAll()
+        monitor.check()
     }
 
     /// Flushes and closes every sink; a failing sink does not stop the others from closing.

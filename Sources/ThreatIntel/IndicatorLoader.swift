@@ -28,15 +28,19 @@ public struct IndicatorFile: Sendable {
 /// `ConfigIssue`), all of them at once, and a file with any problem yields nothing: the caller keeps the
 /// set it had.
 public enum IndicatorLoader {
+    /// Feeds are larger than rules files: a MISP export of a few hundred thousand attributes.
+    public static let maxFileBytes = 256 << 20
+
     /// Loads a file, choosing the format from its name and (for JSON) its content.
     public static func load(path: String, defaultSource: String? = nil) throws(ConfigIssues) -> IndicatorFile {
-        guard let text = YAMLDocument.readTextFile(path) else {
-            throw ConfigIssues([ConfigIssue(file: path, line: 0, column: 0, message: "cannot read indicator file")])
-        }
-        return try parse(text, path: path, defaultSource: defaultSource)
+        let text: String?
+        do { text = try YAMLDocument.readTextFile(path, limit: maxFileBytes) } catch { throw ConfigIssues([error]) }
+        return try parse(text ?? "", path: path, defaultSource: defaultSource)
     }
 
+    /// Parses a file's text. A leading UTF-8 byte order mark (spreadsheet exports add one) is ignored.
     public static func parse(_ text: String, path: String, defaultSource: String? = nil) throws(ConfigIssues) -> IndicatorFile {
+        let text = text.unicodeScalars.first == "\u{FEFF}" ? String(text.unicodeScalars.dropFirst()) : text
         let base = path.split(separator: "/").last.map(String.init) ?? path
         let source = defaultSource ?? base
         let lower = base.lowercased()
@@ -166,7 +170,8 @@ public enum IndicatorLoader {
         var lineNo = 0
         var columns: [String: Int]?
         let known: Set<String> = ["type", "value", "source", "confidence", "expires", "description", "reference"]
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        // "\r\n" is one Character in Swift: spreadsheet exports end their lines with it.
+        for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             lineNo += 1
             let trimmed = rawLine.trimmingASCIIWhitespace()
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }

@@ -21,8 +21,8 @@ struct Hunt: AsyncParsableCommand {
         time order. Indicators: plain lists, CSV, STIX 2.1 bundles, MISP JSON (see Rules/indicators/README.md). \
         Only these indicators are used (not intel.indicators from the config or Rules/indicators/). \
         Progress goes to standard error (a bar on a terminal, plain lines otherwise), then a summary. \
-        Exit status: 0 done (with or without matches); 1 bad input; 3 an input damaged part-way; 64 a malformed option; 78 a bad \
-        indicator file or config.
+        Exit status: 0 done (with or without matches); 1 bad input; 3 an input damaged part-way; 64 a malformed \
+        option; 74 an output lost events; 78 a bad indicator file or config.
         """
     )
 
@@ -39,7 +39,8 @@ struct Hunt: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var c = try options.resolve()
+        var c: SensorConfiguration
+        do { c = try options.resolve() } catch let e as CLIError { fail("error: \(e.message)", code: e.code) }
         let logger = options.makeLogger(c)
         // The hunt set is exactly the given files.
         let paths = options.indicators
@@ -90,10 +91,13 @@ struct Hunt: AsyncParsableCommand {
         }
         for l in lines { printError(l) }
         for e in outcome.outputErrors { printError("error: output: \(e)") }
+        let lost = ExitStatus.reportOutputLoss(outcome.sinkStatistics)
         if !outcome.inputErrors.isEmpty {
             for e in outcome.inputErrors { printError("error: \(e.description)") }
-            fail("error: input damaged; results cover the packets before the damage", code: 3)
+            printError("error: input damaged; results cover the packets before the damage")
         }
+        if lost { throw ExitCode(ExitStatus.outputLostEvents) }
+        if !outcome.inputErrors.isEmpty { throw ExitCode(ExitStatus.inputDamaged) }
         if !outcome.outputErrors.isEmpty { throw ExitCode(1) }
     }
 

@@ -14,8 +14,9 @@ struct Replay: AsyncParsableCommand {
         abstract: "Process pcap/pcapng files through the pipeline (several files merge in time order).",
         discussion: """
         All times are packet times, so a replay yields the events live capture would have.
-        Exit status: 0 on success; 1 when an input or output cannot be opened; 3 when an input was damaged \
-        part-way (every event before the damage is still written); 64 for a malformed option; 78 for a bad config.
+        Exit status: 0 on success; 1 when an input or output cannot be opened or an output fails to close; 3 \
+        when an input was damaged part-way (every event before the damage is still written); 64 for a malformed \
+        option; 74 when an output lost events (before 3 and 1); 78 for a bad config.
         """
     )
 
@@ -25,7 +26,8 @@ struct Replay: AsyncParsableCommand {
     var files: [String]
 
     func run() async throws {
-        let c = try options.resolve()
+        let c: SensorConfiguration
+        do { c = try options.resolve() } catch let e as CLIError { fail("error: \(e.message)", code: e.code) }
         let logger = options.makeLogger(c)
         let outcome: ReplayOutcome
         do {
@@ -47,14 +49,18 @@ struct Replay: AsyncParsableCommand {
         for (name, st) in outcome.sinkStatistics {
             logger.info("output delivery", metadata: [
                 "output": "\(name)", "accepted": "\(st.accepted)", "delivered": "\(st.delivered)", "failed": "\(st.failed)",
-                "spooled": "\(st.spooled)", "dropped": "\(st.dropped)", "spool_bytes": "\(st.spoolBytes)",
+                "spooled": "\(st.spooled)", "dropped": "\(st.dropped)", "dropped_alerts": "\(st.droppedAlerts)",
+                "spool_bytes": "\(st.spoolBytes)",
             ])
         }
         for e in outcome.outputErrors { printError("error: output: \(e)") }
+        let lost = ExitStatus.reportOutputLoss(outcome.sinkStatistics)
         if !outcome.inputErrors.isEmpty {
             for e in outcome.inputErrors { printError("error: \(e.description)") }
-            fail("error: input damaged; results cover the packets before the damage", code: 3)
+            printError("error: input damaged; results cover the packets before the damage")
         }
+        if lost { throw ExitCode(ExitStatus.outputLostEvents) }
+        if !outcome.inputErrors.isEmpty { throw ExitCode(ExitStatus.inputDamaged) }
         if !outcome.outputErrors.isEmpty { throw ExitCode(1) }
     }
 }

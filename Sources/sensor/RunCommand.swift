@@ -18,7 +18,8 @@ struct Run: AsyncParsableCommand {
         are flushed, exit 0. SIGHUP: the rules directory is checked and reloaded (a bad set is rejected and \
         the old one stays).
         Exit status: 0 after SIGTERM; 1 capture, output or metrics failure; 73 a private directory is \
-        unsafe or cannot be made; 77 privilege problem; 78 bad configuration.
+        unsafe or cannot be made; 74 an output lost events while running (failures are logged as they \
+        start); 77 privilege problem; 78 bad configuration.
         """
     )
 
@@ -124,6 +125,14 @@ struct Run: AsyncParsableCommand {
         ])
         for e in outcome.outputErrors { printError("error: output: \(e)") }
         for e in outcome.readErrors { printError("error: \(e.description)") }
+        for (name, st) in outcome.sinkStatistics {
+            logger.info("output delivery", metadata: [
+                "output": "\(name)", "accepted": "\(st.accepted)", "delivered": "\(st.delivered)", "failed": "\(st.failed)",
+                "spooled": "\(st.spooled)", "dropped": "\(st.dropped)", "dropped_alerts": "\(st.droppedAlerts)",
+                "spool_bytes": "\(st.spoolBytes)",
+            ])
+        }
+        if ExitStatus.reportOutputLoss(outcome.sinkStatistics) { throw ExitCode(ExitStatus.outputLostEvents) }
         if !outcome.readErrors.isEmpty || !outcome.outputErrors.isEmpty { throw ExitCode(1) }
     }
 }

@@ -1,6 +1,9 @@
+import Events
 import Foundation
+import PacketCore
 import TestSupport
 import XCTest
+@testable import Outputs
 
 /// The Kafka output against librdkafka's mock cluster running as a real broker on loopback
 /// (`kafka-mock-broker`), read back with the real `kcat`.
@@ -168,10 +171,11 @@ final class KafkaOutputTests: XCTestCase {
         // A spool bound too small for the outage: the excess is dropped and counted, never silently.
         XCTAssertEqual(broker?.command("down 1"), "ok")
         let bounded = try TestSupport.sensor(["replay", "--output", kafka + "&spool_max_bytes=32KiB", capture])
-        XCTAssertEqual(bounded.status, 0, bounded.stderr)
+        XCTAssertEqual(bounded.status, 74, "events lost: the documented exit status. \(bounded.stderr)")
         let line = try XCTUnwrap(bounded.stderr.split(separator: "\n").first { $0.contains("output delivery") })
         let dropped = line.components(separatedBy: "dropped=").dropFirst().first.flatMap { Int($0.prefix { $0.isNumber }) } ?? 0
         XCTAssertGreaterThan(dropped, 0, String(line))
+        XCTAssertTrue(bounded.stderr.contains("error: output kafka://\(boot)/events lost \(dropped) of"), bounded.stderr)
     }
 
     /// SIGTERM part-way with the cluster away: the sensor stops within the flush deadline, spooling what
@@ -211,5 +215,67 @@ final class KafkaOutputTests: XCTestCase {
         let r = try TestSupport.sensor(["replay", "--output", "kafka://127.0.0.1:9/t?no.such.property=1", TestSupport.data("pcaps/benign/dns.pcap")])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("no.such.property"), r.stderr)
+    }
+
+    /// A full spool drops flow events before alerts: with the cluster down and a 32 KiB spool, 400 flow
+    /// events then 40 alerts of about 500 bytes each go through the real librdkafka; every alert is kept
+    /// (older flow events make room), the excess flow events are dropped and counted. Back up, the next
+    /// start re-sends the alerts first.
+    func testFullSpoolDropsFlowEventsBeforeAlerts() throws {
+        try XCTSkipUnless(TestSupport.hasTool("kcat"), "kcat is not installed (scripts/install-deps.sh test)")
+        let b = try BackgroundProcess(TestSupport.builtExecutable("kafka-mock-broker"), ["--topic", "events:1"])
+        broker = b
+        let boot = try XCTUnwrap(b.readLine(timeout: 20), "mock broker did not start: \(b.standardError)")
+        let spool = try TestSupport.temporaryDirectory("kafka-spool")
+        defer { try? FileManager.default.removeItem(at: spool) }
+        XCTAssertEqual(broker?.command("down 1"), "ok")
+        var options = try KafkaOutputOptions(url: "kafka://\(boot)/events?key=none&spool=\(spool.path)&spool_max_bytes=32KiB&flush_timeout=1s&queue.buffering.max.messages=10")
+        let pad = String(repeating: "x", count: 450)
+        func write(_ sink: KafkaSink, _ kind: EventKind, _ i: Int) {
+            var json = "{\"event\":{\"kind\":\"\(kind.name)\"},\"n\":\(i),\"pad\":\"\(pad)\"}"
+            json.withUTF8 { sink.write(UnsafeRawBufferPointer($0), metadata: EventMetadata(dataset: kind == .alert ? "sensor.alert" : "sensor.flow", kind: kind,
+                                                                                           timestamp: Timestamp(nanoseconds: 0))) }
+        }
+        var sink: KafkaSink? = try KafkaSink(options: options)
+        for i in 0..<400 { write(sink!, .event, i) }
+        for i in 0..<40 { write(sink!, .alert, i) }
+        try sink!.close()
+        let st = sink!.statistics
+        sink = nil
+        XCTAssertEqual(st.accepted, 440)
+        XCTAssertEqual(st.droppedAlerts, 0, "no alert is dropped while flow events can make room")
+        XCTAssertGreaterThan(st.dropped, 300, "flow events beyond the bound are dropped and counted")
+
+        // What is on disk: every alert, and the flow events that still fit.
+        // (Read from a copy: reading a spool to its end empties it.)
+        try FileManager.default.copyItem(atPath: spool.path + "/kafka-events.alerts", toPath: spool.path + "/copy.alerts")
+        let alerts = try Spool(directory: spool.path, name: "copy.alerts", maxBytes: 1 << 20)
+        let alertBytes = alerts.unreadBytes
+        var alertNumbers: [Int] = []
+        alerts.consume(limit: .max) { r in
+            let text = String(decoding: r.payload, as: UTF8.self)
+            XCTAssertTrue(text.contains("\"kind\":\"alert\""), text)
+            alertNumbers.append(Int(text.components(separatedBy: "\"n\":")[1].prefix { $0.isNumber })!)
+            return true
+        }
+        XCTAssertEqual(alertNumbers, Array(0..<40), "every alert, in order")
+        try alerts.close()
+        try FileManager.default.removeItem(atPath: spool.path + "/copy.alerts")
+        let flows = try Spool(directory: spool.path, name: "kafka-events.spool", maxBytes: 1 << 20)
+        let flowCount = Int(flows.unreadRecords)
+        XCTAssertGreaterThan(flowCount, 0)
+        XCTAssertEqual(UInt64(flowCount) + 40 + st.dropped, 440, "each event is spooled or counted as dropped")
+        XCTAssertLessThanOrEqual(flows.unreadBytes + alertBytes, 32 << 10, "one bound for both spools")
+        try flows.close()
+
+        // Cluster back: a new sink re-sends the alerts before the flow events.
+        XCTAssertEqual(broker?.command("up 1"), "ok")
+        options.flushTimeout = 30
+        let again = try KafkaSink(options: options)
+        try again.close()
+        XCTAssertEqual(again.statistics.delivered, UInt64(40 + flowCount), "\(again.statistics)")
+        let kinds = try consume(boot, topic: "events").map { $0.contains("\"kind\":\"alert\"") }
+        XCTAssertEqual(kinds.count, 40 + flowCount)
+        XCTAssertEqual(kinds.prefix(40).filter { $0 }.count, 40, "alerts first")
     }
 }

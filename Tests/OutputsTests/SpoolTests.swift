@@ -75,4 +75,59 @@ final class SpoolTests: XCTestCase {
         XCTAssertThrowsError(try Spool(directory: base.path, name: "c.spool", maxBytes: 1 << 20))
         _ = first
     }
+
+    /// A symlink given as the spool directory is refused, and the directory it points to keeps its mode
+    /// (it was followed and chmod-ed 0700 before). A symlink in place of the spool file is refused too.
+    func testSymlinkedSpoolDirectoryOrFileIsRefusedAndNothingIsChanged() throws {
+        let base = try TestSupport.temporaryDirectory("spool")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let target = base.appendingPathComponent("shared").path
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
+        chmod(target, 0o755)
+        let link = base.appendingPathComponent("spool").path
+        XCTAssertEqual(symlink(target, link), 0)
+        XCTAssertThrowsError(try Spool(directory: link, name: "a.spool", maxBytes: 1 << 20)) { e in
+            XCTAssertTrue("\(e)".contains("symbolic link"), "\(e)")
+        }
+        XCTAssertEqual(try FileManager.default.attributesOfItem(atPath: target)[.posixPermissions] as? Int, 0o755)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: target), [])
+
+        let real = base.appendingPathComponent("real").path
+        try FileManager.default.createDirectory(atPath: real, withIntermediateDirectories: false)
+        let victim = base.appendingPathComponent("victim").path
+        try "keep".write(toFile: victim, atomically: true, encoding: .utf8)
+        XCTAssertEqual(symlink(victim, real + "/a.spool"), 0)
+        XCTAssertThrowsError(try Spool(directory: real, name: "a.spool", maxBytes: 1 << 20)) { e in
+            XCTAssertTrue("\(e)".contains("symbolic link"), "\(e)")
+        }
+        XCTAssertEqual(try String(contentsOfFile: victim, encoding: .utf8), "keep")
+    }
+
+    /// A spool directory of another user is refused (events would be readable or replaceable by them).
+    func testForeignSpoolDirectoryIsRefused() throws {
+        let base = try TestSupport.temporaryDirectory("spool")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let dir = base.appendingPathComponent("theirs").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: false)
+        guard getuid() == 0 else { throw XCTSkip("needs root to give the directory away") }
+        XCTAssertEqual(chown(dir, 65534, 65534), 0)
+        XCTAssertThrowsError(try Spool(directory: dir, name: "a.spool", maxBytes: 1 << 20)) { e in
+            XCTAssertTrue("\(e)".contains("belongs to uid 65534"), "\(e)")
+        }
+    }
+
+    /// Room is made by discarding the oldest records first; the rest stays in order.
+    func testDiscardOldest() throws {
+        let base = try TestSupport.temporaryDirectory("spool")
+        defer { try? FileManager.default.removeItem(at: base) }
+        let s = try Spool(directory: base.path, name: "d.spool", maxBytes: 1 << 20)
+        for i in 0..<10 { XCTAssertTrue(append(s, "event-\(i)")) }  // 17 bytes each
+        XCTAssertEqual(s.discardOldest(freeing: 20), 2)
+        XCTAssertEqual(s.unreadRecords, 8)
+        XCTAssertEqual(s.unreadBytes, 8 * 17)
+        XCTAssertEqual(drain(s, limit: 1), ["t|k|event-2"])
+        XCTAssertEqual(s.discardOldest(freeing: 1 << 20), 7)
+        XCTAssertTrue(s.isEmpty)
+        XCTAssertEqual(s.unreadBytes, 0)
+    }
 }

@@ -196,7 +196,7 @@ final class SyslogOutputTests: XCTestCase {
         XCTAssertTrue(run.stderr.contains("delivered=0"), run.stderr)
         XCTAssertTrue(run.stderr.contains("dropped=8"), run.stderr)
         XCTAssertTrue(run.stderr.contains("failed=0"), run.stderr)
-        XCTAssertEqual(run.status, 1, "an output that lost events fails the run")
+        XCTAssertEqual(run.status, 74, "an output that lost events fails the run with the documented status")
         XCTAssertTrue(run.stderr.contains("8 events not delivered") && run.stderr.contains("CERTIFICATE_VERIFY_FAILED"), run.stderr)
         let got = (try? String(contentsOf: out, encoding: .utf8)) ?? ""
         XCTAssertEqual(got, "")

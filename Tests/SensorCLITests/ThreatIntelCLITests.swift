@@ -71,6 +71,17 @@ final class ThreatIntelCLITests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("hunt: \(Set(lines).count) indicators"), r.stderr)
     }
 
+    /// A CSV saved by a spreadsheet (UTF-8 byte order mark, CRLF lines) is a feed like any other.
+    func testHuntAcceptsCSVWithByteOrderMark() throws {
+        let csv = dir.appendingPathComponent("excel.csv").path
+        let text = "type,value,source\r\nip,\(Self.attackerIPs[0]),excel\r\n"
+        try Data([0xEF, 0xBB, 0xBF] + Array(text.utf8)).write(to: URL(fileURLWithPath: csv))
+        let r = try TestSupport.sensor(["hunt", "--indicators", csv, TestSupport.data("pcaps/beacon/test-cc-capture-2.pcap")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(Set(try intelAlerts(r).compactMap { TestSupport.value($0, "destination.ip") as? String }), [Self.attackerIPs[0]])
+        XCTAssertTrue(r.stderr.contains("ip \(Self.attackerIPs[0]) [excel]"), r.stderr)
+    }
+
     func testHuntDirectoryRecursiveWritesOnlyMatchesAndSummary() throws {
         // A nested copy of two captures plus a file that is not a capture.
         let nested = dir.appendingPathComponent("store/2016/01")

@@ -47,6 +47,38 @@ final class IndicatorLoaderTests: XCTestCase {
         }
     }
 
+    /// Spreadsheet exports start with a UTF-8 byte order mark: it is not part of the header or the first value.
+    func testLeadingByteOrderMarkIsIgnored() throws {
+        let dir = try TestSupport.temporaryDirectory("bom")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bom: [UInt8] = [0xEF, 0xBB, 0xBF]
+        let csv = dir.appendingPathComponent("feed.csv").path
+        try Data(bom + Array("type,value\r\nip,192.0.2.66\r\n".utf8)).write(to: URL(fileURLWithPath: csv))
+        let c = try IndicatorLoader.load(path: csv)
+        XCTAssertEqual(c.indicators.map(\.value), ["192.0.2.66"])
+        let list = dir.appendingPathComponent("list.txt").path
+        try Data(bom + Array("192.0.2.67\nevil.example\n".utf8)).write(to: URL(fileURLWithPath: list))
+        XCTAssertEqual(try IndicatorLoader.load(path: list).indicators.map(\.value), ["192.0.2.67", "evil.example"])
+        let stix = "{\"type\":\"bundle\",\"id\":\"bundle--1\",\"objects\":[{\"type\":\"indicator\",\"spec_version\":\"2.1\",\"id\":\"indicator--a\",\"pattern\":\"[ipv4-addr:value = '192.0.2.68']\",\"pattern_type\":\"stix\",\"valid_from\":\"2024-01-01T00:00:00Z\"}]}"
+        XCTAssertEqual(try IndicatorLoader.parse("\u{FEFF}" + stix, path: "b.json").indicators.map(\.value), ["192.0.2.68"])
+    }
+
+    /// Indicator files are read like rules files: a FIFO or a directory is an error naming the file, at once.
+    func testNonRegularIndicatorFileIsRefused() throws {
+        let dir = try TestSupport.temporaryDirectory("intel-fifo")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fifo = dir.appendingPathComponent("feed.csv").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        XCTAssertThrowsError(try IndicatorLoader.load(path: fifo)) { e in
+            let i = (e as! ConfigIssues).issues
+            XCTAssertEqual(i.first?.file, fifo)
+            XCTAssertTrue(i.first?.message.contains("FIFO") ?? false, "\(i)")
+        }
+        XCTAssertThrowsError(try IndicatorLoader.load(path: dir.path)) { e in
+            XCTAssertTrue((e as! ConfigIssues).issues.first?.message.contains("directory") ?? false, "\(e)")
+        }
+    }
+
     func testCSVWithHeaderConfidenceAndExpiry() throws {
         let text = """
         type,value,source,confidence,expires,description,reference

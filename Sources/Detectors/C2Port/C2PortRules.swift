@@ -165,11 +165,11 @@ public struct C2PortRules: Sendable {
     }
 }
 
-/// One rules file, read through ConfigKit (absent file → nil, syntax error → issues with line numbers).
+/// One rules file, read through ConfigKit: absent (ENOENT) → nil, the defaults; unreadable or a syntax
+/// error → issues with line numbers.
 enum RulesFile {
     static func load(_ directory: String, _ name: String) throws(ConfigIssues) -> ConfigValue? {
         let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
-        guard YAMLDocument.readTextFile(path) != nil else { return nil }
-        do { return try YAMLDocument.load(path: path) } catch { throw ConfigIssues([error]) }
+        do { return try YAMLDocument.load(path: path, optional: true) } catch { throw ConfigIssues([error]) }
     }
 }

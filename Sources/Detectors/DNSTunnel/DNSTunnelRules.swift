@@ -64,10 +64,11 @@ public struct DNSTunnelRules: Sendable, Equatable {
 
     static let featureKeys = ["unique_subdomains", "subdomain_length", "label_length", "entropy", "unusual_types", "query_rate", "bytes", "nxdomain"]
 
-    /// Loads a rules file; every problem is reported with its line.
-    public static func load(path: String) throws(ConfigIssues) -> DNSTunnelRules {
+    /// Loads a rules file; every problem is reported with its line. `optional`: a file that does not
+    /// exist gives the defaults (one that cannot be read is an error).
+    public static func load(path: String, optional: Bool = false) throws(ConfigIssues) -> DNSTunnelRules {
         let root: ConfigValue?
-        do { root = try YAMLDocument.load(path: path) } catch { throw ConfigIssues([error]) }
+        do { root = try YAMLDocument.load(path: path, optional: optional) } catch { throw ConfigIssues([error]) }
         guard let root else { return DNSTunnelRules() }
         return try parse(root)
     }

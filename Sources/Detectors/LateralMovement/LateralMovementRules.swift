@@ -54,10 +54,11 @@ public struct LateralMovementRules: Sendable {
 
     public static let fileName = "lateral-movement.yaml"
 
-    /// Parses the rules file; throws every issue found at once.
-    public static func load(path: String) throws(ConfigIssues) -> LateralMovementRules {
+    /// Parses the rules file; throws every issue found at once. `optional`: a file that does not exist
+    /// gives the defaults (one that cannot be read is an error).
+    public static func load(path: String, optional: Bool = false) throws(ConfigIssues) -> LateralMovementRules {
         let root: ConfigValue?
-        do { root = try YAMLDocument.load(path: path) } catch { throw ConfigIssues([error]) }
+        do { root = try YAMLDocument.load(path: path, optional: optional) } catch { throw ConfigIssues([error]) }
         guard let root else { return LateralMovementRules() }
         return try parse(root)
     }
