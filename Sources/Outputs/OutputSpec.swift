@@ -126,11 +126,16 @@ struct OutputURL {
         return (String(host), port)
     }
 
+    /// The longest duration an output option takes (one day).
+    static let maxSeconds = 86_400.0
+
     static func seconds(_ v: String, name: String, spec: String) throws(OutputError) -> Double {
         var t = Substring(v)
         var scale = 1.0
         if t.hasSuffix("ms") { t = t.dropLast(2); scale = 0.001 } else if t.hasSuffix("s") { t = t.dropLast() }
         guard let d = Double(t), d >= 0, d.isFinite else { throw .badSpec(spec, reason: "\(name) '\(v)' is not a duration (e.g. 10s, 500ms)") }
+        // Bounded so every use (milliseconds as Int, deadlines on a clock) is representable.
+        guard d * scale <= maxSeconds else { throw .badSpec(spec, reason: "\(name) '\(v)' is longer than \(Int(maxSeconds)) s") }
         return d * scale
     }
 

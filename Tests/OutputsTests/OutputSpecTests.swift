@@ -17,7 +17,8 @@ final class OutputSpecTests: XCTestCase {
 
     func testKafkaSpecErrors() {
         for bad in ["kafka://", "kafka://h:9092", "kafka://h/t", "kafka://h:99999/t", "kafka://h:1/t?key=nope",
-                    "kafka://h:1/bad topic", "kafka://h:1/t?no.such.thing=1", "kafka://h:1/t?bootstrap.servers=x", "kafka://h:1/t?acks"] {
+                    "kafka://h:1/bad topic", "kafka://h:1/t?no.such.thing=1", "kafka://h:1/t?bootstrap.servers=x", "kafka://h:1/t?acks",
+                    "kafka://h:1/t?flush_timeout=1e300", "kafka://h:1/t?flush_timeout=86401s"] {
             XCTAssertThrowsError(try OutputSpec(parsing: bad), bad)
         }
     }
@@ -36,7 +37,7 @@ final class OutputSpecTests: XCTestCase {
         XCTAssertEqual(u.host, "::1")
         XCTAssertEqual(u.description, "syslog+udp://[::1]:514")
         for bad in ["syslog+smtp://h:1", "syslog+udp://h", "syslog+tcp://h:1?ca=/x", "syslog+tls://h:1?cert=/c", "syslog+udp://h:1?facility=99",
-                    "syslog+udp://h:1/path"] {
+                    "syslog+udp://h:1/path", "syslog+udp://h:1?flush_timeout=1e300"] {
             XCTAssertThrowsError(try OutputSpec(parsing: bad), bad)
         }
     }
