@@ -43,14 +43,23 @@ public enum DNSSetup {
     /// `publicsuffix` package file; nil (with a warning) when neither exists.
     public static func loadPublicSuffixList(_ c: SensorConfiguration, logger: Logger) throws -> PublicSuffixList? {
         if let path = c.dns.publicSuffixListPath {
-            do { return try PublicSuffixList(path: path) } catch { throw SetupError(description: "dns.psl: \(error)") }
+            do { return try publicSuffixList(at: path) } catch { throw SetupError(description: "dns.psl: \(error)") }
         }
         do {
-            return try PublicSuffixList(path: PublicSuffixList.systemPath)
+            return try publicSuffixList(at: PublicSuffixList.systemPath)
         } catch {
             logger.warning("no Public Suffix List (\(error)); install Debian's publicsuffix package or set dns.psl. DNS events carry no registered_domain and the DNS tunnelling detector is off.")
             return nil
         }
+    }
+
+    /// The list file (`public_suffix_list.dat`), read as every input file is: a regular file, bounded.
+    static func publicSuffixList(at path: String) throws -> PublicSuffixList {
+        let bytes: [UInt8]
+        do { bytes = try BoundedFile.read(path) } catch { throw PublicSuffixList.LoadError.unreadable(path, error.description) }
+        let list = PublicSuffixList(bytes: bytes)
+        if list.ruleCount == 0 { throw PublicSuffixList.LoadError.empty(path) }
+        return list
     }
 
     /// The rules of the tunnelling detector from the rules directory, or the built-in defaults.

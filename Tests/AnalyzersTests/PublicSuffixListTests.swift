@@ -1,3 +1,4 @@
+import Foundation
 import TestSupport
 import XCTest
 @testable import Analyzers
@@ -5,7 +6,8 @@ import XCTest
 /// The Public Suffix List's own test vectors (publicsuffix.org `tests/test_psl.txt`, ASCII part) against
 /// the real list file, plus a small synthetic list for rule precedence.
 final class PublicSuffixListTests: XCTestCase {
-    static let list: PublicSuffixList? = try? PublicSuffixList(path: TestSupport.data("psl/public_suffix_list.dat"))
+    static let bytes = FileManager.default.contents(atPath: TestSupport.data("psl/public_suffix_list.dat")).map { [UInt8]($0) }
+    static let list: PublicSuffixList? = bytes.map { PublicSuffixList(bytes: $0) }
 
     func psl() throws -> PublicSuffixList {
         try XCTUnwrap(PublicSuffixListTests.list, "shared PSL file missing")
@@ -98,7 +100,7 @@ final class PublicSuffixListTests: XCTestCase {
         let p = try psl()
         check(p, "foo.github.io", "foo.github.io")
         XCTAssertEqual(p.publicSuffix("foo.github.io"), "github.io")
-        let icann = try PublicSuffixList(path: TestSupport.data("psl/public_suffix_list.dat"), includePrivate: false)
+        let icann = PublicSuffixList(bytes: try XCTUnwrap(Self.bytes), includePrivate: false)
         XCTAssertEqual(icann.registeredDomain("foo.github.io"), "github.io")
         XCTAssertEqual(icann.publicSuffix("foo.github.io"), "io")
     }

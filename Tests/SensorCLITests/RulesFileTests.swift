@@ -90,6 +90,15 @@ final class RulesFileTests: XCTestCase {
         assertRefused(try bounded(["hunt", "--indicators", feed, capture]), file: feed, reason: "FIFO")
     }
 
+    /// The Public Suffix List named by `dns.psl` is read like every other input file.
+    func testFIFOAsPublicSuffixListIsRefused() throws {
+        let psl = dir.appendingPathComponent("psl.dat").path
+        XCTAssertEqual(mkfifo(psl, 0o644), 0)
+        let config = dir.appendingPathComponent("sensor.yaml")
+        try "dns:\n  psl: \(psl)\n".write(to: config, atomically: true, encoding: .utf8)
+        assertRefused(try bounded(["replay", "--config", config.path, capture]), file: psl, reason: "FIFO")
+    }
+
     /// SIGHUP with a rules file turned into a FIFO: the reload is rejected with the file named, and the
     /// sensor keeps running on the rules it had (before, the reload hung on the FIFO for good).
     func testSighupReloadRejectsAFIFO() throws {

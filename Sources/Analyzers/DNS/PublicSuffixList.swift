@@ -45,21 +45,6 @@ public final class PublicSuffixList: @unchecked Sendable {
         }
     }
 
-    /// Loads the list file (`public_suffix_list.dat`).
-    public convenience init(path: String, includePrivate: Bool = true) throws {
-        guard let f = fopen(path, "rb") else { throw LoadError.unreadable(path, String(cString: strerror(errno))) }
-        defer { fclose(f) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&chunk, 1, chunk.count, f)
-            if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-            if n < chunk.count { break }
-        }
-        self.init(bytes: bytes, includePrivate: includePrivate)
-        if ruleCount == 0 { throw LoadError.empty(path) }
-    }
-
     /// Parses the list's text format: one rule per line, `//` comments, the first whitespace ends a rule.
     public convenience init(text: String, includePrivate: Bool = true) {
         self.init(bytes: Array(text.utf8), includePrivate: includePrivate)
