@@ -61,6 +61,15 @@ public final class CustodyLog {
             close(fd)
             throw EvidenceError("custody log \(path) is readable or writable by others (mode \(String(st.st_mode & 0o777, radix: 8))); it must be 0600")
         }
+        // One writer per log: a second sensor process appending to the same chain would fork it (both
+        // extend the same head). The lock is held for the life of the descriptor, released by the kernel.
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let e = errno
+            close(fd)
+            throw EvidenceError(e == EWOULDBLOCK
+                ? "custody log \(path) is in use by another sensor process (one writer per evidence directory)"
+                : "custody log \(path): cannot lock it: \(String(cString: strerror(e)))")
+        }
         lastHash = Self.genesis
         lastSequence = 0
         length = 0

@@ -45,7 +45,8 @@ final class CustodyFaultTests: XCTestCase {
         c.directory = mnt.path
         c.recipients = [key.recipient]
         c.authorization = "AUTH-FULL-1"
-        let store = try EvidenceStore(configuration: c, sensorName: "s", hostname: "h", wallClock: { 1_800_000_000 })
+        // Released before the real binary opens the same log (one writer per log).
+        var store: EvidenceStore! = try EvidenceStore(configuration: c, sensorName: "s", hostname: "h", wallClock: { 1_800_000_000 })
         let log = mnt.appendingPathComponent("custody.jsonl").path
 
         /// A capture written up to its close: reserved, created, `bytes` of ciphertext, fsync'd.
@@ -102,6 +103,7 @@ final class CustodyFaultTests: XCTestCase {
         XCTAssertTrue(ok.stdoutText.contains("2 entries"), ok.stdoutText)
 
         // A new start (the real binary) works on this log and adds its own evidence.
+        store = nil
         let run = try EvidenceReplay.replay(try source, key: key, work: work, evidenceDir: mnt)
         XCTAssertEqual(run.result.status, 0, run.result.stderr)
         XCTAssertGreaterThan(try Self.closed(log).count, 2)
@@ -202,9 +204,10 @@ final class CustodyFaultTests: XCTestCase {
         let bad = #"{"seq":3,"prev_sha256":"x","entry_sha256":"y"}"# + "\n"
         try (good + bad).write(toFile: log, atomically: false, encoding: .utf8)
         chmod(log, 0o600)
-        let repaired = try CustodyLog(path: log)
-        XCTAssertEqual(repaired.repair?.removedBytes, bad.utf8.count)
-        XCTAssertEqual(repaired.lastSequence, 2)
+        var repaired: CustodyLog? = try CustodyLog(path: log)
+        XCTAssertEqual(repaired?.repair?.removedBytes, bad.utf8.count)
+        XCTAssertEqual(repaired?.lastSequence, 2)
+        repaired = nil
         XCTAssertEqual(try String(contentsOfFile: log, encoding: .utf8), good)
 
         try (good + bad + CustodyChain.lines([#""action":"note","n":9"#])).write(toFile: log, atomically: false, encoding: .utf8)
@@ -313,6 +316,22 @@ final class CustodyFaultTests: XCTestCase {
         for e in run.events { XCTAssertEqual(schema.problems(e), []) }
         let verify = try Self.verify(first.custodyLog)
         XCTAssertEqual(verify.status, 2, verify.stderr)
+    }
+
+    /// Two writers on one log would both extend the same head and fork the chain: the second is refused
+    /// while the first holds it, and may open it once the first is gone.
+    func testOneWriterPerCustodyLog() throws {
+        let work = try TestSupport.temporaryDirectory("custody-lock")
+        defer { try? FileManager.default.removeItem(at: work) }
+        let path = work.appendingPathComponent("custody.jsonl").path
+        var first: CustodyLog? = try CustodyLog(path: path)
+        try first?.append { $0.field("action", "test") }
+        XCTAssertThrowsError(try CustodyLog(path: path)) { error in
+            XCTAssertTrue("\(error)".contains("in use by another sensor process"), "\(error)")
+        }
+        first = nil
+        let second = try CustodyLog(path: path)
+        XCTAssertEqual(second.lastSequence, 1)
     }
 
     // MARK: Anchoring
