@@ -353,6 +353,8 @@ public enum CustodyAction {
     public static let deleted = "evidence_deleted"
     /// A torn last line was cut off at start (`removed_bytes`, `removed_sha256`, `removed_base64`, `problem`).
     public static let repaired = "log_repaired"
+    /// A `.partial` file an earlier run left (it stopped mid-capture): removed at start (`file`, `file_bytes`).
+    public static let partialRemoved = "partial_removed"
 }
 
 public struct EvidenceError: Error, CustomStringConvertible, Sendable {

@@ -483,6 +483,7 @@ public final class EvidenceManager: PacketAnalyzer {
         w.field("unsafe_names", s.unsafeNames)
         w.field("name_collisions", s.nameCollisions)
         w.field("log_repairs", s.logRepairs)
+        w.field("partials_removed", s.partialsRemoved)
         if let head = store.custodyHead {
             w.beginObject("custody")
             w.field("log", store.custodyLogPath)

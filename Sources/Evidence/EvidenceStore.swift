@@ -33,6 +33,8 @@ public final class EvidenceStore: @unchecked Sendable {
         public var nameCollisions: UInt64 = 0
         /// Torn last lines cut off the custody log at start (each logged as a `log_repaired` entry).
         public var logRepairs: UInt64 = 0
+        /// `.partial` files of an earlier run removed at start (each logged as a `partial_removed` entry).
+        public var partialsRemoved: UInt64 = 0
     }
 
     /// A slot granted to one capture: its file and its reserved bytes.
@@ -152,12 +154,54 @@ public final class EvidenceStore: @unchecked Sendable {
         }
         if let repair = custody.repair { logRepair(repair, custody) }
         inventory(custody.existingEntries)
+        removeStalePartials(custody)
         do { try enforceRetention() } catch {
             logger.error("evidence retention failed at start", metadata: ["error": "\(error)"])
         }
     }
 
     deinit { close(directoryFD) }
+
+    /// Removes the `.partial` files an earlier run left when it stopped mid-capture. Holding the custody
+    /// log's lock means no other process is writing here, so each is an incomplete capture with no custody
+    /// entry: ciphertext nobody can vouch for, and disk the caps do not see. Each removal is logged in the chain.
+    func removeStalePartials(_ custody: CustodyLog) {
+        let scan = dup(directoryFD)
+        guard scan >= 0, let dir = fdopendir(scan) else {
+            if scan >= 0 { close(scan) }
+            return
+        }
+        defer { closedir(dir) }
+        var stale: [(name: String, bytes: Int)] = []
+        while let e = readdir(dir) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasSuffix(".partial"), EvidenceFileName.isBare(name) else { continue }
+            var st = stat()
+            guard fstatat(directoryFD, name, &st, AT_SYMLINK_NOFOLLOW) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
+            stale.append((name, Int(st.st_size)))
+        }
+        for (name, bytes) in stale.sorted(by: { $0.name < $1.name }) {
+            do {
+                // Logged before the unlink, as retention does: a removal that cannot be logged is not made.
+                try custody.append { w in
+                    w.field("time", Timestamp(seconds: wallClock()))
+                    w.field("action", CustodyAction.partialRemoved)
+                    w.field("file", name)
+                    w.field("file_bytes", bytes)
+                    w.field("reason", "incomplete capture of an earlier run")
+                    writeWho(&w)
+                }
+            } catch {
+                logger.error("a partial evidence file of an earlier run is left in place: its removal cannot be logged",
+                             metadata: ["file": "\(name)", "error": "\(error)"])
+                continue
+            }
+            unlinkat(directoryFD, name, 0)
+            _counters.partialsRemoved &+= 1
+            logger.warning("removed a partial evidence file an earlier run left (it stopped mid-capture)",
+                           metadata: ["file": "\(name)", "bytes": "\(bytes)"])
+        }
+    }
 
     /// The `log_repaired` entry for a torn last line cut off at open.
     func logRepair(_ repair: CustodyLog.Repair, _ custody: CustodyLog) {

@@ -334,6 +334,31 @@ final class CustodyFaultTests: XCTestCase {
         XCTAssertEqual(second.lastSequence, 1)
     }
 
+    /// A run that stopped mid-capture leaves a `.partial` file with no custody entry: the next start
+    /// removes it, logs the removal in the chain and counts it; an evidence file with an entry is kept.
+    func testPartialFileOfAnEarlierRunIsRemovedAndLogged() throws {
+        let first = try EvidenceReplay.replay(try source)
+        defer { try? FileManager.default.removeItem(at: first.work) }
+        XCTAssertEqual(first.result.status, 0, first.result.stderr)
+        let dir = (first.custodyLog as NSString).deletingLastPathComponent
+        let kept = try Self.closed(first.custodyLog).compactMap { $0["file"] as? String }
+        XCTAssertFalse(kept.isEmpty)
+        let partial = dir + "/20260101T000000Z-stale-1.pcapng.age.partial"
+        XCTAssertTrue(FileManager.default.createFile(atPath: partial, contents: Data(repeating: 0x41, count: 1234),
+                                                     attributes: [.posixPermissions: 0o600]))
+
+        let second = try EvidenceReplay.replay(try source, key: first.key, work: first.work)
+        XCTAssertEqual(second.result.status, 0, second.result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: partial))
+        for f in kept { XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/" + f), f) }
+        let removed = try EvidenceChecks.custodyEntries(first.custodyLog).filter { $0["action"] as? String == CustodyAction.partialRemoved }
+        XCTAssertEqual(removed.map { $0["file"] as? String }, ["20260101T000000Z-stale-1.pcapng.age.partial"])
+        XCTAssertEqual(removed.first?["file_bytes"] as? Int, 1234)
+        let stats = try XCTUnwrap(second.dataset("sensor.stats").last)
+        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.evidence.partials_removed") as? Int, 1)
+        XCTAssertEqual(try Self.verify(first.custodyLog).status, 0)
+    }
+
     // MARK: Anchoring
 
     /// The chain alone does not show a cut-off end (or an emptied log): the head announced in the event
