@@ -1,3 +1,4 @@
+import Analyzers
 import Capture
 import Events
 import PacketCore
@@ -202,6 +203,7 @@ public final class Pipeline: PacketConsumer {
                 w.field("interface_dropped", cs.interfaceDropped)
                 w.endObject()
             }
+            if let r = analyzers.first(where: { $0 is StreamReassembler }) as? StreamReassembler { r.writeStatistics(into: &w) }
             extra?(&w)
             if let f = c.firstPacket { w.field("first_packet", f) }
             if let l = c.lastPacket { w.field("last_packet", l) }

@@ -30,7 +30,8 @@ public struct TLSCounters: Sendable, Equatable {
 /// a direction that does not start with a handshake record, or whose hello is read, is released back
 /// to the reassembler at once, so a long TLS session costs nothing after its handshake.
 /// Per-flow state: a byte and a generation per flow-table slot (allocated once), and for TLS flows only,
-/// their facts and at most one bounded hello buffer per direction (`TLSHandshakeParser.maxHandshake`).
+/// their facts and at most one bounded hello buffer per direction (`TLSHandshakeParser.maxHandshake`,
+/// and the worker's `ParserMemoryBudget`).
 public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
     public let name = "tls"
     public private(set) var counters = TLSCounters()
@@ -42,9 +43,12 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
 
     /// Where ClientHello facts are published for correlation (threat intelligence), if anywhere.
     let emitter: EventEmitter?
+    /// The worker's bound on hello buffers (shared with its other stream parsers).
+    let budget: ParserMemoryBudget
 
-    public init(flowCapacity: Int, emitter: EventEmitter? = nil) {
+    public init(flowCapacity: Int, emitter: EventEmitter? = nil, budget: ParserMemoryBudget = ParserMemoryBudget()) {
         self.emitter = emitter
+        self.budget = budget
         capacity = max(16, flowCapacity)
         generations = .allocate(capacity: capacity)
         generations.initialize(repeating: .max, count: capacity)
@@ -101,7 +105,8 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
             case .invalid: return .invalid
             }
         }
-        let step = fromOriginator ? pair.0.feed(data, limit: limit, parse) : pair.1.feed(data, limit: limit, parse)
+        let step = fromOriginator ? pair.0.feed(data, limit: limit, budget: budget, parse)
+            : pair.1.feed(data, limit: limit, budget: budget, parse)
         if let h = parsedClient {
             counters.clientHellos &+= 1
             store[slot]!.client = h
