@@ -40,7 +40,7 @@ final class ParserMemoryBudgetTests: XCTestCase {
         open(1, port: 443, payload: Self.tlsFragment, table: table, reassembler: reassembler)
         // One buffer: its object and a few dozen bytes of storage, not a 2 KiB reservation.
         XCTAssertGreaterThan(reassembler.parserBudget.used, 0)
-        XCTAssertLessThanOrEqual(reassembler.parserBudget.used, ParserBuffer.overhead + 64)
+        XCTAssertLessThanOrEqual(reassembler.parserBudget.used, ParserBufferStorage.overhead + 64)
         table.flushAll(reason: .endOfInput) { r, reason, slot in reassembler.flowEnded(r, reason: reason, slot: slot) }
         XCTAssertEqual(reassembler.parserBudget.used, 0)
     }
@@ -87,8 +87,8 @@ final class ParserMemoryBudgetTests: XCTestCase {
         var b: ParserBuffer? = [UInt8](repeating: 1, count: 5).withUnsafeBytes { ParserBuffer(budget: budget, holding: $0) }
         for _ in 0..<1000 { XCTAssertTrue([UInt8](repeating: 2, count: 7).withUnsafeBytes { b!.append($0) }) }
         XCTAssertEqual(b!.count, 7005)
-        XCTAssertGreaterThanOrEqual(budget.used, ParserBuffer.overhead + 7005)
-        XCTAssertLessThanOrEqual(budget.used, ParserBuffer.overhead + 2 * 7005 + 64)
+        XCTAssertGreaterThanOrEqual(budget.used, ParserBufferStorage.overhead + 7005)
+        XCTAssertLessThanOrEqual(budget.used, ParserBufferStorage.overhead + 2 * 7005 + 64)
         b = nil
         XCTAssertEqual(budget.used, 0)
         let small = ParserMemoryBudget(limit: 200)

@@ -566,7 +566,7 @@ struct DNSTCPFramer {
         var i = 0
         let n = data.count
         while i < n {
-            guard let b = buffer else {
+            guard var b = buffer else {
                 if n - i >= 2 {
                     let len = Int(data[i]) << 8 | Int(data[i + 1])
                     if n - i - 2 >= len {
@@ -578,19 +578,22 @@ struct DNSTCPFramer {
                 buffer = ParserBuffer(budget: budget, holding: UnsafeRawBufferPointer(rebasing: data[i...]))
                 return buffer != nil
             }
+            buffer = nil
             // Complete the length prefix first, then the message.
             if b.count < 2 {
-                guard b.append(UnsafeRawBufferPointer(rebasing: data[i..<(i + 1)])) else { buffer = nil; return false }
+                guard b.append(UnsafeRawBufferPointer(rebasing: data[i..<(i + 1)])) else { return false }
                 i += 1
+                buffer = b
                 continue
             }
             let want = 2 + (Int(b[0]) << 8 | Int(b[1]))
             let take = min(want - b.count, n - i)
-            guard b.append(UnsafeRawBufferPointer(rebasing: data[i..<(i + take)])) else { buffer = nil; return false }
+            guard b.append(UnsafeRawBufferPointer(rebasing: data[i..<(i + take)])) else { return false }
             i += take
             if b.count == want {
                 b.withUnsafeBytes { deliver(UnsafeRawBufferPointer(rebasing: $0[2...])) }
-                buffer = nil
+            } else {
+                buffer = b
             }
         }
         return true

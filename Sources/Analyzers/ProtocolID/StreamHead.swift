@@ -18,7 +18,7 @@ public struct StreamHead {
     /// Offers `data` (the next in-order bytes) to `parse`, which sees everything gathered so far.
     public mutating func feed(_ data: UnsafeRawBufferPointer, limit: Int, budget: ParserMemoryBudget,
                               _ parse: (UnsafeRawBufferPointer) -> Step) -> Step {
-        guard let b = buffer else {
+        guard var b = buffer else {
             let step = parse(data)
             if step == .needMore {
                 guard data.count < limit else { return .invalid }
@@ -27,13 +27,15 @@ public struct StreamHead {
             }
             return step
         }
+        buffer = nil
         let room = limit - b.count
-        guard room > 0 else { buffer = nil; return .invalid }
-        guard b.append(UnsafeRawBufferPointer(rebasing: data[..<min(data.count, room)])) else { buffer = nil; return .refused }
+        guard room > 0 else { return .invalid }
+        guard b.append(UnsafeRawBufferPointer(rebasing: data[..<min(data.count, room)])) else { return .refused }
         let step = b.withUnsafeBytes { parse($0) }
-        if step != .needMore { buffer = nil; return step }
+        if step != .needMore { return step }
         // Still incomplete with the bound reached: it never will be.
-        if b.count >= limit { buffer = nil; return .invalid }
+        if b.count >= limit { return .invalid }
+        buffer = b
         return .needMore
     }
 }

@@ -106,7 +106,7 @@ struct MessageAssembler {
                 d = UnsafeRawBufferPointer(rebasing: d[n...])
                 continue
             }
-            guard let b = buffer else {
+            guard buffer != nil else {
                 if messageLength < 0 && d.count >= headerLength {
                     guard let l = lengthOf(UnsafeRawBufferPointer(rebasing: d[..<headerLength])), l >= headerLength else { return .desync }
                     if d.count >= l {
@@ -131,29 +131,29 @@ struct MessageAssembler {
                 continue
             }
             if messageLength < 0 {
-                let n = min(headerLength - b.count, d.count)
-                guard b.append(UnsafeRawBufferPointer(rebasing: d[..<n])) else { reset(); return .refused }
+                let n = min(headerLength - buffer!.count, d.count)
+                guard buffer!.append(UnsafeRawBufferPointer(rebasing: d[..<n])) else { reset(); return .refused }
                 bufferedBytes &+= n
                 d = UnsafeRawBufferPointer(rebasing: d[n...])
-                if b.count == headerLength {
-                    let l = b.withUnsafeBytes { lengthOf($0) }
+                if buffer!.count == headerLength {
+                    let l = buffer!.withUnsafeBytes { lengthOf($0) }
                     guard let l, l >= headerLength else { reset(); return .desync }
                     messageLength = l
                 } else {
                     continue
                 }
             } else {
-                let want = min(messageLength, cap) - b.count
+                let want = min(messageLength, cap) - buffer!.count
                 let n = min(want, d.count)
-                guard b.append(UnsafeRawBufferPointer(rebasing: d[..<n])) else { reset(); return .refused }
+                guard buffer!.append(UnsafeRawBufferPointer(rebasing: d[..<n])) else { reset(); return .refused }
                 bufferedBytes &+= n
                 d = UnsafeRawBufferPointer(rebasing: d[n...])
             }
-            if b.count >= min(messageLength, cap) {
+            if let b = buffer, b.count >= min(messageLength, cap) {
                 let l = messageLength
+                buffer = nil
                 b.withUnsafeBytes { handle($0, l) }
                 skip = l - b.count
-                buffer = nil
                 messageLength = -1
             }
         }

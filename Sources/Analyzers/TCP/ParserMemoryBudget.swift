@@ -37,46 +37,75 @@ public final class ParserMemoryBudget {
 }
 
 /// Bytes a parser keeps between segments of one direction, charged to the worker's `ParserMemoryBudget`
-/// for as long as the buffer exists (the charge goes back in `deinit`, so no drop path can leak it).
-/// Storage grows geometrically from what is held, never reserved ahead.
-final class ParserBuffer {
-    /// This object, the array's header and the allocator's rounding, per buffer.
-    static let overhead = 96
-    let budget: ParserMemoryBudget
-    private(set) var bytes: [UInt8] = []
-    private var charged: Int
+/// for as long as its storage exists (the charge goes back when the storage is freed, so no drop path can
+/// leak it). One allocation per buffer, sized from what it holds and grown geometrically.
+/// A handle: a parser owns its buffer and never copies it.
+struct ParserBuffer {
+    private var storage: ParserBufferStorage
 
     /// A buffer holding `data`, or nil (counted) when the budget cannot take it.
     init?(budget: ParserMemoryBudget, holding data: UnsafeRawBufferPointer) {
-        let want = max(data.count, 16)
-        guard budget.charge(ParserBuffer.overhead + want) else { return nil }
-        self.budget = budget
-        bytes.reserveCapacity(want)
-        charged = ParserBuffer.overhead + want
-        if bytes.capacity > want { budget.chargeUnchecked(bytes.capacity - want); charged += bytes.capacity - want }
-        bytes.append(contentsOf: data)
+        guard let s = ParserBufferStorage.make(budget: budget, capacity: data.count, copying: UnsafeRawBufferPointer(start: nil, count: 0)) else { return nil }
+        storage = s
+        storage.append(data)
     }
 
-    deinit { budget.release(charged) }
-
-    var count: Int { bytes.count }
-    var isEmpty: Bool { bytes.isEmpty }
-    subscript(i: Int) -> UInt8 { bytes[i] }
+    var count: Int { storage.header.count }
+    subscript(i: Int) -> UInt8 {
+        precondition(i >= 0 && i < count)
+        return storage.withUnsafeMutablePointerToElements { $0[i] }
+    }
 
     /// Appends `data`; false (nothing appended, counted) when the budget refuses the growth.
-    func append(_ data: UnsafeRawBufferPointer) -> Bool {
-        let need = bytes.count + data.count
-        if need > bytes.capacity {
-            let old = bytes.capacity
-            let want = max(need, old * 2, 16)
-            guard budget.charge(want - old) else { return false }
-            bytes.reserveCapacity(want)
-            charged += want - old
-            if bytes.capacity > want { budget.chargeUnchecked(bytes.capacity - want); charged += bytes.capacity - want }
+    mutating func append(_ data: UnsafeRawBufferPointer) -> Bool {
+        let need = count + data.count
+        if need > storage.capacity {
+            let grown = withUnsafeBytes { held in
+                ParserBufferStorage.make(budget: storage.header.budget, capacity: max(need, storage.capacity * 2), copying: held)
+            }
+            guard let bigger = grown else { return false }
+            storage = bigger
         }
-        bytes.append(contentsOf: data)
+        storage.append(data)
         return true
     }
 
-    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R { try bytes.withUnsafeBytes(body) }
+    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        try storage.withUnsafeMutablePointerToElements { try body(UnsafeRawBufferPointer(start: $0, count: storage.header.count)) }
+    }
+}
+
+final class ParserBufferStorage: ManagedBuffer<ParserBufferStorage.Header, UInt8> {
+    struct Header {
+        let budget: ParserMemoryBudget
+        var count: Int
+        var charged: Int
+    }
+
+    /// The object header and fields the allocator adds to the bytes.
+    static let overhead = 48
+
+    static func make(budget: ParserMemoryBudget, capacity: Int, copying held: UnsafeRawBufferPointer) -> ParserBufferStorage? {
+        guard budget.charge(overhead + capacity) else { return nil }
+        let s = unsafeDowncast(create(minimumCapacity: capacity) { _ in Header(budget: budget, count: 0, charged: overhead + capacity) },
+                               to: ParserBufferStorage.self)
+        // The allocator may round up: that memory is spent too.
+        let extra = s.capacity - capacity
+        if extra > 0 {
+            budget.chargeUnchecked(extra)
+            s.header.charged += extra
+        }
+        s.append(held)
+        return s
+    }
+
+    func append(_ data: UnsafeRawBufferPointer) {
+        guard !data.isEmpty else { return }
+        withUnsafeMutablePointers { h, e in
+            UnsafeMutableRawPointer(e + h.pointee.count).copyMemory(from: data.baseAddress!, byteCount: data.count)
+            h.pointee.count += data.count
+        }
+    }
+
+    deinit { header.budget.release(header.charged) }
 }
