@@ -155,7 +155,7 @@ public struct SensorConfiguration: Sendable {
         if let v = top["reassembly"] {
             let t = r.table(v, allowed: ["held_per_flow", "held_segments_per_flow", "held_per_worker", "parser_buffers_per_worker"])
             if let n = r.int(t["held_per_flow"], in: 16 << 10...1 << 30) { c.reassembly.maxPendingBytesPerFlow = n }
-            if let n = r.int(t["held_segments_per_flow"], in: 16...1 << 20) { c.reassembly.maxHeldSegmentsPerFlow = n }
+            if let n = r.int(t["held_segments_per_flow"], in: 16...4096) { c.reassembly.maxHeldSegmentsPerFlow = n }
             if let n = r.int(t["held_per_worker"], in: 64 << 10...4 << 30) { c.reassembly.maxPendingBytesTotal = n }
             if let n = r.int(t["parser_buffers_per_worker"], in: 64 << 10...4 << 30) { c.parserMemoryLimit = n }
         }

@@ -196,3 +196,53 @@ final class ReassemblyHostileInputTests: XCTestCase {
         XCTAssertGreaterThan(TestSupport.value(t.stats, "sensor.stats.parser_memory.peak") as? Int ?? 0, flows * 16)
     }
 }
+
+/// The same hostile TCP sent live onto a veth pair while `sensor run` captures: it keeps running and still
+/// reports the other flows.
+final class LiveHostileTCPTests: XCTestCase {
+    func testCrashSegmentAndOutOfOrderFloodLeaveTheSensorRunning() throws {
+        guard getuid() == 0 else { throw XCTSkip("needs root for network namespaces (CI runs as root)") }
+        for tool in ["ip", "tcpreplay"] where !TestSupport.hasTool(tool) { throw XCTSkip("\(tool) not installed") }
+        let dir = try TestSupport.temporaryDirectory("live-hostile-tcp")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let client = ReassemblyHostileInputTests.client, server = ReassemblyHostileInputTests.server
+        var crash = TCPCaptureBuilder(expectedPackets: 2)
+        crash.segment(src: client, dst: server, sport: 40000, dport: 445, seq: 1000, payload: [0, 0, 0, 4, 0xFE, 0x53, 0x4D, 0x42])
+        crash.segment(src: client, dst: server, sport: 40000, dport: 445, seq: 1000 &+ 8 &+ (1 << 31), payload: [0x41])
+        let crashPath = dir.appendingPathComponent("crash.pcap").path
+        try crash.write(to: crashPath)
+        let n = 80_000
+        var flood = TCPCaptureBuilder(expectedPackets: n + 2)
+        let zero: [UInt8] = [0]
+        zero.withUnsafeBytes { z in
+            flood.segment(src: client, dst: server, sport: 40002, dport: 445, seq: 1, payload: z)
+            for i in 0..<n { flood.segment(src: client, dst: server, sport: 40002, dport: 445, seq: UInt32(3 + i), payload: z) }
+            flood.segment(src: client, dst: server, sport: 40002, dport: 445, seq: 2, payload: z)
+        }
+        let floodPath = dir.appendingPathComponent("flood.pcap").path
+        try flood.write(to: floodPath)
+        let normal = TestSupport.data("pcaps/benign/http_espn.pcapng")
+        let expected = try TestSupport.events(try TestSupport.sensor(["replay", normal]))
+            .filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+            .compactMap { TestSupport.value($0, "network.community_id") as? String }
+
+        let lab = try VethLab()
+        defer { lab.close() }
+        let sensor = try lab.startSensor(["--allow-root", "--metrics", "off"])
+        try sensor.waitUntilCapturing()
+        try lab.replay([crashPath])
+        try lab.replay([floodPath], rate: ["--pps", "40000"])
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertTrue(sensor.process.isRunning, "sensor ended: \(sensor.stderr)")
+        try lab.replay([normal], rate: ["--pps", "2000"])
+        Thread.sleep(forTimeInterval: 0.5)
+        XCTAssertTrue(sensor.process.isRunning, "sensor ended: \(sensor.stderr)")
+        XCTAssertEqual(sensor.terminate(), 0, sensor.stderr)
+        let flows = try sensor.events().filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+        let ports = Set(flows.compactMap { TestSupport.value($0, "source.port") as? Int })
+        XCTAssertTrue(ports.isSuperset(of: [40000, 40002]), "hostile flows reported: \(ports.sorted().prefix(20))")
+        let live = Set(flows.compactMap { TestSupport.value($0, "network.community_id") as? String })
+        XCTAssertFalse(expected.isEmpty)
+        XCTAssertTrue(live.isSuperset(of: expected), "flows of the normal capture missing: \(Set(expected).subtracting(live).count) of \(expected.count)")
+    }
+}

@@ -47,7 +47,7 @@ public struct ReassemblyConfiguration: Sendable, Equatable {
     /// how far ahead of the expected sequence number a segment may lie to be held.
     public var maxPendingBytesPerFlow: Int = 256 << 10
     /// Distinct held ranges per flow (after coalescing): bounds the bookkeeping a scatter of tiny
-    /// segments can cause.
+    /// segments can cause, and the cost of keeping them sorted (an insertion moves at most this many).
     public var maxHeldSegmentsPerFlow: Int = 1024
     /// Memory held for out-of-order bytes across all flows of a worker (reserved as address space at
     /// start, resident only as used).
