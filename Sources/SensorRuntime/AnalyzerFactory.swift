@@ -17,7 +17,8 @@ public enum AnalyzerFactory {
     public static func makeAnalyzers(configuration: SensorConfiguration, emitter: EventEmitter, logger: Logger,
                                      evidenceStore: EvidenceStore? = nil, hostShards: HostShardLink? = nil) throws -> [any PacketAnalyzer] {
         var analyzers: [any PacketAnalyzer] = []
-        let reassembler = StreamReassembler(flowCapacity: configuration.flows.capacity)
+        let reassembler = StreamReassembler(flowCapacity: configuration.flows.capacity, configuration: configuration.reassembly,
+                                            parserBudget: ParserMemoryBudget(limit: configuration.parserMemoryLimit))
         let hostFacts = try HostStageWiring.publisher(configuration: configuration, emitter: emitter, logger: logger, link: hostShards)
         // Stream consumers register here: reassembler.add(...)
         // The host-level stage's worker side sits where the lateral-movement detector sat (after the C2

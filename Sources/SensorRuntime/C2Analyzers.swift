@@ -13,8 +13,8 @@ public enum C2Analyzers {
     static func make(configuration: SensorConfiguration, emitter: EventEmitter,
                      reassembler: StreamReassembler, hostFacts: HostFactPublisher) throws -> [any PacketAnalyzer] {
         let identifier = ProtocolIdentifier(flowCapacity: configuration.flows.capacity)
-        let tls = TLSAnalyzer(flowCapacity: configuration.flows.capacity, emitter: emitter)
-        let http = HTTPAnalyzer(emitter: emitter)
+        let tls = TLSAnalyzer(flowCapacity: configuration.flows.capacity, emitter: emitter, budget: reassembler.parserBudget)
+        let http = HTTPAnalyzer(emitter: emitter, budget: reassembler.parserBudget)
         let quic = QUICAnalyzer(flowCapacity: configuration.flows.capacity, tls: tls)
         reassembler.add(identifier)
         reassembler.add(tls)

@@ -88,7 +88,8 @@ public enum DNSSetup {
                               logger: Logger, hostFacts: HostFactPublisher) throws -> [any PacketAnalyzer] {
         guard c.dnsEnabled else { return [] }
         let psl = try loadPublicSuffixList(c, logger: logger)
-        let dns = DNSAnalyzer(flowCapacity: c.flows.capacity, configuration: c.dns, emitter: emitter, publicSuffixList: psl)
+        let dns = DNSAnalyzer(flowCapacity: c.flows.capacity, configuration: c.dns, emitter: emitter, publicSuffixList: psl,
+                              budget: reassembler.parserBudget)
         if c.dns.tcpEnabled { reassembler.add(dns) }
         if hostFacts.wantsDNS && psl != nil {
             // Fed by the DNS analyser: not a per-packet analyser of its own.

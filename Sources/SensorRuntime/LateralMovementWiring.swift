@@ -27,9 +27,9 @@ enum LateralMovementWiring {
     /// Registers the analysers; returns the Kerberos datagram analyser, which rides in `HostFactTap` (one
     /// per-packet entry for both).
     static func add(reassembler: StreamReassembler, hostFacts: HostFactPublisher) -> KerberosAnalyzer {
-        let smb = SMBAnalyzer()
-        let rpc = DCERPCAnalyzer()
-        let kerberos = KerberosAnalyzer()
+        let smb = SMBAnalyzer(budget: reassembler.parserBudget)
+        let rpc = DCERPCAnalyzer(budget: reassembler.parserBudget)
+        let kerberos = KerberosAnalyzer(budget: reassembler.parserBudget)
         reassembler.add(smb)
         reassembler.add(rpc)
         reassembler.add(kerberos)

@@ -1,3 +1,4 @@
+import Analyzers
 import Capture
 import Events
 import Evidence
@@ -225,6 +226,7 @@ public final class Pipeline: PacketConsumer {
                 w.field("interface_dropped", cs.interfaceDropped)
                 w.endObject()
             }
+            if let r = analyzers.first(where: { $0 is StreamReassembler }) as? StreamReassembler { r.writeStatistics(into: &w) }
             extra?(&w)
             for a in analyzers { (a as? EvidenceManager)?.writeStatistics(into: &w) }
             if let f = c.firstPacket { w.field("first_packet", f) }

@@ -44,6 +44,10 @@ public struct SensorConfiguration: Sendable {
     /// The lateral-movement family (`lateral_movement: {enabled}`): SMB, DCE-RPC and Kerberos analysers and
     /// their detector. `Rules/lateral-movement.yaml`'s own `enabled` switches only the detector off.
     public var lateralMovementEnabled = true
+    /// TCP reassembly bounds (`reassembly:`), in real bytes of memory per flow and per worker.
+    public var reassembly = ReassemblyConfiguration()
+    /// `reassembly.parser_buffers_per_worker`: every stream parser buffer of a worker together.
+    public var parserMemoryLimit = ParserMemoryBudget.defaultLimit
 
     public init() {}
 
@@ -81,7 +85,7 @@ public struct SensorConfiguration: Sendable {
         var r = ConfigReader()
         let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
                                           "enrichment", "intel", "evidence", "privileges", "metrics", "dns",
-                                          "c2", "lateral_movement"])
+                                          "c2", "lateral_movement", "reassembly"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -148,6 +152,13 @@ public struct SensorConfiguration: Sendable {
         if let v = top["dns"] { parseDNS(v, into: &c, &r) }
         if let v = top["c2"], let b = r.bool(r.table(v, allowed: ["enabled"])["enabled"]) { c.c2Enabled = b }
         if let v = top["lateral_movement"], let b = r.bool(r.table(v, allowed: ["enabled"])["enabled"]) { c.lateralMovementEnabled = b }
+        if let v = top["reassembly"] {
+            let t = r.table(v, allowed: ["held_per_flow", "held_segments_per_flow", "held_per_worker", "parser_buffers_per_worker"])
+            if let n = r.int(t["held_per_flow"], in: 16 << 10...1 << 30) { c.reassembly.maxPendingBytesPerFlow = n }
+            if let n = r.int(t["held_segments_per_flow"], in: 16...4096) { c.reassembly.maxHeldSegmentsPerFlow = n }
+            if let n = r.int(t["held_per_worker"], in: 64 << 10...4 << 30) { c.reassembly.maxPendingBytesTotal = n }
+            if let n = r.int(t["parser_buffers_per_worker"], in: 64 << 10...4 << 30) { c.parserMemoryLimit = n }
+        }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return c
     }

@@ -202,20 +202,22 @@ final class DNSMessageTests: XCTestCase {
         let b = q.bytes
         var stream: [UInt8] = []
         for m in [a, b, a] { stream += [UInt8(m.count >> 8), UInt8(m.count & 0xFF)] + m }
+        let budget = ParserMemoryBudget()
         // Every split point, and every byte on its own.
         for cut in 0...stream.count {
-            var framer = DNSTCPFramer(buffer: [])
+            var framer = DNSTCPFramer()
             var got: [[UInt8]] = []
             stream.withUnsafeBytes { s in
-                framer.feed(UnsafeRawBufferPointer(rebasing: s[..<cut])) { got.append(Array($0)) }
-                framer.feed(UnsafeRawBufferPointer(rebasing: s[cut...])) { got.append(Array($0)) }
+                XCTAssertTrue(framer.feed(UnsafeRawBufferPointer(rebasing: s[..<cut]), budget: budget) { got.append(Array($0)) })
+                XCTAssertTrue(framer.feed(UnsafeRawBufferPointer(rebasing: s[cut...]), budget: budget) { got.append(Array($0)) })
             }
             XCTAssertEqual(got, [a, b, a], "split at \(cut)")
-            XCTAssertTrue(framer.buffer.isEmpty)
+            XCTAssertNil(framer.buffer)
         }
-        var framer = DNSTCPFramer(buffer: [])
+        XCTAssertEqual(budget.used, 0)
+        var framer = DNSTCPFramer()
         var got: [[UInt8]] = []
-        for byte in stream { [byte].withUnsafeBytes { framer.feed($0) { got.append(Array($0)) } } }
+        for byte in stream { [byte].withUnsafeBytes { _ = framer.feed($0, budget: budget) { got.append(Array($0)) } } }
         XCTAssertEqual(got, [a, b, a])
     }
 

@@ -28,7 +28,8 @@ final class FuzzTests: XCTestCase {
         var rng = SeededRandom(seed: 0x5EED_0001)
         let table = FlowTable(configuration: { var c = FlowTableConfiguration(); c.capacity = 4096; return c }())
         var config = ReassemblyConfiguration()
-        config.maxPendingBytesPerFlow = 4096
+        // Real memory (4 KiB blocks plus bookkeeping): room for a few blocks, so holes both fill and overflow.
+        config.maxPendingBytesPerFlow = 16 << 10
         config.maxBytesPerDirection = 1 << 20
         let reassembler = StreamReassembler(flowCapacity: 4096, configuration: config)
         let collect = CollectingConsumer(), resume = ResumingConsumer()

@@ -52,6 +52,23 @@ final class ConfigurationTests: XCTestCase {
         }
     }
 
+    func testReassemblyBounds() throws {
+        let c = try SensorConfiguration.parse(text: """
+        reassembly:
+          held_per_flow: 1048576
+          held_segments_per_flow: 64
+          held_per_worker: 8388608
+          parser_buffers_per_worker: 4194304
+        """)
+        XCTAssertEqual(c.reassembly.maxPendingBytesPerFlow, 1 << 20)
+        XCTAssertEqual(c.reassembly.maxHeldSegmentsPerFlow, 64)
+        XCTAssertEqual(c.reassembly.maxPendingBytesTotal, 8 << 20)
+        XCTAssertEqual(c.parserMemoryLimit, 4 << 20)
+        XCTAssertThrowsError(try SensorConfiguration.parse(text: "reassembly:\n  held_per_worker: 1\n  held_per_flowz: 5\n")) { error in
+            XCTAssertEqual((error as! ConfigIssues).issues.map(\.line), [2, 3])
+        }
+    }
+
     func testSyntaxErrorHasLine() {
         XCTAssertThrowsError(try SensorConfiguration.parse(text: "flows:\n  max: [1, 2\n", file: "bad.yaml")) { error in
             let issue = (error as! ConfigIssues).issues[0]

@@ -25,6 +25,8 @@ public final class DCERPCAnalyzer: StreamConsumer {
     public var observer: (any RemoteAccessObserver)?
     public private(set) var counters = DCERPCCounters()
     public let messageCap: Int
+    /// The worker's bound on PDU buffers (shared with its other stream parsers).
+    let budget: ParserMemoryBudget
     /// Most (server, port) endpoints remembered from endpoint-mapper responses, oldest forgotten first.
     public let maxLearnedEndpoints: Int
 
@@ -45,8 +47,9 @@ public final class DCERPCAnalyzer: StreamConsumer {
     }
     var flows: [Int32: Flow] = [:]
 
-    public init(messageCap: Int = 16 << 10, maxLearnedEndpoints: Int = 4096) {
+    public init(messageCap: Int = 16 << 10, maxLearnedEndpoints: Int = 4096, budget: ParserMemoryBudget = ParserMemoryBudget()) {
         self.messageCap = messageCap
+        self.budget = budget
         self.maxLearnedEndpoints = maxLearnedEndpoints
     }
 
@@ -82,8 +85,8 @@ public final class DCERPCAnalyzer: StreamConsumer {
             data = UnsafeRawBufferPointer(rebasing: data[i...])
             f.resyncing[d] = false
         }
-        let ok = f.assemblers[fromOriginator ? 0 : 1].feed(data, headerLength: DCERPC.headerLength, cap: messageCap,
-                                                          lengthOf: DCERPC.fragmentLength) { pdu, _ in
+        let outcome = f.assemblers[d].feed(data, headerLength: DCERPC.headerLength, cap: messageCap, budget: budget,
+                                           lengthOf: DCERPC.fragmentLength) { pdu, _ in
             f.resyncing[fromOriginator ? 0 : 1] = false
             counters.pdus &+= 1
             if record.appProtocol == 0 { table.setAppProtocol(AppProtocol.dceRPC.rawValue, slot: slot) }
@@ -120,7 +123,8 @@ public final class DCERPCAnalyzer: StreamConsumer {
                 for port in f.association.serverPDU(pdu) { learn(server: ep.server, port: port) }
             }
         }
-        if !ok {
+        if outcome == .refused { return .doneWithDirection }
+        if outcome == .desync {
             counters.desyncs &+= 1
             f.desyncs += 1
             if f.desyncs > 8 { return .doneWithFlow }

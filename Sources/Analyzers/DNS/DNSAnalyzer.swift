@@ -106,7 +106,9 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
     let slots: UnsafeMutablePointer<SlotState>
     let pending: DNSPendingTable
     /// TCP framing state, only for flows carrying DNS over TCP (rare): index slot*2+direction.
-    var tcpBuffers: [Int: [UInt8]] = [:]
+    var tcpBuffers: [Int: ParserBuffer] = [:]
+    /// The worker's bound on those buffers (shared with its other stream parsers).
+    let budget: ParserMemoryBudget
     /// Scratch for names (original and lower case) and rendered text.
     let nameBuffer: UnsafeMutableRawBufferPointer
     let lowerBuffer: UnsafeMutableRawBufferPointer
@@ -116,8 +118,10 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
     var answerIPs: [IPAddress] = []
     var rawScratch: [UInt8] = []
 
-    public init(flowCapacity: Int, configuration: DNSConfiguration, emitter: EventEmitter, publicSuffixList: PublicSuffixList?) {
+    public init(flowCapacity: Int, configuration: DNSConfiguration, emitter: EventEmitter, publicSuffixList: PublicSuffixList?,
+                budget: ParserMemoryBudget = ParserMemoryBudget()) {
         self.configuration = configuration
+        self.budget = budget
         self.emitter = emitter
         self.publicSuffixList = publicSuffixList
         capacity = max(16, flowCapacity)
@@ -225,13 +229,13 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
     public func stream(_ data: UnsafeRawBufferPointer, fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) -> StreamVerdict {
         if flows[slot].appProtocol == 0 { flows.setAppProtocol(slots[Int(slot)].app, slot: slot) }
         let key = Int(slot) * 2 + (fromOriginator ? 0 : 1)
-        var framer = DNSTCPFramer(buffer: tcpBuffers.removeValue(forKey: key) ?? [])
-        framer.feed(data) { msg in
+        var framer = DNSTCPFramer(buffer: tcpBuffers.removeValue(forKey: key))
+        let ok = framer.feed(data, budget: budget) { msg in
             counters.tcpMessages &+= 1
             message(msg, time: time, slot: slot, fromOriginator: fromOriginator, flows: flows)
         }
-        if !framer.buffer.isEmpty { tcpBuffers[key] = framer.buffer }
-        return .more
+        if let b = framer.buffer { tcpBuffers[key] = b }
+        return ok ? .more : .doneWithDirection
     }
 
     public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) {
@@ -553,15 +557,16 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
 
 /// Splits a TCP byte stream of one direction into DNS messages (RFC 1035 §4.2.2: a two-byte length,
 /// then the message). Complete messages inside `data` are handed over without copying; only a message
-/// cut across segments is buffered, and a message is at most 65,535 bytes, so the buffer is bounded.
+/// cut across segments is buffered (at most 65,537 bytes, charged to the worker's `ParserMemoryBudget`).
 struct DNSTCPFramer {
-    var buffer: [UInt8]
+    var buffer: ParserBuffer?
 
-    mutating func feed(_ data: UnsafeRawBufferPointer, _ deliver: (UnsafeRawBufferPointer) -> Void) {
+    /// False when the budget could not hold a cut message: framing of this direction gives up.
+    mutating func feed(_ data: UnsafeRawBufferPointer, budget: ParserMemoryBudget, _ deliver: (UnsafeRawBufferPointer) -> Void) -> Bool {
         var i = 0
         let n = data.count
         while i < n {
-            if buffer.isEmpty {
+            guard var b = buffer else {
                 if n - i >= 2 {
                     let len = Int(data[i]) << 8 | Int(data[i + 1])
                     if n - i - 2 >= len {
@@ -570,23 +575,27 @@ struct DNSTCPFramer {
                         continue
                     }
                 }
-                buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[i...]))
-                return
+                buffer = ParserBuffer(budget: budget, holding: UnsafeRawBufferPointer(rebasing: data[i...]))
+                return buffer != nil
             }
+            buffer = nil
             // Complete the length prefix first, then the message.
-            if buffer.count < 2 {
-                buffer.append(data[i])
+            if b.count < 2 {
+                guard b.append(UnsafeRawBufferPointer(rebasing: data[i..<(i + 1)])) else { return false }
                 i += 1
+                buffer = b
                 continue
             }
-            let want = 2 + (Int(buffer[0]) << 8 | Int(buffer[1]))
-            let take = min(want - buffer.count, n - i)
-            buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[i..<(i + take)]))
+            let want = 2 + (Int(b[0]) << 8 | Int(b[1]))
+            let take = min(want - b.count, n - i)
+            guard b.append(UnsafeRawBufferPointer(rebasing: data[i..<(i + take)])) else { return false }
             i += take
-            if buffer.count == want {
-                buffer.withUnsafeBytes { deliver(UnsafeRawBufferPointer(rebasing: $0[2...])) }
-                buffer.removeAll(keepingCapacity: false)
+            if b.count == want {
+                b.withUnsafeBytes { deliver(UnsafeRawBufferPointer(rebasing: $0[2...])) }
+            } else {
+                buffer = b
             }
         }
+        return true
     }
 }

@@ -26,7 +26,8 @@ public struct HTTPCounters: Sendable, Equatable {
 /// Reads the first HTTP/1.x request and response of flows that start with a request, on any port.
 ///
 /// Chosen by content like the TLS analyser, so HTTP on 8001 or 22 is parsed as HTTP on 80. One head
-/// per direction (bounded by `HTTPParser.maxHead`), then the flow goes back to the reassembler.
+/// per direction (bounded by `HTTPParser.maxHead` and the worker's `ParserMemoryBudget`), then the flow
+/// goes back to the reassembler.
 public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer {
     public let name = "http"
     public private(set) var counters = HTTPCounters()
@@ -34,8 +35,13 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer {
 
     /// Where request facts are published for correlation (threat intelligence), if anywhere.
     let emitter: EventEmitter?
+    /// The worker's bound on head buffers (shared with its other stream parsers).
+    let budget: ParserMemoryBudget
 
-    public init(emitter: EventEmitter? = nil) { self.emitter = emitter }
+    public init(emitter: EventEmitter? = nil, budget: ParserMemoryBudget = ParserMemoryBudget()) {
+        self.emitter = emitter
+        self.budget = budget
+    }
 
     public func facts(slot: Int32, generation: UInt32) -> HTTPFacts? { store.facts(slot: slot, generation: generation) }
 
@@ -54,7 +60,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer {
         var response: HTTPResponseHead?
         let step: StreamHead.Step
         if fromOriginator {
-            step = pair.0.feed(data, limit: HTTPParser.maxHead) { b in
+            step = pair.0.feed(data, limit: HTTPParser.maxHead, budget: budget) { b in
                 switch HTTPParser.request(b) {
                 case .parsed(let r): request = r; return .done
                 case .needMore: return .needMore
@@ -62,7 +68,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer {
                 }
             }
         } else {
-            step = pair.1.feed(data, limit: HTTPParser.maxHead) { b in
+            step = pair.1.feed(data, limit: HTTPParser.maxHead, budget: budget) { b in
                 switch HTTPParser.response(b) {
                 case .parsed(let r): response = r; return .done
                 case .needMore: return .needMore

@@ -125,7 +125,10 @@ public final class KerberosAnalyzer: PacketAnalyzer, StreamConsumer {
     var pending: [Int32: Pending] = [:]
     var assemblers: [Int32: (UInt32, [MessageAssembler])] = [:]
 
-    public init() {}
+    /// The worker's bound on message buffers (shared with its other stream parsers).
+    let budget: ParserMemoryBudget
+
+    public init(budget: ParserMemoryBudget = ParserMemoryBudget()) { self.budget = budget }
 
     // UDP: one message per datagram.
     public func packet(_ context: PacketContext, flows: FlowTable) {
@@ -180,14 +183,14 @@ public final class KerberosAnalyzer: PacketAnalyzer, StreamConsumer {
         guard var entry = assemblers[slot], entry.0 == record.generation else { return .doneWithFlow }
         let d = fromOriginator ? 0 : 1
         let toServer = fromOriginator ? record.responderPort == 88 : record.originatorPort == 88
-        let ok = entry.1[d].feed(data, headerLength: 4, cap: 16 << 10, lengthOf: { h in
+        let outcome = entry.1[d].feed(data, headerLength: 4, cap: 16 << 10, budget: budget, lengthOf: { h in
             let l = Int(h[0] & 0x7F) << 24 | Int(h[1]) << 16 | Int(h[2]) << 8 | Int(h[3])
             return l <= 1 << 20 ? l + 4 : nil
         }, handle: { msg, _ in
             handle(UnsafeRawBufferPointer(rebasing: msg[4...]), toServer: toServer, record: record, fromOriginator: fromOriginator, slot: slot, table: flows, time: time)
         })
         assemblers[slot] = entry
-        return ok ? .more : .doneWithDirection
+        return outcome == .ok ? .more : .doneWithDirection
     }
 
     public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) {

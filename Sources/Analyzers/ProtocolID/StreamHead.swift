@@ -2,30 +2,40 @@
 ///
 /// The common case costs nothing: when the first in-order segment holds the whole message, the parser
 /// runs straight over the reassembler's bytes (libpcap's buffer) and nothing is copied. Only a message
-/// split over segments is copied, into a buffer bounded by `limit`; past it the parse gives up.
+/// split over segments is copied, into a `ParserBuffer` that grows with what it holds, bounded by `limit`
+/// per direction and by the worker's `ParserMemoryBudget`; past either the parse gives up.
 public struct StreamHead {
-    public enum Step { case done, needMore, invalid }
+    public enum Step {
+        case done, needMore, invalid
+        /// The worker's parser budget could not hold the partial message (counted by the budget).
+        case refused
+    }
 
-    var buffer: [UInt8] = []
+    var buffer: ParserBuffer?
 
     public init() {}
 
     /// Offers `data` (the next in-order bytes) to `parse`, which sees everything gathered so far.
-    public mutating func feed(_ data: UnsafeRawBufferPointer, limit: Int, _ parse: (UnsafeRawBufferPointer) -> Step) -> Step {
-        if buffer.isEmpty {
+    public mutating func feed(_ data: UnsafeRawBufferPointer, limit: Int, budget: ParserMemoryBudget,
+                              _ parse: (UnsafeRawBufferPointer) -> Step) -> Step {
+        guard var b = buffer else {
             let step = parse(data)
             if step == .needMore {
-                guard data.count <= limit else { return .invalid }
-                buffer.reserveCapacity(min(limit, max(2048, data.count * 2)))
-                buffer.append(contentsOf: data)
+                guard data.count < limit else { return .invalid }
+                guard let b = ParserBuffer(budget: budget, holding: data) else { return .refused }
+                buffer = b
             }
             return step
         }
-        let room = limit - buffer.count
-        guard room > 0 else { buffer = []; return .invalid }
-        buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: data[..<min(data.count, room)]))
-        let step = buffer.withUnsafeBytes { parse($0) }
-        if step != .needMore || buffer.count >= limit { buffer = [] }
-        return step == .needMore && buffer.isEmpty ? .invalid : step
+        buffer = nil
+        let room = limit - b.count
+        guard room > 0 else { return .invalid }
+        guard b.append(UnsafeRawBufferPointer(rebasing: data[..<min(data.count, room)])) else { return .refused }
+        let step = b.withUnsafeBytes { parse($0) }
+        if step != .needMore { return step }
+        // Still incomplete with the bound reached: it never will be.
+        if b.count >= limit { return .invalid }
+        buffer = b
+        return .needMore
     }
 }

@@ -76,20 +76,28 @@ public protocol RemoteAccessObserver: AnyObject {
 /// the in-order byte stream of one direction, keeping at most `cap` bytes of each message.
 ///
 /// Messages that fit in one delivery are handed over in place (no copy). A message spanning deliveries
-/// is copied into `buffer` up to `cap` bytes; its remainder is skipped, so a 1 MB SMB WRITE costs one
-/// bounded prefix. Handlers get the prefix and the message's full length, and must accept truncation.
+/// is copied into a `ParserBuffer` (charged to the worker's `ParserMemoryBudget`) up to `cap` bytes; its
+/// remainder is skipped, so a 1 MB SMB WRITE costs one bounded prefix. Handlers get the prefix and the
+/// message's full length, and must accept truncation.
 struct MessageAssembler {
-    var buffer: [UInt8] = []
+    enum Outcome {
+        case ok
+        /// `lengthOf` rejected a header: the stream is not this protocol or lost sync.
+        case desync
+        /// The worker's parser budget could not hold a message spanning segments (counted by the budget).
+        case refused
+    }
+
+    var buffer: ParserBuffer?
     /// Full length of the message being buffered, or -1 while its header is incomplete.
     var messageLength = -1
     var skip = 0
     /// Bytes copied into buffers (for counters).
     var bufferedBytes = 0
 
-    /// Feeds bytes; returns false when `lengthOf` rejects a header (the stream is not this protocol or lost sync).
-    mutating func feed(_ data: UnsafeRawBufferPointer, headerLength: Int, cap: Int,
+    mutating func feed(_ data: UnsafeRawBufferPointer, headerLength: Int, cap: Int, budget: ParserMemoryBudget,
                        lengthOf: (UnsafeRawBufferPointer) -> Int?,
-                       handle: (UnsafeRawBufferPointer, Int) -> Void) -> Bool {
+                       handle: (UnsafeRawBufferPointer, Int) -> Void) -> Outcome {
         var d = data
         while !d.isEmpty {
             if skip > 0 {
@@ -98,56 +106,62 @@ struct MessageAssembler {
                 d = UnsafeRawBufferPointer(rebasing: d[n...])
                 continue
             }
-            if buffer.isEmpty && messageLength < 0 && d.count >= headerLength {
-                guard let l = lengthOf(UnsafeRawBufferPointer(rebasing: d[..<headerLength])), l >= headerLength else { return false }
-                if d.count >= l {
-                    handle(UnsafeRawBufferPointer(rebasing: d[..<l]), l)
-                    d = UnsafeRawBufferPointer(rebasing: d[l...])
-                    continue
+            guard buffer != nil else {
+                if messageLength < 0 && d.count >= headerLength {
+                    guard let l = lengthOf(UnsafeRawBufferPointer(rebasing: d[..<headerLength])), l >= headerLength else { return .desync }
+                    if d.count >= l {
+                        handle(UnsafeRawBufferPointer(rebasing: d[..<l]), l)
+                        d = UnsafeRawBufferPointer(rebasing: d[l...])
+                        continue
+                    }
+                    if d.count >= cap {
+                        handle(UnsafeRawBufferPointer(rebasing: d[..<cap]), l)
+                        skip = l - d.count
+                        return .ok
+                    }
+                    messageLength = l
                 }
-                if d.count >= cap {
-                    handle(UnsafeRawBufferPointer(rebasing: d[..<cap]), l)
-                    skip = l - d.count
-                    return true
-                }
-                buffer.reserveCapacity(min(l, cap))
-                buffer.append(contentsOf: d)
+                // A header or message cut by the end of this delivery.
+                guard let made = ParserBuffer(budget: budget, holding: d) else { reset(); return .refused }
+                buffer = made
                 bufferedBytes &+= d.count
-                messageLength = l
-                return true
+                if messageLength < 0 { return .ok }
+                d = UnsafeRawBufferPointer(rebasing: d[d.count...])
+                if made.count < min(messageLength, cap) { return .ok }
+                continue
             }
             if messageLength < 0 {
-                let n = min(headerLength - buffer.count, d.count)
-                buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[..<n]))
+                let n = min(headerLength - buffer!.count, d.count)
+                guard buffer!.append(UnsafeRawBufferPointer(rebasing: d[..<n])) else { reset(); return .refused }
                 bufferedBytes &+= n
                 d = UnsafeRawBufferPointer(rebasing: d[n...])
-                if buffer.count == headerLength {
-                    let l = buffer.withUnsafeBytes { lengthOf($0) }
-                    guard let l, l >= headerLength else { reset(); return false }
+                if buffer!.count == headerLength {
+                    let l = buffer!.withUnsafeBytes { lengthOf($0) }
+                    guard let l, l >= headerLength else { reset(); return .desync }
                     messageLength = l
                 } else {
                     continue
                 }
             } else {
-                let want = min(messageLength, cap) - buffer.count
+                let want = min(messageLength, cap) - buffer!.count
                 let n = min(want, d.count)
-                buffer.append(contentsOf: UnsafeRawBufferPointer(rebasing: d[..<n]))
+                guard buffer!.append(UnsafeRawBufferPointer(rebasing: d[..<n])) else { reset(); return .refused }
                 bufferedBytes &+= n
                 d = UnsafeRawBufferPointer(rebasing: d[n...])
             }
-            if buffer.count >= min(messageLength, cap) {
+            if let b = buffer, b.count >= min(messageLength, cap) {
                 let l = messageLength
-                buffer.withUnsafeBytes { handle($0, l) }
-                skip = l - buffer.count
-                buffer.removeAll(keepingCapacity: false)
+                buffer = nil
+                b.withUnsafeBytes { handle($0, l) }
+                skip = l - b.count
                 messageLength = -1
             }
         }
-        return true
+        return .ok
     }
 
     mutating func reset() {
-        buffer.removeAll(keepingCapacity: false)
+        buffer = nil
         messageLength = -1
         skip = 0
     }

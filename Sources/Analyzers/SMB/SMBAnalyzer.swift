@@ -31,6 +31,8 @@ public final class SMBAnalyzer: StreamConsumer {
     public private(set) var counters = SMBCounters()
     /// Bytes of one message kept when it spans segments.
     public let messageCap: Int
+    /// The worker's bound on message buffers (shared with its other stream parsers).
+    let budget: ParserMemoryBudget
 
     static let statusMoreProcessing: UInt32 = 0xC000_0016
     static let statusLogonFailure: UInt32 = 0xC000_006D
@@ -71,8 +73,9 @@ public final class SMBAnalyzer: StreamConsumer {
 
     /// 4 KiB holds every header, name, NTLMSSP message and pipe RPC bind/request start we read, while a
     /// bulk READ/WRITE copies no more than that of its 64 KiB–1 MiB body.
-    public init(messageCap: Int = 4 << 10) {
+    public init(messageCap: Int = 4 << 10, budget: ParserMemoryBudget = ParserMemoryBudget()) {
         self.messageCap = messageCap
+        self.budget = budget
     }
 
     // MARK: StreamConsumer
@@ -94,7 +97,7 @@ public final class SMBAnalyzer: StreamConsumer {
         guard record.generation == f.generation else { return .doneWithFlow }
         let d = fromOriginator ? 0 : 1
         let before = f.assemblers[d].bufferedBytes
-        let ok = f.assemblers[d].feed(data, headerLength: 4, cap: messageCap, lengthOf: { h in
+        let outcome = f.assemblers[d].feed(data, headerLength: 4, cap: messageCap, budget: budget, lengthOf: { h in
             // NetBIOS session service: type, 7 reserved bits + 17-bit length.
             guard h[0] == 0x00 || h[0] == 0x81 || h[0] == 0x82 || h[0] == 0x83 || h[0] == 0x84 || h[0] == 0x85, h[1] & 0xFE == 0 else { return nil }
             return 4 + (Int(h[1] & 1) << 16 | Int(h[2]) << 8 | Int(h[3]))
@@ -103,11 +106,13 @@ public final class SMBAnalyzer: StreamConsumer {
             self.frame(UnsafeRawBufferPointer(rebasing: msg[4...]), flow: f, record: record, slot: slot, fromOriginator: fromOriginator, table: table, time: time)
         })
         counters.bufferedBytes &+= UInt64(f.assemblers[d].bufferedBytes &- before)
-        if !ok {
+        switch outcome {
+        case .ok: return .more
+        case .desync:
             counters.desyncs &+= 1
             return .doneWithDirection
+        case .refused: return .doneWithDirection
         }
-        return .more
     }
 
     public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) {

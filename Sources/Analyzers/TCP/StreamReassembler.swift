@@ -38,13 +38,19 @@ extension StreamConsumer {
     public func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
 }
 
-/// Limits of stream reassembly.
+/// Limits of stream reassembly. Held-byte bounds count real memory: whole 4 KiB pool blocks plus
+/// per-direction bookkeeping (`HeldStream.memory`), not payload bytes.
 public struct ReassemblyConfiguration: Sendable, Equatable {
     /// Bytes delivered per direction of a flow before it is no longer followed (analysers only need the start).
     public var maxBytesPerDirection: UInt32 = 4 << 20
-    /// Out-of-order bytes held per flow while waiting for a missing segment.
+    /// Memory held per flow (both directions) for out-of-order bytes waiting for a missing segment; also
+    /// how far ahead of the expected sequence number a segment may lie to be held.
     public var maxPendingBytesPerFlow: Int = 256 << 10
-    /// Out-of-order bytes held across all flows of a worker.
+    /// Distinct held ranges per flow (after coalescing): bounds the bookkeeping a scatter of tiny
+    /// segments can cause, and the cost of keeping them sorted (an insertion moves at most this many).
+    public var maxHeldSegmentsPerFlow: Int = 1024
+    /// Memory held for out-of-order bytes across all flows of a worker (reserved as address space at
+    /// start, resident only as used).
     public var maxPendingBytesTotal: Int = 64 << 20
     public init() {}
 }
@@ -57,7 +63,14 @@ public struct ReassemblyCounters: Sendable, Equatable {
     public var outOfOrderSegments: UInt64 = 0
     public var gaps: UInt64 = 0
     public var budgetStops: UInt64 = 0
+    /// Out-of-order segments not held because a bound was reached (the sum of the three below).
     public var pendingDropped: UInt64 = 0
+    /// … because the flow's held memory or window (`maxPendingBytesPerFlow`) was full.
+    public var heldFlowLimit: UInt64 = 0
+    /// … because the flow held `maxHeldSegmentsPerFlow` separate ranges.
+    public var heldSegmentLimit: UInt64 = 0
+    /// … because the worker's held memory (`maxPendingBytesTotal`) was full.
+    public var heldWorkerLimit: UInt64 = 0
     /// Holes declared because the peer acknowledged data the sensor never saw (capture loss).
     public var ackedHoles: UInt64 = 0
     /// Directions that continued after a gap for consumers that resume.
@@ -69,11 +82,14 @@ public struct ReassemblyCounters: Sendable, Equatable {
 ///
 /// In order per direction: the common in-order segment is handed to consumers straight from libpcap's
 /// buffer (no copy). Retransmissions are dropped, overlaps keep the bytes first seen, out-of-order
-/// segments are copied into a bounded per-flow store until the hole fills; when a hole cannot fill
-/// (the store's bound, or the flow ends) the direction gets a clean `gap` and is no longer followed.
-/// Works on flows whose handshake was missed (the first segment seen sets the sequence base).
+/// segments are copied into the direction's `HeldStream` (ordered, coalesced, in blocks of the worker's
+/// `HeldBlockPool`) until the hole fills, then drained from the front; when a hole cannot fill (a bound,
+/// or the flow ends) the direction gets a clean `gap` and is no longer followed. Sequence differences
+/// are taken as `Int32(bitPattern:)`; a segment exactly 2^31 away (`Int32.min`) counts as behind, i.e.
+/// old data. Works on flows whose handshake was missed (the first segment seen sets the sequence base).
 /// Per-flow state is a fixed-size slot array sized to the flow table: nothing is allocated per packet
-/// except on the out-of-order path, which is bounded per flow and in total.
+/// except on the out-of-order path, which is bounded per flow and in total, in real bytes.
+/// The worker's `ParserMemoryBudget` lives here, as every stream parser of the worker hangs off it.
 public final class StreamReassembler: PacketAnalyzer {
     public let name = "tcp-reassembly"
     public let configuration: ReassemblyConfiguration
@@ -97,29 +113,33 @@ public final class StreamReassembler: PacketAnalyzer {
         var consumerMask: UInt8 = 0
         var decided = false
     }
-    struct Pending {
-        var segments: [(seq: UInt32, bytes: [UInt8])] = []
-        var bytes = 0
-    }
-
     var slots: UnsafeMutablePointer<Slot>
     var directions: UnsafeMutablePointer<Direction>
     let capacity: Int
-    var pending: [Int32: (Pending, Pending)] = [:]
-    var pendingTotal = 0
+    /// Held out-of-order bytes, by direction index (slot*2 + dir); only directions with a hole.
+    var pending: [Int: HeldStream] = [:]
+    let pool: HeldBlockPool
+    /// Real memory held across all flows (`HeldStream.memory` summed).
+    public private(set) var heldBytes = 0
+    public private(set) var heldBytesPeak = 0
+    /// The bound on every stream parser's buffers in this worker (handed to consumers when they are made).
+    public let parserBudget: ParserMemoryBudget
 
-    public init(flowCapacity: Int, configuration: ReassemblyConfiguration = ReassemblyConfiguration()) {
+    public init(flowCapacity: Int, configuration: ReassemblyConfiguration = ReassemblyConfiguration(),
+                parserBudget: ParserMemoryBudget = ParserMemoryBudget()) {
         self.configuration = configuration
+        self.parserBudget = parserBudget
+        pool = HeldBlockPool(maxBytes: configuration.maxPendingBytesTotal)
         capacity = max(16, flowCapacity)
-        slots = .allocate(capacity: capacity)
-        slots.initialize(repeating: Slot(), count: capacity)
-        directions = .allocate(capacity: capacity * 2)
-        directions.initialize(repeating: Direction(), count: capacity * 2)
+        // Zero-filled, paged in on use: an all-zero Slot / Direction is a slot no flow has used (flow
+        // generations start at 1), so a large flow capacity costs nothing until flows arrive.
+        slots = ZeroFilledMemory.allocate(Slot.self, count: capacity)
+        directions = ZeroFilledMemory.allocate(Direction.self, count: capacity * 2)
     }
 
     deinit {
-        slots.deallocate()
-        directions.deallocate()
+        ZeroFilledMemory.deallocate(slots)
+        ZeroFilledMemory.deallocate(directions)
     }
 
     /// Adds a consumer (at most 8 per worker).
@@ -147,12 +167,10 @@ public final class StreamReassembler: PacketAnalyzer {
             let o = d ^ 1
             // Cheap comparison first: in-order traffic never acknowledges past `next`.
             if directions[o].started && !directions[o].finished
-                && Int32(bitPattern: p.tcpAcknowledgement &- directions[o].next) > 0 && pending[context.slot] != nil {
-                let entry = pending[context.slot]!
-                if !(o % 2 == 0 ? entry.0 : entry.1).segments.isEmpty {
-                    counters.ackedHoles &+= 1
-                    signalGap(d: o, slot: context.slot, flows: flows, time: p.timestamp)
-                }
+                && Int32(bitPattern: p.tcpAcknowledgement &- directions[o].next) > 0 && !pending.isEmpty,
+               let held = pending[o], !held.isEmpty {
+                counters.ackedHoles &+= 1
+                signalGap(d: o, slot: context.slot, flows: flows, time: p.timestamp)
             }
         }
         if directions[d].finished { return }
@@ -189,7 +207,8 @@ public final class StreamReassembler: PacketAnalyzer {
             deliver(payload, claimed: claimed, d: d, slot: context.slot, flows: flows, time: p.timestamp)
             drainPending(d: d, slot: context.slot, flows: flows, time: p.timestamp)
         } else if rel < 0 {
-            let overlap = Int(-rel)
+            // `magnitude`: at Int32.min the negation would overflow.
+            let overlap = Int(rel.magnitude)
             if overlap >= claimed {
                 counters.retransmittedBytes &+= UInt64(claimed)
             } else {
@@ -199,7 +218,7 @@ public final class StreamReassembler: PacketAnalyzer {
                 drainPending(d: d, slot: context.slot, flows: flows, time: p.timestamp)
             }
         } else {
-            storeOutOfOrder(payload, seq: seq, d: d, slot: context.slot, flows: flows, time: p.timestamp)
+            storeOutOfOrder(payload, rel: Int(rel), d: d, slot: context.slot, flows: flows, time: p.timestamp)
         }
     }
 
@@ -264,11 +283,8 @@ public final class StreamReassembler: PacketAnalyzer {
         }
         counters.resumedAfterGap &+= 1
         guard skipToHeld else { return }
-        let held = pending[slot].map { d % 2 == 0 ? $0.0 : $0.1 }
-        let next = directions[d].next
-        if let earliest = held?.segments.min(by: { Int32(bitPattern: $0.seq &- next) < Int32(bitPattern: $1.seq &- next) }),
-           Int32(bitPattern: earliest.seq &- next) > 0 {
-            directions[d].next = earliest.seq
+        if let earliest = pending[d]?.firstHeld, Int32(bitPattern: earliest &- directions[d].next) > 0 {
+            directions[d].next = earliest
             drainPending(d: d, slot: slot, flows: flows, time: time)
         } else {
             releasePending(slot, direction: d % 2)
@@ -276,68 +292,88 @@ public final class StreamReassembler: PacketAnalyzer {
         }
     }
 
+    /// Holds a segment that lies `rel` bytes ahead of the expected sequence number, if the bounds allow;
+    /// otherwise the hole is not going to fill within them: a clean gap, counted.
     @inline(never)
-    func storeOutOfOrder(_ data: UnsafeRawBufferPointer, seq: UInt32, d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
+    func storeOutOfOrder(_ data: UnsafeRawBufferPointer, rel: Int, d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
         counters.outOfOrderSegments &+= 1
-        // Taken out of the dictionary while it grows, so appending does not copy every held segment (COW).
-        var entry = pending.removeValue(forKey: slot) ?? (Pending(), Pending())
-        let flowBytes = entry.0.bytes + entry.1.bytes
-        if flowBytes + data.count > configuration.maxPendingBytesPerFlow || pendingTotal + data.count > configuration.maxPendingBytesTotal {
-            // The hole is not going to fill within our bounds: a clean gap.
+        // What was not captured cannot be held; the part that was still can.
+        guard !data.isEmpty else { return }
+        let next = directions[d].next
+        let other = pending[d ^ 1]
+        var held = pending.removeValue(forKey: d) ?? HeldStream(base: next)
+        let offset = Int(Int32(bitPattern: next &- held.base)) + rel
+        let before = held.isEmpty ? 0 : held.memory
+        var refusal: UInt8 = 0
+        if offset < 0 || offset + data.count > configuration.maxPendingBytesPerFlow {
+            refusal = 1
+        } else {
+            let cost = held.cost(offset: offset, count: data.count)
+            let grow = cost.blocks * HeldBlockPool.blockSize + (held.isEmpty ? HeldStream.fixedOverhead : 0)
+                + (cost.ranges > held.ranges.capacity ? max(cost.ranges, held.ranges.capacity * 2) * MemoryLayout<HeldStream.Range>.stride : 0)
+            let flowMemory = before + (other?.memory ?? 0) + grow
+            if flowMemory > configuration.maxPendingBytesPerFlow {
+                refusal = 1
+            } else if cost.ranges + (other?.ranges.count ?? 0) > configuration.maxHeldSegmentsPerFlow {
+                refusal = 2
+            } else if heldBytes + grow > configuration.maxPendingBytesTotal || cost.blocks > pool.blockCount - pool.blocksInUse {
+                refusal = 3
+            }
+        }
+        if refusal != 0 {
+            switch refusal {
+            case 1: counters.heldFlowLimit &+= 1
+            case 2: counters.heldSegmentLimit &+= 1
+            default: counters.heldWorkerLimit &+= 1
+            }
             counters.pendingDropped &+= 1
-            pending[slot] = entry
+            if !held.isEmpty { pending[d] = held }
             signalGap(d: d, slot: slot, flows: flows, time: time)
             return
         }
-        let seg = (seq: seq, bytes: Array(data))
-        if d % 2 == 0 { entry.0.segments.append(seg); entry.0.bytes += data.count } else { entry.1.segments.append(seg); entry.1.bytes += data.count }
-        pendingTotal += data.count
-        pending[slot] = entry
+        let already = held.store(data, offset: offset, pool: pool)
+        counters.retransmittedBytes &+= UInt64(already)
+        account(held.memory - before)
+        pending[d] = held
     }
 
+    func account(_ delta: Int) {
+        heldBytes += delta
+        if heldBytes > heldBytesPeak { heldBytesPeak = heldBytes }
+    }
+
+    /// Delivers the held bytes that are now in order, from the front, as long as the direction is followed.
     func drainPending(d: Int, slot: Int32, flows: FlowTable, time: Timestamp) {
         // Called after every in-order delivery; almost always nothing waits anywhere.
-        guard !pending.isEmpty, var entry = pending[slot] else { return }
-        var progress = true
-        while progress && !directions[d].finished {
-            progress = false
-            var dirPending = d % 2 == 0 ? entry.0 : entry.1
-            var i = 0
-            while i < dirPending.segments.count {
-                let seg = dirPending.segments[i]
-                let rel = Int32(bitPattern: seg.seq &- directions[d].next)
-                if rel <= 0 {
-                    dirPending.segments.remove(at: i)
-                    dirPending.bytes -= seg.bytes.count
-                    pendingTotal -= seg.bytes.count
-                    let overlap = Int(-rel)
-                    if overlap < seg.bytes.count {
-                        if d % 2 == 0 { entry.0 = dirPending } else { entry.1 = dirPending }
-                        pending[slot] = entry
-                        seg.bytes.withUnsafeBytes { b in
-                            deliver(UnsafeRawBufferPointer(rebasing: b[overlap...]), claimed: seg.bytes.count - overlap, d: d, slot: slot, flows: flows, time: time)
-                        }
-                        guard let e = pending[slot] else { return }
-                        entry = e
-                        dirPending = d % 2 == 0 ? entry.0 : entry.1
-                        progress = true
-                    } else {
-                        counters.retransmittedBytes &+= UInt64(seg.bytes.count)
-                    }
-                    continue
-                }
-                i += 1
-            }
-            if d % 2 == 0 { entry.0 = dirPending } else { entry.1 = dirPending }
+        guard !pending.isEmpty, pending[d] != nil else { return }
+        while !directions[d].finished {
+            var behind = 0
+            let before = pending[d]?.memory ?? 0
+            let chunk = pending[d]?.chunk(at: directions[d].next, pool: pool, behind: &behind)
+            account((pending[d]?.memory ?? 0) - before)
+            counters.retransmittedBytes &+= UInt64(behind)
+            // The chunk's block stays allocated until the next `chunk` or release: delivery reads it in place.
+            guard let chunk else { break }
+            deliver(chunk, claimed: chunk.count, d: d, slot: slot, flows: flows, time: time)
         }
-        if entry.0.segments.isEmpty && entry.1.segments.isEmpty { pending[slot] = nil } else { pending[slot] = entry }
+        guard let held = pending[d] else { return }
+        if held.isEmpty || directions[d].finished {
+            releasePending(slot, direction: d % 2)
+        } else {
+            let before = held.memory
+            pending[d]?.releaseBlocks(before: directions[d].next, pool: pool)
+            account((pending[d]?.memory ?? 0) - before)
+        }
     }
 
     func releasePending(_ slot: Int32, direction: Int? = nil) {
-        guard var entry = pending[slot] else { return }
-        if direction == nil || direction == 0 { pendingTotal -= entry.0.bytes; entry.0 = Pending() }
-        if direction == nil || direction == 1 { pendingTotal -= entry.1.bytes; entry.1 = Pending() }
-        if entry.0.segments.isEmpty && entry.1.segments.isEmpty { pending[slot] = nil } else { pending[slot] = entry }
+        guard !pending.isEmpty else { return }
+        for k in 0..<2 where direction == nil || direction == k {
+            let d = Int(slot) * 2 + k
+            guard var held = pending.removeValue(forKey: d) else { continue }
+            account(-held.memory)
+            held.releaseAll(pool: pool)
+        }
     }
 
     /// Forwards to the consumers following the flow, so their facts land on the flow event.
@@ -357,10 +393,7 @@ public final class StreamReassembler: PacketAnalyzer {
         guard s < capacity, slots[s].generation == flow.generation else { return }
         if slots[s].consumerMask != 0 {
             // Segments still waiting for a hole that never filled: that direction had a gap.
-            if let entry = pending[slot] {
-                if !entry.0.segments.isEmpty { counters.gaps &+= 1 }
-                if !entry.1.segments.isEmpty { counters.gaps &+= 1 }
-            }
+            for k in 0..<2 where pending[s * 2 + k].map({ !$0.isEmpty }) ?? false { counters.gaps &+= 1 }
             let mask = slots[s].consumerMask
             for (i, c) in consumers.enumerated() where mask & (1 << UInt8(i)) != 0 { c.streamEnded(flow, slot: slot) }
         }
@@ -368,5 +401,36 @@ public final class StreamReassembler: PacketAnalyzer {
         slots[s] = Slot(generation: flow.generation &+ 1)
         directions[s * 2] = Direction()
         directions[s * 2 + 1] = Direction()
+    }
+}
+
+extension StreamReassembler {
+    /// `sensor.stats.reassembly` and `sensor.stats.parser_memory`: what reassembly and the stream parsers
+    /// skipped, and the memory they hold against their bounds.
+    public func writeStatistics(into w: inout JSONWriter) {
+        let c = counters
+        w.beginObject("reassembly")
+        w.field("delivered_bytes", c.deliveredBytes)
+        w.field("retransmitted_bytes", c.retransmittedBytes)
+        w.field("overlap_bytes", c.overlapBytes)
+        w.field("out_of_order_segments", c.outOfOrderSegments)
+        w.field("gaps", c.gaps)
+        w.field("acked_holes", c.ackedHoles)
+        w.field("resumed_after_gap", c.resumedAfterGap)
+        w.field("budget_stops", c.budgetStops)
+        w.field("pending_dropped", c.pendingDropped)
+        w.field("held_flow_limit", c.heldFlowLimit)
+        w.field("held_segment_limit", c.heldSegmentLimit)
+        w.field("held_worker_limit", c.heldWorkerLimit)
+        w.field("held_bytes", heldBytes)
+        w.field("held_bytes_peak", heldBytesPeak)
+        w.field("held_bytes_limit", configuration.maxPendingBytesTotal)
+        w.endObject()
+        w.beginObject("parser_memory")
+        w.field("bytes", parserBudget.used)
+        w.field("peak", parserBudget.peak)
+        w.field("limit", parserBudget.limit)
+        w.field("refused", parserBudget.refusals)
+        w.endObject()
     }
 }

@@ -30,21 +30,27 @@ public struct TLSCounters: Sendable, Equatable {
 /// a direction that does not start with a handshake record, or whose hello is read, is released back
 /// to the reassembler at once, so a long TLS session costs nothing after its handshake.
 /// Per-flow state: a byte and a generation per flow-table slot (allocated once), and for TLS flows only,
-/// their facts and at most one bounded hello buffer per direction (`TLSHandshakeParser.maxHandshake`).
+/// their facts and at most one bounded hello buffer per direction (`TLSHandshakeParser.maxHandshake`,
+/// and the worker's `ParserMemoryBudget`).
 public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
     public let name = "tls"
     public private(set) var counters = TLSCounters()
     var store = FlowFactStore<TLSFacts>()
     let capacity: Int
     let generations: UnsafeMutablePointer<UInt32>
-    /// Bit 0: the originator's first bytes were checked; bit 1: the responder's.
+    /// Bit 0: the originator's first bytes were checked; bit 1: the responder's; bit 2: a direction began
+    /// with a handshake record (the flow is TLS). Facts are stored only once a hello is read: a flow that
+    /// only began like TLS costs this bit, not a facts entry (500k such flows would otherwise hold 500k).
     let checked: UnsafeMutablePointer<UInt8>
 
     /// Where ClientHello facts are published for correlation (threat intelligence), if anywhere.
     let emitter: EventEmitter?
+    /// The worker's bound on hello buffers (shared with its other stream parsers).
+    let budget: ParserMemoryBudget
 
-    public init(flowCapacity: Int, emitter: EventEmitter? = nil) {
+    public init(flowCapacity: Int, emitter: EventEmitter? = nil, budget: ParserMemoryBudget = ParserMemoryBudget()) {
         self.emitter = emitter
+        self.budget = budget
         capacity = max(16, flowCapacity)
         // Zero-filled, paged in on use (0 is no flow's generation: the flow table skips it).
         generations = ZeroFilledMemory.allocate(UInt32.self, count: capacity)
@@ -57,7 +63,12 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
     }
 
     /// The TLS facts of the live (or just-ended) flow in `slot`, if it is TLS.
-    public func facts(slot: Int32, generation: UInt32) -> TLSFacts? { store.facts(slot: slot, generation: generation) }
+    public func facts(slot: Int32, generation: UInt32) -> TLSFacts? {
+        if let f = store.facts(slot: slot, generation: generation) { return f }
+        let s = Int(slot)
+        guard s >= 0, s < capacity, generations[s] == generation, checked[s] & 4 != 0 else { return nil }
+        return TLSFacts(generation: generation)
+    }
 
     // MARK: StreamConsumer
 
@@ -78,9 +89,9 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         if checked[s] & bit == 0 {
             checked[s] |= bit
             guard TLSHandshakeParser.looksLikeHandshakeRecord(data) else { return .doneWithDirection }
-            if store[slot] == nil { store[slot] = TLSFacts(generation: generations[s]) }
+            checked[s] |= 4
         }
-        guard store[slot] != nil else { return .doneWithDirection }
+        guard checked[s] & 4 != 0 else { return .doneWithDirection }
         var pair = store.takeHeads(slot: slot)
         var parsedClient: ClientHello?
         var parsedServer: ServerHello?
@@ -100,7 +111,9 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
             case .invalid: return .invalid
             }
         }
-        let step = fromOriginator ? pair.0.feed(data, limit: limit, parse) : pair.1.feed(data, limit: limit, parse)
+        let step = fromOriginator ? pair.0.feed(data, limit: limit, budget: budget, parse)
+            : pair.1.feed(data, limit: limit, budget: budget, parse)
+        if (parsedClient != nil || parsedServer != nil) && store[slot] == nil { store[slot] = TLSFacts(generation: generations[s]) }
         if let h = parsedClient {
             counters.clientHellos &+= 1
             store[slot]!.client = h
