@@ -1,4 +1,9 @@
 import ConfigKit
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A JSON value and the line and column it starts at.
 ///
@@ -47,7 +52,8 @@ struct JSONNode {
 }
 
 /// RFC 8259 JSON over UTF-8 bytes, with positions. Nesting is bounded (a hostile file cannot exhaust
-/// the stack); any syntax error is reported at its line and column.
+/// the stack); any syntax error is reported at its line and column. One leniency: raw control
+/// characters other than line breaks are accepted inside strings (they cannot move a position).
 struct JSONReader {
     static let maxDepth = 128
 
@@ -69,8 +75,6 @@ struct JSONReader {
     let bytes: UnsafeRawBufferPointer
     let file: String
     let keeping: Set<String>?
-    /// `keeping` as bytes, so a member name is compared before a String is made of it.
-    let keepingBytes: [[UInt8]]?
     var i = 0
     var line = 1
     var lineStart = 0
@@ -79,7 +83,6 @@ struct JSONReader {
         self.bytes = bytes
         self.file = file
         self.keeping = keeping
-        self.keepingBytes = keeping.map { $0.map { Array($0.utf8) } }
     }
 
     func fail(_ message: String) -> ConfigIssue {
@@ -100,15 +103,14 @@ struct JSONReader {
     mutating func value(depth: Int, keep: Bool) throws(ConfigIssue) -> JSONNode {
         skipSpace()
         guard i < bytes.count else { throw fail("unexpected end of file") }
-        let at = (line: line, column: i - lineStart + 1)
-        func made(_ k: JSONNode.Kind) -> JSONNode { JSONNode(kind: keep ? k : .null, line: at.line, column: at.column) }
+        let atLine = line, atColumn = i - lineStart + 1
         switch bytes[i] {
         case 0x7b: // {
             guard depth < Self.maxDepth else { throw fail("nested deeper than \(Self.maxDepth) levels") }
             i += 1
             var members: [(key: String, value: JSONNode)] = []
             skipSpace()
-            if i < bytes.count, bytes[i] == 0x7d { i += 1; return made(.object(members)) }
+            if i < bytes.count, bytes[i] == 0x7d { i += 1; return JSONNode(kind: keep ? .object(members) : .null, line: atLine, column: atColumn) }
             while true {
                 skipSpace()
                 guard i < bytes.count, bytes[i] == 0x22 else { throw fail("expected a quoted member name") }
@@ -124,13 +126,13 @@ struct JSONReader {
                 if bytes[i] == 0x7d { i += 1; break }
                 throw fail("expected ',' or '}'")
             }
-            return made(.object(members))
+            return JSONNode(kind: keep ? .object(members) : .null, line: atLine, column: atColumn)
         case 0x5b: // [
             guard depth < Self.maxDepth else { throw fail("nested deeper than \(Self.maxDepth) levels") }
             i += 1
             var elements: [JSONNode] = []
             skipSpace()
-            if i < bytes.count, bytes[i] == 0x5d { i += 1; return made(.array(elements)) }
+            if i < bytes.count, bytes[i] == 0x5d { i += 1; return JSONNode(kind: keep ? .array(elements) : .null, line: atLine, column: atColumn) }
             while true {
                 let v = try value(depth: depth + 1, keep: keep)
                 if keep { elements.append(v) }
@@ -140,16 +142,18 @@ struct JSONReader {
                 if bytes[i] == 0x5d { i += 1; break }
                 throw fail("expected ',' or ']'")
             }
-            return made(.array(elements))
+            return JSONNode(kind: keep ? .array(elements) : .null, line: atLine, column: atColumn)
         case 0x22:
-            return made(.string(try string(keep: keep)))
-        case 0x74: try literal("true"); return made(.bool(true))
-        case 0x66: try literal("false"); return made(.bool(false))
-        case 0x6e: try literal("null"); return made(.null)
+            let text = try string(keep: keep)
+            return JSONNode(kind: keep ? .string(text) : .null, line: atLine, column: atColumn)
+        case 0x74: try literal("true"); return JSONNode(kind: keep ? .bool(true) : .null, line: atLine, column: atColumn)
+        case 0x66: try literal("false"); return JSONNode(kind: keep ? .bool(false) : .null, line: atLine, column: atColumn)
+        case 0x6e: try literal("null"); return JSONNode(kind: .null, line: atLine, column: atColumn)
         case 0x2d, 0x30...0x39:
             let start = i
             try number()
-            return made(.number(keep ? String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self) : ""))
+            guard keep else { return JSONNode(kind: .null, line: atLine, column: atColumn) }
+            return JSONNode(kind: .number(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)), line: atLine, column: atColumn)
         default:
             throw fail("unexpected character '\(Unicode.Scalar(bytes[i]))'")
         }
@@ -183,40 +187,47 @@ struct JSONReader {
 
     /// The member name starting at the quote at `i` when it is `wanted` and kept, else nil (skipped).
     mutating func memberName(wanted: Bool) throws(ConfigIssue) -> String? {
-        var j = i + 1
-        while j < bytes.count, bytes[j] != 0x22, bytes[j] != 0x5c, bytes[j] >= 0x20 { j += 1 }
-        if j < bytes.count, bytes[j] == 0x22 {
-            let name = UnsafeRawBufferPointer(rebasing: bytes[(i + 1)..<j])
-            i = j + 1
+        if let end = plainStringEnd() {
+            let name = UnsafeRawBufferPointer(rebasing: bytes[(i + 1)..<end])
+            i = end + 1
             guard wanted else { return nil }
-            if let keys = keepingBytes, !keys.contains(where: { $0.count == name.count && name.elementsEqual($0) }) { return nil }
-            return String(decoding: name, as: UTF8.self)
+            let key = String(decoding: name, as: UTF8.self)
+            if let keeping, !keeping.contains(key) { return nil }
+            return key
         }
         let name = try string(keep: wanted)
         guard wanted, keeping?.contains(name) ?? true else { return nil }
         return name
     }
 
+    /// For the string whose opening quote is at `i`: the index of its closing quote when the string has
+    /// no escape and no line break (nearly every string of a feed), else nil. The search runs in libc
+    /// (memchr), so long values and skipped members cost little even in debug builds.
+    func plainStringEnd() -> Int? {
+        let start = i + 1
+        guard start < bytes.count, let base = bytes.baseAddress,
+              let q = memchr(base + start, 0x22, bytes.count - start) else { return nil }
+        let end = base.distance(to: UnsafeRawPointer(q))
+        let n = end - start
+        if n == 0 { return end }
+        if memchr(base + start, 0x5c, n) != nil || memchr(base + start, 0x0a, n) != nil || memchr(base + start, 0x0d, n) != nil { return nil }
+        return end
+    }
+
     /// The string starting at the quote at `i`, unescaped; "" when not kept.
     mutating func string(keep: Bool) throws(ConfigIssue) -> String {
+        if let end = plainStringEnd() {
+            let start = i + 1
+            i = end + 1
+            return keep ? String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<end]), as: UTF8.self) : ""
+        }
         i += 1
-        let start = i
-        while i < bytes.count {
-            let c = bytes[i]
-            if c == 0x22 || c == 0x5c || c < 0x20 { break }
-            i += 1
-        }
-        guard i < bytes.count else { throw fail("unterminated string") }
-        if bytes[i] == 0x22 {
-            i += 1
-            return keep ? String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<(i - 1)]), as: UTF8.self) : ""
-        }
-        // Escapes (or an error): the slow path.
-        var out: [UInt8] = keep ? Array(bytes[start..<i]) : []
+        // Escapes or a line break: byte by byte.
+        var out: [UInt8] = []
         while i < bytes.count {
             let c = bytes[i]
             if c == 0x22 { i += 1; return keep ? String(decoding: out, as: UTF8.self) : "" }
-            if c < 0x20 { throw fail("control character in a string (newlines and tabs must be escaped)") }
+            if c == 0x0a || c == 0x0d { throw fail("line break in a string (it must be escaped as \\n)") }
             guard c == 0x5c else { if keep { out.append(c) }; i += 1; continue }
             guard i + 1 < bytes.count else { break }
             let escape = i
