@@ -38,15 +38,24 @@ public enum Digest {
         return text.withUTF8 { sha256(UnsafeRawBufferPointer($0)) }
     }
 
-    /// Lower-case hex of `bytes`, cut to `count` characters if given.
-    public static func hex<D: Sequence>(_ bytes: D, count: Int? = nil) -> String where D.Element == UInt8 {
-        let digits: StaticString = "0123456789abcdef"
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.underestimatedCount * 2)
-        digits.withUTF8Buffer { d in
-            for b in bytes { out.append(d[Int(b >> 4)]); out.append(d[Int(b & 15)]) }
+    /// Lower-case hex of a digest, cut to `count` characters if given.
+    public static func hex<D: Crypto.Digest>(_ digest: D, count: Int? = nil) -> String {
+        digest.withUnsafeBytes { hex($0, count: count) }
+    }
+
+    /// Lower-case hex of `bytes`, cut to `count` characters if given; written straight into the String.
+    public static func hex(_ bytes: UnsafeRawBufferPointer, count: Int? = nil) -> String {
+        let n = min(bytes.count * 2, max(0, count ?? Int.max))
+        return String(unsafeUninitializedCapacity: n) { out in
+            let digits: StaticString = "0123456789abcdef"
+            let d = digits.utf8Start
+            var k = 0
+            for b in bytes where k < n {
+                out[k] = d[Int(b >> 4)]
+                if k + 1 < n { out[k + 1] = d[Int(b & 15)] }
+                k += 2
+            }
+            return n
         }
-        if let count, count < out.count { out.removeLast(out.count - count) }
-        return String(decoding: out, as: UTF8.self)
     }
 }
