@@ -167,13 +167,15 @@ public final class IndicatorFeed: @unchecked Sendable {
         }
     }
 
-    /// Hash indicators that cannot match in this sensor, one line per kind with its count: no analyser
-    /// hashes transferred files (`ObservedFact.fileHash`), so a hash feed is loaded but not watched, and
-    /// whoever loads one is told so rather than trusting silence.
+    /// Hash indicators this sensor cannot match as their feed means them, one line per kind with its
+    /// count: no analyser hashes transferred files (`ObservedFact.fileHash`), so an md5 indicator can
+    /// never match and sha1/sha256 ones only as TLS server certificate fingerprints. Whoever loads a hash
+    /// feed is told so rather than trusting silence.
     public static func unmatchableWarnings(_ set: IndicatorSet) -> [String] {
         [IndicatorType.md5, .sha1, .sha256].compactMap { t in
             guard let n = set.countsByType[t], n > 0 else { return nil }
-            return "\(n) \(t.rawValue) file-hash indicators loaded but file hashing is not available: they cannot match"
+            let consequence = t == .md5 ? "they cannot match" : "they can match only TLS server certificates (TLS 1.2 and older)"
+            return "\(n) \(t.rawValue) file-hash indicators loaded but file hashing is not available: \(consequence)"
         }
     }
 

@@ -182,7 +182,7 @@ final class ThreatIntelCLITests: XCTestCase {
             let warnings = r.stderr.split(separator: "\n").filter { $0.contains("file-hash indicators") }
             XCTAssertEqual(warnings.count, 2, r.stderr)
             XCTAssertTrue(r.stderr.contains("1 md5 file-hash indicators loaded but file hashing is not available: they cannot match"), r.stderr)
-            XCTAssertTrue(r.stderr.contains("2 sha256 file-hash indicators loaded but file hashing is not available: they cannot match"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("2 sha256 file-hash indicators loaded but file hashing is not available: they can match only TLS server certificates (TLS 1.2 and older)"), r.stderr)
             XCTAssertTrue(warnings.allSatisfy { $0.contains("warning") }, r.stderr)
             // The address indicator still matches.
             XCTAssertFalse(try intelAlerts(r).isEmpty, command)
