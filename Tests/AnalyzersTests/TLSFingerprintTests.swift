@@ -124,8 +124,10 @@ final class TLSFingerprintTests: XCTestCase {
 
     final class Facts: FactObserver {
         var seen: [String] = []
+        var certificates: [String] = []
         func observe(_ fact: ObservedFact, flow: FlowRecord?, at time: Timestamp) {
             switch fact {
+            case .tlsCertificate(_, let sha1): certificates.append(sha1 ?? "-")
             case .tlsClientHello(let sni, let ja3, let ja4): seen.append("tls \(sni ?? "-") \(ja3 ?? "-") \(ja4 ?? "-")")
             case .httpRequest(let host, let url): seen.append("http \(host ?? "-") \(url)")
             default: break

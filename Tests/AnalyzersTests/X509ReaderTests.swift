@@ -3,6 +3,7 @@ import XCTest
 import TestSupport
 @testable import Analyzers
 import PacketCore
+import Events
 
 /// The certificate reader against tshark's X.509 dissector on the shared captures that carry TLS ≤ 1.2
 /// Certificate messages: every certificate of every chain, not only the first.
@@ -113,6 +114,50 @@ final class X509ReaderTests: XCTestCase {
         guard case .parsed(let r) = resumed.withUnsafeBytes({ TLSHandshakeParser.serverFlight($0) }) else { return XCTFail() }
         XCTAssertNil(r.certificate)
         XCTAssertFalse(r.certificateMalformed)
+    }
+
+    /// Through the analyser: a flight split over segments yields the certificate, its fact and flow
+    /// fields; a corrupt certificate is counted and the ServerHello facts stay.
+    func testAnalyserReadsTheCertificateAndCountsBadOnes() throws {
+        let der = try Self.sampleCertificate()
+        var corrupt = der
+        corrupt[4] = 0xff  // the TBSCertificate's tag: a multi-byte tag, which DER certificates never use
+        for (cert, good) in [(der, true), (corrupt, false)] {
+            let emitter = EventEmitter(observer: ObserverInfo(name: "t", hostname: "t"), sinks: [])
+            let facts = TLSFingerprintTests.Facts()
+            emitter.factObservers.append(facts)
+            let table = FlowTable(configuration: { var c = FlowTableConfiguration(); c.capacity = 64; return c }())
+            var p = DecodedPacket()
+            p.ipVersion = 4; p.ipProtocol = IPProtocol.tcp; p.hasPorts = true
+            p.source = IPAddress("10.0.0.1")!; p.destination = IPAddress("10.0.0.2")!
+            p.sourcePort = 50000; p.destinationPort = 443; p.tcpFlags = [.syn]
+            let u = table.update(p) { _, _, _ in }
+            let tls = TLSAnalyzer(flowCapacity: 64, emitter: emitter)
+            let flight = Self.serverFlight(cert)
+            flight.withUnsafeBytes { b in
+                XCTAssertTrue(tls.wantsStream(table[u.slot], slot: u.slot, firstPayload: b, fromOriginator: false))
+                XCTAssertEqual(tls.stream(UnsafeRawBufferPointer(rebasing: b[..<60]), fromOriginator: false, slot: u.slot, flows: table, at: .zero), .more)
+                XCTAssertEqual(tls.stream(UnsafeRawBufferPointer(rebasing: b[60...]), fromOriginator: false, slot: u.slot, flows: table, at: .zero), .doneWithDirection)
+            }
+            let f = try XCTUnwrap(tls.facts(slot: u.slot, generation: table[u.slot].generation))
+            XCTAssertNotNil(f.ja3s)
+            XCTAssertEqual(tls.counters.serverHellos, 1)
+            if good {
+                let x = try XCTUnwrap(f.certificate)
+                XCTAssertEqual(x.alternativeNames.first, "*.google.com")
+                XCTAssertEqual(tls.counters.certificates, 1)
+                XCTAssertEqual(facts.certificates, [x.sha1])
+                var w = JSONWriter(capacity: 4096)
+                w.beginObject(); TLSAnalyzer.write(f, into: &w); w.endObject()
+                let json = String(decoding: w.bytes, as: UTF8.self)
+                XCTAssertTrue(json.contains("\"sha1\":\"\(x.sha1.uppercased())\""), json)
+                XCTAssertTrue(json.contains("\"alternative_names\":[\"*.google.com\""), json)
+            } else {
+                XCTAssertNil(f.certificate)
+                XCTAssertEqual(tls.counters.malformedCertificates, 1)
+                XCTAssertEqual(facts.certificates, [])
+            }
+        }
     }
 
     /// Mutated certificates and server flights never trap; each outcome is a value (seeded, reproducible).
