@@ -31,6 +31,7 @@ public final class IndicatorFeed: @unchecked Sendable {
         let set = try Self.loadAll(files)
         state = Mutex((set, Self.signature(files), []))
         logger.info("threat intelligence loaded", metadata: Self.summary(set, files: files.count))
+        Self.warnUnmatchable(set, logger: logger)
     }
 
     /// An in-memory feed (tests, and callers that build sets themselves).
@@ -58,6 +59,7 @@ public final class IndicatorFeed: @unchecked Sendable {
             state.withLock { $0 = (set, sig, []) }
             generation.add(1, ordering: .releasing)
             logger.notice("threat intelligence reloaded", metadata: Self.summary(set, files: files.count))
+            Self.warnUnmatchable(set, logger: logger)
             return []
         } catch {
             // Remember the signature too, so a broken file is reported once, not on every check.
@@ -163,6 +165,22 @@ public final class IndicatorFeed: @unchecked Sendable {
             return FileSignature(path: f, inode: UInt64(st.st_ino), size: Int64(st.st_size),
                                  mtimeSeconds: Int(st.st_mtim.tv_sec), mtimeNanos: Int(st.st_mtim.tv_nsec))
         }
+    }
+
+    /// Hash indicators this sensor cannot match as their feed means them, one line per kind with its
+    /// count: no analyser hashes transferred files (`ObservedFact.fileHash`), so an md5 indicator can
+    /// never match and sha1/sha256 ones only as TLS server certificate fingerprints. Whoever loads a hash
+    /// feed is told so rather than trusting silence.
+    public static func unmatchableWarnings(_ set: IndicatorSet) -> [String] {
+        [IndicatorType.md5, .sha1, .sha256].compactMap { t in
+            guard let n = set.countsByType[t], n > 0 else { return nil }
+            let consequence = t == .md5 ? "they cannot match" : "they can match only TLS server certificates (TLS 1.2 and older)"
+            return "\(n) \(t.rawValue) file-hash indicators loaded but file hashing is not available: \(consequence)"
+        }
+    }
+
+    static func warnUnmatchable(_ set: IndicatorSet, logger: Logger) {
+        for w in unmatchableWarnings(set) { logger.warning("\(w)") }
     }
 
     static func summary(_ set: IndicatorSet, files: Int) -> Logger.Metadata {

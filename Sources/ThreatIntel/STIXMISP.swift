@@ -1,36 +1,27 @@
 import ConfigKit
 import PacketCore
 
-// JSON feeds (STIX 2.1 bundles, MISP exports) are read through ConfigKit's YAML reader: JSON is YAML
-// flow syntax, and the reader keeps the line and column of every value, so a bad object is reported
-// where it is (`file:line:column`), the same way as a bad config key.
-
-extension ConfigValue {
-    /// A member of a mapping by key (first match), for JSON objects.
-    func member(_ key: String) -> ConfigValue? { entries?.first(where: { $0.key == key })?.value }
-    /// A scalar's text, nil for null or non-scalars.
-    var text: String? { isMapping || isSequence || isNull ? nil : scalarText }
-}
+// JSON feeds (STIX 2.1 bundles, MISP exports) are read by `JSONReader`, which keeps the line and column
+// of every value, so a bad object is reported where it is (`file:line:column`) and each indicator
+// remembers its line.
 
 /// STIX 2.1 bundles: `indicator` objects whose `pattern` is one or more equality comparisons joined by OR.
 ///
 /// Patterns that need correlation (AND across observations, FOLLOWEDBY, qualifiers) or operators other
 /// than `=` cannot be matched one fact at a time; they are skipped and counted, not treated as errors.
 enum STIXParser {
+    /// The members read below; the reader drops the rest.
+    static let keys: Set<String> = ["objects", "type", "id", "name", "revoked", "pattern_type", "pattern", "confidence", "valid_until",
+                                    "external_references", "url", "external_id", "description", "created_by_ref"]
+
     static func parse(_ text: String, path: String, source: String?, into file: inout IndicatorFile, issues: inout [ConfigIssue]) {
-        let root: ConfigValue
-        do {
-            guard let r = try YAMLDocument.parse(text, file: path) else {
-                issues.append(ConfigIssue(file: path, line: 1, column: 1, message: "empty STIX file"))
-                return
-            }
-            root = r
-        } catch { issues.append(error); return }
-        let objects: [ConfigValue]
+        let root: JSONNode
+        do throws(ConfigIssue) { root = try JSONReader.parse(text, file: path, keeping: keys) } catch { issues.append(error); return }
+        let objects: [JSONNode]
         if let items = root.member("objects")?.items { objects = items }
         else if root.member("type")?.text == "indicator" { objects = [root] }
         else if let items = root.items { objects = items }
-        else { issues.append(root.issue("not a STIX bundle (expected an object with \"objects\": [...])")); return }
+        else { issues.append(root.issue("not a STIX bundle (expected an object with \"objects\": [...])", file: path)); return }
 
         var identities: [String: String] = [:]
         for o in objects where o.member("type")?.text == "identity" {
@@ -38,27 +29,27 @@ enum STIXParser {
         }
         var pending: [(Indicator, String?)] = []
         for o in objects {
-            guard o.isMapping else { issues.append(o.issue("expected a STIX object")); continue }
+            guard o.isMapping else { issues.append(o.issue("expected a STIX object", file: path)); continue }
             guard o.member("type")?.text == "indicator" else { continue }
             if o.member("revoked")?.text == "true" { file.skipped["revoked", default: 0] += 1; continue }
             if let pt = o.member("pattern_type")?.text, pt != "stix" { file.skipped["pattern_type \(pt)", default: 0] += 1; continue }
             guard let pv = o.member("pattern"), let pattern = pv.text else {
-                issues.append(o.issue("indicator without a \"pattern\"")); continue
+                issues.append(o.issue("indicator without a \"pattern\"", file: path)); continue
             }
             let atoms: [STIXPattern.Comparison]
             switch STIXPattern.parse(pattern) {
-            case .failure(let e): issues.append(pv.issue("pattern: \(e.description)")); continue
+            case .failure(let e): issues.append(pv.issue("pattern: \(e.description)", file: path)); continue
             case .success(.unsupported(let why)): file.skipped[why, default: 0] += 1; continue
             case .success(.anyOf(let a)): atoms = a
             }
             var confidence: Int?
             if let cv = o.member("confidence") {
-                guard let c = cv.text.flatMap({ Int($0) }), (0...100).contains(c) else { issues.append(cv.issue("confidence must be 0–100")); continue }
+                guard let c = cv.text.flatMap({ Int($0) }), (0...100).contains(c) else { issues.append(cv.issue("confidence must be 0–100", file: path)); continue }
                 confidence = c
             }
             var expires: Timestamp?
             if let vu = o.member("valid_until") {
-                guard let t = vu.text.flatMap(DateParser.timestamp) else { issues.append(vu.issue("valid_until is not a timestamp")); continue }
+                guard let t = vu.text.flatMap(DateParser.timestamp) else { issues.append(vu.issue("valid_until is not a timestamp", file: path)); continue }
                 expires = t
             }
             var reference: String?
@@ -77,7 +68,7 @@ enum STIXParser {
                                         description: description, reference: reference, file: path, line: pv.line)
                     pending.append((ind, o.member("created_by_ref")?.text))
                 case .failure(let e):
-                    issues.append(pv.issue("pattern: \(e.description)")); ok = false
+                    issues.append(pv.issue("pattern: \(e.description)", file: path)); ok = false
                 }
                 if !ok { break }
             }
@@ -262,24 +253,22 @@ enum STIXPattern {
 
 /// MISP JSON exports: attributes marked for detection (`to_ids`), in the event and in its objects.
 enum MISPParser {
+    /// The members read below; the reader drops the rest (UUIDs, timestamps, tags, sightings).
+    static let keys: Set<String> = ["Event", "response", "Attribute", "Object", "Orgc", "Org", "name", "info", "uuid", "id",
+                                    "threat_level_id", "type", "value", "deleted", "to_ids", "comment"]
+
     static func parse(_ text: String, path: String, source: String?, into file: inout IndicatorFile, issues: inout [ConfigIssue]) {
-        let root: ConfigValue
-        do {
-            guard let r = try YAMLDocument.parse(text, file: path) else {
-                issues.append(ConfigIssue(file: path, line: 1, column: 1, message: "empty MISP file"))
-                return
-            }
-            root = r
-        } catch { issues.append(error); return }
-        var events: [ConfigValue] = []
+        let root: JSONNode
+        do throws(ConfigIssue) { root = try JSONReader.parse(text, file: path, keeping: keys) } catch { issues.append(error); return }
+        var events: [JSONNode] = []
         if let e = root.member("Event") { events = [e] }
         else if let r = root.member("response")?.items { events = r.compactMap { $0.member("Event") ?? $0 } }
         else if let items = root.items { events = items.compactMap { $0.member("Event") ?? $0 } }
         else if root.member("Attribute") != nil { events = [root] }
-        else { issues.append(root.issue("not a MISP export (expected \"Event\" or \"response\")")); return }
+        else { issues.append(root.issue("not a MISP export (expected \"Event\" or \"response\")", file: path)); return }
 
         for ev in events {
-            guard ev.isMapping else { issues.append(ev.issue("expected a MISP event object")); continue }
+            guard ev.isMapping else { issues.append(ev.issue("expected a MISP event object", file: path)); continue }
             let org = ev.member("Orgc")?.member("name")?.text ?? ev.member("Org")?.member("name")?.text
             let src = source ?? org ?? "misp"
             let info = ev.member("info")?.text
@@ -295,9 +284,9 @@ enum MISPParser {
             var attributes = ev.member("Attribute")?.items ?? []
             for o in ev.member("Object")?.items ?? [] { attributes += o.member("Attribute")?.items ?? [] }
             for a in attributes {
-                guard a.isMapping else { issues.append(a.issue("expected a MISP attribute object")); continue }
+                guard a.isMapping else { issues.append(a.issue("expected a MISP attribute object", file: path)); continue }
                 guard let type = a.member("type")?.text, let vv = a.member("value"), let value = vv.text else {
-                    issues.append(a.issue("attribute without \"type\" and \"value\"")); continue
+                    issues.append(a.issue("attribute without \"type\" and \"value\"", file: path)); continue
                 }
                 if let d = a.member("deleted")?.text, d == "true" || d == "1" { file.skipped["deleted", default: 0] += 1; continue }
                 if let t = a.member("to_ids")?.text, t == "false" || t == "0" { file.skipped["to_ids false", default: 0] += 1; continue }
@@ -311,7 +300,7 @@ enum MISPParser {
                         file.indicators.append(Indicator(type: t, value: v, source: src, confidence: confidence, expires: nil,
                                                          description: comment ?? info, reference: reference, file: path, line: vv.line))
                     case .failure(let e):
-                        issues.append(vv.issue("\(type): \(e.description)"))
+                        issues.append(vv.issue("\(type): \(e.description)", file: path))
                     }
                 }
             }

@@ -124,8 +124,10 @@ final class TLSFingerprintTests: XCTestCase {
 
     final class Facts: FactObserver {
         var seen: [String] = []
+        var certificates: [String] = []
         func observe(_ fact: ObservedFact, flow: FlowRecord?, at time: Timestamp) {
             switch fact {
+            case .tlsCertificate(_, let sha1): certificates.append(sha1 ?? "-")
             case .tlsClientHello(let sni, let ja3, let ja4): seen.append("tls \(sni ?? "-") \(ja3 ?? "-") \(ja4 ?? "-")")
             case .httpRequest(let host, let url): seen.append("http \(host ?? "-") \(url)")
             default: break
@@ -160,7 +162,7 @@ final class TLSFingerprintTests: XCTestCase {
         XCTAssertEqual(facts.seen[1], "http example.com http://Example.COM:8080/x?y=1")
     }
 
-    /// MD5 and SHA-256 agree with coreutils' md5sum and sha256sum on every padding boundary and random data.
+    /// MD5, SHA-1 and SHA-256 agree with coreutils' md5sum, sha1sum and sha256sum on every padding boundary and random data.
     func testDigestsAgreeWithCoreutils() throws {
         var rng = SystemRandomNumberGenerator()
         let dir = try TestSupportLite.temporaryDirectory()
@@ -169,6 +171,7 @@ final class TLSFingerprintTests: XCTestCase {
             let path = dir.appendingPathComponent("d\(n)").path
             FileManager.default.createFile(atPath: path, contents: Data(data))
             XCTAssertEqual(Digest.hex(Digest.md5(data)), try TestSupportLite.firstWord("md5sum", path), "md5 \(n)")
+            XCTAssertEqual(Digest.hex(Digest.sha1(data)), try TestSupportLite.firstWord("sha1sum", path), "sha1 \(n)")
             XCTAssertEqual(Digest.hex(Digest.sha256(data)), try TestSupportLite.firstWord("sha256sum", path), "sha256 \(n)")
         }
         XCTAssertEqual(Digest.hex(Digest.md5(Array("abc".utf8))), "900150983cd24fb0d6963f7d28e17f72")

@@ -175,6 +175,34 @@ final class ThreatIntelCLITests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("--indicators"), missing.stderr)
     }
 
+    /// Hash indicators no analyser can match are announced at load, per kind with its count, by `hunt`
+    /// and `replay` alike; kinds that are not loaded are not mentioned.
+    func testUnmatchableHashIndicatorsAreWarnedAtLoad() throws {
+        let csv = try write("hashes.csv", """
+            type,value
+            ip,\(Self.attackerIPs[0])
+            md5,d41d8cd98f00b204e9800998ecf8427e
+            sha256,e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+            sha256,5feceb66ffc86f38d952786c6d696c79c2dbc239dd4e91b46729d73a27fb57e9
+
+            """)
+        let capture = TestSupport.data("pcaps/beacon/test-cc-capture-2.pcap")
+        for command in ["hunt", "replay"] {
+            let r = try TestSupport.sensor([command, "--indicators", csv, capture])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let warnings = r.stderr.split(separator: "\n").filter { $0.contains("file-hash indicators") }
+            XCTAssertEqual(warnings.count, 2, r.stderr)
+            XCTAssertTrue(r.stderr.contains("1 md5 file-hash indicators loaded but file hashing is not available: they cannot match"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("2 sha256 file-hash indicators loaded but file hashing is not available: they can match only TLS server certificates (TLS 1.2 and older)"), r.stderr)
+            XCTAssertTrue(warnings.allSatisfy { $0.contains("warning") }, r.stderr)
+            // The address indicator still matches.
+            XCTAssertFalse(try intelAlerts(r).isEmpty, command)
+        }
+        let ipOnly = try write("ip.txt", "\(Self.attackerIPs[0])\n")
+        let quiet = try TestSupport.sensor(["hunt", "--indicators", ipOnly, capture])
+        XCTAssertFalse(quiet.stderr.contains("file-hash"), quiet.stderr)
+    }
+
     func testIntelConfigSection() throws {
         let list = try write("c2.txt", "\(Self.attackerIPs[0])\n")
         let config = try write("sensor.yaml", """

@@ -1,131 +1,61 @@
-/// MD5 and SHA-256 for TLS fingerprints (JA3 is an MD5, JA4's parts are truncated SHA-256).
+import Crypto
+
+/// Digests for TLS fingerprints and certificate thumbprints, through swift-crypto (BoringSSL).
 ///
-/// Both run once per handshake, never per packet, over a few hundred bytes; a small portable
-/// implementation keeps the analysers free of a crypto dependency. MD5 is used only because JA3
-/// defines it: it is a fingerprint label here, not a security primitive.
+/// JA3 is an MD5 and JA4's parts are truncated SHA-256 because their specifications say so; MD5 and
+/// SHA-1 here are labels other tools compute the same way, not security primitives.
 public enum Digest {
-    /// MD5 (RFC 1321) of `data`, 16 bytes.
-    public static func md5(_ data: UnsafeRawBufferPointer) -> [UInt8] {
-        var a0: UInt32 = 0x67452301, b0: UInt32 = 0xefcdab89, c0: UInt32 = 0x98badcfe, d0: UInt32 = 0x10325476
-        let s: [UInt32] = [7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
-                           5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
-                           4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
-                           6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21]
-        let k = md5K
-        var block = [UInt32](repeating: 0, count: 16)
-        forEachBlock(data, lengthBigEndian: false) { chunk in
-            for i in 0..<16 {
-                block[i] = UInt32(chunk[i * 4]) | UInt32(chunk[i * 4 + 1]) << 8 | UInt32(chunk[i * 4 + 2]) << 16 | UInt32(chunk[i * 4 + 3]) << 24
-            }
-            var a = a0, b = b0, c = c0, d = d0
-            for i in 0..<64 {
-                var f: UInt32
-                let g: Int
-                switch i {
-                case 0..<16: f = (b & c) | (~b & d); g = i
-                case 16..<32: f = (d & b) | (~d & c); g = (5 * i + 1) & 15
-                case 32..<48: f = b ^ c ^ d; g = (3 * i + 5) & 15
-                default: f = c ^ (b | ~d); g = (7 * i) & 15
-                }
-                f = f &+ a &+ k[i] &+ block[g]
-                a = d; d = c; c = b
-                b = b &+ ((f << s[i]) | (f >> (32 - s[i])))
-            }
-            a0 &+= a; b0 &+= b; c0 &+= c; d0 &+= d
-        }
-        var out: [UInt8] = []
-        out.reserveCapacity(16)
-        for v in [a0, b0, c0, d0] { for i in 0..<4 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) } }
-        return out
+    public static func md5(_ data: UnsafeRawBufferPointer) -> Insecure.MD5Digest {
+        var h = Insecure.MD5()
+        h.update(bufferPointer: data)
+        return h.finalize()
     }
 
-    /// SHA-256 (FIPS 180-4) of `data`, 32 bytes.
-    public static func sha256(_ data: UnsafeRawBufferPointer) -> [UInt8] {
-        var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
-        let k = sha256K
-        var w = [UInt32](repeating: 0, count: 64)
-        @inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
-        forEachBlock(data, lengthBigEndian: true) { chunk in
-            for i in 0..<16 {
-                w[i] = UInt32(chunk[i * 4]) << 24 | UInt32(chunk[i * 4 + 1]) << 16 | UInt32(chunk[i * 4 + 2]) << 8 | UInt32(chunk[i * 4 + 3])
-            }
-            for i in 16..<64 {
-                let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
-                let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
-                w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
-            }
-            var a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7]
-            for i in 0..<64 {
-                let S1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
-                let ch = (e & f) ^ (~e & g)
-                let t1 = hh &+ S1 &+ ch &+ k[i] &+ w[i]
-                let S0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
-                let maj = (a & b) ^ (a & c) ^ (b & c)
-                let t2 = S0 &+ maj
-                hh = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-            }
-            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
-        }
-        var out: [UInt8] = []
-        out.reserveCapacity(32)
-        for v in h { for i in (0..<4).reversed() { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt32(i)))) } }
-        return out
+    public static func sha1(_ data: UnsafeRawBufferPointer) -> Insecure.SHA1Digest {
+        var h = Insecure.SHA1()
+        h.update(bufferPointer: data)
+        return h.finalize()
     }
 
-    public static func md5(_ bytes: [UInt8]) -> [UInt8] { bytes.withUnsafeBytes { md5($0) } }
-    public static func sha256(_ bytes: [UInt8]) -> [UInt8] { bytes.withUnsafeBytes { sha256($0) } }
-
-    /// Lower-case hex of `bytes`, cut to `count` characters if given.
-    public static func hex(_ bytes: [UInt8], count: Int? = nil) -> String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 15)]) }
-        if let count, count < out.count { out.removeLast(out.count - count) }
-        return String(decoding: out, as: UTF8.self)
+    public static func sha256(_ data: UnsafeRawBufferPointer) -> SHA256Digest {
+        var h = SHA256()
+        h.update(bufferPointer: data)
+        return h.finalize()
     }
 
-    /// Runs `body` over every 64-byte block of the Merkle–Damgård padded message.
-    static func forEachBlock(_ data: UnsafeRawBufferPointer, lengthBigEndian: Bool, _ body: (UnsafeRawBufferPointer) -> Void) {
-        let n = data.count
-        var i = 0
-        while i + 64 <= n {
-            body(UnsafeRawBufferPointer(rebasing: data[i..<(i + 64)]))
-            i += 64
-        }
-        var tail = [UInt8](repeating: 0, count: (n - i) < 56 ? 64 : 128)
-        for j in 0..<(n - i) { tail[j] = data[i + j] }
-        tail[n - i] = 0x80
-        let bits = UInt64(n) &* 8
-        for j in 0..<8 {
-            let byte = UInt8(truncatingIfNeeded: bits >> (8 * UInt64(j)))
-            if lengthBigEndian { tail[tail.count - 1 - j] = byte } else { tail[tail.count - 8 + j] = byte }
-        }
-        tail.withUnsafeBytes { t in
-            var o = 0
-            while o < t.count { body(UnsafeRawBufferPointer(rebasing: t[o..<(o + 64)])); o += 64 }
-        }
+    public static func md5(_ bytes: [UInt8]) -> Insecure.MD5Digest { bytes.withUnsafeBytes { md5($0) } }
+    public static func sha1(_ bytes: [UInt8]) -> Insecure.SHA1Digest { bytes.withUnsafeBytes { sha1($0) } }
+    public static func sha256(_ bytes: [UInt8]) -> SHA256Digest { bytes.withUnsafeBytes { sha256($0) } }
+
+    /// MD5 of a string's UTF-8, without copying it out first (JA3 and JA3S texts).
+    public static func md5(_ text: String) -> Insecure.MD5Digest {
+        var text = text
+        return text.withUTF8 { md5(UnsafeRawBufferPointer($0)) }
     }
 
-    static let md5K: [UInt32] = [
-        0xd76aa478, 0xe8c7b756, 0x242070db, 0xc1bdceee, 0xf57c0faf, 0x4787c62a, 0xa8304613, 0xfd469501,
-        0x698098d8, 0x8b44f7af, 0xffff5bb1, 0x895cd7be, 0x6b901122, 0xfd987193, 0xa679438e, 0x49b40821,
-        0xf61e2562, 0xc040b340, 0x265e5a51, 0xe9b6c7aa, 0xd62f105d, 0x02441453, 0xd8a1e681, 0xe7d3fbc8,
-        0x21e1cde6, 0xc33707d6, 0xf4d50d87, 0x455a14ed, 0xa9e3e905, 0xfcefa3f8, 0x676f02d9, 0x8d2a4c8a,
-        0xfffa3942, 0x8771f681, 0x6d9d6122, 0xfde5380c, 0xa4beea44, 0x4bdecfa9, 0xf6bb4b60, 0xbebfbc70,
-        0x289b7ec6, 0xeaa127fa, 0xd4ef3085, 0x04881d05, 0xd9d4d039, 0xe6db99e5, 0x1fa27cf8, 0xc4ac5665,
-        0xf4292244, 0x432aff97, 0xab9423a7, 0xfc93a039, 0x655b59c3, 0x8f0ccc92, 0xffeff47d, 0x85845dd1,
-        0x6fa87e4f, 0xfe2ce6e0, 0xa3014314, 0x4e0811a1, 0xf7537e82, 0xbd3af235, 0x2ad7d2bb, 0xeb86d391,
-    ]
+    public static func sha256(_ text: String) -> SHA256Digest {
+        var text = text
+        return text.withUTF8 { sha256(UnsafeRawBufferPointer($0)) }
+    }
 
-    static let sha256K: [UInt32] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-    ]
+    /// Lower-case hex of a digest, cut to `count` characters if given.
+    public static func hex<D: Crypto.Digest>(_ digest: D, count: Int? = nil) -> String {
+        digest.withUnsafeBytes { hex($0, count: count) }
+    }
+
+    /// Lower-case hex of `bytes`, cut to `count` characters if given; written straight into the String.
+    public static func hex(_ bytes: UnsafeRawBufferPointer, count: Int? = nil) -> String {
+        let n = min(bytes.count * 2, max(0, count ?? Int.max))
+        return String(unsafeUninitializedCapacity: n) { out in
+            let digits: StaticString = "0123456789abcdef"
+            let d = digits.utf8Start
+            var k = 0
+            for b in bytes where k < n {
+                out[k] = d[Int(b >> 4)]
+                if k + 1 < n { out[k + 1] = d[Int(b & 15)] }
+                k += 2
+            }
+            return n
+        }
+    }
 }

@@ -14,7 +14,7 @@ public enum TLSFingerprint {
     }
 
     /// JA3: the MD5 of the JA3 text, lower-case hex.
-    public static func ja3(_ h: ClientHello) -> String { Digest.hex(Digest.md5(Array(ja3String(h).utf8))) }
+    public static func ja3(_ h: ClientHello) -> String { Digest.hex(Digest.md5(ja3String(h))) }
 
     /// The JA3S text: `version,cipher,extensions`.
     public static func ja3sString(_ h: ServerHello) -> String {
@@ -22,7 +22,7 @@ public enum TLSFingerprint {
         return "\(h.legacyVersion),\(h.cipherSuite),\(exts)"
     }
 
-    public static func ja3s(_ h: ServerHello) -> String { Digest.hex(Digest.md5(Array(ja3sString(h).utf8))) }
+    public static func ja3s(_ h: ServerHello) -> String { Digest.hex(Digest.md5(ja3sString(h))) }
 
     /// Transport for JA4's first character.
     public enum Transport: Sendable { case tcp, quic, dtls }
@@ -80,7 +80,7 @@ public enum TLSFingerprint {
     }
 
     static func truncatedHash(_ s: String) -> String {
-        s.isEmpty ? "000000000000" : Digest.hex(Digest.sha256(Array(s.utf8)), count: 12)
+        s.isEmpty ? "000000000000" : Digest.hex(Digest.sha256(s), count: 12)
     }
 
     static func twoDigits(_ n: Int) -> String {

@@ -9,6 +9,8 @@ public struct TLSFacts: SlotFacts, Sendable {
     public var ja3: String?
     public var ja4: String?
     public var ja3s: String?
+    /// The server's first certificate (TLS ≤ 1.2; TLS 1.3 sends it encrypted).
+    public var certificate: X509Summary?
     /// SNI as text (invalid UTF-8 replaced), for detectors' keys and messages.
     public var serverName: String? { client?.serverName.map { String(decoding: $0, as: UTF8.self) } }
 }
@@ -19,6 +21,9 @@ public struct TLSCounters: Sendable, Equatable {
     public var serverHellos: UInt64 = 0
     /// Streams that began like TLS but whose hello did not parse (or outgrew the buffer bound).
     public var malformed: UInt64 = 0
+    /// Server certificates read, and Certificate messages or certificates that did not parse.
+    public var certificates: UInt64 = 0
+    public var malformedCertificates: UInt64 = 0
     public init() {}
 }
 
@@ -95,14 +100,20 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         var pair = store.takeHeads(slot: slot)
         var parsedClient: ClientHello?
         var parsedServer: ServerHello?
+        var flight: ServerFlight?
         let limit = TLSHandshakeParser.maxHandshake + 4096
         // Either hello may open either direction; the handshake type byte says which.
         let parse: (UnsafeRawBufferPointer) -> StreamHead.Step = { b in
             if b.count >= 6 && b[5] == 2 {
-                switch TLSHandshakeParser.serverHello(b) {
-                case .parsed(let h): parsedServer = h; return .done
-                case .needMore: return .needMore
-                case .invalid: return .invalid
+                // The server's direction is read on to its Certificate message; the hello counts as soon as it is whole.
+                switch TLSHandshakeParser.serverFlight(b) {
+                case .parsed(let f): parsedServer = f.hello; flight = f; return .done
+                case .needMore:
+                    if case .parsed(let h) = TLSHandshakeParser.serverHello(b) { parsedServer = h }
+                    return .needMore
+                case .invalid:
+                    if case .parsed(let h) = TLSHandshakeParser.serverHello(b) { parsedServer = h }
+                    return .invalid
                 }
             }
             switch TLSHandshakeParser.clientHello(b) {
@@ -125,15 +136,32 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
                 e.publish(.tlsClientHello(serverName: f.serverName, ja3: f.ja3, ja4: f.ja4), flow: table[slot], at: time)
             }
         }
-        if let h = parsedServer {
+        if let h = parsedServer, store[slot]!.server == nil {
             counters.serverHellos &+= 1
             store[slot]!.server = h
             store[slot]!.ja3s = TLSFingerprint.ja3s(h)
             if table[slot].appProtocol == 0 { table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot) }
         }
-        if step == .invalid { counters.malformed &+= 1 }
+        if let f = flight { certificate(f, slot: slot, flows: table, at: time) }
+        if step == .invalid {
+            counters.malformed &+= 1
+            // A hello whose certificate did not follow in one piece within the bound.
+            if store[slot]!.server != nil { counters.malformedCertificates &+= 1 }
+        }
         if step == .needMore { store.keepHeads(pair, slot: slot) }
         return step == .needMore ? .more : .doneWithDirection
+    }
+
+    /// Reads the flight's certificate into the facts and publishes its hashes (certificate-hash indicators).
+    func certificate(_ f: ServerFlight, slot: Int32, flows table: FlowTable, at time: Timestamp) {
+        if f.certificateMalformed { counters.malformedCertificates &+= 1; return }
+        guard let der = f.certificate else { return }
+        guard let x = der.withUnsafeBytes({ X509Reader.parse($0) }) else { counters.malformedCertificates &+= 1; return }
+        counters.certificates &+= 1
+        store[slot]!.certificate = x
+        if let e = emitter, e.hasFactObservers {
+            e.publish(.tlsCertificate(sha256: x.sha256, sha1: x.sha1), flow: table[slot], at: time)
+        }
     }
 
     public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) {
@@ -151,6 +179,28 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
     public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
         guard let f = facts(slot: slot, generation: flow.generation), f.client != nil || f.server != nil else { return }
         TLSAnalyzer.write(f, into: &w)
+    }
+
+    /// ECS `tls.server.hash.*` (upper-case hex, as ECS asks) and `tls.server.x509.*`.
+    static func writeCertificate(_ x: X509Summary, into w: inout JSONWriter) {
+        w.beginObject("hash")
+        w.field("sha1", x.sha1.uppercased())
+        w.field("sha256", x.sha256.uppercased())
+        w.endObject()
+        w.beginObject("x509")
+        w.beginObject("subject"); w.field("distinguished_name", x.subject); w.endObject()
+        w.beginObject("issuer"); w.field("distinguished_name", x.issuer); w.endObject()
+        w.field("serial_number", x.serialNumber)
+        if let t = x.notBefore { w.field("not_before", t) }
+        if let t = x.notAfter { w.field("not_after", t) }
+        if !x.alternativeNames.isEmpty {
+            w.beginArray("alternative_names")
+            for n in x.alternativeNames { w.element(n) }
+            w.endArray()
+        }
+        w.field("public_key_algorithm", x.publicKeyAlgorithm)
+        if let n = x.publicKeySize { w.field("public_key_size", n) }
+        w.endObject()
     }
 
     /// ECS `tls.*` for one flow (custom: `tls.client.ja4`, `tls.client.alpn`, `tls.client.ja3_string`).
@@ -177,8 +227,11 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
             }
             w.endObject()
         }
-        if let j = f.ja3s {
-            w.beginObject("server"); w.field("ja3s", j); w.endObject()
+        if f.ja3s != nil || f.certificate != nil {
+            w.beginObject("server")
+            if let j = f.ja3s { w.field("ja3s", j) }
+            if let x = f.certificate { writeCertificate(x, into: &w) }
+            w.endObject()
         }
         w.endObject()
     }
