@@ -143,6 +143,11 @@ public struct JSONWriter: ByteOutput {
         writeKey(key)
         append(34); RFC3339.append(value, to: &self); append(34)
     }
+    /// A date given in whole seconds since the epoch (dates beyond the packet clock, as certificates have).
+    public mutating func field(_ key: StaticString, epochSeconds: Int64) {
+        writeKey(key)
+        append(34); RFC3339.append(epochSeconds: epochSeconds, to: &self); append(34)
+    }
     public mutating func fieldNull(_ key: StaticString) { writeKey(key); append("null") }
     /// Lets a caller render a value itself (e.g. Community ID) straight into the buffer as a JSON string.
     public mutating func field(_ key: StaticString, rawString render: (inout JSONWriter) -> Void) {

@@ -124,6 +124,17 @@ public enum RFC3339 {
         return (m <= 2 ? y + 1 : y, m, d)
     }
 
+    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm; the inverse of
+    /// `civil(days:)`). Exact for every year a document can write (0…9999).
+    @inlinable public static func days(year y0: Int64, month m: Int64, day d: Int64) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
     /// Appends `YYYY-MM-DDTHH:MM:SS.ffffffZ` (27 bytes).
     @inlinable
     public static func append<O: ByteOutput>(_ t: Timestamp, to out: inout O) {
@@ -131,6 +142,13 @@ public enum RFC3339 {
         var secs = ns / 1_000_000_000
         var frac = ns % 1_000_000_000
         if frac < 0 { frac += 1_000_000_000; secs -= 1 }
+        append(epochSeconds: secs, microseconds: frac / 1000, to: &out)
+    }
+
+    /// The same for a time in whole seconds since the epoch, for dates beyond the nanosecond packet clock
+    /// (a certificate valid until 9999-12-31). The year is written in four digits, clamped to 0…9999.
+    @inlinable
+    public static func append<O: ByteOutput>(epochSeconds secs: Int64, microseconds micros: Int64 = 0, to out: inout O) {
         var days = secs / 86_400
         var rem = secs % 86_400
         if rem < 0 { rem += 86_400; days -= 1 }
@@ -147,7 +165,7 @@ public enum RFC3339 {
         digits(rem / 3600, 2, &out); out.append(58)
         digits((rem / 60) % 60, 2, &out); out.append(58)
         digits(rem % 60, 2, &out); out.append(46)
-        digits(frac / 1000, 6, &out); out.append(90)
+        digits(micros, 6, &out); out.append(90)
     }
 
     public static func string(_ t: Timestamp) -> String {

@@ -262,7 +262,7 @@ public enum DateParser {
         }
         guard u.count >= 10, u[4] == 45, u[7] == 45, let y = num(0, 4), let m = num(5, 2), let d = num(8, 2),
               (1...12).contains(m), (1...31).contains(d) else { return nil }
-        var secs = daysFromCivil(y, m, d) * 86400
+        var secs = RFC3339.days(year: y, month: m, day: d) * 86400
         var nanos: Int64 = 0
         var i = 10
         if i < u.count {
@@ -296,16 +296,6 @@ public enum DateParser {
             if i != u.count { return nil }
         }
         return Timestamp(clampingSeconds: secs, nanoseconds: nanos)
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-    static func daysFromCivil(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
-        let y = m <= 2 ? y0 - 1 : y0
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146097 + doe - 719468
     }
 }
 

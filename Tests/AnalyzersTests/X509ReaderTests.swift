@@ -24,6 +24,22 @@ final class X509ReaderTests: XCTestCase {
         return out
     }
 
+    /// Validity times as certificates write them, including RFC 5280's "no expiry" 9999-12-31 (beyond the
+    /// nanosecond packet clock: kept in seconds and rendered as written, not wrapped or clamped).
+    func testValidityTimesIncludingTheYear9999() {
+        func time(_ tag: UInt8, _ s: String) -> Int64? { Array(s.utf8).withUnsafeBytes { X509Reader.time(tag, $0) } }
+        XCTAssertEqual(time(0x17, "491231235959Z"), 2_524_607_999)
+        XCTAssertEqual(time(0x17, "500101000000Z"), -631_152_000)
+        XCTAssertEqual(time(0x18, "99991231235959Z"), 253_402_300_799)
+        XCTAssertNil(time(0x18, "9999123123595Z"))
+        XCTAssertNil(time(0x17, "991331000000Z"))
+        var w = JSONWriter(capacity: 64)
+        w.beginObject()
+        w.field("not_after", epochSeconds: time(0x18, "99991231235959Z")!)
+        w.endObject()
+        XCTAssertEqual(String(decoding: w.bytes, as: UTF8.self), #"{"not_after":"9999-12-31T23:59:59.000000Z"}"#)
+    }
+
     func testCertificatesAgreeWithTshark() throws {
         var compared = 0
         for capture in ["benign/google-duplicate.pcap", "benign/smtp.pcap", "beacon/emotet.pcap", "beacon/malware.pcap"] {

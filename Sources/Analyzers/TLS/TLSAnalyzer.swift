@@ -191,8 +191,8 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         w.beginObject("subject"); w.field("distinguished_name", x.subject); w.endObject()
         w.beginObject("issuer"); w.field("distinguished_name", x.issuer); w.endObject()
         w.field("serial_number", x.serialNumber)
-        if let t = x.notBefore { w.field("not_before", t) }
-        if let t = x.notAfter { w.field("not_after", t) }
+        if let t = x.notBefore { w.field("not_before", epochSeconds: t) }
+        if let t = x.notAfter { w.field("not_after", epochSeconds: t) }
         if !x.alternativeNames.isEmpty {
             w.beginArray("alternative_names")
             for n in x.alternativeNames { w.element(n) }

@@ -7,8 +7,10 @@ public struct X509Summary: Sendable, Equatable {
     public var issuer = ""
     /// The serial number's bytes as upper-case hex (leading zero octets of the DER integer dropped).
     public var serialNumber = ""
-    public var notBefore: Timestamp?
-    public var notAfter: Timestamp?
+    /// Validity in whole seconds since the epoch, not packet-clock nanoseconds: certificates without a
+    /// real expiry say 9999-12-31 (RFC 5280 §4.1.2.5), far past what the nanosecond clock holds.
+    public var notBefore: Int64?
+    public var notAfter: Int64?
     /// Subject alternative names of type dNSName, in order.
     public var alternativeNames: [String] = []
     /// `RSA`, `EC`, `DSA`, `Ed25519`, `Ed448`, or the algorithm's OID.
@@ -250,7 +252,7 @@ public enum X509Reader {
     // MARK: Time
 
     /// UTCTime (`YYMMDDHHMMSSZ`, years 1950–2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`).
-    static func time(_ tag: UInt8, _ v: UnsafeRawBufferPointer) -> Timestamp? {
+    static func time(_ tag: UInt8, _ v: UnsafeRawBufferPointer) -> Int64? {
         let yearDigits: Int
         switch tag {
         case 0x17: yearDigits = 2
@@ -273,17 +275,6 @@ public enum X509Reader {
         if yearDigits == 2 { year += year < 50 ? 2000 : 1900 }
         let (m, d, hh, mm, ss) = (fields[1], fields[2], fields[3], fields[4], fields[5])
         guard (1...12).contains(m), (1...31).contains(d), hh < 24, mm < 60, ss <= 60 else { return nil }
-        return Timestamp(seconds: daysFromCivil(year, m, d) * 86_400 + hh * 3600 + mm * 60 + ss)
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm; the inverse of
-    /// `Timestamp.civil(days:)`, which belongs beside it once PacketCore's time code settles).
-    static func daysFromCivil(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
-        let y = m <= 2 ? y0 - 1 : y0
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146097 + doe - 719468
+        return RFC3339.days(year: year, month: m, day: d) * 86_400 + hh * 3600 + mm * 60 + ss
     }
 }
