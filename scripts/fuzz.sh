@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh TARGET SECONDS   build if needed, then fuzz TARGET over its corpus for SECONDS
 #   scripts/fuzz.sh all SECONDS      every target in turn, SECONDS each; fails on the first crash
 #   scripts/fuzz.sh ci SECONDS       what scripts/test.sh runs: every target over its committed corpus only,
-#                                    one line each; non-zero if any crashed (the input is kept)
+#                                    one line each, then --self-test; non-zero if any crashed (the input
+#                                    is kept) or the self-test failed
 #   scripts/fuzz.sh build            build only
 #   scripts/fuzz.sh seeds            (re)extract the seed corpora from ../shared/data
 #   scripts/fuzz.sh list             the target names
@@ -28,7 +29,7 @@ targets=(pcap decoder dns tls quic http smb ntlm dcerpc kerberos classifier inte
 # Our modules, in dependency order (Package.swift).
 modules=(PacketCore Events Analyzers ConfigKit Detectors Capture Outputs Enrichment ThreatIntel Evidence SensorRuntime)
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 # The ordinary debug build: its third-party modules and objects, and the C module flags SwiftPM used.
 debug_build() {
@@ -85,6 +86,9 @@ build() {
     local sources=${1:-$root/Sources} dest=${2:-$out}
     debug_build
     mkdir -p "$dest/Modules" "$dest/obj"
+    # One build at a time per directory (parallel runs start their builds together).
+    exec 9>"$dest/.lock"
+    flock 9
     mapfile -t flags < <(compile_flags)
     local common=(-gline-tables-only -enable-testing -suppress-warnings -parse-as-library
                   -module-cache-path "$dest/ModuleCache" -I "$dest/Modules" -I "$bin/Modules" "${flags[@]}")
@@ -119,10 +123,13 @@ build() {
         echo "fuzz: linking $dest/sensor-fuzz" >&2
         link_objects > "$dest/link-objects"
         swiftc -module-name SensorFuzz -Onone -sanitize=fuzzer,address "${harness[@]}" "${objects[@]}" @"$dest/link-objects" "${common[@]}" \
-            -L "$bin" -lpcap -lrdkafka -lmaxminddb -lstdc++ -o "$dest/sensor-fuzz" 2> >(grep -v "Cannot export local symbol" >&2)
+            -L "$bin" -lpcap -lrdkafka -lmaxminddb -lstdc++ -o "$dest/sensor-fuzz.new" 2> >(grep -v "Cannot export local symbol" >&2)
+        # Renamed into place: runs in progress (libFuzzer's -fork re-executes the binary) keep a whole one.
+        mv "$dest/sensor-fuzz.new" "$dest/sensor-fuzz"
         echo "$bstamp" > "$dest/binary.stamp"
     fi
     for t in "${targets[@]}"; do ln -sf sensor-fuzz "$dest/$t"; done
+    flock -u 9
 }
 
 # Seeds: the committed corpus, then what scripts/fuzz-seeds.py extracts from ../shared/data.
@@ -144,6 +151,7 @@ run() {
     # New inputs go to the first directory only; the committed and extracted seeds are read, never written.
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1} \
         "$binary" -max_total_time="$seconds" -timeout=10 -detect_leaks=0 -rss_limit_mb=2048 -max_len="${FUZZ_MAX_LEN:-16384}" \
+        -dict="$root/Fuzz/edges.dict" \
         -print_final_stats=1 -artifact_prefix="$crashes/" ${FUZZ_FLAGS:-} "${dirs[@]}"
 }
 
@@ -160,6 +168,7 @@ ci() {
         set +e
         ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 "$out/$t" \
             -max_total_time="$seconds" -timeout=10 -detect_leaks=0 -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 \
+            -dict="$root/Fuzz/edges.dict" \
             -artifact_prefix="$root/Fuzz/crashes-found/$t/" "${dirs[@]}" >"$log" 2>&1
         status=$?
         set -e
@@ -174,7 +183,14 @@ ci() {
             echo "fuzz: $t: CRASHED (reproduce: scripts/fuzz.sh repro $t FILE; log: $log)"
         fi
     done
-    echo "fuzz: ${#targets[@]} targets, ${seconds}s each, $((SECONDS - started))s with the build"
+    # The fuzzer must still find a planted bug, or a green run above means nothing.
+    if ! self_test > "$scratch/self-test.log" 2>&1; then
+        tail -5 "$scratch/self-test.log"
+        failed+=("self-test")
+    else
+        grep "fuzz self-test:" "$scratch/self-test.log"
+    fi
+    echo "fuzz: ${#targets[@]} targets, ${seconds}s each, and the self-test: $((SECONDS - started))s with the build"
     if [ ${#failed[@]} -gt 0 ]; then echo "fuzz: FAILED: ${failed[*]}"; return 1; fi
     rm -rf "$scratch"
 }
