@@ -124,6 +124,12 @@ def script(messages):
     return bytes(out)
 
 
+def placed(conv):
+    """The conversation plus one more client byte placed by a 32-bit offset (zero: in order), so that one
+    mutation of the offset reaches any point of sequence space (wrap-around, the 2^31 distance)."""
+    return conv + bytes([0x06, 1]) + b"\x00\x00\x00\x00" + b"A"
+
+
 def varint2(v):
     return bytes([0x40 | (v >> 8), v & 0xff])
 
@@ -179,6 +185,8 @@ def main():
         direct = [p for _, p in messages[:16]]
         c.add("classifier", b"\x00" + struct.pack(">HH", cport, sport) + first_client)
         c.add("classifier", (b"\x01" if proto == 6 else b"\x02") + struct.pack(">H", port) + conv, kind="conv")
+        if proto == 6:
+            c.add("classifier", b"\x01" + struct.pack(">H", port) + placed(conv), kind="placed")
         if port in (53, 5353, 5355, 8053):
             for p in direct:
                 c.add("dns", b"\x00" + (p[2:] if proto == 6 else p))
@@ -200,6 +208,7 @@ def main():
             c.add("http", b"\x02" + conv, kind="conv")
         if proto == 6 and port in (445, 139):
             c.add("smb", (b"\x00" if port == 445 else b"\x01") + conv)
+            c.add("smb", (b"\x00" if port == 445 else b"\x01") + placed(conv), kind="placed")
         blobs = [p[p.find(b"NTLMSSP\x00"):] for _, p in messages if b"NTLMSSP\x00" in p]
         for b in blobs:
             c.add("ntlm", b"\x00" + b)
