@@ -244,7 +244,7 @@ public enum IndicatorLoader {
 public enum DateParser {
     public static func timestamp(_ s: String) -> Timestamp? {
         let t = s.trimmingASCIIWhitespace()
-        if let n = Int64(t) { return Timestamp(seconds: n) }
+        if let n = Int64(t) { return saturating(seconds: n, nanoseconds: 0) }
         let u = Array(t.utf8)
         func num(_ a: Int, _ n: Int) -> Int64? {
             guard a + n <= u.count else { return nil }
@@ -290,7 +290,17 @@ public enum DateParser {
             }
             if i != u.count { return nil }
         }
-        return Timestamp(nanoseconds: secs * 1_000_000_000 + nanos)
+        return saturating(seconds: secs, nanoseconds: nanos)
+    }
+
+    /// The packet clock spans 1677 to 2262; a feed's dates need not (`9999-12-31` for "never expires",
+    /// `0001-01-01` for "always"). Beyond the span a time saturates at its end, which keeps what the date
+    /// means, instead of trapping (or, in seconds, wrapping to an unrelated time).
+    static func saturating(seconds: Int64, nanoseconds: Int64) -> Timestamp {
+        let (scaled, o1) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        let (sum, o2) = scaled.addingReportingOverflow(nanoseconds)
+        if o1 || o2 { return Timestamp(nanoseconds: seconds < 0 ? .min : .max) }
+        return Timestamp(nanoseconds: sum)
     }
 
     /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).

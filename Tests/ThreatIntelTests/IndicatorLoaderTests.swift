@@ -240,4 +240,26 @@ final class IndicatorLoaderTests: XCTestCase {
         XCTAssertNil(DateParser.timestamp("2024-13-01"))
         XCTAssertNil(DateParser.timestamp("yesterday"))
     }
+
+    /// Found by the `intel` fuzz target: a STIX `valid_until` in year 1015, 3200 or 8841 trapped
+    /// ("arithmetic overflow" converting to nanoseconds) and took the loader, and the sensor's start or
+    /// reload, down. Dates beyond the packet clock's span now saturate at its ends.
+    func testDatesBeyondTheClockSaturate() throws {
+        XCTAssertEqual(DateParser.timestamp("9999-12-31T23:59:59Z")?.nanoseconds, .max)
+        XCTAssertEqual(DateParser.timestamp("3200-01-01")?.nanoseconds, .max)
+        XCTAssertEqual(DateParser.timestamp("1015-01-01T00:00:00Z")?.nanoseconds, .min)
+        XCTAssertEqual(DateParser.timestamp("99999999999")?.nanoseconds, .max)
+        XCTAssertEqual(DateParser.timestamp("-99999999999")?.nanoseconds, .min)
+        // The last representable second still converts exactly.
+        XCTAssertEqual(DateParser.timestamp("2262-04-11T23:47:16Z")?.nanoseconds, 9_223_372_036_000_000_000)
+        let text = """
+        {"type": "bundle", "id": "bundle--1", "objects": [
+          {"type": "indicator", "spec_version": "2.1", "id": "indicator--1", "pattern": "[ipv4-addr:value = '192.0.2.7']",
+           "pattern_type": "stix", "valid_from": "0001-01-01T00:00:00Z", "valid_until": "8841-01-01T00:00:00Z"}
+        ]}
+        """
+        let file = try IndicatorLoader.parse(text, path: "feed.json")
+        XCTAssertEqual(file.indicators.count, 1)
+        XCTAssertEqual(file.indicators.first?.expires?.nanoseconds, .max)
+    }
 }
