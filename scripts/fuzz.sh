@@ -70,10 +70,11 @@ link_objects() {
     grep -vF "$skip" "$bin/sensor.product/Objects.LinkFileList"
 }
 
-# Our modules get libFuzzer's coverage (edges and comparisons) and AddressSanitizer. Parsers at -Onone: there even unsafe-buffer subscripts are bounds-checked. Detectors at -O (overflow
-# checks stay) with edge coverage only: each pipeline the harness builds precomputes per-port rule owners
-# over all 65,536 ports, ~0.4 s per input at -Onone with comparison tracing, which made every pipeline
-# target crawl at 2 inputs a second.
+# Our modules get libFuzzer's coverage (edges and comparisons) and AddressSanitizer. Parsers at -Onone:
+# there even unsafe-buffer subscripts are bounds-checked. Detectors at -O (overflow checks stay) with edge
+# coverage only: each pipeline the harness builds precomputes per-port rule owners over all 65,536 ports,
+# ~0.4 s per input at -Onone with comparison tracing, which made every pipeline target crawl at 2 inputs
+# a second.
 optimization() {
     case $1 in
         Detectors) echo "-O -sanitize=address -sanitize-coverage=edge,inline-8bit-counters,pc-table" ;;
@@ -91,7 +92,7 @@ build() {
     flock 9
     mapfile -t flags < <(compile_flags)
     local common=(-gline-tables-only -enable-testing -suppress-warnings -parse-as-library
-                  -module-cache-path "$dest/ModuleCache" -I "$dest/Modules" -I "$bin/Modules" "${flags[@]}")
+                  -module-cache-path "$dest/ModuleCache" -I "$dest/Modules" -I "$out/Modules" -I "$bin/Modules" "${flags[@]}")
     # A module is rebuilt when its sources, the flags, or any module before it changed (its interface
     # feeds every module after it).
     local stamp
@@ -132,7 +133,7 @@ build() {
     flock -u 9
 }
 
-# Seeds: the committed corpus, then what scripts/fuzz-seeds.py extracts from ../shared/data.
+# Seeds beyond the committed corpus, extracted from ../shared/data (scripts/fuzz-seeds.py).
 seeds() {
     local shared=$root/../shared/data
     [ -d "$shared" ] || { echo "fuzz: no $shared; only the committed corpus is used" >&2; return 0; }
