@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' || true
+# Every fuzz target for a few seconds over its committed corpus (Fuzz/README.md); a crash fails the run.
+set +e
+scripts/fuzz.sh ci "${FUZZ_CI_SECONDS:-5}"
+fuzz_status=$?
+set -e
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
@@ -18,4 +23,5 @@ failures=$(sed -E 's/.* ([0-9]+) failures? .*/\1/' <<<"$summary")
 skipped=$(grep -oE "[0-9]+ tests? skipped" <<<"$summary" | grep -oE "^[0-9]+" || echo 0)
 if [ -z "$summary" ]; then echo "tests: no XCTest summary found" >&2; exit 1; fi
 echo "tests: $((executed - failures - skipped)) passed, $failures failed, $skipped skipped"
+if [ "$status" -eq 0 ] && [ "$fuzz_status" -ne 0 ]; then status=$fuzz_status; fi
 exit "$status"

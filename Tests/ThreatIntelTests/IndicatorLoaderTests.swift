@@ -281,5 +281,22 @@ final class IndicatorLoaderTests: XCTestCase {
         XCTAssertEqual(DateParser.timestamp("99999999999999999"), Timestamp.latest)
         XCTAssertEqual(DateParser.timestamp("0001-01-01T00:00:00Z"), Timestamp.zero)
         XCTAssertEqual(DateParser.timestamp("-99999999999999999"), Timestamp.zero)
+        XCTAssertEqual(DateParser.timestamp("3200-01-01"), Timestamp.latest)
+        XCTAssertEqual(DateParser.timestamp("1015-01-01T00:00:00Z"), Timestamp.zero)
+    }
+
+    /// Found by the `intel` fuzz target: a STIX `valid_until` in year 1015, 3200 or 8841 trapped
+    /// ("arithmetic overflow" converting to nanoseconds) and took the loader, and the sensor's start or
+    /// reload, down.
+    func testFeedWithDatesBeyondTheClockLoads() throws {
+        let text = """
+        {"type": "bundle", "id": "bundle--1", "objects": [
+          {"type": "indicator", "spec_version": "2.1", "id": "indicator--1", "pattern": "[ipv4-addr:value = '192.0.2.7']",
+           "pattern_type": "stix", "valid_from": "0001-01-01T00:00:00Z", "valid_until": "8841-01-01T00:00:00Z"}
+        ]}
+        """
+        let file = try IndicatorLoader.parse(text, path: "feed.json")
+        XCTAssertEqual(file.indicators.count, 1)
+        XCTAssertEqual(file.indicators.first?.expires, Timestamp.latest)
     }
 }
