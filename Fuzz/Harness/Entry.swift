@@ -21,6 +21,7 @@ let fuzzTargets: [String: (inout FuzzInput) -> Void] = [
     "config": fuzzConfig,
     "rules": fuzzRules,
     "pipeline": fuzzPipeline,
+    "x509": fuzzX509,
 ]
 
 nonisolated(unsafe) var selectedTarget: (inout FuzzInput) -> Void = { _ in }

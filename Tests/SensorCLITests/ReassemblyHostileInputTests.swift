@@ -108,6 +108,23 @@ final class ReassemblyHostileInputTests: XCTestCase {
         XCTAssertEqual(TestSupport.value(s, "sensor.stats.reassembly.delivered_bytes") as? Int, 8 + 27)
     }
 
+    /// A stream that opens like a TLS handshake record but does not parse as a hello (nor as a server
+    /// flight) ended `sensor` (a force-unwrap of facts that no hello had created). It is counted as
+    /// malformed, and the flows are still reported.
+    func testHandshakeRecordThatIsNoHelloDoesNotCrash() throws {
+        var b = TCPCaptureBuilder(expectedPackets: 4)
+        // Record header (handshake, TLS 1.0, 5 bytes), then a ClientHello whose body is one byte: invalid.
+        b.segment(src: Self.client, dst: Self.server, sport: 40010, dport: 443, seq: 1, payload: [0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0xFF])
+        // The server side: a handshake record whose ServerHello is cut short inside a complete record.
+        b.segment(src: Self.server, dst: Self.client, sport: 443, dport: 40011, seq: 1, payload: [0x16, 0x03, 0x03, 0x00, 0x05, 0x02, 0x00, 0x00, 0x01, 0x03])
+        b.segment(src: 0x0A00_0003, dst: Self.server, sport: 40012, dport: 80, seq: 1, payload: Array("GET / HTTP/1.1\r\nHost: a\r\n\r\n".utf8))
+        try b.write(to: path("tls-invalid.pcap"))
+        let r = try TestSupport.sensor(["replay", path("tls-invalid.pcap")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let flows = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+        XCTAssertEqual(flows.count, 3, r.stderr)
+    }
+
     /// 80,000 one-byte segments after a one-byte hole, then the hole: a quadratic drain took 40 s; the
     /// replay must finish in under 2 s with the binary the tests run.
     func testEightyThousandOutOfOrderSegmentsReplayFast() throws {

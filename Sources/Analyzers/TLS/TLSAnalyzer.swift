@@ -136,7 +136,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
                 e.publish(.tlsClientHello(serverName: f.serverName, ja3: f.ja3, ja4: f.ja4), flow: table[slot], at: time)
             }
         }
-        if let h = parsedServer, store[slot]!.server == nil {
+        if let h = parsedServer, store[slot]?.server == nil {
             counters.serverHellos &+= 1
             store[slot]!.server = h
             store[slot]!.ja3s = TLSFingerprint.ja3s(h)
@@ -146,7 +146,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         if step == .invalid {
             counters.malformed &+= 1
             // A hello whose certificate did not follow in one piece within the bound.
-            if store[slot]!.server != nil { counters.malformedCertificates &+= 1 }
+            if store[slot]?.server != nil { counters.malformedCertificates &+= 1 }
         }
         if step == .needMore { store.keepHeads(pair, slot: slot) }
         return step == .needMore ? .more : .doneWithDirection
@@ -158,7 +158,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         guard let der = f.certificate else { return }
         guard let x = der.withUnsafeBytes({ X509Reader.parse($0) }) else { counters.malformedCertificates &+= 1; return }
         counters.certificates &+= 1
-        store[slot]!.certificate = x
+        store[slot]?.certificate = x
         if let e = emitter, e.hasFactObservers {
             e.publish(.tlsCertificate(sha256: x.sha256, sha1: x.sha1), flow: table[slot], at: time)
         }
