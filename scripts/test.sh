@@ -7,7 +7,7 @@ scripts/install-deps.sh test
 swift build --build-tests 2>&1 | grep -Ev '^\[[0-9]+/[0-9]+\]' || true
 # Every fuzz target for a few seconds over its committed corpus (Fuzz/README.md); a crash fails the run.
 set +e
-scripts/fuzz.sh ci "${FUZZ_CI_SECONDS:-5}"
+scripts/fuzz.sh ci "${FUZZ_CI_SECONDS:-2}"
 fuzz_status=$?
 set -e
 log=$(mktemp)
