@@ -135,26 +135,39 @@ final class TLSFingerprintTests: XCTestCase {
         }
     }
 
-    /// ClientHello and request facts go to fact observers (threat-intelligence matching).
-    func testFactsArePublished() throws {
+    /// One TCP flow 10.0.0.1:50000 → 10.0.0.2:443 in a small table, a TLS analyser and an emitter whose
+    /// fact observer records what is published: the stage the analyser-level tests feed by hand.
+    struct OneFlow {
         let emitter = EventEmitter(observer: ObserverInfo(name: "t", hostname: "t"), sinks: [])
         let facts = Facts()
-        emitter.factObservers.append(facts)
         let table = FlowTable(configuration: { var c = FlowTableConfiguration(); c.capacity = 64; return c }())
-        var p = DecodedPacket()
-        p.ipVersion = 4; p.ipProtocol = IPProtocol.tcp; p.hasPorts = true
-        p.source = IPAddress("10.0.0.1")!; p.destination = IPAddress("10.0.0.2")!
-        p.sourcePort = 50000; p.destinationPort = 443; p.tcpFlags = [.syn]
-        let u = table.update(p) { _, _, _ in }
-        let tls = TLSAnalyzer(flowCapacity: 64, emitter: emitter)
+        let slot: Int32
+        let tls: TLSAnalyzer
+
+        init() {
+            emitter.factObservers.append(facts)
+            var p = DecodedPacket()
+            p.ipVersion = 4; p.ipProtocol = IPProtocol.tcp; p.hasPorts = true
+            p.source = IPAddress("10.0.0.1")!; p.destination = IPAddress("10.0.0.2")!
+            p.sourcePort = 50000; p.destinationPort = 443; p.tcpFlags = [.syn]
+            slot = table.update(p) { _, _, _ in }.slot
+            tls = TLSAnalyzer(flowCapacity: 64, emitter: emitter)
+        }
+    }
+
+    /// ClientHello and request facts go to fact observers (threat-intelligence matching).
+    func testFactsArePublished() throws {
+        let stage = OneFlow()
+        let (emitter, facts, table, tls) = (stage.emitter, stage.facts, stage.table, stage.tls)
+        let slot = stage.slot
         HelloBuilder.foxIOExample(grease: false).withUnsafeBytes { b in
-            _ = tls.wantsStream(table[u.slot], slot: u.slot, firstPayload: b, fromOriginator: true)
-            _ = tls.stream(b, fromOriginator: true, slot: u.slot, flows: table, at: .zero)
+            _ = tls.wantsStream(table[slot], slot: slot, firstPayload: b, fromOriginator: true)
+            _ = tls.stream(b, fromOriginator: true, slot: slot, flows: table, at: .zero)
         }
         let http = HTTPAnalyzer(emitter: emitter)
         Array("GET /x?y=1 HTTP/1.1\r\nHost: Example.COM:8080\r\n\r\n".utf8).withUnsafeBytes { b in
-            _ = http.wantsStream(table[u.slot], slot: u.slot, firstPayload: b, fromOriginator: true)
-            _ = http.stream(b, fromOriginator: true, slot: u.slot, flows: table, at: .zero)
+            _ = http.wantsStream(table[slot], slot: slot, firstPayload: b, fromOriginator: true)
+            _ = http.stream(b, fromOriginator: true, slot: slot, flows: table, at: .zero)
         }
         XCTAssertEqual(facts.seen.count, 2)
         XCTAssertTrue(facts.seen[0].hasPrefix("tls example.com "), facts.seen[0])
@@ -169,7 +182,7 @@ final class TLSFingerprintTests: XCTestCase {
         for n in [0, 1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 1000, 4097] {
             let data = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
             let path = dir.appendingPathComponent("d\(n)").path
-            FileManager.default.createFile(atPath: path, contents: Data(data))
+            XCTAssertTrue(FileManager.default.createFile(atPath: path, contents: Data(data)))
             XCTAssertEqual(Digest.hex(Digest.md5(data)), try TestSupportLite.firstWord("md5sum", path), "md5 \(n)")
             XCTAssertEqual(Digest.hex(Digest.sha1(data)), try TestSupportLite.firstWord("sha1sum", path), "sha1 \(n)")
             XCTAssertEqual(Digest.hex(Digest.sha256(data)), try TestSupportLite.firstWord("sha256sum", path), "sha256 \(n)")

@@ -139,23 +139,16 @@ final class X509ReaderTests: XCTestCase {
         var corrupt = der
         corrupt[4] = 0xff  // the TBSCertificate's tag: a multi-byte tag, which DER certificates never use
         for (cert, good) in [(der, true), (corrupt, false)] {
-            let emitter = EventEmitter(observer: ObserverInfo(name: "t", hostname: "t"), sinks: [])
-            let facts = TLSFingerprintTests.Facts()
-            emitter.factObservers.append(facts)
-            let table = FlowTable(configuration: { var c = FlowTableConfiguration(); c.capacity = 64; return c }())
-            var p = DecodedPacket()
-            p.ipVersion = 4; p.ipProtocol = IPProtocol.tcp; p.hasPorts = true
-            p.source = IPAddress("10.0.0.1")!; p.destination = IPAddress("10.0.0.2")!
-            p.sourcePort = 50000; p.destinationPort = 443; p.tcpFlags = [.syn]
-            let u = table.update(p) { _, _, _ in }
-            let tls = TLSAnalyzer(flowCapacity: 64, emitter: emitter)
+            let stage = TLSFingerprintTests.OneFlow()
+            let (facts, table, tls) = (stage.facts, stage.table, stage.tls)
+            let slot = stage.slot
             let flight = Self.serverFlight(cert)
             flight.withUnsafeBytes { b in
-                XCTAssertTrue(tls.wantsStream(table[u.slot], slot: u.slot, firstPayload: b, fromOriginator: false))
-                XCTAssertEqual(tls.stream(UnsafeRawBufferPointer(rebasing: b[..<60]), fromOriginator: false, slot: u.slot, flows: table, at: .zero), .more)
-                XCTAssertEqual(tls.stream(UnsafeRawBufferPointer(rebasing: b[60...]), fromOriginator: false, slot: u.slot, flows: table, at: .zero), .doneWithDirection)
+                XCTAssertTrue(tls.wantsStream(table[slot], slot: slot, firstPayload: b, fromOriginator: false))
+                XCTAssertEqual(tls.stream(UnsafeRawBufferPointer(rebasing: b[..<60]), fromOriginator: false, slot: slot, flows: table, at: .zero), .more)
+                XCTAssertEqual(tls.stream(UnsafeRawBufferPointer(rebasing: b[60...]), fromOriginator: false, slot: slot, flows: table, at: .zero), .doneWithDirection)
             }
-            let f = try XCTUnwrap(tls.facts(slot: u.slot, generation: table[u.slot].generation))
+            let f = try XCTUnwrap(tls.facts(slot: slot, generation: table[slot].generation))
             XCTAssertNotNil(f.ja3s)
             XCTAssertEqual(tls.counters.serverHellos, 1)
             if good {
