@@ -43,6 +43,10 @@ let package = Package(
                                                   .product(name: "_CryptoExtras", package: "swift-crypto")], swiftSettings: hotPath),
         // Detectors: decide from analysers' facts (C2 port/protocol mismatch, beaconing, lateral movement, …); rules from Rules/.
         .target(name: "Detectors", dependencies: ["PacketCore", "Events", "Analyzers", "ConfigKit"]),
+        // The host-level stage: the typed facts workers send, their one codec, the detectors that aggregate
+        // across flows behind the `HostDetector` protocol, the per-worker SPSC rings and the watermark merge.
+        .target(name: "HostStage", dependencies: ["PacketCore", "Events", "Analyzers", "Detectors", "ConfigKit",
+                                                  .product(name: "Logging", package: "swift-log")], swiftSettings: hotPath),
         // libpcap sources (offline files now, live interfaces later).
         .target(name: "Capture", dependencies: ["CPcap", "PacketCore", "CSensorShims"], swiftSettings: hotPath),
         // Event sinks: stdout, file (Kafka and syslog join here).
@@ -67,12 +71,13 @@ let package = Package(
             "PacketCore", "CSensorShims", "Events", "ConfigKit", .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: hotPath),
-        // Config, pipeline wiring, services.
+        // The composition root: configuration, per-process resources, analyser families, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
             "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
             "Evidence",
             "Enrichment",
             "Detectors",
+            "HostStage",
             "ThreatIntel",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -100,7 +105,8 @@ let package = Package(
         .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "ConfigKit", "TestSupport", "Events", "PacketCore"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
         .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime", "TestSupport"]),
-        .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "TestSupport"]),
+        .testTarget(name: "HostStageTests", dependencies: ["HostStage", "Detectors", "Analyzers", "ConfigKit", "Events", "PacketCore", "TestSupport"]),
+        .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "HostStage", "TestSupport"]),
         .testTarget(name: "EvidenceTests", dependencies: [
             "Evidence", "SensorRuntime", "Capture", "TestSupport", .product(name: "Crypto", package: "swift-crypto"),
         ]),

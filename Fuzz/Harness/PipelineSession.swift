@@ -34,7 +34,7 @@ final class PipelineSession {
                                    sinks: [PipelineSession.sink], communityID: CommunityID(seed: 0),
                                    homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: true, enricher: nil)
         do {
-            let analyzers = try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: emitter, logger: PipelineSession.logger)
+            let analyzers = try WorkerAssembly.makeAnalyzers(PipelineSession.resources, emitter: emitter, logger: PipelineSession.logger)
             pipeline = Pipeline(flows: c.flows, emitter: emitter, analyzers: analyzers)
         } catch {
             fatalError("fuzz harness: the pipeline did not build: \(error)")
@@ -55,6 +55,12 @@ final class PipelineSession {
     func finish() { pipeline.finish() }
 
     static let sink = DiscardSink()
+    /// Built once: rules, Public Suffix List and indicator feed are per process, as in the sensor.
+    static let resources: SensorResources = {
+        do { return try SensorResources(configuration: configuration, logger: logger) } catch {
+            fatalError("fuzz harness: resources did not load: \(error)")
+        }
+    }()
     static let logger = Logger(label: "fuzz") { _ in SwiftLogNoOpLogHandler() }
 
     static let configuration: SensorConfiguration = {

@@ -120,37 +120,21 @@ public struct EvidenceTrigger: Sendable, Equatable {
     }
 }
 
-/// `Rules/evidence.yaml`, read with ConfigKit (line-numbered errors like every rules file).
-public enum EvidenceRules {
+/// `Rules/evidence.yaml`: which alerts open a capture. Read with ConfigKit like every rules file.
+public struct EvidenceRules: RulesDocument {
     public static let fileName = "evidence.yaml"
+    /// In file order: the first trigger that matches an alert decides.
+    public var triggers: [EvidenceTrigger] = []
 
-    public static func load(path: String) throws(ConfigIssues) -> [EvidenceTrigger] {
-        do {
-            guard let root = try YAMLDocument.load(path: path) else { return [] }
-            return try parse(root)
-        } catch let i as ConfigIssue {
-            throw ConfigIssues([i])
-        } catch let i as ConfigIssues {
-            throw i
-        } catch {
-            throw ConfigIssues([ConfigIssue(file: path, line: 0, column: 0, message: "\(error)")])
-        }
+    public init() {}
+
+    public static func parse(_ root: ConfigValue) throws(ConfigIssues) -> EvidenceRules {
+        var rules = EvidenceRules()
+        rules.triggers = try triggers(root)
+        return rules
     }
 
-    public static func parse(text: String, file: String = "evidence.yaml") throws(ConfigIssues) -> [EvidenceTrigger] {
-        do {
-            guard let root = try YAMLDocument.parse(text, file: file) else { return [] }
-            return try parse(root)
-        } catch let i as ConfigIssue {
-            throw ConfigIssues([i])
-        } catch let i as ConfigIssues {
-            throw i
-        } catch {
-            throw ConfigIssues([ConfigIssue(file: file, line: 0, column: 0, message: "\(error)")])
-        }
-    }
-
-    static func parse(_ root: ConfigValue) throws(ConfigIssues) -> [EvidenceTrigger] {
+    static func triggers(_ root: ConfigValue) throws(ConfigIssues) -> [EvidenceTrigger] {
         var r = ConfigReader()
         let top = r.table(root, allowed: ["triggers"])
         var out: [EvidenceTrigger] = []

@@ -21,7 +21,7 @@ public struct IntelConfiguration: Sendable {
     public var alertInterval: Double = 3600
     /// Load the files directly inside `<rules directory>/indicators/` too.
     public var rulesIndicators = true
-    /// A feed built by the caller and shared by every worker (set by the CLI, not from YAML).
+    /// A feed built in memory (the fuzz harness), used instead of indicator files; not from YAML.
     public var feed: IndicatorFeed?
 
     public init() {}
@@ -79,16 +79,6 @@ public struct IntelConfiguration: Sendable {
         var s = ThreatIntelSettings()
         s.alertInterval = .seconds(alertInterval)
         return s
-    }
-}
-
-extension AnalyzerFactory {
-    /// The threat-intelligence matcher, registered as a fact observer too; nil without indicators.
-    static func makeThreatIntel(_ c: SensorConfiguration, emitter: EventEmitter, logger: Logger) throws -> ThreatIntelMatcher? {
-        guard let feed = try c.intel.makeFeed(rulesDirectory: c.rulesDirectory, logger: logger) else { return nil }
-        let m = ThreatIntelMatcher(feed: feed, emitter: emitter, settings: c.intel.settings)
-        emitter.factObservers.append(m)
-        return m
     }
 }
 

@@ -1,5 +1,5 @@
 import Capture
-import Enrichment
+import HostStage
 import Evidence
 import Events
 import Foundation
@@ -50,16 +50,6 @@ public enum LiveStartError: Error, CustomStringConvertible {
         case .metrics(let m): return m
         }
     }
-
-    /// 78 configuration (EX_CONFIG), 77 privileges (EX_NOPERM), 73 directory (EX_CANTCREAT), 1 otherwise.
-    public var exitCode: Int32 {
-        switch self {
-        case .configuration: return 78
-        case .privileges: return 77
-        case .directory: return 73
-        case .capture, .output, .metrics: return 1
-        }
-    }
 }
 
 /// What a live run did, for the exit summary.
@@ -95,12 +85,13 @@ public final class LiveSensor {
     public let privileges: PrivilegeReport
     let sinks: [any EventSink]
     let metrics: SensorMetrics
-    let geo: GeoDatabases?
+    /// Rules, family state and GeoIP databases: loaded once, as the service user, for every worker.
+    let resources: SensorResources
     let logger: Logger
 
     init(configuration: SensorConfiguration, sources: [PcapLiveSource], endpoint: MetricsEndpoint?, metrics: SensorMetrics,
-         privileges: PrivilegeReport, sinks: [any EventSink], geo: GeoDatabases?, logger: Logger) {
-        self.geo = geo
+         privileges: PrivilegeReport, sinks: [any EventSink], resources: SensorResources, logger: Logger) {
+        self.resources = resources
         self.configuration = configuration
         self.sources = sources
         self.endpoint = endpoint
@@ -173,20 +164,17 @@ public final class LiveSensor {
             }
         }
 
-        // GeoIP/ASN databases are opened as the service user: one it cannot read fails now, not at reload.
-        var geo: GeoDatabases?
-        if c.enrichment.isEnabled {
-            do { geo = try GeoDatabases(configuration: c.enrichment, logger: logger) } catch {
-                throw .configuration(["enrichment: \(error)"])
-            }
-        }
+        // Rules, indicator feed, evidence store and GeoIP/ASN databases are opened as the service user:
+        // one it cannot read fails now, not at reload.
+        let resources: SensorResources
+        do { resources = try SensorResources(configuration: c, logger: logger) } catch { throw .configuration([error.description]) }
         // Outputs are opened as the service user, so files it creates are its own.
         var sinks: [any EventSink] = []
         for spec in c.outputs.isEmpty ? [OutputSpec.stdout] : c.outputs {
             do { sinks.append(try spec.makeSink()) } catch { throw .output("\(error)") }
         }
         return LiveSensor(configuration: c, sources: sources, endpoint: endpoint, metrics: metrics, privileges: report,
-                          sinks: sinks, geo: geo, logger: logger)
+                          sinks: sinks, resources: resources, logger: logger)
     }
 
     /// Runs until SIGTERM or SIGINT (every flow reported, outputs flushed) or until a worker fails.
@@ -195,8 +183,8 @@ public final class LiveSensor {
         let live = c.live
         let hup = await UnixSignalsSequence(trapping: .sighup)
         let mailbox = ReloadMailbox()
-        geo?.startWatching()
-        defer { geo?.stopWatching() }
+        resources.geo?.startWatching()
+        defer { resources.geo?.stopWatching() }
         let outputs = EventOutputService(sinks: sinks, logger: logger)
         let outputMetrics = OutputMetrics(metrics: metrics, sinks: sinks)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: outputs)]
@@ -204,7 +192,7 @@ public final class LiveSensor {
             endpoint.addBeforeScrape { outputMetrics.refresh() }
             services.append(.init(service: endpoint))
         }
-        services.append(.init(service: RulesReloadService(signals: hup, directory: c.rulesDirectory, mailbox: mailbox, logger: logger)))
+        services.append(.init(service: RulesReloadService(signals: hup, resources: resources, mailbox: mailbox, logger: logger)))
 
         // Host-level stage: ring [worker][shard], one watermark per worker, one aggregator per shard. Listed
         // before the workers, so on shutdown it drains after they stop and before the outputs close.
@@ -212,37 +200,29 @@ public final class LiveSensor {
         let rings = sources.indices.map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: live.hostRingKilobytes << 10) } }
         let marks = sources.indices.map { _ in WorkerWatermark() }
         let inboxes = sources.indices.map { _ in AlertInbox() }
-        let plan = try HostDetectorPlan.load(c, logger: logger)
+        let detectors = resources.hostDetectors(resources.rules)
         var aggregators: [HostAggregator] = []
         for s in 0..<shards {
             let counter = DatasetCounter()
-            let emitter = EventEmitter(observer: ObserverInfo(name: c.sensorName, ingressInterface: live.interface ?? "?"),
-                                       sinks: sinks + [counter], communityID: CommunityID(seed: c.communityIDSeed),
-                                       homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents,
-                                       enricher: geo.map { GeoEnricher(databases: $0) })
+            let emitter = resources.makeEmitter(sinks: sinks + [counter], ingress: live.interface ?? "?")
             emitter.alertObservers.append { alert in for inbox in inboxes { inbox.post(alert) } }
-            let aggregator = HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, plan: plan, emitter: emitter)
+            let aggregator = HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter)
             aggregators.append(aggregator)
             services.append(.init(service: HostAggregatorService(
                 aggregator: aggregator, mailbox: mailbox, metrics: HostStageMetrics(metrics: metrics, shard: s, datasets: counter),
                 logger: logger)))
         }
 
-        // One evidence store for every worker: one custody chain, one set of caps.
-        let evidenceStore = try EvidenceSetup.makeStore(configuration: c, logger: logger)
         var workers: [(PacketProcessingService, LiveWorker)] = []
         for (i, source) in sources.enumerated() {
             let counter = DatasetCounter()
-            let emitter = EventEmitter(observer: ObserverInfo(name: c.sensorName, ingressInterface: live.interface ?? "?"),
-                                       sinks: sinks + [counter], communityID: CommunityID(seed: c.communityIDSeed),
-                                       homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents,
-                                       enricher: geo.map { GeoEnricher(databases: $0) })
+            let emitter = resources.makeEmitter(sinks: sinks + [counter], ingress: live.interface ?? "?")
             let pipeline = Pipeline(flows: c.flows, emitter: emitter,
-                                    analyzers: try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: emitter, logger: logger,
-                                                                                 evidenceStore: evidenceStore,
-                                                                                 hostShards: HostShardLink(rings: rings[i], watermark: marks[i])))
+                                    analyzers: try WorkerAssembly.makeAnalyzers(resources, index: i, emitter: emitter,
+                                                                                hostRoute: .rings(HostShardLink(rings: rings[i], watermark: marks[i])),
+                                                                                logger: logger))
             let worker = LiveWorker(index: i, source: source, configuration: live, metrics: WorkerMetrics(metrics: metrics, worker: i),
-                                    datasets: counter, mailbox: mailbox, logger: logger)
+                                    datasets: counter, logger: logger)
             worker.hostFacts = HostFactDropMetrics(rings: rings[i], metrics: metrics, worker: i)
             worker.alerts = inboxes[i]
             worker.hostPublisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
@@ -294,20 +274,18 @@ final class LiveWorker: WorkerHousekeeping {
     let lossThreshold: Double
     let metrics: WorkerMetrics?
     let datasets: DatasetCounter
-    let mailbox: ReloadMailbox
     let logger: Logger
     var lastStats = ContinuousClock.now
     /// Capture counters at the last statistics event (for the per-interval loss fraction).
     var atLastStats = LiveCaptureCounters()
     var lastCapture = LiveCaptureCounters()
-    var appliedRules = 0
     /// The host-level stage's view from this worker: its rings' counters, and alerts to hand to its observers.
     var hostFacts: HostFactDropMetrics?
     var alerts: AlertInbox?
     var hostPublisher: HostFactPublisher?
 
     init(index: Int, source: PcapLiveSource, configuration: LiveConfiguration, metrics: WorkerMetrics?,
-         datasets: DatasetCounter, mailbox: ReloadMailbox, logger: Logger) {
+         datasets: DatasetCounter, logger: Logger) {
         self.index = index
         self.source = source
         self.interface = configuration.interface ?? ""
@@ -315,22 +293,11 @@ final class LiveWorker: WorkerHousekeeping {
         self.lossThreshold = configuration.lossWarningFraction
         self.metrics = metrics
         self.datasets = datasets
-        self.mailbox = mailbox
         self.logger = logger
     }
 
     func periodic(_ pipeline: Pipeline, idle: Bool) {
         if idle, let now = Self.wallClock() { pipeline.advanceClock(to: now) }
-        if let rules = mailbox.take(newerThan: appliedRules) {
-            appliedRules = rules.generation
-            for a in pipeline.analyzers {
-                guard let r = a as? any Reloadable else { continue }
-                do { try r.reload(rules) } catch {
-                    logger.error("analyser kept its previous rules", metadata: ["analyzer": "\(a.name)", "worker": "\(index)",
-                                                                                  "problems": "\(error.description)"])
-                }
-            }
-        }
         if let alerts, !pipeline.emitter.alertObservers.isEmpty {
             for a in alerts.take() { for o in pipeline.emitter.alertObservers { o(a) } }
         }

@@ -237,14 +237,7 @@ public final class MetricsEndpoint: Service, @unchecked Sendable {
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
-                let t = Thread { [self] in
-                    serve()
-                    cont.resume()
-                }
-                t.name = "sensor-metrics"
-                t.start()
-            }
+            await DedicatedThread.run(name: "sensor-metrics") { [self] in serve() }
         } onGracefulShutdown: { [self] in
             stopped.store(true, ordering: .relaxed)
         }

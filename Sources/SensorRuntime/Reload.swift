@@ -5,49 +5,21 @@ import ServiceLifecycle
 import Synchronization
 import UnixSignals
 
-/// A rules directory read and checked off the packet path, handed to the workers whole.
-public struct RulesSnapshot: @unchecked Sendable {
-    /// Increases with every accepted reload.
-    public var generation: Int
-    public var directory: String
-    /// Each rules file's parsed document, by path (files that are empty are absent).
-    public var documents: [String: ConfigValue]
-
-    public init(generation: Int, directory: String, documents: [String: ConfigValue]) {
-        self.generation = generation
-        self.directory = directory
-        self.documents = documents
-    }
-}
-
-/// The seam analysers and detectors adopt to take new rules, allowlists and indicator lists on SIGHUP
-/// without losing flow state.
-///
-/// A reload is two-phase. The reloader checks the whole directory first (`RulesDirectory.check`: syntax
-/// and every detector's validator); a rule set with any problem is rejected with its reasons and nobody
-/// sees it, so all workers keep running the same rules. An accepted snapshot is then posted to every
-/// worker, which applies it on its own thread between two packets (no locks on the packet path): each
-/// `Reloadable` analyser builds its new tables from the snapshot and swaps them in. Per-flow and
-/// per-host state is the analyser's and is kept; only settings change. An analyser that still cannot
-/// take the snapshot throws and keeps its old settings (logged), which the pre-check makes rare.
-public protocol Reloadable: AnyObject {
-    func reload(_ rules: RulesSnapshot) throws(ConfigIssues)
-}
-
-/// Where the reloader posts accepted snapshots for the workers to pick up at their next periodic call.
+/// Where the reloader posts accepted rule sets for the host-level aggregators to pick up between two
+/// records (no locks on their record path: one atomic load per look).
 public final class ReloadMailbox: Sendable {
     let generation = Atomic<Int>(0)
-    let latest = Mutex<RulesSnapshot?>(nil)
+    let latest = Mutex<RulesSet?>(nil)
 
     public init() {}
 
-    public func post(_ s: RulesSnapshot) {
+    public func post(_ s: RulesSet) {
         latest.withLock { $0 = s }
         generation.store(s.generation, ordering: .releasing)
     }
 
-    /// The newest snapshot if it is newer than `applied` (one atomic load when there is none).
-    public func take(newerThan applied: Int) -> RulesSnapshot? {
+    /// The newest set if it is newer than `applied` (one atomic load when there is none).
+    public func take(newerThan applied: Int) -> RulesSet? {
         guard generation.load(ordering: .acquiring) > applied else { return nil }
         return latest.withLock { $0 }
     }
@@ -56,18 +28,24 @@ public final class ReloadMailbox: Sendable {
 }
 
 /// Reloads the rules directory on SIGHUP.
+///
+/// Two-phase: every rules document is loaded and checked first (`SensorResources.reloadRules`, the same
+/// reading `check-rules` and start-up use); a set with any problem is rejected with its reasons and
+/// nobody sees it. An accepted set is posted whole to the host-level aggregators, which hand it to
+/// their detectors between two records: thresholds, weights and allowlists change, per-pair and
+/// per-host state stays.
 public final class RulesReloadService: Service, @unchecked Sendable {
     let signals: UnixSignalsSequence
-    let directory: String?
+    let resources: SensorResources
     let mailbox: ReloadMailbox
     let logger: Logger
     var generation = 0
 
     /// `signals` is created before the services start, so a SIGHUP sent once the sensor says it is
     /// capturing never hits the default action (terminate).
-    public init(signals: UnixSignalsSequence, directory: String?, mailbox: ReloadMailbox, logger: Logger) {
+    public init(signals: UnixSignalsSequence, resources: SensorResources, mailbox: ReloadMailbox, logger: Logger) {
         self.signals = signals
-        self.directory = directory
+        self.resources = resources
         self.mailbox = mailbox
         self.logger = logger
     }
@@ -78,27 +56,20 @@ public final class RulesReloadService: Service, @unchecked Sendable {
         }
     }
 
-    /// Checks the directory and posts it to the workers, or rejects it and keeps the rules in use.
+    /// Loads and checks the directory and posts it, or rejects it and keeps the rules in use.
     @discardableResult
     public func reload() -> Bool {
-        guard let dir = RulesDirectory.resolve(directory) else {
-            logger.warning("SIGHUP: no rules directory to reload (give --rules or rules.directory)")
-            return false
-        }
-        let issues = RulesDirectory.check(dir)
-        guard issues.isEmpty else {
+        let rules: RulesSet
+        do { rules = try resources.reloadRules(generation: generation + 1) } catch {
             logger.error("rules reload rejected; the rules in use stay in force", metadata: [
-                "directory": "\(dir)", "problems": "\(issues.map(\.description).joined(separator: "; "))",
+                "directory": "\(resources.configuration.rulesDirectory ?? RulesDirectory.resolve(nil) ?? "")",
+                "problems": "\(error.issues.map(\.description).joined(separator: "; "))",
             ])
             return false
         }
-        var docs: [String: ConfigValue] = [:]
-        for f in RulesDirectory.yamlFiles(in: dir) {
-            if let d = try? YAMLDocument.load(path: f) { docs[f] = d }
-        }
         generation += 1
-        mailbox.post(RulesSnapshot(generation: generation, directory: dir, documents: docs))
-        logger.notice("rules reloaded", metadata: ["directory": "\(dir)", "files": "\(docs.count)", "generation": "\(generation)"])
+        mailbox.post(rules)
+        logger.notice("rules reloaded", metadata: ["directory": "\(rules.directory ?? "")", "generation": "\(generation)"])
         return true
     }
 }

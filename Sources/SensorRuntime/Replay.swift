@@ -1,5 +1,4 @@
 import Capture
-import Enrichment
 import Events
 import Foundation
 import Logging
@@ -32,21 +31,17 @@ public enum Replay {
                            extraSinks: [any EventSink] = [], onlyAlertsOf category: RuleCategory? = nil,
                            extraAnalyzers: (EventEmitter) throws -> [any PacketAnalyzer] = { _ in [] }) async throws -> ReplayOutcome {
         let source = try MergedFileSource(paths: files, filter: c.bpf)
-        // GeoIP/ASN: a missing or broken database stops the run here, before any packet.
-        let geo = c.enrichment.isEnabled ? try GeoDatabases(configuration: c.enrichment, logger: logger) : nil
-        geo?.startWatching()
-        defer { geo?.stopWatching() }
+        let resources = try SensorResources(configuration: c, logger: logger)
+        resources.geo?.startWatching()
+        defer { resources.geo?.stopWatching() }
         var sinks: [any EventSink] = extraSinks
         let specs = c.outputs.isEmpty && extraSinks.isEmpty ? [OutputSpec.stdout] : c.outputs
         for spec in specs { sinks.append(try spec.makeSink()) }
         // Hunt mode: only the alerts of one category reach the outputs.
         let emitted: [any EventSink] = category.map { c in sinks.map { AlertCategorySink($0, category: c) } } ?? sinks
-        let emitter = EventEmitter(observer: ObserverInfo(name: c.sensorName, ingressInterface: "replay"),
-                                   sinks: emitted, communityID: CommunityID(seed: c.communityIDSeed),
-                                   homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents,
-                                   enricher: geo.map { GeoEnricher(databases: $0) })
+        let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
         let pipeline = Pipeline(flows: c.flows, emitter: emitter,
-                                analyzers: try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: emitter, logger: logger) + extraAnalyzers(emitter))
+                                analyzers: try WorkerAssembly.makeAnalyzers(resources, emitter: emitter, logger: logger) + extraAnalyzers(emitter))
         let outputs = EventOutputService(sinks: sinks, logger: logger)
         let processing = PacketProcessingService(pipeline: pipeline, source: source, logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(

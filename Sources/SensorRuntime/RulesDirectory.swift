@@ -1,7 +1,6 @@
 import ConfigKit
-import Evidence
-import Detectors
 import Foundation
+import ThreatIntel
 
 /// Finds and checks the rules directory (`Rules/` in the repository; `/etc/sensor/rules` when installed).
 public enum RulesDirectory {
@@ -17,36 +16,42 @@ public enum RulesDirectory {
         return nil
     }
 
-    /// Every YAML file under `dir`, sorted.
-    public static func yamlFiles(in dir: String) -> [String] {
+    /// Every rules document of every registered family, each file read once, with the indicator files
+    /// under `indicators/`: what `check-rules` reports and what a reload must pass.
+    public static func load(_ dir: String, configuration: SensorConfiguration = SensorConfiguration(),
+                            generation: Int = 0) throws(ConfigIssues) -> RulesSet {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw ConfigIssues([ConfigIssue(file: dir, line: 0, column: 0, message: "not a directory")])
+        }
+        var issues: [ConfigIssue] = []
+        var set: RulesSet?
+        do { set = try RulesSet.load(directory: dir, kinds: SensorFamilies.allDocuments(configuration), generation: generation) } catch {
+            issues = error.issues
+        }
+        // Any other YAML file in the directory is no rules document, but a syntax error in it is still
+        // reported: it is most likely a document misnamed or meant for another version.
+        let known = Set(SensorFamilies.allDocuments(configuration).map { $0.fileName })
+        for f in yamlFiles(in: dir) where !known.contains(String(f.dropFirst(dir.count + 1))) {
+            do { _ = try YAMLDocument.load(path: f) } catch { issues.append(error) }
+        }
+        issues += IntelConfiguration.checkIndicatorFiles(in: dir + "/indicators")
+        guard let set, issues.isEmpty else { throw ConfigIssues(issues) }
+        return set
+    }
+
+    /// Every YAML file under `dir` (indicator files aside), sorted.
+    static func yamlFiles(in dir: String) -> [String] {
         guard let e = FileManager.default.enumerator(atPath: dir) else { return [] }
         var out: [String] = []
         while let f = e.nextObject() as? String {
-            if f.hasSuffix(".yaml") || f.hasSuffix(".yml") { out.append("\(dir)/\(f)") }
+            if !f.hasPrefix("indicators/") && (f.hasSuffix(".yaml") || f.hasSuffix(".yml")) { out.append("\(dir)/\(f)") }
         }
         return out.sorted()
     }
 
-    /// Parses every rules file and runs each detector's validator over the ones it owns.
+    /// `check-rules`: every problem in the directory, empty when it is valid.
     public static func check(_ dir: String) -> [ConfigIssue] {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
-            return [ConfigIssue(file: dir, line: 0, column: 0, message: "not a directory")]
-        }
-        var issues: [ConfigIssue] = []
-        for f in yamlFiles(in: dir) {
-            do {
-                let root = try YAMLDocument.load(path: f)
-                if let root, f.hasSuffix("/\(DNSTunnelRules.fileName)") { issues += DNSTunnelRules.check(root) }
-            } catch { issues.append(error); continue }
-            if f.hasSuffix("/" + LateralMovementRules.fileName) { issues += LateralMovementRules.check(path: f) }
-        }
-        issues += C2Analyzers.checkRules(dir)
-        issues += IntelConfiguration.checkIndicatorFiles(in: dir + "/indicators")
-        let evidenceRules = "\(dir)/\(EvidenceRules.fileName)"
-        if FileManager.default.fileExists(atPath: evidenceRules) {
-            do { _ = try EvidenceRules.load(path: evidenceRules) } catch { issues.append(contentsOf: error.issues) }
-        }
-        return issues
+        do { _ = try load(dir); return [] } catch { return error.issues }
     }
 }

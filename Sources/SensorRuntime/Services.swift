@@ -84,18 +84,12 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
     }
 
     public func run() async throws {
-        try await withGracefulShutdownHandler {
-            await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
-                let t = Thread { [self] in
-                    if let cpu, let problem = ThreadAffinity.pinCurrentThread(to: cpu) {
-                        logger.warning("cannot pin worker thread", metadata: ["cpu": "\(cpu)", "error": "\(problem)"])
-                    }
-                    processAll()
-                    cont.resume()
+        await withGracefulShutdownHandler {
+            await DedicatedThread.run(name: threadName) { [self] in
+                if let cpu, let problem = ThreadAffinity.pinCurrentThread(to: cpu) {
+                    logger.warning("cannot pin worker thread", metadata: ["cpu": "\(cpu)", "error": "\(problem)"])
                 }
-                t.name = threadName
-                t.stackSize = 8 << 20
-                t.start()
+                processAll()
             }
         } onGracefulShutdown: { [source] in
             source.stop()

@@ -18,7 +18,7 @@ struct CheckConfig: ParsableCommand {
             print("\(file): OK")
         } catch {
             for i in error.issues { printError(i.description) }
-            throw ExitCode(78)
+            throw ExitCode(ExitStatus.configuration)
         }
     }
 }
@@ -36,14 +36,14 @@ struct CheckRules: ParsableCommand {
     func run() throws {
         guard let dir = RulesDirectory.resolve(directory) else {
             printError("error: no rules directory found (tried ./Rules, /etc/sensor/rules)")
-            throw ExitCode(1)
+            throw ExitCode(ExitStatus.failure)
         }
         let issues = RulesDirectory.check(dir)
         if issues.isEmpty {
             print("\(dir): OK")
         } else {
             for i in issues { printError(i.description) }
-            throw ExitCode(78)
+            throw ExitCode(ExitStatus.configuration)
         }
     }
 }

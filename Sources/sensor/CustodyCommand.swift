@@ -41,7 +41,7 @@ struct Custody: ParsableCommand {
             let report = CustodyVerifier.verify(path: log, evidenceDirectory: evidenceDir, anchors: anchors)
             if let problem = report.firstProblem {
                 printError("\(log): BROKEN: \(problem)")
-                throw ExitCode(2)
+                throw ExitCode(ExitStatus.verificationFailed)
             }
             let anchored = anchors.isEmpty ? "" : "; \(anchors.count) expected head(s) present"
             print("\(log): OK: \(report.entries.count) entries, chain intact\(anchored); \(report.filesChecked) evidence files match their SHA-256, \(report.filesDeleted) deleted")

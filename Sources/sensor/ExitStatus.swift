@@ -1,12 +1,36 @@
+import Capture
+import ConfigKit
 import Events
+import SensorRuntime
 
-/// Exit statuses `replay`, `hunt` and `run` share beyond 0, 1 and 78 (README, docs/LIVE.md).
+/// Every exit status the CLI returns, in one place (README "Exit status", docs/LIVE.md); each command's
+/// help lists the ones it uses.
 enum ExitStatus {
+    /// A command failed: an input, output or capture could not be opened, an output failed to close.
+    static let failure: Int32 = 1
+    /// `custody verify`: the chain or a file does not verify.
+    static let verificationFailed: Int32 = 2
     /// An input was damaged part-way; every event before the damage was still written.
     static let inputDamaged: Int32 = 3
+    /// EX_CANTCREAT: a private directory is unsafe or cannot be made.
+    static let cannotCreate: Int32 = 73
     /// EX_IOERR: an output lost events (write error, full queue or spool). Wins over 3 and 1: whatever
     /// else happened, what reached that output is incomplete.
     static let outputLostEvents: Int32 = 74
+    /// EX_NOPERM: privileges (root without --user, an unknown user).
+    static let noPermission: Int32 = 77
+    /// EX_CONFIG: configuration, rules or indicators are invalid.
+    static let configuration: Int32 = 78
+
+    /// The status of a live start that failed.
+    static func of(_ e: LiveStartError) -> Int32 {
+        switch e {
+        case .configuration: return configuration
+        case .privileges: return noPermission
+        case .directory: return cannotCreate
+        case .capture, .output, .metrics: return failure
+        }
+    }
 
     /// Names every output that lost events; true when one did.
     static func reportOutputLoss(_ outputs: [(name: String, statistics: SinkStatistics)]) -> Bool {
@@ -16,5 +40,16 @@ enum ExitStatus {
             lost = true
         }
         return lost
+    }
+
+    /// Ends the process for an error found before the first packet (`replay`, `hunt`): 78 for
+    /// configuration, rules and indicators (EX_CONFIG), 1 for inputs and outputs.
+    static func failStart(_ error: Error) -> Never {
+        switch error {
+        case let e as ConfigIssues: fail("error: invalid rules or indicators:\n\(e.description)", code: configuration)
+        case let e as SensorResources.SetupError: fail("error: \(e.description)", code: configuration)
+        case let e as CaptureError: fail("error: \(e.description)", code: failure)
+        default: fail("error: \(error)", code: failure)
+        }
     }
 }

@@ -49,11 +49,11 @@ struct Hunt: AsyncParsableCommand {
         c.flowEvents = false
         let feed: IndicatorFeed
         do { feed = try IndicatorFeed(paths: paths, logger: logger) } catch {
-            fail("error: invalid indicator file:\n\(error.description)", code: 78)
+            fail("error: invalid indicator file:\n\(error.description)", code: ExitStatus.configuration)
         }
         let files: [String]
-        do { files = try Self.captureFiles(inputs) } catch { fail("error: \(error)", code: 1) }
-        if files.isEmpty { fail("error: no capture files (.pcap, .pcapng, .cap) in \(inputs.joined(separator: " "))", code: 1) }
+        do { files = try Self.captureFiles(inputs) } catch { fail("error: \(error)", code: ExitStatus.failure) }
+        if files.isEmpty { fail("error: no capture files (.pcap, .pcapng, .cap) in \(inputs.joined(separator: " "))", code: ExitStatus.failure) }
         let total = files.reduce(Int64(0)) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int64) ?? 0) }
         let progress = HuntProgress(totalBytes: total, files: files.count, enabled: !quiet, terminal: isatty(2) == 1)
         var matcher: ThreatIntelMatcher?
@@ -66,10 +66,8 @@ struct Hunt: AsyncParsableCommand {
                 matcher = m
                 return [progress, m]
             }
-        } catch let e as CaptureError {
-            fail("error: \(e.description)", code: 1)
         } catch {
-            fail("error: \(error)", code: 1)
+            ExitStatus.failStart(error)
         }
         progress.done()
         let elapsed = ContinuousClock.now - started
@@ -98,7 +96,7 @@ struct Hunt: AsyncParsableCommand {
         }
         if lost { throw ExitCode(ExitStatus.outputLostEvents) }
         if !outcome.inputErrors.isEmpty { throw ExitCode(ExitStatus.inputDamaged) }
-        if !outcome.outputErrors.isEmpty { throw ExitCode(1) }
+        if !outcome.outputErrors.isEmpty { throw ExitCode(ExitStatus.failure) }
     }
 
     static let captureExtensions = [".pcap", ".pcapng", ".cap"]
@@ -109,7 +107,7 @@ struct Hunt: AsyncParsableCommand {
         let fm = FileManager.default
         for i in inputs {
             var isDir: ObjCBool = false
-            guard fm.fileExists(atPath: i, isDirectory: &isDir) else { throw CLIError(message: "\(i): no such file or directory", code: 1) }
+            guard fm.fileExists(atPath: i, isDirectory: &isDir) else { throw CLIError(message: "\(i): no such file or directory", code: ExitStatus.failure) }
             if !isDir.boolValue { out.append(i); continue }
             guard let e = fm.enumerator(atPath: i) else { continue }
             var found: [String] = []

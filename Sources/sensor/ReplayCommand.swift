@@ -32,14 +32,8 @@ struct Replay: AsyncParsableCommand {
         let outcome: ReplayOutcome
         do {
             outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger)
-        } catch let e as CaptureError {
-            fail("error: \(e.description)", code: 1)
-        } catch let e as ConfigIssues {
-            fail("error: invalid rules or indicators:\n\(e.description)", code: 78)
-        } catch let e as DNSSetup.SetupError {
-            fail("error: \(e.description)", code: 78)
         } catch {
-            fail("error: \(error)", code: 1)
+            ExitStatus.failStart(error)
         }
         let k = outcome.counters
         logger.info("replay finished", metadata: [
@@ -61,7 +55,7 @@ struct Replay: AsyncParsableCommand {
         }
         if lost { throw ExitCode(ExitStatus.outputLostEvents) }
         if !outcome.inputErrors.isEmpty { throw ExitCode(ExitStatus.inputDamaged) }
-        if !outcome.outputErrors.isEmpty { throw ExitCode(1) }
+        if !outcome.outputErrors.isEmpty { throw ExitCode(ExitStatus.failure) }
     }
 }
 

@@ -93,7 +93,7 @@ struct Run: AsyncParsableCommand {
     func prepare() -> LiveSensor {
         var c: SensorConfiguration
         do { c = try options.resolve() } catch let e as CLIError { fail("error: \(e.message)", code: e.code) } catch {
-            fail("error: \(error)", code: 1)
+            fail("error: \(error)", code: ExitStatus.failure)
         }
         if let interface { c.live.interface = interface }
         if let workers { c.live.workers = workers }
@@ -110,7 +110,7 @@ struct Run: AsyncParsableCommand {
         if let metrics, metrics != "off", let a = try? ListenAddress(parsing: metrics) { c.metrics.listen = a }
         let logger = options.makeLogger(c)
         do { return try LiveSensor.prepare(configuration: c, logger: logger) } catch {
-            fail("error: \(error.description)", code: error.exitCode)
+            fail("error: \(error.description)", code: ExitStatus.of(error))
         }
     }
 
@@ -133,7 +133,7 @@ struct Run: AsyncParsableCommand {
             ])
         }
         if ExitStatus.reportOutputLoss(outcome.sinkStatistics) { throw ExitCode(ExitStatus.outputLostEvents) }
-        if !outcome.readErrors.isEmpty || !outcome.outputErrors.isEmpty { throw ExitCode(1) }
+        if !outcome.readErrors.isEmpty || !outcome.outputErrors.isEmpty { throw ExitCode(ExitStatus.failure) }
     }
 }
 

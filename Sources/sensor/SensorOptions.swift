@@ -84,7 +84,7 @@ struct SensorOptions: ParsableArguments {
         var c = SensorConfiguration()
         if let config {
             do { c = try SensorConfiguration.load(path: config) } catch {
-                throw CLIError(message: "invalid configuration:\n\(error.description)", code: 78)
+                throw CLIError(message: "invalid configuration:\n\(error.description)", code: ExitStatus.configuration)
             }
         }
         if let rules { c.rulesDirectory = rules }
@@ -102,7 +102,7 @@ struct SensorOptions: ParsableArguments {
         if let purpose { c.evidence.purpose = purpose }
         if let operatorName { c.evidence.operatorName = operatorName }
         let evidenceProblems = c.evidence.validate()
-        if !evidenceProblems.isEmpty { throw CLIError(message: evidenceProblems.joined(separator: "\n"), code: 78) }
+        if !evidenceProblems.isEmpty { throw CLIError(message: evidenceProblems.joined(separator: "\n"), code: ExitStatus.configuration) }
         if let geoipCity { c.enrichment.cityDatabase = geoipCity }
         if let geoipAsn { c.enrichment.asnDatabase = geoipAsn }
         c.intel.indicators += indicators

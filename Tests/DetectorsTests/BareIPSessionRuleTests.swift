@@ -17,6 +17,9 @@ final class BareIPSessionRuleTests: XCTestCase {
     let t0: Int64 = 1_700_000_000_000_000_000
     let second: Int64 = 1_000_000_000
 
+    /// What the worker's content identification held for the session (nothing was fed to it).
+    let identifier = ProtocolIdentifier(flowCapacity: 4096)
+
     func detail(_ a: Alert, _ key: String) -> JSONValue? { a.details.first { $0.0 == key }?.1 }
 
     /// A TLS session over TCP of `seconds` and `packets` data packets, whose ClientHello (SNI or not) is in `tls`.
@@ -37,13 +40,13 @@ final class BareIPSessionRuleTests: XCTestCase {
         hello.supportedVersions = [0x0304]
         tls.quicClientHello(hello, slot: slot, flows: f.table, at: Timestamp(nanoseconds: t))
         if let tag { f.table.setAppProtocol(tag.rawValue, slot: slot) }
-        d.flowEnded(f.table[slot], reason: .tcpClosed, slot: slot)
+        d.flowEnded(f.table[slot], reason: .tcpClosed, labels: FlowLabels(f.table[slot], slot: slot, identifier: identifier, tls: tls, http: nil))
     }
 
     func testLongSessionWithoutSNIToAnExternalAddressAlertsOnce() throws {
         let f = FlowFactory()
         let tls = TLSAnalyzer(flowCapacity: 4096)
-        let d = NonStandardPortDetector(rules: C2PortRules(), emitter: emitter, identifier: ProtocolIdentifier(flowCapacity: 4096), tls: tls, http: nil)
+        let d = NonStandardPortDetector(rules: C2PortRules(), emitter: emitter)
         // A name was sent: the rule has nothing to say, however long the session.
         session(f, tls, d, to: "203.0.113.10", sport: 40001, sni: "www.example.com", seconds: 600, packets: 200)
         // No name, but short (a connectivity check): nothing.
@@ -87,7 +90,7 @@ final class BareIPSessionRuleTests: XCTestCase {
     func testPortFindingAndBareIPMakeOneAlertPerPair() {
         let f = FlowFactory()
         let tls = TLSAnalyzer(flowCapacity: 4096)
-        let d = NonStandardPortDetector(rules: C2PortRules(), emitter: emitter, identifier: ProtocolIdentifier(flowCapacity: 4096), tls: tls, http: nil)
+        let d = NonStandardPortDetector(rules: C2PortRules(), emitter: emitter)
         for i in 0..<3 {
             session(f, tls, d, to: "203.0.113.40", port: 4444, sport: UInt16(41000 + i), sni: nil, seconds: 300, packets: 100,
                     start: Int64(i) * 600, tag: .tls)
@@ -107,7 +110,7 @@ final class BareIPSessionRuleTests: XCTestCase {
               destinations: [192.0.2.0/24]
               ports: [8443]
         """, file: "c2.yaml")
-        let r = try C2PortRules.parse(ok).bareIP
+        let r = try C2PortRules.parse(ok!).bareIP
         XCTAssertFalse(r.enabled)
         XCTAssertEqual(r.minDuration, 300)
         XCTAssertEqual(r.minPackets, 10)
@@ -123,7 +126,7 @@ final class BareIPSessionRuleTests: XCTestCase {
             sni: yes
         """, file: "c2.yaml")
         do {
-            _ = try C2PortRules.parse(bad)
+            _ = try C2PortRules.parse(bad!)
             XCTFail("expected issues")
         } catch {
             XCTAssertEqual(error.issues.count, 4, "\(error.issues)")

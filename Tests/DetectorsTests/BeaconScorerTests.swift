@@ -119,7 +119,7 @@ final class BeaconScorerTests: XCTestCase {
         """
         let root = try YAMLDocument.parse(text, file: "beaconing.yaml")
         do {
-            _ = try BeaconRules.parse(root)
+            _ = try BeaconRules.parse(root!)
             XCTFail("expected issues")
         } catch {
             let lines = error.issues.map(\.line).sorted()

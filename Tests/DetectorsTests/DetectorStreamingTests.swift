@@ -62,7 +62,7 @@ final class DetectorStreamingTests: XCTestCase {
     func beaconAmongNoise(seed: UInt64) {
         alerts.removeAll()
         let f = FlowFactory()
-        let d = BeaconDetector(rules: BeaconRules(), emitter: emitter, tls: nil, http: nil)
+        let d = BeaconDetector(rules: BeaconRules(), emitter: emitter)
         var rng = SeededRandom(seed: seed)
         var t = t0
         var browse = t0
@@ -106,11 +106,13 @@ final class DetectorStreamingTests: XCTestCase {
         var rules = C2PortRules()
         rules.allowProtocolPorts = ["http/8081"]
         let identifier = ProtocolIdentifier(flowCapacity: 4096)
-        let d = NonStandardPortDetector(rules: rules, emitter: emitter, identifier: identifier, tls: nil, http: nil)
+        let d = NonStandardPortDetector(rules: rules, emitter: emitter)
+        let announcements = FTPAnnouncements(d)
+        identifier.ftpDataObserver = announcements
         func http(_ port: UInt16, sport: UInt16, handshake: Bool = true) {
             let (_, slot) = f.session("10.0.0.5", sport, "198.51.100.7", port, at: t0, handshake: handshake)
             f.table.setAppProtocol(AppProtocol.http.rawValue, slot: slot)
-            d.flowEnded(f.table[slot], reason: .tcpClosed, slot: slot)
+            d.flowEnded(f.table[slot], reason: .tcpClosed, slot: slot, identifier: identifier)
         }
         http(22, sport: 50001)
         http(80, sport: 50002)
@@ -130,7 +132,7 @@ final class DetectorStreamingTests: XCTestCase {
             _ = identifier.stream(b, fromOriginator: true, slot: slot, flows: f.table, at: Timestamp(nanoseconds: t0))
         }
         XCTAssertEqual(identifier.identification(slot: slot, generation: f.table[slot].generation), .unknown)
-        d.flowEnded(f.table[slot], reason: .tcpClosed, slot: slot)
+        d.flowEnded(f.table[slot], reason: .tcpClosed, slot: slot, identifier: identifier)
         XCTAssertEqual(alerts.count, 1)
         if let a = alerts.first, case .string(let k)? = detail(a, "finding") { XCTAssertEqual(k, "unknown_protocol_on_standard_port") }
 
@@ -161,12 +163,12 @@ final class DetectorStreamingTests: XCTestCase {
         let judged = d.counters.judged
         let data = unknownData(50021, 5001)
         d.tick(Timestamp(nanoseconds: t0 + 600_000_000_000))
-        d.flowEnded(f.table[data], reason: .tcpClosed, slot: data)
+        d.flowEnded(f.table[data], reason: .tcpClosed, slot: data, identifier: identifier)
         XCTAssertTrue(alerts.isEmpty, "\(alerts.map(\.message))")
         XCTAssertEqual(d.counters.judged, judged, "FTP data is not judged")
         // The same content on a port nobody announced is judged.
         let other = unknownData(50022, 5002)
-        d.flowEnded(f.table[other], reason: .tcpClosed, slot: other)
+        d.flowEnded(f.table[other], reason: .tcpClosed, slot: other, identifier: identifier)
         XCTAssertEqual(d.counters.judged, judged + 1)
     }
 }

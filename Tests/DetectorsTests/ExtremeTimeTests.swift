@@ -108,7 +108,7 @@ final class ExtremeTimeTests: XCTestCase {
 
     func testBeaconDetectorAcrossValidExtremes() {
         let f = FlowFactory()
-        let d = BeaconDetector(rules: BeaconRules(), emitter: emitter, tls: nil, http: nil)
+        let d = BeaconDetector(rules: BeaconRules(), emitter: emitter)
         var port: UInt16 = 40000
         for base in Self.jumps {
             // A regular beacon at each end: 60 s apart, eight connections, the clock ticking along.
@@ -127,7 +127,7 @@ final class ExtremeTimeTests: XCTestCase {
 
     func testBeaconDetectorSaturatesAtInt64Ends() {
         let f = FlowFactory()
-        let d = BeaconDetector(rules: BeaconRules(), emitter: emitter, tls: nil, http: nil)
+        let d = BeaconDetector(rules: BeaconRules(), emitter: emitter)
         for (i, base) in [Self.ordinary, Self.low, Self.high].enumerated() {
             let (r, slot) = f.session("10.0.0.5", UInt16(41000 + i), "203.0.113.9", 8443, at: base)
             d.flowEnded(r, reason: .tcpClosed, slot: slot)
@@ -181,8 +181,8 @@ final class ExtremeTimeTests: XCTestCase {
     func testNonStandardPortAndBareIPAcrossValidExtremes() {
         let f = FlowFactory()
         let tls = TLSAnalyzer(flowCapacity: 4096)
-        let d = NonStandardPortDetector(rules: C2PortRules(), emitter: emitter, identifier: ProtocolIdentifier(flowCapacity: 4096),
-                                        tls: tls, http: nil)
+        let d = NonStandardPortDetector(rules: C2PortRules(), emitter: emitter)
+        let identifier = ProtocolIdentifier(flowCapacity: 4096)
         var port: UInt16 = 50000
         for base in Self.jumps {
             for _ in 0..<3 {
@@ -190,7 +190,7 @@ final class ExtremeTimeTests: XCTestCase {
                 // HTTP on SSH's port: the port finding, its pair history spanning the jumps.
                 let (_, a) = f.session("10.0.0.5", port, "198.51.100.7", 22, at: base)
                 f.table.setAppProtocol(AppProtocol.http.rawValue, slot: a)
-                d.flowEnded(f.table[a], reason: .tcpClosed, slot: a)
+                d.flowEnded(f.table[a], reason: .tcpClosed, slot: a, identifier: identifier, tls: tls)
                 // TLS without a server name to a bare address: the bare-IP rule.
                 let (_, b) = f.session("10.0.0.5", port &+ 10000, "203.0.113.10", 443, at: base)
                 var hello = ClientHello()
@@ -198,7 +198,7 @@ final class ExtremeTimeTests: XCTestCase {
                 hello.cipherSuites = [0x1301]
                 hello.supportedVersions = [0x0304]
                 tls.quicClientHello(hello, slot: b, flows: f.table, at: Timestamp(nanoseconds: base))
-                d.flowEnded(f.table[b], reason: .tcpClosed, slot: b)
+                d.flowEnded(f.table[b], reason: .tcpClosed, slot: b, identifier: identifier, tls: tls)
             }
             // Pair expiry runs on minute boundaries of the packet clock.
             d.tick(Timestamp(nanoseconds: base - base % (60 * Self.second)))

@@ -23,7 +23,7 @@ final class EvidenceCLITests: XCTestCase {
     func testReplayEvidenceAcceptance() throws {
         let captures = TestSupport.captures("c2-nonstd-port") + TestSupport.captures("beacon")
         XCTAssertFalse(captures.isEmpty)
-        let triggers = try EvidenceRules.load(path: TestSupport.repositoryRoot.appendingPathComponent("Rules/evidence.yaml").path)
+        let triggers = try EvidenceRules.load(path: TestSupport.repositoryRoot.appendingPathComponent("Rules/evidence.yaml").path).triggers
         var withoutAlerts: [String] = []
         var checked = 0
         for source in captures {

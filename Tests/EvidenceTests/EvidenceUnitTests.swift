@@ -165,7 +165,7 @@ extension URL {
 
 final class EvidenceRulesTests: XCTestCase {
     func testRepositoryRulesParse() throws {
-        let triggers = try EvidenceRules.load(path: TestSupport.repositoryRoot.appendingPathComponent("Rules/evidence.yaml").path)
+        let triggers = try EvidenceRules.load(path: TestSupport.repositoryRoot.appendingPathComponent("Rules/evidence.yaml").path).triggers
         XCTAssertFalse(triggers.isEmpty)
         XCTAssertTrue(triggers.contains { $0.categories.contains("beaconing") })
     }

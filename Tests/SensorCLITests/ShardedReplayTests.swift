@@ -1,6 +1,7 @@
 import Capture
 import Events
 import Foundation
+import HostStage
 import Logging
 import PacketCore
 @testable import SensorRuntime
@@ -38,6 +39,7 @@ final class ShardedReplayTests: XCTestCase {
             return e
         }
         let logger = Logger(label: "test")
+        let resources = try SensorResources(configuration: c, logger: logger)
         let source = try MergedFileSource(paths: files)
         let workerEmitter = emitter()
         var link: HostShardLink?
@@ -46,12 +48,12 @@ final class ShardedReplayTests: XCTestCase {
             let rings = (0..<shards).map { _ in SPSCByteRing(capacity: 1 << 20) }
             let mark = WorkerWatermark()
             link = HostShardLink(rings: rings, watermark: mark)
-            let plan = try HostDetectorPlan.load(c, logger: logger)
-            aggregators = (0..<shards).map { HostAggregator(shard: $0, rings: [rings[$0]], marks: [mark], plan: plan, emitter: emitter()) }
+            let detectors = resources.hostDetectors(resources.rules)
+            aggregators = (0..<shards).map { HostAggregator(shard: $0, rings: [rings[$0]], marks: [mark], detectors: detectors, emitter: emitter()) }
         }
         let pipeline = Pipeline(flows: c.flows, emitter: workerEmitter,
-                                analyzers: try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: workerEmitter, logger: logger,
-                                                                             hostShards: link))
+                                analyzers: try WorkerAssembly.makeAnalyzers(resources, emitter: workerEmitter,
+                                                                            hostRoute: link.map { .rings($0) } ?? .inline, logger: logger))
         while case .delivered = try source.dispatchOrIdle(maxPackets: 64, to: pipeline) {
             for a in aggregators { a.drain() }
         }

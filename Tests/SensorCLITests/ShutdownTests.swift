@@ -14,7 +14,11 @@ final class ShutdownTests: XCTestCase {
         // Replaying the large capture twice over takes long enough to be interrupted.
         p.arguments = ["replay", large, large, "--output", "file:\(out)", "--log-level", "error"]
         try p.run()
-        Thread.sleep(forTimeInterval: 0.5)
+        // Signal once events flow (the signal handlers are in place by then), however slow the start.
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline && ((try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0) == 0 {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
         XCTAssertTrue(p.isRunning, "replay finished before the signal; the test needs a longer input")
         kill(p.processIdentifier, SIGTERM)
         p.waitUntilExit()

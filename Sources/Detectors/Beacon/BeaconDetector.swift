@@ -27,13 +27,10 @@ public struct BeaconCounters: Sendable, Equatable {
 /// (16,384 pairs, 256 samples) at most ≈ 108 MB in the worst case of every pair full, typically a few MB
 /// since sample arrays grow only as connections arrive. Pairs idle past the window are dropped; the
 /// stalest eighth is evicted when a table is full (counted).
-public final class BeaconDetector: PacketAnalyzer {
-    public let name = "beaconing"
+public final class BeaconDetector {
     public private(set) var rules: BeaconRules
     public private(set) var counters = BeaconCounters()
     let emitter: EventEmitter
-    let tls: TLSAnalyzer?
-    let http: HTTPAnalyzer?
     var standardPorts: [String: PortSet]
 
     struct ConnKey: Hashable { var source: IPAddress; var destination: IPAddress; var port: UInt16; var transport: UInt8 }
@@ -58,12 +55,9 @@ public final class BeaconDetector: PacketAnalyzer {
     var observedFrom: Int64?
     var lastEvaluation: Int64 = .min
 
-    public init(rules: BeaconRules, emitter: EventEmitter, tls: TLSAnalyzer?, http: HTTPAnalyzer?,
-                standardPorts: [String: PortSet] = C2PortRules.defaultStandardPorts) {
+    public init(rules: BeaconRules, emitter: EventEmitter, standardPorts: [String: PortSet] = C2PortRules.defaultStandardPorts) {
         self.rules = rules
         self.emitter = emitter
-        self.tls = tls
-        self.http = http
         self.standardPorts = standardPorts
     }
 
@@ -74,13 +68,7 @@ public final class BeaconDetector: PacketAnalyzer {
         self.standardPorts = standardPorts
     }
 
-    public func packet(_ context: PacketContext, flows: FlowTable) {}
-
-    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
-        flowEnded(flow, reason: reason, labels: FlowLabels(flow, slot: slot, identifier: nil, tls: tls, http: http))
-    }
-
-    /// The same decision from labels copied out of the analysers (the host-sharded stage calls this).
+    /// Adds a finished connection from its record and the labels the worker's analysers gave it.
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, labels: FlowLabels) {
         guard rules.enabled, reason != .activeTimeout, flow.key.hasPorts else { return }
         let transport = flow.key.ipProtocol

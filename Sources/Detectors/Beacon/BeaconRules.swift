@@ -3,7 +3,8 @@ import PacketCore
 
 /// Tuning of the beacon detector, from `Rules/beaconing.yaml` (every key optional; the defaults are the
 /// shipped file's values).
-public struct BeaconRules: Sendable {
+public struct BeaconRules: RulesDocument {
+    public static let fileName = "beaconing.yaml"
     public var enabled = true
     /// Weighted-mean score (0…1) at which an alert is raised.
     public var threshold = 0.8
@@ -35,9 +36,8 @@ public struct BeaconRules: Sendable {
                                     "count_full", "max_bins", "weights", "window", "evaluate_every", "suppress", "max_pairs",
                                     "max_samples", "directions", "ignore"]
 
-    public static func parse(_ root: ConfigValue?) throws(ConfigIssues) -> BeaconRules {
+    public static func parse(_ root: ConfigValue) throws(ConfigIssues) -> BeaconRules {
         var rules = BeaconRules()
-        guard let root else { return rules }
         var r = ConfigReader()
         let top = r.table(root, allowed: ["beaconing"])
         guard let section = top["beaconing"] else {
@@ -84,11 +84,6 @@ public struct BeaconRules: Sendable {
         }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return rules
-    }
-
-    public static func load(directory: String?) throws(ConfigIssues) -> BeaconRules {
-        guard let directory, let root = try RulesFile.load(directory, "beaconing.yaml") else { return BeaconRules() }
-        return try parse(root)
     }
 
     func ignoresHost(_ host: String) -> Bool {

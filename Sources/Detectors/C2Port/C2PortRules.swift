@@ -3,7 +3,8 @@ import PacketCore
 
 /// Tuning of the non-standard-port C2 detector, from `Rules/c2.yaml` (every key optional; the defaults
 /// below are the shipped file's values).
-public struct C2PortRules: Sendable {
+public struct C2PortRules: RulesDocument {
+    public static let fileName = "c2.yaml"
     public var enabled = true
     /// `network.direction` values judged (originator → responder). Inbound is a server's business, not C2.
     public var directions: Set<String> = ["outbound", "internal", "external"]
@@ -86,9 +87,8 @@ public struct C2PortRules: Sendable {
                                     "standard_ports", "other_services", "suspicious_ports", "allow", "encrypted_to_bare_ip"]
 
     /// Parses the `nonstandard_port_c2:` section of `c2.yaml`, reporting every mistake with its line.
-    public static func parse(_ root: ConfigValue?) throws(ConfigIssues) -> C2PortRules {
+    public static func parse(_ root: ConfigValue) throws(ConfigIssues) -> C2PortRules {
         var rules = C2PortRules()
-        guard let root else { return rules }
         var r = ConfigReader()
         let top = r.table(root, allowed: ["nonstandard_port_c2"])
         guard let section = top["nonstandard_port_c2"] else {
@@ -156,20 +156,5 @@ public struct C2PortRules: Sendable {
         if let bv = t["encrypted_to_bare_ip"] { rules.bareIP = BareIPSessionRules.parse(bv, &r) }
         if !r.issues.isEmpty { throw ConfigIssues(r.issues) }
         return rules
-    }
-
-    /// Reads `c2.yaml` from a rules directory; the defaults when the file is not there.
-    public static func load(directory: String?) throws(ConfigIssues) -> C2PortRules {
-        guard let directory, let root = try RulesFile.load(directory, "c2.yaml") else { return C2PortRules() }
-        return try parse(root)
-    }
-}
-
-/// One rules file, read through ConfigKit: absent (ENOENT) → nil, the defaults; unreadable or a syntax
-/// error → issues with line numbers.
-enum RulesFile {
-    static func load(_ directory: String, _ name: String) throws(ConfigIssues) -> ConfigValue? {
-        let path = directory.hasSuffix("/") ? directory + name : directory + "/" + name
-        do { return try YAMLDocument.load(path: path, optional: true) } catch { throw ConfigIssues([error]) }
     }
 }

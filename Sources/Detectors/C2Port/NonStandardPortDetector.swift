@@ -31,14 +31,10 @@ public struct C2PortCounters: Sendable, Equatable {
 /// Memory: one entry per (source, destination, port, transport) pair, at most `max_pairs` (≈ 96 B each,
 /// oldest evicted, counted), plus a fixed 512 kB port-popularity table (a 64-bit distinct-server
 /// sketch per port).
-public final class NonStandardPortDetector: PacketAnalyzer, FTPDataObserver {
-    public let name = "nonstandard-port-c2"
+public final class NonStandardPortDetector {
     public private(set) var rules: C2PortRules
     public internal(set) var counters = C2PortCounters()
     let emitter: EventEmitter
-    let identifier: ProtocolIdentifier?
-    let tls: TLSAnalyzer?
-    let http: HTTPAnalyzer?
     /// Port → protocol we can identify over TCP (resp. UDP) that owns it (ignoring DCE-RPC's dynamic
     /// range, whose endpoints are anywhere). Unknown content on such a port is a finding.
     var identifiableOwner: [UInt16: String]
@@ -56,21 +52,16 @@ public final class NonStandardPortDetector: PacketAnalyzer, FTPDataObserver {
     struct PairKey: Hashable { var source: IPAddress; var destination: IPAddress; var port: UInt16; var transport: UInt8; var rule: PairRule }
     struct Pair { var connections = 0; var bytes: UInt64 = 0; var packets: UInt64 = 0; var first: Timestamp; var last: Timestamp; var lastAlert: Timestamp? }
     var pairs: [PairKey: Pair] = [:]
-    /// FTP data connections announced on any control connection this detector was told of (from its
-    /// identifier, or as records from every worker when it runs in the host-level stage): data on a
+    /// FTP data connections announced on any control connection (facts from every worker): data on a
     /// high port there is FTP's, not an unknown protocol.
     var ftpData = FTPDataChannels()
 
-    public init(rules: C2PortRules, emitter: EventEmitter, identifier: ProtocolIdentifier?, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
+    public init(rules: C2PortRules, emitter: EventEmitter) {
         self.rules = rules
         self.emitter = emitter
-        self.identifier = identifier
-        self.tls = tls
-        self.http = http
         (identifiableOwner, identifiableOwnerUDP, serviceOwner) = Self.portOwners(rules)
         portServers = .allocate(capacity: 65536)
         portServers.initialize(repeating: 0, count: 65536)
-        identifier?.ftpDataObserver = self
     }
 
     public func ftpDataAnnounced(_ channel: FTPDataChannels.Expected, at time: Timestamp) { ftpData.add(channel) }
@@ -106,8 +97,6 @@ public final class NonStandardPortDetector: PacketAnalyzer, FTPDataObserver {
         (identifiableOwner, identifiableOwnerUDP, serviceOwner) = Self.portOwners(newRules)
     }
 
-    public func packet(_ context: PacketContext, flows: FlowTable) {}
-
     /// What was found about one session.
     enum Finding: String {
         case otherProtocolsPort = "protocol_on_other_protocols_port"
@@ -116,11 +105,7 @@ public final class NonStandardPortDetector: PacketAnalyzer, FTPDataObserver {
         case unknownOnUnusualPort = "unknown_protocol_on_unusual_port"
     }
 
-    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
-        flowEnded(flow, reason: reason, labels: FlowLabels(flow, slot: slot, identifier: identifier, tls: tls, http: http))
-    }
-
-    /// The same decision from labels copied out of the analysers (the host-sharded stage calls this).
+    /// Judges a session from its record and the labels the worker's analysers gave it.
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, labels: FlowLabels) {
         guard learnPortServer(flow) else { return }
         let port = flow.responderPort

@@ -5,7 +5,7 @@ import PacketCore
 ///
 /// The file is documented in place; every key has a default here, so a rules file only needs what it
 /// changes. Loaded through ConfigKit, so mistakes are reported as `file:line:column: message`.
-public struct DNSTunnelRules: Sendable, Equatable {
+public struct DNSTunnelRules: RulesDocument, Equatable {
     /// One scored feature: contributes 0 below `from`, `weight` at or above `to`, linearly between.
     public struct Feature: Sendable, Equatable {
         public var from: Double
@@ -63,27 +63,6 @@ public struct DNSTunnelRules: Sendable, Equatable {
     public static let fileName = "dns-tunneling.yaml"
 
     static let featureKeys = ["unique_subdomains", "subdomain_length", "label_length", "entropy", "unusual_types", "query_rate", "bytes", "nxdomain"]
-
-    /// Loads a rules file; every problem is reported with its line. `optional`: a file that does not
-    /// exist gives the defaults (one that cannot be read is an error).
-    public static func load(path: String, optional: Bool = false) throws(ConfigIssues) -> DNSTunnelRules {
-        let root: ConfigValue?
-        do { root = try YAMLDocument.load(path: path, optional: optional) } catch { throw ConfigIssues([error]) }
-        guard let root else { return DNSTunnelRules() }
-        return try parse(root)
-    }
-
-    public static func parse(text: String, file: String = "<rules>") throws(ConfigIssues) -> DNSTunnelRules {
-        let root: ConfigValue?
-        do { root = try YAMLDocument.parse(text, file: file) } catch { throw ConfigIssues([error]) }
-        guard let root else { return DNSTunnelRules() }
-        return try parse(root)
-    }
-
-    /// The issues in a parsed rules document (for `check-rules`).
-    public static func check(_ root: ConfigValue) -> [ConfigIssue] {
-        do { _ = try parse(root); return [] } catch { return error.issues }
-    }
 
     public static func parse(_ root: ConfigValue) throws(ConfigIssues) -> DNSTunnelRules {
         var rules = DNSTunnelRules()

@@ -20,8 +20,7 @@ public struct LateralMovementCounters: Sendable, Equatable {
 /// State is per source→target pair (shares, pipes, RPC calls, writes), per source host (fan-out,
 /// authentication failures) and per edge (first-seen RDP/WinRM/SSH); every table is bounded and evicts
 /// its least recently used entries in batches, counting them. All time is packet time.
-public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver {
-    public let name = "lateral-movement"
+public final class LateralMovementDetector: RemoteAccessObserver {
     public private(set) var rules: LateralMovementRules
     public private(set) var counters = LateralMovementCounters()
     let emitter: EventEmitter
@@ -82,18 +81,7 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
     /// per-pair, per-source and per-edge state is kept.
     public func apply(_ newRules: LateralMovementRules) { rules = newRules }
 
-    // MARK: Packets: fan-out and first-seen edges
-
-    public func packet(_ context: PacketContext, flows: FlowTable) {
-        let p = context.packet
-        if firstPacket == nil { firstPacket = p.timestamp }
-        guard p.ipProtocol == IPProtocol.tcp else { return }
-        if context.isNewFlow {
-            tcpFlowStarted(source: p.source, destination: p.destination, port: p.destinationPort, at: p.timestamp)
-        } else if !context.fromOriginator && p.tcpFlags.contains(.syn) && p.tcpFlags.contains(.ack) {
-            tcpAccepted(server: p.source, client: p.destination, port: p.sourcePort, at: p.timestamp)
-        }
-    }
+    // MARK: Connections: fan-out and first-seen edges
 
     /// The packet clock started at `t` (the learning period counts from the first packet).
     public func clockStarted(at t: Timestamp) {
@@ -114,7 +102,7 @@ public final class LateralMovementDetector: PacketAnalyzer, RemoteAccessObserver
         edge(source: client, target: server, port: port, service: service, at: t)
     }
 
-    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
+    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason) {
         // Midstream sessions (handshake before the capture) still make an edge once they carried data both ways.
         guard flow.key.ipProtocol == IPProtocol.tcp, flow.isEstablished,
               let service = rules.edgeServices[flow.responderPort], considered(flow.originator, flow.responder) else { return }

@@ -5,7 +5,7 @@ import PacketCore
 ///
 /// Every value has a default, so a missing file means "defaults"; a present file is checked completely
 /// and its mistakes are reported with file, line and column (ConfigKit).
-public struct LateralMovementRules: Sendable {
+public struct LateralMovementRules: RulesDocument {
     public var enabled = true
     /// Only internal-to-internal traffic (both ends in the home networks) is considered.
     public var internalOnly = true
@@ -54,28 +54,7 @@ public struct LateralMovementRules: Sendable {
 
     public static let fileName = "lateral-movement.yaml"
 
-    /// Parses the rules file; throws every issue found at once. `optional`: a file that does not exist
-    /// gives the defaults (one that cannot be read is an error).
-    public static func load(path: String, optional: Bool = false) throws(ConfigIssues) -> LateralMovementRules {
-        let root: ConfigValue?
-        do { root = try YAMLDocument.load(path: path, optional: optional) } catch { throw ConfigIssues([error]) }
-        guard let root else { return LateralMovementRules() }
-        return try parse(root)
-    }
-
-    public static func parse(text: String, file: String) throws(ConfigIssues) -> LateralMovementRules {
-        let root: ConfigValue?
-        do { root = try YAMLDocument.parse(text, file: file) } catch { throw ConfigIssues([error]) }
-        guard let root else { return LateralMovementRules() }
-        return try parse(root)
-    }
-
-    /// Issues in a rules file (for `check-rules`), empty when it is valid.
-    public static func check(path: String) -> [ConfigIssue] {
-        do { _ = try load(path: path); return [] } catch { return error.issues }
-    }
-
-    static func parse(_ root: ConfigValue) throws(ConfigIssues) -> LateralMovementRules {
+    public static func parse(_ root: ConfigValue) throws(ConfigIssues) -> LateralMovementRules {
         var r = LateralMovementRules()
         var c = ConfigReader()
         let top = c.table(root, allowed: ["enabled", "internal_only", "allowlists", "correlation", "fan_out", "first_seen_edges",

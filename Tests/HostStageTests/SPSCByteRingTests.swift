@@ -1,6 +1,6 @@
 import Foundation
 import Synchronization
-@testable import SensorRuntime
+@testable import HostStage
 import XCTest
 import TestSupport
 

@@ -2,56 +2,28 @@ import Analyzers
 import Detectors
 import PacketCore
 
-/// The kinds of self-contained facts workers hand to the host-level detectors (first payload byte
-/// after the 8-byte stamp). One record per flow end, new TCP flow, SYN-ACK, lateral-movement fact or
-/// DNS message: never one per packet of a flow.
-enum HostFactKind: UInt8 {
-    /// The worker's packet clock started (the lateral-movement learning period counts from it).
-    case clockStarted = 1
-    /// A flow ended or was reported at an active timeout: its record plus the analysers' labels.
-    case flowEnded = 2
-    /// The first packet of a new TCP flow (lateral fan-out).
-    case tcpFlowStarted = 3
-    /// A SYN-ACK (lateral first-seen remote-access edges).
-    case tcpAccepted = 4
-    /// An SMB / DCE-RPC / Kerberos fact (`RemoteAccessFact`) with its session endpoints.
-    case remoteAccess = 5
-    /// A parsed DNS message (`DNSMessageFacts`) with its first question name.
-    case dnsMessage = 6
-    /// A flow end judged on another shard (S > 1): its record only, so this shard's non-standard-port
-    /// detector learns port popularity from every session, as with one shard.
-    case flowElsewhere = 7
-    /// A worker's pipeline ticked (its packet clock passed a second): the stage ticks its detectors at
-    /// the first such time past each second, so with one worker it ticks exactly when the pipeline does
-    /// (some detectors' periodic work depends on the exact tick time).
-    case tick = 8
-    /// An FTP data connection announced on a control connection: to every shard, since the data
-    /// connection's originator (the client in passive mode, the server in active mode) may be on any.
-    case ftpDataAnnounced = 9
-}
-
 /// Writes one fact record into a preallocated buffer (little-endian, strings length-prefixed and cut
 /// to `HostFactWriter.maxString` bytes at a UTF-8 boundary). Nothing allocates: strings that are native
 /// and contiguous are copied from their storage, others byte by byte from their UTF-8 view.
 ///
 /// Layout of every record: `Int64` stamp (the producer's monotonic packet clock, the merge key), `UInt8`
-/// kind, then the kind's fields in the order `HostDetectorSet.apply` reads them.
-struct HostFactWriter {
+/// kind, then the kind's fields (`HostFactCodec`).
+public struct HostFactWriter {
     /// Longest string carried (SNI, Host, share, file and pipe names, user names). Longer ones are cut,
     /// in replay as live, so both decide on the same bytes.
     static let maxString = 512
     /// The largest record: a flow record, two strings and a little more; a remote-access fact with
     /// three strings. 4 KiB holds either with room.
-    static let capacity = 4096
+    public static let capacity = 4096
     /// ALPN entries carried for a ClientHello without SNI, at most 64 bytes each (real ALPN ids are a few bytes).
     static let maxALPN = 8
 
     let base: UnsafeMutableRawPointer
     var count = 0
 
-    init(base: UnsafeMutableRawPointer) { self.base = base }
+    public init(base: UnsafeMutableRawPointer) { self.base = base }
 
-    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
     mutating func reset(stamp: Int64, kind: HostFactKind) {
         count = 0
@@ -119,10 +91,10 @@ struct HostFactWriter {
 
 /// Reads what `HostFactWriter` wrote, through the bounds-checked `ByteCursor` (a truncated or foreign
 /// record reads as nil and is counted, never trusted).
-struct HostFactReader {
+public struct HostFactReader {
     var c: ByteCursor
 
-    init(_ b: UnsafeRawBufferPointer) { c = ByteCursor(b) }
+    public init(_ b: UnsafeRawBufferPointer) { c = ByteCursor(b) }
 
     mutating func u8() -> UInt8? { c.u8() }
     mutating func bool() -> Bool? { c.u8().map { $0 != 0 } }
@@ -159,46 +131,6 @@ struct HostFactReader {
 }
 
 extension HostFactWriter {
-    /// The flow's labels straight from the analysers' bytes (no `String` is built on the worker); reads
-    /// back as `FlowLabels(flow, slot:, identifier:, tls:, http:)` would have made them.
-    mutating func labels(_ flow: FlowRecord, slot: Int32, identifier: ProtocolIdentifier?, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
-        let t = tls?.facts(slot: slot, generation: flow.generation)
-        let h = http?.facts(slot: slot, generation: flow.generation)
-        var flags: UInt8 = (t != nil ? 1 : 0) | (h != nil ? 2 : 0) | (t?.client != nil ? 16 : 0)
-        if let identifier, identifier.identification(slot: slot, generation: flow.generation) == .unknown { flags |= 4 }
-        u8(flags)
-        if let sni = t?.client?.serverName {
-            u8(1)
-            sni.withUnsafeBytes { bytes($0) }
-        } else {
-            u8(0)
-        }
-        if let t, let hello = t.client, hello.serverName == nil {
-            // What the bare-IP rule reports of a ClientHello without SNI.
-            let n = min(hello.alpn.count, HostFactWriter.maxALPN)
-            u8(UInt8(n))
-            for a in hello.alpn.prefix(n) { a.withUnsafeBytes { bytes($0, limit: 64) } }
-            optionalString(t.ja3)
-            optionalString(t.ja4)
-        }
-        // `HTTPFacts.hostName`: the Host header without its port (unless an IPv6 literal), lower-cased.
-        if let host = h?.request?.host, !host.isEmpty {
-            var end = host.count
-            if host.first != 0x5b, let colon = host.lastIndex(of: 58) { end = colon }
-            u8(1)
-            host.withUnsafeBytes { raw in
-                let from = count + 2
-                bytes(UnsafeRawBufferPointer(rebasing: raw[..<end]))
-                for i in from..<count {
-                    let b = base.load(fromByteOffset: i, as: UInt8.self)
-                    if b >= 0x41 && b <= 0x5a { base.storeBytes(of: b | 0x20, toByteOffset: i, as: UInt8.self) }
-                }
-            }
-        } else {
-            u8(0)
-        }
-    }
-
     mutating func labels(_ l: FlowLabels) {
         u8((l.hasTLS ? 1 : 0) | (l.hasHTTP ? 2 : 0) | (l.identifiedUnknown ? 4 : 0) | (l.hasClientHello ? 16 : 0))
         optionalString(l.serverName)
@@ -303,5 +235,94 @@ extension HostFactReader {
         case 9: return .kerberosServer
         default: return nil
         }
+    }
+}
+
+/// The one wire form of `HostFact`: `encode` and `decode` are one `switch` each over the same field
+/// lists, and a round-trip property test holds them together.
+public enum HostFactCodec {
+    /// Writes `stamp`, the kind and the fact's fields.
+    public static func encode(_ fact: HostFact, stamp: Int64, into w: inout HostFactWriter) {
+        w.reset(stamp: stamp, kind: fact.kind)
+        switch fact {
+        case .clockStarted(let t), .tick(let t):
+            w.time(t)
+        case .flowEnded(let flow, let reason, let labels):
+            w.flow(flow); w.u8(reason.rawValue); w.labels(labels)
+        case .tcpFlowStarted(let a, let b, let port, let t), .tcpAccepted(let a, let b, let port, let t):
+            w.ip(a); w.ip(b); w.u16(port); w.time(t)
+        case .remoteAccess(let fact, let ep, let t):
+            w.endpoints(ep); w.time(t); w.remoteAccess(fact)
+        case .dnsMessage(let f):
+            w.time(f.timestamp); w.ip(f.client); w.ip(f.server); w.u16(f.clientPort); w.u16(f.serverPort)
+            w.u8(f.ipProtocol); w.u8(f.appProtocol.rawValue); w.bool(f.isResponse); w.u16(f.id); w.u16(f.queryType)
+            w.u16(f.responseCode)
+            w.u32(UInt32(bitPattern: Int32(clamping: f.registeredDomainStart))); w.u32(UInt32(bitPattern: Int32(clamping: f.publicSuffixStart)))
+            w.u32(UInt32(clamping: f.messageLength)); w.u32(UInt32(clamping: f.answerCount)); w.u32(UInt32(clamping: f.answerDataBytes))
+            // DNS names are at most 255 bytes: never cut (the offsets above point into them).
+            w.bytes(f.name, limit: maxDNSName)
+        case .flowElsewhere(let flow):
+            w.flow(flow)
+        case .ftpDataAnnounced(let channel, let t):
+            w.ip(channel.host); w.u16(channel.port); w.time(channel.until); w.time(t)
+        }
+    }
+
+    /// The longest DNS name carried (the parser's names are at most 255 bytes).
+    public static let maxDNSName = 1024
+
+    /// Reads a record (stamp, kind, fields); nil when it is truncated or foreign. A DNS message's
+    /// lower-cased name is written into `scratch` (at least `maxDNSName` bytes), which the fact points into.
+    public static func decode(_ record: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer) -> (stamp: Int64, fact: HostFact)? {
+        var r = HostFactReader(record)
+        guard let stamp = r.i64(), let k = r.u8(), let kind = HostFactKind(rawValue: k) else { return nil }
+        let fact: HostFact?
+        switch kind {
+        case .clockStarted:
+            fact = r.time().map { .clockStarted($0) }
+        case .tick:
+            fact = r.time().map { .tick($0) }
+        case .flowEnded:
+            guard let flow = r.flow(), let raw = r.u8(), let reason = FlowEndReason(rawValue: raw), let labels = r.labels() else { return nil }
+            fact = .flowEnded(flow, reason, labels)
+        case .tcpFlowStarted:
+            guard let a = r.ip(), let b = r.ip(), let port = r.u16(), let t = r.time() else { return nil }
+            fact = .tcpFlowStarted(source: a, destination: b, port: port, at: t)
+        case .tcpAccepted:
+            guard let a = r.ip(), let b = r.ip(), let port = r.u16(), let t = r.time() else { return nil }
+            fact = .tcpAccepted(server: a, client: b, port: port, at: t)
+        case .remoteAccess:
+            guard let ep = r.endpoints(), let t = r.time(), let f = r.remoteAccess() else { return nil }
+            fact = .remoteAccess(f, ep, at: t)
+        case .dnsMessage:
+            fact = r.dnsMessage(scratch: scratch).map { .dnsMessage($0) }
+        case .flowElsewhere:
+            fact = r.flow().map { .flowElsewhere($0) }
+        case .ftpDataAnnounced:
+            guard let host = r.ip(), let port = r.u16(), let until = r.time(), let t = r.time() else { return nil }
+            fact = .ftpDataAnnounced(FTPDataChannels.Expected(host: host, port: port, until: until), at: t)
+        }
+        // Bytes left over mean the writer and reader disagree: not trusted.
+        guard let fact, r.c.remaining == 0 else { return nil }
+        return (stamp, fact)
+    }
+}
+
+extension HostFactReader {
+    mutating func dnsMessage(scratch: UnsafeMutableRawBufferPointer) -> DNSMessageFacts? {
+        guard let t = time(), let client = ip(), let server = ip(), let cport = u16(), let sport = u16(),
+              let ipProtocol = u8(), let app = u8(), let isResponse = bool(), let id = u16(), let qtype = u16(),
+              let rcode = u16(), let registered = u32(), let suffix = u32(), let length = u32(), let answers = u32(),
+              let answerBytes = u32(), let name = bytes(), name.count <= scratch.count else { return nil }
+        for i in 0..<name.count {
+            let b = name[i]
+            scratch[i] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
+        }
+        return DNSMessageFacts(
+            at: t, client: client, server: server, clientPort: cport, serverPort: sport, ipProtocol: ipProtocol,
+            appProtocol: AppProtocol(rawValue: app) ?? .dns, isResponse: isResponse, id: id, queryType: qtype, responseCode: rcode,
+            name: name, lowercaseName: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(scratch)[..<name.count]),
+            registeredDomainStart: Int(Int32(bitPattern: registered)), publicSuffixStart: Int(Int32(bitPattern: suffix)),
+            messageLength: Int(length), answerCount: Int(answers), answerDataBytes: Int(answerBytes))
     }
 }

@@ -21,11 +21,11 @@ public final class WorkerWatermark: Sendable {
 /// routes it to the shard that owns its host (hash of the host address mod S).
 ///
 /// Inline (replay, `hunt`, tests): one stage on the same thread applies every record at once, so the
-/// detectors see the same calls in the same order as when they sat in the pipeline — and the same
-/// bytes a live aggregator would see. Sharded (live): the record is copied into this worker's SPSC
-/// ring for that shard; a full ring drops the record and counts it (`dropped`).
+/// detectors see the same facts in the same order as live — and the same bytes a live aggregator
+/// would see. Sharded (live): the record is copied into this worker's SPSC ring for that shard; a full
+/// ring drops the record and counts it (`dropped`).
 public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, FTPDataObserver {
-    enum Route {
+    public enum Route {
         case inline(HostDetectorSet)
         case rings([SPSCByteRing], WorkerWatermark)
     }
@@ -33,32 +33,20 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     let scratch = UnsafeMutableRawPointer.allocate(byteCount: HostFactWriter.capacity, alignment: 16)
     /// Monotonic merge key: the largest packet time any record or tick carried.
     var stamp: Int64 = .min
-    var started = false
+    public private(set) var started = false
     /// Packet time of the last watermark published (`.max` inline: never published).
     var publishedAt: Int64
     /// Packet time between two watermarks while packets flow: the aggregators' merge trails a busy
     /// worker by about this much, so a ring needs to hold only this much of its facts.
     static let watermarkInterval: Int64 = 10_000_000
 
-    /// Facts wanted by the stage (the others are never encoded).
-    let wantsFlows: Bool
-    let wantsLateral: Bool
-    let wantsDNS: Bool
-    let learnsPortPopularity: Bool
-    /// The C2 analysers are in the pipeline and send each flow end (with their facts) themselves.
-    var flowEndsFromC2 = false
-    /// Analysers whose per-flow facts travel with each flow end.
-    var identifier: ProtocolIdentifier?
-    var tls: TLSAnalyzer?
-    var http: HTTPAnalyzer?
+    /// The facts some host detector reads (the others are never encoded).
+    public let wanted: HostFactKinds
 
-    init(route: Route, plan: HostDetectorPlan) {
+    public init(route: Route, wanted: HostFactKinds) {
         self.route = route
         if case .inline = route { publishedAt = .max } else { publishedAt = .min }
-        wantsFlows = plan.wantsFlows
-        wantsLateral = plan.wantsLateral
-        wantsDNS = plan.wantsDNS
-        learnsPortPopularity = plan.c2Rules.enabled
+        self.wanted = wanted
     }
 
     deinit { scratch.deallocate() }
@@ -78,17 +66,11 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     /// Records handed to a ring or to the inline stage.
     public private(set) var records: UInt64 = 0
 
-    // MARK: Encoding
-
-    @inline(__always) func begin(_ kind: HostFactKind, at t: Timestamp) -> HostFactWriter {
+    /// Encodes `fact` and sends it to the shard of `host` (every shard when `host` is nil).
+    public func publish(_ fact: HostFact, at t: Timestamp, host: IPAddress?) {
         if t.nanoseconds > stamp { stamp = t.nanoseconds }
         var w = HostFactWriter(base: scratch)
-        w.reset(stamp: stamp, kind: kind)
-        return w
-    }
-
-    /// Sends the record to the shard of `host` (all shards when `host` is nil).
-    func send(_ w: HostFactWriter, host: IPAddress?) {
+        HostFactCodec.encode(fact, stamp: stamp, into: &w)
         records &+= 1
         switch route {
         case .inline(let stage):
@@ -104,7 +86,7 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     }
 
     /// A fixed mix (not Swift's per-process seeded `Hasher`), so a host lands on the same shard in every run.
-    static func shard(of a: IPAddress, count: Int) -> Int {
+    public static func shard(of a: IPAddress, count: Int) -> Int {
         var h = (a.high &* 0x9E37_79B9_7F4A_7C15) ^ (a.low &* 0xBF58_476D_1CE4_E5B9)
         h ^= h >> 31
         h = h &* 0x94D0_49BB_1331_11EB
@@ -114,82 +96,63 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
 
     // MARK: Facts
 
-    func clockStarted(at t: Timestamp) {
+    public func clockStarted(at t: Timestamp) {
         guard !started else { return }
         started = true
-        guard wantsLateral else { return }
-        var w = begin(.clockStarted, at: t)
-        w.time(t)
-        send(w, host: nil)
+        guard wanted.contains(.clockStarted) else { return }
+        publish(.clockStarted(t), at: t, host: nil)
     }
 
-    func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
-        guard wantsFlows else { return }
-        var w = begin(.flowEnded, at: flow.lastSeen)
-        w.flow(flow)
-        w.u8(reason.rawValue)
-        w.labels(flow, slot: slot, identifier: identifier, tls: tls, http: http)
-        send(w, host: flow.originator)
+    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, labels: FlowLabels) {
+        guard wanted.contains(.flowEnded) else { return }
+        publish(.flowEnded(flow, reason, labels), at: flow.lastSeen, host: flow.originator)
         // With several shards, the others learn port popularity from it too (a rare case: S > 1).
-        guard learnsPortPopularity, case .rings(let rings, _) = route, rings.count > 1 else { return }
+        guard wanted.contains(.flowElsewhere), case .rings(let rings, _) = route, rings.count > 1 else { return }
         let owner = Self.shard(of: flow.originator, count: rings.count)
-        var e = begin(.flowElsewhere, at: flow.lastSeen)
-        e.flow(flow)
+        var e = HostFactWriter(base: scratch)
+        HostFactCodec.encode(.flowElsewhere(flow), stamp: stamp, into: &e)
         for (i, ring) in rings.enumerated() where i != owner { ring.push(e.bytes) }
     }
 
-    func tcpFlowStarted(source: IPAddress, destination: IPAddress, port: UInt16, at t: Timestamp) {
-        var w = begin(.tcpFlowStarted, at: t)
-        w.ip(source); w.ip(destination); w.u16(port); w.time(t)
-        send(w, host: source)
+    public func tcpFlowStarted(source: IPAddress, destination: IPAddress, port: UInt16, at t: Timestamp) {
+        guard wanted.contains(.tcpFlowStarted) else { return }
+        publish(.tcpFlowStarted(source: source, destination: destination, port: port, at: t), at: t, host: source)
     }
 
-    func tcpAccepted(server: IPAddress, client: IPAddress, port: UInt16, at t: Timestamp) {
-        var w = begin(.tcpAccepted, at: t)
-        w.ip(server); w.ip(client); w.u16(port); w.time(t)
-        send(w, host: client)
+    public func tcpAccepted(server: IPAddress, client: IPAddress, port: UInt16, at t: Timestamp) {
+        guard wanted.contains(.tcpAccepted) else { return }
+        publish(.tcpAccepted(server: server, client: client, port: port, at: t), at: t, host: client)
     }
 
     public func observe(_ fact: RemoteAccessFact, on ep: SessionEndpoints, at t: Timestamp) {
-        guard wantsLateral else { return }
-        var w = begin(.remoteAccess, at: t)
-        w.endpoints(ep); w.time(t); w.remoteAccess(fact)
+        guard wanted.contains(.remoteAccess) else { return }
         // A domain controller learned from any client's Kerberos exchange matters to every shard.
-        if case .kerberosServer = fact { send(w, host: nil) } else { send(w, host: ep.client) }
+        let host: IPAddress? = if case .kerberosServer = fact { nil } else { ep.client }
+        publish(.remoteAccess(fact, ep, at: t), at: t, host: host)
     }
 
     public func dnsMessage(_ f: DNSMessageFacts) {
-        guard wantsDNS else { return }
-        var w = begin(.dnsMessage, at: f.timestamp)
-        w.time(f.timestamp); w.ip(f.client); w.ip(f.server); w.u16(f.clientPort); w.u16(f.serverPort)
-        w.u8(f.ipProtocol); w.u8(f.appProtocol.rawValue); w.bool(f.isResponse); w.u16(f.id); w.u16(f.queryType)
-        w.u16(f.responseCode)
-        w.u32(UInt32(bitPattern: Int32(clamping: f.registeredDomainStart))); w.u32(UInt32(bitPattern: Int32(clamping: f.publicSuffixStart)))
-        w.u32(UInt32(clamping: f.messageLength)); w.u32(UInt32(clamping: f.answerCount)); w.u32(UInt32(clamping: f.answerDataBytes))
-        // DNS names are at most 255 bytes: never cut (the offsets above point into them).
-        w.bytes(f.name, limit: 1024)
-        send(w, host: f.client)
+        guard wanted.contains(.dnsMessage) else { return }
+        publish(.dnsMessage(f), at: f.timestamp, host: f.client)
     }
 
     /// Rare (one per PASV/PORT): the data connection may start on another worker than its control one.
     public func ftpDataAnnounced(_ channel: FTPDataChannels.Expected, at time: Timestamp) {
-        guard learnsPortPopularity else { return }
-        var w = begin(.ftpDataAnnounced, at: time)
-        w.ip(channel.host); w.u16(channel.port); w.time(channel.until); w.time(time)
-        send(w, host: nil)
+        guard wanted.contains(.ftpDataAnnounced) else { return }
+        publish(.ftpDataAnnounced(channel, at: time), at: time, host: nil)
     }
 
     // MARK: Clock
 
     /// Every packet: one subtraction and compare; a release store of the watermark every
     /// `watermarkInterval` of packet time (live only).
-    @inline(__always) func packetTime(_ t: Timestamp) {
+    @inline(__always) public func packetTime(_ t: Timestamp) {
         if t.nanoseconds &- publishedAt > Self.watermarkInterval { publishWatermark(t) }
     }
 
     /// Promises the aggregators that nothing this worker sends later is stamped before `t` (its packet
     /// clock: live, also the wall clock when the link is quiet, as `Pipeline.advanceClock` assumes).
-    @inline(never) func publishWatermark(_ t: Timestamp) {
+    @inline(never) public func publishWatermark(_ t: Timestamp) {
         guard case .rings(_, let mark) = route else { return }
         if t.nanoseconds > stamp { stamp = t.nanoseconds }
         publishedAt = t.nanoseconds
@@ -197,17 +160,15 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     }
 
     /// The pipeline ticked (once per packet-clock second): a tick record to every shard, then the watermark.
-    func tick(_ now: Timestamp) {
-        var w = begin(.tick, at: now)
-        w.time(now)
-        send(w, host: nil)
+    public func tick(_ now: Timestamp) {
+        publish(.tick(now), at: now, host: nil)
         if case .rings(_, let mark) = route {
             publishedAt = now.nanoseconds
             mark.clock.store(stamp, ordering: .releasing)
         }
     }
 
-    func finish(_ now: Timestamp) {
+    public func finish(_ now: Timestamp) {
         if now.nanoseconds > stamp { stamp = now.nanoseconds }
         switch route {
         case .inline(let stage): stage.finish(now)
@@ -218,32 +179,49 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     }
 }
 
-/// The worker-side pipeline member of the host-level stage: runs the Kerberos datagram analyser (one
-/// per-packet entry for both: each entry costs a retain/release pair per packet) and turns new TCP
-/// flows, SYN-ACKs and flow ends into records for the stage, and clocks it. Per packet it reads a few
-/// header fields; it encodes only once per new flow, SYN-ACK or flow end. The SMB/DCE-RPC/Kerberos
-/// analysers and the DNS analyser hand their facts to the publisher directly.
-final class HostFactTap: PacketAnalyzer {
-    let name = "host-facts"
-    /// When lateral movement is on (`LateralMovementWiring`). Both are `let`s: calls on them need no
-    /// reference counting per packet (a `var` costs a retain/release pair on every packet).
-    let kerberos: KerberosAnalyzer?
-    let publisher: HostFactPublisher
+/// Reads a flow's labels (`FlowLabels`) from the analysers that hold per-flow facts: the C2 family's
+/// content identification, TLS and HTTP analysers, when that family runs.
+public struct FlowLabeler {
+    let identifier: ProtocolIdentifier?
+    let tls: TLSAnalyzer?
+    let http: HTTPAnalyzer?
 
-    init(kerberos: KerberosAnalyzer?, publisher: HostFactPublisher) {
-        self.kerberos = kerberos
-        self.publisher = publisher
+    public init(identifier: ProtocolIdentifier?, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
+        self.identifier = identifier
+        self.tls = tls
+        self.http = http
     }
 
-    /// In the pipeline only when it has something to do: a host-level detector to feed, or Kerberos.
-    var isNeeded: Bool { kerberos != nil || publisher.wantsFlows || publisher.wantsDNS }
+    public static let none = FlowLabeler(identifier: nil, tls: nil, http: nil)
 
-    func packet(_ context: PacketContext, flows: FlowTable) {
-        kerberos?.packet(context, flows: flows)
+    @inline(__always) func labels(_ flow: FlowRecord, slot: Int32) -> FlowLabels {
+        FlowLabels(flow, slot: slot, identifier: identifier, tls: tls, http: http)
+    }
+}
+
+/// The worker-side pipeline member of the host-level stage, and the one place a flow's end leaves for
+/// it: turns new TCP flows, SYN-ACKs and flow ends into facts and clocks the stage. Per packet it
+/// reads a few header fields; it encodes only once per new flow, SYN-ACK or flow end. Placed after the
+/// analysers whose facts label a flow (so a flow's last facts precede its end); the SMB/DCE-RPC/
+/// Kerberos and DNS analysers hand their own facts to the publisher directly.
+public final class HostFactTap: PacketAnalyzer {
+    public let name = "host-facts"
+    /// `let`s: calls on them need no reference counting per packet.
+    public let publisher: HostFactPublisher
+    let labeler: FlowLabeler
+    let sendsConnections: Bool
+
+    public init(publisher: HostFactPublisher, labeler: FlowLabeler) {
+        self.publisher = publisher
+        self.labeler = labeler
+        sendsConnections = publisher.wanted.contains(.tcpFlowStarted) || publisher.wanted.contains(.tcpAccepted)
+    }
+
+    public func packet(_ context: PacketContext, flows: FlowTable) {
         let p = context.packet
         if !publisher.started { publisher.clockStarted(at: p.timestamp) }
         publisher.packetTime(p.timestamp)
-        guard publisher.wantsLateral, p.ipProtocol == IPProtocol.tcp else { return }
+        guard sendsConnections, p.ipProtocol == IPProtocol.tcp else { return }
         if context.isNewFlow {
             publisher.tcpFlowStarted(source: p.source, destination: p.destination, port: p.destinationPort, at: p.timestamp)
         } else if !context.fromOriginator && p.tcpFlags.contains(.syn) && p.tcpFlags.contains(.ack) {
@@ -251,12 +229,11 @@ final class HostFactTap: PacketAnalyzer {
         }
     }
 
-    func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
-        kerberos?.flowEnded(flow, reason: reason, slot: slot)
-        // With the C2 analysers, the flow end leaves from C2Family (before QUIC releases its facts).
-        if !publisher.flowEndsFromC2 { publisher.flowEnded(flow, reason: reason, slot: slot) }
+    public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
+        guard publisher.wanted.contains(.flowEnded) else { return }
+        publisher.flowEnded(flow, reason: reason, labels: labeler.labels(flow, slot: slot))
     }
 
-    func tick(_ now: Timestamp) { publisher.tick(now) }
-    func finish(_ now: Timestamp) { publisher.finish(now) }
+    public func tick(_ now: Timestamp) { publisher.tick(now) }
+    public func finish(_ now: Timestamp) { publisher.finish(now) }
 }

@@ -4,7 +4,8 @@ import Detectors
 import Events
 import Logging
 import PacketCore
-@testable import SensorRuntime
+import ConfigKit
+@testable import HostStage
 import Synchronization
 import XCTest
 import TestSupport
@@ -26,8 +27,16 @@ final class HostAggregatorTests: XCTestCase {
         return e
     }
 
-    let plan = HostDetectorPlan(c2Rules: C2PortRules(), beaconRules: BeaconRules(), lateralRules: LateralMovementRules(),
-                                tunnelRules: nil)
+    /// Port, beacon and lateral-movement detectors with their default rules (as the C2 and lateral families register them).
+    let detectors = [
+        HostDetectorFactory(name: "nonstandard_port_c2") { NonStandardPortDetector(rules: C2PortRules(), emitter: $0) },
+        HostDetectorFactory(name: "beaconing") { BeaconDetector(rules: BeaconRules(), emitter: $0) },
+        HostDetectorFactory(name: "lateral_movement") { LateralMovementDetector(rules: LateralMovementRules(), emitter: $0) },
+    ]
+    var wanted: HostFactKinds { HostFactKinds(rawValue: detectors.reduce(0) { $0 | $1.facts.rawValue }) }
+    func inline(_ log: AlertLog) -> HostFactPublisher {
+        HostFactPublisher(route: .inline(HostDetectorSet(factories: detectors, emitter: emitter(log))), wanted: wanted)
+    }
 
     /// A worker's clock as `Pipeline` keeps it: tick once per packet-clock second, before the packet.
     final class FakeWorker {
@@ -79,7 +88,7 @@ final class HostAggregatorTests: XCTestCase {
     /// One pipeline: the stage inline (what replay runs).
     func reference() -> [Alert] {
         let log = AlertLog()
-        let w = FakeWorker(HostFactPublisher(route: .inline(HostDetectorSet(plan: plan, emitter: emitter(log))), plan: plan))
+        let w = FakeWorker(inline(log))
         for (_, t, fact) in Self.scenario { w.at(t, fact) }
         w.finish()
         return log.alerts
@@ -89,9 +98,9 @@ final class HostAggregatorTests: XCTestCase {
     func stage(shards: Int, log: AlertLog) -> (rings: [[SPSCByteRing]], workers: [FakeWorker], aggregators: [HostAggregator]) {
         let rings = (0..<2).map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: 64 << 10) } }
         let marks = (0..<2).map { _ in WorkerWatermark() }
-        let workers = (0..<2).map { FakeWorker(HostFactPublisher(route: .rings(rings[$0], marks[$0]), plan: plan)) }
+        let workers = (0..<2).map { FakeWorker(HostFactPublisher(route: .rings(rings[$0], marks[$0]), wanted: wanted)) }
         let aggregators = (0..<shards).map { s in
-            HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, plan: plan, emitter: emitter(log))
+            HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter(log))
         }
         return (rings, workers, aggregators)
     }
@@ -164,10 +173,10 @@ final class HostAggregatorTests: XCTestCase {
                     $0.ftpDataAnnounced(FTPDataChannels.Expected(host: server, port: 5001, until: Self.t(121)), at: Self.t(1))
                 }
                 for s in stride(from: 3.0, through: 299, by: 1) { workers[0].at(Self.t(s)) { _ in } }
-                workers[1].at(Self.t(300)) { $0.flowEnded(flow, reason: .tcpClosed, slot: slot) }
+                workers[1].at(Self.t(300)) { $0.flowEnded(flow, reason: .tcpClosed, labels: FlowLabels()) }
                 for w in workers { w.finish() }
                 for a in aggregators { a.drain(); a.finish() }
-                let judged = aggregators.reduce(0) { $0 + $1.stage.portDetector.counters.judged }
+                let judged = aggregators.reduce(0) { $0 + $1.stage.detector(NonStandardPortDetector.self)!.counters.judged }
                 XCTAssertEqual(judged, announced ? 0 : 1, "announced: \(announced), \(shards) shard(s)")
                 XCTAssertEqual(rings.joined().reduce(0) { $0 + $1.droppedCount }, 0)
             }
@@ -179,7 +188,7 @@ final class HostAggregatorTests: XCTestCase {
     func testPerWorkerDetectorsMissWhatTheStageSees() {
         let log = AlertLog()
         let workers = (0..<2).map { _ in
-            FakeWorker(HostFactPublisher(route: .inline(HostDetectorSet(plan: plan, emitter: emitter(log))), plan: plan))
+            FakeWorker(inline(log))
         }
         for (w, t, fact) in Self.scenario { workers[w].at(t, fact) }
         for w in workers { w.finish() }
@@ -193,10 +202,10 @@ final class HostAggregatorTests: XCTestCase {
     func testQuietWorkerWatermarkReleasesTheMerge() {
         let rings = (0..<2).map { _ in [SPSCByteRing(capacity: 64 << 10)] }
         let marks = (0..<2).map { _ in WorkerWatermark() }
-        let busy = FakeWorker(HostFactPublisher(route: .rings(rings[0], marks[0]), plan: plan))
-        let quiet = HostFactPublisher(route: .rings(rings[1], marks[1]), plan: plan)
+        let busy = FakeWorker(HostFactPublisher(route: .rings(rings[0], marks[0]), wanted: wanted))
+        let quiet = HostFactPublisher(route: .rings(rings[1], marks[1]), wanted: wanted)
         let log = AlertLog()
-        let agg = HostAggregator(shard: 0, rings: [rings[0][0], rings[1][0]], marks: marks, plan: plan, emitter: emitter(log))
+        let agg = HostAggregator(shard: 0, rings: [rings[0][0], rings[1][0]], marks: marks, detectors: detectors, emitter: emitter(log))
         let a = IPAddress("10.0.0.5")!
         for i in 1...12 {
             busy.at(Self.t(Double(i)), { $0.tcpFlowStarted(source: a, destination: IPAddress("10.0.1.\(i)")!, port: 445, at: Self.t(Double(i))) })
@@ -208,56 +217,18 @@ final class HostAggregatorTests: XCTestCase {
         XCTAssertFalse(agg.exhausted)
     }
 
-    /// Aggregator alerts reach a worker's observers at its next periodic call, each once; a flood is capped.
-    func testAlertInboxHandsAlertsOverOnceAndIsBounded() {
-        let inbox = AlertInbox()
-        XCTAssertTrue(inbox.take().isEmpty)
-        let a = Alert(timestamp: Self.t(1), category: .lateralMovement, ruleID: "r", ruleName: "n", techniques: [], tactics: [],
-                      severity: .low, riskScore: 1, message: "m")
-        inbox.post(a)
-        inbox.post(a)
-        XCTAssertEqual(inbox.take().count, 2)
-        XCTAssertTrue(inbox.take().isEmpty)
-        for _ in 0..<(AlertInbox.capacity + 5) { inbox.post(a) }
-        XCTAssertEqual(inbox.take().count, AlertInbox.capacity)
-        XCTAssertEqual(inbox.droppedAtomic.load(ordering: .relaxed), 5)
-    }
-
-    /// Every fact kind survives the record encoding: the stage sees what the analysers produced.
-    func testRecordsRoundTripThroughTheCodec() {
+    /// Long strings are cut at a UTF-8 boundary, never mid-character; a damaged record is counted, not applied.
+    func testCodecCutsStringsAtCharactersAndCountsDamage() {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: HostFactWriter.capacity, alignment: 16)
         defer { buffer.deallocate() }
-        let facts: [RemoteAccessFact] = [
-            .treeConnect(path: "\\\\h\\C$"), .open(share: "ADMIN$", name: "a.exe", isPipe: false, writeAccess: true),
-            .write(share: "C$", name: "x"), .authentication(AuthenticationAttempt(method: .kerberos, user: "u", domain: "D",
-                                                                                 workstation: "W", success: false, status: 24)),
-            .authentication(AuthenticationAttempt(method: .ntlm, user: "ü", success: nil, status: 0)),
-            .rpcBind(RPCInterface(uuid: "367abb81-9844-35f1-ad32-98f038001003")),
-            .rpcCall(interface: nil, opnum: 3, pipe: nil), .rpcCall(interface: RPCInterface(uuid: "x"), opnum: 9, pipe: "p"),
-            .dcomActivation(className: nil), .dcomActivation(className: "WbemLevel1Login"), .wmiProcessCreate, .encryptedSMB,
-            .kerberosServer,
-        ]
-        for f in facts {
-            var w = HostFactWriter(base: buffer)
-            w.reset(stamp: 5, kind: .remoteAccess)
-            w.remoteAccess(f)
-            var r = HostFactReader(w.bytes)
-            XCTAssertEqual(r.i64(), 5)
-            XCTAssertEqual(r.u8(), HostFactKind.remoteAccess.rawValue)
-            XCTAssertEqual(r.remoteAccess(), f)
-            XCTAssertTrue(r.c.isAtEnd)
-        }
-        // Long strings are cut at a UTF-8 boundary, never mid-character.
         var w = HostFactWriter(base: buffer)
         w.reset(stamp: 0, kind: .remoteAccess)
         let long = String(repeating: "é", count: 400)  // 800 bytes
         w.string(long)
         var r = HostFactReader(w.bytes)
         _ = r.i64(); _ = r.u8()
-        let cut = r.string()
-        XCTAssertEqual(cut, String(repeating: "é", count: 256))
-        // A damaged record is counted, not applied.
-        let stage = HostDetectorSet(plan: plan, emitter: emitter(AlertLog()))
+        XCTAssertEqual(r.string(), String(repeating: "é", count: 256))
+        let stage = HostDetectorSet(factories: detectors, emitter: emitter(AlertLog()))
         stage.apply(UnsafeRawBufferPointer(start: buffer, count: 9))
         XCTAssertEqual(stage.counters.undecodable, 1)
     }
@@ -276,25 +247,27 @@ final class HostAggregatorTests: XCTestCase {
             XCTAssertTrue(text.contains(from), "\(file) holds \(from)")
             try text.replacingOccurrences(of: from, with: to).write(to: url, atomically: true, encoding: .utf8)
         }
-        let stage = HostDetectorSet(plan: plan, emitter: emitter(AlertLog()))
+        let stage = HostDetectorSet(factories: detectors, emitter: emitter(AlertLog()))
         let logger = Logger(label: "test")
+        let kinds: [any RulesDocument.Type] = [C2PortRules.self, BeaconRules.self, LateralMovementRules.self]
         try edit("c2.yaml", "  threshold: 40\n", "  threshold: 55\n")
         try edit("beaconing.yaml", "  threshold: 0.8\n", "  threshold: 0.9\n")
         try edit("lateral-movement.yaml", "  distinct_hosts: 10\n", "  distinct_hosts: 25\n")
-        stage.reload(RulesSnapshot(generation: 1, directory: dir.path, documents: [:]), logger: logger, shard: 0)
-        XCTAssertEqual(stage.portDetector.rules.threshold, 55)
-        XCTAssertEqual(stage.beaconDetector.rules.threshold, 0.9)
-        XCTAssertEqual(stage.lateral?.rules.fanOutDistinctHosts, 25)
+        stage.reload(try RulesSet.load(directory: dir.path, kinds: kinds, generation: 1), logger: logger, shard: 0)
+        XCTAssertEqual(stage.detector(NonStandardPortDetector.self)?.rules.threshold, 55)
+        XCTAssertEqual(stage.detector(BeaconDetector.self)?.rules.threshold, 0.9)
+        XCTAssertEqual(stage.detector(LateralMovementDetector.self)?.rules.fanOutDistinctHosts, 25)
         XCTAssertEqual(stage.counters.reloads, 1)
         // Switching a detector off or on takes a restart (the workers' facts were chosen at start).
         try edit("beaconing.yaml", "  enabled: true\n", "  enabled: false\n")
-        stage.reload(RulesSnapshot(generation: 2, directory: dir.path, documents: [:]), logger: logger, shard: 0)
-        XCTAssertTrue(stage.beaconDetector.rules.enabled)
-        // A broken lateral-movement file: that detector keeps 25, the others take their new values.
+        stage.reload(try RulesSet.load(directory: dir.path, kinds: kinds, generation: 2), logger: logger, shard: 0)
+        XCTAssertEqual(stage.detector(BeaconDetector.self)?.rules.enabled, true)
+        // A broken file rejects the whole set before any detector sees it (the reloader posts nothing).
         try edit("lateral-movement.yaml", "  distinct_hosts: 25\n", "  distinct_hosts: [\n")
         try edit("c2.yaml", "  threshold: 55\n", "  threshold: 60\n")
-        stage.reload(RulesSnapshot(generation: 3, directory: dir.path, documents: [:]), logger: logger, shard: 0)
-        XCTAssertEqual(stage.lateral?.rules.fanOutDistinctHosts, 25)
-        XCTAssertEqual(stage.portDetector.rules.threshold, 60)
+        XCTAssertThrowsError(try RulesSet.load(directory: dir.path, kinds: kinds, generation: 3)) { e in
+            XCTAssertTrue("\(e)".contains("lateral-movement.yaml"), "\(e)")
+        }
+        XCTAssertEqual(stage.detector(NonStandardPortDetector.self)?.rules.threshold, 55)
     }
 }

@@ -1,3 +1,4 @@
+import HostStage
 import CoreMetrics
 import Events
 

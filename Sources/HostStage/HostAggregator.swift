@@ -1,0 +1,110 @@
+import Events
+import PacketCore
+import Synchronization
+
+/// One worker's connection to the host-level aggregators: its ring to each shard (index = shard) and
+/// its watermark.
+public struct HostShardLink {
+    public let rings: [SPSCByteRing]
+    public let watermark: WorkerWatermark
+    public init(rings: [SPSCByteRing], watermark: WorkerWatermark) {
+        self.rings = rings
+        self.watermark = watermark
+    }
+}
+
+/// One shard's aggregator: merges its N rings (one per worker) in stamp order, runs that shard's
+/// host-level detectors on the records (ticking them on the workers' `tick` records), and emits their
+/// alerts through its own emitter (the sinks are shared and lock inside).
+///
+/// The merge is the k-way merge `MergedFileSource` does for files, with one difference: a ring that is
+/// empty may still receive an earlier record, so a record is taken only when its stamp is at most every
+/// other worker's bound — its next record's stamp, or while its ring is empty, its published watermark
+/// (or +∞ once it has finished). Workers publish their watermark every 10 ms of packet time while
+/// packets flow and at every block timeout on a quiet link, so the merge trails the slowest worker by
+/// that much and never stalls.
+public final class HostAggregator {
+    public let shard: Int
+    let rings: [SPSCByteRing]
+    let marks: [WorkerWatermark]
+    public let stage: HostDetectorSet
+    public let emitter: EventEmitter
+    /// The merged packet clock (ns).
+    public private(set) var clock: Int64 = .min
+    var heads: [Int64?]
+    var bounds: [Int64]
+
+    public init(shard: Int, rings: [SPSCByteRing], marks: [WorkerWatermark], detectors: [HostDetectorFactory], emitter: EventEmitter) {
+        self.shard = shard
+        self.rings = rings
+        self.marks = marks
+        self.emitter = emitter
+        stage = HostDetectorSet(factories: detectors, emitter: emitter)
+        heads = Array(repeating: nil, count: rings.count)
+        bounds = Array(repeating: .min, count: rings.count)
+    }
+
+    /// True once every worker has finished and every ring is drained.
+    public private(set) var exhausted = false
+
+    /// Applies every record that can be ordered now; returns how many.
+    @discardableResult
+    public func drain() -> Int {
+        var applied = 0
+        while true {
+            var allDone = true
+            var best = -1
+            for w in rings.indices {
+                // The watermark (and finished flag) first, then the ring: a record pushed before the
+                // watermark was published is then visible, and one pushed later is stamped no earlier.
+                let mark = marks[w].value
+                let done = marks[w].isFinished
+                if let r = rings[w].peek() {
+                    let s = r.load(as: Int64.self)
+                    heads[w] = s
+                    bounds[w] = s
+                    if best < 0 || s < heads[best]! { best = w }
+                    allDone = false
+                } else {
+                    heads[w] = nil
+                    bounds[w] = done ? .max : mark
+                    if !done { allDone = false }
+                }
+            }
+            if allDone { exhausted = true; return applied }
+            let low = bounds.min()!
+            guard best >= 0, heads[best]! <= low else {
+                // Nothing orderable: still let the clock follow the slowest worker (quiet links).
+                if low != .max { advance(to: low) }
+                return applied
+            }
+            let r = rings[best].peek()!
+            advance(to: heads[best]!)
+            stage.apply(r)
+            rings[best].pop()
+            applied += 1
+        }
+    }
+
+    /// The merged clock (the detectors tick on the workers' `tick` records, which the merge orders).
+    func advance(to t: Int64) {
+        if t > clock { clock = t }
+    }
+
+    /// Applies whatever is still in the rings, ring by ring (a worker that never finished: shutdown only).
+    public func drainUnordered() {
+        for ring in rings {
+            while let r = ring.peek() {
+                advance(to: r.load(as: Int64.self))
+                stage.apply(r)
+                ring.pop()
+            }
+        }
+    }
+
+    /// End of input: every worker finished and every ring drained. The clock ends at the latest watermark.
+    public func finish() {
+        advance(to: marks.map(\.value).max() ?? clock)
+        stage.finish(Timestamp(nanoseconds: max(clock, 0)))
+    }
+}

@@ -1,0 +1,82 @@
+import ConfigKit
+import Events
+import Logging
+import PacketCore
+
+/// Counters of one host-level stage (a shard's detectors and what reached them).
+public struct HostStageCounters: Sendable, Equatable {
+    /// Fact records applied.
+    public var facts: UInt64 = 0
+    /// Records that did not decode (never expected: both ends are this program; counted, not trusted).
+    public var undecodable: UInt64 = 0
+    /// Rule sets applied (SIGHUP).
+    public var reloads: UInt64 = 0
+    public init() {}
+}
+
+/// The host detectors of one shard, fed with decoded fact records in the order given (the caller
+/// merges workers by packet time). The same set runs inline in replay and behind the per-worker rings
+/// live, always on the records' bytes, so both decide alike. Single-threaded: one owner thread.
+public final class HostDetectorSet {
+    public let detectors: [any HostDetector]
+    /// Per fact kind, the detectors that read it (in registration order).
+    let readers: [[any HostDetector]]
+    public private(set) var counters = HostStageCounters()
+    /// The next packet-clock second the detectors tick at (`tick` records before it are ignored).
+    var nextTick: Int64 = .min
+    /// A DNS message's lower-cased name (the tunnelling detector reads both spellings).
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: HostFactCodec.maxDNSName, alignment: 8)
+
+    public init(factories: [HostDetectorFactory], emitter: EventEmitter) {
+        detectors = factories.map { $0.make(emitter) }
+        var readers = Array(repeating: [any HostDetector](), count: Int(HostFactKind.allCases.map(\.rawValue).max()!) + 1)
+        for d in detectors {
+            for k in HostFactKind.allCases where type(of: d).facts.contains(k) { readers[Int(k.rawValue)].append(d) }
+        }
+        self.readers = readers
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// Applies one record (stamp, kind, fields).
+    public func apply(_ record: UnsafeRawBufferPointer) {
+        guard let (_, fact) = HostFactCodec.decode(record, scratch: scratch) else {
+            counters.undecodable &+= 1
+            return
+        }
+        counters.facts &+= 1
+        if case .tick(let t) = fact {
+            if t.nanoseconds >= nextTick {
+                nextTick = (t.seconds &+ 1) &* 1_000_000_000
+                tick(t)
+            }
+            return
+        }
+        for d in readers[Int(fact.kind.rawValue)] { d.apply(fact) }
+    }
+
+    /// Once per packet-clock second.
+    public func tick(_ now: Timestamp) {
+        for d in detectors { d.tick(now) }
+    }
+
+    public func finish(_ now: Timestamp) {
+        for d in detectors { d.finish(now) }
+    }
+
+    /// Hands an accepted rule set to the detectors, on the stage's thread, between two records. The
+    /// set was loaded and checked whole before it was posted, so every detector takes it.
+    public func reload(_ rules: RulesSet, logger: Logger, shard: Int) {
+        for d in detectors {
+            if let note = d.reload(rules) { logger.notice("\(note)", metadata: ["shard": "\(shard)"]) }
+        }
+        counters.reloads &+= 1
+    }
+}
+
+extension HostDetectorSet {
+    /// The detector of type `D`, if registered (tests and statistics).
+    public func detector<D: HostDetector>(_ type: D.Type) -> D? {
+        detectors.lazy.compactMap { $0 as? D }.first
+    }
+}

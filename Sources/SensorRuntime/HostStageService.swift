@@ -1,0 +1,112 @@
+import Events
+import Foundation
+import HostStage
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Runs one aggregator on its own thread for the life of the capture.
+///
+/// Listed in the service group after the outputs and before the workers, so on shutdown the workers stop
+/// first (their last flows' facts go through the rings), then this drains what is left, lets the
+/// detectors conclude, and only then do the outputs close: no alert is lost.
+final class HostAggregatorService: Service, @unchecked Sendable {
+    let aggregator: HostAggregator
+    let mailbox: ReloadMailbox?
+    let logger: Logger
+    let metrics: HostStageMetrics?
+    var appliedRules = 0
+    /// Set when the group shuts down or is cancelled: from then on the loop waits at most
+    /// `stopGrace` for the workers to finish (they normally have: they stop first), then concludes.
+    let stopRequested = Atomic<Bool>(false)
+    static let stopGrace: Duration = .seconds(10)
+
+    init(aggregator: HostAggregator, mailbox: ReloadMailbox?, metrics: HostStageMetrics?, logger: Logger) {
+        self.aggregator = aggregator
+        self.mailbox = mailbox
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func run() async throws {
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await DedicatedThread.run(name: "sensor-hosts-\(aggregator.shard)") { [self] in loop() }
+            } onGracefulShutdown: { [self] in
+                stopRequested.store(true, ordering: .releasing)
+            }
+        } onCancel: { [self] in
+            stopRequested.store(true, ordering: .releasing)
+        }
+        // Done when every worker has finished, which happens only during shutdown: wait for our turn so
+        // the group is not ended early.
+        try? await gracefulShutdown()
+    }
+
+    /// The aggregation loop: drain, housekeeping about once a second, a short nap when nothing came.
+    /// Polling with a 1 ms nap costs ~1000 wake-ups a second on a busy link and adds at most a
+    /// millisecond of delay, well below the second the merge waits for watermarks anyway.
+    func loop() {
+        var lastPeriodic = ContinuousClock.now
+        var stopDeadline: ContinuousClock.Instant?
+        while true {
+            let n = aggregator.drain()
+            if aggregator.exhausted { break }
+            let now = ContinuousClock.now
+            if stopDeadline == nil && stopRequested.load(ordering: .acquiring) { stopDeadline = now + Self.stopGrace }
+            if let stopDeadline, now >= stopDeadline {
+                logger.error("host-level aggregator stopped before every worker finished", metadata: ["shard": "\(aggregator.shard)"])
+                aggregator.drainUnordered()
+                break
+            }
+            if now - lastPeriodic >= .seconds(1) {
+                lastPeriodic = now
+                periodic()
+            }
+            if n == 0 { usleep(1000) }
+        }
+        aggregator.finish()
+        periodic()
+    }
+
+    func periodic() {
+        if let mailbox, let rules = mailbox.take(newerThan: appliedRules) {
+            appliedRules = rules.generation
+            aggregator.stage.reload(rules, logger: logger, shard: aggregator.shard)
+        }
+        metrics?.publish(aggregator)
+        do { try aggregator.emitter.flush() } catch {
+            logger.error("output flush failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Alerts of the host-level aggregators handed to a worker's alert observers (evidence capture: the
+/// worker's lookback ring holds its flows' packets), picked up at the worker's next periodic call.
+///
+/// Off the packet path: the aggregator posts under a lock (alerts are rare), the worker reads one atomic
+/// flag a second and takes the list only when it is set. At most `capacity` alerts wait; more are
+/// counted as dropped (a burst that large would exceed the evidence store's concurrency cap anyway).
+final class AlertInbox: @unchecked Sendable {
+    static let capacity = 1024
+    let ready = Atomic<Bool>(false)
+    let alerts = Mutex<[Alert]>([])
+    let droppedAtomic = Atomic<UInt64>(0)
+
+    func post(_ a: Alert) {
+        let kept = alerts.withLock { list -> Bool in
+            guard list.count < Self.capacity else { return false }
+            list.append(a)
+            return true
+        }
+        if kept { ready.store(true, ordering: .releasing) } else { droppedAtomic.add(1, ordering: .relaxed) }
+    }
+
+    func take() -> [Alert] {
+        guard ready.exchange(false, ordering: .acquiringAndReleasing) else { return [] }
+        return alerts.withLock { list in
+            defer { list.removeAll(keepingCapacity: true) }
+            return list
+        }
+    }
+}
