@@ -11,11 +11,11 @@ import ThreatIntel
 /// set. Application analysers that need TCP byte streams register as `StreamConsumer`s on the one shared
 /// `StreamReassembler`, which runs only when at least one consumer exists.
 public enum AnalyzerFactory {
-    /// `evidenceStore`: one store shared by every worker's evidence manager (made here when nil).
+    /// `evidence`: the coordinator every worker's evidence manager shares (made here when nil).
     /// `hostShards`: live workers' rings to the host-level aggregators; nil runs those detectors inline
     /// on this pipeline's thread and emitter (replay), through the same fact records.
     public static func makeAnalyzers(configuration: SensorConfiguration, emitter: EventEmitter, logger: Logger,
-                                     evidenceStore: EvidenceStore? = nil, hostShards: HostShardLink? = nil) throws -> [any PacketAnalyzer] {
+                                     evidence: EvidenceCoordinator? = nil, hostShards: HostShardLink? = nil) throws -> [any PacketAnalyzer] {
         var analyzers: [any PacketAnalyzer] = []
         let reassembler = StreamReassembler(flowCapacity: configuration.flows.capacity, configuration: configuration.reassembly,
                                             parserBudget: ParserMemoryBudget(limit: configuration.parserMemoryLimit))
@@ -35,7 +35,7 @@ public enum AnalyzerFactory {
         if !reassembler.consumers.isEmpty { analyzers.insert(reassembler, at: 0) }
         if let intel = try makeThreatIntel(configuration, emitter: emitter, logger: logger) { analyzers.append(intel) }
         // Evidence capture (off without an authorisation reference). Last, so it closes after detectors conclude.
-        if let e = try EvidenceSetup.makeManager(configuration: configuration, emitter: emitter, logger: logger, store: evidenceStore) { analyzers.append(e) }
+        if let e = try EvidenceSetup.makeManager(configuration: configuration, emitter: emitter, logger: logger, coordinator: evidence) { analyzers.append(e) }
         return analyzers
     }
 }

@@ -4,7 +4,7 @@ import Events
 import Foundation
 import Logging
 
-/// Wires evidence capture into a pipeline: rules, the shared store, one manager per worker.
+/// Wires evidence capture into a pipeline: rules, the process's coordinator (and store), one manager per worker.
 public enum EvidenceSetup {
     /// Why evidence capture cannot start (the sensor does not run without the evidence it was told to keep).
     public struct SetupError: Error, CustomStringConvertible {
@@ -36,17 +36,25 @@ public enum EvidenceSetup {
         do { return try EvidenceRules.load(path: path) } catch { throw SetupError(description: error.description) }
     }
 
-    /// A worker's evidence manager, registered as an alert observer of its emitter; nil when evidence is off.
+    /// The process's evidence coordinator (store and triggers), shared by every worker and host-level
+    /// aggregator; nil when evidence capture is off.
+    public static func makeCoordinator(configuration c: SensorConfiguration, logger: Logger) throws -> EvidenceCoordinator? {
+        guard let store = try makeStore(configuration: c, logger: logger) else { return nil }
+        return EvidenceCoordinator(store: store, triggers: try loadTriggers(configuration: c), logger: logger)
+    }
+
+    /// A worker's evidence manager on `coordinator` (made here when nil: one worker), registered as an
+    /// alert observer of its emitter; nil when evidence is off.
     public static func makeManager(configuration c: SensorConfiguration, emitter: EventEmitter, logger: Logger,
-                                   store: EvidenceStore?) throws -> EvidenceManager? {
+                                   coordinator: EvidenceCoordinator?) throws -> EvidenceManager? {
         guard c.evidence.enabled else {
             if c.evidence.directory != nil || !c.evidence.recipients.isEmpty {
                 logger.notice("evidence capture is off: no authorization reference configured (--authorization)")
             }
             return nil
         }
-        guard let store = try store ?? makeStore(configuration: c, logger: logger) else { return nil }
-        let manager = try EvidenceManager(store: store, triggers: try loadTriggers(configuration: c), emitter: emitter, logger: logger)
+        guard let coordinator = try coordinator ?? makeCoordinator(configuration: c, logger: logger) else { return nil }
+        let manager = try EvidenceManager(coordinator: coordinator, emitter: emitter, logger: logger)
         manager.observeAlerts(of: emitter)
         return manager
     }

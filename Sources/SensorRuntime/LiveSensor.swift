@@ -211,8 +211,9 @@ public final class LiveSensor {
         let shards = max(1, live.hostShards)
         let rings = sources.indices.map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: live.hostRingKilobytes << 10) } }
         let marks = sources.indices.map { _ in WorkerWatermark() }
-        let inboxes = sources.indices.map { _ in AlertInbox() }
         let plan = try HostDetectorPlan.load(c, logger: logger)
+        // One evidence coordinator for every worker and aggregator: one capture per alert, one custody chain.
+        let evidence = try EvidenceSetup.makeCoordinator(configuration: c, logger: logger)
         var aggregators: [HostAggregator] = []
         for s in 0..<shards {
             let counter = DatasetCounter()
@@ -220,7 +221,7 @@ public final class LiveSensor {
                                        sinks: sinks + [counter], communityID: CommunityID(seed: c.communityIDSeed),
                                        homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents,
                                        enricher: geo.map { GeoEnricher(databases: $0) })
-            emitter.alertObservers.append { alert in for inbox in inboxes { inbox.post(alert) } }
+            evidence?.observeAlerts(of: emitter)
             let aggregator = HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, plan: plan, emitter: emitter)
             aggregators.append(aggregator)
             services.append(.init(service: HostAggregatorService(
@@ -228,8 +229,6 @@ public final class LiveSensor {
                 logger: logger)))
         }
 
-        // One evidence store for every worker: one custody chain, one set of caps.
-        let evidenceStore = try EvidenceSetup.makeStore(configuration: c, logger: logger)
         var workers: [(PacketProcessingService, LiveWorker)] = []
         for (i, source) in sources.enumerated() {
             let counter = DatasetCounter()
@@ -239,12 +238,11 @@ public final class LiveSensor {
                                        enricher: geo.map { GeoEnricher(databases: $0) })
             let pipeline = Pipeline(flows: c.flows, emitter: emitter,
                                     analyzers: try AnalyzerFactory.makeAnalyzers(configuration: c, emitter: emitter, logger: logger,
-                                                                                 evidenceStore: evidenceStore,
+                                                                                 evidence: evidence,
                                                                                  hostShards: HostShardLink(rings: rings[i], watermark: marks[i])))
             let worker = LiveWorker(index: i, source: source, configuration: live, metrics: WorkerMetrics(metrics: metrics, worker: i),
                                     datasets: counter, mailbox: mailbox, logger: logger)
             worker.hostFacts = HostFactDropMetrics(rings: rings[i], metrics: metrics, worker: i)
-            worker.alerts = inboxes[i]
             worker.hostPublisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
             let cpu = live.cpus.isEmpty ? nil : live.cpus[i]
             let service = PacketProcessingService(pipeline: pipeline, source: source, logger: logger, cpu: cpu,
@@ -301,9 +299,8 @@ final class LiveWorker: WorkerHousekeeping {
     var atLastStats = LiveCaptureCounters()
     var lastCapture = LiveCaptureCounters()
     var appliedRules = 0
-    /// The host-level stage's view from this worker: its rings' counters, and alerts to hand to its observers.
+    /// The host-level stage's view from this worker: its rings' counters.
     var hostFacts: HostFactDropMetrics?
-    var alerts: AlertInbox?
     var hostPublisher: HostFactPublisher?
 
     init(index: Int, source: PcapLiveSource, configuration: LiveConfiguration, metrics: WorkerMetrics?,
@@ -330,9 +327,6 @@ final class LiveWorker: WorkerHousekeeping {
                                                                                   "problems": "\(error.description)"])
                 }
             }
-        }
-        if let alerts, !pipeline.emitter.alertObservers.isEmpty {
-            for a in alerts.take() { for o in pipeline.emitter.alertObservers { o(a) } }
         }
         if let cap = source.statistics() { lastCapture = cap }
         metrics?.publish(pipeline: pipeline, capture: lastCapture, datasets: datasets)

@@ -208,21 +208,6 @@ final class HostAggregatorTests: XCTestCase {
         XCTAssertFalse(agg.exhausted)
     }
 
-    /// Aggregator alerts reach a worker's observers at its next periodic call, each once; a flood is capped.
-    func testAlertInboxHandsAlertsOverOnceAndIsBounded() {
-        let inbox = AlertInbox()
-        XCTAssertTrue(inbox.take().isEmpty)
-        let a = Alert(timestamp: Self.t(1), category: .lateralMovement, ruleID: "r", ruleName: "n", techniques: [], tactics: [],
-                      severity: .low, riskScore: 1, message: "m")
-        inbox.post(a)
-        inbox.post(a)
-        XCTAssertEqual(inbox.take().count, 2)
-        XCTAssertTrue(inbox.take().isEmpty)
-        for _ in 0..<(AlertInbox.capacity + 5) { inbox.post(a) }
-        XCTAssertEqual(inbox.take().count, AlertInbox.capacity)
-        XCTAssertEqual(inbox.droppedAtomic.load(ordering: .relaxed), 5)
-    }
-
     /// Every fact kind survives the record encoding: the stage sees what the analysers produced.
     func testRecordsRoundTripThroughTheCodec() {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: HostFactWriter.capacity, alignment: 16)
