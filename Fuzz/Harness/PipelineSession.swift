@@ -16,7 +16,7 @@ final class DiscardSink: EventSink, @unchecked Sendable {
 }
 
 /// The real pipeline with every analyser family and detector on, built the way `replay` builds it
-/// (`AnalyzerFactory`), fresh for each input so a crash reproduces from its input alone.
+/// (`WorkerAssembly`), fresh for each input so a crash reproduces from its input alone.
 ///
 /// What differs from a default replay, and why: the flow table is small (eviction and slot reuse are
 /// reached within one input, and per-capacity tables cost nothing to build); the detectors run on

@@ -346,6 +346,17 @@ public final class EvidenceStore: @unchecked Sendable {
         return FileCiphertextSink(fd: fd, path: r.partialPath)
     }
 
+    /// A worker's part file for a shared capture (read and write, 0600), unlinked at once: it has no name
+    /// while the capture runs, and a crash leaves nothing (or, in between, a `.partial` the next start removes).
+    func createPartFile(name: String) throws(EvidenceError) -> Int32 {
+        guard EvidenceFileName.isBare(name) else { throw EvidenceError("evidence part name \(name) is not a bare name") }
+        let fd = openat(directoryFD, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw EvidenceError("cannot create evidence part \(name): \(String(cString: strerror(errno)))") }
+        _ = fchmod(fd, 0o600)
+        unlinkat(directoryFD, name, 0)
+        return fd
+    }
+
     /// Gives a slot back after a failure before `commit` (the partial file is removed; it holds ciphertext only).
     public func abandon(_ r: Reservation) {
         release(r)

@@ -80,33 +80,3 @@ final class HostAggregatorService: Service, @unchecked Sendable {
         }
     }
 }
-
-/// Alerts of the host-level aggregators handed to a worker's alert observers (evidence capture: the
-/// worker's lookback ring holds its flows' packets), picked up at the worker's next periodic call.
-///
-/// Off the packet path: the aggregator posts under a lock (alerts are rare), the worker reads one atomic
-/// flag a second and takes the list only when it is set. At most `capacity` alerts wait; more are
-/// counted as dropped (a burst that large would exceed the evidence store's concurrency cap anyway).
-final class AlertInbox: @unchecked Sendable {
-    static let capacity = 1024
-    let ready = Atomic<Bool>(false)
-    let alerts = Mutex<[Alert]>([])
-    let droppedAtomic = Atomic<UInt64>(0)
-
-    func post(_ a: Alert) {
-        let kept = alerts.withLock { list -> Bool in
-            guard list.count < Self.capacity else { return false }
-            list.append(a)
-            return true
-        }
-        if kept { ready.store(true, ordering: .releasing) } else { droppedAtomic.add(1, ordering: .relaxed) }
-    }
-
-    func take() -> [Alert] {
-        guard ready.exchange(false, ordering: .acquiringAndReleasing) else { return [] }
-        return alerts.withLock { list in
-            defer { list.removeAll(keepingCapacity: true) }
-            return list
-        }
-    }
-}

@@ -199,13 +199,12 @@ public final class LiveSensor {
         let shards = max(1, live.hostShards)
         let rings = sources.indices.map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: live.hostRingKilobytes << 10) } }
         let marks = sources.indices.map { _ in WorkerWatermark() }
-        let inboxes = sources.indices.map { _ in AlertInbox() }
         let detectors = resources.hostDetectors(resources.rules)
         var aggregators: [HostAggregator] = []
         for s in 0..<shards {
             let counter = DatasetCounter()
             let emitter = resources.makeEmitter(sinks: sinks + [counter], ingress: live.interface ?? "?")
-            emitter.alertObservers.append { alert in for inbox in inboxes { inbox.post(alert) } }
+            resources.observeHostStage(emitter)
             let aggregator = HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter)
             aggregators.append(aggregator)
             services.append(.init(service: HostAggregatorService(
@@ -224,7 +223,6 @@ public final class LiveSensor {
             let worker = LiveWorker(index: i, source: source, configuration: live, metrics: WorkerMetrics(metrics: metrics, worker: i),
                                     datasets: counter, logger: logger)
             worker.hostFacts = HostFactDropMetrics(rings: rings[i], metrics: metrics, worker: i)
-            worker.alerts = inboxes[i]
             worker.hostPublisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
             let cpu = live.cpus.isEmpty ? nil : live.cpus[i]
             let service = PacketProcessingService(pipeline: pipeline, source: source, logger: logger, cpu: cpu,
@@ -279,9 +277,8 @@ final class LiveWorker: WorkerHousekeeping {
     /// Capture counters at the last statistics event (for the per-interval loss fraction).
     var atLastStats = LiveCaptureCounters()
     var lastCapture = LiveCaptureCounters()
-    /// The host-level stage's view from this worker: its rings' counters, and alerts to hand to its observers.
+    /// The host-level stage's view from this worker: its rings' counters.
     var hostFacts: HostFactDropMetrics?
-    var alerts: AlertInbox?
     var hostPublisher: HostFactPublisher?
 
     init(index: Int, source: PcapLiveSource, configuration: LiveConfiguration, metrics: WorkerMetrics?,
@@ -298,9 +295,6 @@ final class LiveWorker: WorkerHousekeeping {
 
     func periodic(_ pipeline: Pipeline, idle: Bool) {
         if idle, let now = Self.wallClock() { pipeline.advanceClock(to: now) }
-        if let alerts, !pipeline.emitter.alertObservers.isEmpty {
-            for a in alerts.take() { for o in pipeline.emitter.alertObservers { o(a) } }
-        }
         if let cap = source.statistics() { lastCapture = cap }
         metrics?.publish(pipeline: pipeline, capture: lastCapture, datasets: datasets)
         hostFacts?.publish()

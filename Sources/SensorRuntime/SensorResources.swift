@@ -67,6 +67,12 @@ public final class SensorResources: @unchecked Sendable {
         families.flatMap { $0.hostDetectors(rules) }
     }
 
+    /// Lets each family watch a live host-stage aggregator's emitter (replay's inline stage emits
+    /// through the worker's own emitter, which the families' analysers already watch).
+    public func observeHostStage(_ emitter: EventEmitter) {
+        for f in families { f.observeHostStage(emitter) }
+    }
+
     /// The facts the host detectors read, so workers encode nothing else.
     public var hostFacts: HostFactKinds {
         HostFactKinds(rawValue: hostDetectors(rules).reduce(0) { $0 | $1.facts.rawValue })

@@ -111,7 +111,8 @@ final class CustodyFaultTests: XCTestCase {
     }
 
     /// The same through the real binary: `sensor replay` into a tmpfs just large enough for the evidence
-    /// file, so the disk is full when its custody entry is written. The run goes on (flows and alerts
+    /// file, so the disk is full before the capture is kept (its part and the merged file do not both
+    /// fit). The run goes on (flows and alerts
     /// reported, exit 0), the failure is counted, no evidence file is left without an entry and no torn
     /// line; with room again, the next start keeps evidence and the log verifies.
     func testDiskFullDuringReplayLeavesNoEvidenceWithoutAnEntry() throws {
@@ -396,9 +397,9 @@ final class CustodyFaultTests: XCTestCase {
 }
 
 extension EvidenceManagerTests {
-    /// A capture whose partial file vanished before close: the commit fails, and the capture's slot and
-    /// reserved bytes are given back exactly once (they used to be given back twice, leaving the disk
-    /// accounting negative and one more concurrent capture allowed than configured).
+    /// A capture whose file cannot be created at close (a file by its name appeared in the directory): it
+    /// fails, and the capture's slot and reserved bytes are given back exactly once (they used to be given
+    /// back twice, leaving the disk accounting negative and one more concurrent capture allowed than configured).
     func testFailedCommitGivesTheSlotBackOnce() throws {
         let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http-on-port-5432.pcap") })
         let pair = try EvidenceChecks.busiestPair(source)
@@ -406,9 +407,11 @@ extension EvidenceManagerTests {
         try h.replay(source, alerts: [Harness.alert(pair)], finish: false)
         XCTAssertEqual(h.manager.openCaptures, 1)
         XCTAssertGreaterThan(h.store.diskUsage, 0)
-        let partials = try FileManager.default.contentsOfDirectory(atPath: h.evidenceDir.path).filter { $0.hasSuffix(".partial") }
-        XCTAssertEqual(partials.count, 1)
-        try FileManager.default.removeItem(at: h.evidenceDir.appendingPathComponent(partials[0]))
+        // While open, the capture has no name on disk (its part is unlinked); the file appears at close.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: h.evidenceDir.path), ["custody.jsonl"])
+        XCTAssertEqual(EvidenceChecks.openParts(in: h.evidenceDir).count, 1)
+        let name = try XCTUnwrap(h.manager.coordinator.open.first?.reservation.fileName)
+        XCTAssertTrue(FileManager.default.createFile(atPath: h.evidenceDir.appendingPathComponent(name + ".partial").path, contents: Data([1])))
         h.pipeline.finish(emitStats: false)
         XCTAssertEqual(h.manager.counters.failures, 1)
         XCTAssertEqual(h.manager.counters.capturesClosed, 0)

@@ -88,6 +88,28 @@ enum EvidenceChecks {
         }
     }
 
+    /// The contents of this process's open part files in `dir`: they have no name (unlinked at creation),
+    /// so they are found through /proc/self/fd.
+    static func openParts(in dir: URL) -> [Data] {
+        let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        var out: [Data] = []
+        for fd in fds {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)"),
+                  target.hasPrefix(dir.path + "/"), target.hasSuffix(".partial (deleted)") else { continue }
+            if let d = FileManager.default.contents(atPath: "/proc/self/fd/\(fd)") { out.append(d) }
+        }
+        return out
+    }
+
+    /// No packet of `packets` (its first 48 bytes, or all of a shorter one) appears in any of `parts`.
+    static func assertNoPlaintext(of packets: [StoredPacket], in parts: [Data], file: StaticString = #filePath, line: UInt = #line) {
+        for part in parts {
+            for p in packets where p.bytes.count >= 34 {
+                XCTAssertNil(part.range(of: Data(p.bytes.prefix(48))), "plaintext packet in a part file: \(p)", file: file, line: line)
+            }
+        }
+    }
+
     static func mode(_ path: String) -> Int {
         ((try? FileManager.default.attributesOfItem(atPath: path)[.posixPermissions]) as? NSNumber)?.intValue ?? -1
     }

@@ -117,13 +117,14 @@ final class EvidenceManagerTests: XCTestCase {
             let pair = try EvidenceChecks.busiestPair(source)
             let h = try Harness(triggers: [Self.pairTrigger])
             let alert = Harness.alert(pair)
-            var sawPartial = false
+            var parts: [Data] = []
             try h.replay(source, alerts: [alert]) {
-                // While the capture is open: only ciphertext in the evidence directory.
+                // While the capture is open: only ciphertext in the evidence directory, and the worker's part
+                // (nameless) holds none of its packets in clear (checked below, once they are known).
                 EvidenceChecks.assertNoPlaintextCapture(in: [h.evidenceDir])
-                sawPartial = sawPartial || ((try? FileManager.default.contentsOfDirectory(atPath: h.evidenceDir.path)) ?? []).contains { $0.hasSuffix(".partial") }
+                parts += EvidenceChecks.openParts(in: h.evidenceDir)
             }
-            XCTAssertTrue(sawPartial, "\(source): capture file exists while open")
+            XCTAssertFalse(parts.isEmpty, "\(source): the part exists while the capture is open")
             EvidenceChecks.assertNoPlaintextCapture(in: [h.evidenceDir])
             XCTAssertEqual(EvidenceChecks.mode(h.evidenceDir.path), 0o700)
             XCTAssertEqual(EvidenceChecks.mode(h.custodyLog), 0o600)
@@ -139,6 +140,7 @@ final class EvidenceManagerTests: XCTestCase {
             let packets = try EvidenceChecks.verify(entry: entry, evidenceDir: h.evidenceDir, source: source, key: h.key, work: h.work,
                                                     expectComments: ["sensor: test-sensor", "alert \(alert.id)", "authorization: \(Harness.authorization)",
                                                                      "purpose: \(Harness.purpose)", "operator: \(Harness.operatorName)"])
+            EvidenceChecks.assertNoPlaintext(of: packets, in: parts)
             // Lookback: the pair's packets before the alert are there (the alert is at the pair's middle packet).
             XCTAssertLessThan(try XCTUnwrap(packets.first).timestamp, alert.timestamp.nanoseconds, "\(source): lookback packets present")
             let ev = try XCTUnwrap(h.sink.dataset("sensor.evidence").first, source)

@@ -4,9 +4,11 @@ import Events
 import HostStage
 import Logging
 
-/// Alert-triggered evidence capture (`evidence:`, on only with an authorisation reference): one store
-/// per process (one custody chain, one set of caps), and on each worker a manager with its lookback
-/// ring. Rules: `evidence.yaml`, which must exist when evidence is on (it says which alerts capture).
+/// Alert-triggered evidence capture (`evidence:`, on only with an authorisation reference): one
+/// coordinator per process (one capture per alert, one store, one custody chain, one set of caps) that
+/// hears every alert, the host-level aggregators' included, and on each worker a manager with its
+/// lookback ring that writes its share of each capture. Rules: `evidence.yaml`, which must exist when
+/// evidence is on (it says which alerts capture).
 struct EvidenceFamily: SensorFamily {
     let configuration: SensorConfiguration
     init(configuration: SensorConfiguration) { self.configuration = configuration }
@@ -21,14 +23,10 @@ struct EvidenceFamily: SensorFamily {
         var description: String
     }
 
-    struct Shared: @unchecked Sendable {
-        let store: EvidenceStore
-        let rules: EvidenceRules
-    }
 
     /// Throws for configuration and directory problems; a custody log that cannot be used gives a store
     /// with capture off (logged, announced as `sensor.health`) so that the sensor still runs.
-    func prepare(_ rules: RulesSet, logger: Logger) throws -> Shared {
+    func prepare(_ rules: RulesSet, logger: Logger) throws -> EvidenceCoordinator {
         guard let dir = rules.directory else {
             throw SetupError(description: "evidence capture is on but no rules directory was found (need \(EvidenceRules.fileName) in --rules DIR)")
         }
@@ -38,15 +36,19 @@ struct EvidenceFamily: SensorFamily {
         let observer = ObserverInfo(name: configuration.sensorName)
         do {
             let store = try EvidenceStore(configuration: configuration.evidence, sensorName: observer.name, hostname: observer.hostname, logger: logger)
-            return Shared(store: store, rules: rules[EvidenceRules.self])
+            return EvidenceCoordinator(store: store, triggers: rules[EvidenceRules.self].triggers, logger: logger)
         } catch {
             throw SetupError(description: error.description)
         }
     }
 
-    func makeAnalyzers(_ worker: inout WorkerContext, _ shared: Shared) throws -> [any PacketAnalyzer] {
-        let manager = try EvidenceManager(store: shared.store, triggers: shared.rules.triggers, emitter: worker.emitter, logger: worker.logger)
+    func makeAnalyzers(_ worker: inout WorkerContext, _ coordinator: EvidenceCoordinator) throws -> [any PacketAnalyzer] {
+        let manager = try EvidenceManager(coordinator: coordinator, emitter: worker.emitter, logger: worker.logger)
         manager.observeAlerts(of: worker.emitter)
         return [manager]
+    }
+
+    func observeHostStage(_ emitter: EventEmitter, _ coordinator: EvidenceCoordinator) {
+        coordinator.observeAlerts(of: emitter)
     }
 }

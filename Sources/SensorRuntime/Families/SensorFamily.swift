@@ -29,6 +29,8 @@ public protocol SensorFamily: Sendable {
     func makeAnalyzers(_ worker: inout WorkerContext, _ shared: Shared) throws -> [any PacketAnalyzer]
     /// The host detectors this family runs with `rules` (empty when they are off).
     func hostDetectors(_ rules: RulesSet, _ shared: Shared) -> [HostDetectorFactory]
+    /// A live host-stage aggregator's emitter (its detectors' alerts), e.g. for evidence capture.
+    func observeHostStage(_ emitter: EventEmitter, _ shared: Shared)
 }
 
 extension SensorFamily where Shared == Void {
@@ -37,6 +39,7 @@ extension SensorFamily where Shared == Void {
 
 extension SensorFamily {
     public func hostDetectors(_ rules: RulesSet, _ shared: Shared) -> [HostDetectorFactory] { [] }
+    public func observeHostStage(_ emitter: EventEmitter, _ shared: Shared) {}
 }
 
 /// Where a family's analysers sit in a worker's pipeline, in this order: after the shared TCP
@@ -70,6 +73,7 @@ struct PreparedFamily: @unchecked Sendable {
     let place: PipelinePlace
     let makeAnalyzers: (inout WorkerContext) throws -> [any PacketAnalyzer]
     let hostDetectors: (RulesSet) -> [HostDetectorFactory]
+    let observeHostStage: (EventEmitter) -> Void
 
     init<F: SensorFamily>(_ family: F, rules: RulesSet, logger: Logger) throws {
         let shared = try family.prepare(rules, logger: logger)
@@ -77,6 +81,7 @@ struct PreparedFamily: @unchecked Sendable {
         place = family.place
         makeAnalyzers = { try family.makeAnalyzers(&$0, shared) }
         hostDetectors = { family.hostDetectors($0, shared) }
+        observeHostStage = { family.observeHostStage($0, shared) }
     }
 }
 
