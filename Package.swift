@@ -81,9 +81,12 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: hotPath),
+        // `sensor report`: one self-contained HTML page from events (a replay's, or NDJSON files).
+        .target(name: "Report", dependencies: ["Events", "Detectors", .product(name: "Crypto", package: "swift-crypto")]),
         // The CLI.
         .executableTarget(name: "sensor", dependencies: [
             "SensorRuntime",
+            "Report",
             "Evidence",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
