@@ -110,6 +110,7 @@ let package = Package(
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "TestSupport"]),
         .testTarget(name: "EnrichmentTests", dependencies: ["Enrichment", "TestSupport"]),
         .testTarget(name: "ThreatIntelTests", dependencies: ["ThreatIntel", "TestSupport"]),
+        .testTarget(name: "ReportTests", dependencies: ["Report"]),
     ],
     swiftLanguageModes: [.v5]
 )
