@@ -114,7 +114,7 @@ final class ReportBrowserTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(tunnelsChecked, 1)
     }
 
-    /// Section images for the README (REPORT_SCREENSHOTS=docs): each section's top 900 px.
+    /// Section images for the README (REPORT_SCREENSHOTS=docs): each section's top 760 px.
     func screenshots(_ b: HeadlessChromium, name: String, into dir: String) throws {
         let sections = ["lateral": ["lateral"], "beacon": ["summary", "beaconing"], "dns": ["dns"]][name] ?? []
         for s in sections {
