@@ -86,9 +86,12 @@ let package = Package(
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: hotPath),
+        // `sensor report`: one self-contained HTML page from events (a replay's, or NDJSON files).
+        .target(name: "Report", dependencies: ["Events", "Detectors", .product(name: "Crypto", package: "swift-crypto")]),
         // The CLI.
         .executableTarget(name: "sensor", dependencies: [
             "SensorRuntime",
+            "Report",
             "Evidence",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
@@ -113,6 +116,7 @@ let package = Package(
         .testTarget(name: "OutputsTests", dependencies: ["Outputs", "TestSupport"]),
         .testTarget(name: "EnrichmentTests", dependencies: ["Enrichment", "TestSupport"]),
         .testTarget(name: "ThreatIntelTests", dependencies: ["ThreatIntel", "TestSupport"]),
+        .testTarget(name: "ReportTests", dependencies: ["Report"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -192,13 +192,7 @@ public final class EvidenceCoordinator: @unchecked Sendable {
     func join(worker: Int, seen: inout UInt64) -> [(SharedCapture, UInt32)] {
         lock.withLock {
             seen = generationAtomic.load(ordering: .acquiring)
-            var out: [(SharedCapture, UInt32)] = []
-            for c in open where c.waiting.contains(worker) && !c.joined.contains(worker) {
-                c.joined.insert(worker)
-                nextPartID &+= 1
-                out.append((c, nextPartID))
-            }
-            return out
+            return joinOpen(worker: worker)
         }
     }
 
@@ -236,14 +230,19 @@ public final class EvidenceCoordinator: @unchecked Sendable {
         lock.withLock {
             running.remove(worker)
             finishedRings.append((worker, ring))
-            var out: [(SharedCapture, UInt32)] = []
-            for c in open where c.waiting.contains(worker) && !c.joined.contains(worker) {
-                c.joined.insert(worker)
-                nextPartID &+= 1
-                out.append((c, nextPartID))
-            }
-            return out
+            return joinOpen(worker: worker)
         }
+    }
+
+    /// Under the lock: the open captures `worker` still owes a part to, each with a new part number.
+    private func joinOpen(worker: Int) -> [(SharedCapture, UInt32)] {
+        var out: [(SharedCapture, UInt32)] = []
+        for c in open where c.waiting.contains(worker) && !c.joined.contains(worker) {
+            c.joined.insert(worker)
+            nextPartID &+= 1
+            out.append((c, nextPartID))
+        }
+        return out
     }
 
     func lookbackFromFinished(_ c: SharedCapture, worker: Int, ring: LookbackRing, emitter: EventEmitter, clock: Timestamp) {

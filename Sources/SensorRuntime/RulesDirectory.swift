@@ -41,7 +41,7 @@ public enum RulesDirectory {
     }
 
     /// Every YAML file under `dir` (indicator files aside), sorted.
-    static func yamlFiles(in dir: String) -> [String] {
+    public static func yamlFiles(in dir: String) -> [String] {
         guard let e = FileManager.default.enumerator(atPath: dir) else { return [] }
         var out: [String] = []
         while let f = e.nextObject() as? String {
