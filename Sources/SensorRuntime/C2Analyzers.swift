@@ -68,6 +68,9 @@ final class C2Family: PacketAnalyzer {
         tls.contributeFlowFields(flow, slot: slot, into: &writer)
         http.contributeFlowFields(flow, slot: slot, into: &writer)
     }
+    func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {
+        tls.contributeVendorFields(flow, slot: slot, into: &writer)
+    }
 
     func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
         hostFacts.flowEnded(flow, reason: reason, slot: slot)

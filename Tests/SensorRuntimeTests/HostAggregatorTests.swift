@@ -212,7 +212,7 @@ final class HostAggregatorTests: XCTestCase {
     func testAlertInboxHandsAlertsOverOnceAndIsBounded() {
         let inbox = AlertInbox()
         XCTAssertTrue(inbox.take().isEmpty)
-        let a = Alert(timestamp: Self.t(1), category: .lateralMovement, ruleID: "r", ruleName: "n", techniques: [], tactics: [],
+        let a = Alert(timestamp: Self.t(1), category: .lateralMovement, ruleID: "r", ruleName: "n", ruleDescription: "d", techniques: [], tactics: [],
                       severity: .low, riskScore: 1, message: "m")
         inbox.post(a)
         inbox.post(a)
