@@ -22,6 +22,7 @@ let fuzzTargets: [String: (inout FuzzInput) -> Void] = [
     "rules": fuzzRules,
     "pipeline": fuzzPipeline,
     "x509": fuzzX509,
+    "zeek": fuzzZeek,
 ]
 
 nonisolated(unsafe) var selectedTarget: (inout FuzzInput) -> Void = { _ in }
