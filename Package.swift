@@ -50,7 +50,7 @@ let package = Package(
         // libpcap sources (offline files now, live interfaces later).
         .target(name: "Capture", dependencies: ["CPcap", "PacketCore", "CSensorShims"], swiftSettings: hotPath),
         // Event sinks: stdout, file (Kafka and syslog join here).
-        .target(name: "Outputs", dependencies: ["Events", "CRdKafka", .product(name: "Logging", package: "swift-log"),
+        .target(name: "Outputs", dependencies: ["Events", "PacketCore", "CRdKafka", .product(name: "Logging", package: "swift-log"),
                                                 .product(name: "NIOCore", package: "swift-nio"),
                                                 .product(name: "NIOPosix", package: "swift-nio"),
                                                 .product(name: "NIOTLS", package: "swift-nio"),

@@ -46,6 +46,9 @@ fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Copies, so a rebuild during the run cannot swap a binary under it.
+cp "$base_bin" "$work/sensor-base"; cp "$bin" "$work/sensor-new"
+base_bin=$work/sensor-base; bin=$work/sensor-new
 mapfile -t captures < <(for i in "${inputs[@]}"; do
     if [ -d "$i" ]; then find "$i" -type f \( -name '*.pcap' -o -name '*.pcapng' -o -name '*.cap' \); else echo "$i"; fi
 done | sort)
@@ -62,7 +65,7 @@ for f in "${captures[@]}"; do
     else
         differ=$((differ + 1))
         echo "DIFFERS: $f ($(wc -l < "$work/base") → $n events)"
-        diff "$work/base" "$work/new" | head -6 | cut -c1-400
+        diff "$work/base" "$work/new" | head -6 | cut -c1-400 || true
     fi
 done
 echo "replay-identical: ${#captures[@]} captures, $events events: $same identical, $differ differ"

@@ -23,6 +23,7 @@ let fuzzTargets: [String: (inout FuzzInput) -> Void] = [
     "pipeline": fuzzPipeline,
     "x509": fuzzX509,
     "report": fuzzReport,
+    "zeek": fuzzZeek,
 ]
 
 nonisolated(unsafe) var selectedTarget: (inout FuzzInput) -> Void = { _ in }

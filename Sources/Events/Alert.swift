@@ -7,13 +7,13 @@ public enum RuleCategory: String, Sendable, CaseIterable {
     case nonstandardPortC2 = "nonstandard_port_c2"
     case beaconing = "beaconing"
     case threatIntel = "threat_intel"
-}
 
-/// A MITRE ATT&CK technique (`threat.technique.*`).
-public struct Technique: Sendable, Equatable, Hashable {
-    public var id: String
-    public var name: String
-    public init(id: String, name: String) { self.id = id; self.name = name }
+    /// `rule.version`: the revision of this family's detection logic, raised when what it alerts on changes.
+    public var ruleVersion: String {
+        switch self {
+        case .lateralMovement, .dnsTunneling, .nonstandardPortC2, .beaconing, .threatIntel: return "2"
+        }
+    }
 }
 
 /// One end of a flow as an alert names it.
@@ -52,15 +52,19 @@ public enum Severity: Int, Sendable, Comparable, CaseIterable {
 /// The one alert shape every detector produces (`event.kind: alert`, `event.dataset: sensor.alert`).
 ///
 /// Detectors decide; this type only carries their decision and its evidence. Alerts are rare, so it is
-/// an ordinary value with strings and arrays. `details` lands under a namespace named after the rule
-/// category (e.g. `dns_tunneling.*`), documented per detector in docs/SCHEMA.md.
+/// an ordinary value with strings and arrays. `details` lands under the vendor namespace in an object named
+/// after the rule category (e.g. `sensor.dns_tunneling.*`), documented per detector in docs/SCHEMA.md.
+/// `ruleID` is `<category>.<rule>` in snake case (`dns_tunneling.channel`), one style for every detector.
 public struct Alert: Sendable {
     public var timestamp: Timestamp
     public var category: RuleCategory
     public var ruleID: String
     public var ruleName: String
+    /// `rule.description`: what the rule looks for, one or two sentences.
+    public var ruleDescription: String
     public var techniques: [Technique]
-    public var tactics: [String]
+    /// Tactics beyond those of `techniques` (each technique brings its own).
+    public var tactics: [Tactic]
     public var severity: Severity
     /// 0–100.
     public var riskScore: Double
@@ -78,8 +82,8 @@ public struct Alert: Sendable {
     /// `threat.indicator` and `threat.enrichments` here).
     public var threatFields: [(String, JSONValue)] = []
 
-    public init(timestamp: Timestamp, category: RuleCategory, ruleID: String, ruleName: String,
-                techniques: [Technique], tactics: [String] = [], severity: Severity, riskScore: Double, message: String,
+    public init(timestamp: Timestamp, category: RuleCategory, ruleID: String, ruleName: String, ruleDescription: String,
+                techniques: [Technique], tactics: [Tactic] = [], severity: Severity, riskScore: Double, message: String,
                 source: Endpoint? = nil, destination: Endpoint? = nil, ipProtocol: UInt8? = nil, communityID: String? = nil,
                 relatedIPs: [IPAddress] = [], relatedUsers: [String] = [], relatedHosts: [String] = [],
                 details: [(String, JSONValue)] = []) {
@@ -87,6 +91,7 @@ public struct Alert: Sendable {
         self.category = category
         self.ruleID = ruleID
         self.ruleName = ruleName
+        self.ruleDescription = ruleDescription
         self.techniques = techniques
         self.tactics = tactics
         self.severity = severity

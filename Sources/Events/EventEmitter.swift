@@ -79,10 +79,13 @@ public final class EventEmitter {
         writer.field("dataset", descriptor.dataset)
         writer.field("module", "sensor")
         if severity > 0 { writer.field("severity", severity) }
+        // Alerts bring their own stable id; every other event gets one hashed from its own bytes (below).
+        let idAt = descriptor.kind == .alert ? -1 : writer.reserveEventID()
         eventFields(&writer)
         writer.endObject()
         body(&writer)
         writer.endObject()
+        if idAt >= 0 { writer.fillEventID(at: idAt) }
         deliver(EventMetadata(dataset: descriptor.dataset, kind: descriptor.kind, severity: severity, timestamp: timestamp,
                               sourceIP: sourceIP, communityIDRange: writer.markedRange))
     }
@@ -97,7 +100,9 @@ public final class EventEmitter {
     // MARK: Flows
 
     /// Emits the `sensor.flow` event for a finished (or actively timed-out) flow.
-    public func emitFlow(_ r: FlowRecord, reason: FlowEndReason, extra: (inout JSONWriter) -> Void = { _ in }) {
+    /// `extra` writes top-level ECS members, `vendor` members of the `sensor` object beside `sensor.flow`.
+    public func emitFlow(_ r: FlowRecord, reason: FlowEndReason, extra: (inout JSONWriter) -> Void = { _ in },
+                         vendor: (inout JSONWriter) -> Void = { _ in }) {
         guard flowEventsEnabled else { return }
         let d = reason == .activeTimeout ? EventDescriptor.flowUpdate : EventDescriptor.flowEnd
         let orig = r.originator, resp = r.responder
@@ -136,7 +141,10 @@ public final class EventEmitter {
             w.field("orig_payload_bytes", r.originatorPayloadBytes)
             w.field("resp_payload_bytes", r.responderPayloadBytes)
             w.field("established", r.isEstablished)
-            w.endObject(); w.endObject()
+            w.endObject()
+            vendor(&w)
+            w.endObject()
+            w.beginObject("related"); w.beginArray("ip"); w.element(orig); if resp != orig { w.element(resp) }; w.endArray(); w.endObject()
             extra(&w)
         })
     }
@@ -168,20 +176,36 @@ public final class EventEmitter {
             w.field("risk_score", alert.riskScore)
         }, body: { w in
             w.field("message", alert.message)
+            let threat = ThreatMapping(techniques: alert.techniques, extraTactics: alert.tactics)
             w.beginObject("rule")
             w.field("category", alert.category.rawValue)
             w.field("id", alert.ruleID)
             w.field("name", alert.ruleName)
+            if !alert.ruleDescription.isEmpty { w.field("description", alert.ruleDescription) }
+            w.field("version", alert.category.ruleVersion)
+            if let t = alert.techniques.first { w.field("reference", t.reference) }
             w.field("ruleset", "sensor")
             w.endObject()
             w.beginObject("threat")
             w.field("framework", "MITRE ATT&CK")
             w.beginObject("technique")
-            w.beginArray("id"); for t in alert.techniques { w.element(t.id) }; w.endArray()
-            w.beginArray("name"); for t in alert.techniques { w.element(t.name) }; w.endArray()
+            w.beginArray("id"); for t in threat.techniques { w.element(t.id) }; w.endArray()
+            w.beginArray("name"); for t in threat.techniques { w.element(t.name) }; w.endArray()
+            w.beginArray("reference"); for t in threat.techniques { w.element(t.reference) }; w.endArray()
+            if !threat.subtechniques.isEmpty {
+                w.beginObject("subtechnique")
+                w.beginArray("id"); for t in threat.subtechniques { w.element(t.id) }; w.endArray()
+                w.beginArray("name"); for t in threat.subtechniques { w.element(t.name) }; w.endArray()
+                w.beginArray("reference"); for t in threat.subtechniques { w.element(t.reference) }; w.endArray()
+                w.endObject()
+            }
             w.endObject()
-            if !alert.tactics.isEmpty {
-                w.beginObject("tactic"); w.beginArray("name"); for t in alert.tactics { w.element(t) }; w.endArray(); w.endObject()
+            if !threat.tactics.isEmpty {
+                w.beginObject("tactic")
+                w.beginArray("id"); for t in threat.tactics { w.element(t.id) }; w.endArray()
+                w.beginArray("name"); for t in threat.tactics { w.element(t.name) }; w.endArray()
+                w.beginArray("reference"); for t in threat.tactics { w.element(t.reference) }; w.endArray()
+                w.endObject()
             }
             for (k, v) in alert.threatFields { w.field(dynamicKey: k, v) }
             w.endObject()
@@ -206,7 +230,9 @@ public final class EventEmitter {
             if !alert.relatedHosts.isEmpty { w.beginArray("hosts"); for h in alert.relatedHosts { w.element(h) }; w.endArray() }
             w.endObject()
             if !alert.details.isEmpty {
+                w.beginObject("sensor")
                 w.field(dynamicKey: alert.category.rawValue, .object(alert.details))
+                w.endObject()
             }
         })
         for o in alertObservers { o(alert) }

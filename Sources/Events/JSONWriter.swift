@@ -149,6 +149,14 @@ public struct JSONWriter: ByteOutput {
         append(34); RFC3339.append(epochSeconds: epochSeconds, to: &self); append(34)
     }
     public mutating func fieldNull(_ key: StaticString) { writeKey(key); append("null") }
+    /// `"key":` followed by a JSON token copied verbatim (a value cut out of another event, already valid JSON).
+    public mutating func field(_ key: StaticString, rawJSON token: UnsafeRawBufferPointer) { writeKey(key); append(bytes: token) }
+    /// `"key":` and then `render` writes the value's JSON text itself (a number built digit by digit).
+    public mutating func field(_ key: StaticString, rawValue render: (inout JSONWriter) -> Void) { writeKey(key); render(&self) }
+    /// An array element copied verbatim as a JSON token.
+    public mutating func element(rawJSON token: UnsafeRawBufferPointer) { separator(); append(bytes: token) }
+    /// An array element whose JSON text `render` writes itself.
+    public mutating func element(rawValue render: (inout JSONWriter) -> Void) { separator(); render(&self) }
     /// Lets a caller render a value itself (e.g. Community ID) straight into the buffer as a JSON string.
     public mutating func field(_ key: StaticString, rawString render: (inout JSONWriter) -> Void) {
         writeKey(key)
@@ -204,9 +212,12 @@ public struct JSONWriter: ByteOutput {
         Swift.withUnsafeBytes(of: &tmp) { append(bytes: UnsafeRawBufferPointer(rebasing: $0[n...])) }
     }
 
+    /// A float field always carries a fraction or exponent (`55.0`, not `55`): a store that infers types
+    /// from the first document (Elasticsearch without a template) would otherwise map it as an integer
+    /// and truncate every later value.
     public mutating func double(_ v: Double) {
         guard v.isFinite else { append("null"); return }
-        if v == v.rounded(), abs(v) < 1e15 { integer(Int64(v)); return }
+        if v == v.rounded(), abs(v) < 1e15 { integer(Int64(v)); append(46, 48); return }
         append(string: v.description)
     }
 

@@ -35,9 +35,12 @@ public protocol PacketAnalyzer: AnyObject {
     var name: String { get }
     /// Every packet of a flow, after the flow table accounted it. Must not allocate on the common path.
     func packet(_ context: PacketContext, flows: FlowTable)
-    /// Adds fields to the flow's `sensor.flow` event (e.g. `network.protocol`, `smb.*`) before it is written.
+    /// Adds ECS fields to the flow's `sensor.flow` event (e.g. `network.protocol`, `tls.*`) before it is written.
     /// Writes members of the top-level event object.
     func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
+    /// Adds fields outside ECS to the flow's event (e.g. `sensor.smb.*`): writes members of the vendor
+    /// object `sensor`, beside `sensor.flow`, so every custom field lives under the one vendor namespace.
+    func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
     /// The flow ended or was reported at an active timeout (`reason == .activeTimeout`: it continues).
     func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32)
     /// The packet clock passed another whole second: windows, periodic scoring, timeouts.
@@ -62,6 +65,7 @@ public protocol PacketAnalyzer: AnyObject {
 
 extension PacketAnalyzer {
     public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
+    public func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {}
     public func tick(_ now: Timestamp) {}
     public func finish(_ now: Timestamp) {}

@@ -11,6 +11,8 @@ public enum OutputSpec: Equatable, Sendable, CustomStringConvertible {
     case file(path: String)
     case kafka(KafkaOutputOptions)
     case syslog(SyslogOutputOptions)
+    /// Zeek JSON logs in hourly files under a directory (`zeek:DIR`).
+    case zeek(directory: String)
 
     public init(parsing text: String) throws(OutputError) {
         let t = text.trimmedBlanks
@@ -21,6 +23,12 @@ public enum OutputSpec: Equatable, Sendable, CustomStringConvertible {
             self = .file(path: path)
             return
         }
+        if t.hasPrefix("zeek:") {
+            let dir = String(t.dropFirst(5))
+            guard !dir.isEmpty else { throw .badSpec(text, reason: "zeek: needs a directory") }
+            self = .zeek(directory: dir)
+            return
+        }
         if t.hasPrefix("kafka://") {
             self = .kafka(try KafkaOutputOptions(url: t))
             return
@@ -29,7 +37,7 @@ public enum OutputSpec: Equatable, Sendable, CustomStringConvertible {
             self = .syslog(try SyslogOutputOptions(url: t))
             return
         }
-        throw .badSpec(text, reason: "expected stdout, file:PATH, kafka://HOST:PORT[,HOST:PORT]/TOPIC or syslog+{udp,tcp,tls}://HOST:PORT")
+        throw .badSpec(text, reason: "expected stdout, file:PATH, zeek:DIR, kafka://HOST:PORT[,HOST:PORT]/TOPIC or syslog+{udp,tcp,tls}://HOST:PORT")
     }
 
     public var description: String {
@@ -38,6 +46,7 @@ public enum OutputSpec: Equatable, Sendable, CustomStringConvertible {
         case .file(let p): return "file:\(p)"
         case .kafka(let k): return k.description
         case .syslog(let s): return s.description
+        case .zeek(let d): return "zeek:\(d)"
         }
     }
 
@@ -48,6 +57,7 @@ public enum OutputSpec: Equatable, Sendable, CustomStringConvertible {
         case .file(let path): return try StreamSink.file(path: path)
         case .kafka(let options): return try KafkaSink(options: options)
         case .syslog(let options): return try SyslogSink(options: options)
+        case .zeek(let directory): return try ZeekSink(directory: directory)
         }
     }
 }

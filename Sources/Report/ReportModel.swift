@@ -105,8 +105,8 @@ final class ReportModel {
         }
         if e.kind == "alert" {
             alerts.append(Alert(index: alerts.count, time: t ?? 0, event: e))
-            if e.string("rule.category") == "dns_tunneling", let d = e.string("dns_tunneling.domain") {
-                let score = e.double("dns_tunneling.score") ?? e.double("event.risk_score") ?? 0
+            if e.string("rule.category") == "dns_tunneling", let d = e.string("sensor.dns_tunneling.domain") {
+                let score = e.double("sensor.dns_tunneling.score") ?? e.double("event.risk_score") ?? 0
                 if var domain = domains[d] ?? (domains.count < Self.keyLimit ? Domain() : nil) {
                     domain.tunnelScore = max(domain.tunnelScore ?? 0, score)
                     domains[d] = domain

@@ -132,9 +132,11 @@ public final class Pipeline: PacketConsumer {
 
     func endFlow(_ r: FlowRecord, _ reason: FlowEndReason, _ slot: Int32) {
         if emitter.flowEventsEnabled {
-            emitter.emitFlow(r, reason: reason) { w in
+            emitter.emitFlow(r, reason: reason, extra: { w in
                 for a in analyzers { a.contributeFlowFields(r, slot: slot, into: &w) }
-            }
+            }, vendor: { w in
+                for a in analyzers { a.contributeVendorFields(r, slot: slot, into: &w) }
+            })
         }
         for a in analyzers { a.flowEnded(r, reason: reason, slot: slot) }
     }

@@ -1,3 +1,4 @@
+import Events
 import PacketCore
 
 /// What an indicator describes, which decides where it is matched.
@@ -50,12 +51,12 @@ public enum IndicatorType: String, Sendable, CaseIterable, Hashable {
     /// Application Layer Protocol); a URL is web C2 or delivery (T1071.001, Web Protocols); a TLS
     /// name or client fingerprint is an encrypted C2 channel (T1573, Encrypted Channel); a file hash
     /// is a tool brought in over the network (T1105, Ingress Tool Transfer).
-    public var technique: (id: String, name: String) {
+    public var technique: Technique {
         switch self {
-        case .ip, .cidr, .domain: return ("T1071", "Application Layer Protocol")
-        case .url: return ("T1071.001", "Application Layer Protocol: Web Protocols")
-        case .sni, .ja3, .ja4: return ("T1573", "Encrypted Channel")
-        case .md5, .sha1, .sha256: return ("T1105", "Ingress Tool Transfer")
+        case .ip, .cidr, .domain: return .applicationLayerProtocol
+        case .url: return .webProtocols
+        case .sni, .ja3, .ja4: return .encryptedChannel
+        case .md5, .sha1, .sha256: return .ingressToolTransfer
         }
     }
 }

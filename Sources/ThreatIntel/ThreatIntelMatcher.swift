@@ -151,7 +151,7 @@ public final class ThreatIntelMatcher: PacketAnalyzer, FactObserver {
                 raise(i, field: "tls.client.ja3", observed: j, flow: flow, host: host, at: time)
             }
             if let j = ja4, let i = set.match(.ja4, j, at: time) {
-                raise(i, field: "tls.client.ja4", observed: j, flow: flow, host: host, at: time)
+                raise(i, field: "sensor.tls.client.ja4", observed: j, flow: flow, host: host, at: time)
             }
         case .tlsCertificate(let sha256, let sha1):
             if let h = sha256, let i = set.match(.sha256, h, at: time) {
@@ -301,13 +301,14 @@ public final class ThreatIntelMatcher: PacketAnalyzer, FactObserver {
         var alert = Alert(
             timestamp: time, category: .threatIntel, ruleID: "threat_intel.\(ind.type.rawValue)",
             ruleName: "Threat intelligence match (\(ind.type.rawValue))",
-            techniques: [Technique(id: t.id, name: t.name)], tactics: ["Command and Control"],
+            ruleDescription: "Traffic matched a loaded \(ind.type.rawValue) indicator (Rules/indicators/).",
+            techniques: [t],
             severity: severity, riskScore: Double(ind.confidence ?? 50),
             message: "\(field) \(observed) matches \(ind.type.rawValue) indicator \(ind.value) from \(ind.source)",
             source: source, destination: destination, ipProtocol: proto, communityID: cid,
             relatedIPs: related, relatedHosts: hosts,
             details: [("indicator", .object(indicatorDetails)), ("matched", .object(matched))])
-        alert.threatFields = [("indicator", .object(ecs)), ("enrichments", .array([enrichment]))]
+        alert.threatFields = [("feed", .object([("name", .string(ind.source))])), ("indicator", .object(ecs)), ("enrichments", .array([enrichment]))]
         return alert
     }
 }

@@ -65,7 +65,7 @@ final class BareIPSessionRuleTests: XCTestCase {
         XCTAssertEqual(alerts.count, 1)
         let a = try XCTUnwrap(alerts.first)
         XCTAssertEqual(a.category, .nonstandardPortC2)
-        XCTAssertEqual(a.ruleID, "sensor.c2.encrypted_session_to_bare_ip")
+        XCTAssertEqual(a.ruleID, "nonstandard_port_c2.encrypted_session_to_bare_ip")
         XCTAssertEqual(a.techniques.map(\.id), ["T1571", "T1573"])
         XCTAssertEqual(a.destination?.port, 443)
         XCTAssertEqual(detail(a, "reason"), .string("no_server_name"))
@@ -95,7 +95,7 @@ final class BareIPSessionRuleTests: XCTestCase {
             session(f, tls, d, to: "203.0.113.40", port: 4444, sport: UInt16(41000 + i), sni: nil, seconds: 300, packets: 100,
                     start: Int64(i) * 600, tag: .tls)
         }
-        XCTAssertEqual(alerts.map(\.ruleID), ["sensor.c2.protocol_on_unusual_port"])
+        XCTAssertEqual(alerts.map(\.ruleID), ["nonstandard_port_c2.protocol_on_unusual_port"])
         XCTAssertEqual(d.counters.suppressed, 2)
     }
 

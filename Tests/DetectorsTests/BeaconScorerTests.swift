@@ -2,6 +2,7 @@ import ConfigKit
 import Foundation
 import XCTest
 @testable import Detectors
+import PacketCore
 
 /// Synthetic schedules through the beacon statistics: the more regular the schedule, the higher the score.
 final class BeaconScorerTests: XCTestCase {
@@ -71,6 +72,18 @@ final class BeaconScorerTests: XCTestCase {
             XCTAssertEqual(fixedRandomSizes.intervalDispersion, fixed.intervalDispersion)
             XCTAssertLessThan(fixedRandomSizes.sizeDispersion, fixed.sizeDispersion)
         }
+    }
+
+    /// ATT&CK tags follow the identified protocol: an unidentified one (custom C2 over raw UDP or TCP) is
+    /// Non-Application Layer Protocol, never Web Protocols; only identified protocols get a T1071 sub-technique.
+    func testTechniquesFollowTheIdentifiedProtocol() {
+        func ids(_ p: AppProtocol, _ standard: Bool) -> [String] { BeaconDetector.techniques(for: p, standardPort: standard).map(\.id) }
+        XCTAssertEqual(ids(.unknown, false), ["T1095", "T1571"])
+        XCTAssertEqual(ids(.http, true), ["T1071.001"])
+        XCTAssertEqual(ids(.tls, true), ["T1071.001", "T1573"])
+        XCTAssertEqual(ids(.dns, true), ["T1071.004"])
+        XCTAssertEqual(ids(.ssh, false), ["T1573", "T1571"])
+        XCTAssertEqual(ids(.ntp, true), ["T1071"])
     }
 
     func testBowleySkewGuardAndRITAQuartiles() {

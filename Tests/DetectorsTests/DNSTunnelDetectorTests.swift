@@ -3,6 +3,7 @@ import XCTest
 @testable import Analyzers
 @testable import Detectors
 import Events
+import TestSupport
 import PacketCore
 
 /// Keeps every event as a parsed JSON object.
@@ -81,7 +82,7 @@ final class DNSTunnelDetectorTests: XCTestCase {
         XCTAssertEqual(d.sink.alerts.count, 1, "one channel alert, the rest rate-limited")
         XCTAssertGreaterThan(d.detector.counters.suppressed, 0)
         let a = d.sink.alerts[0]
-        let details = a["dns_tunneling"] as? [String: Any] ?? [:]
+        let details = TestSupport.value(a, "sensor.dns_tunneling") as? [String: Any] ?? [:]
         XCTAssertEqual(details["domain"] as? String, "tunnel.co.uk")
         XCTAssertEqual(details["client"] as? String, "10.0.0.5")
         XCTAssertEqual(details["rule"] as? String, "channel")
@@ -92,12 +93,12 @@ final class DNSTunnelDetectorTests: XCTestCase {
     func testUpstreamVolumeEscalatesToExfiltrationOnce() {
         var d = FactDriver()
         for i in 0..<120 { d.query("\(encodedLabel(i, length: 60)).\(encodedLabel(i + 7, length: 60)).x.example.com", type: 1) }
-        let techniques = d.sink.alerts.map { (($0["threat"] as? [String: Any])?["technique"] as? [String: Any])?["id"] as? [String] ?? [] }
+        let techniques = d.sink.alerts.map { TestSupport.techniqueIDs($0) ?? [] }
         // Single encoded name first, then the channel, then the channel escalated to exfiltration.
         XCTAssertEqual(techniques.count, 3, "\(techniques)")
-        XCTAssertEqual(techniques.first, ["T1071.004"])
-        XCTAssertEqual(d.sink.alerts.compactMap { ($0["dns_tunneling"] as? [String: Any])?["rule"] as? String }, ["single_name", "channel", "channel"])
-        XCTAssertEqual(techniques.last, ["T1071.004", "T1048.003"])
+        XCTAssertEqual(techniques.first, ["T1071", "T1071.004"])
+        XCTAssertEqual(d.sink.alerts.compactMap { (TestSupport.value($0, "sensor.dns_tunneling") as? [String: Any])?["rule"] as? String }, ["single_name", "channel", "channel"])
+        XCTAssertEqual(techniques.last, ["T1071", "T1048", "T1071.004", "T1048.003"])
     }
 
     func testOrdinaryBrowsingDoesNotAlert() {
@@ -134,8 +135,8 @@ final class DNSTunnelDetectorTests: XCTestCase {
         var d = FactDriver()
         d.query("H4sICN03a2QAA3Rlc3QudHh0AAvJyCxWAKJEheLU5KLUEoW0zJxULgAge-.4S2FgAAAA-.exfil.org", type: 1)
         XCTAssertEqual(d.sink.alerts.count, 1)
-        XCTAssertEqual((d.sink.alerts.first?["dns_tunneling"] as? [String: Any])?["rule"] as? String, "single_name")
-        XCTAssertEqual((d.sink.alerts.first?["dns_tunneling"] as? [String: Any])?["domain"] as? String, "exfil.org")
+        XCTAssertEqual((d.sink.alerts.first.flatMap { TestSupport.value($0, "sensor.dns_tunneling") } as? [String: Any])?["rule"] as? String, "single_name")
+        XCTAssertEqual((d.sink.alerts.first.flatMap { TestSupport.value($0, "sensor.dns_tunneling") } as? [String: Any])?["domain"] as? String, "exfil.org")
     }
 
     func testWindowSlidesOnThePacketClock() {

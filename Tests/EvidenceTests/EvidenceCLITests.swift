@@ -24,12 +24,15 @@ final class EvidenceCLITests: XCTestCase {
         let captures = TestSupport.captures("c2-nonstd-port") + TestSupport.captures("beacon")
         XCTAssertFalse(captures.isEmpty)
         let triggers = try EvidenceRules.load(path: TestSupport.repositoryRoot.appendingPathComponent("Rules/evidence.yaml").path).triggers
+        let ecs = try ECSReference.load()
         var withoutAlerts: [String] = []
         var checked = 0
         for source in captures {
             let run = try replay(source)
             defer { try? FileManager.default.removeItem(at: run.work) }
             XCTAssertEqual(run.result.status, 0, "\(source): \(run.result.stderr)")
+            // Evidence and health events are ECS too (ECSConformanceTests covers flows, DNS, alerts and stats).
+            for e in run.events { XCTAssertEqual(ecs.problems(e), [], source) }
             // The alerts a trigger in Rules/evidence.yaml selects (category and severity).
             let alerts = run.events.filter { e in
                 guard TestSupport.value(e, "event.dataset") as? String == "sensor.alert",

@@ -92,8 +92,8 @@ final class Harness {
     static func alert(_ pair: (a: IPAddress, b: IPAddress, sport: UInt16, dport: UInt16, proto: UInt8, alertAt: Timestamp),
                       at t: Timestamp? = nil, category: RuleCategory = .nonstandardPortC2, severity: Severity = .high,
                       rule: String = "test-evidence-hook") -> Alert {
-        Alert(timestamp: t ?? pair.alertAt, category: category, ruleID: rule, ruleName: "Constructed alert for the evidence hook",
-              techniques: [Technique(id: "T1571", name: "Non-Standard Port")], severity: severity, riskScore: 70,
+        Alert(timestamp: t ?? pair.alertAt, category: category, ruleID: rule, ruleName: "Constructed alert for the evidence hook", ruleDescription: "A constructed alert.",
+              techniques: [.nonStandardPort], severity: severity, riskScore: 70,
               message: "test alert", source: Endpoint(ip: pair.a, port: pair.sport), destination: Endpoint(ip: pair.b, port: pair.dport),
               ipProtocol: pair.proto)
     }

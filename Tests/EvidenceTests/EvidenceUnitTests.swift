@@ -225,12 +225,12 @@ enum SensorConfigurationProbe {
 final class CaptureScopeTests: XCTestCase {
     func testScopesFromAlertsAndTheirBPF() {
         let a = IPAddress(ipv4: 0x0A00_0001), b = IPAddress(ipv4: 0xC633_6407)
-        let alert = Alert(timestamp: .zero, category: .beaconing, ruleID: "r", ruleName: "n", techniques: [], severity: .high, riskScore: 1,
+        let alert = Alert(timestamp: .zero, category: .beaconing, ruleID: "r", ruleName: "n", ruleDescription: "d", techniques: [], severity: .high, riskScore: 1,
                           message: "m", source: Endpoint(ip: a, port: 49152), destination: Endpoint(ip: b, port: 4444), ipProtocol: IPProtocol.tcp)
         XCTAssertEqual(CaptureScope(kind: .flow, alert: alert)?.bpf, "tcp and ip host 10.0.0.1 and ip host 198.51.100.7 and port 49152 and port 4444")
         XCTAssertEqual(CaptureScope(kind: .hostPair, alert: alert)?.bpf, "ip host 10.0.0.1 and ip host 198.51.100.7")
         XCTAssertEqual(CaptureScope(kind: .host, alert: alert)?.bpf, "ip host 10.0.0.1")
-        let hostOnly = Alert(timestamp: .zero, category: .dnsTunneling, ruleID: "r", ruleName: "n", techniques: [], severity: .high, riskScore: 1,
+        let hostOnly = Alert(timestamp: .zero, category: .dnsTunneling, ruleID: "r", ruleName: "n", ruleDescription: "d", techniques: [], severity: .high, riskScore: 1,
                              message: "m", relatedIPs: [a])
         XCTAssertEqual(CaptureScope(kind: .flow, alert: hostOnly)?.kind, .host, "narrows no further than the alert names")
         let host = CaptureScope(kind: .host, a: a)

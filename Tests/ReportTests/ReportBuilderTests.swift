@@ -43,7 +43,7 @@ final class ReportBuilderTests: XCTestCase {
         lines.append(flow("2024-01-01T00:00:14.000000Z", src: "10.0.0.2"))
         lines.append(flow("2024-01-01T00:00:16.000000Z", port: 8443))
         lines.append(flow("2024-01-01T00:00:50.000000Z"))
-        lines.append(#"{"@timestamp":"2024-01-01T00:01:00Z","event":{"kind":"alert","dataset":"sensor.alert","severity":2},"rule":{"id":"sensor.beaconing.destination","category":"beaconing"},"source":{"ip":"10.0.0.1"},"destination":{"ip":"192.0.2.9","port":443},"network":{"transport":"tcp"},"beaconing":{"pair":{"type":"source_destination_port","text":"x"},"port":443,"transport":"tcp","connections":6,"first_start":"2024-01-01T00:00:10Z","last_start":"2024-01-01T00:00:35Z"}}"#)
+        lines.append(#"{"@timestamp":"2024-01-01T00:01:00Z","event":{"kind":"alert","dataset":"sensor.alert","severity":2},"rule":{"id":"beaconing.destination","category":"beaconing"},"source":{"ip":"10.0.0.1"},"destination":{"ip":"192.0.2.9","port":443},"network":{"transport":"tcp"},"sensor":{"beaconing":{"pair":{"type":"source_destination_port","text":"x"},"port":443,"transport":"tcp","connections":6,"first_start":"2024-01-01T00:00:10Z","last_start":"2024-01-01T00:00:35Z"}}}"#)
         let html = page(lines)
         XCTAssertEqual(count("<circle class=\"conn", in: html), 6)
         XCTAssertEqual(count("<article class=\"card", in: html), 1)
@@ -52,7 +52,7 @@ final class ReportBuilderTests: XCTestCase {
     /// A→B then B→C later is a chain; B→C before A→B is not.
     func testLateralChainNeedsTimeOrder() {
         func alert(_ t: String, _ s: String, _ d: String) -> String {
-            #"{"@timestamp":"\#(t)","event":{"kind":"alert","dataset":"sensor.alert","severity":3},"rule":{"id":"lateral_movement.admin_share","category":"lateral_movement"},"source":{"ip":"\#(s)"},"destination":{"ip":"\#(d)","port":445},"lateral_movement":{"targets":["\#(d)"]}}"#
+            #"{"@timestamp":"\#(t)","event":{"kind":"alert","dataset":"sensor.alert","severity":3},"rule":{"id":"lateral_movement.admin_share","category":"lateral_movement"},"source":{"ip":"\#(s)"},"destination":{"ip":"\#(d)","port":445},"sensor":{"lateral_movement":{"targets":["\#(d)"]}}}"#
         }
         let chained = page([alert("2024-01-01T00:00:00Z", "10.0.0.1", "10.0.0.2"), alert("2024-01-01T01:00:00Z", "10.0.0.2", "10.0.0.3")])
         XCTAssertEqual(count("class=\"edge chain\"", in: chained), 2)

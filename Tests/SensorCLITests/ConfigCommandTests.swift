@@ -57,10 +57,10 @@ final class ConfigCommandTests: XCTestCase {
             XCTAssertFalse(alerts(on).isEmpty, "\(path): alerts with the families on")
             XCTAssertTrue(alerts(off).isEmpty, "\(path): \(alerts(off))")
             XCTAssertEqual(flows(on), flows(off), path)
-            for namespace in ["smb", "dce_rpc", "http", "tls"] {
+            for namespace in ["sensor.smb", "sensor.dce_rpc", "http", "tls"] {
                 XCTAssertFalse(off.contains { TestSupport.value($0, namespace) != nil }, "\(path): \(namespace)")
             }
-            XCTAssertTrue(on.contains { TestSupport.value($0, path == c2 ? "http" : "smb") != nil }, path)
+            XCTAssertTrue(on.contains { TestSupport.value($0, path == c2 ? "http" : "sensor.smb") != nil }, path)
         }
     }
 }

@@ -36,10 +36,10 @@ final class DNSReplayTests: XCTestCase {
             let alerts = tunnelAlerts(try replay([path]))
             XCTAssertFalse(alerts.isEmpty, "\(file): no dns_tunneling alert")
             for a in alerts {
-                XCTAssertEqual(TestSupport.value(a, "dns_tunneling.domain") as? String, expected, file)
-                XCTAssertTrue((TestSupport.value(a, "threat.technique.id") as? [String] ?? []).contains("T1071.004"), file)
-                XCTAssertNotNil(TestSupport.value(a, "dns_tunneling.client") as? String, file)
-                let samples = TestSupport.value(a, "dns_tunneling.sample_queries") as? [String] ?? []
+                XCTAssertEqual(TestSupport.value(a, "sensor.dns_tunneling.domain") as? String, expected, file)
+                XCTAssertTrue((TestSupport.techniqueIDs(a) ?? []).contains("T1071.004"), file)
+                XCTAssertNotNil(TestSupport.value(a, "sensor.dns_tunneling.client") as? String, file)
+                let samples = TestSupport.value(a, "sensor.dns_tunneling.sample_queries") as? [String] ?? []
                 XCTAssertFalse(samples.isEmpty, file)
                 XCTAssertTrue(samples.allSatisfy { $0.lowercased().hasSuffix(expected) }, "\(file): \(samples)")
                 XCTAssertEqual(TestSupport.value(a, "related.hosts") as? [String], [expected], file)
@@ -50,12 +50,12 @@ final class DNSReplayTests: XCTestCase {
     func testVolumeTunnelsAreAlsoReportedAsExfiltration() throws {
         for file in ["bad-dns-traffic.pcap", "dns2tcp.pcap", "dnsextrator.pcap"] {
             let alerts = tunnelAlerts(try replay([TestSupport.data("pcaps/dns-tunnel/\(file)")]))
-            let techniques = alerts.flatMap { TestSupport.value($0, "threat.technique.id") as? [String] ?? [] }
+            let techniques = alerts.flatMap { TestSupport.techniqueIDs($0) ?? [] }
             XCTAssertTrue(techniques.contains("T1048.003"), "\(file): \(techniques)")
         }
         // A short handshake is not exfiltration.
         let iodine = tunnelAlerts(try replay([TestSupport.data("pcaps/dns-tunnel/iodine.pcap")]))
-        XCTAssertFalse(iodine.flatMap { TestSupport.value($0, "threat.technique.id") as? [String] ?? [] }.contains("T1048.003"))
+        XCTAssertFalse(iodine.flatMap { TestSupport.techniqueIDs($0) ?? [] }.contains("T1048.003"))
     }
 
     func testNoBenignCaptureRaisesATunnelAlert() throws {
@@ -63,7 +63,7 @@ final class DNSReplayTests: XCTestCase {
         XCTAssertFalse(captures.isEmpty)
         for path in captures {
             let alerts = tunnelAlerts(try replay([path]))
-            XCTAssertTrue(alerts.isEmpty, "\(path): \(alerts.map { TestSupport.value($0, "dns_tunneling.domain") ?? "" })")
+            XCTAssertTrue(alerts.isEmpty, "\(path): \(alerts.map { TestSupport.value($0, "sensor.dns_tunneling.domain") ?? "" })")
         }
     }
 

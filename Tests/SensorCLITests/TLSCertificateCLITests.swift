@@ -69,8 +69,8 @@ final class TLSCertificateCLITests: XCTestCase {
             let alerts = try TestSupport.events(h)
             XCTAssertFalse(alerts.isEmpty, "\(capture): \(h.stderr)")
             for a in alerts {
-                XCTAssertEqual(TestSupport.value(a, "threat_intel.matched.field") as? String, "tls.server.hash.sha1", capture)
-                XCTAssertEqual(TestSupport.value(a, "threat_intel.indicator.value") as? String, sha1, capture)
+                XCTAssertEqual(TestSupport.value(a, "sensor.threat_intel.matched.field") as? String, "tls.server.hash.sha1", capture)
+                XCTAssertEqual(TestSupport.value(a, "sensor.threat_intel.indicator.value") as? String, sha1, capture)
             }
         }
         XCTAssertGreaterThanOrEqual(compared, 5)

@@ -84,6 +84,7 @@ public struct EventSchema {
             return (v as? [Any])?.allSatisfy { e in
                 e is Int && (e as AnyObject) !== (true as AnyObject) && (e as AnyObject) !== (false as AnyObject)
             } ?? false
+        case "ip[]": return (v as? [Any])?.allSatisfy { conforms($0, to: "ip") } ?? false
         case "float": return v is Double || v is Int
         case "boolean": return v is Bool
         case "object": return v is [String: Any]

@@ -115,6 +115,13 @@ public enum TestSupport {
     }
 
     /// Whether a command exists on PATH.
+    /// ATT&CK ids of an alert: `threat.technique.id` then `threat.technique.subtechnique.id` (ECS keeps
+    /// sub-techniques apart); nil when the event names no technique.
+    public static func techniqueIDs(_ event: [String: Any]) -> [String]? {
+        guard let parents = value(event, "threat.technique.id") as? [String] else { return nil }
+        return parents + (value(event, "threat.technique.subtechnique.id") as? [String] ?? [])
+    }
+
     public static func hasTool(_ name: String) -> Bool {
         (try? run("/bin/sh", ["-c", "command -v \(name)"]).status) == 0
     }

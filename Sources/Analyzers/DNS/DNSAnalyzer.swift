@@ -510,6 +510,12 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
                 }
             }
             w.endObject()
+            // related.ip: both ends and every address the answer resolved to (pivot from an address to the name).
+            w.beginObject("related"); w.beginArray("ip")
+            w.element(client)
+            if server != client { w.element(server) }
+            if response != nil { for ip in answerIPs where ip != client && ip != server { w.element(ip) } }
+            w.endArray(); w.endObject()
 
             w.beginObject("sensor"); w.beginObject("dns")
             w.field("status", status)

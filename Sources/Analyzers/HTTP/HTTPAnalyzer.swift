@@ -150,6 +150,12 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer {
         if let h = r.host, h.first != 0x5b, let colon = h.lastIndex(of: 58), let port = decimalPort(h, after: colon) {
             w.field("port", port)
         }
+        // `url.full` as threat-intelligence matches name it: only when there is a host to make it absolute.
+        let https = r.target.starts(with: Array("https://".utf8))
+        if https || r.target.starts(with: Array("http://".utf8)) || r.host != nil {
+            w.field("full", fullURL(f))
+            w.field("scheme", https ? "https" : "http")
+        }
         w.endObject()
         if let ua = r.userAgent {
             w.beginObject("user_agent"); ua.withUnsafeBytes { w.field("original", bytes: $0) }; w.endObject()

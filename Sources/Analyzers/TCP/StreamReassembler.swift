@@ -28,7 +28,8 @@ public protocol StreamConsumer: AnyObject {
     /// Whether the consumer can pick up again after a gap (it realigns on its own message boundaries, as
     /// DCE-RPC and SMB can). Such consumers get `gap` and then the bytes after the hole; others stop there.
     var resumesAfterGap: Bool { get }
-    /// Adds this consumer's facts to the flow's event (`smb.*`, `dce_rpc.*`, …); called before `streamEnded`.
+    /// Adds this consumer's facts to the flow's vendor object (`sensor.smb.*`, `sensor.dce_rpc.*`, …); called
+    /// before `streamEnded`.
     /// (Named apart from `PacketAnalyzer.contributeFlowFields` so a class can be both without ambiguity.)
     func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
 }
@@ -376,8 +377,8 @@ public final class StreamReassembler: PacketAnalyzer {
         }
     }
 
-    /// Forwards to the consumers following the flow, so their facts land on the flow event.
-    public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {
+    /// Forwards to the consumers following the flow, so their facts land on the flow event (under `sensor`).
+    public func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {
         let s = Int(slot)
         guard s < capacity, slots[s].generation == flow.generation else { return }
         let mask = slots[s].consumerMask

@@ -181,6 +181,18 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         TLSAnalyzer.write(f, into: &w)
     }
 
+    public func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
+        guard let f = facts(slot: slot, generation: flow.generation), let c = f.client, f.ja4 != nil || !c.alpn.isEmpty else { return }
+        w.beginObject("tls"); w.beginObject("client")
+        if let j = f.ja4 { w.field("ja4", j) }
+        if !c.alpn.isEmpty {
+            w.beginArray("alpn")
+            for a in c.alpn { a.withUnsafeBytes { w.element(bytes: $0) } }
+            w.endArray()
+        }
+        w.endObject(); w.endObject()
+    }
+
     /// ECS `tls.server.hash.*` (upper-case hex, as ECS asks) and `tls.server.x509.*`.
     static func writeCertificate(_ x: X509Summary, into w: inout JSONWriter) {
         w.beginObject("hash")
@@ -203,7 +215,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         w.endObject()
     }
 
-    /// ECS `tls.*` for one flow (custom: `tls.client.ja4`, `tls.client.alpn`, `tls.client.ja3_string`).
+    /// ECS `tls.*` for one flow (JA4 and the offered ALPN list, which ECS lacks, go to `sensor.tls.client.*`).
     public static func write(_ f: TLSFacts, into w: inout JSONWriter) {
         w.beginObject("tls")
         let version = f.server?.version ?? f.client?.highestVersion
@@ -219,12 +231,6 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
             w.beginObject("client")
             if let sni = c.serverName { sni.withUnsafeBytes { w.field("server_name", bytes: $0) } }
             if let j = f.ja3 { w.field("ja3", j) }
-            if let j = f.ja4 { w.field("ja4", j) }
-            if !c.alpn.isEmpty {
-                w.beginArray("alpn")
-                for a in c.alpn { a.withUnsafeBytes { w.element(bytes: $0) } }
-                w.endArray()
-            }
             w.endObject()
         }
         if f.ja3s != nil || f.certificate != nil {

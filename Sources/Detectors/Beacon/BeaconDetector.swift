@@ -187,20 +187,30 @@ public final class BeaconDetector {
         return s
     }
 
+    /// What a beacon over `proto` is, in ATT&CK terms. Only an identified protocol earns a sub-technique: an
+    /// unidentified one (custom binary C2 over raw TCP or UDP) is Non-Application Layer Protocol, not Web.
+    static func techniques(for proto: AppProtocol, standardPort: Bool) -> [Technique] {
+        var t: [Technique]
+        switch proto {
+        case .http: t = [.webProtocols]
+        case .tls, .quic: t = [.webProtocols, .encryptedChannel]
+        case .ssh: t = [.encryptedChannel]
+        case .dns, .mdns, .llmnr: t = [.dnsProtocol]
+        case .ftp: t = [.fileTransferProtocols]
+        case .smtp: t = [.mailProtocols]
+        case .unknown: t = [.nonApplicationLayerProtocol]
+        default: t = [.applicationLayerProtocol]
+        }
+        if !standardPort { t.append(.nonStandardPort) }
+        return t
+    }
+
     func alert(_ p: Pair, _ s: BeaconScore, source: IPAddress, hostPair: Bool, now: Timestamp) {
         counters.alerts &+= 1
         let proto = AppProtocol(rawValue: p.appProtocol) ?? .unknown
         let pname = "\(proto.name)"
-        var techniques: [Technique] = []
-        if proto == .http || proto == .tls || proto == .quic || proto == .unknown {
-            techniques.append(Technique(id: "T1071.001", name: "Application Layer Protocol: Web Protocols"))
-        }
-        if proto == .tls || proto == .quic || proto == .ssh {
-            techniques.append(Technique(id: "T1573", name: "Encrypted Channel"))
-        }
-        if techniques.isEmpty { techniques.append(Technique(id: "T1071", name: "Application Layer Protocol")) }
         let standard = p.appProtocol != 0 && standardPorts[pname]?.contains(p.port) == true
-        if !standard { techniques.append(Technique(id: "T1571", name: "Non-Standard Port")) }
+        let techniques = BeaconDetector.techniques(for: proto, standardPort: standard)
         let transportName = p.transport == IPProtocol.tcp ? "tcp" : "udp"
         let pairText = hostPair ? "\(source) → \(p.label ?? "?")" : "\(source) → \(p.destination):\(p.port)/\(transportName)"
         let parts: [(String, JSONValue)] = [
@@ -231,9 +241,12 @@ public final class BeaconDetector {
         let risk = rounded(min(100, s.score * 100))
         emitter.emit(Alert(
             timestamp: now, category: .beaconing,
-            ruleID: hostPair ? "sensor.beaconing.host" : "sensor.beaconing.destination",
+            ruleID: hostPair ? "beaconing.host" : "beaconing.destination",
             ruleName: hostPair ? "Beaconing to a host name" : "Beaconing to a destination",
-            techniques: techniques, tactics: ["Command and Control"],
+            ruleDescription: hostPair
+                ? "Connections from one source to one server name (over any of its addresses) start at regular intervals with regular sizes (RITA-style score, Rules/beaconing.yaml)."
+                : "Connections from one source to one destination address and port start at regular intervals with regular sizes (RITA-style score, Rules/beaconing.yaml).",
+            techniques: techniques,
             severity: s.score >= 0.9 ? .high : .medium, riskScore: risk,
             message: "Beaconing \(pairText): \(s.distinctStarts) connections every \(rounded(s.medianIntervalSeconds)) s (score \(rounded(s.score)))",
             source: Endpoint(ip: source), destination: Endpoint(ip: p.destination, port: p.port), ipProtocol: p.transport,

@@ -119,9 +119,9 @@ extension NonStandardPortDetector {
         let what = pname == "quic" ? "QUIC (\(alpn.first ?? "no ALPN"))" : "TLS"
         emitter.emit(Alert(
             timestamp: flow.lastSeen, category: .nonstandardPortC2,
-            ruleID: "sensor.c2.\(NonStandardPortDetector.bareIPFinding)", ruleName: "Encrypted session to a bare IP (no server name)",
-            techniques: [Technique(id: "T1571", name: "Non-Standard Port"), Technique(id: "T1573", name: "Encrypted Channel")],
-            tactics: ["Command and Control"],
+            ruleID: "nonstandard_port_c2.\(NonStandardPortDetector.bareIPFinding)", ruleName: "Encrypted session to a bare IP (no server name)",
+            ruleDescription: "An established, long-lived TLS or QUIC session from a home network to an external address whose ClientHello carried no server name: an implant dialling a bare IP (Rules/c2.yaml, encrypted_to_bare_ip).",
+            techniques: [.nonStandardPort, .encryptedChannel],
             severity: severity, riskScore: rounded(score),
             message: "\(what) session without a server name from \(flow.originator) to bare IP \(server) port \(port), "
                 + "\(pair.connections) session(s) over \(Int(span.rounded())) s",

@@ -103,6 +103,15 @@ public final class NonStandardPortDetector {
         case unusualPort = "protocol_on_unusual_port"
         case unknownOnStandardPort = "unknown_protocol_on_standard_port"
         case unknownOnUnusualPort = "unknown_protocol_on_unusual_port"
+
+        var ruleDescription: String {
+            switch self {
+            case .otherProtocolsPort: return "A protocol identified by content runs on a port that belongs to another protocol (e.g. SSH on 443) (Rules/c2.yaml)."
+            case .unusualPort: return "A protocol identified by content runs on a port that is not its own and rarely seen (Rules/c2.yaml)."
+            case .unknownOnStandardPort: return "Traffic no analyser identifies runs on a well-known service port (e.g. not TLS on 443) (Rules/c2.yaml)."
+            case .unknownOnUnusualPort: return "Long-lived or repeated traffic no analyser identifies runs on an unusual port (Rules/c2.yaml)."
+            }
+        }
     }
 
     /// Judges a session from its record and the labels the worker's analysers gave it.
@@ -223,8 +232,9 @@ public final class NonStandardPortDetector {
         let severity = Self.severity(score)
         emitter.emit(Alert(
             timestamp: flow.lastSeen, category: .nonstandardPortC2,
-            ruleID: "sensor.c2.\(finding.rawValue)", ruleName: "Non-standard port: \(finding.rawValue.replacingUnderscores())",
-            techniques: [Technique(id: "T1571", name: "Non-Standard Port")], tactics: ["Command and Control"],
+            ruleID: "nonstandard_port_c2.\(finding.rawValue)", ruleName: "Non-standard port: \(finding.rawValue.replacingUnderscores())",
+            ruleDescription: finding.ruleDescription,
+            techniques: [.nonStandardPort],
             severity: severity, riskScore: rounded(score),
             message: "\(what) from \(flow.originator) to \(server)\(label.map { " (\($0))" } ?? "")",
             source: Endpoint(ip: flow.originator, port: flow.originatorPort), destination: Endpoint(ip: server, port: port),

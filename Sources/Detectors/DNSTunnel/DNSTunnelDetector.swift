@@ -395,8 +395,6 @@ public final class DNSTunnelDetector: DNSMessageObserver {
 
     enum Rule { case channel, singleName }
 
-    static let dnsTechnique = Technique(id: "T1071.004", name: "Application Layer Protocol: DNS")
-    static let exfilTechnique = Technique(id: "T1048.003", name: "Exfiltration Over Alternative Protocol: Exfiltration Over Unencrypted Non-C2 Protocol")
 
     func raise(_ p: Int32, features f: Features, score: Double, rule: Rule, facts: DNSMessageFacts) {
         let pair = pairs[Int(p)]
@@ -405,12 +403,14 @@ public final class DNSTunnelDetector: DNSMessageObserver {
         counters.alerts &+= 1
         let exfil = f.nameBytes >= rules.exfiltrationBytes
         if exfil { pairs[Int(p)].alertedExfiltration = true }
-        var techniques = [DNSTunnelDetector.dnsTechnique]
-        var tactics = ["Command and Control"]
-        if exfil { techniques.append(DNSTunnelDetector.exfilTechnique); tactics.append("Exfiltration") }
+        var techniques = [Technique.dnsProtocol]
+        if exfil { techniques.append(.exfiltrationOverUnencryptedNonC2) }
         let severity: Severity = score >= 85 || exfil ? .high : .medium
-        let ruleID = rule == .channel ? "dns-tunneling-channel" : "dns-tunneling-single-name"
+        let ruleID = rule == .channel ? "dns_tunneling.channel" : "dns_tunneling.single_name"
         let ruleName = rule == .channel ? "DNS tunnel: encoded traffic to one domain" : "DNS tunnel: encoded data in a query name"
+        let description = rule == .channel
+            ? "A client's queries under one registered domain, over a sliding window, score high on subdomain length, entropy, uniqueness, unusual record types and rate (Rules/dns-tunneling.yaml)."
+            : "One query name carries a long, high-entropy subdomain, the shape of data encoded into DNS (Rules/dns-tunneling.yaml)."
         func r2(_ x: Double) -> Double { (x * 100).rounded() / 100 }
         let details: [(String, JSONValue)] = [
             ("domain", .string(pair.domain)),
@@ -436,8 +436,8 @@ public final class DNSTunnelDetector: DNSMessageObserver {
             ("sample_queries", .array(pair.samples.map { .string($0) })),
         ]
         let alert = Alert(
-            timestamp: facts.timestamp, category: .dnsTunneling, ruleID: ruleID, ruleName: ruleName,
-            techniques: techniques, tactics: tactics, severity: severity, riskScore: r2(score),
+            timestamp: facts.timestamp, category: .dnsTunneling, ruleID: ruleID, ruleName: ruleName, ruleDescription: description,
+            techniques: techniques, severity: severity, riskScore: r2(score),
             message: "Possible DNS tunnel from \(pair.key.client) through \(pair.server) to \(pair.domain): \(f.queries) queries, \(f.uniqueSubdomains) unique subdomains, mean entropy \(r2(f.meanEntropy)) bits/char, \(f.nameBytes) bytes in names",
             source: Endpoint(ip: pair.key.client), destination: Endpoint(ip: pair.server, port: pair.serverPort),
             ipProtocol: pair.ipProtocol, relatedIPs: [pair.key.client, pair.server], relatedHosts: [pair.domain],

@@ -136,8 +136,8 @@ public final class LateralMovementDetector: RemoteAccessObserver {
             let targets = h.reached.map(\.target)
             fireHost(source, rule: "lateral_movement.fan_out", at: t) {
                 Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.fan_out",
-                      ruleName: "Fan-out to many internal hosts on administrative ports",
-                      techniques: [Technique(id: "T1021", name: "Remote Services")], tactics: ["Lateral Movement", "Discovery"],
+                      ruleName: "Fan-out to many internal hosts on administrative ports", ruleDescription: Self.describe("lateral_movement.fan_out"),
+                      techniques: [.remoteServices], tactics: [.discovery],
                       severity: .medium, riskScore: 60,
                       message: "\(source) connected to \(distinct) internal hosts on administrative ports within \(Int(rules.fanOutWindow)) s",
                       source: Endpoint(ip: source), relatedIPs: [source] + targets.prefix(32),
@@ -159,17 +159,17 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         guard !isAdminHost(source) else { return }
         let technique: Technique
         switch service {
-        case "rdp": technique = Technique(id: "T1021.001", name: "Remote Desktop Protocol")
-        case "winrm": technique = Technique(id: "T1021.006", name: "Windows Remote Management")
-        default: technique = Technique(id: "T1021.004", name: "SSH")
+        case "rdp": technique = .remoteDesktopProtocol
+        case "winrm": technique = .winRM
+        default: technique = .ssh
         }
         let pk = PairKey(source: source, target: target)
         pairs[pk] = pair(pk, t)
         pairs[pk]?.ports.insert(port)
         firePair(pk, rule: "lateral_movement.new_\(service)_edge", at: t) {
             Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.new_\(service)_edge",
-                  ruleName: "First-seen \(service.uppercased()) connection between internal hosts",
-                  techniques: [technique], tactics: ["Lateral Movement"], severity: .low, riskScore: 35,
+                  ruleName: "First-seen \(service.uppercased()) connection between internal hosts", ruleDescription: Self.describe("lateral_movement.new_\(service)_edge"),
+                  techniques: [technique], severity: .low, riskScore: 35,
                   message: "\(source) opened a \(service.uppercased()) session to \(target):\(port), not seen before",
                   source: Endpoint(ip: source), destination: Endpoint(ip: target, port: port), ipProtocol: IPProtocol.tcp,
                   details: [("service", .string(service)), ("targets", .array([.ip(target)]))])
@@ -284,10 +284,10 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         case service, atJob, task, wmi
         var technique: Technique {
             switch self {
-            case .service: return Technique(id: "T1569.002", name: "Service Execution")
-            case .atJob: return Technique(id: "T1053.002", name: "At")
-            case .task: return Technique(id: "T1053.005", name: "Scheduled Task")
-            case .wmi: return Technique(id: "T1047", name: "Windows Management Instrumentation")
+            case .service: return .serviceExecution
+            case .atJob: return .atJob
+            case .task: return .scheduledTask
+            case .wmi: return .wmi
             }
         }
         var rule: String {
@@ -317,8 +317,8 @@ public final class LateralMovementDetector: RemoteAccessObserver {
             firePair(key, rule: "lateral_movement.tool_transfer_execution", at: t) {
                 var a = pairAlert(key, s, at: t, rule: "lateral_movement.tool_transfer_execution",
                                   name: "Admin-share write followed by remote execution",
-                                  techniques: [Technique(id: "T1570", name: "Lateral Tool Transfer"),
-                                               Technique(id: "T1021.002", name: "SMB/Windows Admin Shares"), kind.technique],
+                                  techniques: [.lateralToolTransfer,
+                                               .adminShares, kind.technique],
                                   severity: .high, risk: 90,
                                   message: "\(key.source) wrote \(writes.map { "\($0.share)\\\($0.file)" }.joined(separator: ", ")) on \(key.target) and then ran \(call)")
                 a.details.append(("written_files", .array(writes.map { .string("\($0.share)\\\($0.file)") })))
@@ -342,7 +342,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         let cls = className ?? "an unidentified class"
         firePair(key, rule: "lateral_movement.dcom_exec", at: t) {
             pairAlert(key, s, at: t, rule: "lateral_movement.dcom_exec", name: "Remote DCOM object activation",
-                      techniques: [Technique(id: "T1021.003", name: "Distributed Component Object Model")],
+                      techniques: [.dcom],
                       severity: className == nil ? .medium : .high, risk: className == nil ? 55 : 75,
                       message: "\(key.source) activated \(cls) on \(key.target) over DCOM")
         }
@@ -352,7 +352,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         guard !isDomainController(key.source), let s = pairs[key] else { return }
         firePair(key, rule: "lateral_movement.dcsync", at: t) {
             pairAlert(key, s, at: t, rule: "lateral_movement.dcsync", name: "Directory replication requested by a non-domain-controller",
-                      techniques: [Technique(id: "T1003.006", name: "DCSync")], severity: .critical, risk: 95,
+                      techniques: [.dcSync], severity: .critical, risk: 95,
                       message: "\(key.source), not a known domain controller, called \(call) on \(key.target)")
         }
     }
@@ -361,7 +361,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         guard let s = pairs[key] else { return }
         firePair(key, rule: "lateral_movement.event_log_cleared", at: t) {
             pairAlert(key, s, at: t, rule: "lateral_movement.event_log_cleared", name: "Remote event log clearing",
-                      techniques: [Technique(id: "T1070.001", name: "Clear Windows Event Logs")], severity: .high, risk: 80,
+                      techniques: [.clearWindowsEventLogs], severity: .high, risk: 80,
                       message: "\(key.source) cleared an event log on \(key.target) (\(call))")
         }
     }
@@ -382,8 +382,8 @@ public final class LateralMovementDetector: RemoteAccessObserver {
             let users = perUser.keys.sorted()
             fireHost(source, rule: "lateral_movement.password_spray", at: t) {
                 Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.password_spray",
-                      ruleName: "Password spraying: many accounts failing from one source",
-                      techniques: [Technique(id: "T1110.003", name: "Password Spraying")], tactics: ["Credential Access"],
+                      ruleName: "Password spraying: many accounts failing from one source", ruleDescription: Self.describe("lateral_movement.password_spray"),
+                      techniques: [.passwordSpraying],
                       severity: .high, riskScore: 75,
                       message: "\(users.count) accounts failed to authenticate (\(methods.joined(separator: ", "))) from \(source) within \(Int(rules.authWindow)) s",
                       source: Endpoint(ip: source), destination: targets.count == 1 ? Endpoint(ip: targets[0], port: ep.serverPort) : nil,
@@ -396,8 +396,8 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         if let n = perUser[user], n >= rules.bruteForceFailures {
             fireHost(source, rule: "lateral_movement.brute_force:\(user)", at: t) {
                 Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.brute_force",
-                      ruleName: "Brute force: repeated failures for one account",
-                      techniques: [Technique(id: "T1110.001", name: "Password Guessing")], tactics: ["Credential Access"],
+                      ruleName: "Brute force: repeated failures for one account", ruleDescription: Self.describe("lateral_movement.brute_force"),
+                      techniques: [.passwordGuessing],
                       severity: .medium, riskScore: 65,
                       message: "\(n) failed authentications for \(a.user) from \(source) within \(Int(rules.authWindow)) s",
                       source: Endpoint(ip: source), relatedIPs: [source] + targets, relatedUsers: [a.user],
@@ -407,6 +407,28 @@ public final class LateralMovementDetector: RemoteAccessObserver {
     }
 
     // MARK: Alerts
+
+    /// `rule.description` of each rule id this detector raises.
+    static func describe(_ rule: String) -> String {
+        switch rule {
+        case "lateral_movement.fan_out": return "One internal host reaches many internal hosts on administrative ports (SMB, RPC, RDP, WinRM, SSH) within a short window."
+        case "lateral_movement.new_rdp_edge", "lateral_movement.new_winrm_edge", "lateral_movement.new_ssh_edge":
+            return "An interactive remote-administration session between two internal hosts that never talked over that service during the learning period."
+        case "lateral_movement.admin_share": return "An internal host opens (or writes to) an administrative share (ADMIN$, C$, IPC$ with file access) on another host."
+        case "lateral_movement.share_enumeration": return "An internal host lists another host's shares over SRVSVC without using any of them."
+        case "lateral_movement.tool_transfer_execution": return "A write to an administrative share followed by remote execution (service, task, at job, WMI) on the same host: the PsExec pattern."
+        case "lateral_movement.remote_service": return "Remote service creation or start over the SVCCTL RPC interface."
+        case "lateral_movement.remote_at_job": return "A job scheduled remotely over the ATSVC RPC interface."
+        case "lateral_movement.remote_scheduled_task": return "A task registered remotely over the Task Scheduler (ITaskSchedulerService) RPC interface."
+        case "lateral_movement.wmi_exec": return "Remote process creation through WMI (IWbemServices ExecMethod over DCOM)."
+        case "lateral_movement.dcom_exec": return "Remote activation of a DCOM object that can run commands (MMC20.Application, ShellWindows, …)."
+        case "lateral_movement.dcsync": return "Directory replication (DRSUAPI GetNCChanges) requested by a host that is not a known domain controller."
+        case "lateral_movement.event_log_cleared": return "An event log cleared remotely over the EventLog RPC interface."
+        case "lateral_movement.password_spray": return "Many different accounts fail to authenticate (NTLM, Kerberos) from one source within the window."
+        case "lateral_movement.brute_force": return "One account fails to authenticate repeatedly from one source within the window."
+        default: return ""
+        }
+    }
 
     func pairAlert(_ key: PairKey, _ s: PairState, at t: Timestamp, rule: String, name: String, techniques: [Technique],
                    severity: Severity, risk: Double, message: String) -> Alert {
@@ -419,8 +441,8 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         if !s.dcomClasses.isEmpty { details.append(("dcom_classes", .array(s.dcomClasses.map { .string($0) }))) }
         if !s.users.isEmpty { details.append(("users", .array(s.users.map { .string($0) }))) }
         let port = s.ports.contains(445) ? 445 : s.ports.min()
-        return Alert(timestamp: t, category: .lateralMovement, ruleID: rule, ruleName: name, techniques: techniques,
-                     tactics: ["Lateral Movement"], severity: severity, riskScore: risk, message: message,
+        return Alert(timestamp: t, category: .lateralMovement, ruleID: rule, ruleName: name, ruleDescription: Self.describe(rule), techniques: techniques,
+                     severity: severity, riskScore: risk, message: message,
                      source: Endpoint(ip: key.source), destination: Endpoint(ip: key.target, port: port),
                      ipProtocol: IPProtocol.tcp, relatedIPs: [key.source, key.target],
                      relatedUsers: s.users.map { $0.split(separator: "\\").last.map(String.init) ?? $0 }, details: details)
@@ -465,7 +487,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
                 firePair(key, rule: "lateral_movement.admin_share", at: first) {
                     var a = pairAlert(key, s, at: first, rule: "lateral_movement.admin_share",
                                       name: wrote ? "Write to an administrative share" : "Administrative share access",
-                                      techniques: [Technique(id: "T1021.002", name: "SMB/Windows Admin Shares")],
+                                      techniques: [.adminShares],
                                       severity: wrote ? .medium : .low, risk: wrote ? 60 : 40,
                                       message: "\(key.source) \(wrote ? "wrote to" : "accessed") \(s.adminShares.sorted().joined(separator: ", ")) on \(key.target)")
                     if wrote { a.details.append(("written_files", .array(s.adminWrites.map { .string("\($0.share)\\\($0.file)") }))) }
@@ -479,7 +501,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
                 guard s.dataShares.isEmpty, s.adminShares.isEmpty, !isAdminHost(key.source) else { continue }
                 firePair(key, rule: "lateral_movement.share_enumeration", at: e) {
                     pairAlert(key, s, at: e, rule: "lateral_movement.share_enumeration", name: "Remote share enumeration",
-                              techniques: [Technique(id: "T1135", name: "Network Share Discovery")], severity: .low, risk: 30,
+                              techniques: [.networkShareDiscovery], severity: .low, risk: 30,
                               message: "\(key.source) enumerated the shares of \(key.target) without using any of them")
                 }
             }

@@ -81,6 +81,10 @@ final class C2Analyzers: PacketAnalyzer {
         http.contributeFlowFields(flow, slot: slot, into: &writer)
     }
 
+    func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {
+        tls.contributeVendorFields(flow, slot: slot, into: &writer)
+    }
+
     /// QUIC releases its per-flow state; the TLS facts it filled stay readable until the next tick, so
     /// the host-fact tap (later in the pipeline) still labels the flow's end with them.
     func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
