@@ -52,11 +52,11 @@ public struct IntelConfiguration: Sendable {
 
     /// Builds (and starts watching) the feed, or nil when no indicator file is in effect.
     /// Throws every problem of every file (`file:line:column: message`).
-    public func makeFeed(rulesDirectory: String?, logger: Logger) throws(ConfigIssues) -> IndicatorFeed? {
+    public func makeFeed(rulesDirectory: String?, logger: Logger, filesHashed: Bool) throws(ConfigIssues) -> IndicatorFeed? {
         if let feed { return feed }
         let p = paths(rulesDirectory: rulesDirectory)
         if p.isEmpty { return nil }
-        let f = try IndicatorFeed(paths: p, logger: logger)
+        let f = try IndicatorFeed(paths: p, logger: logger, filesHashed: filesHashed)
         f.startWatching(interval: reloadInterval)
         return f
     }
@@ -85,7 +85,7 @@ public struct IntelConfiguration: Sendable {
 extension AnalyzerFactory {
     /// The threat-intelligence matcher, registered as a fact observer too; nil without indicators.
     static func makeThreatIntel(_ c: SensorConfiguration, emitter: EventEmitter, logger: Logger) throws -> ThreatIntelMatcher? {
-        guard let feed = try c.intel.makeFeed(rulesDirectory: c.rulesDirectory, logger: logger) else { return nil }
+        guard let feed = try c.intel.makeFeed(rulesDirectory: c.rulesDirectory, logger: logger, filesHashed: c.files.enabled) else { return nil }
         let m = ThreatIntelMatcher(feed: feed, emitter: emitter, settings: c.intel.settings)
         emitter.factObservers.append(m)
         return m

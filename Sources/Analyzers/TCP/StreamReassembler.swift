@@ -33,6 +33,11 @@ public protocol StreamConsumer: AnyObject {
     func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
 }
 
+/// A stream consumer with counters of its own for `sensor.stats` (written after the reassembly's).
+public protocol StreamStatistics {
+    func writeStatistics(into writer: inout JSONWriter)
+}
+
 extension StreamConsumer {
     public var resumesAfterGap: Bool { false }
     public func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
@@ -432,5 +437,6 @@ extension StreamReassembler {
         w.field("limit", parserBudget.limit)
         w.field("refused", parserBudget.refusals)
         w.endObject()
+        for c in consumers { (c as? StreamStatistics)?.writeStatistics(into: &w) }
     }
 }
