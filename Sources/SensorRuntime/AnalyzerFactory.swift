@@ -19,6 +19,7 @@ public enum AnalyzerFactory {
         var analyzers: [any PacketAnalyzer] = []
         let reassembler = StreamReassembler(flowCapacity: configuration.flows.capacity, configuration: configuration.reassembly,
                                             parserBudget: ParserMemoryBudget(limit: configuration.parserMemoryLimit))
+        reassembler.fileHashing = configuration.makeFileHashing(emitter: emitter)
         let hostFacts = try HostStageWiring.publisher(configuration: configuration, emitter: emitter, logger: logger, link: hostShards)
         // Stream consumers register here: reassembler.add(...)
         // The host-level stage's worker side sits where the lateral-movement detector sat (after the C2

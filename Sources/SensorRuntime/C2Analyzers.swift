@@ -14,7 +14,7 @@ public enum C2Analyzers {
                      reassembler: StreamReassembler, hostFacts: HostFactPublisher) throws -> [any PacketAnalyzer] {
         let identifier = ProtocolIdentifier(flowCapacity: configuration.flows.capacity)
         let tls = TLSAnalyzer(flowCapacity: configuration.flows.capacity, emitter: emitter, budget: reassembler.parserBudget)
-        let http = HTTPAnalyzer(emitter: emitter, budget: reassembler.parserBudget, files: configuration.makeFileHashing(),
+        let http = HTTPAnalyzer(emitter: emitter, budget: reassembler.parserBudget, files: reassembler.fileHashing,
                                 transactionEvents: configuration.httpEvents)
         let quic = QUICAnalyzer(flowCapacity: configuration.flows.capacity, tls: tls)
         reassembler.add(identifier)

@@ -1,5 +1,6 @@
 import Analyzers
 import ConfigKit
+import Events
 
 extension SensorConfiguration {
     /// `http: {events}` and `files: {enabled, max_bytes_per_flow, max_bytes_per_second}`.
@@ -17,5 +18,5 @@ extension SensorConfiguration {
     }
 
     /// The worker's file hashing, or nil when files are off.
-    func makeFileHashing() -> FileHashing? { files.enabled ? FileHashing(configuration: files) : nil }
+    func makeFileHashing(emitter: EventEmitter) -> FileHashing? { files.enabled ? FileHashing(configuration: files, emitter: emitter) : nil }
 }

@@ -27,7 +27,7 @@ enum LateralMovementWiring {
     /// Registers the analysers; returns the Kerberos datagram analyser, which rides in `HostFactTap` (one
     /// per-packet entry for both).
     static func add(reassembler: StreamReassembler, hostFacts: HostFactPublisher) -> KerberosAnalyzer {
-        let smb = SMBAnalyzer(budget: reassembler.parserBudget)
+        let smb = SMBAnalyzer(budget: reassembler.parserBudget, files: reassembler.fileHashing)
         let rpc = DCERPCAnalyzer(budget: reassembler.parserBudget)
         let kerberos = KerberosAnalyzer(budget: reassembler.parserBudget)
         reassembler.add(smb)

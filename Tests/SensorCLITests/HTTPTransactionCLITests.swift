@@ -224,4 +224,35 @@ final class HTTPTransactionCLITests: XCTestCase {
         XCTAssertEqual(TestSupport.value(stats, "sensor.stats.http.truncated_bodies") as? Int, 1)
         XCTAssertEqual(TestSupport.value(stats, "sensor.stats.files.incomplete") as? Int, 1)
     }
+
+    /// The per-flow hashing cap stops hashing, marks the file incomplete and is counted; files off
+    /// means no `sensor.file` events and no file stats.
+    func testPerFlowCapAndFilesOff() throws {
+        let (capture, _) = try keepAliveCapture()
+        let capped = path("capped.yaml")
+        try "files:\n  max_bytes_per_flow: 8\n".write(toFile: capped, atomically: true, encoding: .utf8)
+        let r = try TestSupport.sensor(["replay", "--config", capped, capture])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let events = try TestSupport.events(r)
+        let files = dataset(events, "sensor.file")
+        XCTAssertEqual(files.first.flatMap { TestSupport.value($0, "file.size") as? Int }, 5)
+        XCTAssertNil(files.first.flatMap { TestSupport.value($0, "sensor.file.incomplete") })
+        let upload = try XCTUnwrap(files.first { TestSupport.value($0, "sensor.file.direction") as? String == "upload" })
+        XCTAssertEqual(TestSupport.value(upload, "file.size") as? Int, 3)
+        XCTAssertEqual(TestSupport.value(upload, "sensor.file.incomplete") as? Bool, true)
+        let stats = try XCTUnwrap(dataset(events, "sensor.stats").last)
+        XCTAssertGreaterThanOrEqual(TestSupport.value(stats, "sensor.stats.files.per_flow_cap") as? Int ?? 0, 1)
+        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.files.global_cap") as? Int, 0)
+        XCTAssertEqual(dataset(events, "sensor.http").count, 25)
+
+        let off = path("off.yaml")
+        try "files:\n  enabled: false\nhttp:\n  events: false\n".write(toFile: off, atomically: true, encoding: .utf8)
+        let o = try TestSupport.sensor(["replay", "--config", off, capture])
+        XCTAssertEqual(o.status, 0, o.stderr)
+        let quiet = try TestSupport.events(o)
+        XCTAssertTrue(dataset(quiet, "sensor.file").isEmpty)
+        XCTAssertTrue(dataset(quiet, "sensor.http").isEmpty)
+        XCTAssertNil(TestSupport.value(try XCTUnwrap(dataset(quiet, "sensor.stats").last), "sensor.stats.files"))
+        XCTAssertEqual(TestSupport.value(try XCTUnwrap(dataset(quiet, "sensor.flow").first), "http.requests") as? Int, 25)
+    }
 }

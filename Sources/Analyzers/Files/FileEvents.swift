@@ -25,8 +25,9 @@ extension EventEmitter {
 
     /// Writes a `sensor.file` event and offers its hashes to the fact observers (file-hash indicators).
     /// `upload`: sent by the flow's originator (an HTTP request body, an SMB write).
+    /// `fileFields` adds members of `file` (name, path), `fields` top-level ones, `sensorFields` members of `sensor.file`.
     func emitFile(_ d: FileDigests, source: FileSource, upload: Bool, flow: FlowRecord, at time: Timestamp,
-                  fields: (inout JSONWriter) -> Void, sensorFields: (inout JSONWriter) -> Void = { _ in }) {
+                  fileFields: (inout JSONWriter) -> Void, fields: (inout JSONWriter) -> Void, sensorFields: (inout JSONWriter) -> Void) {
         emit(.file, at: time, sourceIP: flow.originator, body: { w in
             writeFlowEndpoints(flow, into: &w)
             w.beginObject("file")
@@ -37,6 +38,7 @@ extension EventEmitter {
             w.endObject()
             w.field("size", d.size)
             if let m = d.mimeType { w.field("mime_type", m) }
+            fileFields(&w)
             w.endObject()
             fields(&w)
             w.beginObject("sensor"); w.beginObject("file")

@@ -1,5 +1,6 @@
 import Crypto
 import Events
+import PacketCore
 
 /// The streaming digests of one transferred file: MD5, SHA-1 and SHA-256 (swift-crypto) updated in
 /// place as the bytes pass, plus the first bytes for the content type. No copy of the file is kept.
@@ -84,14 +85,30 @@ public struct FileCounters: Sendable, Equatable {
     public init() {}
 }
 
-/// One worker's file-hashing bounds and counters, shared by the analysers that hash files (HTTP, SMB).
+/// One worker's file hashing, shared by the analysers that hash files (HTTP, SMB): the bounds, the
+/// counters, and where `sensor.file` events go. Hangs off the worker's `StreamReassembler`.
 public final class FileHashing {
     public let configuration: FileConfiguration
     public internal(set) var counters = FileCounters()
-    /// Bytes hashed in the current second (reset by `tick`).
+    /// Where `sensor.file` events and file-hash facts go (nil: counted only).
+    let emitter: EventEmitter?
+    /// Bytes hashed in the current second of packet time.
     var secondBytes = 0
+    var second: Int64 = 0
 
-    public init(configuration: FileConfiguration = FileConfiguration()) { self.configuration = configuration }
+    public init(configuration: FileConfiguration = FileConfiguration(), emitter: EventEmitter?) {
+        self.configuration = configuration
+        self.emitter = emitter
+    }
+
+    /// A finished file: counted, written as a `sensor.file` event, offered to file-hash indicators.
+    func report(_ d: FileDigests, source: FileSource, upload: Bool, flow: FlowRecord, at time: Timestamp,
+                fileFields: (inout JSONWriter) -> Void = { _ in }, fields: (inout JSONWriter) -> Void = { _ in },
+                sensorFields: (inout JSONWriter) -> Void = { _ in }) {
+        counters.files &+= 1
+        if d.incomplete { counters.incomplete &+= 1 }
+        emitter?.emitFile(d, source: source, upload: upload, flow: flow, at: time, fileFields: fileFields, fields: fields, sensorFields: sensorFields)
+    }
 
     /// How many of `count` bytes a flow that already hashed `flowBytes` may hash now; counts a cap that bites.
     func allowance(_ count: Int, flowBytes: Int) -> Int {
@@ -103,7 +120,9 @@ public final class FileHashing {
     }
 
     /// Feeds `data` to `hasher` within the caps; false when a cap cut it (the file is then incomplete).
-    func hash(_ data: UnsafeRawBufferPointer, into hasher: inout FileHasher, flowBytes: inout Int) -> Bool {
+    func hash(_ data: UnsafeRawBufferPointer, into hasher: inout FileHasher, flowBytes: inout Int, at time: Timestamp) -> Bool {
+        let s = time.nanoseconds / 1_000_000_000
+        if s != second { second = s; secondBytes = 0 }
         let n = allowance(data.count, flowBytes: flowBytes)
         if n > 0 {
             hasher.update(UnsafeRawBufferPointer(rebasing: data[..<n]))
@@ -114,8 +133,6 @@ public final class FileHashing {
         if n < data.count { hasher.incomplete = true; return false }
         return true
     }
-
-    func tick() { secondBytes = 0 }
 
     /// `sensor.stats.files`.
     public func writeStatistics(into w: inout JSONWriter) {

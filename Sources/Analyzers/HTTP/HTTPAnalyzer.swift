@@ -297,7 +297,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     func body(_ data: UnsafeRawBufferPointer, _ c: HTTPConnection, fromOriginator: Bool, slot: Int32, table: FlowTable, at time: Timestamp) -> Int {
         // Taken out while it runs, so hashing can update the connection without overlapping access.
         var reader = fromOriginator ? c.orig.body! : c.resp.body!
-        let progress = reader.consume(data) { bytes in hashBody(bytes, fromOriginator: fromOriginator, c) }
+        let progress = reader.consume(data) { bytes in hashBody(bytes, fromOriginator: fromOriginator, c, at: time) }
         if fromOriginator { c.orig.body = reader } else { c.resp.body = reader }
         switch progress {
         case .more:
@@ -322,12 +322,12 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     }
 
     @inline(__always)
-    func hashBody(_ bytes: UnsafeRawBufferPointer, fromOriginator: Bool, _ c: HTTPConnection) {
+    func hashBody(_ bytes: UnsafeRawBufferPointer, fromOriginator: Bool, _ c: HTTPConnection, at time: Timestamp) {
         guard let files else { return }
         if fromOriginator {
-            if c.orig.file != nil { _ = files.hash(bytes, into: &c.orig.file!, flowBytes: &c.hashedBytes) }
+            if c.orig.file != nil { _ = files.hash(bytes, into: &c.orig.file!, flowBytes: &c.hashedBytes, at: time) }
         } else {
-            if c.resp.file != nil { _ = files.hash(bytes, into: &c.resp.file!, flowBytes: &c.hashedBytes) }
+            if c.resp.file != nil { _ = files.hash(bytes, into: &c.resp.file!, flowBytes: &c.hashedBytes, at: time) }
         }
     }
 
@@ -405,10 +405,9 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     public func packet(_ context: PacketContext, flows: FlowTable) {}
     public func tick(_ now: Timestamp) {
         store.purgeEnded()
-        files?.tick()
     }
 
-    /// `sensor.stats.http` and, with files on, `sensor.stats.files`.
+    /// `sensor.stats.http`.
     public func writeStatistics(into w: inout JSONWriter) {
         let c = counters
         w.beginObject("http")
@@ -422,7 +421,6 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         w.field("resynced", c.resynced)
         w.field("malformed", c.malformed)
         w.endObject()
-        files?.writeStatistics(into: &w)
     }
 
     public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {

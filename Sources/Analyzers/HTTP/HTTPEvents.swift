@@ -32,11 +32,8 @@ extension HTTPAnalyzer {
     /// One `sensor.file` event for a body (`upload`: a request body).
     func file(_ d: FileDigests, upload: Bool, request: HTTPRequestHead?, response: HTTPResponseHead?, flow: FlowRecord, at time: Timestamp) {
         guard let files else { return }
-        files.counters.files &+= 1
-        if d.incomplete { files.counters.incomplete &+= 1 }
-        guard let e = emitter else { return }
         let encoding = upload ? request?.contentEncoding : response?.contentEncoding
-        e.emitFile(d, source: .http, upload: upload, flow: flow, at: time, fields: { w in
+        files.report(d, source: .http, upload: upload, flow: flow, at: time, fields: { w in
             if let r = request {
                 w.beginObject("url"); w.field("full", HTTPAnalyzer.fullURL(r)); w.endObject()
             }

@@ -129,6 +129,9 @@ public final class StreamReassembler: PacketAnalyzer {
     public private(set) var heldBytesPeak = 0
     /// The bound on every stream parser's buffers in this worker (handed to consumers when they are made).
     public let parserBudget: ParserMemoryBudget
+    /// The worker's file hashing (HTTP bodies, SMB reads and writes), handed to consumers like the
+    /// budget; nil when files are off.
+    public var fileHashing: FileHashing?
 
     public init(flowCapacity: Int, configuration: ReassemblyConfiguration = ReassemblyConfiguration(),
                 parserBudget: ParserMemoryBudget = ParserMemoryBudget()) {
@@ -438,5 +441,6 @@ extension StreamReassembler {
         w.field("refused", parserBudget.refusals)
         w.endObject()
         for c in consumers { (c as? StreamStatistics)?.writeStatistics(into: &w) }
+        fileHashing?.writeStatistics(into: &w)
     }
 }
