@@ -254,7 +254,7 @@ public final class SMBAnalyzer: StreamConsumer {
             f.files[persistent ^ volatile] = nil
             finishTransfer(f, key: persistent ^ volatile, record: record, time: time)
         case (8, false):  // READ
-            guard files != nil, b.skip(2), let len = b.u32le(), let offset = b.u64le(), let persistent = b.u64le(), let volatile = b.u64le(),
+            guard files != nil, b.skip(4), let len = b.u32le(), let offset = b.u64le(), let persistent = b.u64le(), let volatile = b.u64le(),
                   len > 0, let file = f.files[persistent ^ volatile], !file.isPipe else { return }
             if f.pendingReads.count < 64 { f.pendingReads[messageID] = (persistent ^ volatile, offset) } else { counters.tableFull &+= 1 }
         case (8, true):
