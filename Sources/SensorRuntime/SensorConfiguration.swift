@@ -48,6 +48,10 @@ public struct SensorConfiguration: Sendable {
     public var reassembly = ReassemblyConfiguration()
     /// `reassembly.parser_buffers_per_worker`: every stream parser buffer of a worker together.
     public var parserMemoryLimit = ParserMemoryBudget.defaultLimit
+    /// `http.events`: `sensor.http` transaction events (HTTPFilesConfiguration.swift).
+    public var httpEvents = true
+    /// `files:`: hashing of HTTP bodies and SMB reads/writes into `sensor.file` events.
+    public var files = FileConfiguration()
 
     public init() {}
 
@@ -85,7 +89,7 @@ public struct SensorConfiguration: Sendable {
         var r = ConfigReader()
         let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
                                           "enrichment", "intel", "evidence", "privileges", "metrics", "dns",
-                                          "c2", "lateral_movement", "reassembly"])
+                                          "c2", "lateral_movement", "reassembly", "http", "files"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level"])
@@ -150,6 +154,7 @@ public struct SensorConfiguration: Sendable {
         }
         if let v = top["intel"] { c.intel = IntelConfiguration.parse(v, &r) }
         if let v = top["dns"] { parseDNS(v, into: &c, &r) }
+        parseHTTPAndFiles(top, into: &c, &r)
         if let v = top["c2"], let b = r.bool(r.table(v, allowed: ["enabled"])["enabled"]) { c.c2Enabled = b }
         if let v = top["lateral_movement"], let b = r.bool(r.table(v, allowed: ["enabled"])["enabled"]) { c.lateralMovementEnabled = b }
         if let v = top["reassembly"] {

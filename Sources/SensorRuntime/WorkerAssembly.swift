@@ -19,6 +19,8 @@ public enum WorkerAssembly {
         let c = resources.configuration
         let reassembler = StreamReassembler(flowCapacity: c.flows.capacity, configuration: c.reassembly,
                                             parserBudget: ParserMemoryBudget(limit: c.parserMemoryLimit))
+        // File hashing (HTTP bodies, SMB reads and writes) is per worker, shared by its stream parsers.
+        reassembler.fileHashing = c.makeFileHashing(emitter: emitter)
         let wanted = resources.hostFacts
         let publisher: HostFactPublisher
         switch hostRoute {

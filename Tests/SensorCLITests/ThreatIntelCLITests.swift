@@ -175,8 +175,9 @@ final class ThreatIntelCLITests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("--indicators"), missing.stderr)
     }
 
-    /// Hash indicators no analyser can match are announced at load, per kind with its count, by `hunt`
-    /// and `replay` alike; kinds that are not loaded are not mentioned.
+    /// Hash indicators nothing can match (file hashing off) are announced at load, per kind with its count,
+    /// by `hunt` and `replay` alike; kinds that are not loaded are not mentioned; with files on (the
+    /// default) there is nothing to warn about.
     func testUnmatchableHashIndicatorsAreWarnedAtLoad() throws {
         let csv = try write("hashes.csv", """
             type,value
@@ -187,13 +188,17 @@ final class ThreatIntelCLITests: XCTestCase {
 
             """)
         let capture = TestSupport.data("pcaps/beacon/test-cc-capture-2.pcap")
+        let filesOff = try write("files-off.yaml", "files:\n  enabled: false\n")
         for command in ["hunt", "replay"] {
-            let r = try TestSupport.sensor([command, "--indicators", csv, capture])
+            let on = try TestSupport.sensor([command, "--indicators", csv, capture])
+            XCTAssertEqual(on.status, 0, on.stderr)
+            XCTAssertFalse(on.stderr.contains("file-hash"), on.stderr)
+            let r = try TestSupport.sensor([command, "--config", filesOff, "--indicators", csv, capture])
             XCTAssertEqual(r.status, 0, r.stderr)
             let warnings = r.stderr.split(separator: "\n").filter { $0.contains("file-hash indicators") }
             XCTAssertEqual(warnings.count, 2, r.stderr)
-            XCTAssertTrue(r.stderr.contains("1 md5 file-hash indicators loaded but file hashing is not available: they cannot match"), r.stderr)
-            XCTAssertTrue(r.stderr.contains("2 sha256 file-hash indicators loaded but file hashing is not available: they can match only TLS server certificates (TLS 1.2 and older)"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("1 md5 file-hash indicators loaded but file hashing is off (files.enabled: false): they cannot match"), r.stderr)
+            XCTAssertTrue(r.stderr.contains("2 sha256 file-hash indicators loaded but file hashing is off (files.enabled: false): they can match only TLS server certificates (TLS 1.2 and older)"), r.stderr)
             XCTAssertTrue(warnings.allSatisfy { $0.contains("warning") }, r.stderr)
             // The address indicator still matches.
             XCTAssertFalse(try intelAlerts(r).isEmpty, command)

@@ -12,7 +12,19 @@ public struct HTTPRequestHead: Sendable, Equatable {
     public var referrer: [UInt8]?
     public var contentType: [UInt8]?
     public var contentLength: Int?
+    /// `Transfer-Encoding` ends in `chunked`.
+    public var chunked = false
+    public var contentEncoding: [UInt8]?
+    /// Bytes of the head, blank line included: where the body starts.
+    public var headLength = 0
     public init() {}
+
+    /// How the request's body is delimited: chunked, by Content-Length, or absent (RFC 9112 §6.3).
+    public var bodyFraming: HTTPBodyFraming {
+        if chunked { return .chunked }
+        if let n = contentLength, n > 0 { return .length(n) }
+        return .none
+    }
 }
 
 /// The status line and a few headers of an HTTP/1.x response head.
@@ -22,7 +34,19 @@ public struct HTTPResponseHead: Sendable, Equatable {
     public var contentType: [UInt8]?
     public var contentLength: Int?
     public var server: [UInt8]?
+    public var chunked = false
+    public var contentEncoding: [UInt8]?
+    public var headLength = 0
     public init() {}
+
+    /// How the response's body is delimited, given whether it answers a HEAD request (RFC 9112 §6.3):
+    /// none for HEAD, 1xx, 204 and 304; else chunked, Content-Length, or until the connection closes.
+    public func bodyFraming(answeringHead: Bool) -> HTTPBodyFraming {
+        if answeringHead || status < 200 || status == 204 || status == 304 { return .none }
+        if chunked { return .chunked }
+        if let n = contentLength { return n > 0 ? .length(n) : .none }
+        return .untilClose
+    }
 }
 
 /// An HTTP/1.x head parser over untrusted bytes (requests and responses), bounded and allocation-light.
@@ -109,6 +133,16 @@ public enum HTTPParser {
         }
     }
 
+    /// Whether a Transfer-Encoding value's last coding is `chunked` (the only one that frames the body).
+    static func endsWithChunked(_ v: UnsafeRawBufferPointer) -> Bool {
+        var e = v.count
+        while e > 0 && (v[e - 1] == 32 || v[e - 1] == 9 || v[e - 1] == 44) { e -= 1 }
+        guard e >= 7 else { return false }
+        let tail = UnsafeRawBufferPointer(rebasing: v[(e - 7)..<e])
+        guard nameIs(tail, "chunked") else { return false }
+        return e == 7 || v[e - 8] == 32 || v[e - 8] == 9 || v[e - 8] == 44
+    }
+
     static func decimal(_ v: UnsafeRawBufferPointer) -> Int? {
         guard !v.isEmpty, v.count <= 18 else { return nil }
         var n = 0
@@ -144,8 +178,11 @@ public enum HTTPParser {
             else if nameIs(name, "referer") { if r.referrer == nil { r.referrer = Array(value) } }
             else if nameIs(name, "content-type") { if r.contentType == nil { r.contentType = Array(value) } }
             else if nameIs(name, "content-length") { r.contentLength = decimal(value) }
+            else if nameIs(name, "transfer-encoding") { r.chunked = endsWithChunked(value) }
+            else if nameIs(name, "content-encoding") { if r.contentEncoding == nil { r.contentEncoding = Array(value) } }
             return true
         }
+        r.headLength = end
         return ok && !first ? .parsed(r) : .invalid
     }
 
@@ -172,8 +209,11 @@ public enum HTTPParser {
             if nameIs(name, "content-type") { if r.contentType == nil { r.contentType = Array(value) } }
             else if nameIs(name, "content-length") { r.contentLength = decimal(value) }
             else if nameIs(name, "server") { if r.server == nil { r.server = Array(value) } }
+            else if nameIs(name, "transfer-encoding") { r.chunked = endsWithChunked(value) }
+            else if nameIs(name, "content-encoding") { if r.contentEncoding == nil { r.contentEncoding = Array(value) } }
             return true
         }
+        r.headLength = end
         return .parsed(r)
     }
 }

@@ -78,7 +78,8 @@ public protocol RemoteAccessObserver: AnyObject {
 /// Messages that fit in one delivery are handed over in place (no copy). A message spanning deliveries
 /// is copied into a `ParserBuffer` (charged to the worker's `ParserMemoryBudget`) up to `cap` bytes; its
 /// remainder is skipped, so a 1 MB SMB WRITE costs one bounded prefix. Handlers get the prefix and the
-/// message's full length, and must accept truncation.
+/// message's full length, and must accept truncation; the remainder streams past `rest` in place (for
+/// file hashing), never copied.
 struct MessageAssembler {
     enum Outcome {
         case ok
@@ -97,12 +98,14 @@ struct MessageAssembler {
 
     mutating func feed(_ data: UnsafeRawBufferPointer, headerLength: Int, cap: Int, budget: ParserMemoryBudget,
                        lengthOf: (UnsafeRawBufferPointer) -> Int?,
-                       handle: (UnsafeRawBufferPointer, Int) -> Void) -> Outcome {
+                       handle: (UnsafeRawBufferPointer, Int) -> Void,
+                       rest: (UnsafeRawBufferPointer) -> Void = { _ in }) -> Outcome {
         var d = data
         while !d.isEmpty {
             if skip > 0 {
                 let n = min(skip, d.count)
                 skip -= n
+                rest(UnsafeRawBufferPointer(rebasing: d[..<n]))
                 d = UnsafeRawBufferPointer(rebasing: d[n...])
                 continue
             }
@@ -116,6 +119,7 @@ struct MessageAssembler {
                     }
                     if d.count >= cap {
                         handle(UnsafeRawBufferPointer(rebasing: d[..<cap]), l)
+                        rest(UnsafeRawBufferPointer(rebasing: d[cap...]))
                         skip = l - d.count
                         return .ok
                     }

@@ -66,6 +66,12 @@ public final class SMBAnalyzer: StreamConsumer {
         var workstations = BoundedStrings(limit: 4)
         var rpc = RPCFlowFacts()
         var adminWrites = 0
+        /// File data being hashed, by file key (SMBFiles.swift); READs waiting for their response.
+        var transfers: [UInt64: SMBTransfer] = [:]
+        var pendingReads: [UInt64: (key: UInt64, offset: UInt64)] = [:]
+        /// Per direction: READ/WRITE data still to stream past beyond the assembled prefix.
+        var tails: [SMBDataTail?] = [nil, nil]
+        var hashedBytes = 0
         init(generation: UInt32) { self.generation = generation }
     }
 
@@ -73,9 +79,13 @@ public final class SMBAnalyzer: StreamConsumer {
 
     /// 4 KiB holds every header, name, NTLMSSP message and pipe RPC bind/request start we read, while a
     /// bulk READ/WRITE copies no more than that of its 64 KiB–1 MiB body.
-    public init(messageCap: Int = 4 << 10, budget: ParserMemoryBudget = ParserMemoryBudget()) {
+    /// The worker's file hashing (SMB2/3 reads and writes as `sensor.file`), nil when files are off.
+    let files: FileHashing?
+
+    public init(messageCap: Int = 4 << 10, budget: ParserMemoryBudget = ParserMemoryBudget(), files: FileHashing? = nil) {
         self.messageCap = messageCap
         self.budget = budget
+        self.files = files
     }
 
     // MARK: StreamConsumer
@@ -104,6 +114,8 @@ public final class SMBAnalyzer: StreamConsumer {
         }, handle: { msg, _ in
             guard msg[0] == 0x00, msg.count > 4 else { return }
             self.frame(UnsafeRawBufferPointer(rebasing: msg[4...]), flow: f, record: record, slot: slot, fromOriginator: fromOriginator, table: table, time: time)
+        }, rest: { bytes in
+            if f.tails[d] != nil { self.tail(bytes, flow: f, direction: d, time: time) }
         })
         counters.bufferedBytes &+= UInt64(f.assemblers[d].bufferedBytes &- before)
         switch outcome {
@@ -121,6 +133,7 @@ public final class SMBAnalyzer: StreamConsumer {
 
     func flows_reset(_ slot: Int32, direction: Int) {
         flows[slot]?.assemblers[direction].reset()
+        if let f = flows[slot] { tailLost(f, direction: direction) }
     }
 
     public func streamEnded(_ flow: FlowRecord, slot: Int32) {
@@ -128,6 +141,7 @@ public final class SMBAnalyzer: StreamConsumer {
         if let a = f.pendingAuth {
             observer?.observe(.authentication(a), on: SessionEndpoints(flow), at: flow.lastSeen)
         }
+        for key in f.transfers.keys.sorted() { finishTransfer(f, key: key, record: flow, time: flow.lastSeen) }
         // The flow's fields were written before this call (contributeStreamFields); drop the state.
         flows[slot] = nil
     }
@@ -238,8 +252,21 @@ public final class SMBAnalyzer: StreamConsumer {
         case (6, false):  // CLOSE
             guard b.skip(8), let persistent = b.u64le(), let volatile = b.u64le() else { return }
             f.files[persistent ^ volatile] = nil
+            finishTransfer(f, key: persistent ^ volatile, record: record, time: time)
+        case (8, false):  // READ
+            guard files != nil, b.skip(4), let len = b.u32le(), let offset = b.u64le(), let persistent = b.u64le(), let volatile = b.u64le(),
+                  len > 0, let file = f.files[persistent ^ volatile], !file.isPipe else { return }
+            if f.pendingReads.count < 64 { f.pendingReads[messageID] = (persistent ^ volatile, offset) } else { counters.tableFull &+= 1 }
+        case (8, true):
+            guard let p = f.pendingReads.removeValue(forKey: messageID), status == 0, b.skip(2), let off = b.u8(), b.skip(1),
+                  let len = b.u32le(), len > 0, Int(off) <= msg.count,
+                  let t = transfer(f, key: p.key, clientIsOriginator: !fromOriginator) else { return }
+            let available = UnsafeRawBufferPointer(rebasing: msg[Int(off)..<min(msg.count, Int(off) &+ Int(len))])
+            fileData(available, total: Int(len), offset: p.offset, transfer: t, isWrite: false, flow: f, direction: fromOriginator ? 0 : 1, time: time)
         case (9, false):  // WRITE
-            guard b.skip(2), let off = b.u16le(), let len = b.u32le(), b.skip(8), let persistent = b.u64le(), let volatile = b.u64le() else { return }
+            guard b.skip(2), let off = b.u16le(), let len = b.u32le() else { return }
+            let writeOffset = b.u64le()
+            guard let persistent = b.u64le(), let volatile = b.u64le() else { return }
             let key = persistent ^ volatile
             guard var file = f.files[key] else {
                 // Handle opened before the capture started: a pipe if the data is DCE-RPC.
@@ -260,10 +287,16 @@ public final class SMBAnalyzer: StreamConsumer {
                 if let data = ByteCursor(msg).slice(at: Int(off), count: min(Int(len), max(0, msg.count - Int(off)))) {
                     pipeData(data, file: &file, flow: f, ep: ep, time: time)
                 }
-            } else if !file.wrote {
-                file.wrote = true
-                if SMBAnalyzer.isAdminShare(file.share) { f.adminWrites += 1 }
-                observer?.observe(.write(share: file.share, name: file.name), on: ep, at: time)
+            } else {
+                if !file.wrote {
+                    file.wrote = true
+                    if SMBAnalyzer.isAdminShare(file.share) { f.adminWrites += 1 }
+                    observer?.observe(.write(share: file.share, name: file.name), on: ep, at: time)
+                }
+                if files != nil, len > 0, Int(off) <= msg.count, let offset = writeOffset, let t = transfer(f, key: key, clientIsOriginator: fromOriginator) {
+                    let available = UnsafeRawBufferPointer(rebasing: msg[Int(off)..<min(msg.count, Int(off) &+ Int(len))])
+                    fileData(available, total: Int(len), offset: offset, transfer: t, isWrite: true, flow: f, direction: fromOriginator ? 0 : 1, time: time)
+                }
             }
             f.files[key] = file
         case (11, false):  // IOCTL

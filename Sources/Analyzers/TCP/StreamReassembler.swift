@@ -34,6 +34,11 @@ public protocol StreamConsumer: AnyObject {
     func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
 }
 
+/// A stream consumer with counters of its own for `sensor.stats` (written after the reassembly's).
+public protocol StreamStatistics {
+    func writeStatistics(into writer: inout JSONWriter)
+}
+
 extension StreamConsumer {
     public var resumesAfterGap: Bool { false }
     public func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
@@ -125,6 +130,9 @@ public final class StreamReassembler: PacketAnalyzer {
     public private(set) var heldBytesPeak = 0
     /// The bound on every stream parser's buffers in this worker (handed to consumers when they are made).
     public let parserBudget: ParserMemoryBudget
+    /// The worker's file hashing (HTTP bodies, SMB reads and writes), handed to consumers like the
+    /// budget; nil when files are off.
+    public var fileHashing: FileHashing?
 
     public init(flowCapacity: Int, configuration: ReassemblyConfiguration = ReassemblyConfiguration(),
                 parserBudget: ParserMemoryBudget = ParserMemoryBudget()) {
@@ -433,5 +441,7 @@ extension StreamReassembler {
         w.field("limit", parserBudget.limit)
         w.field("refused", parserBudget.refusals)
         w.endObject()
+        for c in consumers { (c as? StreamStatistics)?.writeStatistics(into: &w) }
+        fileHashing?.writeStatistics(into: &w)
     }
 }

@@ -24,7 +24,8 @@ struct C2Family: SensorFamily {
         let budget = worker.reassembler.parserBudget
         let identifier = ProtocolIdentifier(flowCapacity: capacity)
         let tls = TLSAnalyzer(flowCapacity: capacity, emitter: worker.emitter, budget: budget)
-        let http = HTTPAnalyzer(emitter: worker.emitter, budget: budget)
+        let http = HTTPAnalyzer(emitter: worker.emitter, budget: budget, files: worker.reassembler.fileHashing,
+                                transactionEvents: configuration.httpEvents)
         let quic = QUICAnalyzer(flowCapacity: capacity, tls: tls)
         worker.reassembler.add(identifier)
         worker.reassembler.add(tls)
@@ -83,6 +84,7 @@ final class C2Analyzers: PacketAnalyzer {
 
     func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {
         tls.contributeVendorFields(flow, slot: slot, into: &writer)
+        http.contributeVendorFields(flow, slot: slot, into: &writer)
     }
 
     /// QUIC releases its per-flow state; the TLS facts it filled stay readable until the next tick, so

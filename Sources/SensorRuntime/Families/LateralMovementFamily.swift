@@ -21,7 +21,7 @@ struct LateralMovementFamily: SensorFamily {
 
     func makeAnalyzers(_ worker: inout WorkerContext, _: Void) throws -> [any PacketAnalyzer] {
         let budget = worker.reassembler.parserBudget
-        let smb = SMBAnalyzer(budget: budget)
+        let smb = SMBAnalyzer(budget: budget, files: worker.reassembler.fileHashing)
         let rpc = DCERPCAnalyzer(budget: budget)
         let kerberos = KerberosAnalyzer(budget: budget)
         worker.reassembler.add(smb)

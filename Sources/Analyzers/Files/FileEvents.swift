@@ -1,0 +1,57 @@
+import Events
+import PacketCore
+
+/// Which analyser saw a file (`sensor.file.source`).
+public enum FileSource: String, Sendable {
+    case http, smb
+}
+
+extension EventEmitter {
+    /// `network.*`, `source.*`, `destination.*` of a flow for events about one exchange on it (HTTP
+    /// transactions, files): the flow's Community ID, its originator as source.
+    func writeFlowEndpoints(_ flow: FlowRecord, into w: inout JSONWriter) {
+        let key = flow.key
+        w.beginObject("network")
+        w.markCommunityID { communityID.append(key, to: &$0) }
+        if let t = IPProtocol.name(key.ipProtocol) { w.field("transport", t) }
+        if flow.appProtocol != 0, let app = AppProtocol(rawValue: flow.appProtocol) { w.field("protocol", app.name) }
+        w.field("iana_number", String(key.ipProtocol))
+        w.field("type", key.isIPv6 ? "ipv6" : "ipv4")
+        w.field("direction", direction(from: flow.originator, to: flow.responder))
+        w.endObject()
+        w.beginObject("source"); w.field("ip", flow.originator); w.field("port", Int(flow.originatorPort)); w.endObject()
+        w.beginObject("destination"); w.field("ip", flow.responder); w.field("port", Int(flow.responderPort)); w.endObject()
+    }
+
+    /// Writes a `sensor.file` event and offers its hashes to the fact observers (file-hash indicators).
+    /// `upload`: sent by the flow's originator (an HTTP request body, an SMB write).
+    /// `fileFields` adds members of `file` (name, path), `fields` top-level ones, `sensorFields` members of `sensor.file`.
+    func emitFile(_ d: FileDigests, source: FileSource, upload: Bool, flow: FlowRecord, at time: Timestamp,
+                  fileFields: (inout JSONWriter) -> Void, fields: (inout JSONWriter) -> Void, sensorFields: (inout JSONWriter) -> Void) {
+        emit(.file, at: time, sourceIP: flow.originator, body: { w in
+            writeFlowEndpoints(flow, into: &w)
+            w.beginObject("file")
+            w.beginObject("hash")
+            w.field("md5", d.md5)
+            w.field("sha1", d.sha1)
+            w.field("sha256", d.sha256)
+            w.endObject()
+            w.field("size", d.size)
+            if let m = d.mimeType { w.field("mime_type", m) }
+            fileFields(&w)
+            w.endObject()
+            fields(&w)
+            w.beginObject("sensor"); w.beginObject("file")
+            w.field("source", source.rawValue)
+            w.field("direction", upload ? "upload" : "download")
+            if d.incomplete { w.field("incomplete", true) }
+            sensorFields(&w)
+            w.endObject(); w.endObject()
+        })
+        if hasFactObservers {
+            publish(.fileHash(algorithm: "sha256", value: d.sha256), flow: flow, at: time)
+            publish(.fileHash(algorithm: "sha1", value: d.sha1), flow: flow, at: time)
+            publish(.fileHash(algorithm: "md5", value: d.md5), flow: flow, at: time)
+        }
+    }
+}

@@ -1,0 +1,147 @@
+import Crypto
+import Events
+import PacketCore
+
+/// The streaming digests of one transferred file: MD5, SHA-1 and SHA-256 (swift-crypto) updated in
+/// place as the bytes pass, plus the first bytes for the content type. No copy of the file is kept.
+///
+/// Files are hashed as transferred: for HTTP after removing chunk framing but before any
+/// Content-Encoding is undone (a gzip-encoded body hashes as the gzip bytes), for SMB2/3 from the data
+/// of READ/WRITE at their file offsets, in order.
+public struct FileHasher {
+    var md5 = Insecure.MD5()
+    var sha1 = Insecure.SHA1()
+    var sha256 = SHA256()
+    /// Bytes hashed.
+    public private(set) var size: Int = 0
+    /// The first bytes, for `FileMagic` (fixed size: no allocation).
+    var magic: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    /// True when bytes of the file were not seen (a capture gap, an SMB read out of order) or a cap
+    /// stopped hashing: the digests are then of what was seen, not of the file.
+    public internal(set) var incomplete = false
+
+    public static let magicBytes = 32
+
+    public init() {}
+
+    public mutating func update(_ data: UnsafeRawBufferPointer) {
+        guard !data.isEmpty else { return }
+        if size < Self.magicBytes {
+            let n = min(Self.magicBytes - size, data.count)
+            withUnsafeMutableBytes(of: &magic) { m in
+                m.baseAddress!.advanced(by: size).copyMemory(from: data.baseAddress!, byteCount: n)
+            }
+        }
+        md5.update(bufferPointer: data)
+        sha1.update(bufferPointer: data)
+        sha256.update(bufferPointer: data)
+        size &+= data.count
+    }
+
+    /// The finished file: hex digests (lower case) and the content type its first bytes show.
+    public func finish() -> FileDigests {
+        var m = magic
+        let mime = withUnsafeBytes(of: &m) { FileMagic.mimeType(UnsafeRawBufferPointer(rebasing: $0[..<min(size, Self.magicBytes)])) }
+        return FileDigests(md5: Digest.hex(md5.finalize()), sha1: Digest.hex(sha1.finalize()), sha256: Digest.hex(sha256.finalize()),
+                           size: size, mimeType: mime, incomplete: incomplete)
+    }
+}
+
+/// What a `FileHasher` yields at the end of a file.
+public struct FileDigests: Sendable, Equatable {
+    public var md5: String
+    public var sha1: String
+    public var sha256: String
+    public var size: Int
+    public var mimeType: StaticString?
+    public var incomplete: Bool
+
+    public static func == (a: FileDigests, b: FileDigests) -> Bool {
+        a.md5 == b.md5 && a.sha1 == b.sha1 && a.sha256 == b.sha256 && a.size == b.size && a.incomplete == b.incomplete
+            && a.mimeType.map { "\($0)" } == b.mimeType.map { "\($0)" }
+    }
+}
+
+/// Bounds on file hashing (config `files:`), per worker.
+public struct FileConfiguration: Sendable, Equatable {
+    /// Hash files and write `sensor.file` events at all.
+    public var enabled = true
+    /// Bytes hashed per flow (all its files together); past it the file in progress is reported
+    /// incomplete and the flow's later files are not hashed. Counted (`per_flow_cap`).
+    public var maxBytesPerFlow = 64 << 20
+    /// Bytes hashed per second of packet time by one worker across all its flows: bounds the CPU that
+    /// bulk transfers can take from detection. Files cut by it are reported incomplete (`global_cap`).
+    public var maxBytesPerSecond = 256 << 20
+    public init() {}
+}
+
+/// Counters of file hashing (`sensor.stats.files`).
+public struct FileCounters: Sendable, Equatable {
+    public var files: UInt64 = 0
+    public var incomplete: UInt64 = 0
+    public var bytesHashed: UInt64 = 0
+    public var perFlowCap: UInt64 = 0
+    public var globalCap: UInt64 = 0
+    public init() {}
+}
+
+/// One worker's file hashing, shared by the analysers that hash files (HTTP, SMB): the bounds, the
+/// counters, and where `sensor.file` events go. Hangs off the worker's `StreamReassembler`.
+public final class FileHashing {
+    public let configuration: FileConfiguration
+    public internal(set) var counters = FileCounters()
+    /// Where `sensor.file` events and file-hash facts go (nil: counted only).
+    let emitter: EventEmitter?
+    /// Bytes hashed in the current second of packet time.
+    var secondBytes = 0
+    var second: Int64 = 0
+
+    public init(configuration: FileConfiguration = FileConfiguration(), emitter: EventEmitter?) {
+        self.configuration = configuration
+        self.emitter = emitter
+    }
+
+    /// A finished file: counted, written as a `sensor.file` event, offered to file-hash indicators.
+    func report(_ d: FileDigests, source: FileSource, upload: Bool, flow: FlowRecord, at time: Timestamp,
+                fileFields: (inout JSONWriter) -> Void = { _ in }, fields: (inout JSONWriter) -> Void = { _ in },
+                sensorFields: (inout JSONWriter) -> Void = { _ in }) {
+        counters.files &+= 1
+        if d.incomplete { counters.incomplete &+= 1 }
+        emitter?.emitFile(d, source: source, upload: upload, flow: flow, at: time, fileFields: fileFields, fields: fields, sensorFields: sensorFields)
+    }
+
+    /// How many of `count` bytes a flow that already hashed `flowBytes` may hash now; counts a cap that bites.
+    func allowance(_ count: Int, flowBytes: Int) -> Int {
+        let flowLeft = configuration.maxBytesPerFlow - flowBytes
+        let globalLeft = configuration.maxBytesPerSecond - secondBytes
+        if count <= flowLeft && count <= globalLeft { return count }
+        if flowLeft <= globalLeft { counters.perFlowCap &+= 1 } else { counters.globalCap &+= 1 }
+        return max(0, min(flowLeft, globalLeft))
+    }
+
+    /// Feeds `data` to `hasher` within the caps; false when a cap cut it (the file is then incomplete).
+    func hash(_ data: UnsafeRawBufferPointer, into hasher: inout FileHasher, flowBytes: inout Int, at time: Timestamp) -> Bool {
+        let s = time.nanoseconds / 1_000_000_000
+        if s != second { second = s; secondBytes = 0 }
+        let n = allowance(data.count, flowBytes: flowBytes)
+        if n > 0 {
+            hasher.update(UnsafeRawBufferPointer(rebasing: data[..<n]))
+            flowBytes &+= n
+            secondBytes &+= n
+            counters.bytesHashed &+= UInt64(n)
+        }
+        if n < data.count { hasher.incomplete = true; return false }
+        return true
+    }
+
+    /// `sensor.stats.files`.
+    public func writeStatistics(into w: inout JSONWriter) {
+        w.beginObject("files")
+        w.field("files", counters.files)
+        w.field("incomplete", counters.incomplete)
+        w.field("bytes_hashed", counters.bytesHashed)
+        w.field("per_flow_cap", counters.perFlowCap)
+        w.field("global_cap", counters.globalCap)
+        w.endObject()
+    }
+}
