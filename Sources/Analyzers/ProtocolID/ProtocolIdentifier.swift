@@ -124,6 +124,13 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
                 }
                 return .more
             }
+            // ISO transport: the server's Connection Confirm, then the client's first data TPDU names
+            // the application (S7comm, MMS); one client segment decides either way.
+            if flows[slot].appProtocol == AppProtocol.cotp.rawValue {
+                guard fromOriginator else { return .more }
+                refineISOTransport(data, slot: slot, flows: flows)
+                return .doneWithFlow
+            }
             return .doneWithFlow
         }
         let progress = (states[s] >> 4) & 3
@@ -134,6 +141,13 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
             if proto == nil { proto = ContentClassifier.classifyClient(data) }
             if let proto {
                 decide(s, .identified, proto, slot: slot, flows: flows)
+                if proto == .cotp {
+                    // The first data TPDU may follow the Connection Request in the same bytes.
+                    let cr = Int(data[2]) << 8 | Int(data[3])
+                    guard cr < data.count else { return .more }
+                    refineISOTransport(UnsafeRawBufferPointer(rebasing: data[cr...]), slot: slot, flows: flows)
+                    return .doneWithFlow
+                }
                 return proto == .ftp ? .more : .doneWithFlow
             }
             decide(s, flow.originatorFlags.contains(.syn) ? .unknown : .midstream, nil, slot: slot, flows: flows)
@@ -151,6 +165,11 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
             states[s] |= 1 << 4
             return .doneWithDirection
         }
+    }
+
+    /// Names the application of an ISO-on-TCP session from its first data TPDU (COTP stays otherwise).
+    func refineISOTransport(_ data: UnsafeRawBufferPointer, slot: Int32, flows: FlowTable) {
+        if let app = ContentClassifier.isoTransportApplication(data) { flows.setAppProtocol(app.rawValue, slot: slot) }
     }
 
     public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) {}
