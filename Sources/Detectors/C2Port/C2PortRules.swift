@@ -11,7 +11,7 @@ public struct C2PortRules: Sendable {
     public var threshold = 40.0
     /// Base score per finding.
     public var baseOtherProtocolsPort = 55.0
-    public var baseUnusualPort = 20.0
+    public var baseUnusualPort = 15.0
     public var baseUnknownOnStandardPort = 30.0
     public var baseUnknownOnUnusualPort = 10.0
     /// Weights added on top, each scaled 0…1.
@@ -37,7 +37,10 @@ public struct C2PortRules: Sendable {
     public var establishedClients = 5
     /// Services remembered (stalest eighth evicted beyond it, counted).
     public var maxServices = 65_536
+    /// The duration and bytes weights count from these floors (log-scaled up to the `…Full` values).
+    public var durationFloor = 60.0
     public var durationFull = 3600.0
+    public var bytesFloor = 10_000.0
     public var bytesFull = 10_000_000.0
     public var repetitionFull = 10.0
     /// A port seen with fewer distinct servers than this counts as rare.
@@ -118,7 +121,7 @@ public struct C2PortRules: Sendable {
     static let keys: Set<String> = ["enabled", "directions", "threshold", "base", "weights", "duration_full", "bytes_full",
                                     "repetition_full", "rare_port_servers", "min_payload_bytes", "suppress", "max_pairs",
                                     "standard_ports", "other_services", "suspicious_ports", "allow", "encrypted_to_bare_ip",
-                                    "asymmetry_ratio", "asymmetry_min_bytes", "baseline"]
+                                    "asymmetry_ratio", "asymmetry_min_bytes", "baseline", "duration_floor", "bytes_floor"]
 
     /// Parses the `nonstandard_port_c2:` section of `c2.yaml`, reporting every mistake with its line.
     public static func parse(_ root: ConfigValue?) throws(ConfigIssues) -> C2PortRules {
@@ -155,6 +158,8 @@ public struct C2PortRules: Sendable {
         }
         if let v = r.seconds(t["duration_full"], in: 1...604_800) { rules.durationFull = v }
         if let v = r.double(t["bytes_full"], in: 1...1e15) { rules.bytesFull = v }
+        if let v = r.seconds(t["duration_floor"], in: 0...604_800) { rules.durationFloor = v }
+        if let v = r.double(t["bytes_floor"], in: 0...1e15) { rules.bytesFloor = v }
         if let v = r.double(t["repetition_full"], in: 1...1e6) { rules.repetitionFull = v }
         if let v = r.int(t["rare_port_servers"], in: 0...64) { rules.rarePortServers = v }
         if let v = r.int(t["min_payload_bytes"], in: 0...1_000_000) { rules.minPayloadBytes = UInt64(v) }

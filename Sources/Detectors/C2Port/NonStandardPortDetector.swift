@@ -303,10 +303,13 @@ public final class NonStandardPortDetector: PacketAnalyzer, FTPDataObserver {
     }
 
     func sessionWeights(_ pair: Pair, span: Double, port: UInt16) -> SessionWeights {
-        func logScale(_ v: Double, _ full: Double) -> Double { min(1, ln1p(max(0, v)) / ln1p(full)) }
+        // Log-shaped above a floor: a few seconds or a few kilobytes are what any session has, not evidence.
+        func logScale(_ v: Double, _ floor: Double, _ full: Double) -> Double {
+            min(1, ln1p(max(0, v - floor)) / ln1p(max(1, full - floor)))
+        }
         return SessionWeights(
-            duration: rules.weightDuration * logScale(span, rules.durationFull),
-            bytes: rules.weightBytes * logScale(Double(pair.bytes), rules.bytesFull),
+            duration: rules.weightDuration * logScale(span, rules.durationFloor, rules.durationFull),
+            bytes: rules.weightBytes * logScale(Double(pair.bytes), rules.bytesFloor, rules.bytesFull),
             repetition: rules.weightRepetition * min(1, Double(pair.connections - 1) / max(1, rules.repetitionFull - 1)),
             suspiciousPort: rules.suspiciousPorts.contains(port) ? rules.weightSuspiciousPort : 0)
     }
