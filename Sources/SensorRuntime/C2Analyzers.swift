@@ -61,6 +61,8 @@ final class C2Family: PacketAnalyzer {
         if context.packet.ipProtocol == IPProtocol.udp {
             identifier.packet(context, flows: flows)
             quic.packet(context, flows: flows)
+        } else if context.packet.tcpFlags.contains(.syn) {
+            identifier.packet(context, flows: flows)  // a SYN's MPTCP MP_JOIN option: the subflow starts mid-stream
         }
     }
 
