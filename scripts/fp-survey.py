@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """False-positive survey: run the sensor over many ordinary captures and count its alerts.
 
-    scripts/fp-survey.py [--sensor PATH] [--rules DIR] [--jobs N] [--keep-synth DIR] [--list]
+    scripts/fp-survey.py [--sensor PATH] [--rules DIR] [--jobs N] [--keep-synth DIR] [--list] [--only SETS]
     scripts/fp-survey.py --synth-only DIR
 
 Inputs (all ordinary traffic: every alert there is a false positive unless explained):
@@ -312,6 +312,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--keep-synth", help="write the synthesised captures here (kept)")
     ap.add_argument("--list", action="store_true", help="print every alert")
+    ap.add_argument("--only", help="comma-separated input sets to run (protocol-tests, benign, synthesised)")
     ap.add_argument("--synth-only", metavar="DIR", help="only write the synthesised captures into DIR (the tests use them)")
     args = ap.parse_args()
     if args.synth_only:
@@ -325,6 +326,8 @@ def main():
     sets = [("protocol-tests", captures(os.path.join(SHARED, "protocol-tests"))),
             ("benign", captures(os.path.join(SHARED, "pcaps", "benign"))),
             ("synthesised", captures(synth))]
+    if args.only:
+        sets = [x for x in sets if x[0] in args.only.split(",")]
     total = collections.Counter()
     total_caps = total_alerting = 0
     failures = []

@@ -147,7 +147,7 @@ extension ContentClassifier {
     /// The first data TPDU of an ISO-on-TCP session names the application above COTP: S7comm's
     /// protocol id 0x32 (0x72 for S7comm-plus), or an ISO 8327 session CONNECT SPDU (13), which on
     /// port 102 carries MMS (IEC 61850, ICCP). `b` starts at a TPKT.
-    static func isoTransportApplication(_ b: UnsafeRawBufferPointer) -> AppProtocol? {
+    public static func isoTransportApplication(_ b: UnsafeRawBufferPointer) -> AppProtocol? {
         guard b.count >= 8, b[0] == 3, b[1] == 0 else { return nil }
         let tpkt = Int(b[2]) << 8 | Int(b[3])
         guard tpkt >= 8, b[4] == 2, b[5] == 0xf0 else { return nil }  // DT TPDU, LI 2
