@@ -103,6 +103,7 @@ final class StructuredIdentificationTests: XCTestCase {
         XCTAssertEqual(client(bytes("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") + [0, 0, 0, 4, 0, 0, 0, 0, 0]), .http)  // h2c prior knowledge
         XCTAssertEqual(client([0x00, 0x01, 0x00, 0x00, 0x00, 0x06, 0x01, 0x03, 0x00, 0x00, 0x00, 0x0a]), .modbus)
         XCTAssertNil(client([0x00, 0x01, 0x00, 0x00, 0x00, 0x09, 0x01, 0x03, 0x00, 0x00, 0x00, 0x0a]))  // length disagrees
+        XCTAssertEqual(client([0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x5a, 0x00, 0x02]), .modbus)  // Schneider UMAS (function 90)
         let startup = bytes("user\u{0}postgres\u{0}database\u{0}app\u{0}\u{0}")
         XCTAssertEqual(client(be32(UInt32(8 + startup.count)) + be32(0x0003_0000) + startup), .postgresql)
         XCTAssertEqual(client([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]), .postgresql)  // SSLRequest

@@ -162,13 +162,12 @@ extension ContentClassifier {
     // MARK: Industrial
 
     /// Modbus/TCP request: transaction id, protocol id 0, a length that matches what follows, a unit id
-    /// and a public function code.
+    /// and a request function code (1–127: vendors use the reserved ones, Schneider's UMAS is 90).
     static func isModbus(_ b: UnsafeRawBufferPointer) -> Bool {
         guard b.count >= 8, b.count <= 260, b[2] == 0, b[3] == 0 else { return false }
         let len = Int(b[4]) << 8 | Int(b[5])
         guard len >= 2, len + 6 == b.count else { return false }
-        let f = b[7]
-        return (f >= 1 && f <= 8) || (f >= 11 && f <= 24) || f == 43
+        return b[7] >= 1 && b[7] <= 127
     }
 
     /// DNP3 link frame: start bytes 0x05 0x64, a length of at least 5, and the header's CRC-16/DNP.

@@ -61,7 +61,13 @@ public struct C2PortRules: Sendable {
     public var allowDestinations: [IPNetwork] = []
     public var allowPorts = PortSet()
     /// Accepted `protocol/port` combinations, e.g. `http/8081`.
-    public var allowProtocolPorts: Set<String> = []
+    public var allowProtocolPorts: Set<String> = C2PortRules.vendorProtocolPorts
+    /// Vendor and alternate ports of ordinary services: accepted for their protocol, without making the
+    /// port one whose unknown content is a finding (Apple push on 5223 is TLS; Huawei's push there is not).
+    public static let vendorProtocolPorts: Set<String> = [
+        "tls/5223", "tls/4443", "tls/7443", "tls/9443", "tls/10443", "tls/5671", "tls/8531", "tls/9093",
+        "http/8008", "http/8081",
+    ]
     /// The "encrypted session to a bare IP" rule (TLS/QUIC without SNI), `encrypted_to_bare_ip:`.
     public var bareIP = BareIPSessionRules()
 
@@ -70,8 +76,8 @@ public struct C2PortRules: Sendable {
     static func set(_ ports: [Int]) -> PortSet { PortSet(ports.map { UInt16($0)...UInt16($0) }) }
 
     public static let defaultStandardPorts: [String: PortSet] = [
-        "http": set([80, 8080, 8000, 8008, 8081, 3128, 5985, 47001, 5357, 5358]),
-        "tls": set([443, 8443, 993, 995, 465, 636, 853, 989, 990, 3269, 5061, 5986, 6697, 3389, 8883, 5223, 4443, 7443, 9443, 10443, 5671, 8531, 9093]),
+        "http": set([80, 8080, 8000, 3128, 5985, 47001, 5357, 5358]),
+        "tls": set([443, 8443, 993, 995, 465, 636, 853, 989, 990, 3269, 5061, 5986, 6697, 3389, 8883]),
         "ssh": set([22]),
         "dns": set([53]),
         "smb": set([445, 139]),
@@ -79,7 +85,7 @@ public struct C2PortRules: Sendable {
         "rdp": set([3389]),
         "smtp": set([25, 587, 465, 2525]),
         "ftp": set([21]),
-        "irc": set([6660, 6661, 6662, 6663, 6664, 6665, 6666, 6667, 6668, 6669, 6697, 7000]),
+        "irc": set([6660, 6661, 6662, 6663, 6664, 6665, 6666, 6667, 6668, 6669, 6697, 7000, 8000]),
         "dce_rpc": PortSet([135...135, 593...593, 1024...65535]),
         "kerberos": set([88, 464]),
         "ldap": set([389, 3268]),
@@ -98,7 +104,7 @@ public struct C2PortRules: Sendable {
         "imap": set([143]),
         "mqtt": set([1883]),
         "telnet": set([23]),
-        "stun": PortSet([3478...3479, 5349...5349, 19302...19309]),
+        "stun": PortSet([1...65535]),
         "ssdp": set([1900]),
         "quic": set([443, 80, 8443]),
         "ntp": set([123]),

@@ -159,10 +159,12 @@ public final class NonStandardPortDetector: PacketAnalyzer, FTPDataObserver {
         guard transport == IPProtocol.tcp || transport == IPProtocol.udp else { return false }
         guard flow.isEstablished, flow.originatorPayloadBytes >= rules.minPayloadBytes,
               flow.originatorPayloadBytes > 0 || flow.responderPayloadBytes > 0 else { return false }
-        // The server must have answered, unless the client sent enough over TCP that a server which never
-        // speaks is itself the finding (a one-way channel; over UDP one-way is ordinary: syslog, flows).
+        // The server must have answered, unless a home host sent enough over TCP to the outside that a
+        // server which never speaks is itself the finding (a one-way channel out; inside the network and
+        // over UDP one-way streams are ordinary: printing, backups, media, syslog, flow export).
         if flow.responderPayloadBytes < rules.minPayloadBytes {
-            guard transport == IPProtocol.tcp, flow.responderPayloadBytes == 0, flow.originatorPayloadBytes >= rules.asymmetryMinBytes else { return false }
+            guard transport == IPProtocol.tcp, flow.responderPayloadBytes == 0, flow.originatorPayloadBytes >= rules.asymmetryMinBytes,
+                  directionName(emitter.homeNetworks, from: flow.originator, to: flow.responder) == "outbound" else { return false }
         }
         // A TCP connection joined mid-way has no known originator or start: not judged.
         if transport == IPProtocol.tcp && !flow.originatorFlags.contains(.syn) { return false }
