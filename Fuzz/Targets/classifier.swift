@@ -14,6 +14,7 @@ func fuzzClassifier(_ input: inout FuzzInput) {
         _ = ContentClassifier.resolveFTPOrSMTP(client: b)
         _ = ContentClassifier.classifyDatagram(b, sourcePort: sport, destinationPort: dport)
         _ = ContentClassifier.isDNSMessage(b)
+        _ = ContentClassifier.isoTransportApplication(b)
     case 1:
         Conversation(.tcp, serverPort: input.u16()).play(&input, through: PipelineSession())
     default:

@@ -3,6 +3,8 @@
 public enum AppProtocol: UInt8, Sendable, CaseIterable {
     case unknown = 0
     case dns, http, tls, ssh, smb, dceRPC, rdp, smtp, ftp, irc, kerberos, ldap, quic, ntp, winRM, netbios, dhcp, snmp, sip, mdns, llmnr
+    // Appended (the raw values are stored in flow records and fact streams: never reorder).
+    case cldap, oncRPC, cotp, s7comm, mms, modbus, dnp3, mysql, postgresql, redis, vnc, pop3, imap, mqtt, telnet, stun, ssdp
 
     /// ECS `network.protocol` value (lower case, as ECS asks).
     public var name: StaticString {
@@ -29,6 +31,23 @@ public enum AppProtocol: UInt8, Sendable, CaseIterable {
         case .sip: return "sip"
         case .mdns: return "mdns"
         case .llmnr: return "llmnr"
+        case .cldap: return "cldap"
+        case .oncRPC: return "onc_rpc"
+        case .cotp: return "cotp"
+        case .s7comm: return "s7comm"
+        case .mms: return "mms"
+        case .modbus: return "modbus"
+        case .dnp3: return "dnp3"
+        case .mysql: return "mysql"
+        case .postgresql: return "postgresql"
+        case .redis: return "redis"
+        case .vnc: return "vnc"
+        case .pop3: return "pop3"
+        case .imap: return "imap"
+        case .mqtt: return "mqtt"
+        case .telnet: return "telnet"
+        case .stun: return "stun"
+        case .ssdp: return "ssdp"
         }
     }
 }

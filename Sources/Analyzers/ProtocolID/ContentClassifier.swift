@@ -60,17 +60,32 @@ public enum ContentClassifier {
     public static func classifyClient(_ b: UnsafeRawBufferPointer) -> AppProtocol? {
         guard !b.isEmpty else { return nil }
         if TLSLike.isClientHelloStart(b) { return .tls }
-        if HTTPLike.isRequest(b) { return .http }
+        if HTTPLike.isRequest(b) || starts(b, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") { return .http }  // HTTP/1.x, h2c prior knowledge
         if starts(b, "SSH-") { return .ssh }
         if let p = netbiosSession(b) { return p }
-        if isRDPConnectionRequest(b) { return .rdp }
         if isDCERPC(b) { return .dceRPC }
+        if let p = classifyStructuredClient(b) { return p }
         if isDNSOverTCP(b) { return .dns }
         if isKerberosOverTCP(b) { return .kerberos }
         if isLDAP(b) { return .ldap }
         if startsCI(b, "EHLO ") || startsCI(b, "HELO ") { return .smtp }
-        if startsCI(b, "NICK ") || startsCI(b, "CAP LS") || (startsCI(b, "PASS ") && contains(b, "NICK ", within: 512)) || (startsCI(b, "USER ") && contains(b, "NICK ", within: 512)) { return .irc }
+        if isIRCClient(b) { return .irc }
         return nil
+    }
+
+    /// IRC registration: `NICK`, `CAP LS`, `USER name mode unused :realname` (four parameters, the last
+    /// after a colon, unlike FTP's or POP3's `USER name`), or `PASS` followed by NICK or USER.
+    static func isIRCClient(_ b: UnsafeRawBufferPointer) -> Bool {
+        if startsCI(b, "NICK ") || startsCI(b, "CAP LS") || startsCI(b, "CAP REQ ") { return true }
+        if startsCI(b, "PASS ") { return contains(b, "NICK ", within: 512) || contains(b, "USER ", within: 512) }
+        guard startsCI(b, "USER ") else { return false }
+        if contains(b, "NICK ", within: 512) { return true }
+        var spaces = 0
+        for i in 5..<min(b.count, 512) {
+            if b[i] == 0x0a || b[i] == 0x0d { return false }
+            if b[i] == 0x20 { spaces += 1; if spaces == 3 { return i + 1 < b.count && b[i + 1] == 0x3a } }
+        }
+        return false
     }
 
     /// The responder's first bytes when it spoke before the client.
@@ -82,9 +97,22 @@ public enum ContentClassifier {
             if contains(b, "SMTP", within: line) || contains(b, "MAIL", within: line) { return .identified(.smtp) }
             return .ftpOrSMTP
         }
-        if b.first == 0x3a && (contains(b, " NOTICE ", within: 512) || contains(b, " 001 ", within: 512)) { return .identified(.irc) }
-        if starts(b, "NOTICE AUTH") { return .identified(.irc) }
+        if isIRCServerLine(b) { return .identified(.irc) }
+        if let p = classifyStructuredGreeting(b) { return .identified(p) }
         return .unrecognised
+    }
+
+    /// An IRC server's first line: `NOTICE AUTH`, `PING :`, or `:prefix COMMAND` where the command is
+    /// NOTICE or a three-digit numeric reply.
+    static func isIRCServerLine(_ b: UnsafeRawBufferPointer) -> Bool {
+        if starts(b, "NOTICE AUTH") || starts(b, "NOTICE * :") || starts(b, "PING :") { return true }
+        guard b.first == 0x3a else { return false }
+        var i = 1
+        while i < min(b.count, 256), b[i] > 0x20, b[i] < 0x7f { i += 1 }
+        guard i > 1, i < b.count, b[i] == 0x20 else { return false }
+        let rest = UnsafeRawBufferPointer(rebasing: b[(i + 1)...])
+        if starts(rest, "NOTICE ") { return true }
+        return rest.count >= 4 && (0...2).allSatisfy { rest[$0] >= 0x30 && rest[$0] <= 0x39 } && rest[3] == 0x20
     }
 
     /// After a `220` banner: the client's first command tells FTP from SMTP.
@@ -97,6 +125,8 @@ public enum ContentClassifier {
     /// One UDP datagram (either direction). Ports only separate DNS from mDNS and LLMNR.
     public static func classifyDatagram(_ b: UnsafeRawBufferPointer, sourcePort: UInt16, destinationPort: UInt16) -> AppProtocol? {
         if isQUICLongHeader(b) { return .quic }
+        // Before DNS: an RPC reply's words (xid, 1, 0, …) can pass a loose DNS header check.
+        if isONCRPCMessage(b) { return .oncRPC }
         if isDNSMessage(b) {
             if sourcePort == 5353 || destinationPort == 5353 { return .mdns }
             if sourcePort == 5355 || destinationPort == 5355 { return .llmnr }
@@ -106,7 +136,12 @@ public enum ContentClassifier {
         if isDHCP(b) { return .dhcp }
         if isNTP(b, sourcePort: sourcePort, destinationPort: destinationPort) { return .ntp }
         if starts(b, "SIP/2.0 ") || starts(b, "INVITE sip:") || starts(b, "REGISTER sip:") || starts(b, "OPTIONS sip:") { return .sip }
+        // CLDAP before SNMP: both are a BER SEQUENCE opening with a small INTEGER.
+        if isCLDAP(b) { return .cldap }
         if isSNMP(b) { return .snmp }
+        if isSTUN(b) { return .stun }
+        if isSSDP(b, sourcePort: sourcePort, destinationPort: destinationPort) { return .ssdp }
+        if isDNP3(b) { return .dnp3 }
         return nil
     }
 
@@ -140,14 +175,6 @@ public enum ContentClassifier {
         return nil
     }
 
-    /// TPKT (version 3) carrying an X.224 Connection Request: how every RDP session starts.
-    static func isRDPConnectionRequest(_ b: UnsafeRawBufferPointer) -> Bool {
-        guard b.count >= 7, b[0] == 3, b[1] == 0 else { return false }
-        let len = Int(b[2]) << 8 | Int(b[3])
-        guard len >= 11, len <= 4096 else { return false }
-        return Int(b[4]) + 5 <= len && b[5] == 0xe0
-    }
-
     /// DCE/RPC connection-oriented PDU v5.0: bind (11), alter-context (14), request (0).
     static func isDCERPC(_ b: UnsafeRawBufferPointer) -> Bool {
         guard b.count >= 16, b[0] == 5, b[1] == 0, b[2] == 11 || b[2] == 14 || b[2] == 0 else { return false }
@@ -173,21 +200,6 @@ public enum ContentClassifier {
         return b[5] & 0x80 == 0 ? Int(b[5]) + 2 == len : (b[5] == 0x81 || b[5] == 0x82 || b[5] == 0x83)
     }
 
-    /// LDAP: a DER SEQUENCE holding a small message id and a bind/search application tag.
-    static func isLDAP(_ b: UnsafeRawBufferPointer) -> Bool {
-        guard b.count >= 7, b[0] == 0x30 else { return false }
-        var i = 2
-        if b[1] & 0x80 != 0 {
-            let n = Int(b[1] & 0x7f)
-            guard n >= 1, n <= 4 else { return false }
-            i = 2 + n
-        }
-        guard i + 3 < b.count, b[i] == 0x02, b[i + 1] >= 1, b[i + 1] <= 4 else { return false }
-        let op = i + 2 + Int(b[i + 1])
-        guard op < b.count else { return false }
-        return b[op] == 0x60 || b[op] == 0x63 || b[op] == 0x77  // bind, search, extended (StartTLS)
-    }
-
     /// A DNS message: sane header counts and a well-formed first question (or an empty question section
     /// with answers), checked to the byte.
     public static func isDNSMessage(_ b: UnsafeRawBufferPointer) -> Bool {
@@ -196,8 +208,10 @@ public enum ContentClassifier {
         let opcode = (flags >> 11) & 0xf
         guard opcode <= 5, opcode != 3 else { return false }
         guard qd <= 4, an <= 256, ns <= 256, ar <= 256, qd + an + ns + ar > 0 else { return false }
-        guard qd >= 1 else { return an > 0 && (flags & 0x8000) != 0 }
-        // First question: labels then type and class.
+        // A response without questions (mDNS announcements) must open with a well-formed answer record.
+        let answerOnly = qd == 0
+        guard !answerOnly || (an > 0 && (flags & 0x8000) != 0) else { return false }
+        // First question (or answer): labels, then type and class.
         var total = 0
         while true {
             guard let len = c.u8() else { return false }
@@ -208,7 +222,12 @@ public enum ContentClassifier {
             guard total <= 255 else { return false }
         }
         guard let qtype = c.u16(), let qclass = c.u16() else { return false }
-        return qtype != 0 && (qclass & 0x7fff == 1 || qclass & 0x7fff == 3 || qclass & 0x7fff == 255 || qclass & 0x7fff == 254)
+        let known = qclass & 0x7fff == 1 || qclass & 0x7fff == 3 || qclass & 0x7fff == 255 || qclass & 0x7fff == 254
+        guard qtype != 0, known else { return false }
+        guard answerOnly else { return true }
+        // TTL and RDATA length: the record's data must fit the datagram.
+        guard c.skip(4), let rdlength = c.u16() else { return false }
+        return c.has(Int(rdlength))
     }
 
     /// QUIC long header (RFC 9000 §17.2): header form and fixed bits, a known version, and sane connection-ID lengths.
@@ -238,15 +257,5 @@ public enum ContentClassifier {
         let version = (b[0] >> 3) & 7
         let mode = b[0] & 7
         return version >= 1 && version <= 4 && mode >= 1 && mode <= 5
-    }
-
-    /// SNMP v1/v2c/v3: SEQUENCE, INTEGER version 0, 1 or 3.
-    static func isSNMP(_ b: UnsafeRawBufferPointer) -> Bool {
-        guard b.count >= 8, b[0] == 0x30 else { return false }
-        var i = 2
-        if b[1] & 0x80 != 0 { i = 2 + Int(b[1] & 0x7f) }
-        guard i + 2 < b.count, b[i] == 0x02, b[i + 1] == 1 else { return false }
-        let v = b[i + 2]
-        return v == 0 || v == 1 || v == 3
     }
 }

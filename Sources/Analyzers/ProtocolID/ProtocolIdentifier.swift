@@ -42,7 +42,8 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
     let capacity: Int
     let generations: UnsafeMutablePointer<UInt32>
     /// `Identification` raw value in the low 2 bits; bit 2: originator datagram tried; bit 3: responder
-    /// datagram tried; bits 4–5: TCP progress (1: server spoke first and was not recognised, 2: `220` banner).
+    /// datagram tried; bits 4–5: TCP progress (1: server spoke first and was not recognised, 2: `220` banner);
+    /// bit 6: an MPTCP MP_JOIN subflow (`joinSubflow`).
     let states: UnsafeMutablePointer<UInt8>
     /// Told of each FTP data connection announced (weak: the observer usually holds this identifier).
     public weak var ftpDataObserver: (any FTPDataObserver)?
@@ -85,6 +86,15 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
     // MARK: UDP, per datagram
 
     public func packet(_ context: PacketContext, flows: FlowTable) {
+        if context.packet.ipProtocol == IPProtocol.tcp {
+            // Only the originator's SYN is looked at (one branch per other TCP packet).
+            guard context.fromOriginator, context.packet.tcpFlags.contains(.syn), !context.packet.tcpFlags.contains(.ack) else { return }
+            let s = Int(context.slot)
+            guard s < capacity, Self.isMPTCPJoin(context) else { return }
+            reset(s, flows[context.slot].generation)
+            states[s] |= Self.joinSubflow
+            return
+        }
         guard context.packet.ipProtocol == IPProtocol.udp, context.packet.payloadLength > 0 else { return }
         let s = Int(context.slot)
         guard s < capacity else { return }
@@ -124,6 +134,13 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
                 }
                 return .more
             }
+            // ISO transport: the server's Connection Confirm, then the client's first data TPDU names
+            // the application (S7comm, MMS); one client segment decides either way.
+            if flows[slot].appProtocol == AppProtocol.cotp.rawValue {
+                guard fromOriginator else { return .more }
+                refineISOTransport(data, slot: slot, flows: flows)
+                return .doneWithFlow
+            }
             return .doneWithFlow
         }
         let progress = (states[s] >> 4) & 3
@@ -134,9 +151,16 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
             if proto == nil { proto = ContentClassifier.classifyClient(data) }
             if let proto {
                 decide(s, .identified, proto, slot: slot, flows: flows)
+                if proto == .cotp {
+                    // The first data TPDU may follow the Connection Request in the same bytes.
+                    let cr = Int(data[2]) << 8 | Int(data[3])
+                    guard cr < data.count else { return .more }
+                    refineISOTransport(UnsafeRawBufferPointer(rebasing: data[cr...]), slot: slot, flows: flows)
+                    return .doneWithFlow
+                }
                 return proto == .ftp ? .more : .doneWithFlow
             }
-            decide(s, flow.originatorFlags.contains(.syn) ? .unknown : .midstream, nil, slot: slot, flows: flows)
+            decide(s, startsStream(s, flow) ? .unknown : .midstream, nil, slot: slot, flows: flows)
             return .doneWithFlow
         }
         guard progress == 0 else { return .doneWithDirection }
@@ -153,6 +177,40 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
         }
     }
 
+    /// State bit: the SYN carried MPTCP MP_JOIN, so this subflow continues a connection whose start
+    /// (and protocol) is on another subflow.
+    static let joinSubflow: UInt8 = 0x40
+
+    /// The stream's first bytes are its application's first bytes: the SYN was seen and opened a new
+    /// connection, not an MPTCP subflow joining one.
+    @inline(__always) func startsStream(_ s: Int, _ flow: FlowRecord) -> Bool {
+        flow.originatorFlags.contains(.syn) && states[s] & Self.joinSubflow == 0
+    }
+
+    /// Whether a SYN's TCP options hold MPTCP (kind 30) with subtype MP_JOIN (1), RFC 8684 §3.2.
+    static func isMPTCPJoin(_ context: PacketContext) -> Bool {
+        let start = context.packet.transportOffset &+ 20, end = context.packet.payloadOffset
+        guard start <= end, end <= context.frame.count else { return false }
+        let b = context.frame
+        var i = start
+        while i < end {
+            let kind = b[i]
+            if kind == 0 { return false }
+            if kind == 1 { i += 1; continue }
+            guard i + 1 < end else { return false }
+            let len = Int(b[i + 1])
+            guard len >= 2, i + len <= end else { return false }
+            if kind == 30, len >= 3, b[i + 2] >> 4 == 1 { return true }
+            i += len
+        }
+        return false
+    }
+
+    /// Names the application of an ISO-on-TCP session from its first data TPDU (COTP stays otherwise).
+    func refineISOTransport(_ data: UnsafeRawBufferPointer, slot: Int32, flows: FlowTable) {
+        if let app = ContentClassifier.isoTransportApplication(data) { flows.setAppProtocol(app.rawValue, slot: slot) }
+    }
+
     public func gap(fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) {}
 
     public func streamEnded(_ flow: FlowRecord, slot: Int32) {
@@ -160,7 +218,7 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
         guard s < capacity, generations[s] == flow.generation, states[s] & 3 == 0 else { return }
         // Only the server spoke (or only a banner came): undecided, judged as unknown if it began at a SYN.
         if (states[s] >> 4) & 3 != 0 {
-            states[s] = (states[s] & ~3) | (flow.originatorFlags.contains(.syn) ? Identification.unknown : .midstream).rawValue
+            states[s] = (states[s] & ~3) | (startsStream(s, flow) ? Identification.unknown : .midstream).rawValue
         }
     }
 }

@@ -80,6 +80,8 @@ public final class BeaconDetector {
         let port = flow.responderPort
         if transport == IPProtocol.udp ? rules.ignoreUDPPorts.contains(port) : rules.ignoreTCPPorts.contains(port) { return }
         let src = flow.originator, dst = flow.responder
+        // Loopback (a test harness, a local proxy) never crosses the wire a sensor watches.
+        if src.isLoopback || dst.isLoopback { return }
         guard rules.directions.contains(directionName(emitter.homeNetworks, from: src, to: dst)) else { return }
         if rules.ignoreDestinations.contains(where: { $0.contains(dst) }) || rules.ignoreSources.contains(where: { $0.contains(src) }) { return }
         counters.connections &+= 1

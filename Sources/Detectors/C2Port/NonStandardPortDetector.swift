@@ -13,6 +13,11 @@ public struct C2PortCounters: Sendable, Equatable {
     public var alerts: UInt64 = 0
     public var suppressed: UInt64 = 0
     public var pairEvictions: UInt64 = 0
+    /// Sessions not judged because their service is established (`ServiceBaseline`).
+    public var baselined: UInt64 = 0
+    /// Sessions not judged because both ends are loopback addresses.
+    public var loopback: UInt64 = 0
+    public var serviceEvictions: UInt64 = 0
     public init() {}
 }
 
@@ -24,9 +29,12 @@ public struct C2PortCounters: Sendable, Equatable {
 /// Decided at flow end (and at active-timeout reports of long sessions) from facts the analysers
 /// gathered: `network.protocol` from content identification, SNI/Host for the message. Only
 /// established sessions that carried payload both ways are judged (failed connections and scans are
-/// not C2). The score is a base per finding plus weights for the pair's duration, bytes and repetition,
-/// the port's rarity (how many distinct servers this sensor saw on it) and well-known attack-framework
-/// ports; all tunable in `Rules/c2.yaml`.
+/// not C2), or a TCP session whose client sent enough while the server never spoke. Sessions of an
+/// established service (`ServiceBaseline`: learned, or used by many clients) and loopback sessions are
+/// not judged. The score is a base per finding plus evidence: the pair's duration, bytes and repetition,
+/// the port's rarity (how many distinct servers this sensor saw on it), well-known attack-framework
+/// ports, a home host talking out, a client that named no server, a channel that mostly sends. An
+/// unusual port alone stays below the threshold; all tunable in `Rules/c2.yaml`.
 ///
 /// Memory: one entry per (source, destination, port, transport) pair, at most `max_pairs` (≈ 96 B each,
 /// oldest evicted, counted), plus a fixed 512 kB port-popularity table (a 64-bit distinct-server
@@ -40,9 +48,10 @@ public final class NonStandardPortDetector {
     var identifiableOwner: [UInt16: String]
     var identifiableOwnerUDP: [UInt16: String]
     /// Protocols `ProtocolIdentifier` recognises in datagrams; the rest only over TCP.
-    static let datagramProtocols: Set<String> = ["dns", "quic", "ntp", "dhcp", "snmp", "sip", "mdns", "llmnr", "netbios"]
+    static let datagramProtocols: Set<String> = ["dns", "quic", "ntp", "dhcp", "snmp", "sip", "mdns", "llmnr", "netbios", "cldap",
+                                                 "onc_rpc", "stun", "ssdp", "dnp3"]
     /// Protocols that exist only over UDP: they own no TCP port.
-    static let udpOnlyProtocols: Set<String> = ["quic", "ntp", "dhcp", "snmp", "mdns", "llmnr"]
+    static let udpOnlyProtocols: Set<String> = ["quic", "ntp", "dhcp", "snmp", "mdns", "llmnr", "cldap", "stun", "ssdp"]
     var serviceOwner: [UInt16: String]
     /// Per port: a 64-bit linear-counting sketch of the distinct servers seen on it.
     var portServers: UnsafeMutablePointer<UInt64>
@@ -50,8 +59,15 @@ public final class NonStandardPortDetector {
     /// Which rule a pair's history belongs to: each keeps its own repetition and suppression.
     enum PairRule: UInt8 { case protocolOnPort, bareIPSession }
     struct PairKey: Hashable { var source: IPAddress; var destination: IPAddress; var port: UInt16; var transport: UInt8; var rule: PairRule }
-    struct Pair { var connections = 0; var bytes: UInt64 = 0; var packets: UInt64 = 0; var first: Timestamp; var last: Timestamp; var lastAlert: Timestamp? }
+    struct Pair {
+        var connections = 0; var bytes: UInt64 = 0; var packets: UInt64 = 0
+        /// Payload bytes client → server and server → client, for the asymmetry evidence.
+        var sent: UInt64 = 0; var received: UInt64 = 0
+        var first: Timestamp; var last: Timestamp; var lastAlert: Timestamp?
+    }
     var pairs: [PairKey: Pair] = [:]
+    /// The services seen: an established one is not judged.
+    var baseline = ServiceBaseline()
     /// FTP data connections announced on any control connection (facts from every worker): data on a
     /// high port there is FTP's, not an unknown protocol.
     var ftpData = FTPDataChannels()
@@ -119,31 +135,36 @@ public final class NonStandardPortDetector {
         guard learnPortServer(flow) else { return }
         let port = flow.responderPort
         let server = flow.responder
+        // A test harness or local proxy: never C2 on the wire.
+        if flow.originator.isLoopback || server.isLoopback { counters.loopback &+= 1; return }
         guard !rules.allowPorts.contains(port), !rules.allowDestinations.contains(where: { $0.contains(server) }) else { return }
         // One alert per session: the bare-IP rule judges what the port rule did not alert on.
         if judgeProtocolOnPort(flow, reason: reason, labels: labels) { return }
         judgeBareIPSession(flow, reason: reason, labels: labels)
     }
 
-    /// Port popularity is learned from every session that could be judged (established, payload, start
-    /// seen), whoever owns its source: the host-sharded stage calls this on the shards that do not judge
-    /// the session. Returns false when the session is not one to judge.
+    /// Port popularity and the service baseline are learned from every session that could be judged
+    /// (established, payload, start seen), whoever owns its source: the host-sharded stage calls this on
+    /// the shards that do not judge the session. Returns false when the session is not one to judge.
     @discardableResult
     public func learnPortServer(_ flow: FlowRecord) -> Bool {
         guard rules.enabled, flow.key.hasPorts else { return false }
         let transport = flow.key.ipProtocol
         guard transport == IPProtocol.tcp || transport == IPProtocol.udp else { return false }
-        guard flow.isEstablished, flow.originatorPayloadBytes >= rules.minPayloadBytes, flow.responderPayloadBytes >= rules.minPayloadBytes,
+        guard flow.isEstablished, flow.originatorPayloadBytes >= rules.minPayloadBytes,
               flow.originatorPayloadBytes > 0 || flow.responderPayloadBytes > 0 else { return false }
+        // The server must have answered, unless a home host sent enough over TCP to the outside that a
+        // server which never speaks is itself the finding (a one-way channel out; inside the network and
+        // over UDP one-way streams are ordinary: printing, backups, media, syslog, flow export).
+        if flow.responderPayloadBytes < rules.minPayloadBytes {
+            guard transport == IPProtocol.tcp, flow.responderPayloadBytes == 0, flow.originatorPayloadBytes >= rules.asymmetryMinBytes,
+                  directionName(emitter.homeNetworks, from: flow.originator, to: flow.responder) == "outbound" else { return false }
+        }
         // A TCP connection joined mid-way has no known originator or start: not judged.
         if transport == IPProtocol.tcp && !flow.originatorFlags.contains(.syn) { return false }
-        // A fixed mix, not Swift's per-process seeded Hasher: the sketch feeds scores and alert fields,
-        // which must come out the same on every replay of the same traffic.
-        let server = flow.responder
-        var h = (server.high &* 0x9E37_79B9_7F4A_7C15) ^ (server.low &* 0xBF58_476D_1CE4_E5B9)
-        h ^= h >> 29
-        h = h &* 0x94D0_49BB_1331_11EB
-        portServers[Int(flow.responderPort)] |= 1 << ((h >> 58) & 63)
+        portServers[Int(flow.responderPort)] |= 1 << ServiceBaseline.mix(flow.responder)
+        baseline.learn(flow, learningPeriod: rules.learningPeriod, maxServices: rules.maxServices)
+        counters.serviceEvictions = baseline.evictions
         return true
     }
 
@@ -173,6 +194,7 @@ public final class NonStandardPortDetector {
             owner = transport == IPProtocol.udp ? identifiableOwnerUDP[port] : identifiableOwner[port]
             finding = owner != nil ? .unknownOnStandardPort : .unknownOnUnusualPort
         }
+        if baseline.isEstablished(flow, establishedClients: rules.establishedClients) { counters.baselined &+= 1; return false }
         counters.judged &+= 1
 
         // The pair's history: repetition, total bytes and how long it has been talking.
@@ -191,7 +213,8 @@ public final class NonStandardPortDetector {
         let durationPart = w.duration, bytesPart = w.bytes, repetitionPart = w.repetition, suspiciousPart = w.suspiciousPort
         let servers = portServers[Int(port)].nonzeroBitCount
         let rarePart = servers < rules.rarePortServers ? rules.weightRarePort : 0
-        let score = min(100, base + durationPart + bytesPart + repetitionPart + rarePart + suspiciousPart)
+        let e = evidence(flow, proto: proto, labels: labels, pair: pair)
+        let score = min(100, base + durationPart + bytesPart + repetitionPart + rarePart + suspiciousPart + e.outbound + e.noServerName + e.asymmetry)
 
         defer { insert(key, pair) }
         guard score >= rules.threshold else { return false }
@@ -220,10 +243,13 @@ public final class NonStandardPortDetector {
             ("score_parts", .object([
                 ("base", .double(rounded(base))), ("duration", .double(rounded(durationPart))), ("bytes", .double(rounded(bytesPart))),
                 ("repetition", .double(rounded(repetitionPart))), ("rare_port", .double(rounded(rarePart))),
-                ("suspicious_port", .double(rounded(suspiciousPart))),
+                ("suspicious_port", .double(rounded(suspiciousPart))), ("outbound", .double(rounded(e.outbound))),
+                ("no_server_name", .double(rounded(e.noServerName))), ("asymmetry", .double(rounded(e.asymmetry))),
             ])),
             ("connections", .int(pair.connections)),
             ("bytes", .int(pair.bytes)),
+            ("client_payload_bytes", .int(pair.sent)),
+            ("server_payload_bytes", .int(pair.received)),
             ("duration", .double(rounded(span))),
             ("port_servers_seen", .int(servers)),
         ]
@@ -250,11 +276,37 @@ public final class NonStandardPortDetector {
     /// and how often the pair talked, and whether the port is an attack framework's default.
     struct SessionWeights { var duration: Double; var bytes: Double; var repetition: Double; var suspiciousPort: Double }
 
+    /// Evidence about the session beyond its port, each a weight or 0.
+    struct Evidence { var outbound = 0.0; var noServerName = 0.0; var asymmetry = 0.0 }
+
+    func evidence(_ flow: FlowRecord, proto: AppProtocol, labels: FlowLabels, pair: Pair) -> Evidence {
+        var e = Evidence()
+        if directionName(emitter.homeNetworks, from: flow.originator, to: flow.responder) == "outbound" { e.outbound = rules.weightOutbound }
+        // The client dialled an address, not a name: HTTP without a Host name, TLS without SNI.
+        let unnamedHTTP = proto == .http && labels.hasHTTP && (labels.httpHost.map(Self.isAddressLiteral) ?? true)
+        let unnamedTLS = proto == .tls && labels.hasClientHello && labels.serverName == nil
+        if unnamedHTTP || unnamedTLS { e.noServerName = rules.weightNoServerName }
+        let total = pair.sent &+ pair.received
+        if pair.sent >= rules.asymmetryMinBytes, total > 0, Double(pair.sent) >= rules.asymmetryRatio * Double(total) {
+            e.asymmetry = rules.weightAsymmetry
+        }
+        return e
+    }
+
+    /// An HTTP Host that is an IPv4 or bracketed IPv6 address rather than a name.
+    static func isAddressLiteral(_ host: String) -> Bool {
+        if host.hasPrefix("[") { return true }
+        return !host.isEmpty && host.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2e }
+    }
+
     func sessionWeights(_ pair: Pair, span: Double, port: UInt16) -> SessionWeights {
-        func logScale(_ v: Double, _ full: Double) -> Double { min(1, ln1p(max(0, v)) / ln1p(full)) }
+        // Log-shaped above a floor: a few seconds or a few kilobytes are what any session has, not evidence.
+        func logScale(_ v: Double, _ floor: Double, _ full: Double) -> Double {
+            min(1, ln1p(max(0, v - floor)) / ln1p(max(1, full - floor)))
+        }
         return SessionWeights(
-            duration: rules.weightDuration * logScale(span, rules.durationFull),
-            bytes: rules.weightBytes * logScale(Double(pair.bytes), rules.bytesFull),
+            duration: rules.weightDuration * logScale(span, rules.durationFloor, rules.durationFull),
+            bytes: rules.weightBytes * logScale(Double(pair.bytes), rules.bytesFloor, rules.bytesFull),
             repetition: rules.weightRepetition * min(1, Double(pair.connections - 1) / max(1, rules.repetitionFull - 1)),
             suspiciousPort: rules.suspiciousPorts.contains(port) ? rules.weightSuspiciousPort : 0)
     }
@@ -277,6 +329,8 @@ public final class NonStandardPortDetector {
         pair.connections += reason == .activeTimeout && pair.connections > 0 ? 0 : 1
         pair.bytes &+= flow.originatorBytes &+ flow.responderBytes
         pair.packets &+= flow.originatorPackets &+ flow.responderPackets
+        pair.sent &+= flow.originatorPayloadBytes
+        pair.received &+= flow.responderPayloadBytes
         if flow.segmentStart < pair.first { pair.first = flow.segmentStart }
         if flow.lastSeen > pair.last { pair.last = flow.lastSeen }
         return pair
@@ -298,6 +352,7 @@ public final class NonStandardPortDetector {
         guard now.nanoseconds % 60_000_000_000 < 1_000_000_000, !pairs.isEmpty else { return }
         let horizon = max(rules.suppressSeconds, rules.durationFull)
         pairs = pairs.filter { (now - $0.value.last).secondsDouble < horizon }
+        baseline.expire(now, horizon: horizon)
     }
 }
 

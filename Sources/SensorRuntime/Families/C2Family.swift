@@ -53,7 +53,8 @@ struct C2Family: SensorFamily {
 }
 
 /// The C2 analysers as one pipeline member: the pipeline makes one call per packet for all of them
-/// (only identification and QUIC Initials of UDP look at packets; TCP arrives through the reassembler),
+/// (only identification — UDP, and TCP SYNs for MPTCP joins — and QUIC Initials look at packets; TCP
+/// payload arrives through the reassembler),
 /// and each part still gets the flow-end and tick calls it needs.
 final class C2Analyzers: PacketAnalyzer {
     let name = "c2"
@@ -74,6 +75,9 @@ final class C2Analyzers: PacketAnalyzer {
         if context.packet.ipProtocol == IPProtocol.udp {
             identifier.packet(context, flows: flows)
             quic.packet(context, flows: flows)
+        } else if context.packet.tcpFlags.contains(.syn) {
+            // A SYN's MPTCP MP_JOIN option: the subflow starts mid-stream.
+            identifier.packet(context, flows: flows)
         }
     }
 

@@ -1,0 +1,66 @@
+import PacketCore
+
+/// The services (server, port, transport, protocol) a network is seen to use, so that a protocol on an
+/// odd port that is simply how some server works — an internal application on 8001 every workstation
+/// uses, a vendor's appliance — stops being judged once it is known.
+///
+/// A service is established when it was seen during the learning period (counted from the first
+/// session learned), or when at least `establishedClients` distinct clients used it (a 64-bit
+/// linear-counting sketch per service: exact enough for thresholds up to ~20). Learned from every
+/// judgeable session, on every stage that sees it, so the verdict does not depend on which worker or
+/// shard judges the session.
+///
+/// Memory: at most `maxServices` entries (≈ 64 B each); beyond it the stalest eighth is evicted in one
+/// go and counted.
+struct ServiceBaseline {
+    struct Key: Hashable { var server: IPAddress; var port: UInt16; var transport: UInt8; var appProtocol: UInt8 }
+    struct Entry { var clients: UInt64 = 0; var learned = false; var last: Timestamp }
+
+    private(set) var entries: [Key: Entry] = [:]
+    private(set) var start: Timestamp?
+    private(set) var evictions: UInt64 = 0
+
+    /// Records that `flow`'s client used its service.
+    mutating func learn(_ flow: FlowRecord, learningPeriod: Double, maxServices: Int) {
+        let key = Key(server: flow.responder, port: flow.responderPort, transport: flow.key.ipProtocol, appProtocol: flow.appProtocol)
+        let t = flow.segmentStart
+        if start == nil { start = t }
+        let learning = learningPeriod > 0 && (t - (start ?? t)).secondsDouble < learningPeriod
+        if entries[key] == nil && entries.count >= maxServices {
+            let victims = entries.sorted { $0.value.last < $1.value.last }.prefix(max(1, maxServices / 8))
+            for (k, _) in victims { entries[k] = nil }
+            evictions &+= UInt64(victims.count)
+        }
+        var e = entries[key] ?? Entry(last: flow.lastSeen)
+        e.clients |= 1 << (ServiceBaseline.mix(flow.originator) & 63)
+        if learning { e.learned = true }
+        if flow.lastSeen > e.last { e.last = flow.lastSeen }
+        entries[key] = e
+    }
+
+    /// Whether `flow`'s service is established (learned, or used by enough distinct clients).
+    func isEstablished(_ flow: FlowRecord, establishedClients: Int) -> Bool {
+        let key = Key(server: flow.responder, port: flow.responderPort, transport: flow.key.ipProtocol, appProtocol: flow.appProtocol)
+        guard let e = entries[key] else { return false }
+        return e.learned || (establishedClients > 0 && e.clients.nonzeroBitCount >= establishedClients)
+    }
+
+    /// Forgets services not seen for `horizon` seconds before `now` (learned ones are kept).
+    mutating func expire(_ now: Timestamp, horizon: Double) {
+        entries = entries.filter { $0.value.learned || (now - $0.value.last).secondsDouble < horizon }
+    }
+
+    /// A fixed mix, not Swift's per-process seeded Hasher: the sketches feed scores and alert fields,
+    /// which must come out the same on every replay of the same traffic.
+    static func mix(_ a: IPAddress) -> UInt64 {
+        var h = (a.high &* 0x9E37_79B9_7F4A_7C15) ^ (a.low &* 0xBF58_476D_1CE4_E5B9)
+        h ^= h >> 29
+        h = h &* 0x94D0_49BB_1331_11EB
+        return h >> 58
+    }
+}
+
+extension IPAddress {
+    /// 127.0.0.0/8 or ::1: traffic that never leaves the host.
+    var isLoopback: Bool { isIPv6 ? high == 0 && low == 1 : ipv4Value >> 24 == 127 }
+}
