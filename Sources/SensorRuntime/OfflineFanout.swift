@@ -23,7 +23,7 @@ enum FanoutRecord {
 /// every worker: whenever the clock passes a second boundary (the packet that crosses it is queued
 /// after the clock record, so each worker ticks at that packet's time, before it, as one pipeline
 /// does) and every `clockInterval` of packet time between (so each worker's host-fact watermark
-/// follows the global clock and the host-stage merge never waits on a worker with no traffic).
+/// follows the global clock and the host-stage merge does not wait long on a worker with no traffic).
 ///
 /// Per packet: one decode of the headers, one copy into the ring; no allocation, no lock. A full ring
 /// makes the reader wait (offline: nothing is dropped).
@@ -33,7 +33,7 @@ final class OfflineFanout: PacketConsumer {
     var clock: Int64 = 0
     var nextTick: Int64 = .min
     var lastClockRecord: Int64 = .min
-    static let clockInterval: Int64 = 10_000_000
+    static let clockInterval: Int64 = 100_000_000
     /// Records written to each ring since its last `publish` (published every `batch`).
     var unpublished: [Int]
     static let batch = 64
@@ -46,8 +46,15 @@ final class OfflineFanout: PacketConsumer {
     /// far above libpcap's usual 256 KiB limit).
     private(set) var cut: UInt64 = 0
 
+    /// The most captured bytes one record carries.
+    let maxBody: Int
+    /// Workers still to be sent the clock while the reader waits (`waitAndWrite`).
+    var owesClock: [Bool]
+
     init(workers: Int, ringBytes: Int) {
         rings = (0..<workers).map { _ in SPSCByteRing(capacity: ringBytes) }
+        maxBody = rings[0].maxRecord - FanoutRecord.headerSize
+        owesClock = Array(repeating: false, count: workers)
         unpublished = Array(repeating: 0, count: workers)
         header.initializeMemory(as: UInt8.self, repeating: 0, count: FanoutRecord.headerSize)
         clockHeader.initializeMemory(as: UInt8.self, repeating: 0, count: FanoutRecord.headerSize)
@@ -87,10 +94,9 @@ final class OfflineFanout: PacketConsumer {
         Self.writeHeader(header, .packet, time: outOfRange ? 0 : raw.timestamp.nanoseconds, wireLength: raw.wireLength,
                          linkType: raw.linkType, outOfRange: outOfRange)
         var body = raw.bytes
-        let room = rings[w].maxRecord - FanoutRecord.headerSize
-        if body.count > room {
+        if body.count > maxBody {
             cut &+= 1
-            body = UnsafeRawBufferPointer(rebasing: body[0..<room])
+            body = UnsafeRawBufferPointer(rebasing: body[0..<maxBody])
         }
         push(header, body, to: w)
     }
@@ -106,15 +112,18 @@ final class OfflineFanout: PacketConsumer {
 
     @inline(__always) func push(_ header: UnsafeMutableRawPointer, _ body: UnsafeRawBufferPointer, to w: Int) {
         let head = UnsafeRawBufferPointer(start: header, count: FanoutRecord.headerSize)
-        if !rings[w].write(head, body) { waitAndWrite(head, body, to: w) }
-        unpublished[w] &+= 1
-        if unpublished[w] >= Self.batch {
-            rings[w].publish()
+        let ring = rings[w]
+        if !ring.write(head, body) { waitAndWrite(head, body, to: w) }
+        let n = unpublished[w] &+ 1
+        if n >= Self.batch {
+            ring.publish()
             unpublished[w] = 0
+        } else {
+            unpublished[w] = n
         }
     }
 
-    /// Back-pressure: the other workers get the current clock where their ring has room (so their
+    /// Back-pressure: the other workers get the current clock as soon as their ring has room (so their
     /// host-fact watermarks reach it and the aggregators can take everything the waited-on worker has
     /// sent: it may itself be waiting on a full host-fact ring), every ring's batch goes out, then the
     /// reader naps until the worker has made room.
@@ -122,15 +131,16 @@ final class OfflineFanout: PacketConsumer {
         waits &+= 1
         Self.writeHeader(clockHeader, .clock, time: clock)
         let clockRecord = UnsafeRawBufferPointer(start: clockHeader, count: FanoutRecord.headerSize)
-        for i in rings.indices where i != w && rings[i].write(clockRecord, UnsafeRawBufferPointer(start: nil, count: 0)) {
-            unpublished[i] &+= 1
-        }
-        publishAll()
-        var spins = 0
-        while !rings[w].write(head, body) {
-            spins += 1
-            if spins < 16 { sched_yield() } else { usleep(50) }
-        }
+        for i in rings.indices { owesClock[i] = i != w }
+        repeat {
+            for i in rings.indices where owesClock[i] && rings[i].write(clockRecord, UnsafeRawBufferPointer(start: nil, count: 0)) {
+                owesClock[i] = false
+                unpublished[i] &+= 1
+            }
+            publishAll()
+            if rings[w].write(head, body) { return }
+            usleep(20)
+        } while true
     }
 
     func publishAll() {
@@ -179,14 +189,12 @@ final class RingPacketSource: PacketSource {
         guard !ended else { return 0 }
         var n = 0
         var records = 0
-        var spins = 0
         defer { ring.release() }
         while n < maxPackets {
             guard let r = ring.peek() else {
                 ring.release()
                 if n > 0 { return n }
-                spins += 1
-                if spins < 16 { sched_yield() } else { usleep(50) }
+                usleep(20)
                 continue
             }
             let base = r.baseAddress!
