@@ -132,6 +132,7 @@ final class OfflineFanout: PacketConsumer {
         Self.writeHeader(clockHeader, .clock, time: clock)
         let clockRecord = UnsafeRawBufferPointer(start: clockHeader, count: FanoutRecord.headerSize)
         for i in rings.indices { owesClock[i] = i != w }
+        var rounds = 0
         repeat {
             for i in rings.indices where owesClock[i] && rings[i].write(clockRecord, UnsafeRawBufferPointer(start: nil, count: 0)) {
                 owesClock[i] = false
@@ -139,8 +140,15 @@ final class OfflineFanout: PacketConsumer {
             }
             publishAll()
             if rings[w].write(head, body) { return }
-            usleep(20)
+            Self.pause(&rounds)
         } while true
+    }
+
+    /// A wait for the other side of a ring: yield the core first (on a machine with fewer cores than
+    /// busy threads, the thread we wait for is often runnable on this one), then short naps.
+    @inline(never) static func pause(_ rounds: inout Int) {
+        rounds &+= 1
+        if rounds < 256 { sched_yield() } else { usleep(50) }
     }
 
     func publishAll() {
@@ -189,12 +197,13 @@ final class RingPacketSource: PacketSource {
         guard !ended else { return 0 }
         var n = 0
         var records = 0
+        var rounds = 0
         defer { ring.release() }
         while n < maxPackets {
             guard let r = ring.peek() else {
                 ring.release()
                 if n > 0 { return n }
-                usleep(20)
+                OfflineFanout.pause(&rounds)
                 continue
             }
             let base = r.baseAddress!
