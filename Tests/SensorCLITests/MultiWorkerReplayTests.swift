@@ -86,6 +86,25 @@ final class MultiWorkerReplayTests: XCTestCase {
         XCTAssertEqual(found, [], found.joined(separator: "\n"))
     }
 
+    /// `hunt --workers 2`: the matches of a one-worker hunt (IP indicators: a host and the indicator are
+    /// one address pair, so on one worker), and one summary over both workers' matchers.
+    func testHuntWithTwoWorkersFindsWhatOneFinds() throws {
+        let dir = try TestSupport.temporaryDirectory("multiworker-hunt")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let list = dir.appendingPathComponent("ips.txt").path
+        try "192.168.1.195\n192.168.1.161\n".write(toFile: list, atomically: true, encoding: .utf8)
+        func hunt(_ workers: Int) throws -> (alerts: [String], summary: [String]) {
+            let r = try TestSupport.sensor(["hunt", "--quiet", "--workers", "\(workers)", "--indicators", list, TestSupport.data("pcaps/lateral")])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let summary = r.stderr.split(separator: "\n").map(String.init).filter { $0.hasPrefix("hunt: ") && !$0.contains(" in ") }
+            return (r.lines.sorted(), summary)
+        }
+        let one = try hunt(1), two = try hunt(2)
+        XCTAssertGreaterThan(one.alerts.count, 5)
+        XCTAssertEqual(two.alerts, one.alerts)
+        XCTAssertEqual(two.summary, one.summary)
+    }
+
     /// UDP exchanges whose replies come as IP fragments — the first fragment carries the ports, later
     /// ones do not; some later fragments arrive before their first one; two flows between the same hosts
     /// reuse one IP ID — interleaved with each other. A worker choice by ports would separate later
