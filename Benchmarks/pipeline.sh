@@ -6,6 +6,7 @@
 #
 # Usage: Benchmarks/pipeline.sh [RUNS] [-- extra sensor replay flags]
 #   BENCH_CAPTURE=path   use this capture instead of building one
+#   BENCH_WORKERS=1,2    one sensor row per worker count (`replay --workers N`; default 1,2)
 #   BENCH_VARIANTS=1     also measure analyser families one at a time (config `dns/c2/lateral_movement:
 #                        {enabled}`) and the evidence lookback ring (on, no trigger fires, so only the
 #                        ring's cost counts; full frames and headers only), interleaved with tcpdump in
@@ -41,32 +42,39 @@ measure() { # name, command...
   /usr/bin/time -f "%e %U %S %M" -o "$tmp/t" "$@" >/dev/null 2>"$tmp/err" || { echo "$name failed:"; cat "$tmp/err"; exit 1; }
   echo "$name $(cat "$tmp/t")" >> "$tmp/results"
 }
+IFS=, read -ra workers <<< "${BENCH_WORKERS:-1,2}"
 for i in $(seq 1 "$runs"); do
-  measure sensor "$bin" replay "$capture" --output "file:/dev/null" --log-level error "${extra[@]}"
+  for w in "${workers[@]}"; do
+    measure "sensor-${w}w" "$bin" replay "$capture" --workers "$w" --output "file:/dev/null" --log-level error "${extra[@]}"
+  done
   measure tcpdump tcpdump -Z root -r "$capture" -w /dev/null
   rm -rf "$tmp/nf"; mkdir -p "$tmp/nf"
   measure nfpcapd nfpcapd -r "$capture" -w "$tmp/nf"
 done
 "$bin" replay "$capture" --log-level error "${extra[@]}" | tail -1 > "$tmp/stats.json"
 
-python3 - "$tmp/results" "$tmp/stats.json" "$packets" "$bytes" "$capture" "$runs" <<'PY'
+python3 - "$tmp/results" "$tmp/stats.json" "$packets" "$bytes" "$capture" "$runs" "${workers[@]}" <<'PY'
 import json, statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 stats = json.load(open(sys.argv[2]))["sensor"]["stats"]
 packets, nbytes, capture, runs = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+sensors = [f"sensor-{w}w" for w in sys.argv[7:]]
 med = {}
-for name in ("sensor", "tcpdump", "nfpcapd"):
+for name in sensors + ["tcpdump", "nfpcapd"]:
     r = [x for x in rows if x[0] == name]
     med[name] = dict(wall=statistics.median(float(x[1]) for x in r),
                      cpu=statistics.median(float(x[2]) + float(x[3]) for x in r),
                      rss=max(int(x[4]) for x in r))
 print(f"capture: {capture}: {packets} packets, {nbytes/1e6:.0f} MB, {stats['flows']['created']} flows; {runs} runs, medians")
 print(f"{'':10}{'wall s':>9}{'cpu s':>9}{'Mpkt/s':>9}{'peak RSS':>11}{'wall ratio':>12}{'cpu ratio':>11}")
-for name in ("sensor", "tcpdump", "nfpcapd"):
+for name in sensors + ["tcpdump", "nfpcapd"]:
     m = med[name]
     print(f"{name:10}{m['wall']:9.3f}{m['cpu']:9.3f}{packets/m['wall']/1e6:9.2f}{m['rss']/1024:9.1f}MB"
           f"{m['wall']/med['tcpdump']['wall']:12.2f}{m['cpu']/med['tcpdump']['cpu']:11.2f}")
-print(f"sensor vs nfpcapd (wall): {med['sensor']['wall']/med['nfpcapd']['wall']:.2f}")
+for name in sensors:
+    print(f"{name} vs nfpcapd (wall): {med[name]['wall']/med['nfpcapd']['wall']:.2f}")
+    if name != sensors[0]:
+        print(f"{name} vs {sensors[0]} (wall): {med[name]['wall']/med[sensors[0]]['wall']:.2f}")
 print(f"flow table: {stats['flows']['bytes_per_flow']} bytes per flow of capacity ({stats['flows']['capacity']} flows), "
       f"{stats['flows']['evicted']} evicted; events written: {stats['events']['emitted']}")
 PY

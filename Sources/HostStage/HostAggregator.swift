@@ -7,9 +7,12 @@ import Synchronization
 public struct HostShardLink {
     public let rings: [SPSCByteRing]
     public let watermark: WorkerWatermark
-    public init(rings: [SPSCByteRing], watermark: WorkerWatermark) {
+    /// Offline (replay with several workers): the worker waits for room instead of dropping a record.
+    public let waitsWhenFull: Bool
+    public init(rings: [SPSCByteRing], watermark: WorkerWatermark, waitsWhenFull: Bool = false) {
         self.rings = rings
         self.watermark = watermark
+        self.waitsWhenFull = waitsWhenFull
     }
 }
 

@@ -1,4 +1,7 @@
 import Analyzers
+#if canImport(Glibc)
+import Glibc
+#endif
 import Detectors
 import Events
 import PacketCore
@@ -42,9 +45,12 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
 
     /// The facts some host detector reads (the others are never encoded).
     public let wanted: HostFactKinds
+    /// Offline (replay with several workers): a full ring makes the worker wait instead of dropping.
+    let waitsWhenFull: Bool
 
-    public init(route: Route, wanted: HostFactKinds) {
+    public init(route: Route, wanted: HostFactKinds, waitsWhenFull: Bool = false) {
         self.route = route
+        self.waitsWhenFull = waitsWhenFull
         if case .inline = route { publishedAt = .max } else { publishedAt = .min }
         self.wanted = wanted
     }
@@ -76,13 +82,27 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
         case .inline(let stage):
             stage.apply(w.bytes)
         case .rings(let rings, _):
-            if rings.count == 1 { rings[0].push(w.bytes); return }
+            if rings.count == 1 { send(w.bytes, to: rings[0]); return }
             guard let host else {
-                for r in rings { r.push(w.bytes) }
+                for r in rings { send(w.bytes, to: r) }
                 return
             }
-            rings[Self.shard(of: host, count: rings.count)].push(w.bytes)
+            send(w.bytes, to: rings[Self.shard(of: host, count: rings.count)])
         }
+    }
+
+    @inline(__always) func send(_ bytes: UnsafeRawBufferPointer, to ring: SPSCByteRing) {
+        if waitsWhenFull { sendWaiting(bytes, to: ring) } else { ring.push(bytes) }
+    }
+
+    /// Offline: waits for the aggregator to make room. The watermark goes out first (every later
+    /// record is stamped at least `stamp`), so the merge can take what this ring already holds.
+    @inline(never) func sendWaiting(_ bytes: UnsafeRawBufferPointer, to ring: SPSCByteRing) {
+        let none = UnsafeRawBufferPointer(start: nil, count: 0)
+        if ring.write(bytes, none) { ring.publish(); return }
+        if case .rings(_, let mark) = route { mark.clock.store(stamp, ordering: .releasing) }
+        while !ring.write(bytes, none) { usleep(50) }
+        ring.publish()
     }
 
     /// A fixed mix (not Swift's per-process seeded `Hasher`), so a host lands on the same shard in every run.
@@ -111,7 +131,7 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
         let owner = Self.shard(of: flow.originator, count: rings.count)
         var e = HostFactWriter(base: scratch)
         HostFactCodec.encode(.flowElsewhere(flow), stamp: stamp, into: &e)
-        for (i, ring) in rings.enumerated() where i != owner { ring.push(e.bytes) }
+        for (i, ring) in rings.enumerated() where i != owner { send(e.bytes, to: ring) }
     }
 
     public func tcpFlowStarted(source: IPAddress, destination: IPAddress, port: UInt16, at t: Timestamp) {

@@ -15,6 +15,8 @@ import Synchronization
 /// before the end of the buffer, the producer writes a skip marker (length `UInt32.max`) there and starts
 /// the record at offset 0. A push that finds no room is dropped and counted (`dropped`): the producer
 /// must never wait for the consumer, since it is a capture thread that would then lose packets instead.
+/// Offline (replay with several workers) nothing may be lost, so producers there use `write` (which
+/// refuses without counting) and wait; `write`/`publish` and `skip`/`release` also batch the atomic stores.
 public final class SPSCByteRing: @unchecked Sendable {
     /// Bytes of ring memory (a power of two, at least 4 KiB).
     public let capacity: Int
@@ -62,16 +64,26 @@ public final class SPSCByteRing: @unchecked Sendable {
     /// the record is larger than `maxRecord`.
     @discardableResult
     public func push(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        let payload = bytes.count
-        guard payload <= maxRecord else { return drop() }
+        guard write(bytes, UnsafeRawBufferPointer(start: nil, count: 0)) else { return drop() }
+        publish()
+        return true
+    }
+
+    /// Copies `head` then `body` in as one record without publishing it (a batch: call `publish()`
+    /// once after several). Returns false, counting nothing, when the record does not fit now, so
+    /// a producer that must not lose records (offline replay) can publish, wait and retry.
+    @inline(__always)
+    public func write(_ head: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer) -> Bool {
+        let payload = head.count + body.count
+        guard payload <= maxRecord else { return false }
         let size = Self.headerSize + Self.align8(payload)
         var start = producerTail
         let offset = start & mask
         let untilEnd = capacity - offset
         let needed = size <= untilEnd ? size : untilEnd + size
         if producerTail + needed - cachedHead > capacity {
-            cachedHead = head.load(ordering: .acquiring)
-            if producerTail + needed - cachedHead > capacity { return drop() }
+            cachedHead = self.head.load(ordering: .acquiring)
+            if producerTail + needed - cachedHead > capacity { return false }
         }
         if size > untilEnd {
             buffer.storeBytes(of: Self.skipMarker, toByteOffset: offset, as: UInt32.self)
@@ -79,12 +91,18 @@ public final class SPSCByteRing: @unchecked Sendable {
         }
         let o = start & mask
         buffer.storeBytes(of: UInt32(payload), toByteOffset: o, as: UInt32.self)
-        if payload > 0 { (buffer + o + Self.headerSize).copyMemory(from: bytes.baseAddress!, byteCount: payload) }
+        if head.count > 0 { (buffer + o + Self.headerSize).copyMemory(from: head.baseAddress!, byteCount: head.count) }
+        if body.count > 0 { (buffer + o + Self.headerSize + head.count).copyMemory(from: body.baseAddress!, byteCount: body.count) }
         producerTail = start + size
-        tail.store(producerTail, ordering: .releasing)
         pushed &+= 1
-        pushedAtomic.store(pushed, ordering: .relaxed)
         return true
+    }
+
+    /// Makes every record written so far visible to the consumer (one release store).
+    @inline(__always)
+    public func publish() {
+        tail.store(producerTail, ordering: .releasing)
+        pushedAtomic.store(pushed, ordering: .relaxed)
     }
 
     @inline(never) func drop() -> Bool {
@@ -119,10 +137,23 @@ public final class SPSCByteRing: @unchecked Sendable {
 
     /// Releases the record `peek()` returned.
     public func pop() {
+        skip()
+        release()
+    }
+
+    /// Moves past the record `peek()` returned without handing its space back yet (a batch: call
+    /// `release()` once after several).
+    @inline(__always)
+    public func skip() {
         let o = consumerHead & mask
         let length = buffer.load(fromByteOffset: o, as: UInt32.self)
-        precondition(length != Self.skipMarker, "pop() without peek()")
+        precondition(length != Self.skipMarker, "skip() without peek()")
         consumerHead += Self.headerSize + Self.align8(Int(length))
+    }
+
+    /// Hands the space of every record skipped so far back to the producer (one release store).
+    @inline(__always)
+    public func release() {
         head.store(consumerHead, ordering: .releasing)
     }
 

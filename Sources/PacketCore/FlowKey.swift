@@ -109,6 +109,17 @@ public struct FlowKey: Equatable, Sendable, BitwiseCopyable {
         h ^= h >> 32
         return h
     }
+
+    /// `hashValue64` of a packet's address pair (lower address first) and IP protocol, without ports:
+    /// the same for both directions of a flow and for every fragment of a datagram, first or later
+    /// (later fragments carry no ports). Offline workers are chosen by it (`replay --workers`).
+    public static func addressPairHash(_ p: DecodedPacket) -> UInt64 {
+        let s = p.source, d = p.destination
+        let sourceFirst = s.high != d.high ? s.high < d.high : s.low <= d.low
+        let (a, b) = sourceFirst ? (s, d) : (d, s)
+        return FlowKey(aHigh: a.high, aLow: a.low, bHigh: b.high, bLow: b.low, aPort: 0, bPort: 0, ipProtocol: p.ipProtocol,
+                       isIPv6: p.ipVersion == 6, hasPorts: false, isOneWay: false).hashValue64
+    }
 }
 
 /// Community ID v1 (https://github.com/corelight/community-id-spec): a flow hash shared by Zeek,

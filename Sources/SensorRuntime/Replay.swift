@@ -1,6 +1,7 @@
 import Capture
 import Events
 import Foundation
+import HostStage
 import Logging
 import Outputs
 import PacketCore
@@ -23,11 +24,16 @@ public struct ReplayOutcome: Sendable {
 
 /// Offline mode: reads capture files (merged in time order) through the same pipeline live capture uses.
 public enum Replay {
-    /// Builds sinks, pipeline and services from the configuration and runs them to the end of input.
+    /// Builds sinks, pipelines and services from the configuration and runs them to the end of input.
+    ///
+    /// `workers` above 1: one reader thread hands each packet to one of that many worker pipelines
+    /// (`OfflineFanout`), whose host facts merge in host-stage aggregators as live; `cpus` pins the
+    /// workers as `capture.cpus` does live. `extraAnalyzers` is called once per worker.
     ///
     /// Throws for problems found before any packet is processed (unreadable input, bad filter, output
     /// that cannot be opened). Damage found part-way is reported in the outcome after a full flush.
     public static func run(files: [String], configuration c: SensorConfiguration, logger: Logger,
+                           workers: Int = 1, cpus: [Int] = [],
                            extraSinks: [any EventSink] = [], onlyAlertsOf category: RuleCategory? = nil,
                            extraAnalyzers: (EventEmitter) throws -> [any PacketAnalyzer] = { _ in [] }) async throws -> ReplayOutcome {
         let source = try MergedFileSource(paths: files, filter: c.bpf)
@@ -39,31 +45,113 @@ public enum Replay {
         for spec in specs { sinks.append(try spec.makeSink()) }
         // Hunt mode: only the alerts of one category reach the outputs.
         let emitted: [any EventSink] = category.map { c in sinks.map { AlertCategorySink($0, category: c) } } ?? sinks
-        let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
-        let pipeline = Pipeline(flows: c.flows, emitter: emitter,
-                                analyzers: try WorkerAssembly.makeAnalyzers(resources, emitter: emitter, logger: logger) + extraAnalyzers(emitter))
         let outputs = EventOutputService(sinks: sinks, logger: logger)
-        let processing = PacketProcessingService(pipeline: pipeline, source: source, logger: logger)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: outputs)]
+        var processing: [PacketProcessingService] = []
+        var aggregators: [HostAggregator] = []
+        var reader: FanoutReaderService?
+        if workers <= 1 {
+            let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
+            let pipeline = Pipeline(flows: c.flows, emitter: emitter,
+                                    analyzers: try WorkerAssembly.makeAnalyzers(resources, emitter: emitter, logger: logger) + extraAnalyzers(emitter))
+            processing.append(PacketProcessingService(pipeline: pipeline, source: source, logger: logger))
+        } else {
+            // Host-level stage as live: ring [worker][shard], one watermark per worker, one aggregator
+            // per shard; listed before the workers so it drains after them on shutdown.
+            let shards = max(1, c.live.hostShards)
+            let hostRings = (0..<workers).map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: c.live.hostRingKilobytes << 10) } }
+            let marks = (0..<workers).map { _ in WorkerWatermark() }
+            let detectors = resources.hostDetectors(resources.rules)
+            for s in 0..<shards {
+                let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
+                resources.observeHostStage(emitter)
+                let aggregator = HostAggregator(shard: s, rings: hostRings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter)
+                aggregators.append(aggregator)
+                services.append(.init(service: HostAggregatorService(aggregator: aggregator, mailbox: nil, metrics: nil, logger: logger)))
+            }
+            let fanout = OfflineFanout(workers: workers, ringBytes: Self.workerRingBytes)
+            for i in 0..<workers {
+                let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
+                let link = HostShardLink(rings: hostRings[i], watermark: marks[i], waitsWhenFull: true)
+                let pipeline = Pipeline(flows: c.flows, emitter: emitter,
+                                        analyzers: try WorkerAssembly.makeAnalyzers(resources, index: i, emitter: emitter, hostRoute: .rings(link),
+                                                                                    logger: logger) + extraAnalyzers(emitter))
+                let ringSource = RingPacketSource(ring: fanout.rings[i])
+                let publisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
+                ringSource.onClock = { [unowned pipeline] t in
+                    pipeline.advanceClock(to: t)
+                    publisher?.publishWatermark(pipeline.clock)
+                }
+                processing.append(PacketProcessingService(pipeline: pipeline, source: ringSource, logger: logger,
+                                                          cpu: i < cpus.count ? cpus[i] : nil,
+                                                          housekeeping: OfflineWorker(index: i, hostRings: hostRings[i]),
+                                                          threadName: "sensor-worker-\(i)"))
+            }
+            reader = FanoutReaderService(source: source, fanout: fanout, logger: logger)
+        }
+        for p in processing {
+            services.append(.init(service: reader == nil ? p : OfflineWorkerService(p), successTerminationBehavior: .gracefullyShutdownGroup,
+                                  failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        if let reader {
+            services.append(.init(service: reader, successTerminationBehavior: .gracefullyShutdownGroup,
+                                  failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [
-                .init(service: outputs),
-                .init(service: processing, successTerminationBehavior: .gracefullyShutdownGroup,
-                      failureTerminationBehavior: .gracefullyShutdownGroup),
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch is CaptureError {
             // Already logged; reported through the outcome below.
         }
         var errors = source.errors
-        if let e = processing.readError, !errors.contains(e) { errors.append(e) }
-        var outcome = ReplayOutcome(counters: pipeline.counters, flowCounters: pipeline.flows.counters,
-                                    events: emitter.eventsEmitted, alerts: emitter.alertsEmitted,
+        for e in processing.compactMap(\.readError) + [reader?.readError].compactMap({ $0 }) where !errors.contains(e) { errors.append(e) }
+        var outcome = ReplayOutcome(counters: PipelineCounters(), flowCounters: FlowTableCounters(), events: 0, alerts: 0,
                                     inputErrors: errors, outputErrors: outputs.closeErrors)
+        for p in processing {
+            outcome.counters.add(p.pipeline.counters)
+            outcome.flowCounters.add(p.pipeline.flows.counters)
+            outcome.events &+= p.pipeline.emitter.eventsEmitted
+            outcome.alerts &+= p.pipeline.emitter.alertsEmitted
+            outcome.processingCPUSeconds += p.processingCPUSeconds
+        }
+        for a in aggregators {
+            outcome.events &+= a.emitter.eventsEmitted
+            outcome.alerts &+= a.emitter.alertsEmitted
+        }
+        outcome.processingCPUSeconds += reader?.cpuSeconds ?? 0
         outcome.sinkStatistics = sinks.map { ($0.name, $0.statistics) }
-        outcome.processingCPUSeconds = processing.processingCPUSeconds
         return outcome
+    }
+
+    /// Packet ring of one offline worker: 4 MiB (records up to 1 MiB; about 2 ms of a busy reader).
+    static let workerRingBytes = 4 << 20
+}
+
+extension PipelineCounters {
+    /// Adds another worker's counters (first and last packet: the earliest and latest).
+    mutating func add(_ o: PipelineCounters) {
+        packets &+= o.packets
+        bytes &+= o.bytes
+        capturedBytes &+= o.capturedBytes
+        flowPackets &+= o.flowPackets
+        decoded &+= o.decoded
+        notIP &+= o.notIP
+        truncated &+= o.truncated
+        malformed &+= o.malformed
+        laterFragments &+= o.laterFragments
+        unsupportedLinkType &+= o.unsupportedLinkType
+        timestampsOutOfRange &+= o.timestampsOutOfRange
+        if let f = o.firstPacket, firstPacket.map({ f.nanoseconds < $0.nanoseconds }) ?? true { firstPacket = f }
+        if let l = o.lastPacket, lastPacket.map({ l.nanoseconds > $0.nanoseconds }) ?? true { lastPacket = l }
+    }
+}
+
+extension FlowTableCounters {
+    mutating func add(_ o: FlowTableCounters) {
+        created &+= o.created
+        ended &+= o.ended
+        evicted &+= o.evicted
+        activeTimeouts &+= o.activeTimeouts
     }
 }

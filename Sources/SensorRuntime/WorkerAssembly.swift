@@ -28,7 +28,7 @@ public enum WorkerAssembly {
             publisher = HostFactPublisher(route: .inline(HostDetectorSet(factories: resources.hostDetectors(resources.rules), emitter: emitter)),
                                           wanted: wanted)
         case .rings(let link):
-            publisher = HostFactPublisher(route: .rings(link.rings, link.watermark), wanted: wanted)
+            publisher = HostFactPublisher(route: .rings(link.rings, link.watermark), wanted: wanted, waitsWhenFull: link.waitsWhenFull)
         }
         var worker = WorkerContext(index: index, configuration: c, emitter: emitter, reassembler: reassembler, hostFacts: publisher,
                                    logger: logger)

@@ -38,6 +38,24 @@ public struct IndicatorMatchSummary: Sendable {
     public var first: Timestamp
     public var last: Timestamp
     public static let hostLimit = 16
+
+    /// The summaries of several matchers (one per worker) as one per indicator: counts added, hosts
+    /// joined (up to `hostLimit`), the earliest first and latest last match.
+    public static func merged(_ parts: [[String: IndicatorMatchSummary]]) -> [IndicatorMatchSummary] {
+        var out: [String: IndicatorMatchSummary] = [:]
+        for part in parts {
+            for (key, s) in part {
+                guard var m = out[key] else { out[key] = s; continue }
+                m.alerts += s.alerts
+                m.suppressed += s.suppressed
+                for h in s.hosts where !m.hosts.contains(h) && m.hosts.count < hostLimit { m.hosts.append(h) }
+                m.first = min(m.first, s.first)
+                m.last = max(m.last, s.last)
+                out[key] = m
+            }
+        }
+        return Array(out.values)
+    }
 }
 
 /// Matches traffic against the indicator set: flow addresses once per flow (at its first packet), and

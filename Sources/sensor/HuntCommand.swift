@@ -4,6 +4,7 @@ import ConfigKit
 import Events
 import Foundation
 import Logging
+import Synchronization
 import PacketCore
 import SensorRuntime
 import ThreatIntel
@@ -27,6 +28,7 @@ struct Hunt: AsyncParsableCommand {
     )
 
     @OptionGroup var options: SensorOptions
+    @OptionGroup var workers: OfflineWorkerOptions
 
     @Flag(name: .long, help: "No progress output.")
     var quiet = false
@@ -56,15 +58,17 @@ struct Hunt: AsyncParsableCommand {
         if files.isEmpty { fail("error: no capture files (.pcap, .pcapng, .cap) in \(inputs.joined(separator: " "))", code: ExitStatus.failure) }
         let total = files.reduce(Int64(0)) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int64) ?? 0) }
         let progress = HuntProgress(totalBytes: total, files: files.count, enabled: !quiet, terminal: isatty(2) == 1)
-        var matcher: ThreatIntelMatcher?
+        // One matcher and one progress counter per worker (each on its worker's thread).
+        var matchers: [ThreatIntelMatcher] = []
         let started = ContinuousClock.now
         let outcome: ReplayOutcome
         do {
-            outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger, onlyAlertsOf: .threatIntel) { emitter in
+            outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger,
+                                                         workers: workers.count, cpus: workers.cpuList, onlyAlertsOf: .threatIntel) { emitter in
                 let m = ThreatIntelMatcher(feed: feed, emitter: emitter, settings: c.intel.settings)
                 emitter.factObservers.append(m)
-                matcher = m
-                return [progress, m]
+                matchers.append(m)
+                return [HuntProgress.Counter(progress), m]
             }
         } catch {
             ExitStatus.failStart(error)
@@ -80,8 +84,12 @@ struct Hunt: AsyncParsableCommand {
         let refused = k.timestampsOutOfRange > 0 ? " (\(k.timestampsOutOfRange) with a time out of range, analysed at the packet clock)" : ""
         lines.append("hunt: \(files.count) capture file(s), \(k.packets) packets\(refused), \(outcome.flowCounters.created) flows in \(String(format: "%.1f", secs)) s")
         lines.append("hunt: \(set.distinctCount) indicators (\(types)) from \(paths.count) file(s)")
-        let summary = matcher?.summary.values.sorted { ($0.first, $0.value) < ($1.first, $1.value) } ?? []
-        let counters = matcher?.counters ?? ThreatIntelCounters()
+        let summary = IndicatorMatchSummary.merged(matchers.map(\.summary)).sorted { ($0.first, $0.value) < ($1.first, $1.value) }
+        var counters = ThreatIntelCounters()
+        for m in matchers {
+            counters.alerts &+= m.counters.alerts
+            counters.suppressed &+= m.counters.suppressed
+        }
         lines.append("hunt: \(summary.count) indicator(s) matched, \(counters.alerts) alert(s), \(counters.suppressed) repeat(s) rate-limited")
         for s in summary {
             let hosts = s.hosts.map(\.description).joined(separator: ", ")
@@ -126,23 +134,23 @@ struct Hunt: AsyncParsableCommand {
 }
 
 /// Progress of a hunt on standard error: a redrawn bar with rate and ETA on a terminal, a plain line
-/// every few seconds otherwise (logs, CI). It runs as an analyser on the pipeline thread, so it needs
-/// no locks; it looks at the wall clock once every 4096 flow packets.
+/// every few seconds otherwise (logs, CI). Each worker counts in its own `Counter` (an analyser on its
+/// thread: no lock per packet) and adds to the shared totals every 4096 packets; the worker that does so
+/// after the print interval prints.
 ///
 /// Progress is estimated from the captured bytes of the packets seen against the total size of the
 /// input files (record headers counted at 16 bytes each), so it is approximate and capped below 100 %
 /// until the end.
-final class HuntProgress: PacketAnalyzer, @unchecked Sendable {
-    let name = "hunt_progress"
+final class HuntProgress: @unchecked Sendable {
     let totalBytes: Int64
     let files: Int
     let enabled: Bool
     let terminal: Bool
-    var packets: Int64 = 0
-    var bytes: Int64 = 0
+    let packets = Atomic<Int64>(0)
+    let bytes = Atomic<Int64>(0)
     let start = ContinuousClock.now
-    var lastPrint = ContinuousClock.now
-    var printed = false
+    /// Nanoseconds since `start` of the last print (claimed with a compare-and-exchange).
+    let lastPrint = Atomic<Int64>(0)
 
     init(totalBytes: Int64, files: Int, enabled: Bool, terminal: Bool) {
         self.totalBytes = max(totalBytes, 1)
@@ -151,15 +159,36 @@ final class HuntProgress: PacketAnalyzer, @unchecked Sendable {
         self.terminal = terminal
     }
 
-    func packet(_ context: PacketContext, flows: FlowTable) {
-        packets &+= 1
-        bytes &+= Int64(context.packet.capturedLength) &+ 16
-        guard enabled, packets & 4095 == 0 else { return }
-        let now = ContinuousClock.now
-        if now - lastPrint >= (terminal ? .milliseconds(250) : .seconds(5)) {
-            lastPrint = now
-            report(final: false)
+    final class Counter: PacketAnalyzer, @unchecked Sendable {
+        let name = "hunt_progress"
+        let progress: HuntProgress
+        var packets: Int64 = 0
+        var bytes: Int64 = 0
+
+        init(_ progress: HuntProgress) { self.progress = progress }
+
+        func packet(_ context: PacketContext, flows: FlowTable) {
+            packets &+= 1
+            bytes &+= Int64(context.packet.capturedLength) &+ 16
+            guard packets & 4095 == 0 else { return }
+            progress.add(packets: packets, bytes: bytes)
+            packets = 0
+            bytes = 0
         }
+
+        func finish(_ now: Timestamp) { progress.add(packets: packets, bytes: bytes, mayReport: false) }
+    }
+
+    func add(packets p: Int64, bytes b: Int64, mayReport: Bool = true) {
+        packets.wrappingAdd(p, ordering: .relaxed)
+        bytes.wrappingAdd(b, ordering: .relaxed)
+        guard mayReport, enabled else { return }
+        let e = ContinuousClock.now - start
+        let now = e.components.seconds &* 1_000_000_000 &+ e.components.attoseconds / 1_000_000_000
+        let last = lastPrint.load(ordering: .relaxed)
+        guard now - last >= (terminal ? 250_000_000 : 5_000_000_000),
+              lastPrint.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
+        report(final: false)
     }
 
     func done() {
@@ -171,6 +200,8 @@ final class HuntProgress: PacketAnalyzer, @unchecked Sendable {
     func report(final: Bool) {
         let e = ContinuousClock.now - start
         let secs = max(Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18, 0.001)
+        let bytes = self.bytes.load(ordering: .relaxed)
+        let packets = self.packets.load(ordering: .relaxed)
         let fraction = final ? 1.0 : min(Double(bytes) / Double(totalBytes), 0.999)
         let rate = Double(bytes) / secs / 1_048_576
         let pps = Double(packets) / secs
@@ -186,7 +217,6 @@ final class HuntProgress: PacketAnalyzer, @unchecked Sendable {
         } else {
             fputs("hunt: progress \(pct) \(tail)\n", stderr)
         }
-        printed = true
     }
 
     static func duration(_ s: Double) -> String {

@@ -21,6 +21,7 @@ struct Replay: AsyncParsableCommand {
     )
 
     @OptionGroup var options: SensorOptions
+    @OptionGroup var workers: OfflineWorkerOptions
 
     @Argument(help: "Capture files (pcap or pcapng).")
     var files: [String]
@@ -31,7 +32,8 @@ struct Replay: AsyncParsableCommand {
         let logger = options.makeLogger(c)
         let outcome: ReplayOutcome
         do {
-            outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger)
+            outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger,
+                                                               workers: workers.count, cpus: workers.cpuList)
         } catch {
             ExitStatus.failStart(error)
         }

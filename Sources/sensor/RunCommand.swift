@@ -65,21 +65,12 @@ struct Run: AsyncParsableCommand {
         if let w = workers, !(1...256).contains(w) { throw ValidationError("--workers must be between 1 and 256") }
         if let s = snaplen, !(64...262_144).contains(s) { throw ValidationError("--snaplen must be between 64 and 262144") }
         if let b = bufferMB, !(1...16384).contains(b) { throw ValidationError("--buffer-mb must be between 1 and 16384") }
-        if let c = cpus, parseCPUs(c) == nil { throw ValidationError("--cpus expects a comma-separated list of CPU numbers, e.g. 0,1") }
+        if let c = cpus, parseCPUList(c) == nil { throw ValidationError("--cpus expects a comma-separated list of CPU numbers, e.g. 0,1") }
         if let s = statsInterval, !(1...86400).contains(s) { throw ValidationError("--stats-interval must be between 1 and 86400") }
         if let s = hostShards, !(1...64).contains(s) { throw ValidationError("--host-shards must be between 1 and 64") }
         if let m = metrics, m != "off" {
             do { _ = try ListenAddress(parsing: m) } catch { throw ValidationError("--metrics \(error.description)") }
         }
-    }
-
-    func parseCPUs(_ s: String) -> [Int]? {
-        var out: [Int] = []
-        for part in s.split(separator: ",") {
-            guard let n = Int(part.trimmingSpaces), n >= 0 else { return nil }
-            out.append(n)
-        }
-        return out.isEmpty ? nil : out
     }
 
     func run() async throws {
@@ -97,7 +88,7 @@ struct Run: AsyncParsableCommand {
         }
         if let interface { c.live.interface = interface }
         if let workers { c.live.workers = workers }
-        if let cpus { c.live.cpus = parseCPUs(cpus) ?? [] }
+        if let cpus { c.live.cpus = parseCPUList(cpus) ?? [] }
         if let snaplen { c.snapLength = snaplen }
         if let bufferMB { c.live.bufferMegabytes = bufferMB }
         if let user { c.privileges.user = user }

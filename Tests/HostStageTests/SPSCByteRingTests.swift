@@ -25,6 +25,33 @@ final class SPSCByteRingTests: XCTestCase {
         XCTAssertEqual(ring.droppedCount, 0)
     }
 
+    /// Offline producers batch and never lose: `write` refuses without counting a drop when the ring
+    /// is full, and nothing written is visible before `publish`; the consumer's `skip` hands space back
+    /// only at `release`.
+    func testBatchedWritesAppearAtPublishAndRefusalsAreNotDrops() {
+        let ring = SPSCByteRing(capacity: 4096)
+        let head: [UInt8] = [1, 2, 3]
+        let body = [UInt8](repeating: 9, count: 500)
+        func write() -> Bool { head.withUnsafeBytes { h in body.withUnsafeBytes { b in ring.write(h, b) } } }
+        var written = 0
+        while write() { written += 1 }
+        XCTAssertEqual(written, 4096 / 512, "records of 8 + 503 bytes, rounded to 512, fill it exactly")
+        XCTAssertEqual(ring.droppedCount, 0)
+        XCTAssertNil(ring.peek(), "nothing published yet")
+        ring.publish()
+        XCTAssertEqual(ring.pushedCount, UInt64(written))
+        for _ in 0..<written {
+            let r = ring.peek()
+            XCTAssertEqual(r.map(Array.init), head + body)
+            ring.skip()
+        }
+        XCTAssertNil(ring.peek())
+        XCTAssertFalse(write(), "skipped records still hold their space")
+        ring.release()
+        XCTAssertTrue(write())
+        XCTAssertEqual(ring.droppedCount, 0)
+    }
+
     /// Records that do not fit before the end of the buffer start again at offset 0 behind a skip
     /// marker; many laps over a small ring with odd sizes cross that boundary at every offset.
     func testWrapAroundKeepsEveryRecordWhole() {

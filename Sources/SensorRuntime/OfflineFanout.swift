@@ -1,0 +1,305 @@
+import Capture
+import Foundation
+import HostStage
+import Logging
+import PacketCore
+import ServiceLifecycle
+
+/// The record one reader hands one offline worker through its `SPSCByteRing`: a fixed header, then
+/// (packets) the captured bytes. A clock record carries the global packet clock; the end record closes
+/// the stream.
+enum FanoutRecord {
+    static let headerSize = 24
+    enum Kind: UInt8 { case packet = 0, clock = 1, end = 2 }
+    // Header layout: time (Int64 ns) at 0, wire length (UInt32) at 8, link type (Int32) at 12,
+    // kind at 16, "time out of range" at 17.
+}
+
+/// The reader side of `replay --workers N`: takes every packet of the merged inputs in time order and
+/// hands it to one worker's ring, chosen by `FlowKey.addressPairHash` (both directions and every IP
+/// fragment of a datagram land on the same worker, see docs/LIVE.md "Offline workers").
+///
+/// It also keeps the packet clock exactly as `Pipeline.process` would in a one-worker run and tells
+/// every worker: whenever the clock passes a second boundary (the packet that crosses it is queued
+/// after the clock record, so each worker ticks at that packet's time, before it, as one pipeline
+/// does) and every `clockInterval` of packet time between (so each worker's host-fact watermark
+/// follows the global clock and the host-stage merge does not wait long on a worker with no traffic).
+///
+/// Per packet: one decode of the headers, one copy into the ring; no allocation, no lock. A full ring
+/// makes the reader wait (offline: nothing is dropped).
+final class OfflineFanout: PacketConsumer {
+    let rings: [SPSCByteRing]
+    /// Mirrors `Pipeline.clock` and its tick schedule.
+    var clock: Int64 = 0
+    var nextTick: Int64 = .min
+    var lastClockRecord: Int64 = .min
+    static let clockInterval: Int64 = 100_000_000
+    /// Records written to each ring since its last `publish` (published every `batch`).
+    var unpublished: [Int]
+    static let batch = 64
+    let header = UnsafeMutableRawPointer.allocate(byteCount: FanoutRecord.headerSize, alignment: 8)
+    /// Clock and end records are built here, so one can go out while a packet waits in `header`.
+    let clockHeader = UnsafeMutableRawPointer.allocate(byteCount: FanoutRecord.headerSize, alignment: 8)
+    /// Times the reader found a worker's ring full and waited (the workers are the bottleneck).
+    private(set) var waits: UInt64 = 0
+    /// Records longer than a ring record can hold, cut to fit (a ring of 4 MiB holds 1 MiB records,
+    /// far above libpcap's usual 256 KiB limit).
+    private(set) var cut: UInt64 = 0
+
+    /// The most captured bytes one record carries.
+    let maxBody: Int
+    /// Workers still to be sent the clock while the reader waits (`waitAndWrite`).
+    var owesClock: [Bool]
+
+    init(workers: Int, ringBytes: Int) {
+        rings = (0..<workers).map { _ in SPSCByteRing(capacity: ringBytes) }
+        maxBody = rings[0].maxRecord - FanoutRecord.headerSize
+        owesClock = Array(repeating: false, count: workers)
+        unpublished = Array(repeating: 0, count: workers)
+        header.initializeMemory(as: UInt8.self, repeating: 0, count: FanoutRecord.headerSize)
+        clockHeader.initializeMemory(as: UInt8.self, repeating: 0, count: FanoutRecord.headerSize)
+    }
+
+    deinit {
+        header.deallocate()
+        clockHeader.deallocate()
+    }
+
+    /// The worker of a decoded packet: by address pair and IP protocol when it has IP addresses,
+    /// worker 0 for the rest (not IP, or too damaged to show addresses).
+    @inline(__always) static func worker(of p: DecodedPacket, count: Int) -> Int {
+        guard p.ipVersion != 0 else { return 0 }
+        return Int(truncatingIfNeeded: FlowKey.addressPairHash(p) % UInt64(count))
+    }
+
+    override func consume(_ raw: RawPacket) {
+        let outOfRange = raw.timestampOutOfRange
+        if !outOfRange {
+            let t = raw.timestamp.nanoseconds
+            if t > clock {
+                clock = t
+                if clock >= nextTick {
+                    nextTick = (Timestamp(nanoseconds: clock).seconds &+ 1) &* 1_000_000_000
+                    broadcastClock()
+                } else if clock &- lastClockRecord >= Self.clockInterval {
+                    broadcastClock()
+                }
+            }
+        }
+        var p = DecodedPacket()
+        _ = PacketDecoder.decode(raw.bytes, linkType: raw.linkType, into: &p)
+        let w = rings.count == 1 ? 0 : Self.worker(of: p, count: rings.count)
+        // The pipeline stamps such a record with its clock: bring the worker's clock to the global one.
+        if outOfRange { pushClock(to: w) }
+        Self.writeHeader(header, .packet, time: outOfRange ? 0 : raw.timestamp.nanoseconds, wireLength: raw.wireLength,
+                         linkType: raw.linkType, outOfRange: outOfRange)
+        var body = raw.bytes
+        if body.count > maxBody {
+            cut &+= 1
+            body = UnsafeRawBufferPointer(rebasing: body[0..<maxBody])
+        }
+        push(header, body, to: w)
+    }
+
+    @inline(__always) static func writeHeader(_ header: UnsafeMutableRawPointer, _ kind: FanoutRecord.Kind, time: Int64, wireLength: Int = 0,
+                                              linkType: LinkType = .null, outOfRange: Bool = false) {
+        header.storeBytes(of: time, toByteOffset: 0, as: Int64.self)
+        header.storeBytes(of: UInt32(truncatingIfNeeded: wireLength), toByteOffset: 8, as: UInt32.self)
+        header.storeBytes(of: linkType.rawValue, toByteOffset: 12, as: Int32.self)
+        header.storeBytes(of: kind.rawValue, toByteOffset: 16, as: UInt8.self)
+        header.storeBytes(of: outOfRange ? 1 : 0, toByteOffset: 17, as: UInt8.self)
+    }
+
+    @inline(__always) func push(_ header: UnsafeMutableRawPointer, _ body: UnsafeRawBufferPointer, to w: Int) {
+        let head = UnsafeRawBufferPointer(start: header, count: FanoutRecord.headerSize)
+        let ring = rings[w]
+        if !ring.write(head, body) { waitAndWrite(head, body, to: w) }
+        let n = unpublished[w] &+ 1
+        if n >= Self.batch {
+            ring.publish()
+            unpublished[w] = 0
+        } else {
+            unpublished[w] = n
+        }
+    }
+
+    /// Back-pressure: the other workers get the current clock as soon as their ring has room (so their
+    /// host-fact watermarks reach it and the aggregators can take everything the waited-on worker has
+    /// sent: it may itself be waiting on a full host-fact ring), every ring's batch goes out, then the
+    /// reader naps until the worker has made room.
+    @inline(never) func waitAndWrite(_ head: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer, to w: Int) {
+        waits &+= 1
+        Self.writeHeader(clockHeader, .clock, time: clock)
+        let clockRecord = UnsafeRawBufferPointer(start: clockHeader, count: FanoutRecord.headerSize)
+        for i in rings.indices { owesClock[i] = i != w }
+        var rounds = 0
+        repeat {
+            for i in rings.indices where owesClock[i] && rings[i].write(clockRecord, UnsafeRawBufferPointer(start: nil, count: 0)) {
+                owesClock[i] = false
+                unpublished[i] &+= 1
+            }
+            publishAll()
+            if rings[w].write(head, body) { return }
+            Self.pause(&rounds)
+        } while true
+    }
+
+    /// A wait for the other side of a ring: yield the core first (on a machine with fewer cores than
+    /// busy threads, the thread we wait for is often runnable on this one), then short naps.
+    @inline(never) static func pause(_ rounds: inout Int) {
+        rounds &+= 1
+        if rounds < 256 { sched_yield() } else { usleep(50) }
+    }
+
+    func publishAll() {
+        for i in rings.indices where unpublished[i] > 0 {
+            rings[i].publish()
+            unpublished[i] = 0
+        }
+    }
+
+    @inline(never) func broadcastClock() {
+        lastClockRecord = clock
+        for w in rings.indices { pushClock(to: w) }
+    }
+
+    func pushClock(to w: Int) {
+        Self.writeHeader(clockHeader, .clock, time: clock)
+        push(clockHeader, UnsafeRawBufferPointer(start: nil, count: 0), to: w)
+    }
+
+    /// End of input: every worker's clock at the last packet time, then the end record.
+    func finish() {
+        for w in rings.indices {
+            pushClock(to: w)
+            Self.writeHeader(clockHeader, .end, time: clock)
+            push(clockHeader, UnsafeRawBufferPointer(start: nil, count: 0), to: w)
+        }
+        publishAll()
+    }
+}
+
+/// A worker's side of the offline fanout: its ring as a `PacketSource` for the usual
+/// `PacketProcessingService` loop. Clock records move the pipeline's clock (`onClock`); the end
+/// record ends the source.
+final class RingPacketSource: PacketSource {
+    let ring: SPSCByteRing
+    /// Set by the assembly: moves the pipeline's clock and publishes the host-fact watermark.
+    var onClock: (Timestamp) -> Void = { _ in }
+    var ended = false
+
+    init(ring: SPSCByteRing) { self.ring = ring }
+
+    /// Not used: the worker loop calls `dispatch`.
+    func next() throws(CaptureError) -> RawPacket? { nil }
+
+    func dispatch(maxPackets: Int, to consumer: PacketConsumer) throws(CaptureError) -> Int {
+        guard !ended else { return 0 }
+        var n = 0
+        var records = 0
+        var rounds = 0
+        defer { ring.release() }
+        while n < maxPackets {
+            guard let r = ring.peek() else {
+                ring.release()
+                if n > 0 { return n }
+                OfflineFanout.pause(&rounds)
+                continue
+            }
+            let base = r.baseAddress!
+            let time = Timestamp(nanoseconds: base.load(fromByteOffset: 0, as: Int64.self))
+            switch FanoutRecord.Kind(rawValue: base.load(fromByteOffset: 16, as: UInt8.self)) {
+            case .packet:
+                let raw = RawPacket(timestamp: time, capturedLength: r.count - FanoutRecord.headerSize,
+                                    wireLength: Int(base.load(fromByteOffset: 8, as: UInt32.self)),
+                                    linkType: LinkType(rawValue: base.load(fromByteOffset: 12, as: Int32.self)),
+                                    bytes: UnsafeRawBufferPointer(rebasing: r[FanoutRecord.headerSize...]),
+                                    timestampOutOfRange: base.load(fromByteOffset: 17, as: UInt8.self) != 0)
+                consumer.consume(raw)
+                n += 1
+            case .clock:
+                onClock(time)
+            case .end, nil:
+                ring.skip()
+                ended = true
+                return n
+            }
+            ring.skip()
+            records &+= 1
+            if records & (OfflineFanout.batch - 1) == 0 { ring.release() }
+        }
+        return n
+    }
+
+    /// The reader ends the stream (end record); a worker never stops before it, so nothing is lost.
+    func stop() {}
+}
+
+/// Runs the reader on its own thread: the merged inputs into the fanout until their end (or a
+/// shutdown signal, which stops the source), then the end records.
+final class FanoutReaderService: Service, @unchecked Sendable {
+    let source: MergedFileSource
+    let fanout: OfflineFanout
+    let logger: Logger
+    private(set) var readError: CaptureError?
+    private(set) var cpuSeconds: Double = 0
+
+    init(source: MergedFileSource, fanout: OfflineFanout, logger: Logger) {
+        self.source = source
+        self.fanout = fanout
+        self.logger = logger
+    }
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await DedicatedThread.run(name: "sensor-reader") { [self] in read() }
+        } onGracefulShutdown: { [source] in
+            source.stop()
+        }
+    }
+
+    func read() {
+        let start = PacketProcessingService.threadCPUSeconds()
+        do {
+            while case .delivered = try source.dispatchOrIdle(maxPackets: 4096, to: fanout) { fanout.publishAll() }
+        } catch {
+            readError = error
+            logger.error("capture input damaged; processed what came before it", metadata: ["error": "\(error)"])
+        }
+        fanout.finish()
+        cpuSeconds = PacketProcessingService.threadCPUSeconds() - start
+    }
+}
+
+/// An offline worker's end: the usual final flush, then its `sensor.stats` with its index and host-fact
+/// ring counters (one line per worker, as live).
+final class OfflineWorker: WorkerHousekeeping {
+    let index: Int
+    let hostFacts: HostFactDropMetrics
+
+    init(index: Int, hostRings: [SPSCByteRing]) {
+        self.index = index
+        hostFacts = HostFactDropMetrics(rings: hostRings, metrics: nil, worker: index)
+    }
+
+    func periodic(_ pipeline: Pipeline, idle: Bool) {}
+
+    func finish(_ pipeline: Pipeline) {
+        pipeline.finish(reason: .endOfInput, emitStats: false)
+        try? pipeline.emitter.flush()
+        pipeline.emitStatistics(worker: index, extra: { [hostFacts] w in hostFacts.write(into: &w) })
+    }
+}
+
+/// An offline worker in the service group: its loop, then a wait for the group's shutdown (which the
+/// reader's end starts), so the group's reverse-order shutdown finds every worker still a member
+/// whichever finishes first — as live workers, which run until shutdown.
+final class OfflineWorkerService: Service, @unchecked Sendable {
+    let processing: PacketProcessingService
+    init(_ processing: PacketProcessingService) { self.processing = processing }
+
+    func run() async throws {
+        try await processing.run()
+        try? await gracefulShutdown()
+    }
+}

@@ -1,0 +1,162 @@
+import Foundation
+import TestSupport
+import XCTest
+
+/// `sensor replay --workers N` (one reader, N worker pipelines, the host stage merged as live) gives
+/// the events of a one-worker replay: the same multiset of lines, `sensor.stats` aside (one per worker).
+final class MultiWorkerReplayTests: XCTestCase {
+    struct Run {
+        var events: [String]
+        var stats: [[String: Any]]
+    }
+
+    func replay(_ files: [String], workers: Int) throws -> Run {
+        let r = try TestSupport.sensor(["replay"] + files + ["--workers", "\(workers)", "--log-level", "error"])
+        guard r.status == 0 else { throw NSError(domain: "replay", code: Int(r.status), userInfo: [NSLocalizedDescriptionKey: r.stderr]) }
+        var events: [String] = []
+        var stats: [[String: Any]] = []
+        for line in r.lines {
+            if line.contains("\"dataset\":\"sensor.stats\"") {
+                let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                stats.append((o?["sensor"] as? [String: Any])?["stats"] as? [String: Any] ?? [:])
+            } else {
+                events.append(try Self.comparable(line))
+            }
+        }
+        return Run(events: events.sorted(), stats: stats)
+    }
+
+    /// The line as compared. The non-standard-port detector scores a flow's end against the port's
+    /// popularity (distinct servers seen on it so far), so its figures depend on the order in which flows
+    /// ending at the same moment on different workers reach the host stage (each worker's expiry order
+    /// is its own): those alerts are compared without the popularity figures (every other field, time
+    /// and message included, must match).
+    static func comparable(_ line: String) throws -> String {
+        guard line.contains("\"nonstandard_port_c2\"") else { return line }
+        guard var o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+              var event = o["event"] as? [String: Any], var vendor = o["sensor"] as? [String: Any],
+              var c2 = vendor["nonstandard_port_c2"] as? [String: Any],
+              var parts = c2["score_parts"] as? [String: Any] else { return line }
+        event["risk_score"] = nil
+        for k in ["port_servers_seen", "score"] { c2[k] = nil }
+        parts["rare_port"] = nil
+        c2["score_parts"] = parts
+        vendor["nonstandard_port_c2"] = c2
+        o["event"] = event
+        o["sensor"] = vendor
+        return String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
+    }
+
+    /// What differs between a one-worker replay of `files` and replays with `workers` workers.
+    func differences(_ files: [String], name: String, workers: [Int]) -> [String] {
+        do {
+            let one = try replay(files, workers: 1)
+            var out: [String] = []
+            for n in workers {
+                let many = try replay(files, workers: n)
+                if many.stats.count != n { out.append("\(name), \(n) workers: \(many.stats.count) sensor.stats lines") }
+                let packets = many.stats.reduce(0) { $0 + (($1["packets"] as? Int) ?? 0) }
+                if packets != one.stats.first?["packets"] as? Int { out.append("\(name), \(n) workers: \(packets) packets processed") }
+                if many.events != one.events {
+                    let a = Set(one.events), b = Set(many.events)
+                    out.append("\(name), \(n) workers: \(many.events.count) events vs \(one.events.count); only with \(n): \(b.subtracting(a).sorted().prefix(2)); only with 1: \(a.subtracting(b).sorted().prefix(2))")
+                }
+            }
+            return out
+        } catch {
+            return ["\(name): \(error)"]
+        }
+    }
+
+    func testWorkersGiveTheOneWorkerEventsOnEveryCapture() throws {
+        var all: [String] = []
+        for dir in ["beacon", "benign", "c2-nonstd-port", "dns-tunnel", "lateral", "large"] { all += TestSupport.captures(dir) }
+        XCTAssertGreaterThan(all.count, 40)
+        // Merged in time order: captures years apart, so flows expire and detector windows close between them.
+        // Two workers on each capture; three too on the largest and on the merged set.
+        var jobs = all.map { ([$0], ($0 as NSString).lastPathComponent, $0.contains("/large/") ? [2, 3] : [2]) }
+        jobs.append((all, "\(all.count) captures merged", [2, 3]))
+        var found: [String] = []
+        let lock = NSLock()
+        // Two replays at a time: most of each is process start-up.
+        DispatchQueue.concurrentPerform(iterations: 2) { lane in
+            for (i, job) in jobs.enumerated() where i % 2 == lane {
+                let d = differences(job.0, name: job.1, workers: job.2)
+                lock.withLock { found += d }
+            }
+        }
+        XCTAssertEqual(found, [], found.joined(separator: "\n"))
+    }
+
+    /// `hunt --workers 2`: the matches of a one-worker hunt (IP indicators: a host and the indicator are
+    /// one address pair, so on one worker), and one summary over both workers' matchers.
+    func testHuntWithTwoWorkersFindsWhatOneFinds() throws {
+        let dir = try TestSupport.temporaryDirectory("multiworker-hunt")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let list = dir.appendingPathComponent("ips.txt").path
+        try "192.168.1.195\n192.168.1.161\n".write(toFile: list, atomically: true, encoding: .utf8)
+        func hunt(_ workers: Int) throws -> (alerts: [String], summary: [String]) {
+            let r = try TestSupport.sensor(["hunt", "--quiet", "--workers", "\(workers)", "--indicators", list, TestSupport.data("pcaps/lateral")])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let summary = r.stderr.split(separator: "\n").map(String.init).filter { $0.hasPrefix("hunt: ") && !$0.contains(" in ") }
+            return (r.lines.sorted(), summary)
+        }
+        let one = try hunt(1), two = try hunt(2)
+        XCTAssertGreaterThan(one.alerts.count, 5)
+        XCTAssertEqual(two.alerts, one.alerts)
+        XCTAssertEqual(two.summary, one.summary)
+    }
+
+    /// UDP exchanges whose replies come as IP fragments — the first fragment carries the ports, later
+    /// ones do not; some later fragments arrive before their first one; two flows between the same hosts
+    /// reuse one IP ID — interleaved with each other. A worker choice by ports would separate later
+    /// fragments from their datagram, and one by (addresses, protocol, IP ID) would take first fragments
+    /// away from their flow (splitting it in two flow events): both differ from one worker.
+    func testFragmentsStayWithTheirFlow() throws {
+        let dir = try TestSupport.temporaryDirectory("multiworker-fragments")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var w = PcapngFileWriter()
+        w.interface()
+        var t: UInt64 = 1_700_000_000_000_000
+        var laterFragments = 0
+        func ipv4(_ src: UInt32, _ dst: UInt32, id: UInt16, moreFragments: Bool, offset8: UInt16, _ payload: [UInt8]) -> [UInt8] {
+            var f: [UInt8] = [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 6, 0x08, 0x00]
+            let total = UInt16(20 + payload.count)
+            let flags: UInt16 = (moreFragments ? 0x2000 : 0) | offset8
+            f += [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), UInt8(id >> 8), UInt8(id & 0xFF), UInt8(flags >> 8), UInt8(flags & 0xFF), 64, 17, 0, 0]
+            for a in [src, dst] { f += [UInt8(a >> 24), UInt8(a >> 16 & 0xFF), UInt8(a >> 8 & 0xFF), UInt8(a & 0xFF)] }
+            return f + payload
+        }
+        func udp(_ sport: UInt16, _ dport: UInt16, length: Int, _ data: [UInt8]) -> [UInt8] {
+            [UInt8(sport >> 8), UInt8(sport & 0xFF), UInt8(dport >> 8), UInt8(dport & 0xFF), UInt8(length >> 8), UInt8(length & 0xFF), 0, 0] + data
+        }
+        func emit(_ frame: [UInt8]) {
+            t += 1_000
+            w.packet(interface: 0, timestamp: t, frame)
+        }
+        let server: UInt32 = 0xC000_0205
+        for k in 0..<48 {
+            let client = 0x0A00_0000 | UInt32(k % 12 + 1)
+            let port = UInt16(40000 + k)
+            let id = UInt16(7000 + k / 2)  // two flows per IP ID
+            let body = [UInt8](repeating: UInt8(k), count: 1400)
+            emit(ipv4(client, server, id: UInt16(k), moreFragments: false, offset8: 0, udp(port, 9999, length: 20, [UInt8](repeating: 1, count: 12))))
+            let first = ipv4(server, client, id: id, moreFragments: true, offset8: 0, udp(9999, port, length: 8 + body.count, Array(body[0..<792])))
+            let later = ipv4(server, client, id: id, moreFragments: false, offset8: 100, Array(body[792...]))
+            laterFragments += 1
+            if k % 3 == 0 { emit(later); emit(first) } else { emit(first); emit(later) }
+        }
+        let path = dir.appendingPathComponent("fragments.pcapng").path
+        try w.write(to: path)
+        let one = try replay([path], workers: 1)
+        XCTAssertEqual(one.events.filter { $0.contains("\"dataset\":\"sensor.flow\"") }.count, 48, "one flow per exchange")
+        XCTAssertEqual(one.stats.first.flatMap { ($0["decode"] as? [String: Any])?["later_fragment"] as? Int }, laterFragments)
+        for n in [2, 3] {
+            let many = try replay([path], workers: n)
+            XCTAssertEqual(many.events, one.events, "\(n) workers")
+            let later = many.stats.reduce(0) { $0 + ((($1["decode"] as? [String: Any])?["later_fragment"] as? Int) ?? 0) }
+            XCTAssertEqual(later, laterFragments, "\(n) workers: every later fragment reached a worker")
+            XCTAssertGreaterThan(many.stats.filter { (($0["packets"] as? Int) ?? 0) > 0 }.count, 1, "\(n) workers: the flows spread over workers")
+        }
+    }
+}
