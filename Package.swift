@@ -87,7 +87,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: hotPath),
         // `sensor report`: one self-contained HTML page from events (a replay's, or NDJSON files).
-        .target(name: "Report", dependencies: ["Events", "Detectors", .product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "Report", dependencies: ["PacketCore", "Events", "Detectors", .product(name: "Crypto", package: "swift-crypto")]),
         // The CLI.
         .executableTarget(name: "sensor", dependencies: [
             "SensorRuntime",

@@ -111,7 +111,7 @@ public struct Timestamp: Comparable, Hashable, Sendable, BitwiseCopyable, Custom
 /// Foundation's date formatters allocate and cost microseconds; a flow event is written in well under that.
 public enum RFC3339 {
     /// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    @inlinable static func civil(days: Int64) -> (year: Int64, month: Int64, day: Int64) {
+    @inlinable public static func civil(days: Int64) -> (year: Int64, month: Int64, day: Int64) {
         let z = days + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let doe = z - era * 146_097

@@ -1,4 +1,5 @@
 import Foundation
+import PacketCore
 
 /// Number, byte, time formatting for the page (ASCII only, locale-independent).
 enum Format {
@@ -62,7 +63,7 @@ enum EventTime {
         if i < b.count, b[i] == 0x2B || b[i] == 0x2D, i + 6 <= b.count, let oh = num((i + 1)..<(i + 3)), let om = num((i + 4)..<(i + 6)) {
             offset = (oh * 60 + om) * 60 * (b[i] == 0x2B ? 1 : -1)
         }
-        let days = daysFromCivil(y, mo, d)
+        let days = RFC3339.days(year: y, month: mo, day: d)
         return ((days * 86400 + h * 3600 + mi * 60 + se) - offset) * 1_000_000 + micros
     }
 
@@ -71,32 +72,9 @@ enum EventTime {
         let micros = t - secs * 1_000_000
         let days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400
         let rem = secs - days * 86400
-        let (y, m, d) = civilFromDays(days)
+        let (y, m, d) = RFC3339.civil(days: days)
         var s = String(format: "%04lld-%02lld-%02lld %02lld:%02lld:%02lld", y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
         if fraction { s += String(format: ".%06lld", micros) }
         return s + " UTC"
-    }
-
-    // Howard Hinnant's civil calendar algorithms.
-    static func daysFromCivil(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
-        let y = m <= 2 ? y0 - 1 : y0
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-
-    static func civilFromDays(_ z0: Int64) -> (Int64, Int64, Int64) {
-        let z = z0 + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let y = yoe + era * 400
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (m <= 2 ? y + 1 : y, m, d)
     }
 }
