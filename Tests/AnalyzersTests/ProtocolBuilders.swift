@@ -70,9 +70,22 @@ enum Build {
         return smb2Header(5, message: message, tree: tree, response: true) + b
     }
 
-    static func write(file: UInt64, tree: Int, message: UInt64, data: [UInt8]) -> [UInt8] {
-        let b = le16(49) + le16(64 + 48) + le32(data.count) + le64(0) + le64(file) + le64(file &* 3) + le32(0) + le32(0) + le16(0) + le16(0) + le32(0)
+    static func write(file: UInt64, tree: Int, message: UInt64, data: [UInt8], offset: UInt64 = 0) -> [UInt8] {
+        let b = le16(49) + le16(64 + 48) + le32(data.count) + le64(offset) + le64(file) + le64(file &* 3) + le32(0) + le32(0) + le16(0) + le16(0) + le32(0)
         return smb2Header(9, message: message, tree: tree) + b + data
+    }
+
+    static func read(file: UInt64, tree: Int, message: UInt64, offset: UInt64, length: Int) -> [UInt8] {
+        let b = le16(49) + [0, 0] + le32(length) + le64(offset) + le64(file) + le64(file &* 3) + le32(1) + le32(0) + le32(0) + le16(0) + le16(0) + [0]
+        return smb2Header(8, message: message, tree: tree) + b
+    }
+
+    static func readResponse(tree: Int, message: UInt64, data: [UInt8]) -> [UInt8] {
+        smb2Header(8, message: message, tree: tree, response: true) + le16(17) + [80, 0] + le32(data.count) + le32(0) + le32(0) + data
+    }
+
+    static func close(file: UInt64, tree: Int, message: UInt64) -> [UInt8] {
+        smb2Header(6, message: message, tree: tree) + le16(24) + le16(0) + le32(0) + le64(file) + le64(file &* 3)
     }
 
     static func ioctlTransceive(file: UInt64, tree: Int, message: UInt64, data: [UInt8]) -> [UInt8] {

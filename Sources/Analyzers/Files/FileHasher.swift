@@ -82,6 +82,10 @@ public struct FileCounters: Sendable, Equatable {
     public var bytesHashed: UInt64 = 0
     public var perFlowCap: UInt64 = 0
     public var globalCap: UInt64 = 0
+    /// SMB file data that arrived ahead of a hole and was held until it filled (parts, not bytes).
+    public var heldChunks: UInt64 = 0
+    /// Holes in SMB file data given up on because holding what followed would pass its bounds.
+    public var holesGivenUp: UInt64 = 0
     public init() {}
 }
 
@@ -142,6 +146,8 @@ public final class FileHashing {
         w.field("bytes_hashed", counters.bytesHashed)
         w.field("per_flow_cap", counters.perFlowCap)
         w.field("global_cap", counters.globalCap)
+        w.field("held_chunks", counters.heldChunks)
+        w.field("holes_given_up", counters.holesGivenUp)
         w.endObject()
     }
 }

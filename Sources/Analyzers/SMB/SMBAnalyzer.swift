@@ -72,6 +72,8 @@ public final class SMBAnalyzer: StreamConsumer {
         /// Per direction: READ/WRITE data still to stream past beyond the assembled prefix.
         var tails: [SMBDataTail?] = [nil, nil]
         var hashedBytes = 0
+        /// File data held ahead of holes, all transfers together.
+        var heldFileBytes = 0
         init(generation: UInt32) { self.generation = generation }
     }
 
