@@ -25,29 +25,16 @@ extension EventDescriptor {
 /// Per packet (the common case: no capture open) this is one summary, one ring copy and no allocation;
 /// with captures open, two atomic loads and a scope test per capture, and the write for those that match.
 public final class EvidenceManager: PacketAnalyzer {
-    /// The coordinator's counters (process-wide) and this worker's own (packets).
+    /// This worker's own counters (its packets and parts); the capture decisions are process-wide, in
+    /// `coordinator.counters`.
     public struct Counters: Sendable, Equatable {
-        public var alertsSeen: UInt64 = 0
-        public var alertsTriggering: UInt64 = 0
-        public var capturesOpened: UInt64 = 0
-        public var capturesExtended: UInt64 = 0
-        public var capturesClosed: UInt64 = 0
-        public var refusedConcurrency: UInt64 = 0
-        public var refusedDiskCap: UInt64 = 0
-        /// Alerts refused because evidence capture is off (the custody log could not be used at start).
-        public var refusedCustody: UInt64 = 0
-        /// Alerts that name no address to scope a capture on.
-        public var refusedNoScope: UInt64 = 0
-        public var failures: UInt64 = 0
-        /// Captures that closed without a single packet in scope from any worker (nothing kept, no custody entry).
-        public var emptyDiscarded: UInt64 = 0
-        /// This worker: packets the lookback ring kept headers only of, their flow being past `lookback.flow_bytes`.
+        /// Packets the lookback ring kept headers only of, their flow being past `lookback.flow_bytes`.
         public var lookbackHeadersOnly: UInt64 = 0
-        /// This worker: IP packets without a flow (later fragments, transport header cut before the ports) kept.
+        /// IP packets without a flow (later fragments, transport header cut before the ports) kept.
         public var packetsWithoutFlow: UInt64 = 0
-        /// This worker: packets written to its parts.
+        /// Packets written to this worker's parts.
         public var packetsWritten: UInt64 = 0
-        /// This worker: captures it wrote a part of.
+        /// Captures this worker wrote a part of.
         public var partsJoined: UInt64 = 0
     }
 
@@ -103,22 +90,7 @@ public final class EvidenceManager: PacketAnalyzer {
     /// Captures decided and not yet merged, process-wide (for tests and statistics).
     public var openCaptures: Int { coordinator.openCaptures }
 
-    public var counters: Counters {
-        let c = coordinator.counters
-        var out = local
-        out.alertsSeen = c.alertsSeen
-        out.alertsTriggering = c.alertsTriggering
-        out.capturesOpened = c.capturesOpened
-        out.capturesExtended = c.capturesExtended
-        out.capturesClosed = c.capturesClosed
-        out.refusedConcurrency = c.refusedConcurrency
-        out.refusedDiskCap = c.refusedDiskCap
-        out.refusedCustody = c.refusedCustody
-        out.refusedNoScope = c.refusedNoScope
-        out.failures = c.failures
-        out.emptyDiscarded = c.emptyDiscarded
-        return out
-    }
+    public var counters: Counters { local }
 
     // MARK: Packet path
 
@@ -218,15 +190,15 @@ public final class EvidenceManager: PacketAnalyzer {
         }
         announceDeletions()
         announceCustody()
-        let c = counters
+        let c = coordinator.counters, w = local
         logger.info("evidence capture summary", metadata: [
             "worker": "\(worker)",
             "alerts": "\(c.alertsSeen)", "triggering": "\(c.alertsTriggering)", "opened": "\(c.capturesOpened)",
             "extended": "\(c.capturesExtended)", "closed": "\(c.capturesClosed)",
             "refused_concurrency": "\(c.refusedConcurrency)", "refused_disk": "\(c.refusedDiskCap)", "refused_custody": "\(c.refusedCustody)",
             "refused_no_scope": "\(c.refusedNoScope)", "empty": "\(c.emptyDiscarded)", "failures": "\(c.failures)",
-            "parts": "\(c.partsJoined)", "packets_written": "\(c.packetsWritten)",
-            "lookback_headers_only": "\(c.lookbackHeadersOnly)", "packets_without_flow": "\(c.packetsWithoutFlow)",
+            "parts": "\(w.partsJoined)", "packets_written": "\(w.packetsWritten)",
+            "lookback_headers_only": "\(w.lookbackHeadersOnly)", "packets_without_flow": "\(w.packetsWithoutFlow)",
             "ring_evicted_space": "\(ring.counters.evictedForSpace)", "ring_evicted_age": "\(ring.counters.evictedForAge)",
             "ring_touched_bytes": "\(ring.touchedBytes)", "ring_relocations": "\(ring.counters.relocations)",
         ])
@@ -350,17 +322,17 @@ public final class EvidenceManager: PacketAnalyzer {
     /// (what it wrote, what it holds in memory), the store's and the custody chain's head, the anchor a
     /// SIEM keeps so that a log cut short or rewritten is found out.
     public func writeStatistics(into w: inout JSONWriter) {
-        let c = counters
+        let c = coordinator.counters
         let s = store.counters
         w.beginObject("evidence")
         w.field("enabled", store.isCapturing)
         w.field("captures_opened", c.capturesOpened)
         w.field("captures_closed", c.capturesClosed)
         w.field("captures_empty", c.emptyDiscarded)
-        w.field("captures_after_input", coordinator.counters.afterInput)
+        w.field("captures_after_input", c.afterInput)
         w.field("parts_open", parts.count)
         w.field("part_buffer_bytes", parts.reduce(0) { $0 + $1.heldBytes })
-        w.field("packets_written", c.packetsWritten)
+        w.field("packets_written", local.packetsWritten)
         w.field("failures", c.failures)
         w.field("refused_concurrency", c.refusedConcurrency)
         w.field("refused_disk_cap", c.refusedDiskCap)

@@ -40,26 +40,16 @@ struct HTMLWriter {
     /// Data as element text.
     mutating func text(_ s: String) { output += HTML.escape(s) }
     /// ` name="value"` with the value escaped.
-    mutating func attribute(_ name: StaticString, _ value: String) {
-        output += " "
-        output += name.description
-        output += "=\""
-        output += HTML.escape(value)
-        output += "\""
-    }
+    mutating func attribute(_ name: StaticString, _ value: String) { attribute(name, safe: HTML.escape(value)) }
     /// ` name="number"`: numbers are formatted here, never data.
-    mutating func attribute(_ name: StaticString, _ value: Double) {
+    mutating func attribute(_ name: StaticString, _ value: Double) { attribute(name, safe: Format.coordinate(value)) }
+    mutating func attribute(_ name: StaticString, _ value: Int) { attribute(name, safe: String(value)) }
+    /// The one place an attribute is written; `text` is already safe inside double quotes.
+    private mutating func attribute(_ name: StaticString, safe text: String) {
         output += " "
         output += name.description
         output += "=\""
-        output += Format.coordinate(value)
-        output += "\""
-    }
-    mutating func attribute(_ name: StaticString, _ value: Int) {
-        output += " "
-        output += name.description
-        output += "=\""
-        output += String(value)
+        output += text
         output += "\""
     }
     mutating func number(_ v: Int) { output += String(v) }

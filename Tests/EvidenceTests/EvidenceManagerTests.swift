@@ -128,7 +128,7 @@ final class EvidenceManagerTests: XCTestCase {
             EvidenceChecks.assertNoPlaintextCapture(in: [h.evidenceDir])
             XCTAssertEqual(EvidenceChecks.mode(h.evidenceDir.path), 0o700)
             XCTAssertEqual(EvidenceChecks.mode(h.custodyLog), 0o600)
-            XCTAssertEqual(h.manager.counters.capturesClosed, 1, source)
+            XCTAssertEqual(h.manager.coordinator.counters.capturesClosed, 1, source)
             let entries = try EvidenceChecks.custodyEntries(h.custodyLog)
             XCTAssertEqual(entries.count, 1, source)
             let entry = try XCTUnwrap(entries.first)
@@ -163,8 +163,8 @@ final class EvidenceManagerTests: XCTestCase {
         // A second detector's alert on the same pair while the capture is open.
         let second = Harness.alert(pair, rule: "test-evidence-hook-2")
         try h.replay(source, alerts: [first, second])
-        XCTAssertEqual(h.manager.counters.capturesOpened, 1)
-        XCTAssertEqual(h.manager.counters.capturesExtended, 1)
+        XCTAssertEqual(h.manager.coordinator.counters.capturesOpened, 1)
+        XCTAssertEqual(h.manager.coordinator.counters.capturesExtended, 1)
         let entries = try EvidenceChecks.custodyEntries(h.custodyLog)
         XCTAssertEqual(entries.count, 1)
         XCTAssertEqual((entries[0]["alerts"] as? [[String: Any]])?.compactMap { $0["id"] as? String }, [first.id, second.id])
@@ -184,9 +184,9 @@ final class EvidenceManagerTests: XCTestCase {
         let other = Harness.alert((pair.a, IPAddress(ipv4: 0x0A00_0063), 1, 2, IPProtocol.tcp, pair.alertAt))
         let h = try Harness(triggers: [Self.pairTrigger]) { $0.maxConcurrentCaptures = 1 }
         try h.replay(source, alerts: [Harness.alert(pair), other])
-        XCTAssertEqual(h.manager.counters.refusedConcurrency, 1)
+        XCTAssertEqual(h.manager.coordinator.counters.refusedConcurrency, 1)
         XCTAssertEqual(h.store.counters.refusedConcurrency, 1)
-        XCTAssertEqual(h.manager.counters.capturesClosed, 1)
+        XCTAssertEqual(h.manager.coordinator.counters.capturesClosed, 1)
         let refused = h.sink.dataset("sensor.evidence").filter { TestSupport.value($0, "event.outcome") as? String == "failure" }
         XCTAssertEqual(refused.count, 1)
         XCTAssertEqual(TestSupport.value(refused[0], "sensor.evidence.refused") as? String, "concurrency_cap")
@@ -194,7 +194,7 @@ final class EvidenceManagerTests: XCTestCase {
 
         let d = try Harness(triggers: [Self.pairTrigger]) { $0.maxDiskBytes = 100_000 }
         try d.replay(source, alerts: [Harness.alert(pair), other])
-        XCTAssertEqual(d.manager.counters.refusedDiskCap, 1)
+        XCTAssertEqual(d.manager.coordinator.counters.refusedDiskCap, 1)
         // The first capture was held to what the budget allowed.
         let entries = try EvidenceChecks.custodyEntries(d.custodyLog)
         XCTAssertEqual(entries.count, 1)
@@ -275,9 +275,9 @@ final class EvidenceManagerTests: XCTestCase {
         let pair = try EvidenceChecks.busiestPair(source)
         let h = try Harness(triggers: [Self.pairTrigger])
         try h.replay(source, alerts: [Harness.alert(pair, severity: .low), Harness.alert(pair, category: .dnsTunneling)])
-        XCTAssertEqual(h.manager.counters.alertsSeen, 2)
-        XCTAssertEqual(h.manager.counters.alertsTriggering, 0)
-        XCTAssertEqual(h.manager.counters.capturesOpened, 0)
+        XCTAssertEqual(h.manager.coordinator.counters.alertsSeen, 2)
+        XCTAssertEqual(h.manager.coordinator.counters.alertsTriggering, 0)
+        XCTAssertEqual(h.manager.coordinator.counters.capturesOpened, 0)
         let log = (try? String(contentsOfFile: h.custodyLog, encoding: .utf8)) ?? ""
         XCTAssertTrue(log.isEmpty, "no custody entry without a capture")
     }
@@ -289,8 +289,8 @@ final class EvidenceManagerTests: XCTestCase {
         let pair = try EvidenceChecks.busiestPair(source)
         let h = try Harness(triggers: [Self.pairTrigger])
         try h.replay(source, alerts: [Harness.alert((IPAddress(ipv4: 0xC000_0201), IPAddress(ipv4: 0xC000_0202), 1, 2, IPProtocol.tcp, pair.alertAt))])
-        XCTAssertEqual(h.manager.counters.capturesOpened, 1)
-        XCTAssertEqual(h.manager.counters.emptyDiscarded, 1)
+        XCTAssertEqual(h.manager.coordinator.counters.capturesOpened, 1)
+        XCTAssertEqual(h.manager.coordinator.counters.emptyDiscarded, 1)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: h.evidenceDir.path).filter { $0.contains(".pcapng") }, [])
         XCTAssertEqual((try? String(contentsOfFile: h.custodyLog, encoding: .utf8)) ?? "", "")
         let ev = h.sink.dataset("sensor.evidence")
