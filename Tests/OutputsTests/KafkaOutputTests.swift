@@ -186,18 +186,20 @@ final class KafkaOutputTests: XCTestCase {
         XCTAssertTrue(resent.allSatisfy { $0.contains("dataset=sensor.") && $0.contains("schema_version=8.11.0") }, "\(resent.prefix(3))")
     }
 
-    /// No `spool=`: a per-user state directory (parents made 0700) when not under systemd, and
-    /// `$STATE_DIRECTORY/spool` under it. librdkafka's complaints come through our log, not raw on stderr.
+    /// No `spool=`: `$STATE_DIRECTORY/spool` under systemd, missing parents made 0700 (a per-user state
+    /// directory otherwise, checked below without running the binary: tests may run as root, whose
+    /// default is /var/lib/sensor/spool). librdkafka's complaints come through our log, not raw on stderr.
     func testDefaultSpoolAndLibrdkafkaLog() throws {
         let home = try TestSupport.temporaryDirectory("kafka-home")
         defer { try? FileManager.default.removeItem(at: home) }
+        let state = home.appendingPathComponent("a/b/sensor").path
         let port = TestSupport.freePort()
         let r = try TestSupport.run(TestSupport.sensorBinary, ["replay", "--quiet", "--output", "kafka://127.0.0.1:\(port)/events?flush_timeout=1s",
                                                                 TestSupport.data("pcaps/benign/dns.pcap")],
-                                    environment: ["HOME": home.path, "XDG_STATE_HOME": "", "STATE_DIRECTORY": ""])
+                                    environment: ["STATE_DIRECTORY": state])
         XCTAssertEqual(r.status, 74, "undelivered events wait in the spool: \(r.stderr)")
-        let spool = home.appendingPathComponent(".local/state/sensor/spool").path
-        for dir in [home.appendingPathComponent(".local/state/sensor").path, spool] {
+        let spool = state + "/spool"
+        for dir in [home.appendingPathComponent("a").path, home.appendingPathComponent("a/b").path, state, spool] {
             let mode = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: dir)[.posixPermissions] as? Int)
             XCTAssertEqual(mode, 0o700, dir)
         }
