@@ -10,7 +10,8 @@ import Glibc
 /// through zlib/libzstd/liblzma linked in: decompression then runs on its own core beside the packet
 /// path (xz and gzip cost more CPU per byte than decoding), the binary gains no library dependencies
 /// for a convenience, and each tool is the reference implementation of its format. Standard input is
-/// copied into a pipe after its first bytes were read for the magic (a pipe cannot be rewound).
+/// copied into a pipe after its first bytes were read for the magic (a pipe cannot be rewound). Every pipe
+/// is close-on-exec: a decompressor that inherited the feeder's write end would wait for its own EOF forever.
 final class CaptureInput {
     enum Compression: String {
         case gzip, zstd, xz
@@ -41,7 +42,7 @@ final class CaptureInput {
             head = CaptureInput.readHead(0)
             // The bytes already read, then the rest of standard input, through a pipe.
             var p: [Int32] = [0, 0]
-            guard pipe(&p) == 0 else { throw fail(String(cString: strerror(errno))) }
+            guard CaptureInput.cloexecPipe(&p) else { throw fail(String(cString: strerror(errno))) }
             fd = p[0]
             feeder = CaptureInput.startFeeder(prefix: head, from: 0, to: p[1])
         } else {
@@ -55,7 +56,7 @@ final class CaptureInput {
         self.compression = compression
         if let compression {
             var p: [Int32] = [0, 0]
-            guard pipe(&p) == 0 else { close(fd); throw fail(String(cString: strerror(errno))) }
+            guard CaptureInput.cloexecPipe(&p) else { close(fd); throw fail(String(cString: strerror(errno))) }
             var actions = posix_spawn_file_actions_t()
             posix_spawn_file_actions_init(&actions)
             posix_spawn_file_actions_adddup2(&actions, fd, 0)
@@ -77,6 +78,15 @@ final class CaptureInput {
         }
         guard let f = fdopen(fd, "rb") else { close(fd); throw fail(String(cString: strerror(errno))) }
         file = f
+    }
+
+    /// A pipe whose ends are close-on-exec (`pipe2` is not visible to Swift here; no other thread of the
+    /// sensor spawns processes while an input opens).
+    static func cloexecPipe(_ p: inout [Int32]) -> Bool {
+        guard pipe(&p) == 0 else { return false }
+        _ = fcntl(p[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(p[1], F_SETFD, FD_CLOEXEC)
+        return true
     }
 
     /// Up to 6 bytes from `fd`, as many reads as it takes (a pipe delivers what has been written).
