@@ -156,10 +156,12 @@ final class CaptureInput {
             : "\(compression!.tool) -dc ended by signal \(status & 0x7F)"
     }
 
-    /// Called after libpcap closed the stream: the decompressor sees a closed pipe and ends; reaped here.
+    /// Called after libpcap closed the stream (stopped early, or a read error): nothing more of the
+    /// decompressor's output is wanted, so it is killed outright (one blocked on its own input would not
+    /// see the closed pipe, and zstd outlives SIGTERM there) and reaped.
     func reap() {
         guard child > 0 else { return }
-        kill(child, SIGTERM)
+        kill(child, SIGKILL)
         var status: Int32 = 0
         while waitpid(child, &status, 0) < 0 && errno == EINTR {}
         child = -1
