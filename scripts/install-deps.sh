@@ -7,6 +7,7 @@ build_pkgs=(libpcap-dev librdkafka-dev libmaxminddb-dev pkg-config publicsuffix)
 test_pkgs=(tshark tcpdump wireshark-common nfdump kcat rsyslog rsyslog-gnutls rsyslog-openssl tcpreplay age mmdb-bin openssl iproute2 libcap2-bin time procps python3)
 test_pkgs+=(systemd)  # systemd-analyze verify/security for Deploy/sensor.service
 test_pkgs+=(chromium)  # headless browser for the `sensor report` page tests
+test_pkgs+=(gzip zstd xz-utils)  # compressed captures: replay reads them through gzip -dc, zstd -dc, xz -dc
 pkgs=("${build_pkgs[@]}")
 [ "$want" = test ] && pkgs+=("${test_pkgs[@]}")
 missing=()

@@ -12,6 +12,8 @@ public final class PcapFileReader: PacketSource {
     public let linkType: LinkType
     public private(set) var packetsRead: UInt64 = 0
     let handle: OpaquePointer
+    /// The stream libpcap reads (and the decompressor behind it, if any).
+    let input: CaptureInput
     let stopped = Atomic<Bool>(false)
     /// stdio's buffer for the file, ours so its size is what we ask (glibc ignores the size when stdio
     /// allocates it). Freed after `pcap_close` has closed the FILE.
@@ -23,16 +25,18 @@ public final class PcapFileReader: PacketSource {
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
         // Our own FILE with a 64 KiB buffer: libpcap reads record by record through stdio, and the default
         // 4 KiB buffer costs a system call every few packets.
-        guard let file = fopen(path, "rb") else {
-            throw CaptureError(kind: .open, input: path, message: String(cString: strerror(errno)))
-        }
+        let input = try CaptureInput(path: path)
+        let file = input.file
         let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: Self.readBufferSize)
         setvbuf(file, buffer, _IOFBF, Self.readBufferSize)
         guard let h = pcap_fopen_offline_with_tstamp_precision(file, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
             fclose(file)
             buffer.deallocate()
-            throw CaptureError(kind: .open, input: path, message: String(cString: errbuf))
+            input.reap()
+            let compressed = input.compression.map { " (after \($0.tool) -dc)" } ?? ""
+            throw CaptureError(kind: .open, input: path, message: String(cString: errbuf) + compressed)
         }
+        self.input = input
         handle = h
         readBuffer = buffer
         linkType = LinkType(rawValue: pcap_datalink(h))
@@ -52,6 +56,19 @@ public final class PcapFileReader: PacketSource {
     deinit {
         pcap_close(handle)
         readBuffer.deallocate()
+        input.reap()
+    }
+
+    /// libpcap's complaint, with the decompressor's when it failed too (the archive, not the capture, is cut).
+    func readError() -> CaptureError {
+        let why = input.decompressorFailure(wait: false).map { "; \($0)" } ?? ""
+        return CaptureError(kind: .read, input: path, message: String(cString: pcap_geterr(handle)) + why, packetsBefore: packetsRead)
+    }
+
+    /// The end of the stream: a decompressor that failed means the capture was cut or corrupt.
+    func endOfInput() throws(CaptureError) {
+        guard !stopped.load(ordering: .relaxed), let problem = input.decompressorFailure() else { return }
+        throw CaptureError(kind: .read, input: path, message: problem, packetsBefore: packetsRead)
     }
 
     public func next() throws(CaptureError) -> RawPacket? {
@@ -65,10 +82,11 @@ public final class PcapFileReader: PacketSource {
             packetsRead &+= 1
             return RawPacket(header: header, data: data, linkType: linkType, fractionUnit: 1)
         case PCAP_ERROR_BREAK:
+            try endOfInput()
             return nil
         default:
             // -1: the file is damaged from here on (cut record, lying length, ...).
-            throw CaptureError(kind: .read, input: path, message: String(cString: pcap_geterr(handle)), packetsBefore: packetsRead)
+            throw readError()
         }
     }
 
@@ -86,9 +104,10 @@ public final class PcapFileReader: PacketSource {
         }
         // Counted in the callback: a batch that ends in an error has still delivered its first packets.
         packetsRead &+= context.delivered
+        if rc == 0 { try endOfInput() }
         if rc >= 0 { return Int(rc) }
         if rc == PCAP_ERROR_BREAK { return 0 }
-        throw CaptureError(kind: .read, input: path, message: String(cString: pcap_geterr(handle)), packetsBefore: packetsRead)
+        throw readError()
     }
 
     /// What the C callback needs. The consumer is held unretained: it outlives the `pcap_dispatch` call
@@ -174,6 +193,9 @@ public final class MergedFileSource: PacketSource {
         stopped.store(true, ordering: .relaxed)
         for r in readers { r.stop() }
     }
+
+    /// Whether `stop()` was called (a shutdown signal during a replay).
+    public var wasStopped: Bool { stopped.load(ordering: .relaxed) }
 
     public var packetsRead: UInt64 { readers.reduce(0) { $0 + $1.packetsRead } }
 }

@@ -59,7 +59,7 @@ public struct CaptureError: Error, CustomStringConvertible, Sendable, Equatable 
     public var description: String {
         switch kind {
         case .open: return "\(input): cannot read capture: \(message)"
-        case .filter: return "\(input): bad BPF filter: \(message)"
+        case .filter: return "bad BPF filter: \(message) (compiled for the link type of \(input))"
         case .read: return "\(input): read error after packet \(packetsBefore): \(message)"
         }
     }

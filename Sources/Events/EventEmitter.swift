@@ -248,6 +248,15 @@ public final class EventEmitter {
         }
         if let first { throw first }
     }
+
+    /// `flushDelivery` on every sink (before the final statistics); throws the first error.
+    public func flushDelivery() throws {
+        var first: Error?
+        for s in sinks {
+            do { try s.flushDelivery() } catch { first = first ?? error }
+        }
+        if let first { throw first }
+    }
 }
 
 extension JSONWriter {

@@ -69,6 +69,9 @@ public protocol EventSink: AnyObject, Sendable {
     func write(_ json: UnsafeRawBufferPointer, metadata: EventMetadata)
     /// Pushes buffered events out (called at batch ends and before exit).
     func flush() throws
+    /// The final flush before the end-of-run statistics: returns once what was written is delivered (or
+    /// spooled), bounded by the sink's own deadline, so `sensor.stats` shows the delivery it reports.
+    func flushDelivery() throws
     /// Flushes and releases resources; no writes follow.
     func close() throws
     var statistics: SinkStatistics { get }
@@ -78,6 +81,7 @@ public protocol EventSink: AnyObject, Sendable {
 
 extension EventSink {
     public var failureReason: String? { nil }
+    public func flushDelivery() throws { try flush() }
 }
 
 /// A JSON value for the variable parts of alerts and rare events (detector details), where a few

@@ -1,6 +1,7 @@
 import CRdKafka
 import Events
 import Foundation
+import Logging
 import PacketCore
 import Synchronization
 
@@ -16,8 +17,8 @@ public enum KafkaKey: String, Sendable, Equatable {
 
 /// `kafka://HOST:PORT[,HOST:PORT]/TOPIC?…`.
 ///
-/// The topic may contain `{dataset}` for a topic per `event.dataset` (`sensor-{dataset}` gives
-/// `sensor-sensor.flow`, `sensor-sensor.alert`, …). Query items the sensor does not own are librdkafka
+/// The topic may contain `{dataset}` for a topic per `event.dataset` (`{dataset}` gives `sensor.flow`,
+/// `sensor.alert`, …, the topics `Deploy/kafka-topics.sh` creates). Query items the sensor does not own are librdkafka
 /// properties passed through unchanged (`security.protocol=ssl`, `sasl.mechanism=SCRAM-SHA-512`,
 /// `compression.codec=zstd`, `linger.ms=20`, …). The sensor's own items are spelled with underscores,
 /// which no librdkafka property uses: `key`, `spool`, `spool_max_bytes`, `flush_timeout`.
@@ -27,8 +28,8 @@ public struct KafkaOutputOptions: Equatable, Sendable, CustomStringConvertible {
     public var key: KafkaKey = .communityID
     /// librdkafka properties, applied after the sensor's defaults (so they can override them).
     public var properties: [KafkaProperty] = []
-    /// Where undeliverable events wait (0700 directory, 0600 file).
-    public var spoolDirectory: String = "/var/lib/sensor/spool"
+    /// Where undeliverable events wait (0700 directory, 0600 file); see `defaultSpoolDirectory`.
+    public var spoolDirectory: String = KafkaOutputOptions.defaultSpoolDirectory()
     public var spoolMaxBytes: UInt64 = 1 << 30
     /// How long closing waits for the cluster before spooling the rest (SIGTERM, end of replay).
     public var flushTimeout: Double = 10
@@ -96,6 +97,33 @@ public struct KafkaOutputOptions: Equatable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "kafka://\(brokers)/\(topic)" }
+
+    /// `spool` unless given: under systemd `$STATE_DIRECTORY/spool` (the unit's `StateDirectory=`), as
+    /// root `/var/lib/sensor/spool`, otherwise the user's state directory (`$XDG_STATE_HOME`, else
+    /// `~/.local/state`) + `/sensor/spool`. Missing parents are created 0700 when the spool opens.
+    public static func defaultSpoolDirectory(environment: [String: String] = ProcessInfo.processInfo.environment,
+                                             euid: uid_t = geteuid()) -> String {
+        // systemd lists one directory per StateDirectory= entry, colon-separated.
+        if let state = environment["STATE_DIRECTORY"]?.split(separator: ":").first, state.hasPrefix("/") {
+            return state + "/spool"
+        }
+        if euid == 0 { return "/var/lib/sensor/spool" }
+        if let xdg = environment["XDG_STATE_HOME"], xdg.hasPrefix("/") { return xdg + "/sensor/spool" }
+        if let home = environment["HOME"], home.hasPrefix("/") { return home + "/.local/state/sensor/spool" }
+        if let pw = getpwuid(euid), let dir = pw.pointee.pw_dir, dir.pointee == UInt8(ascii: "/") {
+            return String(cString: dir) + "/.local/state/sensor/spool"
+        }
+        return "/var/lib/sensor/spool"
+    }
+}
+
+/// Kafka record headers, so consumers route without parsing the JSON: `dataset` (`sensor.flow`, …),
+/// `sensor` (`observer.name`) and `schema_version` (the ECS version the event follows, `ecs.version`).
+/// Names are C string literals with static storage, so a message's argument list can point at them.
+enum KafkaHeaders {
+    static let dataset: UnsafePointer<CChar> = UnsafeRawPointer(("dataset" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
+    static let sensor: UnsafePointer<CChar> = UnsafeRawPointer(("sensor" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
+    static let schemaVersion: UnsafePointer<CChar> = UnsafeRawPointer(("schema_version" as StaticString).utf8Start).assumingMemoryBound(to: CChar.self)
 }
 
 /// Events to Kafka through librdkafka, with nothing lost while the cluster is away.
@@ -121,6 +149,8 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
     let options: KafkaOutputOptions
     let rk: OpaquePointer
     let core: Core
+    /// The `sensor` header's value.
+    let sensorName: [UInt8]
     private var pollThread: Thread?
 
     /// State shared by the packet path, the delivery-report callback and the poll thread.
@@ -154,7 +184,12 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
         /// The last error librdkafka reported (for the log), as an errno-like code.
         let lastError = Mutex<String?>(nil)
 
-        init(spool: Spool, alertSpool: Spool, maxBytes: UInt64) {
+        let logger: Logger
+        let sensorName: [UInt8]
+
+        init(spool: Spool, alertSpool: Spool, maxBytes: UInt64, logger: Logger, sensorName: [UInt8]) {
+            self.logger = logger
+            self.sensorName = sensorName
             let pending = !spool.isEmpty || !alertSpool.isEmpty
             spoolMaxBytes = maxBytes
             state = Mutex(State(spool: spool, alertSpool: alertSpool, spooling: pending))
@@ -190,13 +225,16 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
     /// `msg_opaque` of an alert's message, so a failed delivery goes back to the alert spool.
     static var alertTag: UnsafeMutableRawPointer? { UnsafeMutableRawPointer(bitPattern: 1) }
 
-    public init(options: KafkaOutputOptions) throws {
+    /// `sensorName`: the `sensor` header (the host name when nil); `logger` receives librdkafka's log.
+    public init(options: KafkaOutputOptions, sensorName: String? = nil, logger: Logger = Logger(label: "sensor.kafka")) throws {
         self.options = options
         self.name = options.description
+        self.sensorName = Array((sensorName ?? ObserverInfo.systemHostname()).utf8)
         let spoolName = "kafka-" + String(options.topic.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" })
         let spool = try Spool(directory: options.spoolDirectory, name: spoolName + ".spool", maxBytes: options.spoolMaxBytes)
         let alertSpool = try Spool(directory: options.spoolDirectory, name: spoolName + ".alerts", maxBytes: options.spoolMaxBytes)
-        core = Core(spool: spool, alertSpool: alertSpool, maxBytes: options.spoolMaxBytes)
+        core = Core(spool: spool, alertSpool: alertSpool, maxBytes: options.spoolMaxBytes, logger: logger,
+                    sensorName: self.sensorName)
 
         guard let conf = rd_kafka_conf_new() else { throw OutputError.open(spec: options.description, reason: "rd_kafka_conf_new failed") }
         var errbuf = [CChar](repeating: 0, count: 512)
@@ -208,14 +246,19 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
         }
         try set("bootstrap.servers", options.brokers)
         try set("client.id", "sensor-\(ObserverInfo.systemHostname())")
-        // librdkafka logs to stderr by itself; keep it to errors unless a property says otherwise.
-        try set("log_level", "3")
+        // librdkafka's log goes through ours (`log_cb`), warnings and worse unless a property says otherwise.
+        try set("log_level", "4")
         for p in KafkaOutputOptions.defaultProperties { try set(p.name, p.value) }
         for p in options.properties { try set(p.name, p.value) }
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(core).toOpaque())
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
             guard let message, let opaque else { return }
             Unmanaged<KafkaSink.Core>.fromOpaque(opaque).takeUnretainedValue().deliveryReport(message)
+        }
+        rd_kafka_conf_set_log_cb(conf) { rk, level, facility, message in
+            guard let rk, let opaque = rd_kafka_opaque(rk) else { return }
+            let core = Unmanaged<KafkaSink.Core>.fromOpaque(opaque).takeUnretainedValue()
+            core.log(level: level, facility: facility.map { String(cString: $0) } ?? "", message: message.map { String(cString: $0) } ?? "")
         }
         rd_kafka_conf_set_error_cb(conf) { _, err, reason, opaque in
             guard let opaque else { return }
@@ -267,12 +310,15 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
                 spoolEvent(&s, topicName, json, alert: alert)
                 return
             }
-            let rc = s.keyBuffer.withUnsafeBytes { key in
-                rd_kafka_produce(rkt, -1, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: json.baseAddress), json.count,
-                                 key.count > 0 ? key.baseAddress : nil, key.count, alert ? KafkaSink.alertTag : nil)
+            let err = s.keyBuffer.withUnsafeBytes { key in
+                sensorName.withUnsafeBytes { sn in
+                    KafkaSink.produce(rk, rkt, payload: json, key: key, alert: alert,
+                                      dataset: UnsafeRawBufferPointer(start: metadata.dataset.utf8Start, count: metadata.dataset.utf8CodeUnitCount),
+                                      sensor: sn)
+                }
             }
-            if rc != 0 {
-                if KafkaSink.retriable(rd_kafka_last_error()) {
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                if KafkaSink.retriable(err) {
                     spoolEvent(&s, topicName, json, alert: alert)
                 } else {
                     // librdkafka refuses this event for good (larger than message.max.bytes): counted, not retried.
@@ -280,6 +326,32 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
                     core.countDrop(alert: alert)
                 }
             }
+        }
+    }
+
+    /// Hands one message with its headers to librdkafka (copied), returning its refusal if any. The
+    /// argument list lives on the stack: nothing is allocated here beyond librdkafka's own copy.
+    static func produce(_ rk: OpaquePointer, _ rkt: OpaquePointer, payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer,
+                        alert: Bool, dataset: UnsafeRawBufferPointer, sensor: UnsafeRawBufferPointer) -> rd_kafka_resp_err_t {
+        withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 8) { v in
+            for i in 0..<8 { v.initializeElement(at: i, to: rd_kafka_vu_t()) }
+            v[0].vtype = RD_KAFKA_VTYPE_RKT; v[0].u.rkt = rkt
+            v[1].vtype = RD_KAFKA_VTYPE_MSGFLAGS; v[1].u.i = RD_KAFKA_MSG_F_COPY
+            v[2].vtype = RD_KAFKA_VTYPE_VALUE
+            v[2].u.mem.ptr = UnsafeMutableRawPointer(mutating: payload.baseAddress); v[2].u.mem.size = payload.count
+            v[3].vtype = RD_KAFKA_VTYPE_KEY
+            v[3].u.mem.ptr = key.count > 0 ? UnsafeMutableRawPointer(mutating: key.baseAddress) : nil; v[3].u.mem.size = key.count
+            v[4].vtype = RD_KAFKA_VTYPE_OPAQUE; v[4].u.ptr = alert ? KafkaSink.alertTag : nil
+            v[5].vtype = RD_KAFKA_VTYPE_HEADER
+            v[5].u.header.name = KafkaHeaders.dataset; v[5].u.header.val = dataset.baseAddress; v[5].u.header.size = dataset.count
+            v[6].vtype = RD_KAFKA_VTYPE_HEADER
+            v[6].u.header.name = KafkaHeaders.sensor; v[6].u.header.val = sensor.baseAddress; v[6].u.header.size = sensor.count
+            v[7].vtype = RD_KAFKA_VTYPE_HEADER
+            v[7].u.header.name = KafkaHeaders.schemaVersion
+            v[7].u.header.val = UnsafeRawPointer(ECS.version.utf8Start); v[7].u.header.size = ECS.version.utf8CodeUnitCount
+            guard let error = rd_kafka_produceva(rk, v.baseAddress, 8) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
+            defer { rd_kafka_error_destroy(error) }
+            return rd_kafka_error_code(error)
         }
     }
 
@@ -349,7 +421,7 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
                 for (spool, alert) in [(s.alertSpool, true), (s.spool, false)] {
                     var permanent: UInt64 = 0
                     n += spool.consume(limit: 1000 - n) { record in
-                        switch produceSpooled(rk: rk, topics: &topics, record, alert: alert) {
+                        switch produceSpooled(rk: rk, topics: &topics, record, alert: alert, sensorName: core.sensorName) {
                         case .queued: return true
                         case .later: return false
                         case .never: permanent += 1; return true
@@ -373,17 +445,30 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
 
     enum SpoolProduce { case queued, later, never }
 
-    static func produceSpooled(rk: OpaquePointer, topics: inout [String: OpaquePointer], _ r: Spool.Record, alert: Bool) -> SpoolProduce {
+    /// Re-sends one spooled record. The spool keeps topic, key and payload; the headers are read back out
+    /// of the payload (`event.dataset`; `observer.name`, which may be another run's), off the packet path.
+    static func produceSpooled(rk: OpaquePointer, topics: inout [String: OpaquePointer], _ r: Spool.Record, alert: Bool,
+                               sensorName: [UInt8]) -> SpoolProduce {
         let rkt: OpaquePointer
         if let t = topics[r.topic] { rkt = t } else { rkt = rd_kafka_topic_new(rk, r.topic, nil)!; topics[r.topic] = rkt }
-        let rc = r.payload.withUnsafeBytes { p in
-            r.key.withUnsafeBytes { k in
-                rd_kafka_produce(rkt, -1, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: p.baseAddress), p.count,
-                                 k.count > 0 ? k.baseAddress : nil, k.count, alert ? KafkaSink.alertTag : nil)
+        let err = r.payload.withUnsafeBytes { p in
+            var scanner = EventFieldScanner(paths: ["event.dataset", "observer.name"])
+            let scanned = scanner.scan(p)
+            func text(_ slot: Int) -> [UInt8]? {
+                guard scanned, scanner.firstHit[slot] >= 0 else { return nil }
+                let h = scanner.hits[Int(scanner.firstHit[slot])]
+                guard h.kind == .string, h.end - h.start >= 2 else { return nil }
+                return Array(p[(h.start + 1)..<(h.end - 1)])
+            }
+            let dataset = text(0) ?? [], sensor = text(1) ?? sensorName
+            return r.key.withUnsafeBytes { k in
+                dataset.withUnsafeBytes { d in
+                    sensor.withUnsafeBytes { sn in produce(rk, rkt, payload: p, key: k, alert: alert, dataset: d, sensor: sn) }
+                }
             }
         }
-        if rc == 0 { return .queued }
-        return retriable(rd_kafka_last_error()) ? .later : .never
+        if err == RD_KAFKA_RESP_ERR_NO_ERROR { return .queued }
+        return retriable(err) ? .later : .never
     }
 
     // MARK: Lifecycle
@@ -391,6 +476,17 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
     /// Delivery is asynchronous and the poll thread makes the spool durable: nothing to do here. A spool
     /// that cannot be written shows in `failureReason`, which the output monitor logs as it starts.
     public func flush() throws {}
+
+    /// Waits up to `flushTimeout` until librdkafka's queue and both spools are empty (everything delivered);
+    /// what is still out at the deadline stays queued or spooled, and `close` waits for it once more.
+    public func flushDelivery() throws {
+        let deadline = ContinuousClock.now + .milliseconds(Int(options.flushTimeout * 1000))
+        while ContinuousClock.now < deadline {
+            let spoolEmpty = core.state.withLock { $0.spool.isEmpty && $0.alertSpool.isEmpty }
+            if spoolEmpty && rd_kafka_outq_len(rk) == 0 { return }
+            usleep(20_000)
+        }
+    }
 
     /// Waits up to `flushTimeout` for everything (queue and spool) to reach the cluster, then spools the rest.
     public func close() throws {
@@ -452,6 +548,19 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
 }
 
 extension KafkaSink.Core {
+    /// librdkafka's own log line (syslog level, facility such as `FAIL` or `BROKERFAIL`) through ours.
+    func log(level: Int32, facility: String, message: String) {
+        let l: Logger.Level = switch level {
+        case ...2: .critical
+        case 3: .error
+        case 4: .warning
+        case 5: .notice
+        case 6: .info
+        default: .debug
+        }
+        logger.log(level: l, "librdkafka: \(message)", metadata: ["facility": "\(facility)"])
+    }
+
     static let permanentErrors: Set<rd_kafka_resp_err_t> = [
         RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_INVALID_MSG,
         RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE, RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,

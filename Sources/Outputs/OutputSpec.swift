@@ -1,31 +1,74 @@
 import Events
 import Foundation
+import Logging
 
 /// Where events go, as written on the command line (`--output SPEC`, repeatable) or in YAML `outputs:`.
 ///
 /// One parser for both, so a spec means the same thing wherever it is written. Network outputs are URLs
 /// whose query carries their options (`kafka://k1:9092,k2:9092/events?compression.codec=zstd&key=source_ip`,
 /// `syslog+tls://siem:6514?ca=/etc/ssl/ca.pem`), so the same string works as a flag and as a YAML item.
-public enum OutputSpec: Equatable, Sendable, CustomStringConvertible {
+/// Any output takes `datasets=alert,dns,…` in its query: it then receives only those datasets.
+public struct OutputSpec: Equatable, Sendable, CustomStringConvertible {
+    public var target: OutputTarget
+    /// nil: every event.
+    public var datasets: DatasetFilter?
+
+    public init(_ target: OutputTarget, datasets: DatasetFilter? = nil) {
+        self.target = target
+        self.datasets = datasets
+    }
+
+    public static let stdout = OutputSpec(.stdout)
+
+    public init(parsing text: String) throws(OutputError) {
+        var t = text.trimmedBlanks
+        // `datasets=` belongs to every output: taken out of the query before the output's own parser sees it.
+        var datasets: DatasetFilter?
+        if let q = t.firstIndex(of: "?") {
+            var kept: [Substring] = []
+            for item in t[t.index(after: q)...].split(separator: "&") {
+                guard item.hasPrefix("datasets=") else { kept.append(item); continue }
+                do { datasets = try DatasetFilter.parse(String(item.dropFirst(9))) } catch {
+                    throw .badSpec(text, reason: "datasets: '\(error.name)' is not a dataset (\(EventDataset.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+            }
+            t = String(t[..<q]) + (kept.isEmpty ? "" : "?" + kept.joined(separator: "&"))
+        }
+        self.init(try OutputTarget(parsing: t, spec: text), datasets: datasets)
+    }
+
+    public var description: String {
+        target.description + (datasets.map { "?datasets=\($0)" } ?? "")
+    }
+
+    /// Opens the sink this spec names (behind the dataset filter when it has one). `logger` receives what
+    /// the output's own libraries log (librdkafka); `sensorName` is the Kafka `sensor` header.
+    public func makeSink(logger: Logger = Logger(label: "sensor.output"), sensorName: String? = nil) throws -> any EventSink {
+        let sink = try target.makeSink(logger: logger, sensorName: sensorName)
+        guard let datasets else { return sink }
+        return DatasetFilterSink(sink, datasets: datasets)
+    }
+}
+
+/// The kind of output and its own options.
+public enum OutputTarget: Equatable, Sendable, CustomStringConvertible {
     case stdout
-    case file(path: String)
+    case file(FileOutputOptions)
     case kafka(KafkaOutputOptions)
     case syslog(SyslogOutputOptions)
     /// Zeek JSON logs in hourly files under a directory (`zeek:DIR`).
     case zeek(directory: String)
 
-    public init(parsing text: String) throws(OutputError) {
-        let t = text.trimmedBlanks
+    init(parsing t: String, spec text: String) throws(OutputError) {
         if t == "stdout" || t == "-" { self = .stdout; return }
         if t.hasPrefix("file:") {
-            let path = String(t.dropFirst(5))
-            guard !path.isEmpty else { throw .badSpec(text, reason: "file: needs a path") }
-            self = .file(path: path)
+            self = .file(try FileOutputOptions(spec: t, original: text))
             return
         }
         if t.hasPrefix("zeek:") {
             let dir = String(t.dropFirst(5))
             guard !dir.isEmpty else { throw .badSpec(text, reason: "zeek: needs a directory") }
+            guard !dir.contains("?") else { throw .badSpec(text, reason: "zeek: takes no options but datasets=") }
             self = .zeek(directory: dir)
             return
         }
@@ -37,25 +80,25 @@ public enum OutputSpec: Equatable, Sendable, CustomStringConvertible {
             self = .syslog(try SyslogOutputOptions(url: t))
             return
         }
+        if t.hasPrefix("stdout?") || t.hasPrefix("-?") { throw .badSpec(text, reason: "stdout takes no options but datasets=") }
         throw .badSpec(text, reason: "expected stdout, file:PATH, zeek:DIR, kafka://HOST:PORT[,HOST:PORT]/TOPIC or syslog+{udp,tcp,tls}://HOST:PORT")
     }
 
     public var description: String {
         switch self {
         case .stdout: return "stdout"
-        case .file(let p): return "file:\(p)"
+        case .file(let f): return f.description
         case .kafka(let k): return k.description
         case .syslog(let s): return s.description
         case .zeek(let d): return "zeek:\(d)"
         }
     }
 
-    /// Opens the sink this spec names.
-    public func makeSink() throws -> any EventSink {
+    func makeSink(logger: Logger, sensorName: String?) throws -> any EventSink {
         switch self {
         case .stdout: return StreamSink.standardOutput()
-        case .file(let path): return try StreamSink.file(path: path)
-        case .kafka(let options): return try KafkaSink(options: options)
+        case .file(let options): return try StreamSink.file(options)
+        case .kafka(let options): return try KafkaSink(options: options, sensorName: sensorName, logger: logger)
         case .syslog(let options): return try SyslogSink(options: options)
         case .zeek(let directory): return try ZeekSink(directory: directory)
         }

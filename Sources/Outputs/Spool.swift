@@ -70,9 +70,20 @@ final class Spool {
         try recover()
     }
 
+    /// Creates the missing parents of a spool directory 0700 (a per-user `~/.local/state/sensor`: nobody
+    /// else has business there). A failure shows when the directory itself cannot be made.
+    static func createParents(of directory: String) {
+        var prefix = directory.hasPrefix("/") ? "" : "."
+        for part in directory.split(separator: "/").dropLast() {
+            prefix += "/" + part
+            _ = mkdir(prefix, 0o700)
+        }
+    }
+
     /// Creates or opens the spool directory without following a symlink in its last component.
     static func openDirectory(_ directory: String) throws(OutputError) -> Int32 {
         var created = false
+        if mkdir(directory, 0o700) != 0 && errno == ENOENT { createParents(of: directory) }
         if mkdir(directory, 0o700) == 0 { created = true } else if errno != EEXIST {
             throw .open(spec: directory, reason: "cannot create spool directory: \(String(cString: strerror(errno)))")
         }

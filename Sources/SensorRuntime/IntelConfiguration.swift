@@ -120,6 +120,7 @@ public final class AlertCategorySink: EventSink, @unchecked Sendable {
     }
 
     public func flush() throws { try inner.flush() }
+    public func flushDelivery() throws { try inner.flushDelivery() }
     public func close() throws { try inner.close() }
     public var statistics: SinkStatistics { inner.statistics }
     public var failureReason: String? { inner.failureReason }

@@ -171,7 +171,7 @@ public final class LiveSensor {
         // Outputs are opened as the service user, so files it creates are its own.
         var sinks: [any EventSink] = []
         for spec in c.outputs.isEmpty ? [OutputSpec.stdout] : c.outputs {
-            do { sinks.append(try spec.makeSink()) } catch { throw .output("\(error)") }
+            do { sinks.append(try spec.makeSink(logger: logger, sensorName: c.sensorName)) } catch { throw .output("\(error)") }
         }
         return LiveSensor(configuration: c, sources: sources, endpoint: endpoint, metrics: metrics, privileges: report,
                           sinks: sinks, resources: resources, logger: logger)

@@ -163,8 +163,9 @@ public final class Pipeline: PacketConsumer {
         flows.flushAll(reason: reason) { r, reason, slot in self.endFlow(r, reason, slot) }
         for a in analyzers { a.finish(clock) }
         if emitStats {
-            // Outputs write what they hold first, so the final statistics show what each of them lost.
-            try? emitter.flush()
+            // Outputs deliver what they hold first (Kafka waits up to its flush_timeout), so the final
+            // statistics show what each of them delivered and lost.
+            try? emitter.flushDelivery()
             emitStatistics()
         }
     }

@@ -20,6 +20,8 @@ public struct ReplayOutcome: Sendable {
     public var sinkStatistics: [(name: String, statistics: SinkStatistics)] = []
     /// CPU seconds of the processing thread (see `PacketProcessingService.processingCPUSeconds`).
     public var processingCPUSeconds: Double = 0
+    /// SIGINT or SIGTERM stopped the reading before the end of the input (what was read is reported).
+    public var interrupted = false
 }
 
 /// Offline mode: reads capture files (merged in time order) through the same pipeline live capture uses.
@@ -42,7 +44,7 @@ public enum Replay {
         defer { resources.geo?.stopWatching() }
         var sinks: [any EventSink] = extraSinks
         let specs = c.outputs.isEmpty && extraSinks.isEmpty ? [OutputSpec.stdout] : c.outputs
-        for spec in specs { sinks.append(try spec.makeSink()) }
+        for spec in specs { sinks.append(try spec.makeSink(logger: logger, sensorName: c.sensorName)) }
         // Hunt mode: only the alerts of one category reach the outputs.
         let emitted: [any EventSink] = category.map { c in sinks.map { AlertCategorySink($0, category: c) } } ?? sinks
         let outputs = EventOutputService(sinks: sinks, logger: logger)
@@ -120,6 +122,8 @@ public enum Replay {
             outcome.alerts &+= a.emitter.alertsEmitted
         }
         outcome.processingCPUSeconds += reader?.cpuSeconds ?? 0
+        // Only a shutdown signal stops the file source (the end of input does not).
+        outcome.interrupted = source.wasStopped
         outcome.sinkStatistics = sinks.map { ($0.name, $0.statistics) }
         return outcome
     }

@@ -16,6 +16,19 @@ public enum RulesDirectory {
         return nil
     }
 
+    /// Why a rules directory given with `--rules` or `rules.directory` cannot be used (nil: it can, or
+    /// none was given). `FILE:LINE:COLUMN`-free: the caller names where it came from.
+    public static func explicitProblem(_ explicit: String?) -> String? {
+        guard let explicit else { return nil }
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: explicit, isDirectory: &isDir) else {
+            return "rules directory \(explicit): no such directory"
+        }
+        guard isDir.boolValue else { return "rules directory \(explicit): not a directory" }
+        guard access(explicit, R_OK | X_OK) == 0 else { return "rules directory \(explicit): \(String(cString: strerror(errno)))" }
+        return nil
+    }
+
     /// Every rules document of every registered family, each file read once, with the indicator files
     /// under `indicators/`: what `check-rules` reports and what a reload must pass.
     public static func load(_ dir: String, configuration: SensorConfiguration = SensorConfiguration(),

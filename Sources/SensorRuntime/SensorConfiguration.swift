@@ -12,6 +12,8 @@ public struct SensorConfiguration: Sendable {
     /// `observer.name`; defaults to the host name.
     public var sensorName: String?
     public var logLevel: String = "info"
+    /// `sensor.log_format` / `--log-format`: text or JSON log lines.
+    public var logFormat: LogFormat = .text
     /// Kernel BPF filter applied to every source (minimisation: capture only what is in scope).
     public var bpf: String?
     public var snapLength: Int = 262_144
@@ -92,10 +94,13 @@ public struct SensorConfiguration: Sendable {
                                           "c2", "lateral_movement", "reassembly", "http", "files"])
 
         if let v = top["sensor"] {
-            let t = r.table(v, allowed: ["name", "log_level"])
+            let t = r.table(v, allowed: ["name", "log_level", "log_format"])
             c.sensorName = r.string(t["name"])
             if let l = r.string(t["log_level"]) {
                 if logLevels.contains(l) { c.logLevel = l } else { r.report(t["log_level"]!, "must be one of \(logLevels.joined(separator: ", "))") }
+            }
+            if let f = r.string(t["log_format"]) {
+                if let format = LogFormat(rawValue: f) { c.logFormat = format } else { r.report(t["log_format"]!, "must be text or json") }
             }
         }
         var captureTable: [String: ConfigValue] = [:]

@@ -34,11 +34,18 @@ public final class SensorResources: @unchecked Sendable {
         configuration = c
         self.logger = logger
         let directory = RulesDirectory.resolve(c.rulesDirectory)
+        // A rules directory named explicitly must exist: a typo would silently drop every local threshold.
+        if let problem = RulesDirectory.explicitProblem(c.rulesDirectory) { throw SetupError(problem) }
         let enabled = SensorFamilies.all.map { $0.init(configuration: c) }.filter(\.isEnabled)
         do {
             rules = try RulesSet.load(directory: directory, kinds: enabled.flatMap(\.documents))
         } catch {
             throw SetupError("invalid rules:\n\(error.description)")
+        }
+        if directory == nil {
+            logger.notice("no rules directory (tried ./Rules, \(RulesDirectory.installedLocations.joined(separator: ", "))): every detector at its defaults")
+        } else if !rules.absent.isEmpty {
+            logger.info("rules files absent, their defaults apply", metadata: ["directory": "\(directory!)", "files": "\(rules.absent.sorted().joined(separator: ","))"])
         }
         if !c.evidence.enabled && (c.evidence.directory != nil || !c.evidence.recipients.isEmpty) {
             logger.notice("evidence capture is off: no authorization reference configured (--authorization)")

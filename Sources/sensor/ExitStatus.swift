@@ -14,13 +14,16 @@ enum ExitStatus {
     static let inputDamaged: Int32 = 3
     /// EX_CANTCREAT: a private directory is unsafe or cannot be made.
     static let cannotCreate: Int32 = 73
-    /// EX_IOERR: an output lost events (write error, full queue or spool). Wins over 3 and 1: whatever
+    /// EX_IOERR: an output lost events (write error, full queue or spool), or a batch run (`replay`,
+    /// `hunt`, `report`) ends with events still in a Kafka spool, undelivered. Wins over 3 and 1: whatever
     /// else happened, what reached that output is incomplete.
     static let outputLostEvents: Int32 = 74
     /// EX_NOPERM: privileges (root without --user, an unknown user).
     static let noPermission: Int32 = 77
     /// EX_CONFIG: configuration, rules or indicators are invalid.
     static let configuration: Int32 = 78
+    /// 128 + SIGINT: a replay stopped by SIGINT or SIGTERM before the end of its input (wins over the others).
+    static let interrupted: Int32 = 130
 
     /// The status of a live start that failed.
     static func of(_ e: LiveStartError) -> Int32 {
@@ -32,12 +35,18 @@ enum ExitStatus {
         }
     }
 
-    /// Names every output that lost events; true when one did.
-    static func reportOutputLoss(_ outputs: [(name: String, statistics: SinkStatistics)]) -> Bool {
+    /// Names every output that lost events; true when one did. `batch`: a run that ends here (not a
+    /// service that restarts), where events left in a spool are undelivered too.
+    static func reportOutputLoss(_ outputs: [(name: String, statistics: SinkStatistics)], batch: Bool = false) -> Bool {
         var lost = false
-        for (name, st) in outputs where st.dropped > 0 {
-            printError("error: output \(name) lost \(st.dropped) of \(st.accepted) events (\(st.droppedAlerts) of them alerts)")
-            lost = true
+        for (name, st) in outputs {
+            if st.dropped > 0 {
+                printError("error: output \(name) lost \(st.dropped) of \(st.accepted) events (\(st.droppedAlerts) of them alerts)")
+                lost = true
+            } else if batch && st.spoolBytes > 0 {
+                printError("error: output \(name) delivered \(st.delivered) of \(st.accepted) events; the rest wait in its spool (\(st.spoolBytes) bytes) for the next start")
+                lost = true
+            }
         }
         return lost
     }

@@ -56,8 +56,7 @@ struct Hunt: AsyncParsableCommand {
         let files: [String]
         do { files = try Self.captureFiles(inputs) } catch { fail("error: \(error)", code: ExitStatus.failure) }
         if files.isEmpty { fail("error: no capture files (.pcap, .pcapng, .cap) in \(inputs.joined(separator: " "))", code: ExitStatus.failure) }
-        let total = files.reduce(Int64(0)) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1)[.size] as? Int64) ?? 0) }
-        let progress = HuntProgress(totalBytes: total, files: files.count, enabled: !quiet, terminal: isatty(2) == 1)
+        let progress = ReplayProgress(label: "hunt", totalBytes: ReplayProgress.measurableSize(files), files: files.count, enabled: !quiet, terminal: isatty(2) == 1)
         // One matcher and one progress counter per worker (each on its worker's thread).
         var matchers: [ThreatIntelMatcher] = []
         let started = ContinuousClock.now
@@ -68,7 +67,7 @@ struct Hunt: AsyncParsableCommand {
                 let m = ThreatIntelMatcher(feed: feed, emitter: emitter, settings: c.intel.settings)
                 emitter.factObservers.append(m)
                 matchers.append(m)
-                return [HuntProgress.Counter(progress), m]
+                return [ReplayProgress.Counter(progress), m]
             }
         } catch {
             ExitStatus.failStart(error)
@@ -97,7 +96,7 @@ struct Hunt: AsyncParsableCommand {
         }
         for l in lines { printError(l) }
         for e in outcome.outputErrors { printError("error: output: \(e)") }
-        let lost = ExitStatus.reportOutputLoss(outcome.sinkStatistics)
+        let lost = ExitStatus.reportOutputLoss(outcome.sinkStatistics, batch: true)
         if !outcome.inputErrors.isEmpty {
             for e in outcome.inputErrors { printError("error: \(e.description)") }
             printError("error: input damaged; results cover the packets before the damage")
@@ -107,13 +106,15 @@ struct Hunt: AsyncParsableCommand {
         if !outcome.outputErrors.isEmpty { throw ExitCode(ExitStatus.failure) }
     }
 
-    static let captureExtensions = [".pcap", ".pcapng", ".cap"]
+    /// Compressed captures are read through their decompressor (CaptureInput), found by content.
+    static let captureExtensions = [".pcap", ".pcapng", ".cap"].flatMap { [$0, $0 + ".gz", $0 + ".zst", $0 + ".xz"] }
 
     /// Files as given, directories searched recursively for capture files; sorted, without duplicates.
     static func captureFiles(_ inputs: [String]) throws -> [String] {
         var out: [String] = []
         let fm = FileManager.default
         for i in inputs {
+            if i == "-" { out.append(i); continue }
             var isDir: ObjCBool = false
             guard fm.fileExists(atPath: i, isDirectory: &isDir) else { throw CLIError(message: "\(i): no such file or directory", code: ExitStatus.failure) }
             if !isDir.boolValue { out.append(i); continue }
@@ -133,94 +134,3 @@ struct Hunt: AsyncParsableCommand {
     }
 }
 
-/// Progress of a hunt on standard error: a redrawn bar with rate and ETA on a terminal, a plain line
-/// every few seconds otherwise (logs, CI). Each worker counts in its own `Counter` (an analyser on its
-/// thread: no lock per packet) and adds to the shared totals every 4096 packets; the worker that does so
-/// after the print interval prints.
-///
-/// Progress is estimated from the captured bytes of the packets seen against the total size of the
-/// input files (record headers counted at 16 bytes each), so it is approximate and capped below 100 %
-/// until the end.
-final class HuntProgress: @unchecked Sendable {
-    let totalBytes: Int64
-    let files: Int
-    let enabled: Bool
-    let terminal: Bool
-    let packets = Atomic<Int64>(0)
-    let bytes = Atomic<Int64>(0)
-    let start = ContinuousClock.now
-    /// Nanoseconds since `start` of the last print (claimed with a compare-and-exchange).
-    let lastPrint = Atomic<Int64>(0)
-
-    init(totalBytes: Int64, files: Int, enabled: Bool, terminal: Bool) {
-        self.totalBytes = max(totalBytes, 1)
-        self.files = files
-        self.enabled = enabled
-        self.terminal = terminal
-    }
-
-    final class Counter: PacketAnalyzer, @unchecked Sendable {
-        let name = "hunt_progress"
-        let progress: HuntProgress
-        var packets: Int64 = 0
-        var bytes: Int64 = 0
-
-        init(_ progress: HuntProgress) { self.progress = progress }
-
-        func packet(_ context: PacketContext, flows: FlowTable) {
-            packets &+= 1
-            bytes &+= Int64(context.packet.capturedLength) &+ 16
-            guard packets & 4095 == 0 else { return }
-            progress.add(packets: packets, bytes: bytes)
-            packets = 0
-            bytes = 0
-        }
-
-        func finish(_ now: Timestamp) { progress.add(packets: packets, bytes: bytes, mayReport: false) }
-    }
-
-    func add(packets p: Int64, bytes b: Int64, mayReport: Bool = true) {
-        packets.wrappingAdd(p, ordering: .relaxed)
-        bytes.wrappingAdd(b, ordering: .relaxed)
-        guard mayReport, enabled else { return }
-        let e = ContinuousClock.now - start
-        let now = e.components.seconds &* 1_000_000_000 &+ e.components.attoseconds / 1_000_000_000
-        let last = lastPrint.load(ordering: .relaxed)
-        guard now - last >= (terminal ? 250_000_000 : 5_000_000_000),
-              lastPrint.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
-        report(final: false)
-    }
-
-    func done() {
-        guard enabled else { return }
-        report(final: true)
-        if terminal { fputs("\n", stderr) }
-    }
-
-    func report(final: Bool) {
-        let e = ContinuousClock.now - start
-        let secs = max(Double(e.components.seconds) + Double(e.components.attoseconds) / 1e18, 0.001)
-        let bytes = self.bytes.load(ordering: .relaxed)
-        let packets = self.packets.load(ordering: .relaxed)
-        let fraction = final ? 1.0 : min(Double(bytes) / Double(totalBytes), 0.999)
-        let rate = Double(bytes) / secs / 1_048_576
-        let pps = Double(packets) / secs
-        let eta = fraction > 0 && !final ? secs * (1 - fraction) / fraction : 0
-        let pct = String(format: "%5.1f%%", fraction * 100)
-        let tail = "\(packets) packets, \(String(format: "%.1f", rate)) MiB/s, \(String(format: "%.0f", pps)) pkt/s, " +
-            (final ? "done in \(String(format: "%.1f", secs)) s" : "ETA \(Self.duration(eta))")
-        if terminal {
-            let width = 30
-            let filled = Int(fraction * Double(width))
-            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
-            fputs("\r\u{1B}[2Khunt [\(bar)] \(pct) \(tail)", stderr)
-        } else {
-            fputs("hunt: progress \(pct) \(tail)\n", stderr)
-        }
-    }
-
-    static func duration(_ s: Double) -> String {
-        let t = Int(s.rounded())
-        return t >= 3600 ? "\(t / 3600)h\(String(format: "%02d", t % 3600 / 60))m" : t >= 60 ? "\(t / 60)m\(String(format: "%02d", t % 60))s" : "\(t)s"
-    }
-}

@@ -71,7 +71,7 @@ struct CaseReport: AsyncParsableCommand {
             }
             collector.withEvents { builder.add(ndjson: $0) }
             for e in outcome.outputErrors { printError("error: output: \(e)") }
-            let lost = ExitStatus.reportOutputLoss(outcome.sinkStatistics)
+            let lost = ExitStatus.reportOutputLoss(outcome.sinkStatistics, batch: true)
             if !outcome.inputErrors.isEmpty {
                 for e in outcome.inputErrors { printError("error: \(e.description)") }
                 printError("error: input damaged; the report covers the packets before the damage")

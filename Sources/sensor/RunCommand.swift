@@ -16,7 +16,7 @@ struct Run: AsyncParsableCommand {
         to --user with no capabilities and PR_SET_NO_NEW_PRIVS before it processes a single packet. Root is \
         refused without --user or --allow-root. SIGTERM/SIGINT: every open flow is reported and the outputs \
         are flushed, exit 0. SIGHUP: the rules directory is checked and reloaded (a bad set is rejected and \
-        the old one stays).
+        the old one stays), and file outputs reopen their path (logrotate).
         Exit status: 0 after SIGTERM; 1 capture, output or metrics failure; 73 a private directory is \
         unsafe or cannot be made; 74 an output lost events while running (failures are logged as they \
         start); 77 privilege problem; 78 bad configuration.

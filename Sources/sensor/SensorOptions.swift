@@ -38,6 +38,9 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String?
 
+    @Option(name: .long, help: "Log line format on standard error: text or json (a <N> priority prefix is added under systemd's journal).")
+    var logFormat: LogFormat?
+
     @Option(name: .long, help: ArgumentHelp("Evidence directory (0700/0750, owned by the sensor user).", valueName: "dir"))
     var evidenceDir: String?
 
@@ -96,6 +99,7 @@ struct SensorOptions: ParsableArguments {
         if let communityIdSeed { c.communityIDSeed = communityIdSeed }
         if !homeNet.isEmpty { c.homeNetworks = homeNet.compactMap(IPNetwork.init) }
         if let logLevel { c.logLevel = logLevel }
+        if let logFormat { c.logFormat = logFormat }
         if let evidenceDir { c.evidence.directory = evidenceDir }
         if !evidenceRecipient.isEmpty { c.evidence.recipients = evidenceRecipient }
         if let authorization { c.evidence.authorization = authorization }
@@ -112,11 +116,14 @@ struct SensorOptions: ParsableArguments {
     }
 
     func makeLogger(_ c: SensorConfiguration) -> Logger {
+        SensorLogHandler.bootstrap(format: c.logFormat)
         var logger = Logger(label: "sensor")
         logger.logLevel = Logger.Level(rawValue: c.logLevel) ?? .info
         return logger
     }
 }
+
+extension LogFormat: ExpressibleByArgument {}
 
 /// A `--max-flows` value: an integer within `FlowTableConfiguration.capacityRange`. Checked while the
 /// command line is parsed, so an out-of-range value is a usage error before anything is reserved.

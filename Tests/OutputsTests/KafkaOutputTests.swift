@@ -94,9 +94,10 @@ final class KafkaOutputTests: XCTestCase {
                                            currentDirectory: TestSupport.repositoryRoot.path)
         // The replay writes everything while the broker is down; the sink spools and keeps probing.
         var stdoutLines: [String] = []
+        // The end-of-run statistics wait for delivery (flush_timeout), so the events before them are the sign.
         TestSupport.waitUntil(timeout: 30) {
             while let l = sensor.readLine(timeout: 0.05) { stdoutLines.append(l) }
-            return stdoutLines.contains { $0.contains("\"dataset\":\"sensor.stats\"") }
+            return stdoutLines.count > 50
         }
         sleep(2)
         // The spool file holds events now, private to the sensor.
@@ -143,6 +144,76 @@ final class KafkaOutputTests: XCTestCase {
         XCTAssertEqual(try consume(boot, topic: "ev-sensor.stats").count, 1)
     }
 
+    /// Every record carries `dataset`, `sensor` and `schema_version` headers (read back with kcat's %h),
+    /// re-sent spooled records too; the end-of-run statistics are written after the final flush, so on a
+    /// clean run they show every event accepted so far as delivered.
+    func testHeadersAndFinalStatistics() throws {
+        let boot = try startBroker(topics: ["events"])
+        let spool = try TestSupport.temporaryDirectory("kafka-spool")
+        defer { try? FileManager.default.removeItem(at: spool) }
+        let kafka = "kafka://\(boot)/events?spool=\(spool.path)&flush_timeout=30s"
+        let run = try TestSupport.sensor(["replay", "--quiet", "--sensor-name", "tap-7", "--output", kafka, TestSupport.data("pcaps/benign/dns.pcap")])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let r = try TestSupport.run("kcat", ["-C", "-b", boot, "-t", "events", "-o", "beginning", "-e", "-q", "-f", "%h\t%s\n", "-X", "log_level=3"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertGreaterThan(r.lines.count, 10)
+        var stats: [String: Any]?
+        for line in r.lines {
+            let parts = line.split(separator: "\t", maxSplits: 1).map(String.init)
+            XCTAssertEqual(parts.count, 2, line)
+            let headers = Set(parts[0].split(separator: ",").map(String.init))
+            let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(parts[1].utf8)) as? [String: Any])
+            let dataset = try XCTUnwrap(TestSupport.value(obj, "event.dataset") as? String)
+            XCTAssertEqual(headers, ["dataset=\(dataset)", "sensor=tap-7", "schema_version=8.11.0"], line)
+            if dataset == "sensor.stats" { stats = obj }
+        }
+        let outputs = try XCTUnwrap(TestSupport.value(try XCTUnwrap(stats), "sensor.stats.outputs") as? [[String: Any]])
+        let accepted = try XCTUnwrap(outputs.first?["accepted"] as? Int), delivered = try XCTUnwrap(outputs.first?["delivered"] as? Int)
+        XCTAssertEqual(accepted, r.lines.count - 1, "every event before the statistics")
+        XCTAssertEqual(delivered, accepted, "statistics written after the final flush")
+
+        // Spooled while the cluster is away, re-sent by the next start: the headers come back out of the payload.
+        XCTAssertEqual(broker?.command("down 1"), "ok")
+        let down = try TestSupport.sensor(["replay", "--quiet", "--sensor-name", "tap-8", "--output", kafka.replacingOccurrences(of: "=30s", with: "=1s"),
+                                           TestSupport.data("pcaps/benign/dns.pcap")])
+        XCTAssertEqual(down.status, 74, down.stderr)
+        XCTAssertEqual(broker?.command("up 1"), "ok")
+        let up = try TestSupport.sensor(["replay", "--quiet", "--sensor-name", "tap-9", "--output", kafka, "--bpf", "udp port 1", TestSupport.data("pcaps/benign/dns.pcap")])
+        XCTAssertEqual(up.status, 0, up.stderr)
+        let again = try TestSupport.run("kcat", ["-C", "-b", boot, "-t", "events", "-o", "beginning", "-e", "-q", "-f", "%h\n", "-X", "log_level=3"])
+        let resent = again.lines.filter { $0.contains("sensor=tap-8") }
+        XCTAssertEqual(resent.count, r.lines.count, "the spooled run's events, each with its headers")
+        XCTAssertTrue(resent.allSatisfy { $0.contains("dataset=sensor.") && $0.contains("schema_version=8.11.0") }, "\(resent.prefix(3))")
+    }
+
+    /// No `spool=`: `$STATE_DIRECTORY/spool` under systemd, missing parents made 0700 (a per-user state
+    /// directory otherwise, checked below without running the binary: tests may run as root, whose
+    /// default is /var/lib/sensor/spool). librdkafka's complaints come through our log, not raw on stderr.
+    func testDefaultSpoolAndLibrdkafkaLog() throws {
+        let home = try TestSupport.temporaryDirectory("kafka-home")
+        defer { try? FileManager.default.removeItem(at: home) }
+        let state = home.appendingPathComponent("a/b/sensor").path
+        let port = TestSupport.freePort()
+        let r = try TestSupport.run(TestSupport.sensorBinary, ["replay", "--quiet", "--output", "kafka://127.0.0.1:\(port)/events?flush_timeout=1s",
+                                                                TestSupport.data("pcaps/benign/dns.pcap")],
+                                    environment: ["STATE_DIRECTORY": state])
+        XCTAssertEqual(r.status, 74, "undelivered events wait in the spool: \(r.stderr)")
+        let spool = state + "/spool"
+        for dir in [home.appendingPathComponent("a").path, home.appendingPathComponent("a/b").path, state, spool] {
+            let mode = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: dir)[.posixPermissions] as? Int)
+            XCTAssertEqual(mode, 0o700, dir)
+        }
+        XCTAssertGreaterThan(try FileManager.default.contentsOfDirectory(atPath: spool).count, 0)
+        XCTAssertTrue(r.stderr.contains("librdkafka:"), r.stderr)
+        XCTAssertFalse(r.stderr.split(separator: "\n").contains { $0.hasPrefix("%") }, r.stderr)
+
+        XCTAssertEqual(KafkaOutputOptions.defaultSpoolDirectory(environment: ["STATE_DIRECTORY": "/var/lib/sensor:/var/lib/other"], euid: 997),
+                       "/var/lib/sensor/spool")
+        XCTAssertEqual(KafkaOutputOptions.defaultSpoolDirectory(environment: ["HOME": "/home/a"], euid: 1000), "/home/a/.local/state/sensor/spool")
+        XCTAssertEqual(KafkaOutputOptions.defaultSpoolDirectory(environment: ["XDG_STATE_HOME": "/s", "HOME": "/home/a"], euid: 1000), "/s/sensor/spool")
+        XCTAssertEqual(KafkaOutputOptions.defaultSpoolDirectory(environment: [:], euid: 0), "/var/lib/sensor/spool")
+    }
+
     /// The cluster stays away past `flush_timeout`: the sensor exits with the events spooled on disk, and
     /// the next start sends them first. A small spool bound drops the excess, counted and reported.
     func testSpoolSurvivesExitAndBoundDropsAreCounted() throws {
@@ -153,7 +224,9 @@ final class KafkaOutputTests: XCTestCase {
         XCTAssertEqual(broker?.command("down 1"), "ok")
         let kafka = "kafka://\(boot)/events?spool=\(spool.path)&flush_timeout=1s&queue.buffering.max.messages=10"
         let first = try TestSupport.sensor(["replay", "--output", "stdout", "--output", kafka, capture])
-        XCTAssertEqual(first.status, 0, first.stderr)
+        // Nothing lost, but nothing delivered either: a batch run says so (74), naming the spool.
+        XCTAssertEqual(first.status, 74, first.stderr)
+        XCTAssertTrue(first.stderr.contains("error: output kafka://\(boot)/events delivered 0 of"), first.stderr)
         let events = first.lines
         let kafkaLine = try XCTUnwrap(first.stderr.split(separator: "\n").first { $0.contains("output=kafka://") && $0.contains("output delivery") })
         XCTAssertTrue(kafkaLine.contains("delivered=0") && kafkaLine.contains("dropped=0") && !kafkaLine.contains("spool_bytes=0 "), String(kafkaLine))

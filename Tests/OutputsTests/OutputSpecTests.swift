@@ -1,10 +1,11 @@
 @testable import Outputs
+import Events
 import XCTest
 
 final class OutputSpecTests: XCTestCase {
     func testKafkaSpec() throws {
         let s = try OutputSpec(parsing: "kafka://k1:9092,[::1]:9093/sensor-{dataset}?key=source_ip&compression.codec=zstd&spool=/tmp/sp&spool_max_bytes=64MiB&flush_timeout=500ms&sasl.password=a%26b")
-        guard case .kafka(let k) = s else { return XCTFail("\(s)") }
+        guard case .kafka(let k) = s.target else { return XCTFail("\(s)") }
         XCTAssertEqual(k.brokers, "k1:9092,[::1]:9093")
         XCTAssertEqual(k.topic, "sensor-{dataset}")
         XCTAssertEqual(k.key, .sourceIP)
@@ -25,7 +26,7 @@ final class OutputSpecTests: XCTestCase {
 
     func testSyslogSpec() throws {
         let s = try OutputSpec(parsing: "syslog+tls://siem.example:6514?ca=/ca.pem&cert=/c.pem&key=/k.pem&facility=local3&queue=5000&queue_bytes=8MiB")
-        guard case .syslog(let o) = s else { return XCTFail("\(s)") }
+        guard case .syslog(let o) = s.target else { return XCTFail("\(s)") }
         XCTAssertEqual(o.transport, .tls)
         XCTAssertEqual(o.host, "siem.example")
         XCTAssertEqual(o.port, 6514)
@@ -33,7 +34,7 @@ final class OutputSpecTests: XCTestCase {
         XCTAssertEqual(o.facility, 19)
         XCTAssertEqual(o.queueLimit, 5000)
         XCTAssertEqual(o.queueBytes, 8 << 20)
-        guard case .syslog(let u) = try OutputSpec(parsing: "syslog+udp://[::1]:514") else { return XCTFail() }
+        guard case .syslog(let u) = try OutputSpec(parsing: "syslog+udp://[::1]:514").target else { return XCTFail() }
         XCTAssertEqual(u.host, "::1")
         XCTAssertEqual(u.description, "syslog+udp://[::1]:514")
         for bad in ["syslog+smtp://h:1", "syslog+udp://h", "syslog+tcp://h:1?ca=/x", "syslog+tls://h:1?cert=/c", "syslog+udp://h:1?facility=99",
@@ -44,5 +45,31 @@ final class OutputSpecTests: XCTestCase {
 
     func testSyslogSeverityFromEventSeverity() {
         XCTAssertEqual((0...4).map(SyslogSink.syslogSeverity), [6, 5, 4, 3, 2])
+    }
+
+    /// `datasets=` on any output, taken out before the output's own options; file rotation options.
+    func testDatasetFilterAndFileOptions() throws {
+        let k = try OutputSpec(parsing: "kafka://k1:9092/{dataset}?datasets=alert,sensor.dns&key=none")
+        XCTAssertEqual(k.datasets?.datasets, [.alert, .dns])
+        guard case .kafka(let ko) = k.target else { return XCTFail("\(k)") }
+        XCTAssertEqual(ko.key, .none)
+        XCTAssertTrue(ko.properties.isEmpty, "datasets is not passed to librdkafka")
+        XCTAssertEqual(try OutputSpec(parsing: "stdout?datasets=flow").datasets?.datasets, [.flow])
+        XCTAssertNil(try OutputSpec(parsing: "stdout").datasets)
+        let f = try OutputSpec(parsing: "file:/var/log/e.json?rotate_size=1MiB&rotate_interval=2h&rotate_keep=3&datasets=evidence")
+        guard case .file(let fo) = f.target else { return XCTFail("\(f)") }
+        XCTAssertEqual(fo.path, "/var/log/e.json")
+        XCTAssertEqual(fo.rotateBytes, 1 << 20)
+        XCTAssertEqual(fo.rotateSeconds, 7200)
+        XCTAssertEqual(fo.keep, 3)
+        XCTAssertEqual(f.datasets?.datasets, [.evidence])
+        for bad in ["stdout?datasets=", "stdout?datasets=alerts", "file:/x?rotate_size=1", "file:/x?rotate_interval=soon",
+                    "file:/x?nope=1", "stdout?x=1", "zeek:/d?x=1"] {
+            XCTAssertThrowsError(try OutputSpec(parsing: bad), bad)
+        }
+        let filter = DatasetFilter([.dns])
+        XCTAssertTrue(filter.admits("sensor.dns"))
+        XCTAssertFalse(filter.admits("sensor.flow"))
+        XCTAssertFalse(filter.admits("sensor.unknown"))
     }
 }

@@ -6,10 +6,10 @@ import XCTest
 /// The Zeek output's spec and its in-place event scanner (the logs themselves: SensorCLITests.ZeekOutputTests).
 final class ZeekSinkTests: XCTestCase {
     func testSpec() throws {
-        XCTAssertEqual(try OutputSpec(parsing: "zeek:/var/log/zeek"), .zeek(directory: "/var/log/zeek"))
+        XCTAssertEqual(try OutputSpec(parsing: "zeek:/var/log/zeek"), OutputSpec(.zeek(directory: "/var/log/zeek")))
         XCTAssertEqual(try OutputSpec(parsing: " zeek:/x ").description, "zeek:/x")
         XCTAssertThrowsError(try OutputSpec(parsing: "zeek:"))
-        XCTAssertThrowsError(try OutputSpec.zeek(directory: "/nonexistent/zeek").makeSink())
+        XCTAssertThrowsError(try OutputSpec(.zeek(directory: "/nonexistent/zeek")).makeSink())
     }
 
     func scan(_ text: String, _ paths: [String]) -> [String]? {

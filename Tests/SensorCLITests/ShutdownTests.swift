@@ -2,7 +2,8 @@ import XCTest
 import TestSupport
 
 /// SIGTERM mid-replay: the sensor stops reading, reports every flow it has seen, writes its statistics
-/// and exits 0 (swift-service-lifecycle graceful shutdown; outputs drain last).
+/// and exits 130, saying the replay was interrupted (swift-service-lifecycle graceful shutdown; outputs
+/// drain last).
 final class ShutdownTests: XCTestCase {
     func testSIGTERMFlushesEveryFlow() throws {
         let dir = try TestSupport.temporaryDirectory("sigterm")
@@ -22,7 +23,7 @@ final class ShutdownTests: XCTestCase {
         XCTAssertTrue(p.isRunning, "replay finished before the signal; the test needs a longer input")
         kill(p.processIdentifier, SIGTERM)
         p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0)
+        XCTAssertEqual(p.terminationStatus, 130, "an interrupted replay is no success")
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
         let events = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
         let stats = try XCTUnwrap(events.last)
