@@ -473,9 +473,11 @@ public final class LateralMovementDetector: RemoteAccessObserver {
     }
 
     /// A known domain controller binding to or replicating from a host that is not a known DC: the
-    /// rogue DC of DCShadow serving its changes.
+    /// rogue DC of DCShadow serving its changes. Only with `domain_controllers` configured: DCs learned
+    /// from Kerberos replies are only those the capture saw answer, so another DC may be missing.
     func replicationFromRogue(_ key: PairKey, call: String, at t: Timestamp) {
-        guard isDomainController(key.source), !isDomainController(key.target), let s = pairs[key] else { return }
+        guard !rules.domainControllers.isEmpty, isDomainController(key.source), !isDomainController(key.target),
+              let s = pairs[key] else { return }
         firePair(key, rule: "lateral_movement.dcshadow", at: t) {
             pairAlert(key, s, at: t, rule: "lateral_movement.dcshadow", name: "Domain controller replicating from a host that is not a known DC",
                       techniques: [.rogueDomainController], severity: .critical, risk: 95,
@@ -690,7 +692,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         case "lateral_movement.wmi_exec": return "Remote process creation through WMI (IWbemServices ExecMethod over DCOM)."
         case "lateral_movement.dcom_exec": return "Remote activation of a DCOM object that can run commands (MMC20.Application, ShellWindows, …)."
         case "lateral_movement.dcsync": return "Directory replication (DRSUAPI GetNCChanges) requested by a host that is not a known domain controller (also recognised from the request's arguments when the bind was not captured)."
-        case "lateral_movement.dcshadow": return "A rogue domain controller: replication topology changed (DRSReplicaAdd/Del/Modify) by a host that is not a known DC, or a known DC replicating from one that is not."
+        case "lateral_movement.dcshadow": return "A rogue domain controller: replication topology changed (DRSReplicaAdd/Del/Modify) by a host that is not a known DC, or a domain controller replicating from a host outside the configured domain controllers."
         case "lateral_movement.zerologon": return "Zerologon (CVE-2020-1472): Netlogon secure-channel setup with an all-zero credential or challenge, or a burst of setup calls from one source."
         case "lateral_movement.zerologon_password_set": return "A domain controller's machine password reset over Netlogon with an all-zero authenticator or password, or after Zerologon evidence."
         case "lateral_movement.smb_exploit": return "SMB exploitation: EternalBlue's (MS17-010) NT_TRANSACT continued by TRANSACTION2_SECONDARY or oversized NT_TRANSACT with an undefined function, or SMBGhost's (CVE-2020-0796) overflowing compression header."
