@@ -51,7 +51,11 @@ final class LateralSessionPatternTests: XCTestCase {
         }
         let r = try TestSupport.sensor(args)
         XCTAssertEqual(r.status, 0, r.stderr)
-        return try TestSupport.events(r).filter { TestSupport.value($0, "rule.category") as? String == "lateral_movement" }
+        let events = try TestSupport.events(r)
+        // The new alerts' details are documented in docs/SCHEMA.md (a closed namespace).
+        let schema = try EventSchema.load()
+        for e in events { XCTAssertEqual(schema.problems(e), [], "\((pcap as NSString).lastPathComponent)") }
+        return events.filter { TestSupport.value($0, "rule.category") as? String == "lateral_movement" }
     }
 
     func ids(_ alerts: [[String: Any]]) -> [String] { alerts.compactMap { TestSupport.value($0, "rule.id") as? String } }
