@@ -1,6 +1,7 @@
 /// A MITRE ATT&CK tactic (`threat.tactic.*`), the closed set the sensor's detections fall under.
 public enum Tactic: String, Sendable, CaseIterable {
     case credentialAccess = "TA0006"
+    case privilegeEscalation = "TA0004"
     case discovery = "TA0007"
     case lateralMovement = "TA0008"
     case execution = "TA0002"
@@ -13,6 +14,7 @@ public enum Tactic: String, Sendable, CaseIterable {
     public var name: String {
         switch self {
         case .credentialAccess: return "Credential Access"
+        case .privilegeEscalation: return "Privilege Escalation"
         case .discovery: return "Discovery"
         case .lateralMovement: return "Lateral Movement"
         case .execution: return "Execution"
@@ -90,6 +92,10 @@ public struct Technique: Sendable, Equatable, Hashable {
     public static let clearWindowsEventLogs = sub("T1070.001", "Clear Windows Event Logs", of: "Indicator Removal", .defenseEvasion)
     public static let passwordGuessing = sub("T1110.001", "Password Guessing", of: "Brute Force", .credentialAccess)
     public static let passwordSpraying = sub("T1110.003", "Password Spraying", of: "Brute Force", .credentialAccess)
+    public static let exploitationOfRemoteServices = Technique(id: "T1210", name: "Exploitation of Remote Services", tactic: .lateralMovement)
+    public static let exploitationForPrivilegeEscalation = Technique(id: "T1068", name: "Exploitation for Privilege Escalation",
+                                                                     tactic: .privilegeEscalation)
+    public static let rogueDomainController = Technique(id: "T1207", name: "Rogue Domain Controller", tactic: .defenseEvasion)
     public static let networkShareDiscovery = Technique(id: "T1135", name: "Network Share Discovery", tactic: .discovery)
 }
 

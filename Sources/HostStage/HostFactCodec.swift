@@ -173,6 +173,8 @@ extension HostFactWriter {
         case .wmiProcessCreate: u8(7)
         case .encryptedSMB: u8(8)
         case .kerberosServer: u8(9)
+        case .exploit(let signature): u8(10); u8(signature.rawValue)
+        case .rpcCallInferred(let iface, let opnum): u8(11); string(iface.uuid); u16(opnum)
         }
     }
 }
@@ -233,6 +235,10 @@ extension HostFactReader {
         case 7: return .wmiProcessCreate
         case 8: return .encryptedSMB
         case 9: return .kerberosServer
+        case 10: return u8().flatMap(ExploitSignature.init(rawValue:)).map { .exploit($0) }
+        case 11:
+            guard let uuid = string(), let opnum = u16() else { return nil }
+            return .rpcCallInferred(interface: RPCInterface(uuid: uuid), opnum: opnum)
         default: return nil
         }
     }

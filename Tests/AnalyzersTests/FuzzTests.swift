@@ -154,6 +154,13 @@ final class FuzzTests: XCTestCase {
             Build.netbios(Build.compound([Build.create("x", tree: 1, message: 6), Build.write(file: 1, tree: 1, message: 7, data: [1, 2, 3])])),
             Build.netbios(Build.smb1TreeConnect("\\\\H\\C$", mid: 3)),
             Build.netbios([0xFD, 0x53, 0x4D, 0x42] + [UInt8](repeating: 0, count: 48)),
+            // Exploitation: EternalBlue's transactions, DoublePulsar, the MS17-010 check, SMBGhost's header.
+            Build.netbios(Build.smb1(0xA0, words: Build.ntTransactWords(totalData: 0x10FE8, function: 0), mid: 0x40)),
+            Build.netbios(Build.smb1(0x33, words: [UInt8](repeating: 0, count: 18), bytes: [0x41, 0x41], mid: 0x40)),
+            Build.netbios(Build.smb1(0x32, words: Build.trans2Words(subcommand: 0x000E), mid: 0x41)),
+            Build.netbios(Build.smb1(0x32, words: [], response: true, status: 0xC000_0002, mid: 0x51)),
+            Build.netbios(Build.smb1(0x25, words: Build.transactionWords(function: 0x23, fid: 0), mid: 0x20)),
+            Build.netbios([0xFC, 0x53, 0x4D, 0x42] + Build.le32(-1) + Build.le16(1) + Build.le16(0) + Build.le32(16) + [UInt8](repeating: 0x41, count: 32)),
         ]
     }
 
@@ -211,7 +218,12 @@ final class FuzzTests: XCTestCase {
                      Build.rpcBind("367abb81-9844-35f1-ad32-98f038001003", context: 2, type: 14,
                                    auth: Build.ntlmAuthenticate(user: "u", domain: "d", workstation: "w")),
                      Build.rpcRequest(context: 0, opnum: 3, stub: stub),
-                     Build.rpcHeader(type: 2, length: 24 + stub.count, call: 2) + Build.le32(stub.count) + Build.le16(0) + [0, 0] + stub]
+                     Build.rpcHeader(type: 2, length: 24 + stub.count, call: 2) + Build.le32(stub.count) + Build.le16(0) + [0, 0] + stub,
+                     // Zerologon's arguments on a Netlogon context, GetNCChanges on an unbound one.
+                     Build.rpcBind("12345678-1234-abcd-ef00-01234567cffb", context: 5, type: 14),
+                     Build.rpcRequest(context: 5, opnum: 26, stub: Build.netlogonStub(opnum: 26, credential: [UInt8](repeating: 0, count: 8))),
+                     Build.rpcRequest(context: 5, opnum: 30, stub: Build.netlogonStub(opnum: 30, credential: [UInt8](repeating: 0, count: 8))),
+                     Build.rpcRequest(context: 9, opnum: 3, stub: Build.getNCChangesStub())]
         var assoc = DCERPCAssociation()
         assoc.onEndpointMapperPort = true
         var events = 0

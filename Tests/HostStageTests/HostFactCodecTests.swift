@@ -81,7 +81,7 @@ final class HostFactCodecTests: XCTestCase {
     }
 
     func remoteAccess() -> RemoteAccessFact {
-        switch Int.random(in: 0...9, using: &rng) {
+        switch Int.random(in: 0...11, using: &rng) {
         case 0: return .treeConnect(path: text())
         case 1: return .open(share: text(), name: text(), isPipe: Bool.random(using: &rng), writeAccess: Bool.random(using: &rng))
         case 2: return .write(share: text(), name: text())
@@ -94,6 +94,8 @@ final class HostFactCodecTests: XCTestCase {
         case 6: return .dcomActivation(className: optionalText())
         case 7: return .wmiProcessCreate
         case 8: return .encryptedSMB
+        case 10: return .exploit(ExploitSignature.allCases.randomElement(using: &rng)!)
+        case 11: return .rpcCallInferred(interface: RPCInterface(uuid: text()), opnum: int())
         default: return .kerberosServer
         }
     }

@@ -28,10 +28,13 @@ final class LateralMovementCaptureTests: XCTestCase {
         "LM_WMI_ProcessCallCreate.pcapng": [("lateral_movement.wmi_exec", "T1047")],
         "LM_dcom_mmc20.application_dcerpc.pcapng": [("lateral_movement.dcom_exec", "T1021.003")],
         "LM_psexec_smb_dcerpc_epm_svcctl.pcapng": [("lateral_movement.tool_transfer_execution", "T1569.002")],
-        "LM_rdp_sharprdp.pcapng": [("lateral_movement.new_rdp_edge", "T1021.001")],
+        // One RDP client to one server: without a baseline (replay) an ordinary admin session looks the
+        // same, so these are quiet by default; `testRDPEdgesWhenEachEdgeIsReported` replays them with
+        // single RDP edges accepted.
+        "LM_rdp_sharprdp.pcapng": [],
         "LM_smbexec_smb_dcerpc_svcctl_epm.pcapng": [("lateral_movement.remote_service", "T1569.002"), ("lateral_movement.admin_share", "T1021.002")],
         "atexec_.pcap": [("lateral_movement.remote_scheduled_task", "T1053.005"), ("lateral_movement.admin_share", "T1021.002")],
-        "rdp-to-ssl.pcap": [("lateral_movement.new_rdp_edge", "T1021.001")],
+        "rdp-to-ssl.pcap": [],
         "smbexec.pcap": [("lateral_movement.remote_service", "T1569.002"), ("lateral_movement.admin_share", "T1021.002")],
         "winrm_psremote_05-16.pcap": [("lateral_movement.new_winrm_edge", "T1021.006")],
         "wmiexec.pcap": [("lateral_movement.wmi_exec", "T1047"), ("lateral_movement.admin_share", "T1021.002")],
@@ -54,6 +57,22 @@ final class LateralMovementCaptureTests: XCTestCase {
                 XCTAssertNotNil(TestSupport.value(a, "source.ip"), "\(name): alert without source")
                 XCTAssertFalse((TestSupport.value(a, "related.ip") as? [String] ?? []).isEmpty)
             }
+        }
+    }
+
+    func testRDPEdgesWhenEachEdgeIsReported() throws {
+        let dir = try TestSupport.temporaryDirectory("lateral-rdp-rules")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try "first_seen_edges:\n  without_baseline:\n    services: [rdp, winrm]\n"
+            .write(to: dir.appendingPathComponent("lateral-movement.yaml"), atomically: true, encoding: .utf8)
+        for name in ["LM_rdp_sharprdp.pcapng", "rdp-to-ssl.pcap"] {
+            let quiet = lateralAlerts(try replay(TestSupport.data("pcaps/lateral/\(name)")))
+            XCTAssertTrue(quiet.isEmpty, "\(name) by default: \(quiet.map { TestSupport.value($0, "rule.id") ?? "" })")
+            let r = try TestSupport.sensor(["replay", TestSupport.data("pcaps/lateral/\(name)"), "--rules", dir.path])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let alerts = lateralAlerts(try TestSupport.events(r))
+            XCTAssertEqual(alerts.compactMap { TestSupport.value($0, "rule.id") as? String }, ["lateral_movement.new_rdp_edge"], name)
+            XCTAssertTrue(alerts.allSatisfy { techniques($0).contains("T1021.001") }, name)
         }
     }
 

@@ -187,7 +187,12 @@ struct DCERPCAssociation {
         case activation(className: String?)
         case wmiProcessCreate
         case ntlm(UnsafeRawBufferPointer)
+        case signature(ExploitSignature)
+        /// A call on an unbound context identified by its stub's shape.
+        case inferredCall(RPCInterface, UInt16)
     }
+
+    static let drsuapi = RPCInterface(uuid: "e3514235-4b06-11d1-ab04-00c04fc2dcd2")
 
     /// Interprets a client PDU; `report` is called for each event.
     mutating func clientPDU(_ pdu: UnsafeRawBufferPointer, report: (Event) -> Void) {
@@ -218,6 +223,12 @@ struct DCERPCAssociation {
                     report(.activation(className: DCERPC.activatedClass(stub)))
                 } else if !onEndpointMapperPort && (iface == nil || iface?.name == "IWbemServices") && DCERPC.namesWin32Process(stub) {
                     report(.wmiProcessCreate)
+                } else if iface?.name == "netlogon",
+                          let s = DCERPC.netlogonSignature(opnum: r.opnum, stub: stub, littleEndian: h.littleEndian) {
+                    report(.signature(s))
+                } else if iface == nil && !onEndpointMapperPort
+                            && DCERPC.looksLikeGetNCChanges(opnum: r.opnum, stub: stub, littleEndian: h.littleEndian) {
+                    report(.inferredCall(Self.drsuapi, r.opnum))
                 }
             }
         default:

@@ -39,6 +39,7 @@ public final class DCERPCAnalyzer: StreamConsumer {
         var assemblers = [MessageAssembler(), MessageAssembler()]
         var association = DCERPCAssociation()
         var facts = RPCFlowFacts()
+        var signatures = SignatureSet()
         /// After a gap: bytes are skipped until one looks like a PDU header.
         var resyncing = [false, false]
         /// Desyncs so far; a stream that keeps failing to parse is not DCE-RPC and is dropped.
@@ -63,8 +64,17 @@ public final class DCERPCAnalyzer: StreamConsumer {
             || h.type == DCERPC.PacketType.request.rawValue || h.type == DCERPC.PacketType.response.rawValue {
             want = true
         }
+        // Joined mid-stream (no handshake seen: a capture that began during a long replication session),
+        // the first bytes may be the middle of a PDU: follow the flow from the first request or response
+        // header in them, the way the analyser realigns after a gap.
+        var realign = false
+        if !want && flow.tcpState == .none, DCERPC.firstPDUOffset(firstPayload) != nil {
+            want = true
+            realign = true
+        }
         guard want else { return false }
         let f = Flow(generation: flow.generation)
+        if realign { f.resyncing[fromOriginator ? 0 : 1] = true }
         f.association.onEndpointMapperPort = port == 135 || flow.originatorPort == 135
         flows[slot] = f
         counters.flows &+= 1
@@ -112,6 +122,11 @@ public final class DCERPCAnalyzer: StreamConsumer {
                     case .wmiProcessCreate:
                         f.facts.activations.insert("Win32_Process")
                         observer?.observe(.wmiProcessCreate, on: ep, at: time)
+                    case .signature(let sig):
+                        if f.signatures.insert(sig) { observer?.observe(.exploit(sig), on: ep, at: time) }
+                    case .inferredCall(let iface, let opnum):
+                        f.facts.inferred(iface, opnum)
+                        observer?.observe(.rpcCallInferred(interface: iface, opnum: opnum), on: ep, at: time)
                     case .ntlm(let auth):
                         if let a = NTLMSSP.authenticate(in: auth), !a.anonymous {
                             f.facts.users.insert(a.user)
@@ -162,6 +177,6 @@ public final class DCERPCAnalyzer: StreamConsumer {
 
     public func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
         guard let f = flows[slot], f.generation == flow.generation else { return }
-        f.facts.write(into: &w)
+        f.facts.write(into: &w, signatures: f.signatures)
     }
 }

@@ -24,6 +24,9 @@ public struct RPCInterface: Sendable, Hashable {
         case scheduledTask
         case wmiExec
         case replication        // DRSGetNCChanges: DCSync when not from a DC
+        case replicaTopology    // DRSReplicaAdd/Del/Modify: DCShadow's push when not from a DC
+        case secureChannelSetup // Netlogon ReqChallenge/Authenticate: Zerologon repeats them thousands of times
+        case machinePasswordSet // Netlogon ServerPasswordSet2: Zerologon's reset after a burst
         case logClear
         case shareEnumeration
     }
@@ -37,6 +40,9 @@ public struct RPCInterface: Sendable, Hashable {
         case ("ITaskSchedulerService", 1), ("ITaskSchedulerService", 12): return .scheduledTask
         case ("IWbemServices", 24), ("IWbemServices", 25): return .wmiExec
         case ("drsuapi", 3): return .replication
+        case ("drsuapi", 5), ("drsuapi", 6), ("drsuapi", 7): return .replicaTopology
+        case ("netlogon", 4), ("netlogon", 5), ("netlogon", 15), ("netlogon", 26): return .secureChannelSetup
+        case ("netlogon", 30): return .machinePasswordSet
         case ("eventlog", 0), ("eventlog", 12), ("IEventService", 6): return .logClear
         case ("srvsvc", 15): return .shareEnumeration
         default: return nil
@@ -80,7 +86,7 @@ public struct RPCInterface: Sendable, Hashable {
             3: "GetTypeInfoCount", 4: "GetTypeInfo", 5: "GetIDsOfNames", 6: "Invoke"]),
         "e3514235-4b06-11d1-ab04-00c04fc2dcd2": Known(name: "drsuapi", operations: [
             0: "IDL_DRSBind", 1: "IDL_DRSUnbind", 2: "IDL_DRSReplicaSync", 3: "IDL_DRSGetNCChanges",
-            4: "IDL_DRSUpdateRefs", 12: "IDL_DRSCrackNames", 16: "IDL_DRSDomainControllerInfo"]),
+            4: "IDL_DRSUpdateRefs", 5: "IDL_DRSReplicaAdd", 6: "IDL_DRSReplicaDel", 7: "IDL_DRSReplicaModify", 12: "IDL_DRSCrackNames", 16: "IDL_DRSDomainControllerInfo"]),
         "82273fdc-e32a-18c3-3f78-827929dc23ea": Known(name: "eventlog", operations: [
             0: "ElfrClearELFW", 1: "ElfrBackupELFW", 2: "ElfrCloseEL", 7: "ElfrOpenELW", 12: "ElfrClearELFA"]),
         "f6beaff7-1e19-4fbb-9f8f-b89e2018337c": Known(name: "IEventService", operations: [6: "EvtRpcClearLog"]),
@@ -103,7 +109,7 @@ public struct RPCInterface: Sendable, Hashable {
             16: "NetrShareGetInfo", 21: "NetrServerGetInfo", 28: "NetrRemoteTOD"]),
         "6bffd098-a112-3610-9833-46c3f87e345a": Known(name: "wkssvc", operations: [0: "NetrWkstaGetInfo", 2: "NetrWkstaUserEnum"]),
         "12345678-1234-abcd-ef00-01234567cffb": Known(name: "netlogon", operations: [
-            2: "NetrLogonSamLogon", 4: "NetrServerReqChallenge", 21: "NetrLogonGetCapabilities",
+            2: "NetrLogonSamLogon", 4: "NetrServerReqChallenge", 5: "NetrServerAuthenticate", 15: "NetrServerAuthenticate2", 21: "NetrLogonGetCapabilities",
             26: "NetrServerAuthenticate3", 29: "NetrLogonGetDomainInfo", 30: "NetrServerPasswordSet2",
             34: "DsrGetDcNameEx2", 45: "NetrLogonSamLogonWithFlags"]),
         "e1af8308-5d1f-11c9-91a4-08002b14a0fa": Known(name: "epm", operations: [2: "ept_lookup", 3: "ept_map"]),

@@ -65,6 +65,71 @@ public enum RemoteAccessFact: Sendable, Equatable {
     case encryptedSMB
     /// The server answered a Kerberos request (it is a KDC, i.e. a domain controller).
     case kerberosServer
+    /// Protocol misuse that exploitation produces (once per flow and kind).
+    case exploit(ExploitSignature)
+    /// A DCE-RPC REQUEST on a context whose bind was not seen, identified by its opnum and stub shape
+    /// (`DCERPC.looksLikeGetNCChanges`): an inference, which the detector reports as such.
+    case rpcCallInferred(interface: RPCInterface, opnum: UInt16)
+}
+
+/// Protocol misuse seen on the wire that exploitation tools produce and ordinary clients and servers do
+/// not: evidence the analysers extract; the lateral-movement detector decides what it means.
+public enum ExploitSignature: UInt8, Sendable, CaseIterable {
+    /// SMB1 TRANSACTION2_SECONDARY continuing an NT_TRANSACT of the same transaction (the type confusion
+    /// EternalBlue uses to overflow the FEA-list conversion).
+    case smbTransactionMismatch = 0
+    /// SMB1 NT_TRANSACT with an undefined function and over 64 KiB of data announced (EternalBlue's
+    /// oversized FEA list).
+    case smbOversizedNTTransact = 1
+    /// SMB1 TRANSACTION2 with the SESSION_SETUP subcommand, which no client uses: DoublePulsar's ping,
+    /// shellcode upload or uninstall.
+    case doublePulsarRequest = 2
+    /// A TRANSACTION2 response whose multiplex id the server changed to 0x51–0x53: an installed
+    /// DoublePulsar implant answering.
+    case doublePulsarReply = 3
+    /// SMB1 TRANSACTION PeekNamedPipe on FID 0: the MS17-010 vulnerability check of scanners and worms.
+    case ms17010Probe = 4
+    /// STATUS_INSUFF_SERVER_RESOURCES answering that check: the server is unpatched.
+    case ms17010Vulnerable = 5
+    /// Netlogon NetrServerAuthenticate(2/3) with an all-zero client credential (Zerologon).
+    case netlogonZeroCredential = 6
+    /// Netlogon NetrServerReqChallenge with an all-zero client challenge (Zerologon).
+    case netlogonZeroChallenge = 7
+    /// Netlogon NetrServerPasswordSet2 with an all-zero authenticator or new password (Zerologon's
+    /// reset of the DC's machine password).
+    case netlogonZeroPasswordSet = 8
+    /// An SMB 3.1.1 compression transform header whose original size and offset overflow 32 bits or
+    /// exceed any negotiated size (SMBGhost, CVE-2020-0796).
+    case smbCompressionOverflow = 9
+
+    /// The name in flow events (`smb.exploit_signatures`, `dce_rpc.exploit_signatures`) and alert details.
+    public var name: String {
+        switch self {
+        case .smbTransactionMismatch: return "nt_transact_trans2_secondary_mismatch"
+        case .smbOversizedNTTransact: return "oversized_nt_transact"
+        case .doublePulsarRequest: return "trans2_session_setup"
+        case .doublePulsarReply: return "doublepulsar_reply"
+        case .ms17010Probe: return "ms17_010_probe"
+        case .ms17010Vulnerable: return "ms17_010_vulnerable_reply"
+        case .netlogonZeroCredential: return "netlogon_zero_credential"
+        case .netlogonZeroChallenge: return "netlogon_zero_challenge"
+        case .netlogonZeroPasswordSet: return "netlogon_zero_password_set"
+        case .smbCompressionOverflow: return "smb3_compression_overflow"
+        }
+    }
+}
+
+/// Signatures already reported on one flow (each once per flow).
+struct SignatureSet {
+    var bits: UInt16 = 0
+    /// Inserts `s`; true when it is new.
+    mutating func insert(_ s: ExploitSignature) -> Bool {
+        let b = UInt16(1) << UInt16(s.rawValue)
+        defer { bits |= b }
+        return bits & b == 0
+    }
+    var isEmpty: Bool { bits == 0 }
+    var names: [String] { ExploitSignature.allCases.filter { bits & UInt16(1) << UInt16($0.rawValue) != 0 }.map(\.name) }
 }
 
 /// Receives facts from the analysers (the lateral-movement detector implements it).

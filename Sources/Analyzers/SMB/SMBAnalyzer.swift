@@ -36,6 +36,8 @@ public final class SMBAnalyzer: StreamConsumer {
 
     static let statusMoreProcessing: UInt32 = 0xC000_0016
     static let statusLogonFailure: UInt32 = 0xC000_006D
+    static let statusNotImplemented: UInt32 = 0xC000_0002
+    static let statusInsufficientServerResources: UInt32 = 0xC000_0205
 
     struct OpenFile {
         var name: String
@@ -66,6 +68,15 @@ public final class SMBAnalyzer: StreamConsumer {
         var workstations = BoundedStrings(limit: 4)
         var rpc = RPCFlowFacts()
         var adminWrites = 0
+        var signatures = SignatureSet()
+        /// SMB1 NT_TRANSACT requests by transaction (TID, PID, UID, MID), for the TRANSACTION2_SECONDARY
+        /// mismatch; the most recent 8.
+        var ntTransactions: [UInt64] = []
+        /// MIDs of the most recent 16 TRANSACTION2 requests (a server answering another MID changed it).
+        var trans2MIDs: [UInt16] = []
+        var trans2Next = 0
+        /// MIDs of MS17-010 checks awaiting their answer (the most recent 4).
+        var probeMIDs: [UInt16] = []
         /// File data being hashed, by file key (SMBFiles.swift); READs waiting for their response.
         var transfers: [UInt64: SMBTransfer] = [:]
         var pendingReads: [UInt64: (key: UInt64, offset: UInt64)] = [:]
@@ -176,6 +187,10 @@ public final class SMBAnalyzer: StreamConsumer {
                 chained += 1
             }
         case 0xFD, 0xFC:
+            if m[0] == 0xFC, compressionOverflows(m) {
+                let serverIsResponder = record.responderPort == 445 || record.responderPort == 139
+                signature(.smbCompressionOverflow, flow: f, ep: endpoints(record, requestFromOriginator: serverIsResponder), time: time)
+            }
             counters.encryptedMessages &+= 1
             if !f.encrypted {
                 f.encrypted = true
@@ -333,6 +348,11 @@ public final class SMBAnalyzer: StreamConsumer {
                     observer?.observe(.rpcCall(interface: iface, opnum: opnum, pipe: pipe), on: ep, at: time)
                 case .activation, .wmiProcessCreate:
                     break
+                case .signature(let sig):
+                    signature(sig, flow: f, ep: ep, time: time)
+                case .inferredCall(let iface, let opnum):
+                    f.rpc.inferred(iface, opnum)
+                    observer?.observe(.rpcCallInferred(interface: iface, opnum: opnum), on: ep, at: time)
                 case .ntlm(let auth):
                     if let a = NTLMSSP.authenticate(in: auth), !a.anonymous {
                         f.rpc.users.insert(a.user)
@@ -362,7 +382,8 @@ public final class SMBAnalyzer: StreamConsumer {
         var c = ByteCursor(m, offset: 4)
         guard let command = c.u8(), let status = c.u32le(), let flags = c.u8(), let flags2 = c.u16le() else { return }
         var hc = ByteCursor(m, offset: 24)
-        guard let tid = hc.u16le(), hc.skip(4), let mid = hc.u16le() else { return }
+        guard let tid = hc.u16le(), let pid = hc.u16le(), let uid = hc.u16le(), let mid = hc.u16le() else { return }
+        let transaction = UInt64(tid) << 48 | UInt64(pid) << 32 | UInt64(uid) << 16 | UInt64(mid)
         f.smb1 = true
         let isResponse = flags & 0x80 != 0
         let unicode = flags2 & 0x8000 != 0
@@ -430,11 +451,43 @@ public final class SMBAnalyzer: StreamConsumer {
             guard wordCount >= 12, w.skip(4), let fid = w.u16le(), w.skip(14), let length = w.u16le(), let offset = w.u16le(),
                   let data = ByteCursor(m).slice(at: Int(offset), count: min(Int(length), max(0, m.count - Int(offset)))) else { return }
             smb1Write(data, key: key | UInt64(fid), tree: UInt32(tid) | 1 << 31, flow: f, ep: ep, time: time)
-        case (0x25, false):  // TRANSACTION: TransactNmPipe carries DCE-RPC
+        case (0x25, false):  // TRANSACTION: TransactNmPipe carries DCE-RPC; PeekNamedPipe on FID 0 is the MS17-010 check
             guard wordCount >= 16, w.skip(18), w.skip(4), let count = w.u16le(), let offset = w.u16le(), let setupCount = w.u8(),
-                  setupCount >= 2, w.skip(1), let function = w.u16le(), function == 0x26, let fid = w.u16le(),
+                  setupCount >= 2, w.skip(1), let function = w.u16le(), let fid = w.u16le() else { return }
+            if function == 0x23 && fid == 0 {
+                if f.probeMIDs.count >= 4 { f.probeMIDs.removeFirst() }
+                f.probeMIDs.append(mid)
+                signature(.ms17010Probe, flow: f, ep: ep, time: time)
+            }
+            guard function == 0x26,
                   let data = ByteCursor(m).slice(at: Int(offset), count: min(Int(count), max(0, m.count - Int(offset)))) else { return }
             smb1Write(data, key: key | UInt64(fid), tree: UInt32(tid) | 1 << 31, flow: f, ep: ep, time: time)
+        case (0x25, true):
+            if status == SMBAnalyzer.statusInsufficientServerResources && f.probeMIDs.contains(mid) {
+                signature(.ms17010Vulnerable, flow: f, ep: ep, time: time)
+            }
+        case (0xA0, false):  // NT_TRANSACT: MaxSetupCount, Reserved1, TotalParameterCount, TotalDataCount, …, Function
+            guard wordCount >= 19, w.skip(7), let totalData = w.u32le(), w.skip(24), w.skip(1), let function = w.u16le() else { return }
+            if !f.ntTransactions.contains(transaction) {
+                if f.ntTransactions.count >= 8 { f.ntTransactions.removeFirst() }
+                f.ntTransactions.append(transaction)
+            }
+            // Functions 1–8 are defined (MS-CIFS 2.2.7); nothing legitimate announces 64 KiB of data with another.
+            if totalData >= 0x10000 && !(1...8).contains(function) { signature(.smbOversizedNTTransact, flow: f, ep: ep, time: time) }
+        case (0x33, false):  // TRANSACTION2_SECONDARY: must continue a TRANSACTION2, never an NT_TRANSACT
+            if f.ntTransactions.contains(transaction) { signature(.smbTransactionMismatch, flow: f, ep: ep, time: time) }
+        case (0x32, false):  // TRANSACTION2: the subcommand is Setup[0] after 13 parameter words
+            if f.trans2MIDs.count < 16 { f.trans2MIDs.append(mid) } else { f.trans2MIDs[f.trans2Next] = mid }
+            f.trans2Next = (f.trans2Next + 1) % 16
+            guard wordCount >= 15, w.skip(26), let setupCount = w.u8(), setupCount >= 1, w.skip(1), let sub = w.u16le() else { return }
+            if sub == 0x000E { signature(.doublePulsarRequest, flow: f, ep: ep, time: time) }
+        case (0x32, true):
+            // DoublePulsar answers with the request's MID plus 0x10 (0x51 success, 0x52 bad key, 0x53 …): a
+            // MID no client request carried. Midstream (no request seen), only with its NOT_IMPLEMENTED status.
+            guard (0x51...0x53).contains(mid), !f.trans2MIDs.contains(mid) else { return }
+            if !f.trans2MIDs.isEmpty || status == SMBAnalyzer.statusNotImplemented {
+                signature(.doublePulsarReply, flow: f, ep: ep, time: time)
+            }
         default:
             break
         }
@@ -452,6 +505,21 @@ public final class SMBAnalyzer: StreamConsumer {
         if f.files[key] != nil || f.files.count < 256 { f.files[key] = file } else { counters.tableFull &+= 1 }
     }
 
+    /// An unchained compression transform header (MS-SMB2 2.2.42.1) whose OriginalCompressedSegmentSize
+    /// plus Offset overflows 32 bits, or whose original size exceeds 16 MiB (twice the largest negotiated
+    /// read/write): the integer overflow of SMBGhost.
+    func compressionOverflows(_ m: UnsafeRawBufferPointer) -> Bool {
+        var c = ByteCursor(m, offset: 4)
+        guard let original = c.u32le(), c.skip(2), let flags = c.u16le(), let offset = c.u32le(), flags & 1 == 0 else { return false }
+        return UInt64(original) + UInt64(offset) > 0xFFFF_FFFF || original > 16 << 20
+    }
+
+    /// Reports an exploitation signature once per flow.
+    func signature(_ s: ExploitSignature, flow f: Flow, ep: SessionEndpoints, time: Timestamp) {
+        guard f.signatures.insert(s) else { return }
+        observer?.observe(.exploit(s), on: ep, at: time)
+    }
+
     // MARK: Flow fields
 
     public func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
@@ -467,8 +535,13 @@ public final class SMBAnalyzer: StreamConsumer {
         writeList("workstations", f.workstations, &w)
         writeList("auth_results", f.authResults, &w)
         if f.adminWrites > 0 { w.field("admin_share_writes", f.adminWrites) }
+        if !f.signatures.isEmpty {
+            w.beginArray("exploit_signatures")
+            for n in f.signatures.names { w.element(n) }
+            w.endArray()
+        }
         w.endObject()
-        f.rpc.write(into: &w)
+        f.rpc.write(into: &w, signatures: SignatureSet())
     }
 
     // MARK: Names
@@ -558,10 +631,15 @@ struct RPCFlowFacts {
         if let i { operations.insert(i.operationName(opnum)) }
     }
 
+    /// A call whose interface was inferred from its stub (bind unseen): named with an `inferred:` prefix.
+    mutating func inferred(_ i: RPCInterface, _ opnum: UInt16) {
+        operations.insert("inferred:" + i.operationName(opnum))
+    }
+
     var isEmpty: Bool { uuids.items.isEmpty && opnums.isEmpty && users.items.isEmpty && activations.items.isEmpty }
 
-    func write(into w: inout JSONWriter) {
-        guard !isEmpty else { return }
+    func write(into w: inout JSONWriter, signatures: SignatureSet) {
+        guard !isEmpty || !signatures.isEmpty else { return }
         w.beginObject("dce_rpc")
         writeList("interfaces", interfaces, &w)
         writeList("bind_uuids", uuids, &w)
@@ -573,6 +651,11 @@ struct RPCFlowFacts {
         writeList("operations", operations, &w)
         writeList("users", users, &w)
         writeList("dcom_classes", activations, &w)
+        if !signatures.isEmpty {
+            w.beginArray("exploit_signatures")
+            for n in signatures.names { w.element(n) }
+            w.endArray()
+        }
         w.endObject()
     }
 }

@@ -42,6 +42,12 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         var dcomClasses: [String] = []
         var dcomActivation: Timestamp?
         var shareEnumeration: Timestamp?
+        /// Exploitation signatures seen on this pair (alert details).
+        var signatures: [String] = []
+        /// Recent Netlogon secure-channel setup calls (at most the burst threshold) and the last
+        /// Zerologon evidence (a burst or a zero credential).
+        var netlogonCalls: [Timestamp] = []
+        var zerologon: Timestamp?
         /// Rule id → when it last fired for this pair.
         var fired: [String: Timestamp] = [:]
         var pendingShareAlert = false
@@ -52,10 +58,23 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         }
     }
 
+    /// A destination a source reached on an admin port: when first and last within the tracked window.
+    struct Reach {
+        var target: IPAddress
+        var port: UInt16
+        var first: Timestamp
+        var last: Timestamp
+    }
+
     struct HostState {
         var lastSeen: Timestamp
-        /// Recent admin-port connections: target and time (window-bounded, capped).
-        var reached: [(target: IPAddress, time: Timestamp)] = []
+        /// Admin-port destinations reached within the longer of the fan-out windows (capped, least
+        /// recently reached evicted first).
+        var reached: [Reach] = []
+        /// New remote-access edges per service within the fan-out window (no-baseline pivots).
+        var edges: [(service: String, target: IPAddress, time: Timestamp)] = []
+        /// Short interactive-login sessions (SSH, RDP) within the login window.
+        var logins: [(server: IPAddress, service: String, time: Timestamp)] = []
         var failures: [(user: String, time: Timestamp, method: AuthenticationAttempt.Method)] = []
         var targetsOfFailures = Set<IPAddress>()
         var fired: [String: Timestamp] = [:]
@@ -92,7 +111,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
     public func tcpFlowStarted(source: IPAddress, destination: IPAddress, port: UInt16, at t: Timestamp) {
         // A connection attempt (or the first packet of a midstream flow) to an admin port.
         guard rules.fanOutPorts.contains(port), considered(source, destination) else { return }
-        reached(source: source, target: destination, at: t)
+        reached(source: source, target: destination, port: port, at: t)
     }
 
     /// A SYN-ACK from `server:port` to `client`.
@@ -103,10 +122,12 @@ public final class LateralMovementDetector: RemoteAccessObserver {
     }
 
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason) {
+        guard flow.key.ipProtocol == IPProtocol.tcp, flow.isEstablished, considered(flow.originator, flow.responder) else { return }
         // Midstream sessions (handshake before the capture) still make an edge once they carried data both ways.
-        guard flow.key.ipProtocol == IPProtocol.tcp, flow.isEstablished,
-              let service = rules.edgeServices[flow.responderPort], considered(flow.originator, flow.responder) else { return }
-        edge(source: flow.originator, target: flow.responder, port: flow.responderPort, service: service, at: flow.firstSeen)
+        if let service = rules.edgeServices[flow.responderPort] {
+            edge(source: flow.originator, target: flow.responder, port: flow.responderPort, service: service, at: flow.firstSeen)
+        }
+        if reason != .activeTimeout, let service = rules.loginServices[flow.responderPort] { loginSession(flow, service: service) }
     }
 
     func considered(_ source: IPAddress, _ target: IPAddress) -> Bool {
@@ -120,20 +141,33 @@ public final class LateralMovementDetector: RemoteAccessObserver {
     func isDomainController(_ a: IPAddress) -> Bool { isAllowed(a, rules.domainControllers) || learnedControllers.contains(a) }
     func isBackupServer(_ a: IPAddress) -> Bool { isAllowed(a, rules.backupServers) }
 
-    func reached(source: IPAddress, target: IPAddress, at t: Timestamp) {
+    /// Most destinations kept per source: enough for every threshold, bounded whatever the rules say.
+    var reachCap: Int { min(1024, max(64, 2 * max(rules.fanOutDistinctHosts, rules.fanOutNewPerMinute, sustainedNeed))) }
+
+    /// New destinations over the sustained window that make a worm-like rate.
+    var sustainedNeed: Int {
+        max(rules.fanOutNewPerMinute, Int((rules.fanOutSustainedRate * rules.fanOutSustainedWindow / 60).rounded(.up)))
+    }
+
+    func reached(source: IPAddress, target: IPAddress, port: UInt16, at t: Timestamp) {
         guard !isAdminHost(source), !isDomainController(source), !isBackupServer(source) else { return }
         var h = host(source, t)
-        let horizon = t - .seconds(rules.fanOutWindow)
-        h.reached.removeAll { $0.time < horizon }
+        let keep = t - .seconds(max(rules.fanOutWindow, rules.fanOutSustainedWindow))
+        h.reached.removeAll { $0.last < keep }
         if let i = h.reached.firstIndex(where: { $0.target == target }) {
-            h.reached[i].time = t
-        } else if h.reached.count < max(64, rules.fanOutDistinctHosts * 2) {
-            h.reached.append((target, t))
+            h.reached[i].last = t
+        } else {
+            if h.reached.count >= reachCap, let j = h.reached.indices.min(by: { h.reached[$0].last < h.reached[$1].last }) {
+                h.reached.remove(at: j)
+            }
+            h.reached.append(Reach(target: target, port: port, first: t, last: t))
         }
-        let distinct = h.reached.count
         hosts[source] = h
+        let horizon = t - .seconds(rules.fanOutWindow)
+        let recent = h.reached.filter { $0.last >= horizon }
+        let distinct = recent.count
         if distinct >= rules.fanOutDistinctHosts {
-            let targets = h.reached.map(\.target)
+            let targets = recent.map(\.target)
             fireHost(source, rule: "lateral_movement.fan_out", at: t) {
                 Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.fan_out",
                       ruleName: "Fan-out to many internal hosts on administrative ports", ruleDescription: Self.describe("lateral_movement.fan_out"),
@@ -144,6 +178,40 @@ public final class LateralMovementDetector: RemoteAccessObserver {
                       details: [("targets", .array(targets.prefix(64).map { .ip($0) })), ("distinct_targets", .int(Int64(distinct))),
                                 ("window_seconds", .double(rules.fanOutWindow))])
             }
+        }
+        spreadRate(source, h, at: t)
+    }
+
+    /// Worm-like spread as a rate: destinations first reached within the last minute, or on average over
+    /// the sustained window. Domain controllers are not counted (every workstation reaches them), nor are
+    /// destinations first reached in the minute after the packet clock started (sessions in progress when
+    /// the capture began look new but are not).
+    /// The count rule (`fan_out`) having fired for the source covers the same spread: not reported twice.
+    func spreadRate(_ source: IPAddress, _ h: HostState, at t: Timestamp) {
+        guard !suppressed(hosts[source]?.fired["lateral_movement.fan_out"], t) else { return }
+        let settled = (firstPacket ?? t) + .seconds(60)
+        let fresh = h.reached.filter { $0.first >= settled && !isDomainController($0.target) }
+        guard fresh.count >= rules.fanOutNewPerMinute else { return }
+        let minute = t - .seconds(60)
+        let lastMinute = fresh.filter { $0.first >= minute }
+        let sustainedHorizon = t - .seconds(rules.fanOutSustainedWindow)
+        let sustained = fresh.filter { $0.first >= sustainedHorizon }
+        let burst = lastMinute.count >= rules.fanOutNewPerMinute
+        guard burst || sustained.count >= sustainedNeed else { return }
+        let hits = burst ? lastMinute : sustained
+        let window = burst ? 60 : rules.fanOutSustainedWindow
+        let rate = Double(hits.count) / (window / 60)
+        let ports = Set(hits.map(\.port)).sorted()
+        fireHost(source, rule: "lateral_movement.fan_out_rate", at: t) {
+            Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.fan_out_rate",
+                  ruleName: "Worm-like spread: new internal destinations at a high rate", ruleDescription: Self.describe("lateral_movement.fan_out_rate"),
+                  techniques: [.remoteServices], tactics: [.discovery],
+                  severity: .high, riskScore: 70,
+                  message: "\(source) reached \(hits.count) new internal hosts on administrative ports within \(Int(window)) s (\((rate * 10).rounded() / 10) per minute)",
+                  source: Endpoint(ip: source), relatedIPs: [source] + hits.prefix(32).map(\.target),
+                  details: [("targets", .array(hits.prefix(64).map { .ip($0.target) })), ("new_targets", .int(Int64(hits.count))),
+                            ("rate_per_minute", .double(rate)), ("window_seconds", .double(window)),
+                            ("ports", .array(ports.map { .int(Int64($0)) }))])
         }
     }
 
@@ -157,6 +225,17 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         let start = firstPacket ?? t
         guard t - start >= .seconds(rules.learningPeriod) else { return }
         guard !isAdminHost(source) else { return }
+        var targets = [target]
+        if rules.learningPeriod == 0 && !rules.edgeServicesWithoutBaseline.contains(service) {
+            // No baseline: one new edge is every admin session; new edges to several hosts are a pivot.
+            var h = host(source, t)
+            let horizon = t - .seconds(rules.fanOutWindow)
+            h.edges.removeAll { $0.time < horizon }
+            if h.edges.count < 64 { h.edges.append((service, target, t)) }
+            hosts[source] = h
+            targets = h.edges.filter { $0.service == service }.map(\.target)
+            guard targets.count >= rules.edgeTargetsWithoutBaseline else { return }
+        }
         let technique: Technique
         switch service {
         case "rdp": technique = .remoteDesktopProtocol
@@ -170,9 +249,12 @@ public final class LateralMovementDetector: RemoteAccessObserver {
             Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.new_\(service)_edge",
                   ruleName: "First-seen \(service.uppercased()) connection between internal hosts", ruleDescription: Self.describe("lateral_movement.new_\(service)_edge"),
                   techniques: [technique], severity: .low, riskScore: 35,
-                  message: "\(source) opened a \(service.uppercased()) session to \(target):\(port), not seen before",
+                  message: targets.count > 1
+                      ? "\(source) opened \(service.uppercased()) sessions to \(targets.count) internal hosts, not seen before (last \(target):\(port))"
+                      : "\(source) opened a \(service.uppercased()) session to \(target):\(port), not seen before",
                   source: Endpoint(ip: source), destination: Endpoint(ip: target, port: port), ipProtocol: IPProtocol.tcp,
-                  details: [("service", .string(service)), ("targets", .array([.ip(target)]))])
+                  relatedIPs: [source] + targets,
+                  details: [("service", .string(service)), ("targets", .array(targets.map { .ip($0) }))])
         }
     }
 
@@ -218,6 +300,11 @@ public final class LateralMovementDetector: RemoteAccessObserver {
             if a.success == false { authFailure(a, ep, at: t) }
             return
         case .rpcBind(let iface):
+            if iface.name == "drsuapi" {
+                pairs[key] = s
+                replicationFromRogue(key, call: "drsuapi bind", at: t)
+                return
+            }
             if iface.name == "IWbemLevel1Login" || iface.name == "IWbemServices" {
                 s.note(\.calls, "\(iface.name!).bind")
                 pairs[key] = s
@@ -234,7 +321,10 @@ public final class LateralMovementDetector: RemoteAccessObserver {
             case .atJob?: execution(key, kind: .atJob, call: op, at: t)
             case .scheduledTask?: execution(key, kind: .task, call: op, at: t)
             case .wmiExec?: execution(key, kind: .wmi, call: op, at: t)
-            case .replication?: dcsync(key, call: op, at: t)
+            case .replication?: dcsync(key, call: op, inferred: false, at: t)
+            case .replicaTopology?: dcshadow(key, call: op, at: t)
+            case .secureChannelSetup?: netlogonSetup(key, at: t)
+            case .machinePasswordSet?: netlogonPasswordSet(key, call: op, at: t)
             case .logClear?: logClear(key, call: op, at: t)
             case .shareEnumeration?:
                 if rules.shareEnumerationEnabled && pairs[key]?.shareEnumeration == nil {
@@ -258,6 +348,17 @@ public final class LateralMovementDetector: RemoteAccessObserver {
             s.note(\.calls, "IWbemServices.ExecMethod(Win32_Process)")
             pairs[key] = s
             execution(key, kind: .wmi, call: "IWbemServices.ExecMethod(Win32_Process)", at: t)
+            return
+        case .rpcCallInferred(let iface, let opnum):
+            let op = iface.operationName(opnum)
+            s.note(\.calls, "inferred:" + op, limit: 32)
+            pairs[key] = s
+            if iface.effect(of: opnum) == .replication { dcsync(key, call: op, inferred: true, at: t) }
+            return
+        case .exploit(let signature):
+            s.note(\.signatures, signature.name)
+            pairs[key] = s
+            exploit(key, signature, at: t)
             return
         case .encryptedSMB, .kerberosServer:
             break
@@ -348,12 +449,180 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         }
     }
 
-    func dcsync(_ key: PairKey, call: String, at t: Timestamp) {
-        guard !isDomainController(key.source), let s = pairs[key] else { return }
+    /// DRSGetNCChanges. From a host that is not a known DC: DCSync. From a known DC to a host that is
+    /// not one: a DC pulling changes from a rogue DC (DCShadow's push). With `inferred`, the interface
+    /// was recognised by the call's stub because its bind was not captured.
+    func dcsync(_ key: PairKey, call: String, inferred: Bool, at t: Timestamp) {
+        guard let s = pairs[key] else { return }
+        guard !isDomainController(key.source) else {
+            replicationFromRogue(key, call: call, at: t)
+            return
+        }
         firePair(key, rule: "lateral_movement.dcsync", at: t) {
-            pairAlert(key, s, at: t, rule: "lateral_movement.dcsync", name: "Directory replication requested by a non-domain-controller",
-                      techniques: [.dcSync], severity: .critical, risk: 95,
+            var a = pairAlert(key, s, at: t, rule: "lateral_movement.dcsync", name: "Directory replication requested by a non-domain-controller",
+                              techniques: [.dcSync], severity: inferred ? .high : .critical, risk: inferred ? 85 : 95,
+                              message: inferred
+                                ? "\(key.source), not a known domain controller, called \(call) on \(key.target) (interface recognised from the call's arguments; its bind was not captured)"
+                                : "\(key.source), not a known domain controller, called \(call) on \(key.target)")
+            if inferred {
+                a.details.append(("interface_inferred", .bool(true)))
+                a.details.append(("inference", .string("GetNCChanges request shape: context handle, version 5/7/8/10/11 repeated as union tag, DSA and invocation GUIDs, naming-context pointer")))
+            }
+            return a
+        }
+    }
+
+    /// A known domain controller binding to or replicating from a host that is not a known DC: the
+    /// rogue DC of DCShadow serving its changes. Only with `domain_controllers` configured: DCs learned
+    /// from Kerberos replies are only those the capture saw answer, so another DC may be missing.
+    func replicationFromRogue(_ key: PairKey, call: String, at t: Timestamp) {
+        guard !rules.domainControllers.isEmpty, isDomainController(key.source), !isDomainController(key.target),
+              let s = pairs[key] else { return }
+        firePair(key, rule: "lateral_movement.dcshadow", at: t) {
+            pairAlert(key, s, at: t, rule: "lateral_movement.dcshadow", name: "Domain controller replicating from a host that is not a known DC",
+                      techniques: [.rogueDomainController], severity: .critical, risk: 95,
+                      message: "domain controller \(key.source) called \(call) on \(key.target), which is not a known domain controller")
+        }
+    }
+
+    /// DRSReplicaAdd/Del/Modify (replication topology changes) from a host that is not a known DC:
+    /// DCShadow registering its rogue DC as a replication source.
+    func dcshadow(_ key: PairKey, call: String, at t: Timestamp) {
+        guard !isDomainController(key.source), let s = pairs[key] else { return }
+        firePair(key, rule: "lateral_movement.dcshadow", at: t) {
+            pairAlert(key, s, at: t, rule: "lateral_movement.dcshadow", name: "Replication topology changed by a non-domain-controller",
+                      techniques: [.rogueDomainController], severity: .critical, risk: 95,
                       message: "\(key.source), not a known domain controller, called \(call) on \(key.target)")
+        }
+    }
+
+    /// Netlogon secure-channel setup (ReqChallenge, Authenticate*): a burst from one source to one server
+    /// is Zerologon's brute force of the all-zero credential (1 in 256 tries succeeds).
+    func netlogonSetup(_ key: PairKey, at t: Timestamp) {
+        guard var s = pairs[key] else { return }
+        let horizon = t - .seconds(rules.netlogonWindow)
+        s.netlogonCalls.removeAll { $0 < horizon }
+        if s.netlogonCalls.count >= rules.netlogonBurstCalls { s.netlogonCalls.removeFirst() }
+        s.netlogonCalls.append(t)
+        let n = s.netlogonCalls.count
+        pairs[key] = s
+        guard n >= rules.netlogonBurstCalls else { return }
+        zerologon(key, evidence: "\(n) Netlogon secure-channel setup calls within \(Int(rules.netlogonWindow)) s", at: t)
+    }
+
+    func zerologon(_ key: PairKey, evidence: String, at t: Timestamp) {
+        pairs[key]?.zerologon = t
+        guard let s = pairs[key] else { return }
+        firePair(key, rule: "lateral_movement.zerologon", at: t) {
+            var a = pairAlert(key, s, at: t, rule: "lateral_movement.zerologon", name: "Zerologon: Netlogon authentication bypass attempt",
+                              techniques: [.exploitationOfRemoteServices, .exploitationForPrivilegeEscalation],
+                              severity: .critical, risk: 95,
+                              message: "\(key.source) attempted Zerologon (CVE-2020-1472) against \(key.target): \(evidence)")
+            a.details.append(("evidence", .string(evidence)))
+            return a
+        }
+    }
+
+    /// NetrServerPasswordSet2: routine every 30 days; Zerologon's final step after a burst or zero credential.
+    func netlogonPasswordSet(_ key: PairKey, call: String, at t: Timestamp) {
+        guard let s = pairs[key], let z = s.zerologon, t - z <= .seconds(rules.toolTransferWindow) else { return }
+        passwordReset(key, s, evidence: "\(call) after Zerologon evidence from the same source", at: t)
+    }
+
+    func passwordReset(_ key: PairKey, _ s: PairState, evidence: String, at t: Timestamp) {
+        firePair(key, rule: "lateral_movement.zerologon_password_set", at: t) {
+            var a = pairAlert(key, s, at: t, rule: "lateral_movement.zerologon_password_set",
+                              name: "Zerologon: domain controller machine password reset",
+                              techniques: [.exploitationOfRemoteServices, .exploitationForPrivilegeEscalation],
+                              severity: .critical, risk: 100,
+                              message: "\(key.source) reset the machine account password on \(key.target) over Netlogon: \(evidence)")
+            a.details.append(("evidence", .string(evidence)))
+            return a
+        }
+    }
+
+    /// Exploitation signatures from the SMB and DCE-RPC analysers. Allowlists do not apply (no
+    /// legitimate host produces them), except to the MS17-010 check, which vulnerability scanners run.
+    func exploit(_ key: PairKey, _ sig: ExploitSignature, at t: Timestamp) {
+        guard let s = pairs[key] else { return }
+        let info: (rule: String, name: String, severity: Severity, risk: Double, message: String)
+        switch sig {
+        case .netlogonZeroCredential, .netlogonZeroChallenge:
+            zerologon(key, evidence: sig == .netlogonZeroCredential ? "NetrServerAuthenticate with an all-zero client credential"
+                                                                    : "NetrServerReqChallenge with an all-zero client challenge", at: t)
+            return
+        case .netlogonZeroPasswordSet:
+            passwordReset(key, s, evidence: "NetrServerPasswordSet2 with an all-zero authenticator or new password", at: t)
+            return
+        case .smbTransactionMismatch, .smbOversizedNTTransact:
+            info = ("lateral_movement.smb_exploit", "SMBv1 transaction exploitation (EternalBlue-style)", .critical, 95,
+                    sig == .smbTransactionMismatch
+                        ? "\(key.source) continued an NT_TRANSACT with TRANSACTION2_SECONDARY on \(key.target) (EternalBlue's type confusion)"
+                        : "\(key.source) sent an NT_TRANSACT with an undefined function and over 64 KiB of data to \(key.target) (EternalBlue's oversized FEA list)")
+        case .smbCompressionOverflow:
+            info = ("lateral_movement.smb_exploit", "SMBv3 compression header overflow (SMBGhost)", .critical, 95,
+                    "\(key.source) and \(key.target) exchanged an SMB 3.1.1 compression header whose sizes overflow (SMBGhost, CVE-2020-0796)")
+        case .doublePulsarRequest:
+            info = ("lateral_movement.doublepulsar", "DoublePulsar backdoor command (SMB TRANS2 SESSION_SETUP)", .high, 85,
+                    "\(key.source) sent a TRANSACTION2 SESSION_SETUP to \(key.target), DoublePulsar's ping or payload command")
+        case .doublePulsarReply:
+            info = ("lateral_movement.doublepulsar_implant", "DoublePulsar implant answering", .critical, 100,
+                    "\(key.target) answered \(key.source) with a TRANSACTION2 multiplex id no request carried: an installed DoublePulsar implant")
+        case .ms17010Probe:
+            guard !isAdminHost(key.source) else { return }
+            info = ("lateral_movement.ms17_010_probe", "MS17-010 vulnerability check", .medium, 50,
+                    "\(key.source) checked \(key.target) for MS17-010 (PeekNamedPipe on FID 0), as scanners and EternalBlue worms do")
+        case .ms17010Vulnerable:
+            info = ("lateral_movement.ms17_010_vulnerable", "Host answered the MS17-010 check as unpatched", .high, 75,
+                    "\(key.target) answered \(key.source)'s MS17-010 check with STATUS_INSUFF_SERVER_RESOURCES: it is unpatched")
+        }
+        firePair(key, rule: info.rule, at: t) {
+            pairAlert(key, s, at: t, rule: info.rule, name: info.name, techniques: [.exploitationOfRemoteServices],
+                      severity: info.severity, risk: info.risk, message: info.message)
+        }
+    }
+
+    /// A short session to an interactive-login service (SSH, RDP) that ended: many from one source are
+    /// password guessing, since the authentication itself is encrypted.
+    func loginSession(_ flow: FlowRecord, service: String) {
+        let source = flow.originator, server = flow.responder, t = flow.lastSeen
+        let payload = flow.originatorPayloadBytes &+ flow.responderPayloadBytes
+        guard !isAdminHost(source), flow.originatorPayloadBytes > 0, flow.responderPayloadBytes > 0,
+              flow.lastSeen - flow.firstSeen <= .seconds(rules.loginMaxSessionSeconds),
+              payload <= UInt64(rules.loginMaxSessionBytes) else { return }
+        var h = host(source, t)
+        let horizon = t - .seconds(rules.loginWindow)
+        h.logins.removeAll { $0.time < horizon }
+        if h.logins.count >= 1024 { h.logins.removeFirst() }
+        h.logins.append((server, service, t))
+        hosts[source] = h
+        let same = h.logins.filter { $0.service == service }
+        let toServer = same.filter { $0.server == server }.count
+        let servers = Set(same.map(\.server)).sorted()
+        let technique: Technique = service == "rdp" ? .remoteDesktopProtocol : .ssh
+        if toServer >= rules.loginSessions {
+            let rule = "lateral_movement.\(service)_brute_force"
+            fireHost(source, rule: "\(rule):\(server)", at: t) {
+                Alert(timestamp: t, category: .lateralMovement, ruleID: rule,
+                      ruleName: "\(service.uppercased()) brute force: many short sessions to one server", ruleDescription: Self.describe(rule),
+                      techniques: [.passwordGuessing, technique], severity: .high, riskScore: 70,
+                      message: "\(source) opened \(toServer) short \(service.uppercased()) sessions to \(server) within \(Int(rules.loginWindow)) s",
+                      source: Endpoint(ip: source), destination: Endpoint(ip: server, port: flow.responderPort), ipProtocol: IPProtocol.tcp,
+                      relatedIPs: [source, server],
+                      details: [("service", .string(service)), ("sessions", .int(Int64(toServer))), ("targets", .array([.ip(server)])),
+                                ("window_seconds", .double(rules.loginWindow))])
+            }
+        } else if same.count >= rules.loginSessions && servers.count >= rules.loginDistinctServers {
+            let rule = "lateral_movement.\(service)_password_spray"
+            fireHost(source, rule: rule, at: t) {
+                Alert(timestamp: t, category: .lateralMovement, ruleID: rule,
+                      ruleName: "\(service.uppercased()) password spraying: short sessions to many servers", ruleDescription: Self.describe(rule),
+                      techniques: [.passwordSpraying, technique], severity: .high, riskScore: 70,
+                      message: "\(source) opened \(same.count) short \(service.uppercased()) sessions to \(servers.count) servers within \(Int(rules.loginWindow)) s",
+                      source: Endpoint(ip: source), relatedIPs: [source] + servers.prefix(32),
+                      details: [("service", .string(service)), ("sessions", .int(Int64(same.count))),
+                                ("targets", .array(servers.prefix(64).map { .ip($0) })), ("window_seconds", .double(rules.loginWindow))])
+            }
         }
     }
 
@@ -413,7 +682,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         switch rule {
         case "lateral_movement.fan_out": return "One internal host reaches many internal hosts on administrative ports (SMB, RPC, RDP, WinRM, SSH) within a short window."
         case "lateral_movement.new_rdp_edge", "lateral_movement.new_winrm_edge", "lateral_movement.new_ssh_edge":
-            return "An interactive remote-administration session between two internal hosts that never talked over that service during the learning period."
+            return "An interactive remote-administration session between two internal hosts that never talked over that service during the learning period (with no learning period, SSH and RDP only when one source opens new sessions to several hosts)."
         case "lateral_movement.admin_share": return "An internal host opens (or writes to) an administrative share (ADMIN$, C$, IPC$ with file access) on another host."
         case "lateral_movement.share_enumeration": return "An internal host lists another host's shares over SRVSVC without using any of them."
         case "lateral_movement.tool_transfer_execution": return "A write to an administrative share followed by remote execution (service, task, at job, WMI) on the same host: the PsExec pattern."
@@ -422,7 +691,18 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         case "lateral_movement.remote_scheduled_task": return "A task registered remotely over the Task Scheduler (ITaskSchedulerService) RPC interface."
         case "lateral_movement.wmi_exec": return "Remote process creation through WMI (IWbemServices ExecMethod over DCOM)."
         case "lateral_movement.dcom_exec": return "Remote activation of a DCOM object that can run commands (MMC20.Application, ShellWindows, …)."
-        case "lateral_movement.dcsync": return "Directory replication (DRSUAPI GetNCChanges) requested by a host that is not a known domain controller."
+        case "lateral_movement.dcsync": return "Directory replication (DRSUAPI GetNCChanges) requested by a host that is not a known domain controller (also recognised from the request's arguments when the bind was not captured)."
+        case "lateral_movement.dcshadow": return "A rogue domain controller: replication topology changed (DRSReplicaAdd/Del/Modify) by a host that is not a known DC, or a domain controller replicating from a host outside the configured domain controllers."
+        case "lateral_movement.zerologon": return "Zerologon (CVE-2020-1472): Netlogon secure-channel setup with an all-zero credential or challenge, or a burst of setup calls from one source."
+        case "lateral_movement.zerologon_password_set": return "A domain controller's machine password reset over Netlogon with an all-zero authenticator or password, or after Zerologon evidence."
+        case "lateral_movement.smb_exploit": return "SMB exploitation: EternalBlue's (MS17-010) NT_TRANSACT continued by TRANSACTION2_SECONDARY or oversized NT_TRANSACT with an undefined function, or SMBGhost's (CVE-2020-0796) overflowing compression header."
+        case "lateral_movement.doublepulsar": return "A TRANSACTION2 SESSION_SETUP request, the unused subcommand the DoublePulsar backdoor is driven with."
+        case "lateral_movement.doublepulsar_implant": return "A TRANSACTION2 response whose multiplex id the server changed (0x51-0x53): an installed DoublePulsar implant answering."
+        case "lateral_movement.ms17_010_probe": return "The MS17-010 vulnerability check (TRANSACTION PeekNamedPipe on FID 0) that scanners and EternalBlue worms run."
+        case "lateral_movement.ms17_010_vulnerable": return "A host answered the MS17-010 check with STATUS_INSUFF_SERVER_RESOURCES: unpatched."
+        case "lateral_movement.fan_out_rate": return "One internal host reaches new internal hosts on administrative ports at a worm-like rate (per minute, or sustained over a longer window)."
+        case "lateral_movement.ssh_brute_force", "lateral_movement.rdp_brute_force": return "Many short sessions (failed logins) from one source to one SSH or RDP server within the window."
+        case "lateral_movement.ssh_password_spray", "lateral_movement.rdp_password_spray": return "Many short sessions (failed logins) from one source spread over several SSH or RDP servers within the window."
         case "lateral_movement.event_log_cleared": return "An event log cleared remotely over the EventLog RPC interface."
         case "lateral_movement.password_spray": return "Many different accounts fail to authenticate (NTLM, Kerberos) from one source within the window."
         case "lateral_movement.brute_force": return "One account fails to authenticate repeatedly from one source within the window."
@@ -440,6 +720,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         if !s.calls.isEmpty { details.append(("rpc_calls", .array(s.calls.map { .string($0) }))) }
         if !s.dcomClasses.isEmpty { details.append(("dcom_classes", .array(s.dcomClasses.map { .string($0) }))) }
         if !s.users.isEmpty { details.append(("users", .array(s.users.map { .string($0) }))) }
+        if !s.signatures.isEmpty { details.append(("exploit_signatures", .array(s.signatures.map { .string($0) }))) }
         let port = s.ports.contains(445) ? 445 : s.ports.min()
         return Alert(timestamp: t, category: .lateralMovement, ruleID: rule, ruleName: name, ruleDescription: Self.describe(rule), techniques: techniques,
                      severity: severity, riskScore: risk, message: message,

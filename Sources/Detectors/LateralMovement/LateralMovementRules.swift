@@ -30,17 +30,47 @@ public struct LateralMovementRules: RulesDocument {
     public var fanOutPorts: Set<UInt16> = [445, 139, 135, 3389, 5985, 5986, 22]
     public var fanOutWindow: Double = 300
     public var fanOutDistinctHosts = 10
+    /// Worm-like spread measured as a rate of new destinations (never reached before by the source within
+    /// `fanOutSustainedWindow`): this many within one minute …
+    public var fanOutNewPerMinute = 5
+    /// … or, over `fanOutSustainedWindow`, an average of at least this many per minute (and never fewer
+    /// than `fanOutNewPerMinute` in all).
+    public var fanOutSustainedRate: Double = 0.5
+    public var fanOutSustainedWindow: Double = 1800
 
     // First-seen edges.
     public var edgeServices: [UInt16: String] = [3389: "rdp", 5985: "winrm", 5986: "winrm", 22: "ssh"]
     /// No first-seen alerts until this long after the first packet (edges seen meanwhile are the baseline).
     /// 0 suits incident replay (no baseline exists); live sensors typically use a day or more.
     public var learningPeriod: Double = 0
+    /// With no baseline (`learningPeriod` 0) every edge is new, so an edge of a service not listed here
+    /// is reported only once its source opened new edges of that service to `edgeTargetsWithoutBaseline`
+    /// distinct targets within `fanOutWindow` (a pivot across hosts, not one admin session).
+    public var edgeServicesWithoutBaseline: Set<String> = ["winrm"]
+    public var edgeTargetsWithoutBaseline = 3
 
     // Authentication failures.
     public var authWindow: Double = 600
     public var sprayDistinctUsers = 5
     public var bruteForceFailures = 10
+
+    // Interactive-login brute force (SSH, RDP: the authentication is encrypted, so sessions are counted).
+    public var loginServices: [UInt16: String] = [22: "ssh", 3389: "rdp"]
+    public var loginWindow: Double = 300
+    /// Short sessions from one source to one server within the window (brute force) …
+    public var loginSessions = 15
+    /// … or at least `loginSessions` short sessions spread over this many servers (spraying).
+    public var loginDistinctServers = 5
+    /// A session is "short" when it carried data both ways, lasted at most this long and moved at most
+    /// `loginMaxSessionBytes` of payload (a failed login, not a working session).
+    public var loginMaxSessionSeconds: Double = 30
+    public var loginMaxSessionBytes = 32_768
+
+    // Zerologon.
+    /// Netlogon secure-channel setup calls (ReqChallenge, Authenticate*) from one source to one server
+    /// within `netlogonWindow` that make a Zerologon burst (a client makes one or two per boot).
+    public var netlogonBurstCalls = 20
+    public var netlogonWindow: Double = 120
 
     // Share enumeration.
     public var shareEnumerationEnabled = true
@@ -58,7 +88,7 @@ public struct LateralMovementRules: RulesDocument {
         var r = LateralMovementRules()
         var c = ConfigReader()
         let top = c.table(root, allowed: ["enabled", "internal_only", "allowlists", "correlation", "fan_out", "first_seen_edges",
-                                          "authentication", "share_enumeration", "limits"])
+                                          "authentication", "share_enumeration", "limits", "login_brute_force", "zerologon"])
         if let b = c.bool(top["enabled"]) { r.enabled = b }
         if let b = c.bool(top["internal_only"]) { r.internalOnly = b }
         func networks(_ v: ConfigValue?) -> [IPNetwork]? {
@@ -94,13 +124,16 @@ public struct LateralMovementRules: RulesDocument {
             return items.compactMap { c.int($0, in: 1...65535).map(UInt16.init) }
         }
         if let v = top["fan_out"] {
-            let t = c.table(v, allowed: ["ports", "window", "distinct_hosts"])
+            let t = c.table(v, allowed: ["ports", "window", "distinct_hosts", "new_per_minute", "sustained_rate", "sustained_window"])
             if let p = ports(t["ports"]) { r.fanOutPorts = Set(p) }
             if let s = c.seconds(t["window"], in: 1...86400) { r.fanOutWindow = s }
             if let n = c.int(t["distinct_hosts"], in: 2...100_000) { r.fanOutDistinctHosts = n }
+            if let n = c.int(t["new_per_minute"], in: 2...100_000) { r.fanOutNewPerMinute = n }
+            if let x = c.double(t["sustained_rate"], in: 0.01...10_000) { r.fanOutSustainedRate = x }
+            if let s = c.seconds(t["sustained_window"], in: 60...86400) { r.fanOutSustainedWindow = s }
         }
         if let v = top["first_seen_edges"] {
-            let t = c.table(v, allowed: ["services", "learning_period"])
+            let t = c.table(v, allowed: ["services", "learning_period", "without_baseline"])
             if let sv = t["services"] {
                 let st = c.table(sv, allowed: ["rdp", "winrm", "ssh"])
                 var map: [UInt16: String] = [:]
@@ -108,12 +141,43 @@ public struct LateralMovementRules: RulesDocument {
                 r.edgeServices = map
             }
             if let s = c.seconds(t["learning_period"], in: 0...31_536_000) { r.learningPeriod = s }
+            if let wb = t["without_baseline"] {
+                let wt = c.table(wb, allowed: ["services", "targets"])
+                if let list = wt["services"] {
+                    var names = Set<String>()
+                    for item in list.isNull ? [] : (list.items ?? [list]) {
+                        guard let n = c.string(item) else { continue }
+                        if ["rdp", "winrm", "ssh"].contains(n) { names.insert(n) } else { c.report(item, "'\(n)' is not a service (rdp, winrm, ssh)") }
+                    }
+                    r.edgeServicesWithoutBaseline = names
+                }
+                if let n = c.int(wt["targets"], in: 1...100_000) { r.edgeTargetsWithoutBaseline = n }
+            }
         }
         if let v = top["authentication"] {
             let t = c.table(v, allowed: ["window", "spray_distinct_users", "brute_force_failures"])
             if let s = c.seconds(t["window"], in: 1...86400) { r.authWindow = s }
             if let n = c.int(t["spray_distinct_users"], in: 2...100_000) { r.sprayDistinctUsers = n }
             if let n = c.int(t["brute_force_failures"], in: 2...100_000) { r.bruteForceFailures = n }
+        }
+        if let v = top["login_brute_force"] {
+            let t = c.table(v, allowed: ["services", "window", "sessions", "distinct_servers", "max_session_seconds", "max_session_bytes"])
+            if let sv = t["services"] {
+                let st = c.table(sv, allowed: ["ssh", "rdp"])
+                var map: [UInt16: String] = [:]
+                for (name, value) in st { for p in ports(value) ?? [] { map[p] = name } }
+                r.loginServices = map
+            }
+            if let s = c.seconds(t["window"], in: 1...86400) { r.loginWindow = s }
+            if let n = c.int(t["sessions"], in: 2...100_000) { r.loginSessions = n }
+            if let n = c.int(t["distinct_servers"], in: 2...100_000) { r.loginDistinctServers = n }
+            if let s = c.seconds(t["max_session_seconds"], in: 1...86400) { r.loginMaxSessionSeconds = s }
+            if let n = c.int(t["max_session_bytes"], in: 1...1_000_000_000) { r.loginMaxSessionBytes = n }
+        }
+        if let v = top["zerologon"] {
+            let t = c.table(v, allowed: ["burst_calls", "window"])
+            if let n = c.int(t["burst_calls"], in: 2...10_000) { r.netlogonBurstCalls = n }
+            if let s = c.seconds(t["window"], in: 1...86400) { r.netlogonWindow = s }
         }
         if let v = top["share_enumeration"] {
             let t = c.table(v, allowed: ["enabled"])
