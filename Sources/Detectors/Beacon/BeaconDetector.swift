@@ -73,7 +73,13 @@ public final class BeaconDetector {
         var longest: Int64 = 0
         var longestStart: Int64 = 0
         var longAlert: Int64?
+        /// Flows still open after an active-timeout report: their continuous length so far (ns), at most
+        /// `runningCap` of them.
+        var running: [FlowMark: Int64] = [:]
     }
+    /// One flow of a pair: its start and source port.
+    struct FlowMark: Hashable { var start: Int64; var port: UInt16 }
+    static let runningCap = 8
     var connPairs: [ConnKey: Pair] = [:]
     var hostPairs: [HostKey: Pair] = [:]
 
@@ -139,18 +145,7 @@ public final class BeaconDetector {
                                                    transport: transport, host: host(labels)) else { return }
         noteAudience(c, at: flow.lastSeen.nanoseconds)
         let ck = ConnKey(source: c.source, destination: c.destination, port: c.port, transport: transport)
-        // Long connections are judged on every report, active-timeout ones included.
-        // A span past Int64 (hostile timestamps) is no connection length.
-        let (span, overflow) = flow.lastSeen.nanoseconds.subtractingReportingOverflow(flow.firstSeen.nanoseconds)
-        let length = overflow ? 0 : span
-        if length >= Int64(rules.longConnection.minimumSeconds * 1e9) {
-            var p = connPairs.removeValue(forKey: ck) ?? Pair(destination: c.destination)
-            if length > p.longest { p.longest = length; p.longestStart = flow.firstSeen.nanoseconds }
-            p.lastSeen = max(p.lastSeen, flow.lastSeen.nanoseconds)
-            describe(&p, appProtocol: flow.appProtocol, transport: transport, port: c.port, label: c.host)
-            p.dirty = true
-            insert(&connPairs, ck, p)
-        }
+        longConnection(flow, reason: reason, ck, c)
         guard reason != .activeTimeout else { return }
         // A TCP connection joined mid-way has no known start.
         if transport == IPProtocol.tcp && !flow.originatorFlags.contains(.syn) { return }
@@ -159,6 +154,35 @@ public final class BeaconDetector {
         counters.connections &+= 1
         sample(c, start: flow.firstSeen.nanoseconds, size: Int64(clamping: flow.originatorBytes), last: flow.lastSeen.nanoseconds,
                appProtocol: flow.appProtocol)
+    }
+
+    /// Long connections, judged on every report (active-timeout ones included): a flow's continuous
+    /// length is the sum of its reports' segments (counters restart at each) while each segment averaged
+    /// a packet every `max_average_gap` at least; a sparser segment restarts it, so a capture whose
+    /// timestamps jump makes no "connection" of years out of a few packets.
+    func longConnection(_ flow: FlowRecord, reason: FlowEndReason, _ ck: ConnKey, _ c: Candidate) {
+        let segment = max(0, flow.duration.nanoseconds)
+        let dense = flow.duration.secondsDouble <= Double(flow.packetsA &+ flow.packetsB) * rules.longConnection.maxAverageGapSeconds
+        let mark = FlowMark(start: flow.firstSeen.nanoseconds, port: flow.originatorPort)
+        let before = connPairs[ck]?.running[mark] ?? 0
+        let continuous = dense ? before &+ min(segment, Int64.max &- before) : 0
+        let long = continuous >= Int64(rules.longConnection.minimumSeconds * 1e9)
+        let tracked = reason == .activeTimeout || before > 0
+        guard long || tracked else { return }
+        var p = connPairs.removeValue(forKey: ck) ?? Pair(destination: c.destination)
+        if reason == .activeTimeout {
+            if p.running[mark] != nil || p.running.count < Self.runningCap { p.running[mark] = continuous }
+        } else {
+            p.running[mark] = nil
+        }
+        if long && continuous > p.longest {
+            p.longest = continuous
+            p.longestStart = flow.firstSeen.nanoseconds
+            p.dirty = true
+        }
+        p.lastSeen = max(p.lastSeen, flow.lastSeen.nanoseconds)
+        describe(&p, appProtocol: flow.appProtocol, transport: flow.key.ipProtocol, port: c.port, label: c.host)
+        insert(&connPairs, ck, p)
     }
 
     /// One HTTP request head: a start of its (client, server, port) and (client, Host) pairs.

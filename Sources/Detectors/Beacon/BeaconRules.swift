@@ -37,11 +37,14 @@ public struct BeaconRules: RulesDocument {
     public var prevalence = Prevalence()
 
     /// RITA's long-connection finding: one connection of a pair lasting at least `minimumSeconds`;
-    /// medium from `mediumSeconds`, high from `highSeconds`.
+    /// medium from `mediumSeconds`, high from `highSeconds`; only a continuous one (a packet every
+    /// `maxAverageGapSeconds` on average).
     public struct LongConnection: Sendable, Equatable {
         public var minimumSeconds = 4 * 3600.0
         public var mediumSeconds = 8 * 3600.0
         public var highSeconds = 12 * 3600.0
+        /// A connection averages at least one packet per this many seconds, or it is no connection.
+        public var maxAverageGapSeconds = 600.0
         public init() {}
     }
 
@@ -124,10 +127,11 @@ public struct BeaconRules: RulesDocument {
             if let v = r.int(st["connections"], in: 16...100_000_000) { rules.strobeConnections = v }
         }
         if let lv = t["long_connection"] {
-            let l = r.table(lv, allowed: ["minimum", "medium", "high"])
+            let l = r.table(lv, allowed: ["minimum", "medium", "high", "max_average_gap"])
             if let v = r.seconds(l["minimum"], in: 60...2_592_000) { rules.longConnection.minimumSeconds = v }
             if let v = r.seconds(l["medium"], in: 60...2_592_000) { rules.longConnection.mediumSeconds = v }
             if let v = r.seconds(l["high"], in: 60...2_592_000) { rules.longConnection.highSeconds = v }
+            if let v = r.seconds(l["max_average_gap"], in: 1...86_400) { rules.longConnection.maxAverageGapSeconds = v }
         }
         if let iv = t["ignore"] {
             let i = r.table(iv, allowed: ["udp_ports", "tcp_ports", "destinations", "sources", "hosts"])
