@@ -62,10 +62,15 @@ extension NonStandardPortDetector: HostDetector {
 }
 
 extension BeaconDetector: HostDetector {
-    public static var facts: HostFactKinds { HostFactKinds(.flowEnded) }
+    public static var facts: HostFactKinds { HostFactKinds(.flowEnded, .httpRequest, .flowElsewhere) }
 
     public func apply(_ fact: HostFact) {
-        if case .flowEnded(let flow, let reason, let labels) = fact { flowEnded(flow, reason: reason, labels: labels) }
+        switch fact {
+        case .flowEnded(let flow, let reason, let labels): flowEnded(flow, reason: reason, labels: labels)
+        case .httpRequest(let request): httpRequest(request)
+        case .flowElsewhere(let flow): flowElsewhere(flow)
+        default: break
+        }
     }
 
     public func reload(_ rules: RulesSet) -> String? {

@@ -3,7 +3,7 @@ import Detectors
 import PacketCore
 
 /// What workers tell the host-level detectors: self-contained facts, never one per packet of a flow
-/// (one per flow end, new TCP flow, SYN-ACK, lateral-movement fact or DNS message).
+/// (one per flow end, new TCP flow, SYN-ACK, lateral-movement fact, DNS message or HTTP request).
 ///
 /// The detectors that aggregate across flows decide from these alone (never from a worker's flow table
 /// or side tables), so the same detectors run inline in replay and behind per-worker rings live, and
@@ -31,6 +31,8 @@ public enum HostFact {
     /// An FTP data connection announced on a control connection: to every shard, since the data
     /// connection's originator may be on any.
     case ftpDataAnnounced(FTPDataChannels.Expected, at: Timestamp)
+    /// An HTTP request head (beaconing per request inside keep-alive connections).
+    case httpRequest(HTTPRequestFact)
 
     public var kind: HostFactKind {
         switch self {
@@ -43,6 +45,7 @@ public enum HostFact {
         case .flowElsewhere: return .flowElsewhere
         case .tick: return .tick
         case .ftpDataAnnounced: return .ftpDataAnnounced
+        case .httpRequest: return .httpRequest
         }
     }
 }
@@ -58,6 +61,7 @@ public enum HostFactKind: UInt8, CaseIterable, Sendable {
     case flowElsewhere = 7
     case tick = 8
     case ftpDataAnnounced = 9
+    case httpRequest = 10
 }
 
 /// A set of fact kinds: what a host detector reads, so workers encode only what some detector wants.

@@ -271,6 +271,9 @@ public enum HostFactCodec {
             w.flow(flow)
         case .ftpDataAnnounced(let channel, let t):
             w.ip(channel.host); w.u16(channel.port); w.time(channel.until); w.time(t)
+        case .httpRequest(let q):
+            w.ip(q.client); w.ip(q.server); w.u16(q.serverPort); w.time(q.time); w.optionalString(q.host)
+            w.u64(UInt64(clamping: q.bytes))
         }
     }
 
@@ -307,6 +310,10 @@ public enum HostFactCodec {
         case .ftpDataAnnounced:
             guard let host = r.ip(), let port = r.u16(), let until = r.time(), let t = r.time() else { return nil }
             fact = .ftpDataAnnounced(FTPDataChannels.Expected(host: host, port: port, until: until), at: t)
+        case .httpRequest:
+            guard let c = r.ip(), let s = r.ip(), let port = r.u16(), let t = r.time(), let host = r.optionalString(),
+                  let bytes = r.u64() else { return nil }
+            fact = .httpRequest(HTTPRequestFact(client: c, server: s, serverPort: port, time: t, host: host, bytes: Int(clamping: bytes)))
         }
         // Bytes left over mean the writer and reader disagree: not trusted.
         guard let fact, r.c.remaining == 0 else { return nil }

@@ -27,7 +27,7 @@ public final class WorkerWatermark: Sendable {
 /// detectors see the same facts in the same order as live — and the same bytes a live aggregator
 /// would see. Sharded (live): the record is copied into this worker's SPSC ring for that shard; a full
 /// ring drops the record and counts it (`dropped`).
-public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, FTPDataObserver {
+public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, FTPDataObserver, HTTPRequestObserver {
     public enum Route {
         case inline(HostDetectorSet)
         case rings([SPSCByteRing], WorkerWatermark)
@@ -160,6 +160,12 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     public func ftpDataAnnounced(_ channel: FTPDataChannels.Expected, at time: Timestamp) {
         guard wanted.contains(.ftpDataAnnounced) else { return }
         publish(.ftpDataAnnounced(channel, at: time), at: time, host: nil)
+    }
+
+    /// Once per request head, to the client's shard (with its flows' ends).
+    public func httpRequest(_ r: HTTPRequestFact) {
+        guard wanted.contains(.httpRequest) else { return }
+        publish(.httpRequest(r), at: r.time, host: r.client)
     }
 
     // MARK: Clock

@@ -12,7 +12,8 @@ final class FlowFactory {
     let table = FlowTable(configuration: { var c = FlowTableConfiguration(); c.capacity = 4096; return c }())
     var seq: UInt32 = 1000
 
-    func packet(_ src: String, _ sport: UInt16, _ dst: String, _ dport: UInt16, _ flags: TCPFlags, payload: Int, at t: Int64, udp: Bool = false) -> FlowTable.Update {
+    func packet(_ src: String, _ sport: UInt16, _ dst: String, _ dport: UInt16, _ flags: TCPFlags, payload: Int, at t: Int64, udp: Bool = false,
+                onEnd: (FlowRecord, FlowEndReason, Int32) -> Void = { _, _, _ in }) -> FlowTable.Update {
         var p = DecodedPacket()
         p.timestamp = Timestamp(nanoseconds: t)
         p.ipVersion = 4
@@ -22,7 +23,7 @@ final class FlowFactory {
         p.tcpFlags = flags
         p.payloadLength = payload
         p.wireLength = 54 + payload
-        return table.update(p) { _, _, _ in }
+        return table.update(p, onEnd: onEnd)
     }
 
     /// A complete TCP session (or, with `handshake: false`, one joined mid-way); returns its final record and slot.

@@ -124,6 +124,9 @@ final class HostFactCodecTests: XCTestCase {
         case .flowElsewhere: return .flowElsewhere(flow())
         case .tick: return .tick(time())
         case .ftpDataAnnounced: return .ftpDataAnnounced(FTPDataChannels.Expected(host: ip(), port: int(), until: time()), at: time())
+        case .httpRequest:
+            return .httpRequest(HTTPRequestFact(client: ip(), server: ip(), serverPort: int(), time: time(), host: optionalText(),
+                                                bytes: Int.random(in: 0...Int.max, using: &rng)))
         }
     }
 
@@ -151,6 +154,7 @@ final class HostFactCodecTests: XCTestCase {
         case (.dnsMessage(let x), .dnsMessage(let y)): return same(x, y)
         case (.flowElsewhere(let f), .flowElsewhere(let g)): return same(f, g)
         case (.ftpDataAnnounced(let c, let t), .ftpDataAnnounced(let d, let u)): return c == d && t == u
+        case (.httpRequest(let x), .httpRequest(let y)): return x == y
         default: return false
         }
     }

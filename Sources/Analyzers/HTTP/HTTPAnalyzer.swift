@@ -76,6 +76,8 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     public let files: FileHashing?
     /// Write `sensor.http` events (the facts and flow summary are kept either way).
     public let transactionEvents: Bool
+    /// Told of every request head (beaconing measured per request inside keep-alive connections).
+    public weak var requestObserver: (any HTTPRequestObserver)?
 
     /// Requests that may wait for responses on one connection (pipelining depth); more are reported unanswered.
     static let maxPending = 64
@@ -198,6 +200,13 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         }
         if let e = emitter, e.hasFactObservers {
             e.publish(.httpRequest(host: HTTPFacts.hostName(r), url: HTTPAnalyzer.fullURL(r)), flow: table[slot], at: time)
+        }
+        if let o = requestObserver {
+            let flow = table[slot]
+            // Declared length only: hostile values are clamped, never trusted for arithmetic.
+            let body = r.chunked ? 0 : min(max(r.contentLength ?? 0, 0), 1 << 40)
+            o.httpRequest(HTTPRequestFact(client: flow.originator, server: flow.responder, serverPort: flow.responderPort,
+                                          time: time, host: HTTPFacts.hostName(r), bytes: r.headLength &+ body))
         }
         let cost = 128 &+ r.method.count &+ r.target.count &+ r.version.count &+ (r.host?.count ?? 0) &+ (r.userAgent?.count ?? 0)
             &+ (r.referrer?.count ?? 0) &+ (r.contentType?.count ?? 0) &+ (r.contentEncoding?.count ?? 0)

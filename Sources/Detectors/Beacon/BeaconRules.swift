@@ -26,15 +26,55 @@ public struct BeaconRules: RulesDocument {
     public var ignoreTCPPorts = PortSet()
     public var ignoreDestinations: [IPNetwork] = []
     public var ignoreSources: [IPNetwork] = []
-    /// SNI/Host names (exact, or `.suffix`) that are never scored (update services, telemetry).
-    public var ignoreHosts: [String] = []
+    /// SNI/Host names (exact, or `.suffix`) that are never scored: operating-system and browser update,
+    /// telemetry and connectivity checks, antivirus updates — periodic by design on every host. The
+    /// name is the client's word (SNI, Host), so only names no attacker can serve from are listed.
+    public var ignoreHosts: [String] = BeaconRules.defaultIgnoredHosts
+    /// Pairs with at least this many starts within one window-long period are a strobe: reported as
+    /// such and not scored (RITA: 86,400 a day).
+    public var strobeConnections = 86_400
+    public var longConnection = LongConnection()
+    public var prevalence = Prevalence()
+
+    /// RITA's long-connection finding: one connection of a pair lasting at least `minimumSeconds`;
+    /// medium from `mediumSeconds`, high from `highSeconds`; only a continuous one (a packet every
+    /// `maxAverageGapSeconds` on average).
+    public struct LongConnection: Sendable, Equatable {
+        public var minimumSeconds = 4 * 3600.0
+        public var mediumSeconds = 8 * 3600.0
+        public var highSeconds = 12 * 3600.0
+        /// A connection averages at least one packet per this many seconds, or it is no connection.
+        public var maxAverageGapSeconds = 600.0
+        public init() {}
+    }
+
+    /// How many internal hosts talking to a destination lowers its pairs' scores: from `minSources`
+    /// hosts, the score is multiplied by 1 − `impact` × max(share of internal hosts, hosts / `popularSources`).
+    public struct Prevalence: Sendable, Equatable {
+        public var minSources = 3
+        public var popularSources = 32
+        public var impact = 0.5
+        public init() {}
+    }
+
+    public static let defaultIgnoredHosts = [
+        ".windowsupdate.com", ".update.microsoft.com", ".delivery.mp.microsoft.com", ".events.data.microsoft.com",
+        ".settings-win.data.microsoft.com", ".msftconnecttest.com", ".msftncsi.com",
+        ".push.apple.com", ".mesu.apple.com", ".swcdn.apple.com",
+        ".update.googleapis.com", ".gvt1.com", "connectivitycheck.gstatic.com",
+        ".aus5.mozilla.org", ".telemetry.mozilla.org", "detectportal.firefox.com",
+        "connectivity-check.ubuntu.com", "motd.ubuntu.com", "api.snapcraft.io",
+        ".symantecliveupdate.com", ".kaspersky-labs.com", ".eset.com", ".avast.com", ".avg.com", ".sophosupd.com",
+        ".bitdefender.net", ".trendmicro.com",
+    ]
 
     public init() {}
 
     static let keys: Set<String> = ["enabled", "threshold", "min_starts", "merge_window", "min_interval", "jitter_tolerance",
-                                    "min_dispersion_cutoff", "size_dispersion_cutoff", "skew_min_iqr_seconds", "skew_min_iqr_bytes",
-                                    "count_full", "max_bins", "weights", "window", "evaluate_every", "suppress", "max_pairs",
-                                    "max_samples", "directions", "ignore"]
+                                    "jitter_band", "min_dispersion_cutoff", "size_dispersion_cutoff", "size_tolerance", "skew_min_iqr_seconds",
+                                    "skew_min_iqr_bytes", "confidence_intervals", "max_bins", "weights", "window", "evaluate_every",
+                                    "suppress", "max_pairs", "max_samples", "directions", "ignore", "prevalence", "strobe",
+                                    "long_connection"]
 
     public static func parse(_ root: ConfigValue) throws(ConfigIssues) -> BeaconRules {
         var rules = BeaconRules()
@@ -51,21 +91,23 @@ public struct BeaconRules: RulesDocument {
         if let v = r.seconds(t["merge_window"], in: 0...3600) { rules.scoring.mergeWindowSeconds = v }
         if let v = r.seconds(t["min_interval"], in: 0...86_400) { rules.scoring.minIntervalSeconds = v }
         if let v = r.double(t["jitter_tolerance"], in: 0.01...10) { rules.scoring.jitterTolerance = v }
+        if let v = r.double(t["jitter_band"], in: 0.01...10) { rules.scoring.jitterBand = v }
         if let v = r.seconds(t["min_dispersion_cutoff"], in: 0.001...86_400) { rules.scoring.minDispersionCutoffSeconds = v }
         if let v = r.double(t["size_dispersion_cutoff"], in: 1...1e9) { rules.scoring.sizeDispersionCutoffBytes = v }
+        if let v = r.double(t["size_tolerance"], in: 0...10) { rules.scoring.sizeTolerance = v }
         if let v = r.double(t["skew_min_iqr_seconds"], in: 0...86_400) { rules.scoring.skewMinIQRSeconds = v }
         if let v = r.double(t["skew_min_iqr_bytes"], in: 0...1e9) { rules.scoring.skewMinIQRBytes = v }
-        if let v = r.double(t["count_full"], in: 1...1e6) { rules.scoring.countFull = v }
+        if let v = r.double(t["confidence_intervals"], in: 0.1...1000) { rules.scoring.confidenceIntervals = v }
         if let v = r.int(t["max_bins"], in: 4...1000) { rules.scoring.maxBins = v }
         if let wv = t["weights"] {
-            let w = r.table(wv, allowed: ["interval_skew", "interval_dispersion", "size_skew", "size_dispersion", "histogram", "duration", "count"])
+            let w = r.table(wv, allowed: ["interval_skew", "interval_dispersion", "interval_band", "size_skew", "size_dispersion", "histogram", "duration"])
             if let v = r.double(w["interval_skew"], in: 0...100) { rules.scoring.weights.intervalSkew = v }
             if let v = r.double(w["interval_dispersion"], in: 0...100) { rules.scoring.weights.intervalDispersion = v }
             if let v = r.double(w["size_skew"], in: 0...100) { rules.scoring.weights.sizeSkew = v }
             if let v = r.double(w["size_dispersion"], in: 0...100) { rules.scoring.weights.sizeDispersion = v }
             if let v = r.double(w["histogram"], in: 0...100) { rules.scoring.weights.histogram = v }
             if let v = r.double(w["duration"], in: 0...100) { rules.scoring.weights.duration = v }
-            if let v = r.double(w["count"], in: 0...100) { rules.scoring.weights.count = v }
+            if let v = r.double(w["interval_band"], in: 0...100) { rules.scoring.weights.intervalBand = v }
             if rules.scoring.weights.total <= 0 { r.report(wv, "at least one weight must be positive") }
         }
         if let v = r.seconds(t["window"], in: 60...2_592_000) { rules.windowSeconds = v }
@@ -74,6 +116,23 @@ public struct BeaconRules: RulesDocument {
         if let v = r.int(t["max_pairs"], in: 16...10_000_000) { rules.maxPairs = v }
         if let v = r.int(t["max_samples"], in: 8...100_000) { rules.maxSamples = v }
         if let v = RuleReading.directions(t["directions"], &r) { rules.directions = v }
+        if let pv = t["prevalence"] {
+            let p = r.table(pv, allowed: ["min_sources", "popular_sources", "impact"])
+            if let v = r.int(p["min_sources"], in: 2...64) { rules.prevalence.minSources = v }
+            if let v = r.int(p["popular_sources"], in: 2...64) { rules.prevalence.popularSources = v }
+            if let v = r.double(p["impact"], in: 0...1) { rules.prevalence.impact = v }
+        }
+        if let sv = t["strobe"] {
+            let st = r.table(sv, allowed: ["connections"])
+            if let v = r.int(st["connections"], in: 16...100_000_000) { rules.strobeConnections = v }
+        }
+        if let lv = t["long_connection"] {
+            let l = r.table(lv, allowed: ["minimum", "medium", "high", "max_average_gap"])
+            if let v = r.seconds(l["minimum"], in: 60...2_592_000) { rules.longConnection.minimumSeconds = v }
+            if let v = r.seconds(l["medium"], in: 60...2_592_000) { rules.longConnection.mediumSeconds = v }
+            if let v = r.seconds(l["high"], in: 60...2_592_000) { rules.longConnection.highSeconds = v }
+            if let v = r.seconds(l["max_average_gap"], in: 1...86_400) { rules.longConnection.maxAverageGapSeconds = v }
+        }
         if let iv = t["ignore"] {
             let i = r.table(iv, allowed: ["udp_ports", "tcp_ports", "destinations", "sources", "hosts"])
             if let v = RuleReading.ports(i["udp_ports"], &r) { rules.ignoreUDPPorts = v }

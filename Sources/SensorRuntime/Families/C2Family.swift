@@ -31,6 +31,7 @@ struct C2Family: SensorFamily {
         worker.reassembler.add(tls)
         worker.reassembler.add(http)
         identifier.ftpDataObserver = worker.hostFacts
+        if worker.hostFacts.wanted.contains(.httpRequest) { http.requestObserver = worker.hostFacts }
         worker.labeler = FlowLabeler(identifier: identifier, tls: tls, http: http)
         return [C2Analyzers(identifier: identifier, tls: tls, http: http, quic: quic)]
     }
