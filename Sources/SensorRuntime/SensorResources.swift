@@ -40,7 +40,7 @@ public final class SensorResources: @unchecked Sendable {
         } catch {
             throw SetupError("invalid rules:\n\(error.description)")
         }
-        if !c.evidence.enabled && (c.evidence.directory != nil || !c.evidence.recipients.isEmpty) {
+        if !c.evidence.enabled && (c.evidence.directory != nil || !c.evidence.recipients.isEmpty || !c.evidence.recipientsFiles.isEmpty) {
             logger.notice("evidence capture is off: no authorization reference configured (--authorization)")
         }
         var families: [PreparedFamily] = []

@@ -44,6 +44,9 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("age X25519 recipient (age1…) evidence is encrypted to. Repeatable.", valueName: "age1..."))
     var evidenceRecipient: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("age recipients file (as age -R: one age1… key per line, # comments) evidence is encrypted to. Repeatable.", valueName: "path"))
+    var evidenceRecipientsFile: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Authorisation reference for evidence capture; without one, evidence capture stays off.", valueName: "ref"))
     var authorization: String?
 
@@ -98,6 +101,7 @@ struct SensorOptions: ParsableArguments {
         if let logLevel { c.logLevel = logLevel }
         if let evidenceDir { c.evidence.directory = evidenceDir }
         if !evidenceRecipient.isEmpty { c.evidence.recipients = evidenceRecipient }
+        if !evidenceRecipientsFile.isEmpty { c.evidence.recipientsFiles = evidenceRecipientsFile }
         if let authorization { c.evidence.authorization = authorization }
         if let purpose { c.evidence.purpose = purpose }
         if let operatorName { c.evidence.operatorName = operatorName }
