@@ -7,6 +7,8 @@ build_pkgs=(libpcap-dev librdkafka-dev libmaxminddb-dev pkg-config publicsuffix)
 test_pkgs=(tshark tcpdump wireshark-common nfdump kcat rsyslog rsyslog-gnutls rsyslog-openssl tcpreplay age mmdb-bin openssl iproute2 libcap2-bin time procps python3)
 test_pkgs+=(systemd)  # systemd-analyze verify/security for Deploy/sensor.service
 test_pkgs+=(chromium)  # headless browser for the `sensor report` page tests
+test_pkgs+=(dpkg-dev man-db passwd)  # scripts/package-deb.sh (dpkg-shlibdeps), man pages, the .deb's useradd
+test_pkgs+=(prometheus)  # promtool check/test rules for Deploy/prometheus
 pkgs=("${build_pkgs[@]}")
 [ "$want" = test ] && pkgs+=("${test_pkgs[@]}")
 missing=()
