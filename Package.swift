@@ -21,7 +21,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
-        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -83,19 +82,19 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-            .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
         ], swiftSettings: hotPath),
         // `sensor report`: one self-contained HTML page from events (a replay's, or NDJSON files).
         .target(name: "Report", dependencies: ["PacketCore", "Events", "Detectors", .product(name: "Crypto", package: "swift-crypto")]),
-        // The CLI.
+        // The CLI. `BuildInfo` stamps the commit and build date `--version` prints.
         .executableTarget(name: "sensor", dependencies: [
             "SensorRuntime",
             "Report",
             "Evidence",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], plugins: ["BuildInfo"]),
+        .plugin(name: "BuildInfo", capability: .buildTool()),
 
         // Shared by the test targets: runs the real sensor binary and reference tools.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

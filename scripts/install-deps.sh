@@ -8,6 +8,8 @@ test_pkgs=(tshark tcpdump wireshark-common nfdump kcat rsyslog rsyslog-gnutls rs
 test_pkgs+=(systemd)  # systemd-analyze verify/security for Deploy/sensor.service
 test_pkgs+=(chromium)  # headless browser for the `sensor report` page tests
 test_pkgs+=(gzip zstd xz-utils)  # compressed captures: replay reads them through gzip -dc, zstd -dc, xz -dc
+test_pkgs+=(dpkg-dev man-db passwd)  # scripts/package-deb.sh (dpkg-shlibdeps), man pages, the .deb's useradd
+test_pkgs+=(prometheus)  # promtool check/test rules for Deploy/prometheus
 pkgs=("${build_pkgs[@]}")
 [ "$want" = test ] && pkgs+=("${test_pkgs[@]}")
 missing=()

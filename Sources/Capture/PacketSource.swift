@@ -118,3 +118,9 @@ extension PacketSource {
         return n
     }
 }
+
+/// The libpcap the process runs with (`sensor --version`).
+public enum PcapLibrary {
+    /// As libpcap words it, e.g. "libpcap version 1.10.3 (with TPACKET_V3)".
+    public static var version: String { String(cString: pcap_lib_version()) }
+}

@@ -147,3 +147,8 @@ struct KeyPath: @unchecked Sendable {
         }
     }
 }
+
+/// The libmaxminddb the process runs with (`sensor --version`).
+public enum MaxMindLibrary {
+    public static var version: String { String(cString: MMDB_lib_version()) }
+}

@@ -12,6 +12,9 @@ public struct AgeRecipient: Sendable, Equatable, CustomStringConvertible {
 
     public init(_ text: String) throws(AgeError) {
         let lower = text.lowercased()
+        if let kind = Self.unsupportedKind(lower) {
+            throw AgeError("'\(Self.abbreviated(text))' is \(kind): evidence is encrypted in-process to age X25519 recipients only (age1…, made with age-keygen); SSH and plugin recipients are refused")
+        }
         guard text == lower || text == text.uppercased() else { throw AgeError("'\(text)': mixed-case Bech32 string") }
         guard let (hrp, data) = Bech32.decode(lower) else { throw AgeError("'\(text)' is not a valid age1… recipient (bad Bech32 or checksum)") }
         guard hrp == "age" else { throw AgeError("'\(text)' is not an age X25519 recipient (prefix '\(hrp)1', expected 'age1')") }
@@ -22,7 +25,54 @@ public struct AgeRecipient: Sendable, Equatable, CustomStringConvertible {
         self.text = lower
     }
 
+    /// What a recipient age accepts but this sensor does not: SSH public keys (`ssh-ed25519 AAAA…`,
+    /// `ssh-rsa`, `ecdsa-sha2-…`, `sk-…`) and plugin recipients (`age1NAME1…`: a second Bech32
+    /// separator, which an X25519 key's data part cannot contain).
+    static func unsupportedKind(_ lower: String) -> String? {
+        for prefix in ["ssh-", "ecdsa-", "sk-ssh-", "sk-ecdsa-"] where lower.hasPrefix(prefix) { return "an SSH public key" }
+        if lower.hasPrefix("age1"), let plugin = lower.dropFirst(4).firstIndex(of: "1") {
+            return "an age plugin recipient (plugin '\(lower[lower.index(lower.startIndex, offsetBy: 4)..<plugin])')"
+        }
+        return nil
+    }
+
+    /// The start of a long key, enough to recognise it in a message.
+    static func abbreviated(_ text: String) -> String { text.count > 40 ? String(text.prefix(36)) + "…" : text }
+
     public var description: String { text }
+}
+
+/// An age recipients file (`age -R FILE`): one recipient per line, blank lines and `#` comments ignored.
+public enum AgeRecipientsFile {
+    /// Recipients files are short lists of keys; anything larger is not one.
+    public static let maximumBytes = 1 << 20
+
+    /// Every recipient in `path`; every problem at once, as `PATH:LINE: message`.
+    public static func read(_ path: String) throws(AgeError) -> [AgeRecipient] {
+        let data: Data
+        do {
+            let url = URL(fileURLWithPath: path)
+            let size = (try url.resourceValues(forKeys: [.fileSizeKey])).fileSize ?? 0
+            guard size <= maximumBytes else { throw AgeError("\(path): \(size) bytes, more than a recipients file holds (\(maximumBytes))") }
+            data = try Data(contentsOf: url)
+        } catch let e as AgeError { throw e } catch {
+            throw AgeError("\(path): cannot read recipients file: \((error as NSError).localizedDescription)")
+        }
+        return try parse(String(decoding: data, as: UTF8.self), path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws(AgeError) -> [AgeRecipient] {
+        var recipients: [AgeRecipient] = []
+        var problems: [String] = []
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            do { recipients.append(try AgeRecipient(line)) } catch { problems.append("\(path):\(i + 1): \(error.description)") }
+        }
+        if recipients.isEmpty && problems.isEmpty { problems.append("\(path): no recipient in the file") }
+        guard problems.isEmpty else { throw AgeError(problems.joined(separator: "\n")) }
+        return recipients
+    }
 }
 
 public struct AgeError: Error, CustomStringConvertible, Sendable {

@@ -12,6 +12,8 @@ public struct EvidenceConfiguration: Sendable, Equatable {
     public var directory: String?
     /// age X25519 recipients (`age1…`): who can decrypt the evidence.
     public var recipients: [String] = []
+    /// age recipients files (`age -R`): a team's list of keys, read at start.
+    public var recipientsFiles: [String] = []
     public var authorization: String?
     public var purpose: String?
     public var operatorName: String?
@@ -45,15 +47,29 @@ public struct EvidenceConfiguration: Sendable, Equatable {
         guard enabled else { return [] }
         var problems: [String] = []
         if directory == nil || directory!.isEmpty { problems.append("evidence: an authorization reference is set but no evidence directory (--evidence-dir)") }
-        if recipients.isEmpty { problems.append("evidence: an authorization reference is set but no age recipient (--evidence-recipient age1…); evidence is never stored unencrypted") }
+        if recipients.isEmpty && recipientsFiles.isEmpty {
+            problems.append("evidence: an authorization reference is set but no age recipient (--evidence-recipient age1… or --evidence-recipients-file); evidence is never stored unencrypted")
+        }
         for r in recipients {
             do { _ = try AgeRecipient(r) } catch { problems.append("evidence: \(error.description)") }
+        }
+        for f in recipientsFiles {
+            do { _ = try AgeRecipientsFile.read(f) } catch { problems.append("evidence: \(error.description)") }
         }
         return problems
     }
 
+    /// The recipients given inline, then those of each recipients file, duplicates removed.
+    public func resolvedRecipients() throws(AgeError) -> [AgeRecipient] {
+        var out: [AgeRecipient] = []
+        for r in recipients { out.append(try AgeRecipient(r)) }
+        for f in recipientsFiles { out += try AgeRecipientsFile.read(f) }
+        var seen = Set<String>()
+        return out.filter { seen.insert($0.text).inserted }
+    }
+
     public static let sectionKeys: Set<String> = [
-        "directory", "recipients", "authorization", "purpose", "operator", "custody_log", "retention",
+        "directory", "recipients", "recipients_file", "authorization", "purpose", "operator", "custody_log", "retention",
         "lookback", "snaplen", "timestamp_resolution", "max_concurrent", "max_disk",
     ]
 
@@ -69,6 +85,7 @@ public struct EvidenceConfiguration: Sendable, Equatable {
                 }
             }
         }
+        if let files = r.stringList(t["recipients_file"]) { c.recipientsFiles = files }
         c.authorization = r.string(t["authorization"]) ?? c.authorization
         c.purpose = r.string(t["purpose"]) ?? c.purpose
         c.operatorName = r.string(t["operator"]) ?? c.operatorName

@@ -125,11 +125,7 @@ public final class EvidenceStore: @unchecked Sendable {
         guard problems.isEmpty else { throw EvidenceError(problems.joined(separator: "; ")) }
         configuration = c
         directory = c.directory!
-        var rs: [AgeRecipient] = []
-        for r in c.recipients {
-            do { rs.append(try AgeRecipient(r)) } catch { throw EvidenceError(error.description) }
-        }
-        recipients = rs
+        do { recipients = try c.resolvedRecipients() } catch { throw EvidenceError(error.description) }
         self.sensorName = sensorName
         self.hostname = hostname
         self.wallClock = wallClock

@@ -596,3 +596,8 @@ extension KafkaSink.Core {
         }
     }
 }
+
+/// The librdkafka the process runs with (`sensor --version`).
+public enum KafkaLibrary {
+    public static var version: String { String(cString: rd_kafka_version_str()) }
+}

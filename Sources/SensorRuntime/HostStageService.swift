@@ -15,6 +15,8 @@ final class HostAggregatorService: Service, @unchecked Sendable {
     let mailbox: ReloadMailbox?
     let logger: Logger
     let metrics: HostStageMetrics?
+    /// Beaten at every periodic pass (the systemd watchdog's view of this loop).
+    let heartbeat: Heartbeat
     var appliedRules = 0
     /// Set when the group shuts down or is cancelled: from then on the loop waits at most
     /// `stopGrace` for the workers to finish (they normally have: they stop first), then concludes.
@@ -26,6 +28,7 @@ final class HostAggregatorService: Service, @unchecked Sendable {
         self.mailbox = mailbox
         self.metrics = metrics
         self.logger = logger
+        heartbeat = Heartbeat(name: "hosts-\(aggregator.shard)")
     }
 
     func run() async throws {
@@ -70,6 +73,7 @@ final class HostAggregatorService: Service, @unchecked Sendable {
     }
 
     func periodic() {
+        heartbeat.beat()
         if let mailbox, let rules = mailbox.take(newerThan: appliedRules) {
             appliedRules = rules.generation
             aggregator.stage.reload(rules, logger: logger, shard: aggregator.shard)

@@ -201,15 +201,18 @@ public final class LiveSensor {
         let marks = sources.indices.map { _ in WorkerWatermark() }
         let detectors = resources.hostDetectors(resources.rules)
         var aggregators: [HostAggregator] = []
+        var heartbeats: [Heartbeat] = []
         for s in 0..<shards {
             let counter = DatasetCounter()
             let emitter = resources.makeEmitter(sinks: sinks + [counter], ingress: live.interface ?? "?")
             resources.observeHostStage(emitter)
             let aggregator = HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter)
             aggregators.append(aggregator)
-            services.append(.init(service: HostAggregatorService(
+            let service = HostAggregatorService(
                 aggregator: aggregator, mailbox: mailbox, metrics: HostStageMetrics(metrics: metrics, shard: s, datasets: counter),
-                logger: logger)))
+                logger: logger)
+            heartbeats.append(service.heartbeat)
+            services.append(.init(service: service))
         }
 
         var workers: [(PacketProcessingService, LiveWorker)] = []
@@ -223,6 +226,7 @@ public final class LiveSensor {
             let worker = LiveWorker(index: i, source: source, configuration: live, metrics: WorkerMetrics(metrics: metrics, worker: i),
                                     datasets: counter, logger: logger)
             worker.hostFacts = HostFactDropMetrics(rings: rings[i], metrics: metrics, worker: i)
+            heartbeats.append(worker.heartbeat)
             worker.hostPublisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
             let cpu = live.cpus.isEmpty ? nil : live.cpus[i]
             let service = PacketProcessingService(pipeline: pipeline, source: source, logger: logger, cpu: cpu,
@@ -230,6 +234,11 @@ public final class LiveSensor {
             workers.append((service, worker))
             services.append(.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup,
                                   failureTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        // Last: it tells systemd the sensor is ready once everything above is running, and stops first.
+        if let notifier = SystemdNotifier() {
+            let status = "capturing on \(live.interface ?? "") with \(live.workers) worker(s)"
+            services.append(.init(service: SystemdNotifyService(notifier: notifier, status: status, heartbeats: heartbeats, logger: logger)))
         }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -280,6 +289,8 @@ final class LiveWorker: WorkerHousekeeping {
     /// The host-level stage's view from this worker: its rings' counters.
     var hostFacts: HostFactDropMetrics?
     var hostPublisher: HostFactPublisher?
+    /// Beaten at every periodic pass: the systemd watchdog is fed only while every worker beats.
+    let heartbeat: Heartbeat
 
     init(index: Int, source: PcapLiveSource, configuration: LiveConfiguration, metrics: WorkerMetrics?,
          datasets: DatasetCounter, logger: Logger) {
@@ -291,9 +302,11 @@ final class LiveWorker: WorkerHousekeeping {
         self.metrics = metrics
         self.datasets = datasets
         self.logger = logger
+        heartbeat = Heartbeat(name: "worker-\(index)")
     }
 
     func periodic(_ pipeline: Pipeline, idle: Bool) {
+        heartbeat.beat()
         if idle, let now = Self.wallClock() { pipeline.advanceClock(to: now) }
         if let cap = source.statistics() { lastCapture = cap }
         metrics?.publish(pipeline: pipeline, capture: lastCapture, datasets: datasets)

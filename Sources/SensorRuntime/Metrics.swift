@@ -2,8 +2,6 @@ import Capture
 import Events
 import Foundation
 import Logging
-import CoreMetrics
-import Metrics
 import Prometheus
 import ServiceLifecycle
 import Synchronization
@@ -38,35 +36,42 @@ public final class DatasetCounter: EventSink, @unchecked Sendable {
     public var snapshot: [(String, UInt64)] { zip(datasets, counts).map { ($0.description, $1) } }
 }
 
-/// The metric families the sensor publishes, built on swift-metrics with the Prometheus backend.
+/// The metric families the sensor publishes (`SensorMetric`), in a Prometheus registry.
 ///
-/// The factory is injected, never bootstrapped globally, so tests and several sensors in one process do
-/// not share counters. Workers count in plain integers on the packet path and call `WorkerMetrics.publish`
-/// about once a second; every call here is an atomic on a shared counter, so never per packet.
+/// The registry is injected, never global, so tests and several sensors in one process do not share
+/// counters. Workers count in plain integers on the packet path and call `WorkerMetrics.publish` about
+/// once a second; every call here is an atomic on a shared counter, so never per packet. Families are
+/// made on the registry itself rather than through swift-metrics' factory, which registers them without
+/// help text.
 public final class SensorMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
-    let factory: PrometheusMetricsFactory
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
-        self.factory = PrometheusMetricsFactory(registry: registry)
     }
 
-    func counter(_ name: String, _ dims: [(String, String)] = []) -> CoreMetrics.Counter {
-        CoreMetrics.Counter(label: name, dimensions: dims, factory: factory)
+    func counter(_ m: SensorMetric, _ dims: [(String, String)] = []) -> Prometheus.Counter {
+        precondition(m.kind == .counter)
+        return registry.makeCounter(descriptor: m.descriptor, labels: dims)
     }
 
-    func gauge(_ name: String, _ dims: [(String, String)] = []) -> CoreMetrics.Gauge {
-        CoreMetrics.Gauge(label: name, dimensions: dims, factory: factory)
+    func gauge(_ m: SensorMetric, _ dims: [(String, String)] = []) -> Prometheus.Gauge {
+        precondition(m.kind == .gauge)
+        return registry.makeGauge(descriptor: m.descriptor, labels: dims)
     }
 
     /// The Prometheus text exposition of every metric.
     public func exposition() -> [UInt8] { registry.emitToBuffer() }
 }
 
+extension SensorMetric {
+    /// The whole name as the metric name (the unit suffix is already part of it).
+    var descriptor: MetricNameDescriptor { MetricNameDescriptor(metricName: rawValue, unitName: "", helpText: help) }
+}
+
 /// Turns cumulative totals into counter increments (counters only go up by deltas).
 struct DeltaCounter {
-    let counter: CoreMetrics.Counter
+    let counter: Prometheus.Counter
     var published: UInt64 = 0
 
     mutating func publish(_ total: UInt64) {
@@ -82,7 +87,7 @@ public final class WorkerMetrics {
     let worker: String
     var packets, bytes, flowsCreated, flowsEnded, evictions, decodeErrors: DeltaCounter
     var received, kernelDrops, interfaceDrops: DeltaCounter
-    let activeFlows: CoreMetrics.Gauge
+    let activeFlows: Prometheus.Gauge
     var events: [String: DeltaCounter] = [:]
     var alerts: [RuleCategory: DeltaCounter] = [:]
 
@@ -90,16 +95,16 @@ public final class WorkerMetrics {
         self.metrics = metrics
         self.worker = String(worker)
         let w = [("worker", self.worker)]
-        packets = DeltaCounter(counter: metrics.counter("sensor_packets_total", w))
-        bytes = DeltaCounter(counter: metrics.counter("sensor_bytes_total", w))
-        flowsCreated = DeltaCounter(counter: metrics.counter("sensor_flows_created_total", w))
-        flowsEnded = DeltaCounter(counter: metrics.counter("sensor_flows_ended_total", w))
-        evictions = DeltaCounter(counter: metrics.counter("sensor_flow_evictions_total", w))
-        decodeErrors = DeltaCounter(counter: metrics.counter("sensor_decode_errors_total", w))
-        received = DeltaCounter(counter: metrics.counter("sensor_capture_received_total", w))
-        kernelDrops = DeltaCounter(counter: metrics.counter("sensor_capture_kernel_drops_total", w))
-        interfaceDrops = DeltaCounter(counter: metrics.counter("sensor_capture_interface_drops_total", w))
-        activeFlows = metrics.gauge("sensor_flows_active", w)
+        packets = DeltaCounter(counter: metrics.counter(.packets, w))
+        bytes = DeltaCounter(counter: metrics.counter(.bytes, w))
+        flowsCreated = DeltaCounter(counter: metrics.counter(.flowsCreated, w))
+        flowsEnded = DeltaCounter(counter: metrics.counter(.flowsEnded, w))
+        evictions = DeltaCounter(counter: metrics.counter(.flowEvictions, w))
+        decodeErrors = DeltaCounter(counter: metrics.counter(.decodeErrors, w))
+        received = DeltaCounter(counter: metrics.counter(.captureReceived, w))
+        kernelDrops = DeltaCounter(counter: metrics.counter(.captureKernelDrops, w))
+        interfaceDrops = DeltaCounter(counter: metrics.counter(.captureInterfaceDrops, w))
+        activeFlows = metrics.gauge(.flowsActive, w)
     }
 
     /// Publishes the worker's counters (called about once a second on the worker thread).
@@ -121,13 +126,13 @@ public final class WorkerMetrics {
         for i in datasets.datasets.indices {
             let name = datasets.datasets[i].description
             if events[name] == nil {
-                events[name] = DeltaCounter(counter: metrics.counter("sensor_events_total", [("dataset", name), ("worker", worker)]))
+                events[name] = DeltaCounter(counter: metrics.counter(.events, [("dataset", name), ("worker", worker)]))
             }
             events[name]!.publish(datasets.counts[i])
         }
         for (category, n) in pipeline.emitter.alertsByCategory {
             if alerts[category] == nil {
-                alerts[category] = DeltaCounter(counter: metrics.counter("sensor_alerts_total", [("category", category.rawValue), ("worker", worker)]))
+                alerts[category] = DeltaCounter(counter: metrics.counter(.alerts, [("category", category.rawValue), ("worker", worker)]))
             }
             alerts[category]!.publish(n)
         }
@@ -138,7 +143,7 @@ public final class WorkerMetrics {
 final class OutputMetrics: @unchecked Sendable {
     struct PerSink {
         var accepted, delivered, failed, dropped, droppedAlerts, spooled: DeltaCounter
-        let spoolBytes: CoreMetrics.Gauge
+        let spoolBytes: Prometheus.Gauge
     }
     let sinks: [any EventSink]
     let state: Mutex<[PerSink]>
@@ -148,13 +153,13 @@ final class OutputMetrics: @unchecked Sendable {
         var per: [PerSink] = []
         for s in sinks {
             let d = [("output", s.name)]
-            per.append(PerSink(accepted: DeltaCounter(counter: metrics.counter("sensor_output_events_accepted_total", d)),
-                               delivered: DeltaCounter(counter: metrics.counter("sensor_output_events_delivered_total", d)),
-                               failed: DeltaCounter(counter: metrics.counter("sensor_output_failures_total", d)),
-                               dropped: DeltaCounter(counter: metrics.counter("sensor_output_events_dropped_total", d)),
-                               droppedAlerts: DeltaCounter(counter: metrics.counter("sensor_output_alerts_dropped_total", d)),
-                               spooled: DeltaCounter(counter: metrics.counter("sensor_output_events_spooled_total", d)),
-                               spoolBytes: metrics.gauge("sensor_output_spool_bytes", d)))
+            per.append(PerSink(accepted: DeltaCounter(counter: metrics.counter(.outputAccepted, d)),
+                               delivered: DeltaCounter(counter: metrics.counter(.outputDelivered, d)),
+                               failed: DeltaCounter(counter: metrics.counter(.outputFailures, d)),
+                               dropped: DeltaCounter(counter: metrics.counter(.outputDropped, d)),
+                               droppedAlerts: DeltaCounter(counter: metrics.counter(.outputAlertsDropped, d)),
+                               spooled: DeltaCounter(counter: metrics.counter(.outputSpooled, d)),
+                               spoolBytes: metrics.gauge(.outputSpoolBytes, d)))
         }
         state = Mutex(per)
     }

@@ -47,7 +47,7 @@ public final class SensorResources: @unchecked Sendable {
         } else if !rules.absent.isEmpty {
             logger.info("rules files absent, their defaults apply", metadata: ["directory": "\(directory!)", "files": "\(rules.absent.sorted().joined(separator: ","))"])
         }
-        if !c.evidence.enabled && (c.evidence.directory != nil || !c.evidence.recipients.isEmpty) {
+        if !c.evidence.enabled && (c.evidence.directory != nil || !c.evidence.recipients.isEmpty || !c.evidence.recipientsFiles.isEmpty) {
             logger.notice("evidence capture is off: no authorization reference configured (--authorization)")
         }
         var families: [PreparedFamily] = []

@@ -6,7 +6,7 @@ struct Sensor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sensor",
         abstract: "Real-time network security sensor: flows, detections and evidence as ECS JSON.",
-        version: "0.1.0",
+        version: SensorVersion.text,
         subcommands: [Replay.self, Run.self, Hunt.self, CaseReport.self, CheckConfig.self, CheckRules.self, Custody.self]
     )
 }

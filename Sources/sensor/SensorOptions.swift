@@ -47,6 +47,9 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("age X25519 recipient (age1…) evidence is encrypted to. Repeatable.", valueName: "age1..."))
     var evidenceRecipient: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("age recipients file (as age -R: one age1… key per line, # comments) evidence is encrypted to. Repeatable.", valueName: "path"))
+    var evidenceRecipientsFile: [String] = []
+
     @Option(name: .long, help: ArgumentHelp("Authorisation reference for evidence capture; without one, evidence capture stays off.", valueName: "ref"))
     var authorization: String?
 
@@ -102,6 +105,7 @@ struct SensorOptions: ParsableArguments {
         if let logFormat { c.logFormat = logFormat }
         if let evidenceDir { c.evidence.directory = evidenceDir }
         if !evidenceRecipient.isEmpty { c.evidence.recipients = evidenceRecipient }
+        if !evidenceRecipientsFile.isEmpty { c.evidence.recipientsFiles = evidenceRecipientsFile }
         if let authorization { c.evidence.authorization = authorization }
         if let purpose { c.evidence.purpose = purpose }
         if let operatorName { c.evidence.operatorName = operatorName }

@@ -46,8 +46,10 @@ final class VethLab {
 
     /// Starts `sensor run` on the capture end inside the namespace.
     /// `wrapper` runs before the sensor inside the namespace (e.g. setpriv, to start as systemd would).
-    func startSensor(_ arguments: [String], wrapper: [String] = []) throws -> LiveSensorProcess {
-        try LiveSensorProcess(namespace: namespace, arguments: ["run", "--interface", captureEnd] + arguments, wrapper: wrapper)
+    /// `environment` is added to the sensor's (e.g. `NOTIFY_SOCKET`, as systemd sets it).
+    func startSensor(_ arguments: [String], wrapper: [String] = [], environment: [String: String] = [:]) throws -> LiveSensorProcess {
+        try LiveSensorProcess(namespace: namespace, arguments: ["run", "--interface", captureEnd] + arguments, wrapper: wrapper,
+                              environment: environment)
     }
 
     /// GET /metrics from inside the namespace (bash's /dev/tcp: no client tool needed).
@@ -68,7 +70,7 @@ final class LiveSensorProcess {
     let directory: URL
     let stdoutURL: URL, stderrURL: URL
 
-    init(namespace: String, arguments: [String], wrapper: [String] = []) throws {
+    init(namespace: String, arguments: [String], wrapper: [String] = [], environment: [String: String] = [:]) throws {
         directory = try TestSupport.temporaryDirectory("live")
         stdoutURL = directory.appendingPathComponent("events.ndjson")
         stderrURL = directory.appendingPathComponent("stderr.txt")
@@ -81,6 +83,7 @@ final class LiveSensorProcess {
         process.standardError = try FileHandle(forWritingTo: stderrURL)
         process.standardInput = FileHandle.nullDevice
         process.currentDirectoryURL = TestSupport.repositoryRoot
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         try process.run()
     }
 
