@@ -26,6 +26,9 @@ public struct ReplayOutcome: Sendable {
 public enum Replay {
     /// Builds sinks, pipelines and services from the configuration and runs them to the end of input.
     ///
+    /// `flowShard`: only that shard's flows are processed (`FlowShard`); the others' packets still move
+    /// the packet clock.
+    ///
     /// `workers` above 1: one reader thread hands each packet to one of that many worker pipelines
     /// (`OfflineFanout`), whose host facts merge in host-stage aggregators as live; `cpus` pins the
     /// workers as `capture.cpus` does live. `extraAnalyzers` is called once per worker.
@@ -33,7 +36,7 @@ public enum Replay {
     /// Throws for problems found before any packet is processed (unreadable input, bad filter, output
     /// that cannot be opened). Damage found part-way is reported in the outcome after a full flush.
     public static func run(files: [String], configuration c: SensorConfiguration, logger: Logger,
-                           workers: Int = 1, cpus: [Int] = [],
+                           workers: Int = 1, cpus: [Int] = [], flowShard: FlowShard? = nil,
                            extraSinks: [any EventSink] = [], onlyAlertsOf category: RuleCategory? = nil,
                            extraAnalyzers: (EventEmitter) throws -> [any PacketAnalyzer] = { _ in [] }) async throws -> ReplayOutcome {
         let source = try MergedFileSource(paths: files, filter: c.bpf)
@@ -54,7 +57,8 @@ public enum Replay {
             let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
             let pipeline = Pipeline(flows: c.flows, emitter: emitter,
                                     analyzers: try WorkerAssembly.makeAnalyzers(resources, emitter: emitter, logger: logger) + extraAnalyzers(emitter))
-            processing.append(PacketProcessingService(pipeline: pipeline, source: source, logger: logger))
+            let filter = flowShard.map { FlowShardFilter(pipeline: pipeline, shard: $0) }
+            processing.append(PacketProcessingService(pipeline: pipeline, source: source, logger: logger, consumer: filter))
         } else {
             // Host-level stage as live: ring [worker][shard], one watermark per worker, one aggregator
             // per shard; listed before the workers so it drains after them on shutdown.
@@ -69,7 +73,7 @@ public enum Replay {
                 aggregators.append(aggregator)
                 services.append(.init(service: HostAggregatorService(aggregator: aggregator, mailbox: nil, metrics: nil, logger: logger)))
             }
-            let fanout = OfflineFanout(workers: workers, ringBytes: Self.workerRingBytes)
+            let fanout = OfflineFanout(workers: workers, ringBytes: Self.workerRingBytes, shard: flowShard)
             for i in 0..<workers {
                 let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
                 let link = HostShardLink(rings: hostRings[i], watermark: marks[i], waitsWhenFull: true)
@@ -79,6 +83,8 @@ public enum Replay {
                 let ringSource = RingPacketSource(ring: fanout.rings[i])
                 let publisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
                 ringSource.onClock = { [unowned pipeline] t in
+                    // The first clock record is the input's first packet (which this worker may not get).
+                    publisher?.clockStarted(at: t)
                     pipeline.advanceClock(to: t)
                     publisher?.publishWatermark(pipeline.clock)
                 }

@@ -33,7 +33,7 @@ struct Replay: AsyncParsableCommand {
         let outcome: ReplayOutcome
         do {
             outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger,
-                                                               workers: workers.count, cpus: workers.cpuList)
+                                                               workers: workers.count, cpus: workers.cpuList, flowShard: workers.shard)
         } catch {
             ExitStatus.failStart(error)
         }
