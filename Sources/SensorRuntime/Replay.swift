@@ -43,6 +43,8 @@ public enum Replay {
         let resources = try SensorResources(configuration: c, logger: logger)
         resources.geo?.startWatching()
         defer { resources.geo?.stopWatching() }
+        // `--host-facts`: the workers' host facts go to Kafka for `sensor aggregate`; no host stage here.
+        let hostOut = try c.hostFacts.map { try HostFactsOutput(options: $0, sensorName: c.sensorName) }
         var sinks: [any EventSink] = extraSinks
         let specs = c.outputs.isEmpty && extraSinks.isEmpty ? [OutputSpec.stdout] : c.outputs
         for spec in specs { sinks.append(try spec.makeSink()) }
@@ -56,13 +58,14 @@ public enum Replay {
         if workers <= 1 {
             let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
             let pipeline = Pipeline(flows: c.flows, emitter: emitter,
-                                    analyzers: try WorkerAssembly.makeAnalyzers(resources, emitter: emitter, logger: logger) + extraAnalyzers(emitter))
+                                    analyzers: try WorkerAssembly.makeAnalyzers(resources, emitter: emitter, hostRoute: hostOut.map { WorkerAssembly.HostRoute.kafka($0) } ?? .inline,
+                                                                                logger: logger) + extraAnalyzers(emitter))
             let filter = flowShard.map { FlowShardFilter(pipeline: pipeline, shard: $0) }
             processing.append(PacketProcessingService(pipeline: pipeline, source: source, logger: logger, consumer: filter))
         } else {
             // Host-level stage as live: ring [worker][shard], one watermark per worker, one aggregator
             // per shard; listed before the workers so it drains after them on shutdown.
-            let shards = max(1, c.live.hostShards)
+            let shards = hostOut == nil ? max(1, c.live.hostShards) : 0
             let hostRings = (0..<workers).map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: c.live.hostRingKilobytes << 10) } }
             let marks = (0..<workers).map { _ in WorkerWatermark() }
             let detectors = resources.hostDetectors(resources.rules)
@@ -78,7 +81,8 @@ public enum Replay {
                 let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
                 let link = HostShardLink(rings: hostRings[i], watermark: marks[i], waitsWhenFull: true)
                 let pipeline = Pipeline(flows: c.flows, emitter: emitter,
-                                        analyzers: try WorkerAssembly.makeAnalyzers(resources, index: i, emitter: emitter, hostRoute: .rings(link),
+                                        analyzers: try WorkerAssembly.makeAnalyzers(resources, index: i, emitter: emitter,
+                                                                                    hostRoute: hostOut.map { WorkerAssembly.HostRoute.kafka($0) } ?? .rings(link),
                                                                                     logger: logger) + extraAnalyzers(emitter))
                 let ringSource = RingPacketSource(ring: fanout.rings[i])
                 let publisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
@@ -114,6 +118,10 @@ public enum Replay {
         for e in processing.compactMap(\.readError) + [reader?.readError].compactMap({ $0 }) where !errors.contains(e) { errors.append(e) }
         var outcome = ReplayOutcome(counters: PipelineCounters(), flowCounters: FlowTableCounters(), events: 0, alerts: 0,
                                     inputErrors: errors, outputErrors: outputs.closeErrors)
+        // Every worker has sent its end records: wait for the cluster (or spool), as an event output closes.
+        if let hostOut {
+            do { try hostOut.sink.close() } catch { outcome.outputErrors.append("\(hostOut.sink.name): \(error)") }
+        }
         for p in processing {
             outcome.counters.add(p.pipeline.counters)
             outcome.flowCounters.add(p.pipeline.flows.counters)
@@ -126,7 +134,7 @@ public enum Replay {
             outcome.alerts &+= a.emitter.alertsEmitted
         }
         outcome.processingCPUSeconds += reader?.cpuSeconds ?? 0
-        outcome.sinkStatistics = sinks.map { ($0.name, $0.statistics) }
+        outcome.sinkStatistics = sinks.map { ($0.name, $0.statistics) } + (hostOut.map { [("host facts \($0.sink.name)", $0.sink.statistics)] } ?? [])
         return outcome
     }
 
