@@ -31,6 +31,10 @@ public final class KafkaRecordConsumer {
             ("enable.auto.commit", "false"), ("enable.auto.offset.store", "false"), ("auto.offset.reset", "earliest"),
             ("log_level", "3"), ("partition.assignment.strategy", "range"),
         ]
+        // The rebalance callback assigns whole sets (eager protocol): an incremental one would need other calls.
+        if let p = options.properties.first(where: { $0.name == "partition.assignment.strategy" && $0.value.contains("cooperative") }) {
+            throw .badSpec(options.description, reason: "\(p.name)=\(p.value): sensor aggregate uses an eager strategy (range or roundrobin)")
+        }
         settings += options.properties.map { ($0.name, $0.value) }
         for (k, v) in settings where rd_kafka_conf_set(conf, k, v, &errbuf, errbuf.count) != RD_KAFKA_CONF_OK {
             rd_kafka_conf_destroy(conf)

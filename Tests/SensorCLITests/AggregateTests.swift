@@ -184,6 +184,19 @@ final class AggregateTests: XCTestCase {
         XCTAssertEqual(noTopic.status, 64, noTopic.stderr)
     }
 
+    /// `host_facts:` in the YAML is checked as the flag is.
+    func testHostFactsInTheConfigFile() throws {
+        let dir = try spoolDirectory()
+        let good = dir + "/good.yaml", bad = dir + "/bad.yaml"
+        try "host_facts: \"kafka://127.0.0.1:9092/sensor-hostfacts?spool=/var/lib/sensor/spool\"\n".write(toFile: good, atomically: true, encoding: .utf8)
+        try "host_facts: \"kafka://127.0.0.1:9092/hf-{dataset}\"\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let ok = try TestSupport.sensor(["check-config", good])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        let refused = try TestSupport.sensor(["check-config", bad])
+        XCTAssertEqual(refused.status, 78, refused.stderr)
+        XCTAssertTrue((refused.stderr + refused.stdoutText).contains("bad.yaml:1"), refused.stderr)
+    }
+
     /// Every line `p` writes until `timeout` passes with none.
     func drain(_ p: BackgroundProcess, idle timeout: Double) -> [String] {
         var lines: [String] = []
