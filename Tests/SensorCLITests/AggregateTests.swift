@@ -206,8 +206,8 @@ final class AggregateTests: XCTestCase {
         return lines
     }
 
-    /// Two aggregators in one group, then an aggregator killed with SIGKILL after its first alert and
-    /// replaced: each time the union of what was emitted is the single replay's alert set, and an alert
+    /// Two aggregators in one group, then two where one is killed with SIGKILL after its first alert and
+    /// the other takes over its partitions: each time the union of what was emitted is the single replay's alert set, and an alert
     /// emitted twice (a partition rebuilt by its new owner) carries the same `event.id` both times.
     func testGroupMembersAndATakeoverEmitEveryAlertWithOneID() throws {
         let boot = try startBroker(["hostfacts:4"])
@@ -236,26 +236,35 @@ final class AggregateTests: XCTestCase {
         }
         try check(both[0] + both[1], "two members")
 
-        // A member killed after its first alert; its replacement joins the group and takes every partition.
-        let first = try BackgroundProcess(TestSupport.sensorBinary, ["aggregate", "--host-facts", consumer, "--group", "takeover",
-                                                                     "--lateness", "2", "--log-level", "error"],
-                                           currentDirectory: TestSupport.repositoryRoot.path)
+        // Two members; one is SIGKILLed after its first alert, and the survivor takes over its partitions.
+        let args = ["aggregate", "--host-facts", consumer, "--group", "takeover", "--lateness", "2", "--log-level", "info"]
+        let cwd = TestSupport.repositoryRoot.path
+        let victim = try BackgroundProcess(TestSupport.sensorBinary, args, currentDirectory: cwd)
+        let survivor = try BackgroundProcess(TestSupport.sensorBinary, args, currentDirectory: cwd)
+        XCTAssertTrue(TestSupport.waitUntil(timeout: 60) {
+            victim.standardError.contains("partitions assigned") && survivor.standardError.contains("partitions assigned")
+        }, "both members should own partitions: \(victim.standardError) \(survivor.standardError)")
         var killed: [String] = []
-        while let l = first.readLine(timeout: 60) {
+        while let l = victim.readLine(timeout: 60) {
             killed.append(l)
             if l.contains("\"sensor.alert\"") { break }
         }
-        XCTAssertFalse(killed.isEmpty, "no alert before the kill: \(first.standardError)")
-        kill(first.process.processIdentifier, SIGKILL)
-        first.process.waitUntilExit()
-        killed += drain(first, idle: 0.5)
-        let second = try BackgroundProcess(TestSupport.sensorBinary, ["aggregate", "--host-facts", consumer, "--group", "takeover",
-                                                                      "--lateness", "2", "--exit-at-end", "--log-level", "error"],
-                                            currentDirectory: TestSupport.repositoryRoot.path)
-        let survivor = drain(second, idle: 60)
-        second.process.waitUntilExit()
-        XCTAssertEqual(second.process.terminationStatus, 0, second.standardError)
-        try check(killed + survivor, "after SIGKILL")
-        XCTAssertGreaterThan(try Self.alerts(survivor).identities.count, 0)
+        kill(victim.process.processIdentifier, SIGKILL)
+        victim.process.waitUntilExit()
+        killed += drain(victim, idle: 0.5)
+        // The survivor's output until it owns every partition (the group noticed the death), then until it
+        // has been quiet for a while (the rebuilt partitions' alerts are out).
+        var kept: [String] = []
+        let tookOver = TestSupport.waitUntil(timeout: 60) {
+            if let l = survivor.readLine(timeout: 0.05) { kept.append(l) }
+            return survivor.standardError.split(separator: "\n").last(where: { $0.contains("partitions assigned") })?.contains("[0, 1, 2, 3]") ?? false
+        }
+        XCTAssertTrue(tookOver, "the survivor should take every partition: \(survivor.standardError)")
+        let before = kept.count
+        while let l = survivor.readLine(timeout: 8) { kept.append(l) }
+        survivor.stop()
+        kept += drain(survivor, idle: 0.5)
+        XCTAssertGreaterThan(try Self.alerts(Array(kept[before...])).identities.count, 0, "nothing re-emitted after the takeover")
+        try check(killed + kept, "after SIGKILL")
     }
 }
