@@ -24,6 +24,7 @@ let fuzzTargets: [String: (inout FuzzInput) -> Void] = [
     "x509": fuzzX509,
     "report": fuzzReport,
     "zeek": fuzzZeek,
+    "hostfacts": fuzzHostFacts,
 ]
 
 nonisolated(unsafe) var selectedTarget: (inout FuzzInput) -> Void = { _ in }

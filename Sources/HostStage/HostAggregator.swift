@@ -28,14 +28,19 @@ public struct HostShardLink {
 /// that much and never stalls.
 public final class HostAggregator {
     public let shard: Int
-    let rings: [SPSCByteRing]
-    let marks: [WorkerWatermark]
+    /// One input per worker (live, replay), or per producer found on a partition (`sensor aggregate`,
+    /// which adds inputs as producers appear).
+    private(set) var rings: [SPSCByteRing]
+    private(set) var marks: [WorkerWatermark]
     public let stage: HostDetectorSet
     public let emitter: EventEmitter
     /// The merged packet clock (ns).
     public private(set) var clock: Int64 = .min
     var heads: [Int64?]
     var bounds: [Int64]
+    /// Records applied with a stamp behind the merged clock: only when an input's bound was lifted
+    /// (`sensor aggregate`'s lateness) or the merge was forced (`applyEarliest`); never live.
+    public private(set) var late: UInt64 = 0
 
     public init(shard: Int, rings: [SPSCByteRing], marks: [WorkerWatermark], detectors: [HostDetectorFactory], emitter: EventEmitter) {
         self.shard = shard
@@ -45,6 +50,39 @@ public final class HostAggregator {
         stage = HostDetectorSet(factories: detectors, emitter: emitter)
         heads = Array(repeating: nil, count: rings.count)
         bounds = Array(repeating: .min, count: rings.count)
+    }
+
+    /// Adds an input (a producer first seen); returns its index.
+    @discardableResult
+    public func addInput(ring: SPSCByteRing, mark: WorkerWatermark) -> Int {
+        rings.append(ring)
+        marks.append(mark)
+        heads.append(nil)
+        bounds.append(.min)
+        exhausted = false
+        return rings.count - 1
+    }
+
+    /// Applies the record with the earliest stamp of any input, whatever the bounds (a bounded buffer
+    /// is full and the merge may not wait any longer); false when every input is empty.
+    public func applyEarliest() -> Bool {
+        var best = -1
+        var bestStamp = Int64.max
+        for w in rings.indices {
+            guard let r = rings[w].peek() else { continue }
+            let s = r.load(as: Int64.self)
+            if best < 0 || s < bestStamp { best = w; bestStamp = s }
+        }
+        guard best >= 0 else { return false }
+        apply(rings[best], stamp: bestStamp)
+        return true
+    }
+
+    @inline(__always) func apply(_ ring: SPSCByteRing, stamp: Int64) {
+        if stamp < clock { late &+= 1 }
+        advance(to: stamp)
+        stage.apply(ring.peek()!)
+        ring.pop()
     }
 
     /// True once every worker has finished and every ring is drained.
@@ -81,10 +119,7 @@ public final class HostAggregator {
                 if low != .max { advance(to: low) }
                 return applied
             }
-            let r = rings[best].peek()!
-            advance(to: heads[best]!)
-            stage.apply(r)
-            rings[best].pop()
+            apply(rings[best], stamp: heads[best]!)
             applied += 1
         }
     }
@@ -97,11 +132,7 @@ public final class HostAggregator {
     /// Applies whatever is still in the rings, ring by ring (a worker that never finished: shutdown only).
     public func drainUnordered() {
         for ring in rings {
-            while let r = ring.peek() {
-                advance(to: r.load(as: Int64.self))
-                stage.apply(r)
-                ring.pop()
-            }
+            while let r = ring.peek() { apply(ring, stamp: r.load(as: Int64.self)) }
         }
     }
 

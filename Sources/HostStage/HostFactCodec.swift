@@ -110,12 +110,27 @@ public struct HostFactReader {
     mutating func flow() -> FlowRecord? {
         let size = MemoryLayout<FlowRecord>.size
         guard let b = c.take(size) else { return nil }
+        // Every Bool and enum byte must hold a value of its type before the bytes become a FlowRecord
+        // (from a Kafka topic they are anyone's: another bit pattern is undefined behaviour).
+        for (offset, largest) in Self.flowTagBytes where b[offset] > largest { return nil }
         // Copied to aligned storage before loading (the record is not aligned for FlowRecord).
         return withUnsafeTemporaryAllocation(of: FlowRecord.self, capacity: 1) { p in
             UnsafeMutableRawPointer(p.baseAddress!).copyMemory(from: b.baseAddress!, byteCount: size)
             return p[0]
         }
     }
+    /// Offsets in a `FlowRecord` of its Bool and enum bytes, with the largest valid value of each.
+    static let flowTagBytes: [(Int, UInt8)] = {
+        let key = MemoryLayout<FlowRecord>.offset(of: \FlowRecord.key)!
+        return [
+            (MemoryLayout<FlowRecord>.offset(of: \FlowRecord.originatorIsA)!, 1),
+            (MemoryLayout<FlowRecord>.offset(of: \FlowRecord.tcpState)!, TCPState.reset.rawValue),
+            (key + MemoryLayout<FlowKey>.offset(of: \FlowKey.isIPv6)!, 1),
+            (key + MemoryLayout<FlowKey>.offset(of: \FlowKey.hasPorts)!, 1),
+            (key + MemoryLayout<FlowKey>.offset(of: \FlowKey.isOneWay)!, 1),
+        ]
+    }()
+
     mutating func bytes() -> UnsafeRawBufferPointer? {
         guard let n = c.u16le() else { return nil }
         return c.take(Int(n))
@@ -327,6 +342,10 @@ extension HostFactReader {
               let ipProtocol = u8(), let app = u8(), let isResponse = bool(), let id = u16(), let qtype = u16(),
               let rcode = u16(), let registered = u32(), let suffix = u32(), let length = u32(), let answers = u32(),
               let answerBytes = u32(), let name = bytes(), name.count <= scratch.count else { return nil }
+        // The detectors index the name with these offsets: from another process (a Kafka topic) they are
+        // hostile, so each is absent (negative) or within the name.
+        let registeredStart = Int(Int32(bitPattern: registered)), suffixStart = Int(Int32(bitPattern: suffix))
+        guard registeredStart <= name.count, suffixStart <= name.count else { return nil }
         for i in 0..<name.count {
             let b = name[i]
             scratch[i] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
@@ -335,7 +354,7 @@ extension HostFactReader {
             at: t, client: client, server: server, clientPort: cport, serverPort: sport, ipProtocol: ipProtocol,
             appProtocol: AppProtocol(rawValue: app) ?? .dns, isResponse: isResponse, id: id, queryType: qtype, responseCode: rcode,
             name: name, lowercaseName: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(scratch)[..<name.count]),
-            registeredDomainStart: Int(Int32(bitPattern: registered)), publicSuffixStart: Int(Int32(bitPattern: suffix)),
+            registeredDomainStart: registeredStart, publicSuffixStart: suffixStart,
             messageLength: Int(length), answerCount: Int(answers), answerDataBytes: Int(answerBytes))
     }
 }

@@ -31,9 +31,14 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     public enum Route {
         case inline(HostDetectorSet)
         case rings([SPSCByteRing], WorkerWatermark)
+        /// Out of the process (`--host-facts kafka://…`): each record in a `HostFactEnvelope` naming
+        /// this producer, one partition per shard; watermarks and the end go to every partition.
+        case transport(any HostFactTransport, HostFactEnvelope.Producer)
     }
     let route: Route
-    let scratch = UnsafeMutableRawPointer.allocate(byteCount: HostFactWriter.capacity, alignment: 16)
+    /// Room for an envelope header, then the record (the writer starts at `record`).
+    let scratch = UnsafeMutableRawPointer.allocate(byteCount: HostFactEnvelope.maxHeader + HostFactWriter.capacity, alignment: 16)
+    var record: UnsafeMutableRawPointer { scratch + HostFactEnvelope.maxHeader }
     /// Monotonic merge key: the largest packet time any record or tick carried.
     var stamp: Int64 = .min
     public private(set) var started = false
@@ -42,7 +47,11 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     /// Packet time between two watermarks while packets flow: the aggregators' merge trails a busy
     /// worker by about this much, so a ring needs to hold only this much of its facts.
     static let watermarkInterval: Int64 = 10_000_000
+    /// The same out of the process: a watermark record goes to every partition, and the tick records
+    /// every second of packet time carry the watermark too.
+    static let transportWatermarkInterval: Int64 = 1_000_000_000
 
+    let watermarkInterval: Int64
     /// The facts some host detector reads (the others are never encoded).
     public let wanted: HostFactKinds
     /// Offline (replay with several workers): a full ring makes the worker wait instead of dropping.
@@ -52,6 +61,7 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
         self.route = route
         self.waitsWhenFull = waitsWhenFull
         if case .inline = route { publishedAt = .max } else { publishedAt = .min }
+        if case .transport = route { watermarkInterval = Self.transportWatermarkInterval } else { watermarkInterval = Self.watermarkInterval }
         self.wanted = wanted
     }
 
@@ -75,12 +85,19 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     /// Encodes `fact` and sends it to the shard of `host` (every shard when `host` is nil).
     public func publish(_ fact: HostFact, at t: Timestamp, host: IPAddress?) {
         if t.nanoseconds > stamp { stamp = t.nanoseconds }
-        var w = HostFactWriter(base: scratch)
+        var w = HostFactWriter(base: record)
         HostFactCodec.encode(fact, stamp: stamp, into: &w)
         records &+= 1
         switch route {
         case .inline(let stage):
             stage.apply(w.bytes)
+        case .transport(let t, let producer):
+            let bytes = envelope(.fact, producer, record: w.count)
+            guard let host else {
+                for p in 0..<t.partitions { t.send(bytes, partition: p, host: nil) }
+                return
+            }
+            t.send(bytes, partition: Self.shard(of: host, count: t.partitions), host: host)
         case .rings(let rings, _):
             if rings.count == 1 { send(w.bytes, to: rings[0]); return }
             guard let host else {
@@ -89,6 +106,20 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
             }
             send(w.bytes, to: rings[Self.shard(of: host, count: rings.count)])
         }
+    }
+
+    /// Writes the envelope header in front of the record (`count` bytes at `record`); returns both.
+    func envelope(_ type: HostFactEnvelope.RecordType, _ producer: HostFactEnvelope.Producer, record count: Int) -> UnsafeRawBufferPointer {
+        let start = record - HostFactEnvelope.headerLength(producer)
+        let n = HostFactEnvelope.writeHeader(start, type: type, watermark: stamp, producer: producer)
+        return UnsafeRawBufferPointer(start: start, count: n + count)
+    }
+
+    /// A watermark or end record to every partition.
+    func broadcast(_ type: HostFactEnvelope.RecordType) {
+        guard case .transport(let t, let producer) = route else { return }
+        let bytes = envelope(type, producer, record: 0)
+        for p in 0..<t.partitions { t.send(bytes, partition: p, host: nil) }
     }
 
     @inline(__always) func send(_ bytes: UnsafeRawBufferPointer, to ring: SPSCByteRing) {
@@ -107,11 +138,16 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
 
     /// A fixed mix (not Swift's per-process seeded `Hasher`), so a host lands on the same shard in every run.
     public static func shard(of a: IPAddress, count: Int) -> Int {
+        Int(shardHash(of: a) % UInt64(count))
+    }
+
+    /// The hash `shard(of:count:)` takes the remainder of (a Kafka record's route: partition = route mod partitions).
+    public static func shardHash(of a: IPAddress) -> UInt64 {
         var h = (a.high &* 0x9E37_79B9_7F4A_7C15) ^ (a.low &* 0xBF58_476D_1CE4_E5B9)
         h ^= h >> 31
         h = h &* 0x94D0_49BB_1331_11EB
         h ^= h >> 29
-        return Int(h % UInt64(count))
+        return h
     }
 
     // MARK: Facts
@@ -127,11 +163,23 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
         guard wanted.contains(.flowEnded) else { return }
         publish(.flowEnded(flow, reason, labels), at: flow.lastSeen, host: flow.originator)
         // With several shards, the others learn port popularity from it too (a rare case: S > 1).
-        guard wanted.contains(.flowElsewhere), case .rings(let rings, _) = route, rings.count > 1 else { return }
-        let owner = Self.shard(of: flow.originator, count: rings.count)
-        var e = HostFactWriter(base: scratch)
-        HostFactCodec.encode(.flowElsewhere(flow), stamp: stamp, into: &e)
-        for (i, ring) in rings.enumerated() where i != owner { send(e.bytes, to: ring) }
+        guard wanted.contains(.flowElsewhere) else { return }
+        switch route {
+        case .inline: return
+        case .rings(let rings, _):
+            guard rings.count > 1 else { return }
+            let owner = Self.shard(of: flow.originator, count: rings.count)
+            var e = HostFactWriter(base: record)
+            HostFactCodec.encode(.flowElsewhere(flow), stamp: stamp, into: &e)
+            for (i, ring) in rings.enumerated() where i != owner { send(e.bytes, to: ring) }
+        case .transport(let t, let producer):
+            guard t.partitions > 1 else { return }
+            let owner = Self.shard(of: flow.originator, count: t.partitions)
+            var e = HostFactWriter(base: record)
+            HostFactCodec.encode(.flowElsewhere(flow), stamp: stamp, into: &e)
+            let bytes = envelope(.fact, producer, record: e.count)
+            for p in 0..<t.partitions where p != owner { t.send(bytes, partition: p, host: nil) }
+        }
     }
 
     public func tcpFlowStarted(source: IPAddress, destination: IPAddress, port: UInt16, at t: Timestamp) {
@@ -173,24 +221,38 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     /// Every packet: one subtraction and compare; a release store of the watermark every
     /// `watermarkInterval` of packet time (live only).
     @inline(__always) public func packetTime(_ t: Timestamp) {
-        if t.nanoseconds &- publishedAt > Self.watermarkInterval { publishWatermark(t) }
+        if t.nanoseconds &- publishedAt > watermarkInterval { publishWatermark(t) }
     }
 
     /// Promises the aggregators that nothing this worker sends later is stamped before `t` (its packet
     /// clock: live, also the wall clock when the link is quiet, as `Pipeline.advanceClock` assumes).
     @inline(never) public func publishWatermark(_ t: Timestamp) {
-        guard case .rings(_, let mark) = route else { return }
-        if t.nanoseconds > stamp { stamp = t.nanoseconds }
-        publishedAt = t.nanoseconds
-        mark.clock.store(stamp, ordering: .releasing)
+        switch route {
+        case .inline: return
+        case .rings(_, let mark):
+            if t.nanoseconds > stamp { stamp = t.nanoseconds }
+            publishedAt = t.nanoseconds
+            mark.clock.store(stamp, ordering: .releasing)
+        case .transport:
+            // Out of the process a watermark is a record to every partition: at most one per interval.
+            guard t.nanoseconds &- publishedAt >= watermarkInterval else { return }
+            if t.nanoseconds > stamp { stamp = t.nanoseconds }
+            publishedAt = t.nanoseconds
+            broadcast(.watermark)
+        }
     }
 
     /// The pipeline ticked (once per packet-clock second): a tick record to every shard, then the watermark.
     public func tick(_ now: Timestamp) {
         publish(.tick(now), at: now, host: nil)
-        if case .rings(_, let mark) = route {
+        switch route {
+        case .inline: break
+        case .rings(_, let mark):
             publishedAt = now.nanoseconds
             mark.clock.store(stamp, ordering: .releasing)
+        case .transport:
+            // The tick record carried the watermark to every partition.
+            publishedAt = now.nanoseconds
         }
     }
 
@@ -201,6 +263,8 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
         case .rings(_, let mark):
             mark.clock.store(stamp, ordering: .releasing)
             mark.finished.store(true, ordering: .releasing)
+        case .transport:
+            broadcast(.end)
         }
     }
 }

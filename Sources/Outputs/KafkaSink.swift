@@ -13,6 +13,10 @@ public enum KafkaKey: String, Sendable, Equatable {
     case sourceIP = "source_ip"
     /// No key: librdkafka spreads messages over partitions.
     case none
+    /// Records the caller keys itself (`KafkaSink.produce`): the key's first 8 bytes, big-endian, are a
+    /// route and the partition is route mod partitions (host facts: a partition per host shard, so the
+    /// spool re-sends each record to the partition it was meant for).
+    case route
 }
 
 /// `kafka://HOST:PORT[,HOST:PORT]/TOPIC?…`.
@@ -57,7 +61,8 @@ public struct KafkaOutputOptions: Equatable, Sendable, CustomStringConvertible {
         self.topic = topic
     }
 
-    init(url text: String) throws(OutputError) {
+    /// Parses `kafka://HOST:PORT[,…]/TOPIC[?…]` (the output syntax; `--host-facts` uses it too).
+    public init(url text: String) throws(OutputError) {
         let u = try OutputURL(text)
         guard !u.authority.isEmpty else { throw .badSpec(text, reason: "kafka:// needs at least one HOST:PORT") }
         for b in u.authority.split(separator: ",", omittingEmptySubsequences: false) {
@@ -72,7 +77,7 @@ public struct KafkaOutputOptions: Equatable, Sendable, CustomStringConvertible {
         for (k, v) in u.query {
             switch k {
             case "key":
-                guard let key = KafkaKey(rawValue: v) else { throw .badSpec(text, reason: "key must be community_id, source_ip or none") }
+                guard let key = KafkaKey(rawValue: v), key != .route else { throw .badSpec(text, reason: "key must be community_id, source_ip or none") }
                 self.key = key
             case "spool": spoolDirectory = v
             case "spool_max_bytes": spoolMaxBytes = try OutputURL.bytes(v, name: k, spec: text)
@@ -250,6 +255,15 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
         try set("log_level", "4")
         for p in KafkaOutputOptions.defaultProperties { try set(p.name, p.value) }
         for p in options.properties { try set(p.name, p.value) }
+        if options.key == .route, let tconf = rd_kafka_topic_conf_new() {
+            rd_kafka_topic_conf_set_partitioner_cb(tconf) { _, key, keyLength, partitions, _, _ in
+                guard let key, keyLength >= 8, partitions > 0 else { return 0 }
+                var route: UInt64 = 0
+                for i in 0..<8 { route = route << 8 | UInt64(key.load(fromByteOffset: i, as: UInt8.self)) }
+                return Int32(truncatingIfNeeded: route % UInt64(partitions))
+            }
+            rd_kafka_conf_set_default_topic_conf(conf, tconf)
+        }
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(core).toOpaque())
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
             guard let message, let opaque else { return }
@@ -303,28 +317,73 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
                 }
             case .sourceIP:
                 if let ip = metadata.sourceIP { ip.append(to: &s.keyBuffer) }
-            case .none: break
+            case .none, .route: break
             }
             let (topicName, rkt) = topicEntry(&s, metadata.dataset)
-            if s.spooling || !core.reachable.load(ordering: .relaxed) {
+            produceLocked(&s, topicName, rkt, json, dataset: metadata.dataset, alert: alert)
+        }
+    }
+
+    /// One record the caller keyed itself (`KafkaKey.route`: host facts), to the configured topic, with
+    /// the same spool and counters as events.
+    public func produce(_ payload: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer) {
+        core.accepted.add(1, ordering: .relaxed)
+        core.state.withLock { s in
+            guard !s.closed else { core.countDrop(alert: false); return }
+            s.keyBuffer.removeAll(keepingCapacity: true)
+            s.keyBuffer.append(contentsOf: key)
+            let (topicName, rkt) = topicEntry(&s, "host_facts")
+            produceLocked(&s, topicName, rkt, payload, dataset: "host_facts", alert: false)
+        }
+    }
+
+    /// The topic's partition count from the cluster, waiting up to `timeout` seconds; throws a message
+    /// for the user when the cluster cannot be reached or the topic does not exist.
+    public func partitionCount(timeout: Double) throws(OutputError) -> Int {
+        let rkt = core.state.withLock { s in topicEntry(&s, "host_facts").1 }
+        return try Self.partitionCount(rk: rk, rkt: rkt, topic: options.topic, spec: options.description, timeout: timeout)
+    }
+
+    /// A topic's partition count from the cluster's metadata (producer and consumer alike).
+    static func partitionCount(rk: OpaquePointer, rkt: OpaquePointer, topic: String, spec: String, timeout: Double) throws(OutputError) -> Int {
+        var md: UnsafePointer<rd_kafka_metadata>? = nil
+        let err = rd_kafka_metadata(rk, 0, rkt, &md, Int32(timeout * 1000))
+        defer { if let md { rd_kafka_metadata_destroy(md) } }
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let m = md?.pointee else {
+            throw .open(spec: spec, reason: "cannot read the topic's metadata: \(String(cString: rd_kafka_err2str(err)))")
+        }
+        for i in 0..<Int(m.topic_cnt) where String(cString: m.topics[i].topic) == topic {
+            let t = m.topics[i]
+            if t.err != RD_KAFKA_RESP_ERR_NO_ERROR || t.partition_cnt < 1 {
+                throw .open(spec: spec, reason: "topic '\(topic)': \(String(cString: rd_kafka_err2str(t.err)))")
+            }
+            return Int(t.partition_cnt)
+        }
+        throw .open(spec: spec, reason: "topic '\(topic)' does not exist")
+    }
+
+    /// Hands a keyed record to librdkafka with its headers, or to the spool while one is being re-sent or
+    /// the cluster is away (caller holds the lock; the key is in `s.keyBuffer`).
+    private func produceLocked(_ s: inout Core.State, _ topicName: String, _ rkt: OpaquePointer, _ json: UnsafeRawBufferPointer,
+                               dataset: StaticString, alert: Bool) {
+        if s.spooling || !core.reachable.load(ordering: .relaxed) {
+            spoolEvent(&s, topicName, json, alert: alert)
+            return
+        }
+        let err = s.keyBuffer.withUnsafeBytes { key in
+            sensorName.withUnsafeBytes { sn in
+                KafkaSink.produce(rk, rkt, payload: json, key: key, alert: alert,
+                                  dataset: UnsafeRawBufferPointer(start: dataset.utf8Start, count: dataset.utf8CodeUnitCount),
+                                  sensor: sn)
+            }
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if KafkaSink.retriable(err) {
                 spoolEvent(&s, topicName, json, alert: alert)
-                return
-            }
-            let err = s.keyBuffer.withUnsafeBytes { key in
-                sensorName.withUnsafeBytes { sn in
-                    KafkaSink.produce(rk, rkt, payload: json, key: key, alert: alert,
-                                      dataset: UnsafeRawBufferPointer(start: metadata.dataset.utf8Start, count: metadata.dataset.utf8CodeUnitCount),
-                                      sensor: sn)
-                }
-            }
-            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                if KafkaSink.retriable(err) {
-                    spoolEvent(&s, topicName, json, alert: alert)
-                } else {
-                    // librdkafka refuses this event for good (larger than message.max.bytes): counted, not retried.
-                    core.failed.add(1, ordering: .relaxed)
-                    core.countDrop(alert: alert)
-                }
+            } else {
+                // librdkafka refuses this event for good (larger than message.max.bytes): counted, not retried.
+                core.failed.add(1, ordering: .relaxed)
+                core.countDrop(alert: alert)
             }
         }
     }

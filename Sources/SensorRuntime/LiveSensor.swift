@@ -196,7 +196,9 @@ public final class LiveSensor {
 
         // Host-level stage: ring [worker][shard], one watermark per worker, one aggregator per shard. Listed
         // before the workers, so on shutdown it drains after they stop and before the outputs close.
-        let shards = max(1, live.hostShards)
+        // `--host-facts`: the host facts go to Kafka for `sensor aggregate`, no aggregator runs here.
+        let hostOut = try c.hostFacts.map { try HostFactsOutput(options: $0, sensorName: c.sensorName) }
+        let shards = hostOut == nil ? max(1, live.hostShards) : 0
         let rings = sources.indices.map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: live.hostRingKilobytes << 10) } }
         let marks = sources.indices.map { _ in WorkerWatermark() }
         let detectors = resources.hostDetectors(resources.rules)
@@ -221,7 +223,7 @@ public final class LiveSensor {
             let emitter = resources.makeEmitter(sinks: sinks + [counter], ingress: live.interface ?? "?")
             let pipeline = Pipeline(flows: c.flows, emitter: emitter,
                                     analyzers: try WorkerAssembly.makeAnalyzers(resources, index: i, emitter: emitter,
-                                                                                hostRoute: .rings(HostShardLink(rings: rings[i], watermark: marks[i])),
+                                                                                hostRoute: hostOut.map { WorkerAssembly.HostRoute.kafka($0) } ?? .rings(HostShardLink(rings: rings[i], watermark: marks[i])),
                                                                                 logger: logger))
             let worker = LiveWorker(index: i, source: source, configuration: live, metrics: WorkerMetrics(metrics: metrics, worker: i),
                                     datasets: counter, logger: logger)
@@ -253,6 +255,10 @@ public final class LiveSensor {
         logger.notice("capture started", metadata: meta)
         var failure: Error?
         do { try await group.run() } catch { failure = error }
+        var hostOutError: String?
+        if let hostOut {
+            do { try hostOut.sink.close() } catch { hostOutError = "\(hostOut.sink.name): \(error)" }
+        }
 
         var outcome = LiveOutcome(packets: 0, flows: 0, events: 0, capture: LiveCaptureCounters(), readErrors: [],
                                   outputErrors: outputs.closeErrors)
@@ -266,7 +272,8 @@ public final class LiveSensor {
             if let e = s.readError { outcome.readErrors.append(e) }
         }
         for a in aggregators { outcome.events &+= a.emitter.eventsEmitted }
-        outcome.sinkStatistics = sinks.map { ($0.name, $0.statistics) }
+        outcome.sinkStatistics = sinks.map { ($0.name, $0.statistics) } + (hostOut.map { [("host facts \($0.sink.name)", $0.sink.statistics)] } ?? [])
+        if let hostOutError { outcome.outputErrors.append(hostOutError) }
         if let failure, outcome.readErrors.isEmpty { throw failure }
         return outcome
     }

@@ -51,7 +51,11 @@ final class OfflineFanout: PacketConsumer {
     /// Workers still to be sent the clock while the reader waits (`waitAndWrite`).
     var owesClock: [Bool]
 
-    init(workers: Int, ringBytes: Int) {
+    /// `--flow-shard`: the flows this process handles (nil: all).
+    let shard: FlowShard?
+
+    init(workers: Int, ringBytes: Int, shard: FlowShard? = nil) {
+        self.shard = shard
         rings = (0..<workers).map { _ in SPSCByteRing(capacity: ringBytes) }
         maxBody = rings[0].maxRecord - FanoutRecord.headerSize
         owesClock = Array(repeating: false, count: workers)
@@ -68,8 +72,7 @@ final class OfflineFanout: PacketConsumer {
     /// The worker of a decoded packet: by address pair and IP protocol when it has IP addresses,
     /// worker 0 for the rest (not IP, or too damaged to show addresses).
     @inline(__always) static func worker(of p: DecodedPacket, count: Int) -> Int {
-        guard p.ipVersion != 0 else { return 0 }
-        return Int(truncatingIfNeeded: FlowKey.addressPairHash(p) % UInt64(count))
+        FlowShard.shard(of: p, count: count)
     }
 
     override func consume(_ raw: RawPacket) {
@@ -88,6 +91,8 @@ final class OfflineFanout: PacketConsumer {
         }
         var p = DecodedPacket()
         _ = PacketDecoder.decode(raw.bytes, linkType: raw.linkType, into: &p)
+        // Another process's flows (`--flow-shard`): they only moved the clock, above.
+        if let shard, !shard.contains(p) { return }
         let w = rings.count == 1 ? 0 : Self.worker(of: p, count: rings.count)
         // The pipeline stamps such a record with its clock: bring the worker's clock to the global one.
         if outOfRange { pushClock(to: w) }

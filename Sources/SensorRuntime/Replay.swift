@@ -28,6 +28,9 @@ public struct ReplayOutcome: Sendable {
 public enum Replay {
     /// Builds sinks, pipelines and services from the configuration and runs them to the end of input.
     ///
+    /// `flowShard`: only that shard's flows are processed (`FlowShard`); the others' packets still move
+    /// the packet clock.
+    ///
     /// `workers` above 1: one reader thread hands each packet to one of that many worker pipelines
     /// (`OfflineFanout`), whose host facts merge in host-stage aggregators as live; `cpus` pins the
     /// workers as `capture.cpus` does live. `extraAnalyzers` is called once per worker.
@@ -35,13 +38,15 @@ public enum Replay {
     /// Throws for problems found before any packet is processed (unreadable input, bad filter, output
     /// that cannot be opened). Damage found part-way is reported in the outcome after a full flush.
     public static func run(files: [String], configuration c: SensorConfiguration, logger: Logger,
-                           workers: Int = 1, cpus: [Int] = [],
+                           workers: Int = 1, cpus: [Int] = [], flowShard: FlowShard? = nil,
                            extraSinks: [any EventSink] = [], onlyAlertsOf category: RuleCategory? = nil,
                            extraAnalyzers: (EventEmitter) throws -> [any PacketAnalyzer] = { _ in [] }) async throws -> ReplayOutcome {
         let source = try MergedFileSource(paths: files, filter: c.bpf)
         let resources = try SensorResources(configuration: c, logger: logger)
         resources.geo?.startWatching()
         defer { resources.geo?.stopWatching() }
+        // `--host-facts`: the workers' host facts go to Kafka for `sensor aggregate`; no host stage here.
+        let hostOut = try c.hostFacts.map { try HostFactsOutput(options: $0, sensorName: c.sensorName) }
         var sinks: [any EventSink] = extraSinks
         let specs = c.outputs.isEmpty && extraSinks.isEmpty ? [OutputSpec.stdout] : c.outputs
         for spec in specs { sinks.append(try spec.makeSink(logger: logger, sensorName: c.sensorName)) }
@@ -55,12 +60,14 @@ public enum Replay {
         if workers <= 1 {
             let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
             let pipeline = Pipeline(flows: c.flows, emitter: emitter,
-                                    analyzers: try WorkerAssembly.makeAnalyzers(resources, emitter: emitter, logger: logger) + extraAnalyzers(emitter))
-            processing.append(PacketProcessingService(pipeline: pipeline, source: source, logger: logger))
+                                    analyzers: try WorkerAssembly.makeAnalyzers(resources, emitter: emitter, hostRoute: hostOut.map { WorkerAssembly.HostRoute.kafka($0) } ?? .inline,
+                                                                                logger: logger) + extraAnalyzers(emitter))
+            let filter = flowShard.map { FlowShardFilter(pipeline: pipeline, shard: $0) }
+            processing.append(PacketProcessingService(pipeline: pipeline, source: source, logger: logger, consumer: filter))
         } else {
             // Host-level stage as live: ring [worker][shard], one watermark per worker, one aggregator
             // per shard; listed before the workers so it drains after them on shutdown.
-            let shards = max(1, c.live.hostShards)
+            let shards = hostOut == nil ? max(1, c.live.hostShards) : 0
             let hostRings = (0..<workers).map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: c.live.hostRingKilobytes << 10) } }
             let marks = (0..<workers).map { _ in WorkerWatermark() }
             let detectors = resources.hostDetectors(resources.rules)
@@ -71,16 +78,19 @@ public enum Replay {
                 aggregators.append(aggregator)
                 services.append(.init(service: HostAggregatorService(aggregator: aggregator, mailbox: nil, metrics: nil, logger: logger)))
             }
-            let fanout = OfflineFanout(workers: workers, ringBytes: Self.workerRingBytes)
+            let fanout = OfflineFanout(workers: workers, ringBytes: Self.workerRingBytes, shard: flowShard)
             for i in 0..<workers {
                 let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
                 let link = HostShardLink(rings: hostRings[i], watermark: marks[i], waitsWhenFull: true)
                 let pipeline = Pipeline(flows: c.flows, emitter: emitter,
-                                        analyzers: try WorkerAssembly.makeAnalyzers(resources, index: i, emitter: emitter, hostRoute: .rings(link),
+                                        analyzers: try WorkerAssembly.makeAnalyzers(resources, index: i, emitter: emitter,
+                                                                                    hostRoute: hostOut.map { WorkerAssembly.HostRoute.kafka($0) } ?? .rings(link),
                                                                                     logger: logger) + extraAnalyzers(emitter))
                 let ringSource = RingPacketSource(ring: fanout.rings[i])
                 let publisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
                 ringSource.onClock = { [unowned pipeline] t in
+                    // The first clock record is the input's first packet (which this worker may not get).
+                    publisher?.clockStarted(at: t)
                     pipeline.advanceClock(to: t)
                     publisher?.publishWatermark(pipeline.clock)
                 }
@@ -110,6 +120,10 @@ public enum Replay {
         for e in processing.compactMap(\.readError) + [reader?.readError].compactMap({ $0 }) where !errors.contains(e) { errors.append(e) }
         var outcome = ReplayOutcome(counters: PipelineCounters(), flowCounters: FlowTableCounters(), events: 0, alerts: 0,
                                     inputErrors: errors, outputErrors: outputs.closeErrors)
+        // Every worker has sent its end records: wait for the cluster (or spool), as an event output closes.
+        if let hostOut {
+            do { try hostOut.sink.close() } catch { outcome.outputErrors.append("\(hostOut.sink.name): \(error)") }
+        }
         for p in processing {
             outcome.counters.add(p.pipeline.counters)
             outcome.flowCounters.add(p.pipeline.flows.counters)
@@ -124,7 +138,7 @@ public enum Replay {
         outcome.processingCPUSeconds += reader?.cpuSeconds ?? 0
         // Only a shutdown signal stops the file source (the end of input does not).
         outcome.interrupted = source.wasStopped
-        outcome.sinkStatistics = sinks.map { ($0.name, $0.statistics) }
+        outcome.sinkStatistics = sinks.map { ($0.name, $0.statistics) } + (hostOut.map { [("host facts \($0.sink.name)", $0.sink.statistics)] } ?? [])
         return outcome
     }
 

@@ -23,6 +23,9 @@ public struct SensorConfiguration: Sendable {
     public var homeNetworks: [IPNetwork] = NetworkSet.privateDefaults.networks
     /// Empty means standard output.
     public var outputs: [OutputSpec] = []
+    /// `host_facts:` / `--host-facts`: the host facts go to this Kafka topic for `sensor aggregate`
+    /// instead of the local host stage (docs/SCALE-OUT.md).
+    public var hostFacts: KafkaOutputOptions?
     public var rulesDirectory: String?
     /// Alert-triggered evidence capture (`evidence:`); off unless an authorisation reference is set.
     public var evidence = EvidenceConfiguration()
@@ -56,6 +59,14 @@ public struct SensorConfiguration: Sendable {
     public var files = FileConfiguration()
 
     public init() {}
+
+    /// A `--host-facts` / `host_facts:` value: `kafka://BROKERS/TOPIC[?librdkafka properties…]`.
+    public static func hostFactsTopic(_ text: String) throws(OutputError) -> KafkaOutputOptions {
+        guard text.hasPrefix("kafka://") else { throw .badSpec(text, reason: "host facts go to kafka://HOST:PORT[,HOST:PORT]/TOPIC") }
+        let o = try KafkaOutputOptions(url: text)
+        guard !o.topic.contains("{dataset}") else { throw .badSpec(text, reason: "the host-fact topic is one topic ({dataset} does not apply)") }
+        return o
+    }
 
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
@@ -91,7 +102,7 @@ public struct SensorConfiguration: Sendable {
         var r = ConfigReader()
         let top = r.table(root, allowed: ["sensor", "capture", "flows", "community_id", "network", "outputs", "rules",
                                           "enrichment", "intel", "evidence", "privileges", "metrics", "dns",
-                                          "c2", "lateral_movement", "reassembly", "http", "files"])
+                                          "c2", "lateral_movement", "reassembly", "http", "files", "host_facts"])
 
         if let v = top["sensor"] {
             let t = r.table(v, allowed: ["name", "log_level", "log_format"])
@@ -144,6 +155,9 @@ public struct SensorConfiguration: Sendable {
                 guard let s = r.string(item) else { continue }
                 do { c.outputs.append(try OutputSpec(parsing: s)) } catch { r.report(item, error.description) }
             }
+        }
+        if let v = top["host_facts"], let s = r.string(v) {
+            do { c.hostFacts = try Self.hostFactsTopic(s) } catch { r.report(v, error.description) }
         }
         if let v = top["rules"] {
             let t = r.table(v, allowed: ["directory"])

@@ -72,10 +72,13 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
     let cpu: Int?
     let housekeeping: (any WorkerHousekeeping)?
     let threadName: String
+    /// What the source feeds: the pipeline, or a `FlowShardFilter` in front of it.
+    let consumer: PacketConsumer
 
     public init(pipeline: Pipeline, source: any PacketSource, logger: Logger, cpu: Int? = nil,
-                housekeeping: (any WorkerHousekeeping)? = nil, threadName: String = "sensor-pipeline") {
+                housekeeping: (any WorkerHousekeeping)? = nil, threadName: String = "sensor-pipeline", consumer: PacketConsumer? = nil) {
         self.pipeline = pipeline
+        self.consumer = consumer ?? pipeline
         self.source = source
         self.logger = logger
         self.cpu = cpu
@@ -108,7 +111,7 @@ public final class PacketProcessingService: Service, @unchecked Sendable {
             // `.idle` on a quiet link, so its worker still does its periodic work.
             loop: while true {
                 let idle: Bool
-                switch try source.dispatchOrIdle(maxPackets: 4096, to: pipeline) {
+                switch try source.dispatchOrIdle(maxPackets: 4096, to: consumer) {
                 case .delivered: idle = false
                 case .idle:
                     idle = true

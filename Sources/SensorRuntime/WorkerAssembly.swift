@@ -12,6 +12,8 @@ public enum WorkerAssembly {
     public enum HostRoute {
         case inline
         case rings(HostShardLink)
+        /// Out of the process to Kafka (`--host-facts`): no host stage here.
+        case kafka(HostFactsOutput)
     }
 
     public static func makeAnalyzers(_ resources: SensorResources, index: Int = 0, emitter: EventEmitter,
@@ -29,13 +31,15 @@ public enum WorkerAssembly {
                                           wanted: wanted)
         case .rings(let link):
             publisher = HostFactPublisher(route: .rings(link.rings, link.watermark), wanted: wanted, waitsWhenFull: link.waitsWhenFull)
+        case .kafka(let output):
+            publisher = HostFactPublisher(route: output.route(worker: index), wanted: wanted)
         }
         var worker = WorkerContext(index: index, configuration: c, emitter: emitter, reassembler: reassembler, hostFacts: publisher,
                                    logger: logger)
         var analyzers: [any PacketAnalyzer] = []
         // Live, the tap also tells the aggregators this worker's watermark and when it has finished.
         var needsTap = !wanted.isEmpty
-        if case .rings = hostRoute { needsTap = true }
+        if case .inline = hostRoute {} else { needsTap = true }
         for place in [PipelinePlace.labelsFlows, .afterHostFacts] {
             if place == .afterHostFacts, needsTap {
                 analyzers.append(HostFactTap(publisher: publisher, labeler: worker.labeler))

@@ -63,7 +63,7 @@ struct Hunt: AsyncParsableCommand {
         let outcome: ReplayOutcome
         do {
             outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger,
-                                                         workers: workers.count, cpus: workers.cpuList, onlyAlertsOf: .threatIntel) { emitter in
+                                                         workers: workers.count, cpus: workers.cpuList, flowShard: workers.shard, onlyAlertsOf: .threatIntel) { emitter in
                 let m = ThreatIntelMatcher(feed: feed, emitter: emitter, settings: c.intel.settings)
                 emitter.factObservers.append(m)
                 matchers.append(m)

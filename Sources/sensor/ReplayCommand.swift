@@ -43,7 +43,7 @@ struct Replay: AsyncParsableCommand {
         let outcome: ReplayOutcome
         do {
             outcome = try await SensorRuntime.Replay.run(files: files, configuration: c, logger: logger,
-                                                               workers: workers.count, cpus: workers.cpuList) { _ in
+                                                               workers: workers.count, cpus: workers.cpuList, flowShard: workers.shard) { _ in
                 [ReplayProgress.Counter(progress)]
             }
         } catch {

@@ -7,6 +7,6 @@ struct Sensor: AsyncParsableCommand {
         commandName: "sensor",
         abstract: "Real-time network security sensor: flows, detections and evidence as ECS JSON.",
         version: SensorVersion.text,
-        subcommands: [Replay.self, Run.self, Hunt.self, CaseReport.self, CheckConfig.self, CheckRules.self, Custody.self]
+        subcommands: [Replay.self, Run.self, Hunt.self, Aggregate.self, CaseReport.self, CheckConfig.self, CheckRules.self, Custody.self]
     )
 }

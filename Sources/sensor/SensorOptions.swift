@@ -17,6 +17,9 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Where events go: stdout, file:PATH, kafka://HOST:PORT[,…]/TOPIC[?prop=value…], syslog+{udp,tcp,tls}://HOST:PORT. Repeatable.", valueName: "spec"))
     var output: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp("Kafka topic of host facts: run and replay publish to it instead of running the cross-flow detectors themselves; aggregate reads it.", valueName: "kafka://HOST:PORT/TOPIC"))
+    var hostFacts: String?
+
     @Option(name: .long, help: "BPF filter applied before decoding (minimisation).")
     var bpf: String?
 
@@ -79,6 +82,9 @@ struct SensorOptions: ParsableArguments {
         for o in output {
             do { _ = try OutputSpec(parsing: o) } catch { throw ValidationError(error.description) }
         }
+        if let h = hostFacts {
+            do { _ = try SensorConfiguration.hostFactsTopic(h) } catch { throw ValidationError("--host-facts: \(error.description)") }
+        }
         for n in homeNet where IPNetwork(n) == nil { throw ValidationError("--home-net '\(n)' is not a CIDR network") }
         if let l = logLevel, !SensorConfiguration.logLevels.contains(l) {
             throw ValidationError("--log-level must be one of \(SensorConfiguration.logLevels.joined(separator: ", "))")
@@ -96,6 +102,7 @@ struct SensorOptions: ParsableArguments {
         if let rules { c.rulesDirectory = rules }
         if !output.isEmpty { c.outputs = try output.map { try OutputSpec(parsing: $0) } }
         if let bpf { c.bpf = bpf }
+        if let hostFacts { c.hostFacts = try? SensorConfiguration.hostFactsTopic(hostFacts) }
         if let sensorName { c.sensorName = sensorName }
         if let flowEvents { c.flowEvents = flowEvents }
         if let maxFlows { c.flows.capacity = maxFlows.value }

@@ -2,7 +2,7 @@ import ArgumentParser
 import Capture
 import SensorRuntime
 
-/// `--workers` and `--cpus` of the offline commands (`replay`, `hunt`): one reader hands each packet to
+/// `--workers`, `--cpus` and `--flow-shard` of the offline commands (`replay`, `hunt`): one reader hands each packet to
 /// one of N worker pipelines (docs/LIVE.md, "Offline workers").
 struct OfflineWorkerOptions: ParsableArguments {
     @Option(name: .long, help: "Worker pipelines (default 1); a reader thread hands each packet to one of them.")
@@ -11,7 +11,11 @@ struct OfflineWorkerOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("CPUs to pin the workers to, one per worker.", valueName: "0,1,..."))
     var cpus: String?
 
+    @Option(name: .long, help: ArgumentHelp("Process only the flows whose address-pair hash falls in shard I of N (N machines share one capture; the whole file is still read).", valueName: "I/N"))
+    var flowShard: String?
+
     func validate() throws {
+        if let s = flowShard, FlowShard(s) == nil { throw ValidationError("--flow-shard expects I/N with 0 ≤ I < N ≤ 1024, e.g. 0/2") }
         if let w = workers, !(1...256).contains(w) { throw ValidationError("--workers must be between 1 and 256") }
         if let c = cpus {
             guard let list = parseCPUList(c) else { throw ValidationError("--cpus expects a comma-separated list of CPU numbers, e.g. 0,1") }
@@ -24,6 +28,7 @@ struct OfflineWorkerOptions: ParsableArguments {
     }
 
     var count: Int { workers ?? 1 }
+    var shard: FlowShard? { flowShard.flatMap(FlowShard.init) }
     var cpuList: [Int] { cpus.flatMap(parseCPUList) ?? [] }
 }
 
