@@ -9,7 +9,7 @@
 # Prints the path of the .deb. Needs dpkg-dev (dpkg-shlibdeps), python3; no root (dpkg-deb --root-owner-group).
 #
 # Contents: /usr/bin/sensor; /etc/sensor/sensor.yaml (Deploy/sensor.example.yaml) and /etc/sensor/rules
-# (Rules/) as conffiles; the systemd unit (Deploy/sensor.service); a man page per command, generated
+# (Rules/) and /etc/logrotate.d/sensor as conffiles; the systemd unit (Deploy/sensor.service); a man page per command, generated
 # from the binary's own argument parser (scripts/manpages.py); bash, zsh and fish completions from
 # `sensor --generate-completion-script`; the Prometheus rules, Grafana dashboard, Elastic and Kafka
 # helpers under /usr/share/sensor; maintainer scripts from Deploy/debian (the `sensor` system user,
@@ -43,7 +43,7 @@ arch=$(dpkg --print-architecture)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
-install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/etc/sensor" \
+install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/systemd/system" "$root/etc/sensor" "$root/etc/logrotate.d" \
   "$root/usr/share/man/man1" "$root/usr/share/doc/sensor" "$root/usr/share/sensor" \
   "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/vendor-completions" \
   "$root/usr/share/fish/vendor_completions.d"
@@ -53,6 +53,7 @@ strip --strip-unneeded "$root/usr/bin/sensor"
 install -m 0644 Deploy/sensor.service "$root/usr/lib/systemd/system/sensor.service"
 install -m 0640 Deploy/sensor.example.yaml "$root/etc/sensor/sensor.yaml"
 cp -r Rules "$root/etc/sensor/rules"
+install -m 0644 Deploy/logrotate.d/sensor "$root/etc/logrotate.d/sensor"
 find "$root/etc/sensor/rules" -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
 
 # Man pages and completions come from the binary being packaged.
@@ -96,6 +97,7 @@ Architecture: $arch
 Maintainer: Sensor maintainers <sensor@localhost>
 Installed-Size: $size
 Depends: ${depends:+$depends, }passwd
+Recommends: gzip, zstd, xz-utils, age
 Section: net
 Priority: optional
 Homepage: file:///usr/share/doc/sensor/README.md
