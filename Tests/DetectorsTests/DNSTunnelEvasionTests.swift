@@ -125,6 +125,26 @@ final class DNSTunnelEvasionTests: XCTestCase {
         }
     }
 
+    /// Stripping must not become the evasion: a client that teaches the sensor `evil.com` as a "search
+    /// suffix" and then sends `<data>.com.evil.com`, or a direct-mode tunnel under a made-up `x.lan` tail,
+    /// scatters its names over one-query "registered domains" (`<data>.com`); the names still count where
+    /// they stood before stripping, and are caught there.
+    func testStrippingCannotScatterATunnel() throws {
+        var d = FactDriver(rules: try Self.shippedRules())
+        for name in ["www.google.com", "mail.yahoo.com"] {
+            d.query(name, type: 1)
+            d.query(name + ".evil.com", type: 1)
+        }
+        XCTAssertEqual(d.detector.counters.searchSuffixesLearned, 1)
+        for i in 0..<30 {
+            d.query("\(encodedLabel(i, length: 30)).\(encodedLabel(i + 100, length: 20)).com.evil.com")
+            d.query("\(hexLabel(i, length: 50)).com.x.lan", client: "10.0.0.6", server: "203.0.113.9")
+        }
+        XCTAssertGreaterThan(d.detector.counters.searchSuffixStripped, 50)
+        XCTAssertEqual(Set(alerts(d, client: "10.0.0.5").compactMap { details($0)["domain"] as? String }), ["evil.com"])
+        XCTAssertEqual(Set(alerts(d, client: "10.0.0.6").compactMap { details($0)["rule"] as? String }), ["server_channel"])
+    }
+
     /// A tunnel whose queries are short and plain (`r12.c.evil.com`) and whose data comes back in TXT
     /// answers: caught on the answers' payload. A mail server fetching the same DKIM key and SPF records
     /// again and again is not (its answers repeat).

@@ -36,6 +36,7 @@ struct DNSSearchSuffixes {
     var evidence: Int
     var learning: Bool
     var learnedDropped: UInt64 = 0
+    var candidatesCleared: UInt64 = 0
 
     init(rules: DNSTunnelRules) {
         plain = Array(repeating: Entry(), count: DNSSearchSuffixes.tableSize)
@@ -129,7 +130,10 @@ struct DNSSearchSuffixes {
     mutating func credit(_ suffix: UInt64) -> Bool {
         guard !contains(suffix) else { return false }
         guard learned.count < DNSSearchSuffixes.maxLearned else { learnedDropped &+= 1; return false }
-        if candidates.count >= DNSSearchSuffixes.maxCandidates && candidates[suffix] == nil { candidates.removeAll(keepingCapacity: true) }
+        if candidates.count >= DNSSearchSuffixes.maxCandidates && candidates[suffix] == nil {
+            candidates.removeAll(keepingCapacity: true)
+            candidatesCleared &+= 1
+        }
         let n = (candidates[suffix] ?? 0) + 1
         guard n >= evidence else { candidates[suffix] = n; return false }
         candidates[suffix] = nil

@@ -15,11 +15,12 @@ public struct DNSTunnelCounters: Sendable, Equatable {
     public var withoutDomain: UInt64 = 0
     /// Queries judged per (client, resolver): no registered domain under a listed top-level domain.
     public var resolverAggregated: UInt64 = 0
-    /// Messages judged without a resolver search suffix, and suffixes learned from traffic (and dropped
-    /// beyond the bound).
+    /// Messages judged without a resolver search suffix; suffixes learned from traffic, pairings for new
+    /// ones dropped at the learned bound, and clears of the full candidate table.
     public var searchSuffixStripped: UInt64 = 0
     public var searchSuffixesLearned: UInt64 = 0
     public var searchSuffixesDropped: UInt64 = 0
+    public var searchSuffixCandidatesCleared: UInt64 = 0
     public var pairsCreated: UInt64 = 0
     public var pairsEvicted: UInt64 = 0
     public var pairsExpired: UInt64 = 0
@@ -200,6 +201,8 @@ public final class DNSTunnelDetector: DNSMessageObserver {
         var end: Int
         var registered: Int
         var listed: Bool
+        /// Whether the whole name's top-level domain is listed.
+        var wholeListed: Bool
         /// Where the stripped search suffix starts (-1: none).
         var suffixStart = -1
     }
@@ -207,7 +210,9 @@ public final class DNSTunnelDetector: DNSMessageObserver {
     func judge(_ f: DNSMessageFacts) -> Judged {
         let lower = f.lowercaseName
         let n = lower.count
-        guard let psl = publicSuffixList else { return Judged(end: n, registered: f.registeredDomainStart, listed: f.registeredDomainStart >= 0) }
+        guard let psl = publicSuffixList else {
+            return Judged(end: n, registered: f.registeredDomainStart, listed: f.registeredDomainStart >= 0, wholeListed: f.registeredDomainStart >= 0)
+        }
         // A head judged on its own: a registered domain under a listed top-level domain.
         func headRegistered(_ end: Int) -> Int? {
             let head = UnsafeRawBufferPointer(rebasing: lower[..<end])
@@ -221,17 +226,17 @@ public final class DNSTunnelDetector: DNSMessageObserver {
             for k in stride(from: count, through: 1, by: -1) {
                 let end = DNSSearchSuffixes.cut(cuts, k)
                 guard searchSuffixes.contains(DNSSearchSuffixes.hash(lower, end + 1, n)), let r = headRegistered(end) else { continue }
-                return Judged(end: end, registered: r, listed: true, suffixStart: end + 1)
+                return Judged(end: end, registered: r, listed: true, wholeListed: listed, suffixStart: end + 1)
             }
         }
         if !listed {
             // Structurally: an unlisted tail (`corp.local`) after a name that stands on its own.
             for k in stride(from: 1, through: count, by: 1) {
                 let end = DNSSearchSuffixes.cut(cuts, k)
-                if let r = headRegistered(end) { return Judged(end: end, registered: r, listed: true, suffixStart: end + 1) }
+                if let r = headRegistered(end) { return Judged(end: end, registered: r, listed: true, wholeListed: false, suffixStart: end + 1) }
             }
         }
-        return Judged(end: n, registered: f.registeredDomainStart, listed: listed)
+        return Judged(end: n, registered: f.registeredDomainStart, listed: listed, wholeListed: listed)
     }
 
     public func dnsMessage(_ f: DNSMessageFacts) {
@@ -249,34 +254,79 @@ public final class DNSTunnelDetector: DNSMessageObserver {
             }
             if learned { counters.searchSuffixesLearned &+= 1 }
             counters.searchSuffixesDropped = searchSuffixes.learnedDropped
+            counters.searchSuffixCandidatesCleared = searchSuffixes.candidatesCleared
         }
         let judged = judge(f)
-        let name = UnsafeRawBufferPointer(rebasing: lower[..<judged.end])
-        if isAllowlisted(name) {
+        // The allowlist judges the name without its search suffix: an internal zone it lists never hides
+        // an outside name that merely had the suffix appended.
+        if isAllowlisted(UnsafeRawBufferPointer(rebasing: lower[..<judged.end])) {
             if !f.isResponse { counters.allowlisted &+= 1 }
             return
         }
-        if judged.suffixStart >= 0 { counters.searchSuffixStripped &+= 1 }
-        let aggregate: Aggregate = judged.registered >= 0 && judged.listed ? .registeredDomain : .resolver
+        if !f.isResponse {
+            counters.queries &+= 1
+            if judged.suffixStart >= 0 { counters.searchSuffixStripped &+= 1 }
+        }
+        let primary = target(judged, f)
+        // A stripped name also counts where it stood before stripping: whoever can make the sensor
+        // strip a tail (a learned suffix, an unlisted tail in direct mode) must not scatter a channel
+        // over one-query "registered domains" (`<data>.com.evil.com`).
+        let secondary = judged.suffixStart >= 0
+            ? target(Judged(end: lower.count, registered: f.registeredDomainStart, listed: judged.wholeListed, wholeListed: judged.wholeListed), f) : nil
+        if !f.isResponse && (primary.aggregate == .resolver || secondary?.aggregate == .resolver) { counters.resolverAggregated &+= 1 }
+        guard let first = feed(primary, f) else {
+            if let secondary { _ = feed(secondary, f) }
+            return
+        }
+        decide(first, f)
+        // The place before stripping speaks only for names scattered by stripping: a stripped domain seen
+        // once in its window. Names that gather under their stripped domain are judged there (and not
+        // a second time under the suffix's zone).
+        if let secondary, let second = feed(secondary, f), first.features.queries <= 1 { decide(second, f) }
+    }
+
+    /// Where a judged name is aggregated.
+    struct Target {
+        var aggregate: Aggregate
+        var key: PairKey
+        /// Registered domain start (0 when there is none) and the end of the judged name.
+        var registered: Int
+        var end: Int
+        var domainHash: UInt64
+        var suffixStart: Int
+    }
+
+    func target(_ j: Judged, _ f: DNSMessageFacts) -> Target {
+        let aggregate: Aggregate = j.registered >= 0 && j.listed ? .registeredDomain : .resolver
         // The implicit registered domain of an unlisted name (all of it when there is none).
-        let reg = max(0, judged.registered)
-        let domainHash = fnv(lower, reg, judged.end)
+        let reg = max(0, j.registered)
+        let domainHash = fnv(f.lowercaseName, reg, j.end)
         let key = aggregate == .registeredDomain
             ? PairKey(client: f.client, domain: domainHash)
             : PairKey(client: f.client, domain: DNSSearchSuffixes.key(f.server, 0x7265_736F_6C76_6572))
-        if !f.isResponse {
-            counters.queries &+= 1
-            if aggregate == .resolver { counters.resolverAggregated &+= 1 }
-        }
+        return Target(aggregate: aggregate, key: key, registered: reg, end: j.end, domainHash: domainHash, suffixStart: j.suffixStart)
+    }
 
+    /// A query's standing in one aggregate after it was counted.
+    struct Verdict {
+        var pair: Int32
+        var features: Features
+        var score: Double
+        var single: Bool
+        var channel: Bool
+    }
+
+    /// Counts a message in one aggregate; for a query, returns its verdict there.
+    func feed(_ t: Target, _ f: DNSMessageFacts) -> Verdict? {
+        let lower = f.lowercaseName
         var p: Int32
-        if let existing = index[key] {
+        if let existing = index[t.key] {
             p = existing
             touch(p)
         } else {
             // A response for a pair we never saw a query of adds nothing to score.
-            if f.isResponse { return }
-            p = create(key, aggregate: aggregate, domain: UnsafeRawBufferPointer(rebasing: lower[reg..<judged.end]), domainHash: domainHash, facts: f)
+            if f.isResponse { return nil }
+            p = create(t.key, aggregate: t.aggregate, domain: UnsafeRawBufferPointer(rebasing: lower[t.registered..<t.end]), domainHash: t.domainHash, facts: f)
         }
         let b = bucket(of: p, at: f.timestamp)
         pairs[Int(p)].lastSeen = max(pairs[Int(p)].lastSeen, f.timestamp)
@@ -294,20 +344,20 @@ public final class DNSTunnelDetector: DNSMessageObserver {
                     DNSTunnelDetector.setBit(&buckets[b].payloadSeen, payload.hash)
                 }
             }
-            return
+            return nil
         }
 
-        if pairs[Int(p)].domainHash != domainHash { pairs[Int(p)].domainStable = false }
-        if judged.suffixStart >= 0 {
-            let h = fnv(lower, judged.suffixStart, lower.count)
+        if pairs[Int(p)].domainHash != t.domainHash { pairs[Int(p)].domainStable = false }
+        if t.suffixStart >= 0 && t.end < lower.count {
+            let h = fnv(lower, t.suffixStart, lower.count)
             if pairs[Int(p)].searchSuffixHash != h {
                 pairs[Int(p)].searchSuffixHash = h
-                pairs[Int(p)].searchSuffix = String(decoding: UnsafeRawBufferPointer(rebasing: lower[judged.suffixStart...]), as: UTF8.self)
+                pairs[Int(p)].searchSuffix = String(decoding: UnsafeRawBufferPointer(rebasing: lower[t.suffixStart...]), as: UTF8.self)
             }
         }
         // Scored part: left of the registered domain (without the joining dot); per resolver, the whole
         // name (a direct-mode tunnel's data fills every label).
-        let subLength = aggregate == .registeredDomain ? max(0, reg - 1) : judged.end
+        let subLength = t.aggregate == .registeredDomain ? max(0, t.registered - 1) : t.end
         let sub = UnsafeRawBufferPointer(rebasing: f.name[..<subLength])
         let (entropy, maxLabel) = DNSTunnelDetector.entropyAndLongestLabel(sub)
         let (wordChars, alphanumerics) = DNSNameShape.wordCharacters(sub)
@@ -332,23 +382,29 @@ public final class DNSTunnelDetector: DNSMessageObserver {
         let single = rules.singleNameEnabled && subLength >= rules.singleNameMinLength && maxLabel >= rules.singleNameMinLabel
             && entropy >= rules.singleNameMinEntropy && wordShare < rules.singleNameMaxWordShare
         let channel = features.queries >= rules.minQueries && features.uniqueSubdomains >= rules.minUniqueSubdomains && score >= rules.alertScore
-        if (score >= rules.sampleScore || single) && pairs[Int(p)].samples.count < rules.samples {
+        return Verdict(pair: p, features: features, score: score, single: single, channel: channel)
+    }
+
+    /// Keeps samples and raises (or rate-limits) an alert for a verdict.
+    func decide(_ v: Verdict, _ f: DNSMessageFacts) {
+        let p = v.pair
+        if (v.score >= rules.sampleScore || v.single) && pairs[Int(p)].samples.count < rules.samples {
             let text = String(decoding: f.name, as: UTF8.self)
             if !pairs[Int(p)].samples.contains(text) { pairs[Int(p)].samples.append(text) }
         }
-        guard channel || single else { return }
-        let rule: Rule = channel ? .channel : .singleName
+        guard v.channel || v.single else { return }
+        let rule: Rule = v.channel ? .channel : .singleName
         // A channel alert may follow a single-name one (it tells more); a single name after a channel
         // alert adds nothing.
         let alerted = pairs[Int(p)].lastAlert
         let last = rule == .channel ? alerted.0 : (alerted.0.map { c in alerted.1.map { max(c, $0) } ?? c } ?? alerted.1)
-        let escalation = channel && features.nameBytes >= rules.exfiltrationBytes && !pairs[Int(p)].alertedExfiltration
+        let escalation = v.channel && v.features.nameBytes >= rules.exfiltrationBytes && !pairs[Int(p)].alertedExfiltration
         if let last, !escalation, f.timestamp - last < .seconds(rules.rateLimitSeconds) {
             pairs[Int(p)].suppressed &+= 1
             counters.suppressed &+= 1
             return
         }
-        raise(p, features: features, score: channel ? score : max(score, rules.alertScore), rule: rule, facts: f)
+        raise(p, features: v.features, score: v.channel ? v.score : max(v.score, rules.alertScore), rule: rule, facts: f)
     }
 
     func isAllowlisted(_ name: UnsafeRawBufferPointer) -> Bool {
