@@ -117,8 +117,13 @@ final class DNSTunnelEvasionTests: XCTestCase {
                 d.query("mail.google.com.corp.example.org", type: 1)
                 XCTAssertEqual(d.detector.counters.searchSuffixesLearned, 1)
             }
-            for i in 0..<30 { d.query("\(encodedLabel(i, length: 30)).\(encodedLabel(i + 100, length: 20)).evil.com.corp.example.org") }
-            let a = d.sink.alerts.map(details)
+            for i in 0..<30 {
+                d.query("\(encodedLabel(i, length: 30)).\(encodedLabel(i + 100, length: 20)).evil.com.corp.example.org")
+                // Another client: a learned suffix is its learner's (search lists are per host).
+                d.query("\(encodedLabel(i, length: 30)).\(encodedLabel(i + 100, length: 20)).evil.com.corp.example.org", client: "10.0.0.6")
+            }
+            XCTAssertEqual(Set(alerts(d, client: "10.0.0.6").compactMap { details($0)["domain"] as? String }), [configured ? "evil.com" : "example.org"])
+            let a = alerts(d, client: "10.0.0.5").map(details)
             XCTAssertFalse(a.isEmpty, "configured \(configured)")
             XCTAssertEqual(Set(a.compactMap { $0["domain"] as? String }), ["evil.com"], "configured \(configured)")
             XCTAssertEqual(a.first?["search_suffix"] as? String, "corp.example.org")

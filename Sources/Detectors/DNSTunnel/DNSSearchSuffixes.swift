@@ -10,13 +10,15 @@ import PacketCore
 /// make it learned, and only tails whose head stands on its own (a registered domain under a listed
 /// top-level domain) count. Recent names sit in two fixed direct-mapped tables (an
 /// entry may be overwritten under load: a pairing missed, never memory grown); suffixes are kept as hashes
-/// of their lower-case text, compared on up to `maxLabels` trailing labels of a name.
+/// of their lower-case text, compared on up to `maxLabels` trailing labels of a name. A learned suffix
+/// belongs to the client it was learned from (search lists are per host, and a client's facts all reach
+/// one shard, so one shard or several decide alike).
 struct DNSSearchSuffixes {
     /// Trailing labels a search suffix may have (Kubernetes' `ns.svc.cluster.local` has four).
     static let maxLabels = 4
     static let tableSize = 8192
-    /// Suffixes learned per detector; pairings for more are counted and dropped.
-    static let maxLearned = 256
+    /// (client, suffix) pairs learned per detector; pairings for more are counted and dropped.
+    static let maxLearned = 4096
     /// Candidate suffixes awaiting more evidence; the table is cleared when full.
     static let maxCandidates = 1024
 
@@ -56,7 +58,9 @@ struct DNSSearchSuffixes {
 
     var isEmpty: Bool { configured.isEmpty && learned.isEmpty }
 
-    func contains(_ h: UInt64) -> Bool { configured.contains(h) || learned.contains(h) }
+    func contains(_ h: UInt64, client: IPAddress) -> Bool {
+        configured.contains(h) || (!learned.isEmpty && learned.contains(DNSSearchSuffixes.key(client, h)))
+    }
 
     static func hash(_ b: UnsafeRawBufferPointer, _ from: Int, _ to: Int) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -115,29 +119,30 @@ struct DNSSearchSuffixes {
             let tail = DNSSearchSuffixes.hash(name, end + 1, name.count)
             // The name without this tail was asked recently: the tail was appended.
             let p = plain[Int(head & UInt64(mask))]
-            if p.key == head, p.time != .min, now >= p.time, now &- p.time <= window, judges(end) { learnedNow = credit(tail) || learnedNow }
+            if p.key == head, p.time != .min, now >= p.time, now &- p.time <= window, judges(end) { learnedNow = credit(tail, client: client) || learnedNow }
             suffixed[Int(head & UInt64(mask))] = Entry(key: head, time: now, suffix: tail)
         }
         let whole = DNSSearchSuffixes.key(client, DNSSearchSuffixes.hash(name, 0, name.count))
         // This name was asked recently with a tail appended.
         let s = suffixed[Int(whole & UInt64(mask))]
-        if s.key == whole, s.time != .min, now >= s.time, now &- s.time <= window, judges(name.count) { learnedNow = credit(s.suffix) || learnedNow }
+        if s.key == whole, s.time != .min, now >= s.time, now &- s.time <= window, judges(name.count) { learnedNow = credit(s.suffix, client: client) || learnedNow }
         plain[Int(whole & UInt64(mask))] = Entry(key: whole, time: now, suffix: 0)
         return learnedNow
     }
 
-    /// One more pairing for `suffix`; true when it became learned.
-    mutating func credit(_ suffix: UInt64) -> Bool {
-        guard !contains(suffix) else { return false }
+    /// One more pairing for `suffix` from `client`; true when it became learned.
+    mutating func credit(_ suffix: UInt64, client: IPAddress) -> Bool {
+        guard !contains(suffix, client: client) else { return false }
+        let key = DNSSearchSuffixes.key(client, suffix)
         guard learned.count < DNSSearchSuffixes.maxLearned else { learnedDropped &+= 1; return false }
-        if candidates.count >= DNSSearchSuffixes.maxCandidates && candidates[suffix] == nil {
+        if candidates.count >= DNSSearchSuffixes.maxCandidates && candidates[key] == nil {
             candidates.removeAll(keepingCapacity: true)
             candidatesCleared &+= 1
         }
-        let n = (candidates[suffix] ?? 0) + 1
-        guard n >= evidence else { candidates[suffix] = n; return false }
-        candidates[suffix] = nil
-        learned.insert(suffix)
+        let n = (candidates[key] ?? 0) + 1
+        guard n >= evidence else { candidates[key] = n; return false }
+        candidates[key] = nil
+        learned.insert(key)
         return true
     }
 }

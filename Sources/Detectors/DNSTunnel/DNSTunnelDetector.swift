@@ -225,7 +225,7 @@ public final class DNSTunnelDetector: DNSMessageObserver {
             // The longest known suffix first (`ns.svc.cluster.local` before `cluster.local`).
             for k in stride(from: count, through: 1, by: -1) {
                 let end = DNSSearchSuffixes.cut(cuts, k)
-                guard searchSuffixes.contains(DNSSearchSuffixes.hash(lower, end + 1, n)), let r = headRegistered(end) else { continue }
+                guard searchSuffixes.contains(DNSSearchSuffixes.hash(lower, end + 1, n), client: f.client), let r = headRegistered(end) else { continue }
                 return Judged(end: end, registered: r, listed: true, wholeListed: listed, suffixStart: end + 1)
             }
         }
