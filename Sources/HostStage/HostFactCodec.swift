@@ -280,6 +280,7 @@ public enum HostFactCodec {
             w.u16(f.responseCode)
             w.u32(UInt32(bitPattern: Int32(clamping: f.registeredDomainStart))); w.u32(UInt32(bitPattern: Int32(clamping: f.publicSuffixStart)))
             w.u32(UInt32(clamping: f.messageLength)); w.u32(UInt32(clamping: f.answerCount)); w.u32(UInt32(clamping: f.answerDataBytes))
+            w.u32(UInt32(clamping: f.answerPayload.bytes)); w.u32(f.answerPayload.entropy.bitPattern); w.u64(f.answerPayload.hash)
             // DNS names are at most 255 bytes: never cut (the offsets above point into them).
             w.bytes(f.name, limit: maxDNSName)
         case .flowElsewhere(let flow):
@@ -341,11 +342,14 @@ extension HostFactReader {
         guard let t = time(), let client = ip(), let server = ip(), let cport = u16(), let sport = u16(),
               let ipProtocol = u8(), let app = u8(), let isResponse = bool(), let id = u16(), let qtype = u16(),
               let rcode = u16(), let registered = u32(), let suffix = u32(), let length = u32(), let answers = u32(),
-              let answerBytes = u32(), let name = bytes(), name.count <= scratch.count else { return nil }
+              let answerBytes = u32(), let payloadBytes = u32(), let payloadEntropy = u32(), let payloadHash = u64(),
+              let name = bytes(), name.count <= scratch.count else { return nil }
         // The detectors index the name with these offsets: from another process (a Kafka topic) they are
-        // hostile, so each is absent (negative) or within the name.
+        // hostile, so each is absent (negative) or within the name; the payload's entropy is a figure in bits per byte.
         let registeredStart = Int(Int32(bitPattern: registered)), suffixStart = Int(Int32(bitPattern: suffix))
-        guard registeredStart <= name.count, suffixStart <= name.count else { return nil }
+        let entropy = Float(bitPattern: payloadEntropy)
+        guard registeredStart <= name.count, suffixStart <= name.count, entropy >= 0, entropy <= 8,
+              payloadBytes <= UInt32(Int32.max) else { return nil }
         for i in 0..<name.count {
             let b = name[i]
             scratch[i] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b
@@ -355,6 +359,7 @@ extension HostFactReader {
             appProtocol: AppProtocol(rawValue: app) ?? .dns, isResponse: isResponse, id: id, queryType: qtype, responseCode: rcode,
             name: name, lowercaseName: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(scratch)[..<name.count]),
             registeredDomainStart: registeredStart, publicSuffixStart: suffixStart,
-            messageLength: Int(length), answerCount: Int(answers), answerDataBytes: Int(answerBytes))
+            messageLength: Int(length), answerCount: Int(answers), answerDataBytes: Int(answerBytes),
+            answerPayload: DNSAnswerPayload(bytes: Int(payloadBytes), entropy: entropy, hash: payloadHash))
     }
 }

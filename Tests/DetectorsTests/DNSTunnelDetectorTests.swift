@@ -25,15 +25,30 @@ struct FactDriver {
     let sink = CollectingSink()
     let emitter: EventEmitter
     let detector: DNSTunnelDetector
-    let psl = PublicSuffixList(text: "com\norg\nco.uk\narpa\nin-addr.arpa\n")
+    /// As the real list, every listed suffix's top-level domain has a rule of its own.
+    let psl = PublicSuffixList(text: "com\norg\nnet\nuk\nco.uk\narpa\nin-addr.arpa\nde\n")
     var time: Int64 = 1_700_000_000_000_000_000
 
     init(rules: DNSTunnelRules = DNSTunnelRules()) {
         emitter = EventEmitter(observer: ObserverInfo(name: "t", hostname: "t"), sinks: [sink])
-        detector = DNSTunnelDetector(rules: rules, emitter: emitter)
+        detector = DNSTunnelDetector(rules: rules, emitter: emitter, publicSuffixList: psl)
     }
 
-    mutating func query(_ name: String, type: UInt16 = 16, client: String = "10.0.0.5", advance: Int64 = 100_000_000) {
+    mutating func query(_ name: String, type: UInt16 = 16, client: String = "10.0.0.5", server: String = "10.0.0.53", advance: Int64 = 100_000_000) {
+        message(name, type: type, client: client, server: server, response: false, advance: advance)
+    }
+
+    /// A response to the last query of `name`: `payload` stands for what the answers carry back.
+    mutating func answer(_ name: String, type: UInt16 = 16, client: String = "10.0.0.5", server: String = "10.0.0.53", rcode: UInt16 = 0,
+                         payload: String = "", advance: Int64 = 10_000_000) {
+        let p = Array(payload.utf8)
+        let measured = p.isEmpty ? DNSAnswerPayload() : DNSAnswerPayload(bytes: p.count, entropy: Float(p.withUnsafeBytes { DNSTunnelDetector.entropyAndLongestLabel($0).0 }),
+                                                                          hash: p.reduce(0xcbf2_9ce4_8422_2325 as UInt64) { ($0 ^ UInt64($1)) &* 0x100_0000_01b3 })
+        message(name, type: type, client: client, server: server, response: true, rcode: rcode, payload: measured, answerBytes: p.count, advance: advance)
+    }
+
+    mutating func message(_ name: String, type: UInt16, client: String, server: String, response: Bool, rcode: UInt16 = 0,
+                          payload: DNSAnswerPayload = DNSAnswerPayload(), answerBytes: Int = 0, advance: Int64) {
         time += advance
         let lower = Array(name.lowercased().utf8)
         let original = Array(name.utf8)
@@ -41,11 +56,12 @@ struct FactDriver {
         original.withUnsafeBytes { o in
             lower.withUnsafeBytes { l in
                 let f = DNSMessageFacts(
-                    timestamp: Timestamp(nanoseconds: time), client: IPAddress(client)!, server: IPAddress("10.0.0.53")!,
-                    clientPort: 40000, serverPort: 53, ipProtocol: IPProtocol.udp, appProtocol: .dns, isResponse: false, id: 1,
-                    queryType: type, responseCode: 0, name: o, lowercaseName: l,
+                    at: Timestamp(nanoseconds: time), client: IPAddress(client)!, server: IPAddress(server)!,
+                    clientPort: 40000, serverPort: 53, ipProtocol: IPProtocol.udp, appProtocol: .dns, isResponse: response, id: 1,
+                    queryType: type, responseCode: rcode, name: o, lowercaseName: l,
                     registeredDomainStart: split?.registered ?? -1, publicSuffixStart: split?.suffix ?? -1,
-                    messageLength: 12 + name.utf8.count + 6, answerCount: 0, answerDataBytes: 0)
+                    messageLength: 12 + name.utf8.count + 6 + answerBytes, answerCount: answerBytes > 0 ? 1 : 0, answerDataBytes: answerBytes,
+                    answerPayload: payload)
                 detector.dnsMessage(f)
             }
         }

@@ -29,6 +29,27 @@ final class DNSTunnelRulesTests: XCTestCase {
         }
     }
 
+    func testSearchSuffixAnswerPayloadAndDescriptiveNameKeys() throws {
+        let r = try DNSTunnelRules.parse(text: """
+        min_unique_subdomains: 6
+        score:
+          answer_payload: {from: 50, to: 200, weight: 12}
+          descriptive_names: {from: 0.4, to: 0.9, weight: 30}
+        single_name: {max_word_share: 0.5}
+        search_suffixes: [Corp.Example.COM., "*.svc.cluster.local"]
+        learn_search_suffixes: {enabled: false, window: 30s, evidence: 3}
+        """)
+        XCTAssertEqual(r.minUniqueSubdomains, 6)
+        XCTAssertEqual(r.answerPayload, DNSTunnelRules.Feature(from: 50, to: 200, weight: 12))
+        XCTAssertEqual(r.descriptiveNames, DNSTunnelRules.Feature(from: 0.4, to: 0.9, weight: 30))
+        XCTAssertEqual(r.singleNameMaxWordShare, 0.5)
+        XCTAssertEqual(r.searchSuffixes, ["corp.example.com", "svc.cluster.local"])
+        XCTAssertFalse(r.learnSearchSuffixes)
+        XCTAssertEqual(r.searchSuffixWindowSeconds, 30)
+        XCTAssertEqual(r.searchSuffixEvidence, 3)
+        XCTAssertThrowsError(try DNSTunnelRules.parse(text: "search_suffixes: [\"a..b\"]\n"))
+    }
+
     func testRepositoryRulesFileIsValid() throws {
         let path = TestSupport.repositoryRoot.appendingPathComponent("Rules/dns-tunneling.yaml").path
         let rules = try DNSTunnelRules.load(path: path)

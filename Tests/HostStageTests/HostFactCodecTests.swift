@@ -110,7 +110,9 @@ final class HostFactCodecTests: XCTestCase {
             queryType: int(), responseCode: int(), name: stored, lowercaseName: stored,
             registeredDomainStart: Int.random(in: -1...bytes.count, using: &rng), publicSuffixStart: Int.random(in: -1...bytes.count, using: &rng),
             messageLength: Int.random(in: 0...65535, using: &rng), answerCount: Int.random(in: 0...100, using: &rng),
-            answerDataBytes: Int.random(in: 0...65535, using: &rng))
+            answerDataBytes: Int.random(in: 0...65535, using: &rng),
+            answerPayload: DNSAnswerPayload(bytes: Int.random(in: 0...65535, using: &rng), entropy: Float.random(in: 0...8, using: &rng),
+                                            hash: UInt64.random(in: 0...UInt64.max, using: &rng)))
     }
 
     func fact(_ kind: HostFactKind) -> HostFact {
@@ -141,6 +143,7 @@ final class HostFactCodecTests: XCTestCase {
             && a.name.elementsEqual(b.name) && Array(b.lowercaseName) == a.name.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 }
             && a.registeredDomainStart == b.registeredDomainStart && a.publicSuffixStart == b.publicSuffixStart
             && a.messageLength == b.messageLength && a.answerCount == b.answerCount && a.answerDataBytes == b.answerDataBytes
+            && a.answerPayload == b.answerPayload
     }
 
     func same(_ a: HostFact, _ b: HostFact) -> Bool {

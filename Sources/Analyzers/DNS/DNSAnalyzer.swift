@@ -43,6 +43,8 @@ public struct DNSMessageFacts {
     public var answerCount: Int
     /// RDATA bytes in the answer section.
     public var answerDataBytes: Int
+    /// The data the answers of the asked-for unusual type carry (TXT, NULL, CNAME, MX …): a tunnel's downstream.
+    public var answerPayload: DNSAnswerPayload
 }
 
 /// Receives every parsed DNS message (the tunnelling detector and any later DNS consumers).
@@ -280,7 +282,8 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
                 name: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(nameBuffer)[..<nameLength]),
                 lowercaseName: UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(lowerBuffer)[..<nameLength]),
                 registeredDomainStart: registeredStart, publicSuffixStart: suffixStart, messageLength: payload.count,
-                answerCount: Int(m.header.answerCount), answerDataBytes: m.answerDataBytes)
+                answerCount: Int(m.header.answerCount), answerDataBytes: m.answerDataBytes,
+                answerPayload: isResponse ? DNSAnswerPayload.measure(m, questionType: qtype) : DNSAnswerPayload())
             for o in observers { o.dnsMessage(facts) }
         }
 

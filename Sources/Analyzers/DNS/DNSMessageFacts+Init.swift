@@ -7,7 +7,7 @@ extension DNSMessageFacts {
                 ipProtocol: UInt8, appProtocol: AppProtocol, isResponse: Bool, id: UInt16, queryType: UInt16,
                 responseCode: UInt16, name: UnsafeRawBufferPointer, lowercaseName: UnsafeRawBufferPointer,
                 registeredDomainStart: Int, publicSuffixStart: Int, messageLength: Int, answerCount: Int,
-                answerDataBytes: Int) {
+                answerDataBytes: Int, answerPayload: DNSAnswerPayload = DNSAnswerPayload()) {
         self.timestamp = timestamp
         self.client = client
         self.server = server
@@ -26,5 +26,6 @@ extension DNSMessageFacts {
         self.messageLength = messageLength
         self.answerCount = answerCount
         self.answerDataBytes = answerDataBytes
+        self.answerPayload = answerPayload
     }
 }

@@ -229,6 +229,18 @@ public final class PublicSuffixList: @unchecked Sendable {
         }
     }
 
+    /// Whether the name's top-level label has a rule of its own in the list (`com`, `uk`, `ck`), as
+    /// opposed to being judged by the implicit `*` rule only (`local`, `lan`, `corp`, or a random label
+    /// a tunnel sends straight to its server). `name` is lower-case ASCII without a trailing dot.
+    public func listsTopLevel(of name: UnsafeRawBufferPointer) -> Bool {
+        let n = name.count
+        guard n > 0 else { return false }
+        var s = n
+        while s > 0 && name[s - 1] != 0x2E { s -= 1 }
+        guard s < n else { return false }
+        return flags(name, from: s, hash: PublicSuffixList.hashSuffix(name, from: s)) != 0
+    }
+
     /// The registered domain of a name (`www.example.co.uk` → `example.co.uk`), or nil.
     public func registeredDomain(_ name: String) -> String? {
         var bytes = Array(name.lowercased().utf8)

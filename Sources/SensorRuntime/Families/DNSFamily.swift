@@ -57,6 +57,6 @@ struct DNSFamily: SensorFamily {
     func hostDetectors(_ rules: RulesSet, _ psl: PublicSuffixList?) -> [HostDetectorFactory] {
         let tunnel = rules[DNSTunnelRules.self]
         guard tunnel.enabled, psl != nil else { return [] }
-        return [HostDetectorFactory(name: "dns_tunneling") { DNSTunnelDetector(rules: tunnel, emitter: $0) }]
+        return [HostDetectorFactory(name: "dns_tunneling") { DNSTunnelDetector(rules: tunnel, emitter: $0, publicSuffixList: psl) }]
     }
 }
