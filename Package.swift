@@ -91,6 +91,7 @@ let package = Package(
         // The CLI.
         .executableTarget(name: "sensor", dependencies: [
             "SensorRuntime",
+            "Analyzers",
             "Report",
             "Evidence",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -50,12 +50,12 @@ extension SMBAnalyzer {
                   flow f: Flow, direction d: Int, time: Timestamp) {
         guard let files else { return }
         if isWrite {
-            if t.written == nil { t.written = FileHasher(); if offset != 0 { t.written!.incomplete = true } }
+            if t.written == nil { t.written = FileHasher(algorithms: files.configuration.hashes); if offset != 0 { t.written!.incomplete = true } }
             else if offset != t.writeNext { t.written!.incomplete = true }
             t.writeNext = offset &+ UInt64(total)
             _ = files.hash(available, into: &t.written!, flowBytes: &f.hashedBytes, at: time)
         } else {
-            if t.read == nil { t.read = FileHasher(); if offset != 0 { t.read!.incomplete = true } }
+            if t.read == nil { t.read = FileHasher(algorithms: files.configuration.hashes); if offset != 0 { t.read!.incomplete = true } }
             else if offset != t.readNext { t.read!.incomplete = true }
             t.readNext = offset &+ UInt64(total)
             _ = files.hash(available, into: &t.read!, flowBytes: &f.hashedBytes, at: time)
