@@ -89,6 +89,7 @@ let package = Package(
         // The CLI. `BuildInfo` stamps the commit and build date `--version` prints.
         .executableTarget(name: "sensor", dependencies: [
             "SensorRuntime",
+            "Analyzers",
             "Report",
             "Evidence",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Whole-pipeline benchmark (not a test): `sensor replay` on the benchmark capture next to
+# Whole-pipeline benchmark (not a test): `sensor replay` on each benchmark capture next to
 # `tcpdump -r FILE -w /dev/null` and `nfpcapd -r FILE -w DIR` (nfdump's flow builder) on the same file,
-# interleaved in the same run. Prints medians of wall and CPU time, the ratios, packets/s, peak RSS and
-# the flow table's bytes per flow. The machines are small and noisy: read medians and ratios.
+# interleaved in the same run. Prints, per capture, medians of wall and CPU time, the ratios, packets/s,
+# peak RSS and the flow table's bytes per flow. The machines are small and noisy: read medians and ratios.
+# The two captures (built once under .build/bench/):
+#   bench.pcap  internet traffic: the largest shared capture (large-mixed-A) × 8, about 1.84 M packets
+#   mix.pcap    enterprise LAN traffic: the shared lateral, beacon, SMB and HTTP captures re-timed to play
+#               at once, × 60 (make-bench-mix.sh), about 650 k packets
 #
 # Usage: Benchmarks/pipeline.sh [RUNS] [-- extra sensor replay flags]
-#   BENCH_CAPTURE=path   use this capture instead of building one
+#   BENCH_CAPTURE=path   use this capture (or several, comma-separated) instead of the two built ones
+#   BENCH_BINARY=path    measure this sensor binary instead of a release build of this tree
 #   BENCH_WORKERS=1,2    one sensor row per worker count (`replay --workers N`; default 1,2)
 #   BENCH_VARIANTS=1     also measure analyser families one at a time (config `dns/c2/lateral_movement:
 #                        {enabled}`) and the evidence lookback ring (on, no trigger fires, so only the
@@ -22,20 +27,21 @@ extra=("$@")
 shared=${SHARED:-../shared}
 for t in tcpdump nfpcapd capinfos editcap mergecap; do command -v $t >/dev/null || { echo "missing $t (scripts/install-deps.sh test)" >&2; exit 1; }; done
 
-capture=${BENCH_CAPTURE:-}
-if [ -z "$capture" ]; then
-  capture=.build/bench/bench.pcap
+if [ -n "${BENCH_CAPTURE:-}" ]; then
+  IFS=, read -ra captures <<< "$BENCH_CAPTURE"
+else
   mkdir -p .build/bench
   large=$(ls -S "$shared"/data/pcaps/large/* | head -1)
   # Eight time-shifted copies (about 1.8 M packets) so start-up does not dominate.
-  bash "$shared/tools/make-bench-capture.sh" "$large" "$capture" 8
+  bash "$shared/tools/make-bench-capture.sh" "$large" .build/bench/bench.pcap 8
+  p=$shared/data/pcaps
+  bash "$shared/tools/make-bench-mix.sh" .build/bench/mix.pcap 60 "$p"/lateral/* "$p"/beacon/* "$p"/benign/smb2* \
+    "$p"/benign/normal_share_traversal.pcap "$p"/benign/bro.org.pcap "$p"/benign/http_* "$p"/benign/wikipedia.pcap
+  captures=(.build/bench/bench.pcap .build/bench/mix.pcap)
 fi
-swift build -c release --product sensor >&2
-bin=.build/release/sensor
-packets=$(capinfos -M -c "$capture" | awk -F': *' '/Number of packets/ {print $2}')
-bytes=$(capinfos -M -d "$capture" | awk -F': *' '/Data size/ {print $2+0}')
+bin=${BENCH_BINARY:-.build/release/sensor}
+[ -n "${BENCH_BINARY:-}" ] || swift build -c release --product sensor >&2
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-cat "$capture" > /dev/null  # warm the page cache for every contender alike
 
 measure() { # name, command...
   local name=$1; shift
@@ -43,6 +49,11 @@ measure() { # name, command...
   echo "$name $(cat "$tmp/t")" >> "$tmp/results"
 }
 IFS=, read -ra workers <<< "${BENCH_WORKERS:-1,2}"
+for capture in "${captures[@]}"; do
+packets=$(capinfos -M -c "$capture" | awk -F': *' '/Number of packets/ {print $2}')
+bytes=$(capinfos -M -d "$capture" | awk -F': *' '/Data size/ {print $2+0}')
+cat "$capture" > /dev/null  # warm the page cache for every contender alike
+: > "$tmp/results"
 for i in $(seq 1 "$runs"); do
   for w in "${workers[@]}"; do
     measure "sensor-${w}w" "$bin" replay "$capture" --workers "$w" --output "file:/dev/null" --log-level error "${extra[@]}"
@@ -78,6 +89,9 @@ for name in sensors:
 print(f"flow table: {stats['flows']['bytes_per_flow']} bytes per flow of capacity ({stats['flows']['capacity']} flows), "
       f"{stats['flows']['evicted']} evicted; events written: {stats['events']['emitted']}")
 PY
+echo
+done
+capture=${captures[0]}
 
 [ "${BENCH_VARIANTS:-0}" = 1 ] || exit 0
 # Variants: rules and configs in a scratch directory, so the repository's Rules/ stay untouched. Each is

@@ -52,11 +52,11 @@ public struct IntelConfiguration: Sendable {
 
     /// Builds (and starts watching) the feed, or nil when no indicator file is in effect.
     /// Throws every problem of every file (`file:line:column: message`).
-    public func makeFeed(rulesDirectory: String?, logger: Logger, filesHashed: Bool) throws(ConfigIssues) -> IndicatorFeed? {
+    public func makeFeed(rulesDirectory: String?, logger: Logger, fileHashes: Set<IndicatorType>) throws(ConfigIssues) -> IndicatorFeed? {
         if let feed { return feed }
         let p = paths(rulesDirectory: rulesDirectory)
         if p.isEmpty { return nil }
-        let f = try IndicatorFeed(paths: p, logger: logger, filesHashed: filesHashed)
+        let f = try IndicatorFeed(paths: p, logger: logger, fileHashes: fileHashes)
         f.startWatching(interval: reloadInterval)
         return f
     }

@@ -15,8 +15,9 @@ import Synchronization
 public final class IndicatorFeed: @unchecked Sendable {
     public let paths: [String]
     let logger: Logger
-    /// Whether the sensor hashes transferred files (else hash indicators are warned about at load).
-    let filesHashed: Bool
+    /// The file digests the sensor computes (`files.hashes`; empty with `files.enabled: false`): hash
+    /// indicators of other kinds are warned about at load.
+    let fileHashes: Set<IndicatorType>
     let state: Mutex<(set: IndicatorSet, signature: [FileSignature], lastIssues: [ConfigIssue])>
     /// Bumped on every successful reload.
     public let generation = Atomic<UInt64>(0)
@@ -26,22 +27,22 @@ public final class IndicatorFeed: @unchecked Sendable {
     private var signalSource: DispatchSourceSignal?
 
     /// Loads every file now; any problem is an error (a sensor must not start with a broken feed).
-    public init(paths: [String], logger: Logger, filesHashed: Bool = true) throws(ConfigIssues) {
+    public init(paths: [String], logger: Logger, fileHashes: Set<IndicatorType> = [.md5, .sha1, .sha256]) throws(ConfigIssues) {
         self.paths = paths
         self.logger = logger
-        self.filesHashed = filesHashed
+        self.fileHashes = fileHashes
         let files = Self.expand(paths)
         let set = try Self.loadAll(files)
         state = Mutex((set, Self.signature(files), []))
         logger.info("threat intelligence loaded", metadata: Self.summary(set, files: files.count))
-        Self.warnUnmatchable(set, filesHashed: filesHashed, logger: logger)
+        Self.warnUnmatchable(set, fileHashes: fileHashes, logger: logger)
     }
 
     /// An in-memory feed (tests, and callers that build sets themselves).
     public init(set: IndicatorSet, logger: Logger = Logger(label: "sensor.intel")) {
         self.paths = []
         self.logger = logger
-        filesHashed = true
+        fileHashes = [.md5, .sha1, .sha256]
         state = Mutex((set, [], []))
     }
 
@@ -63,7 +64,7 @@ public final class IndicatorFeed: @unchecked Sendable {
             state.withLock { $0 = (set, sig, []) }
             generation.add(1, ordering: .releasing)
             logger.notice("threat intelligence reloaded", metadata: Self.summary(set, files: files.count))
-            Self.warnUnmatchable(set, filesHashed: filesHashed, logger: logger)
+            Self.warnUnmatchable(set, fileHashes: fileHashes, logger: logger)
             return []
         } catch {
             // Remember the signature too, so a broken file is reported once, not on every check.
@@ -172,20 +173,21 @@ public final class IndicatorFeed: @unchecked Sendable {
     }
 
     /// Hash indicators this sensor cannot match as their feed means them, one line per kind with its
-    /// count: with file hashing off (`files.enabled: false`) nothing produces `ObservedFact.fileHash`, so
-    /// an md5 indicator can never match and sha1/sha256 ones only as TLS server certificate fingerprints.
-    /// Whoever loads a hash feed is told so rather than trusting silence.
-    public static func unmatchableWarnings(_ set: IndicatorSet, filesHashed: Bool) -> [String] {
-        guard !filesHashed else { return [] }
-        return [IndicatorType.md5, .sha1, .sha256].compactMap { t in
-            guard let n = set.countsByType[t], n > 0 else { return nil }
+    /// count: with file hashing off (`files.enabled: false`, `fileHashes` empty) or a digest left out of
+    /// `files.hashes`, nothing produces that `ObservedFact.fileHash`, so an md5 indicator can never match
+    /// and sha1/sha256 ones only as TLS server certificate fingerprints. Whoever loads a hash feed is told
+    /// so rather than trusting silence.
+    public static func unmatchableWarnings(_ set: IndicatorSet, fileHashes: Set<IndicatorType>) -> [String] {
+        [IndicatorType.md5, .sha1, .sha256].compactMap { t in
+            guard !fileHashes.contains(t), let n = set.countsByType[t], n > 0 else { return nil }
             let consequence = t == .md5 ? "they cannot match" : "they can match only TLS server certificates (TLS 1.2 and older)"
-            return "\(n) \(t.rawValue) file-hash indicators loaded but file hashing is off (files.enabled: false): \(consequence)"
+            let why = fileHashes.isEmpty ? "file hashing is off (files.enabled: false)" : "files are not hashed with \(t.rawValue) (files.hashes)"
+            return "\(n) \(t.rawValue) file-hash indicators loaded but \(why): \(consequence)"
         }
     }
 
-    static func warnUnmatchable(_ set: IndicatorSet, filesHashed: Bool, logger: Logger) {
-        for w in unmatchableWarnings(set, filesHashed: filesHashed) { logger.warning("\(w)") }
+    static func warnUnmatchable(_ set: IndicatorSet, fileHashes: Set<IndicatorType>, logger: Logger) {
+        for w in unmatchableWarnings(set, fileHashes: fileHashes) { logger.warning("\(w)") }
     }
 
     static func summary(_ set: IndicatorSet, files: Int) -> Logger.Metadata {

@@ -50,7 +50,7 @@ struct Hunt: AsyncParsableCommand {
         c.intel.rulesIndicators = false
         c.flowEvents = false
         let feed: IndicatorFeed
-        do { feed = try IndicatorFeed(paths: paths, logger: logger, filesHashed: c.files.enabled) } catch {
+        do { feed = try IndicatorFeed(paths: paths, logger: logger, fileHashes: c.hashedFileIndicatorTypes) } catch {
             fail("error: invalid indicator file:\n\(error.description)", code: ExitStatus.configuration)
         }
         let files: [String]

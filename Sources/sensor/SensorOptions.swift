@@ -1,3 +1,4 @@
+import Analyzers
 import ArgumentParser
 import ConfigKit
 import Evidence
@@ -72,6 +73,9 @@ struct SensorOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "Emit sensor.dns passive-DNS events (one per transaction).")
     var dnsEvents: Bool?
 
+    @Option(name: .long, help: ArgumentHelp("Digests of transferred files, comma-separated (default sha256; each one more costs about as much CPU again).", valueName: "md5,sha1,sha256"))
+    var fileHashes: FileHashList?
+
     @Option(name: .long, help: ArgumentHelp("Public Suffix List file (default: Debian's /usr/share/publicsuffix/public_suffix_list.dat).", valueName: "path"))
     var psl: String?
 
@@ -123,6 +127,7 @@ struct SensorOptions: ParsableArguments {
         c.intel.indicators += indicators
         if let dnsEvents { c.dns.eventsEnabled = dnsEvents }
         if let psl { c.dns.publicSuffixListPath = psl }
+        if let fileHashes { c.files.hashes = fileHashes.value }
         return c
     }
 
@@ -143,6 +148,15 @@ struct FlowCapacity: ExpressibleByArgument {
     init?(argument: String) {
         guard let n = Int(argument), FlowTableConfiguration.capacityRange.contains(n) else { return nil }
         value = n
+    }
+}
+
+/// A `--file-hashes` value: comma-separated digest names, checked while the command line is parsed.
+struct FileHashList: ExpressibleByArgument {
+    var value: FileHashAlgorithms
+    init?(argument: String) {
+        guard let v = FileHashAlgorithms(names: argument.split(separator: ",").map(String.init)) else { return nil }
+        value = v
     }
 }
 

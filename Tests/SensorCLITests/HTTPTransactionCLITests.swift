@@ -96,6 +96,53 @@ final class HTTPTransactionCLITests: XCTestCase {
         XCTAssertGreaterThan(compared, 100)
     }
 
+    /// `files.hashes` / `--file-hashes` choose the digests: SHA-256 alone by default, all three on request,
+    /// each equal to the digest of what tshark exports; an unknown name is refused.
+    func testFileHashesFollowTheSetting() throws {
+        let capture = TestSupport.data("pcaps/benign/bro.org.pcap")
+        let out = dir.appendingPathComponent("objects")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let t = try TestSupport.run("tshark", ["-r", capture, "-o", "http.decompress_body:FALSE", "-q", "--export-objects", "http," + out.path])
+        XCTAssertEqual(t.status, 0, t.stderr)
+        var exported: [String: (md5: String, sha1: String)] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: out.path) {
+            let p = out.appendingPathComponent(name).path
+            guard (try FileManager.default.attributesOfItem(atPath: p)[.size] as? Int ?? 0) > 0 else { continue }
+            func sum(_ tool: String, _ n: Int) throws -> String { String(try TestSupport.run(tool, [p]).stdoutText.prefix(n)) }
+            exported[try sum("sha256sum", 64)] = (try sum("md5sum", 32), try sum("sha1sum", 40))
+        }
+        XCTAssertGreaterThan(exported.count, 3)
+        func files(_ args: [String]) throws -> [[String: Any]] {
+            let r = try TestSupport.sensor(["replay", "--no-flow-events"] + args + [capture])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return dataset(try TestSupport.events(r), "sensor.file")
+        }
+        let plain = try files([])
+        XCTAssertFalse(plain.isEmpty)
+        for f in plain {
+            XCTAssertNotNil(TestSupport.value(f, "file.hash.sha256"))
+            XCTAssertNil(TestSupport.value(f, "file.hash.md5"))
+            XCTAssertNil(TestSupport.value(f, "file.hash.sha1"))
+        }
+        var matched: Set<String> = []
+        for f in try files(["--file-hashes", "md5,SHA-1,sha256"]) {
+            guard let sha256 = TestSupport.value(f, "file.hash.sha256") as? String, let e = exported[sha256] else { continue }
+            XCTAssertEqual(TestSupport.value(f, "file.hash.md5") as? String, e.md5)
+            XCTAssertEqual(TestSupport.value(f, "file.hash.sha1") as? String, e.sha1)
+            matched.insert(sha256)
+        }
+        XCTAssertEqual(matched, Set(exported.keys))
+        let sha1Only = path("sha1.yaml")
+        try "files:\n  hashes: [sha1]\n".write(toFile: sha1Only, atomically: true, encoding: .utf8)
+        let viaConfig = try files(["--config", sha1Only])
+        XCTAssertEqual(viaConfig.count, plain.count)
+        XCTAssertTrue(viaConfig.allSatisfy { TestSupport.value($0, "file.hash.sha1") != nil && TestSupport.value($0, "file.hash.sha256") == nil })
+        let bad = path("bad.yaml")
+        try "files:\n  hashes: [crc32]\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        XCTAssertNotEqual(try TestSupport.sensor(["replay", "--config", bad, capture]).status, 0)
+        XCTAssertNotEqual(try TestSupport.sensor(["replay", "--file-hashes", "md4", capture]).status, 0)
+    }
+
     // MARK: A crafted keep-alive connection
 
     static let client: UInt32 = 0x0A00_0001, server: UInt32 = 0x0A00_0002

@@ -175,9 +175,9 @@ final class ThreatIntelCLITests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("--indicators"), missing.stderr)
     }
 
-    /// Hash indicators nothing can match (file hashing off) are announced at load, per kind with its count,
-    /// by `hunt` and `replay` alike; kinds that are not loaded are not mentioned; with files on (the
-    /// default) there is nothing to warn about.
+    /// Hash indicators nothing can match (file hashing off, or their digest not in `files.hashes`) are
+    /// announced at load, per kind with its count, by `hunt` and `replay` alike; kinds that are not loaded
+    /// are not mentioned; with every loaded kind hashed there is nothing to warn about.
     func testUnmatchableHashIndicatorsAreWarnedAtLoad() throws {
         let csv = try write("hashes.csv", """
             type,value
@@ -190,9 +190,14 @@ final class ThreatIntelCLITests: XCTestCase {
         let capture = TestSupport.data("pcaps/beacon/test-cc-capture-2.pcap")
         let filesOff = try write("files-off.yaml", "files:\n  enabled: false\n")
         for command in ["hunt", "replay"] {
-            let on = try TestSupport.sensor([command, "--indicators", csv, capture])
+            let on = try TestSupport.sensor([command, "--file-hashes", "md5,sha256", "--indicators", csv, capture])
             XCTAssertEqual(on.status, 0, on.stderr)
             XCTAssertFalse(on.stderr.contains("file-hash"), on.stderr)
+            // SHA-256 alone by default: the md5 indicator is named.
+            let plain = try TestSupport.sensor([command, "--indicators", csv, capture])
+            XCTAssertEqual(plain.status, 0, plain.stderr)
+            XCTAssertEqual(plain.stderr.split(separator: "\n").filter { $0.contains("file-hash indicators") }.count, 1, plain.stderr)
+            XCTAssertTrue(plain.stderr.contains("1 md5 file-hash indicators loaded but files are not hashed with md5 (files.hashes): they cannot match"), plain.stderr)
             let r = try TestSupport.sensor([command, "--config", filesOff, "--indicators", csv, capture])
             XCTAssertEqual(r.status, 0, r.stderr)
             let warnings = r.stderr.split(separator: "\n").filter { $0.contains("file-hash indicators") }

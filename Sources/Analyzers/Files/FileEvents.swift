@@ -32,9 +32,9 @@ extension EventEmitter {
             writeFlowEndpoints(flow, into: &w)
             w.beginObject("file")
             w.beginObject("hash")
-            w.field("md5", d.md5)
-            w.field("sha1", d.sha1)
-            w.field("sha256", d.sha256)
+            if let h = d.md5 { w.field("md5", h) }
+            if let h = d.sha1 { w.field("sha1", h) }
+            if let h = d.sha256 { w.field("sha256", h) }
             w.endObject()
             w.field("size", d.size)
             if let m = d.mimeType { w.field("mime_type", m) }
@@ -49,9 +49,9 @@ extension EventEmitter {
             w.endObject(); w.endObject()
         })
         if hasFactObservers {
-            publish(.fileHash(algorithm: "sha256", value: d.sha256), flow: flow, at: time)
-            publish(.fileHash(algorithm: "sha1", value: d.sha1), flow: flow, at: time)
-            publish(.fileHash(algorithm: "md5", value: d.md5), flow: flow, at: time)
+            if let h = d.sha256 { publish(.fileHash(algorithm: "sha256", value: h), flow: flow, at: time) }
+            if let h = d.sha1 { publish(.fileHash(algorithm: "sha1", value: h), flow: flow, at: time) }
+            if let h = d.md5 { publish(.fileHash(algorithm: "md5", value: h), flow: flow, at: time) }
         }
     }
 }

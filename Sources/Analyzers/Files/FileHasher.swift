@@ -2,8 +2,38 @@ import Crypto
 import Events
 import PacketCore
 
-/// The streaming digests of one transferred file: MD5, SHA-1 and SHA-256 (swift-crypto) updated in
-/// place as the bytes pass, plus the first bytes for the content type. No copy of the file is kept.
+/// Which digests files get (config `files.hashes`, `--file-hashes`). SHA-256 alone by default: each
+/// digest costs about as much CPU again per byte (MD5 the most: it has no hardware instructions).
+public struct FileHashAlgorithms: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let md5 = FileHashAlgorithms(rawValue: 1)
+    public static let sha1 = FileHashAlgorithms(rawValue: 2)
+    public static let sha256 = FileHashAlgorithms(rawValue: 4)
+    public static let all: FileHashAlgorithms = [.md5, .sha1, .sha256]
+    /// Each algorithm with its name in config, flags and `file.hash.*`, in the order events list them.
+    public static let named: [(name: String, algorithm: FileHashAlgorithms)] = [("md5", .md5), ("sha1", .sha1), ("sha256", .sha256)]
+
+    /// From names (`md5`, `sha1`, `sha256`, `sha-1`, `sha-256`, any case); nil when one is unknown or none is given.
+    public init?(names: [String]) {
+        var set: FileHashAlgorithms = []
+        for n in names {
+            let key = String(n.lowercased().filter { $0 != "-" })
+            guard let a = Self.named.first(where: { $0.name == key }) else { return nil }
+            set.insert(a.algorithm)
+        }
+        guard !set.isEmpty else { return nil }
+        self = set
+    }
+
+    /// What a valid list is, for config and flag errors.
+    public static let usage = "expected one or more of md5, sha1, sha256 (turn hashing off with files.enabled: false)"
+
+    public var names: [String] { Self.named.filter { contains($0.algorithm) }.map(\.name) }
+}
+
+/// The streaming digests of one transferred file: those of `FileHashAlgorithms` asked for (swift-crypto),
+/// updated in place as the bytes pass, plus the first bytes for the content type. No copy of the file is kept.
 ///
 /// Files are hashed as transferred: for HTTP after removing chunk framing but before any
 /// Content-Encoding is undone (a gzip-encoded body hashes as the gzip bytes), for SMB2/3 from the data
@@ -12,6 +42,7 @@ public struct FileHasher {
     var md5 = Insecure.MD5()
     var sha1 = Insecure.SHA1()
     var sha256 = SHA256()
+    let algorithms: FileHashAlgorithms
     /// Bytes hashed.
     public private(set) var size: Int = 0
     /// The first bytes, for `FileMagic` (fixed size: no allocation).
@@ -22,7 +53,7 @@ public struct FileHasher {
 
     public static let magicBytes = 32
 
-    public init() {}
+    public init(algorithms: FileHashAlgorithms) { self.algorithms = algorithms }
 
     public mutating func update(_ data: UnsafeRawBufferPointer) {
         guard !data.isEmpty else { return }
@@ -32,26 +63,28 @@ public struct FileHasher {
                 m.baseAddress!.advanced(by: size).copyMemory(from: data.baseAddress!, byteCount: n)
             }
         }
-        md5.update(bufferPointer: data)
-        sha1.update(bufferPointer: data)
-        sha256.update(bufferPointer: data)
+        if algorithms.contains(.md5) { md5.update(bufferPointer: data) }
+        if algorithms.contains(.sha1) { sha1.update(bufferPointer: data) }
+        if algorithms.contains(.sha256) { sha256.update(bufferPointer: data) }
         size &+= data.count
     }
 
-    /// The finished file: hex digests (lower case) and the content type its first bytes show.
+    /// The finished file: hex digests (lower case; nil for those not asked for) and the content type its first bytes show.
     public func finish() -> FileDigests {
         var m = magic
         let mime = withUnsafeBytes(of: &m) { FileMagic.mimeType(UnsafeRawBufferPointer(rebasing: $0[..<min(size, Self.magicBytes)])) }
-        return FileDigests(md5: Digest.hex(md5.finalize()), sha1: Digest.hex(sha1.finalize()), sha256: Digest.hex(sha256.finalize()),
+        return FileDigests(md5: algorithms.contains(.md5) ? Digest.hex(md5.finalize()) : nil,
+                           sha1: algorithms.contains(.sha1) ? Digest.hex(sha1.finalize()) : nil,
+                           sha256: algorithms.contains(.sha256) ? Digest.hex(sha256.finalize()) : nil,
                            size: size, mimeType: mime, incomplete: incomplete)
     }
 }
 
 /// What a `FileHasher` yields at the end of a file.
 public struct FileDigests: Sendable, Equatable {
-    public var md5: String
-    public var sha1: String
-    public var sha256: String
+    public var md5: String?
+    public var sha1: String?
+    public var sha256: String?
     public var size: Int
     public var mimeType: StaticString?
     public var incomplete: Bool
@@ -66,6 +99,8 @@ public struct FileDigests: Sendable, Equatable {
 public struct FileConfiguration: Sendable, Equatable {
     /// Hash files and write `sensor.file` events at all.
     public var enabled = true
+    /// The digests computed.
+    public var hashes: FileHashAlgorithms = .sha256
     /// Bytes hashed per flow (all its files together); past it the file in progress is reported
     /// incomplete and the flow's later files are not hashed. Counted (`per_flow_cap`).
     public var maxBytesPerFlow = 64 << 20

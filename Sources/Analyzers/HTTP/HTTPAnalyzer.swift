@@ -217,7 +217,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         } else {
             c.requestInBody = p
             c.orig.body = HTTPBodyReader(framing)
-            c.orig.file = files != nil ? FileHasher() : nil
+            c.orig.file = files.map { FileHasher(algorithms: $0.configuration.hashes) }
         }
     }
 
@@ -279,7 +279,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
             finishResponse(c, flow: table[slot], at: time)
         } else {
             c.resp.body = HTTPBodyReader(framing)
-            c.resp.file = files != nil ? FileHasher() : nil
+            c.resp.file = files.map { FileHasher(algorithms: $0.configuration.hashes) }
         }
     }
 

@@ -23,8 +23,8 @@ extension HTTPAnalyzer {
                                        responseBodyBytes: responseBody?.size ?? (bodiless ? nil : response?.contentLength), into: &w)
             w.beginObject("sensor"); w.beginObject("http")
             w.field("status", status)
-            if let b = p?.body { w.field("request_body_sha256", b.sha256) }
-            if let b = responseBody, b.size > 0 { w.field("response_body_sha256", b.sha256) }
+            if let h = p?.body?.sha256 { w.field("request_body_sha256", h) }
+            if let b = responseBody, b.size > 0, let h = b.sha256 { w.field("response_body_sha256", h) }
             w.endObject(); w.endObject()
         })
     }

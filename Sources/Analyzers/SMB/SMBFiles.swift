@@ -35,7 +35,7 @@ final class SMBTransfer {
 
 /// One direction of a transfer (the data written, or the data read), hashed in file-offset order.
 struct SMBFileStream {
-    var hasher = FileHasher()
+    var hasher: FileHasher
     /// The file offset the hash has reached.
     var next: UInt64 = 0
     /// Data beyond `next`, sorted by offset, each run contiguous.
@@ -105,7 +105,7 @@ extension SMBAnalyzer {
     /// it lies beyond a hole and the bounds allow, else the hole is given up on and hashing goes on in order.
     func absorb(_ data: UnsafeRawBufferPointer, at offset: UInt64, transfer t: SMBTransfer, isWrite: Bool, flow f: Flow, time: Timestamp) {
         guard let files, !data.isEmpty else { return }
-        var s = t.take(isWrite: isWrite) ?? SMBFileStream()
+        var s = t.take(isWrite: isWrite) ?? SMBFileStream(hasher: FileHasher(algorithms: files.configuration.hashes))
         if offset > s.next {
             if hold(data, at: offset, in: &s, flow: f) {
                 store(s, in: t, isWrite: isWrite)

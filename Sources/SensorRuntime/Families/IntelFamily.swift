@@ -18,7 +18,7 @@ struct IntelFamily: SensorFamily {
 
     /// nil when no indicator file is in effect.
     func prepare(_ rules: RulesSet, logger: Logger) throws -> IndicatorFeed? {
-        try configuration.intel.makeFeed(rulesDirectory: rules.directory, logger: logger, filesHashed: configuration.files.enabled)
+        try configuration.intel.makeFeed(rulesDirectory: rules.directory, logger: logger, fileHashes: configuration.hashedFileIndicatorTypes)
     }
 
     func makeAnalyzers(_ worker: inout WorkerContext, _ feed: IndicatorFeed?) throws -> [any PacketAnalyzer] {
