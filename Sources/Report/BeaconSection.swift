@@ -22,7 +22,7 @@ extension ReportPage {
             guard let dst = e.string("destination.ip"), let port = e.int("sensor.beaconing.port") ?? e.int("destination.port") else { return nil }
             key = ReportModel.connKey(src, dst, port, e.string("sensor.beaconing.transport") ?? e.string("network.transport") ?? "tcp")
         }
-        guard let all = model.starts[key] else { return nil }
+        guard let all = model.starts[key] ?? model.httpFlowStarts[key] else { return nil }
         let lo = e.time("sensor.beaconing.first_start") ?? .min, hi = e.time("sensor.beaconing.last_start") ?? .max
         return all.filter { $0 >= lo && $0 <= hi }.sorted()
     }
@@ -33,7 +33,8 @@ extension ReportPage {
         w.attribute("href", "#" + a.anchor); w.raw(">"); w.text("#\(a.index + 1)"); w.raw("</a> ")
         w.text(e.string("sensor.beaconing.pair.text") ?? e.string("message") ?? "")
         w.raw("</h3>\n<p class=\"meta\">")
-        var meta = "score \(Format.decimal(e.double("sensor.beaconing.score") ?? 0, 3))"
+        // Strobe and long-connection findings carry no score.
+        var meta = e.double("sensor.beaconing.score").map { "score \(Format.decimal($0, 3))" } ?? (e.string("rule.name") ?? "")
         if let m = e.double("sensor.beaconing.interval_median") { meta += " · median interval \(Format.seconds(m))" }
         if let m = e.double("sensor.beaconing.interval_mad") { meta += " (MAD \(Format.seconds(m)))" }
         if let c = e.int("sensor.beaconing.connections") { meta += " · \(c) connections" }

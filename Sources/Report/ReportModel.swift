@@ -72,9 +72,11 @@ final class ReportModel {
     var userAgents: [String: Int64] = [:]
     var httpHosts: [String: Int64] = [:]
     var tablesFull: Int64 = 0
-    /// Starts of established flows with payload per (source, destination, port, transport) and per
-    /// (source, TLS SNI or HTTP Host): the connections a beacon alert scored.
+    /// Starts per (source, destination, port, transport) and per (source, TLS SNI or HTTP Host): the
+    /// connections and HTTP requests a beacon alert scored.
     var starts: [String: [Int64]] = [:]
+    /// Starts of HTTP connections (their requests are the starts when `sensor.http` events are present).
+    var httpFlowStarts: [String: [Int64]] = [:]
     /// Lateral-movement-capable sessions between hosts (SMB, DCE-RPC, RDP, WinRM, SSH) by (source, destination, service).
     var adminSessions: [String: Int64] = [:]
 
@@ -116,6 +118,7 @@ final class ReportModel {
         }
         switch ds {
         case "sensor.flow": addFlow(e)
+        case "sensor.http": addHTTP(e)
         case "sensor.dns": addDNS(e)
         case "sensor.evidence":
             if e.string("event.outcome") == "failure" {
@@ -169,14 +172,32 @@ final class ReportModel {
         if let port, let service = Self.adminService(proto: proto, port: port) {
             bump(&adminSessions, Self.sessionKey(src, dst, service), 1)
         }
-        guard e.bool("sensor.flow.established") == true, (e.int("sensor.flow.orig_payload_bytes") ?? 0) > 0,
+        // The starts the beacon detector samples: UDP flows the originator sent payload in, established TCP
+        // flows with payload; HTTP connections by their requests (`sensor.http`), their flow starts kept
+        // apart for event files without HTTP events.
+        guard transport == "udp" ? (e.int("sensor.flow.orig_payload_bytes") ?? 0) > 0
+                : e.bool("sensor.flow.established") == true && (e.int("sensor.flow.orig_payload_bytes") ?? 0) > 0,
               let start = e.time("event.start") else { return }
-        func record(_ key: String) {
+        let http = transport == "tcp" && proto == "http"
+        if let port { recordStart(start, Self.connKey(src, dst, port, transport), http: http) }
+        if let host = e.string("tls.client.server_name") ?? e.string("url.domain") { recordStart(start, Self.hostKey(src, host), http: http) }
+    }
+
+    /// One HTTP request: a start of its (client, server, port) and (client, Host) pairs.
+    func addHTTP(_ e: EventObject) {
+        guard let src = e.string("source.ip"), let start = e.time("@timestamp") else { return }
+        if let dst = e.string("destination.ip"), let port = e.int("destination.port") { recordStart(start, Self.connKey(src, dst, port, "tcp"), http: false) }
+        if let host = e.string("url.domain") { recordStart(start, Self.hostKey(src, host), http: false) }
+    }
+
+    func recordStart(_ start: Int64, _ key: String, http: Bool) {
+        if http {
+            if httpFlowStarts[key] == nil, httpFlowStarts.count >= Self.keyLimit { tablesFull &+= 1; return }
+            if httpFlowStarts[key, default: []].count < Self.startsLimit { httpFlowStarts[key, default: []].append(start) }
+        } else {
             if starts[key] == nil, starts.count >= Self.keyLimit { tablesFull &+= 1; return }
             if starts[key, default: []].count < Self.startsLimit { starts[key, default: []].append(start) }
         }
-        if let port { record(Self.connKey(src, dst, port, transport)) }
-        if let host = e.string("tls.client.server_name") ?? e.string("url.domain") { record(Self.hostKey(src, host)) }
     }
 
     /// Services lateral movement uses, by identified protocol first, else by port.

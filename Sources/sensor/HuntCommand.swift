@@ -101,6 +101,10 @@ struct Hunt: AsyncParsableCommand {
             for e in outcome.inputErrors { printError("error: \(e.description)") }
             printError("error: input damaged; results cover the packets before the damage")
         }
+        if outcome.interrupted {
+            printError("error: hunt interrupted after \(k.packets) packets; the matches cover the packets before the signal")
+            throw ExitCode(ExitStatus.interrupted)
+        }
         if lost { throw ExitCode(ExitStatus.outputLostEvents) }
         if !outcome.inputErrors.isEmpty { throw ExitCode(ExitStatus.inputDamaged) }
         if !outcome.outputErrors.isEmpty { throw ExitCode(ExitStatus.failure) }

@@ -76,7 +76,9 @@ struct CaseReport: AsyncParsableCommand {
                 for e in outcome.inputErrors { printError("error: \(e.description)") }
                 printError("error: input damaged; the report covers the packets before the damage")
             }
-            exitCode = lost ? ExitStatus.outputLostEvents : !outcome.inputErrors.isEmpty ? ExitStatus.inputDamaged : outcome.outputErrors.isEmpty ? 0 : ExitStatus.failure
+            if outcome.interrupted { printError("error: report interrupted after \(outcome.counters.packets) packets; it covers the packets before the signal") }
+            exitCode = outcome.interrupted ? ExitStatus.interrupted : lost ? ExitStatus.outputLostEvents
+                : !outcome.inputErrors.isEmpty ? ExitStatus.inputDamaged : outcome.outputErrors.isEmpty ? 0 : ExitStatus.failure
         }
         let page = builder.render(provenance: provenance)
         if let html {

@@ -191,12 +191,10 @@ final class OperatorCLITests: XCTestCase {
 
     // MARK: Exit status
 
-    /// SIGINT part-way: the events so far are written, the log says it was interrupted, exit 130.
-    func testInterruptedReplayExits130() throws {
-        let dir = try TestSupport.temporaryDirectory("interrupt")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let fifo = try FifoFeeder(dir.appendingPathComponent("in.fifo").path)
-        let sensor = try BackgroundProcess(TestSupport.sensorBinary, ["replay", "--quiet", fifo.path], currentDirectory: TestSupport.repositoryRoot.path)
+    /// Runs `sensor ARGS FIFO`, feeds DNS records through the FIFO and sends SIGINT part-way.
+    func interrupted(_ args: [String], in dir: URL) throws -> (status: Int32, stderr: String, stdout: [String]) {
+        let fifo = try FifoFeeder(dir.appendingPathComponent("\(args[0]).fifo").path)
+        let sensor = try BackgroundProcess(TestSupport.sensorBinary, args + [fifo.path], currentDirectory: TestSupport.repositoryRoot.path)
         XCTAssertTrue(fifo.open())
         fifo.write(PcapFileWriter().data + Self.dnsRecords(from: 0, count: 20))
         sleep(1)
@@ -209,15 +207,64 @@ final class OperatorCLITests: XCTestCase {
             while i < 60_000, fifo.write(Self.dnsRecords(from: i, count: 1)) { i += 1 }
             writer.signal()
         }
-        XCTAssertTrue(TestSupport.waitUntil(timeout: 30) { !sensor.process.isRunning }, "SIGINT ends the replay")
+        XCTAssertTrue(TestSupport.waitUntil(timeout: 30) { !sensor.process.isRunning }, "SIGINT ends \(args[0])")
         _ = writer.wait(timeout: .now() + 10)
         fifo.close()
         sensor.process.waitUntilExit()
-        XCTAssertEqual(sensor.process.terminationStatus, 130, sensor.standardError)
-        XCTAssertTrue(sensor.standardError.contains("replay interrupted"), sensor.standardError)
         var out: [String] = []
         while let l = sensor.readLine(timeout: 0.5) { out.append(l) }
-        XCTAssertTrue(out.contains { $0.contains("host3.example.org") }, "events before the signal are written")
+        return (sensor.process.terminationStatus, sensor.standardError, out)
+    }
+
+    /// SIGINT part-way: the events so far are written, the log says it was interrupted, exit 130; the same
+    /// for `hunt` and `report` (whose page covers the packets read).
+    func testInterruptedReplayExits130() throws {
+        let dir = try TestSupport.temporaryDirectory("interrupt")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try interrupted(["replay", "--quiet"], in: dir)
+        XCTAssertEqual(r.status, 130, r.stderr)
+        XCTAssertTrue(r.stderr.contains("replay interrupted"), r.stderr)
+        XCTAssertTrue(r.stdout.contains { $0.contains("host3.example.org") }, "events before the signal are written")
+
+        let indicators = dir.appendingPathComponent("domains.txt")
+        try "host3.example.org\n".write(to: indicators, atomically: true, encoding: .utf8)
+        let h = try interrupted(["hunt", "--quiet", "--indicators", indicators.path], in: dir)
+        XCTAssertEqual(h.status, 130, h.stderr)
+        XCTAssertTrue(h.stderr.contains("hunt interrupted"), h.stderr)
+        XCTAssertTrue(h.stdout.contains { $0.contains("host3.example.org") }, "matches before the signal are written: \(h.stderr)")
+
+    }
+
+    /// `report` hashes its captures before replaying them (a FIFO would be read up by that), so it is
+    /// interrupted on a large file once the replay has begun: exit 130, and the page of what was read.
+    func testInterruptedReportExits130WithItsPage() throws {
+        let dir = try TestSupport.temporaryDirectory("interrupt-report")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let big = TestSupport.data("pcaps/large/large-mixed-A.pcap")
+        let size = try XCTUnwrap(try FileManager.default.attributesOfItem(atPath: big)[.size] as? Int)
+        let page = dir.appendingPathComponent("case.html")
+        // Three names for the capture (one input each: a replay of several seconds in a debug build).
+        let copies = try (0..<3).map { i -> String in
+            let link = dir.appendingPathComponent("copy\(i).pcap").path
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: big)
+            return link
+        }
+        let sensor = try BackgroundProcess(TestSupport.sensorBinary, ["report", "-o", page.path] + copies, currentDirectory: TestSupport.repositoryRoot.path)
+        let pid = sensor.process.processIdentifier
+        // Bytes read so far (/proc/PID/io rchar): past the hashing of the three and 4 MB, the replay runs.
+        func read() -> Int {
+            guard let io = try? String(contentsOfFile: "/proc/\(pid)/io", encoding: .utf8),
+                  let line = io.split(separator: "\n").first(where: { $0.hasPrefix("rchar:") }) else { return 0 }
+            return Int(line.dropFirst(6).trimmingCharacters(in: .whitespaces)) ?? 0
+        }
+        XCTAssertTrue(TestSupport.waitUntil(timeout: 120) { read() > 3 * size + (4 << 20) || !sensor.process.isRunning })
+        XCTAssertTrue(sensor.process.isRunning, "the replay was still running when interrupted")
+        kill(pid, SIGINT)
+        XCTAssertTrue(TestSupport.waitUntil(timeout: 60) { !sensor.process.isRunning }, "SIGINT ends the report")
+        sensor.process.waitUntilExit()
+        XCTAssertEqual(sensor.process.terminationStatus, 130, sensor.standardError)
+        XCTAssertTrue(sensor.standardError.contains("report interrupted"), sensor.standardError)
+        XCTAssertTrue(try String(contentsOf: page, encoding: .utf8).contains("</html>"), "the page of what was read is written")
     }
 
     /// A rules directory named explicitly must exist (flag or YAML): exit 78, and check-config names the line.

@@ -75,7 +75,8 @@ final class PackageTests: XCTestCase {
         let conffiles = try TestSupport.run("dpkg-deb", ["--info", deb, "conffiles"]).lines
         XCTAssertTrue(conffiles.contains("/etc/sensor/sensor.yaml"), "\(conffiles)")
         XCTAssertTrue(conffiles.contains("/etc/sensor/rules/c2.yaml"), "\(conffiles)")
-        XCTAssertTrue(conffiles.allSatisfy { $0.hasPrefix("/etc/sensor/") }, "\(conffiles)")
+        XCTAssertTrue(conffiles.contains("/etc/logrotate.d/sensor"), "\(conffiles)")
+        XCTAssertTrue(conffiles.allSatisfy { $0.hasPrefix("/etc/sensor/") || $0 == "/etc/logrotate.d/sensor" }, "\(conffiles)")
 
         let before = tree()
         let install = try dpkg(["-i", deb])
