@@ -7,13 +7,7 @@ import PacketCore
 
 /// The "encrypted session to a bare IP" rule of the non-standard-port detector, on flows built by a
 /// real flow table with ClientHello facts in the TLS analyser's store.
-final class BareIPSessionRuleTests: XCTestCase {
-    var alerts: [Alert] = []
-    lazy var emitter: EventEmitter = {
-        let e = EventEmitter(observer: ObserverInfo(name: "t", hostname: "t"), sinks: [])
-        e.alertObservers.append { [unowned self] in self.alerts.append($0) }
-        return e
-    }()
+final class BareIPSessionRuleTests: AlertCollectingCase {
     let t0: Int64 = 1_700_000_000_000_000_000
     let second: Int64 = 1_000_000_000
 

@@ -9,13 +9,7 @@ import TestSupport
 /// The beacon detector on the traffic issue 16 names: few samples, jitter by design, keep-alive HTTP, UDP
 /// with new source ports and replies from elsewhere, software every workstation runs, unrelated traffic
 /// merged in, strobes and long connections. Flows come from a real flow table (`FlowFactory`).
-final class BeaconRobustnessTests: XCTestCase {
-    var alerts: [Alert] = []
-    lazy var emitter: EventEmitter = {
-        let e = EventEmitter(observer: ObserverInfo(name: "t", hostname: "t"), sinks: [])
-        e.alertObservers.append { [unowned self] in self.alerts.append($0) }
-        return e
-    }()
+final class BeaconRobustnessTests: AlertCollectingCase {
     let t0: Int64 = 1_700_000_000_000_000_000
     let s: Int64 = 1_000_000_000
 

@@ -6,13 +6,7 @@ import PacketCore
 
 /// The non-standard-port detector needs evidence beyond an unusual port: flows built by a real flow
 /// table, the identified protocol stamped as the identifier would.
-final class C2EvidenceTests: XCTestCase {
-    var alerts: [Alert] = []
-    lazy var emitter: EventEmitter = {
-        let e = EventEmitter(observer: ObserverInfo(name: "t", hostname: "t"), sinks: [])
-        e.alertObservers.append { [unowned self] in self.alerts.append($0) }
-        return e
-    }()
+final class C2EvidenceTests: AlertCollectingCase {
     let t0: Int64 = 1_700_000_000_000_000_000
     let second: Int64 = 1_000_000_000
 

@@ -42,13 +42,7 @@ final class FlowFactory {
     }
 }
 
-final class DetectorStreamingTests: XCTestCase {
-    var alerts: [Alert] = []
-    lazy var emitter: EventEmitter = {
-        let e = EventEmitter(observer: ObserverInfo(name: "t", hostname: "t"), sinks: [])
-        e.alertObservers.append { [unowned self] in self.alerts.append($0) }
-        return e
-    }()
+final class DetectorStreamingTests: AlertCollectingCase {
     let t0: Int64 = 1_700_000_000_000_000_000
 
     func detail(_ a: Alert, _ key: String) -> JSONValue? { a.details.first { $0.0 == key }?.1 }

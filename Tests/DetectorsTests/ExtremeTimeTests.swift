@@ -8,13 +8,7 @@ import PacketCore
 /// (1970 ↔ 2116 and back, as a hostile or damaged capture may): nothing traps, windows and rate limits
 /// still behave, and alerts carry valid times. The lateral-movement and beacon detectors, whose windows
 /// are public API, also take any Int64 time (saturating) — the kind of time that used to trap them.
-final class ExtremeTimeTests: XCTestCase {
-    var alerts: [Alert] = []
-    lazy var emitter: EventEmitter = {
-        let e = EventEmitter(observer: ObserverInfo(name: "t", hostname: "t"), sinks: [])
-        e.alertObservers.append { [unowned self] in self.alerts.append($0) }
-        return e
-    }()
+final class ExtremeTimeTests: AlertCollectingCase {
 
     static let second: Int64 = 1_000_000_000
     /// The valid extremes, with room for the minutes a schedule built from them spans.

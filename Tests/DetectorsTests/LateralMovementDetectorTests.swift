@@ -18,23 +18,24 @@ final class NullSink: EventSink, @unchecked Sendable {
     var statistics: SinkStatistics { SinkStatistics() }
 }
 
+/// A lateral-movement detector whose alerts land in the returned collector.
+func collectingLateralDetector(_ rules: LateralMovementRules = LateralMovementRules()) -> (LateralMovementDetector, AlertCollector) {
+    let emitter = EventEmitter(observer: ObserverInfo(name: "test"), sinks: [NullSink()])
+    let c = AlertCollector()
+    emitter.alertObservers.append { c.alerts.append($0) }
+    return (LateralMovementDetector(rules: rules, emitter: emitter), c)
+}
+
 final class LateralMovementDetectorTests: XCTestCase {
     let attacker = IPAddress("10.0.0.5")!
     let target = IPAddress("10.0.0.9")!
-
-    func make(_ rules: LateralMovementRules = LateralMovementRules()) -> (LateralMovementDetector, AlertCollector) {
-        let emitter = EventEmitter(observer: ObserverInfo(name: "test"), sinks: [NullSink()])
-        let c = AlertCollector()
-        emitter.alertObservers.append { c.alerts.append($0) }
-        return (LateralMovementDetector(rules: rules, emitter: emitter), c)
-    }
 
     func t(_ s: Double) -> Timestamp { Timestamp(seconds: 1_600_000_000 + s) }
     var ep: SessionEndpoints { SessionEndpoints(client: attacker, server: target, serverPort: 445) }
     let svcctl = RPCInterface(uuid: "367abb81-9844-35f1-ad32-98f038001003")
 
     func testAdminShareWriteThenServiceIsOneHighAlert() {
-        let (d, c) = make()
+        let (d, c) = collectingLateralDetector()
         d.observe(.treeConnect(path: "\\\\h\\ADMIN$"), on: ep, at: t(0))
         d.observe(.open(share: "ADMIN$", name: "x.exe", isPipe: false, writeAccess: true), on: ep, at: t(1))
         d.observe(.write(share: "ADMIN$", name: "x.exe"), on: ep, at: t(1))
@@ -47,7 +48,7 @@ final class LateralMovementDetectorTests: XCTestCase {
     }
 
     func testWriteAndExecutionFarApartAreSeparateAlerts() {
-        let (d, c) = make()
+        let (d, c) = collectingLateralDetector()
         d.observe(.write(share: "C$", name: "x.exe"), on: ep, at: t(0))
         d.tick(t(100))  // the delayed admin-share alert goes out
         d.observe(.rpcCall(interface: svcctl, opnum: 19, pipe: "svcctl"), on: ep, at: t(700))
@@ -57,7 +58,7 @@ final class LateralMovementDetectorTests: XCTestCase {
     func testExternalAndAllowlistedSourcesAreIgnored() {
         var rules = LateralMovementRules()
         rules.adminHosts = [IPNetwork("10.0.0.5/32")!]
-        let (d, c) = make(rules)
+        let (d, c) = collectingLateralDetector(rules)
         d.observe(.rpcCall(interface: svcctl, opnum: 12, pipe: nil), on: ep, at: t(0))
         let outside = SessionEndpoints(client: IPAddress("8.8.8.8")!, server: target, serverPort: 445)
         d.observe(.rpcCall(interface: svcctl, opnum: 12, pipe: nil), on: outside, at: t(0))
@@ -66,7 +67,7 @@ final class LateralMovementDetectorTests: XCTestCase {
     }
 
     func testDCSyncOnlyFromNonControllers() {
-        let (d, c) = make()
+        let (d, c) = collectingLateralDetector()
         let drs = RPCInterface(uuid: "e3514235-4b06-11d1-ab04-00c04fc2dcd2")
         let dc = SessionEndpoints(client: IPAddress("10.0.0.2")!, server: target, serverPort: 49668)
         // 10.0.0.2 answered Kerberos: a learned domain controller.
@@ -81,7 +82,7 @@ final class LateralMovementDetectorTests: XCTestCase {
     }
 
     func testEventLogClearing() {
-        let (d, c) = make()
+        let (d, c) = collectingLateralDetector()
         d.observe(.rpcCall(interface: RPCInterface(uuid: "82273fdc-e32a-18c3-3f78-827929dc23ea"), opnum: 0, pipe: "eventlog"), on: ep, at: t(0))
         XCTAssertEqual(c.alerts.first?.techniques.first?.id, "T1070.001")
     }
@@ -94,7 +95,7 @@ final class LateralMovementDetectorTests: XCTestCase {
         var rules = LateralMovementRules()
         rules.sprayDistinctUsers = 4
         rules.bruteForceFailures = 5
-        let (d, c) = make(rules)
+        let (d, c) = collectingLateralDetector(rules)
         for (i, u) in ["a", "b", "c"].enumerated() { d.observe(failure(u), on: ep, at: t(Double(i))) }
         XCTAssertTrue(c.alerts.isEmpty)
         d.observe(failure("d"), on: ep, at: t(4))
@@ -105,7 +106,7 @@ final class LateralMovementDetectorTests: XCTestCase {
         XCTAssertEqual(c.alerts.map(\.ruleID), ["lateral_movement.password_spray", "lateral_movement.brute_force"])
         XCTAssertEqual(c.alerts.last?.relatedUsers, ["root"])
         // Failures older than the window no longer count.
-        let (d2, c2) = make(rules)
+        let (d2, c2) = collectingLateralDetector(rules)
         for (i, u) in ["a", "b", "c", "d"].enumerated() { d2.observe(failure(u), on: ep, at: t(Double(i) * 700)) }
         XCTAssertTrue(c2.alerts.isEmpty)
     }
@@ -124,7 +125,7 @@ final class LateralMovementDetectorTests: XCTestCase {
         var rules = LateralMovementRules()
         rules.fanOutDistinctHosts = 5
         rules.learningPeriod = 3600
-        let (d, c) = make(rules)
+        let (d, c) = collectingLateralDetector(rules)
         let rdpServer = IPAddress("10.0.1.1")!
         // During learning: an RDP session is baseline.
         packet(d, from: attacker, to: rdpServer, port: 3389, flags: [.syn], fromOriginator: true, new: true, at: t(0))
@@ -148,7 +149,7 @@ final class LateralMovementDetectorTests: XCTestCase {
         var rules = LateralMovementRules()
         rules.maxPairs = 64
         rules.maxHosts = 64
-        let (d, _) = make(rules)
+        let (d, _) = collectingLateralDetector(rules)
         for i in 0..<1000 {
             let client = IPAddress(ipv4: 0x0A00_0000 | UInt32(i + 10))
             let e = SessionEndpoints(client: client, server: target, serverPort: 445)
