@@ -3,22 +3,26 @@
 public enum EventDataset: String, CaseIterable, Sendable, Comparable {
     case flow, alert, stats, health, dns, http, file, evidence
 
-    /// `sensor.flow`, … as in `event.dataset`.
-    public var qualifiedName: String { "sensor." + rawValue }
+    /// `spanwatch.`: every dataset is the product's.
+    static let prefix = ObserverInfo.product + "."
 
-    /// `alert` or `sensor.alert`.
+    /// `spanwatch.flow`, … as in `event.dataset`.
+    public var qualifiedName: String { Self.prefix + rawValue }
+
+    /// `alert` or `spanwatch.alert`.
     public init?(name: some StringProtocol) {
         let s = String(name)
-        guard let d = EventDataset(rawValue: s.hasPrefix("sensor.") ? String(s.dropFirst(7)) : s) else { return nil }
+        guard let d = EventDataset(rawValue: s.hasPrefix(Self.prefix) ? String(s.dropFirst(Self.prefix.count)) : s) else { return nil }
         self = d
     }
 
     /// The dataset of an event's metadata, by its bytes (no string is built on the packet path).
     public init?(_ dataset: StaticString) {
         let p = UnsafeRawBufferPointer(start: dataset.utf8Start, count: dataset.utf8CodeUnitCount)
-        // "sensor." + short name.
-        guard p.count > 7, "sensor.".utf8.elementsEqual(UnsafeRawBufferPointer(rebasing: p[..<7])) else { return nil }
-        let short = UnsafeRawBufferPointer(rebasing: p[7...])
+        // The product's prefix, then the short name.
+        let n = Self.prefix.utf8.count
+        guard p.count > n, Self.prefix.utf8.elementsEqual(UnsafeRawBufferPointer(rebasing: p[..<n])) else { return nil }
+        let short = UnsafeRawBufferPointer(rebasing: p[n...])
         for d in EventDataset.allCases where d.rawValue.utf8.elementsEqual(short) {
             self = d
             return
@@ -58,7 +62,7 @@ public struct DatasetFilter: Equatable, Sendable, CustomStringConvertible {
         public var name: String
     }
 
-    /// `alert,dns,evidence` (short or `sensor.`-qualified names).
+    /// `alert,dns,evidence` (short or `spanwatch.`-qualified names).
     public static func parse(_ text: String) throws(UnknownDataset) -> DatasetFilter {
         var out: [EventDataset] = []
         for part in text.split(separator: ",") {

@@ -12,8 +12,10 @@ public struct ObserverInfo: Sendable, Equatable {
     public var ingressInterface: String
     public var version: String
 
-    public static let product = "sensor"
-    public static let vendor = "sensor-project"
+    /// The product name: `observer.product`, `event.module`, `rule.ruleset`, the prefix of every `event.dataset`
+    /// and the one vendor namespace of the events (the binary, package and paths keep the name `sensor`).
+    public static let product = "spanwatch"
+    public static let vendor = "spanwatch-project"
     public static let softwareVersion = "0.1.0"
 
     public init(name: String? = nil, hostname: String? = nil, ingressInterface: String = "replay", version: String = ObserverInfo.softwareVersion) {

@@ -15,7 +15,7 @@ public struct ECSReference {
     }
 
     /// The vendor namespace every non-ECS field lives under.
-    public static let vendorNamespace = "sensor"
+    public static let vendorNamespace = "spanwatch"
 
     public var fields: [String: Field] = [:]
     /// Every proper prefix of an ECS field name (`source`, `source.geo`, …).
