@@ -255,14 +255,19 @@ public final class KafkaSink: EventSink, @unchecked Sendable {
         try set("log_level", "4")
         for p in KafkaOutputOptions.defaultProperties { try set(p.name, p.value) }
         for p in options.properties { try set(p.name, p.value) }
-        if options.key == .route, let tconf = rd_kafka_topic_conf_new() {
-            rd_kafka_topic_conf_set_partitioner_cb(tconf) { _, key, keyLength, partitions, _, _ in
-                guard let key, keyLength >= 8, partitions > 0 else { return 0 }
-                var route: UInt64 = 0
-                for i in 0..<8 { route = route << 8 | UInt64(key.load(fromByteOffset: i, as: UInt8.self)) }
-                return Int32(truncatingIfNeeded: route % UInt64(partitions))
+        if options.key == .route {
+            // The topic-level properties set above (acks, compression) live in the implicit default topic
+            // configuration; a new one set in its place would silently drop them.
+            let existing = rd_kafka_conf_get_default_topic_conf(conf)
+            if let tconf = existing ?? rd_kafka_topic_conf_new() {
+                rd_kafka_topic_conf_set_partitioner_cb(tconf) { _, key, keyLength, partitions, _, _ in
+                    guard let key, keyLength >= 8, partitions > 0 else { return 0 }
+                    var route: UInt64 = 0
+                    for i in 0..<8 { route = route << 8 | UInt64(key.load(fromByteOffset: i, as: UInt8.self)) }
+                    return Int32(truncatingIfNeeded: route % UInt64(partitions))
+                }
+                if existing == nil { rd_kafka_conf_set_default_topic_conf(conf, tconf) }
             }
-            rd_kafka_conf_set_default_topic_conf(conf, tconf)
         }
         rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(core).toOpaque())
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
