@@ -62,12 +62,13 @@ extension NonStandardPortDetector: HostDetector {
 }
 
 extension BeaconDetector: HostDetector {
-    public static var facts: HostFactKinds { HostFactKinds(.flowEnded, .httpRequest, .flowElsewhere) }
+    public static var facts: HostFactKinds { HostFactKinds(.flowEnded, .httpRequest, .udpRequest, .flowElsewhere) }
 
     public func apply(_ fact: HostFact) {
         switch fact {
         case .flowEnded(let flow, let reason, let labels): flowEnded(flow, reason: reason, labels: labels)
         case .httpRequest(let request): httpRequest(request)
+        case .udpRequest(let request): udpRequest(request)
         case .flowElsewhere(let flow): flowElsewhere(flow)
         default: break
         }
