@@ -1,6 +1,6 @@
 import Events
 
-/// A host-level detector's health for `sensor.stats.host_stage.<name>`: the state it holds beside its
+/// A host-level detector's health for `spanwatch.stats.host_stage.<name>`: the state it holds beside its
 /// bound, what it evicted to stay within it, what it was fed and what it raised. Every figure adds up over
 /// shards (each shard's detector holds its own state within its own bound), so one sum tells the sensor's.
 public struct DetectorStatistics: Sendable {

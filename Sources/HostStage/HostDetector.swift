@@ -19,7 +19,7 @@ public protocol HostDetector: AnyObject {
     /// per-host state stays. Whether the detector runs at all (`enabled`) is fixed at start, since the
     /// workers' fact selection was. Returns a note for the log when part of the rules waits for a restart.
     func reload(_ rules: RulesSet) -> String?
-    /// Its state beside its bounds and its counters, for `sensor.stats.host_stage`.
+    /// Its state beside its bounds and its counters, for `spanwatch.stats.host_stage`.
     var statistics: DetectorStatistics { get }
 }
 

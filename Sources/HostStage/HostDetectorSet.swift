@@ -64,7 +64,7 @@ public final class HostDetectorSet {
         for d in detectors { d.finish(now) }
     }
 
-    /// What this stage applied and each detector's figures (`sensor.stats.host_stage`).
+    /// What this stage applied and each detector's figures (`spanwatch.stats.host_stage`).
     public var statistics: HostStageStatistics {
         var s = HostStageStatistics()
         s.facts = counters.facts

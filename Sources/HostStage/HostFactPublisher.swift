@@ -358,7 +358,7 @@ public final class HostFactTap: PacketAnalyzer {
     public func tick(_ now: Timestamp) { publisher.tick(now) }
     public func finish(_ now: Timestamp) { publisher.finish(now) }
 
-    /// `sensor.stats.host_stage` of the inline stage (replay with one worker); live and with several
+    /// `spanwatch.stats.host_stage` of the inline stage (replay with one worker); live and with several
     /// workers the stages are the aggregators' (`HostStageBoard`).
     public func writeStatistics(into w: inout JSONWriter) {
         publisher.inlineStage?.statistics.write(into: &w)

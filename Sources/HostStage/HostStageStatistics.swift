@@ -5,7 +5,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// One host-level stage's figures for `sensor.stats.host_stage`: the records it applied and each
+/// One host-level stage's figures for `spanwatch.stats.host_stage`: the records it applied and each
 /// detector's `DetectorStatistics`. Stages add up (`add`): with several shards the event carries their sum.
 public struct HostStageStatistics: Sendable {
     public var shards = 1
@@ -61,7 +61,7 @@ public struct HostStageStatistics: Sendable {
 }
 
 /// Where the shards' aggregators leave their stages' figures (about once a second, and once more when they
-/// have concluded) for the one `sensor.stats` event that carries their sum: worker 0's. Shared by threads:
+/// have concluded) for the one `spanwatch.stats` event that carries their sum: worker 0's. Shared by threads:
 /// a lock taken once a second per shard and per statistics event, never on a packet.
 public final class HostStageBoard: Sendable {
     struct Slots: Sendable {

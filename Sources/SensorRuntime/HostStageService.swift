@@ -15,7 +15,7 @@ final class HostAggregatorService: Service, @unchecked Sendable {
     let mailbox: ReloadMailbox?
     let logger: Logger
     let metrics: HostStageMetrics?
-    /// Where the stage's figures go for worker 0's `sensor.stats` (nil: nobody writes them).
+    /// Where the stage's figures go for worker 0's `spanwatch.stats` (nil: nobody writes them).
     let board: HostStageBoard?
     /// Beaten at every periodic pass (the systemd watchdog's view of this loop).
     let heartbeat: Heartbeat

@@ -276,7 +276,7 @@ final class FanoutReaderService: Service, @unchecked Sendable {
     }
 }
 
-/// An offline worker's end: the usual final flush, then its `sensor.stats` with its index and host-fact
+/// An offline worker's end: the usual final flush, then its `spanwatch.stats` with its index and host-fact
 /// ring counters (one line per worker, as live); worker 0's also carries the host-level stages' sum,
 /// written once they concluded (its own end comes first: the stages conclude when every worker has ended).
 final class OfflineWorker: WorkerHousekeeping {

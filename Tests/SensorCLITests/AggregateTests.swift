@@ -51,7 +51,7 @@ final class AggregateTests: XCTestCase {
         var a = Alerts()
         for line in lines {
             guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
-            if let stats = (o["sensor"] as? [String: Any])?["stats"] as? [String: Any], let s = stats["aggregate"] as? [String: Any] {
+            if let stats = (o["spanwatch"] as? [String: Any])?["stats"] as? [String: Any], let s = stats["aggregate"] as? [String: Any] {
                 a.stats = s
                 a.hostStage = stats["host_stage"] as? [String: Any] ?? [:]
                 continue
@@ -256,7 +256,7 @@ final class AggregateTests: XCTestCase {
         var killed: [String] = []
         while let l = victim.readLine(timeout: 60) {
             killed.append(l)
-            if l.contains("\"sensor.alert\"") { break }
+            if l.contains("\"spanwatch.alert\"") { break }
         }
         kill(victim.process.processIdentifier, SIGKILL)
         victim.process.waitUntilExit()

@@ -124,14 +124,14 @@ final class DNSTunnelCraftedCaptureTests: XCTestCase {
             }
         }
         let alerts = try tunnelAlerts(b, "crafted-dns")
-        func of(_ client: String) -> [[String: Any]] { alerts.filter { TestSupport.value($0, "sensor.dns_tunneling.client") as? String == client } }
-        let summary = alerts.map { "\(TestSupport.value($0, "sensor.dns_tunneling.client") ?? "") \(TestSupport.value($0, "rule.id") ?? "") \(TestSupport.value($0, "sensor.dns_tunneling.domain") ?? "-")" }
+        func of(_ client: String) -> [[String: Any]] { alerts.filter { TestSupport.value($0, "spanwatch.dns_tunneling.client") as? String == client } }
+        let summary = alerts.map { "\(TestSupport.value($0, "spanwatch.dns_tunneling.client") ?? "") \(TestSupport.value($0, "rule.id") ?? "") \(TestSupport.value($0, "spanwatch.dns_tunneling.domain") ?? "-")" }
 
         XCTAssertEqual(Set(of("10.1.0.7").compactMap { TestSupport.value($0, "rule.id") as? String }), ["dns_tunneling.server_channel"], "\(summary)")
-        XCTAssertEqual(Set(of("10.1.0.8").compactMap { TestSupport.value($0, "sensor.dns_tunneling.domain") as? String }), ["evil.com"], "\(summary)")
-        XCTAssertEqual(of("10.1.0.8").first.flatMap { TestSupport.value($0, "sensor.dns_tunneling.search_suffix") as? String }, "corp.local")
-        XCTAssertEqual(Set(of("10.1.0.9").compactMap { TestSupport.value($0, "sensor.dns_tunneling.domain") as? String }), ["evil-txt.com"], "\(summary)")
-        XCTAssertGreaterThan(of("10.1.0.9").first.flatMap { TestSupport.value($0, "sensor.dns_tunneling.mean_answer_payload") as? Double } ?? 0, 150)
+        XCTAssertEqual(Set(of("10.1.0.8").compactMap { TestSupport.value($0, "spanwatch.dns_tunneling.domain") as? String }), ["evil.com"], "\(summary)")
+        XCTAssertEqual(of("10.1.0.8").first.flatMap { TestSupport.value($0, "spanwatch.dns_tunneling.search_suffix") as? String }, "corp.local")
+        XCTAssertEqual(Set(of("10.1.0.9").compactMap { TestSupport.value($0, "spanwatch.dns_tunneling.domain") as? String }), ["evil-txt.com"], "\(summary)")
+        XCTAssertGreaterThan(of("10.1.0.9").first.flatMap { TestSupport.value($0, "spanwatch.dns_tunneling.mean_answer_payload") as? Double } ?? 0, 150)
         XCTAssertTrue(of("10.1.0.20").isEmpty, "\(summary)")
         XCTAssertTrue(of(resolver).isEmpty, "\(summary)")
         XCTAssertEqual(alerts.count, of("10.1.0.7").count + of("10.1.0.8").count + of("10.1.0.9").count, "\(summary)")
@@ -155,13 +155,13 @@ final class DNSTunnelCraftedCaptureTests: XCTestCase {
             b.exchange("10.1.0.21", resolver, ordinary, type: 1, answers: [.cname("\(ordinary).edgekey.net")], gap: 0.3)
         }
         let alerts = try tunnelAlerts(b, "iodine-cname")
-        func of(_ client: String) -> [[String: Any]] { alerts.filter { TestSupport.value($0, "sensor.dns_tunneling.client") as? String == client } }
-        let summary = alerts.map { "\(TestSupport.value($0, "sensor.dns_tunneling.client") ?? "") \(TestSupport.value($0, "rule.id") ?? "") \(TestSupport.value($0, "sensor.dns_tunneling.score") ?? "")" }
+        func of(_ client: String) -> [[String: Any]] { alerts.filter { TestSupport.value($0, "spanwatch.dns_tunneling.client") as? String == client } }
+        let summary = alerts.map { "\(TestSupport.value($0, "spanwatch.dns_tunneling.client") ?? "") \(TestSupport.value($0, "rule.id") ?? "") \(TestSupport.value($0, "spanwatch.dns_tunneling.score") ?? "")" }
         for client in ["10.1.0.11", "10.1.0.12"] {
             let a = try XCTUnwrap(of(client).first, "\(client): \(summary)")
-            XCTAssertEqual(TestSupport.value(a, "sensor.dns_tunneling.domain") as? String, "evil-io.com")
-            XCTAssertGreaterThan(TestSupport.value(a, "sensor.dns_tunneling.answer_payload_responses") as? Int ?? 0, 0, client)
-            XCTAssertGreaterThan(TestSupport.value(a, "sensor.dns_tunneling.mean_answer_payload") as? Double ?? 0, 150, client)
+            XCTAssertEqual(TestSupport.value(a, "spanwatch.dns_tunneling.domain") as? String, "evil-io.com")
+            XCTAssertGreaterThan(TestSupport.value(a, "spanwatch.dns_tunneling.answer_payload_responses") as? Int ?? 0, 0, client)
+            XCTAssertGreaterThan(TestSupport.value(a, "spanwatch.dns_tunneling.mean_answer_payload") as? Double ?? 0, 150, client)
         }
         XCTAssertTrue(of("10.1.0.21").isEmpty, "\(summary)")
     }

@@ -2,31 +2,31 @@ import Foundation
 import TestSupport
 import XCTest
 
-/// `sensor.stats.host_stage`: the cross-flow detectors' health after a replay of a real beacon capture
+/// `spanwatch.stats.host_stage`: the cross-flow detectors' health after a replay of a real beacon capture
 /// (test-cc: TLS every ~3 s to one server, ~250 DNS queries), inline (one worker) and through the
 /// aggregators (two workers: worker 0's event carries the stages' sum), and a bound reached.
 final class HostStageStatisticsTests: XCTestCase {
     let capture = TestSupport.data("pcaps/beacon/test-cc-capture-2.pcap")
 
-    /// The events of a replay: the `sensor.stats` events and the alerts.
+    /// The events of a replay: the `spanwatch.stats` events and the alerts.
     func replay(_ extra: [String]) throws -> (stats: [[String: Any]], alerts: [[String: Any]]) {
         let r = try TestSupport.sensor(["replay", "--no-flow-events"] + extra + [capture])
         XCTAssertEqual(r.status, 0, r.stderr)
         let events = try TestSupport.events(r)
-        return (events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.stats" },
+        return (events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.stats" },
                 events.filter { TestSupport.value($0, "event.kind") as? String == "alert" })
     }
 
-    func int(_ e: [String: Any], _ path: String) -> Int? { TestSupport.value(e, "sensor.stats.host_stage." + path) as? Int }
+    func int(_ e: [String: Any], _ path: String) -> Int? { TestSupport.value(e, "spanwatch.stats.host_stage." + path) as? Int }
 
     func testDetectorFiguresAfterABeaconReplay() throws {
         for workers in ["1", "2"] {
             let (stats, alerts) = try replay(["--workers", workers])
             // One event carries the stages' figures (a sum written once, never once per worker).
-            let carrying = stats.filter { TestSupport.value($0, "sensor.stats.host_stage") != nil }
+            let carrying = stats.filter { TestSupport.value($0, "spanwatch.stats.host_stage") != nil }
             XCTAssertEqual(carrying.count, 1, "workers \(workers)")
             let s = try XCTUnwrap(carrying.first)
-            if workers == "2" { XCTAssertEqual(TestSupport.value(s, "sensor.stats.worker") as? Int, 0) }
+            if workers == "2" { XCTAssertEqual(TestSupport.value(s, "spanwatch.stats.worker") as? Int, 0) }
             XCTAssertEqual(int(s, "shards"), 1)
             XCTAssertGreaterThan(int(s, "facts") ?? 0, 500)
             XCTAssertEqual(int(s, "undecodable"), 0)
@@ -63,7 +63,7 @@ final class HostStageStatisticsTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: dir) }
         let rules = try TestSupport.rulesCopy(in: dir, editing: "beaconing.yaml", replacing: "  max_samples: 256", with: "  max_samples: 8")
         let (stats, _) = try replay(["--rules", rules.path])
-        let s = try XCTUnwrap(stats.first { TestSupport.value($0, "sensor.stats.host_stage") != nil })
+        let s = try XCTUnwrap(stats.first { TestSupport.value($0, "spanwatch.stats.host_stage") != nil })
         XCTAssertGreaterThan(int(s, "beaconing.samples_dropped") ?? 0, 10)
     }
 }
