@@ -19,6 +19,8 @@ public protocol HostDetector: AnyObject {
     /// per-host state stays. Whether the detector runs at all (`enabled`) is fixed at start, since the
     /// workers' fact selection was. Returns a note for the log when part of the rules waits for a restart.
     func reload(_ rules: RulesSet) -> String?
+    /// Its state beside its bounds and its counters, for `spanwatch.stats.host_stage`.
+    var statistics: DetectorStatistics { get }
 }
 
 extension HostDetector {
@@ -62,12 +64,13 @@ extension NonStandardPortDetector: HostDetector {
 }
 
 extension BeaconDetector: HostDetector {
-    public static var facts: HostFactKinds { HostFactKinds(.flowEnded, .httpRequest, .flowElsewhere) }
+    public static var facts: HostFactKinds { HostFactKinds(.flowEnded, .httpRequest, .udpRequest, .flowElsewhere) }
 
     public func apply(_ fact: HostFact) {
         switch fact {
         case .flowEnded(let flow, let reason, let labels): flowEnded(flow, reason: reason, labels: labels)
         case .httpRequest(let request): httpRequest(request)
+        case .udpRequest(let request): udpRequest(request)
         case .flowElsewhere(let flow): flowElsewhere(flow)
         default: break
         }

@@ -64,6 +64,16 @@ public final class HostDetectorSet {
         for d in detectors { d.finish(now) }
     }
 
+    /// What this stage applied and each detector's figures (`spanwatch.stats.host_stage`).
+    public var statistics: HostStageStatistics {
+        var s = HostStageStatistics()
+        s.facts = counters.facts
+        s.undecodable = counters.undecodable
+        s.reloads = counters.reloads
+        s.detectors = detectors.map(\.statistics)
+        return s
+    }
+
     /// Hands an accepted rule set to the detectors, on the stage's thread, between two records. The
     /// set was loaded and checked whole before it was posted, so every detector takes it.
     public func reload(_ rules: RulesSet, logger: Logger, shard: Int) {

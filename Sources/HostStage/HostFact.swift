@@ -3,7 +3,8 @@ import Detectors
 import PacketCore
 
 /// What workers tell the host-level detectors: self-contained facts, never one per packet of a flow
-/// (one per flow end, new TCP flow, SYN-ACK, lateral-movement fact, DNS message or HTTP request).
+/// (one per flow end, new TCP flow, SYN-ACK, lateral-movement fact, DNS message, HTTP request, or UDP
+/// request after a silence).
 ///
 /// The detectors that aggregate across flows decide from these alone (never from a worker's flow table
 /// or side tables), so the same detectors run inline in replay and behind per-worker rings live, and
@@ -33,6 +34,8 @@ public enum HostFact {
     case ftpDataAnnounced(FTPDataChannels.Expected, at: Timestamp)
     /// An HTTP request head (beaconing per request inside keep-alive connections).
     case httpRequest(HTTPRequestFact)
+    /// A UDP datagram that resumed its flow after a silence (beaconing from a fixed source port).
+    case udpRequest(UDPRequestFact)
 
     public var kind: HostFactKind {
         switch self {
@@ -46,6 +49,7 @@ public enum HostFact {
         case .tick: return .tick
         case .ftpDataAnnounced: return .ftpDataAnnounced
         case .httpRequest: return .httpRequest
+        case .udpRequest: return .udpRequest
         }
     }
 }
@@ -62,6 +66,7 @@ public enum HostFactKind: UInt8, CaseIterable, Sendable {
     case tick = 8
     case ftpDataAnnounced = 9
     case httpRequest = 10
+    case udpRequest = 11
 }
 
 /// A set of fact kinds: what a host detector reads, so workers encode only what some detector wants.

@@ -290,6 +290,9 @@ public enum HostFactCodec {
         case .httpRequest(let q):
             w.ip(q.client); w.ip(q.server); w.u16(q.serverPort); w.time(q.time); w.optionalString(q.host)
             w.u64(UInt64(clamping: q.bytes))
+        case .udpRequest(let q):
+            w.ip(q.client); w.u16(q.clientPort); w.ip(q.server); w.u16(q.serverPort); w.time(q.flowStart); w.time(q.time)
+            w.u32(UInt32(clamping: q.bytes))
         }
     }
 
@@ -330,6 +333,10 @@ public enum HostFactCodec {
             guard let c = r.ip(), let s = r.ip(), let port = r.u16(), let t = r.time(), let host = r.optionalString(),
                   let bytes = r.u64() else { return nil }
             fact = .httpRequest(HTTPRequestFact(client: c, server: s, serverPort: port, time: t, host: host, bytes: Int(clamping: bytes)))
+        case .udpRequest:
+            guard let c = r.ip(), let cport = r.u16(), let s = r.ip(), let sport = r.u16(), let start = r.time(), let t = r.time(),
+                  let bytes = r.u32() else { return nil }
+            fact = .udpRequest(UDPRequestFact(client: c, clientPort: cport, server: s, serverPort: sport, flowStart: start, time: t, bytes: Int(bytes)))
         }
         // Bytes left over mean the writer and reader disagree: not trusted.
         guard let fact, r.c.remaining == 0 else { return nil }

@@ -56,6 +56,7 @@ public final class HostFactPartitionMerge {
     public private(set) var counters = HostMergeCounters()
     /// Detector-set counters of the streams already concluded (the current set's are read live).
     var concludedFacts: UInt64 = 0
+    var concludedStage: HostStageStatistics?
 
     public init(partition: Int, detectors: [HostDetectorFactory], emitter: EventEmitter, ringBytes: Int, lateness: Duration) {
         self.partition = partition
@@ -68,6 +69,13 @@ public final class HostFactPartitionMerge {
 
     /// Fact records applied so far on this partition.
     public var facts: UInt64 { concludedFacts &+ aggregator.stage.counters.facts }
+
+    /// The partition's detector figures: the concluded streams' counters and the current stage's.
+    public var stageStatistics: HostStageStatistics {
+        guard var s = concludedStage else { return aggregator.stage.statistics }
+        s.extend(with: aggregator.stage.statistics)
+        return s
+    }
 
     /// Takes one record off the partition (the bytes are valid only during the call).
     public func offer(_ bytes: UnsafeRawBufferPointer, offset: Int64, now: ContinuousClock.Instant) {
@@ -168,6 +176,7 @@ public final class HostFactPartitionMerge {
         counters.concluded &+= 1
         concludedFacts &+= aggregator.stage.counters.facts
         counters.undecodable &+= aggregator.stage.counters.undecodable
+        concludedStage = stageStatistics
         aggregator = HostAggregator(shard: partition, rings: [], marks: [], detectors: detectors, emitter: emitter)
         inputs = [:]
         ended = []

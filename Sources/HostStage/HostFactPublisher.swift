@@ -216,6 +216,11 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
         publish(.httpRequest(r), at: r.time, host: r.client)
     }
 
+    /// A UDP request after a silence (`HostFactTap`), to the client's shard.
+    public func udpRequest(_ r: UDPRequestFact) {
+        publish(.udpRequest(r), at: r.time, host: r.client)
+    }
+
     // MARK: Clock
 
     /// Every packet: one subtraction and compare; a release store of the watermark every
@@ -290,8 +295,9 @@ public struct FlowLabeler {
 }
 
 /// The worker-side pipeline member of the host-level stage, and the one place a flow's end leaves for
-/// it: turns new TCP flows, SYN-ACKs and flow ends into facts and clocks the stage. Per packet it
-/// reads a few header fields; it encodes only once per new flow, SYN-ACK or flow end. Placed after the
+/// it: turns new TCP flows, SYN-ACKs, flow ends and UDP requests after a silence into facts and clocks
+/// the stage. Per packet it reads a few header fields (and, for UDP, a slot's last originator time); it
+/// encodes only once per new flow, SYN-ACK, flow end or UDP request. Placed after the
 /// analysers whose facts label a flow (so a flow's last facts precede its end); the SMB/DCE-RPC/
 /// Kerberos and DNS analysers hand their own facts to the publisher directly.
 public final class HostFactTap: PacketAnalyzer {
@@ -300,23 +306,48 @@ public final class HostFactTap: PacketAnalyzer {
     public let publisher: HostFactPublisher
     let labeler: FlowLabeler
     let sendsConnections: Bool
+    let sendsUDPRequests: Bool
+    /// Per flow-table slot: packet time (ns) of the UDP flow's last datagram from its originator.
+    let lastOriginatorDatagram: UnsafeMutablePointer<Int64>
 
-    public init(publisher: HostFactPublisher, labeler: FlowLabeler) {
+    public init(publisher: HostFactPublisher, labeler: FlowLabeler, flowCapacity: Int) {
         self.publisher = publisher
         self.labeler = labeler
         sendsConnections = publisher.wanted.contains(.tcpFlowStarted) || publisher.wanted.contains(.tcpAccepted)
+        sendsUDPRequests = publisher.wanted.contains(.udpRequest)
+        lastOriginatorDatagram = ZeroFilledMemory.allocate(Int64.self, count: sendsUDPRequests ? flowCapacity : 1)
     }
+
+    deinit { ZeroFilledMemory.deallocate(lastOriginatorDatagram) }
 
     public func packet(_ context: PacketContext, flows: FlowTable) {
         let p = context.packet
         if !publisher.started { publisher.clockStarted(at: p.timestamp) }
         publisher.packetTime(p.timestamp)
+        if p.ipProtocol == IPProtocol.udp {
+            if sendsUDPRequests && context.fromOriginator { originatorDatagram(context, flows: flows) }
+            return
+        }
         guard sendsConnections, p.ipProtocol == IPProtocol.tcp else { return }
         if context.isNewFlow {
             publisher.tcpFlowStarted(source: p.source, destination: p.destination, port: p.destinationPort, at: p.timestamp)
         } else if !context.fromOriginator && p.tcpFlags.contains(.syn) && p.tcpFlags.contains(.ack) {
             publisher.tcpAccepted(server: p.source, client: p.destination, port: p.sourcePort, at: p.timestamp)
         }
+    }
+
+    /// A datagram that resumes its flow's originator after `UDPRequestFact.gap` of silence is a request
+    /// (the flow's first is reported with its end).
+    @inline(__always) func originatorDatagram(_ context: PacketContext, flows: FlowTable) {
+        let slot = Int(context.slot)
+        let t = context.packet.timestamp.nanoseconds
+        let last = lastOriginatorDatagram[slot]
+        lastOriginatorDatagram[slot] = t
+        guard !context.isNewFlow, last != 0, t &- last >= UDPRequestFact.gap.nanoseconds else { return }
+        let flow = flows[context.slot]
+        publisher.udpRequest(UDPRequestFact(client: flow.originator, clientPort: flow.originatorPort, server: flow.responder,
+                                            serverPort: flow.responderPort, flowStart: flow.firstSeen, time: context.packet.timestamp,
+                                            bytes: context.packet.wireLength))
     }
 
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {
@@ -326,4 +357,10 @@ public final class HostFactTap: PacketAnalyzer {
 
     public func tick(_ now: Timestamp) { publisher.tick(now) }
     public func finish(_ now: Timestamp) { publisher.finish(now) }
+
+    /// `spanwatch.stats.host_stage` of the inline stage (replay with one worker); live and with several
+    /// workers the stages are the aggregators' (`HostStageBoard`).
+    public func writeStatistics(into w: inout JSONWriter) {
+        publisher.inlineStage?.statistics.write(into: &w)
+    }
 }

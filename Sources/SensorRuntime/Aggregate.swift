@@ -184,7 +184,11 @@ final class AggregatorService: Service, @unchecked Sendable {
             w.field("concluded", t.concluded)
             w.field("alerts", emitter.alertsEmitted)
             w.field("cpu_seconds", cpuSeconds)
-            w.endObject(); w.endObject(); w.endObject()
+            w.endObject()
+            // The detectors of the partitions this member held at the end (`shards`: how many; leaving the
+            // group parked them).
+            HostStageStatistics.sum((Array(merges.values) + Array(parked.values)).map(\.stageStatistics))?.write(into: &w)
+            w.endObject(); w.endObject()
         }
     }
 }

@@ -15,6 +15,8 @@ final class HostAggregatorService: Service, @unchecked Sendable {
     let mailbox: ReloadMailbox?
     let logger: Logger
     let metrics: HostStageMetrics?
+    /// Where the stage's figures go for worker 0's `spanwatch.stats` (nil: nobody writes them).
+    let board: HostStageBoard?
     /// Beaten at every periodic pass (the systemd watchdog's view of this loop).
     let heartbeat: Heartbeat
     var appliedRules = 0
@@ -23,10 +25,11 @@ final class HostAggregatorService: Service, @unchecked Sendable {
     let stopRequested = Atomic<Bool>(false)
     static let stopGrace: Duration = .seconds(10)
 
-    init(aggregator: HostAggregator, mailbox: ReloadMailbox?, metrics: HostStageMetrics?, logger: Logger) {
+    init(aggregator: HostAggregator, mailbox: ReloadMailbox?, metrics: HostStageMetrics?, board: HostStageBoard?, logger: Logger) {
         self.aggregator = aggregator
         self.mailbox = mailbox
         self.metrics = metrics
+        self.board = board
         self.logger = logger
         heartbeat = Heartbeat(name: "hosts-\(aggregator.shard)")
     }
@@ -69,16 +72,17 @@ final class HostAggregatorService: Service, @unchecked Sendable {
             if n == 0 { usleep(1000) }
         }
         aggregator.finish()
-        periodic()
+        periodic(concluded: true)
     }
 
-    func periodic() {
+    func periodic(concluded: Bool = false) {
         heartbeat.beat()
         if let mailbox, let rules = mailbox.take(newerThan: appliedRules) {
             appliedRules = rules.generation
             aggregator.stage.reload(rules, logger: logger, shard: aggregator.shard)
         }
         metrics?.publish(aggregator)
+        board?.post(aggregator.stage.statistics, shard: aggregator.shard, concluded: concluded)
         do { try aggregator.emitter.flush() } catch {
             logger.error("output flush failed", metadata: ["error": "\(error)"])
         }

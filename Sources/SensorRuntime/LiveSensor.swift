@@ -202,6 +202,7 @@ public final class LiveSensor {
         let rings = sources.indices.map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: live.hostRingKilobytes << 10) } }
         let marks = sources.indices.map { _ in WorkerWatermark() }
         let detectors = resources.hostDetectors(resources.rules)
+        let board = shards > 0 ? HostStageBoard(shards: shards) : nil
         var aggregators: [HostAggregator] = []
         var heartbeats: [Heartbeat] = []
         for s in 0..<shards {
@@ -212,7 +213,7 @@ public final class LiveSensor {
             aggregators.append(aggregator)
             let service = HostAggregatorService(
                 aggregator: aggregator, mailbox: mailbox, metrics: HostStageMetrics(metrics: metrics, shard: s, datasets: counter),
-                logger: logger)
+                board: board, logger: logger)
             heartbeats.append(service.heartbeat)
             services.append(.init(service: service))
         }
@@ -228,6 +229,7 @@ public final class LiveSensor {
             let worker = LiveWorker(index: i, source: source, configuration: live, metrics: WorkerMetrics(metrics: metrics, worker: i),
                                     datasets: counter, logger: logger)
             worker.hostFacts = HostFactDropMetrics(rings: rings[i], metrics: metrics, worker: i)
+            if i == 0 { worker.hostStage = board }
             heartbeats.append(worker.heartbeat)
             worker.hostPublisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
             let cpu = live.cpus.isEmpty ? nil : live.cpus[i]
@@ -296,6 +298,8 @@ final class LiveWorker: WorkerHousekeeping {
     /// The host-level stage's view from this worker: its rings' counters.
     var hostFacts: HostFactDropMetrics?
     var hostPublisher: HostFactPublisher?
+    /// Worker 0: the host-level stages' figures, whose sum its statistics carry.
+    var hostStage: HostStageBoard?
     /// Beaten at every periodic pass: the systemd watchdog is fed only while every worker beats.
     let heartbeat: Heartbeat
 
@@ -338,6 +342,8 @@ final class LiveWorker: WorkerHousekeeping {
         pipeline.finish(reason: .endOfInput, emitStats: false)
         // Outputs write what they hold first, so the final statistics show what each of them lost.
         try? pipeline.emitter.flush()
+        // The stages conclude once every worker has ended (this one included): their final figures.
+        hostStage?.waitUntilConcluded(timeout: HostStageBoard.concludeWait)
         if let cap = source.statistics() { lastCapture = cap }
         emitStatistics(pipeline, intervalSeconds: Double((ContinuousClock.now - lastStats).components.seconds))
         metrics?.publish(pipeline: pipeline, capture: lastCapture, datasets: datasets)
@@ -350,7 +356,10 @@ final class LiveWorker: WorkerHousekeeping {
         let cap = lastCapture
         pipeline.emitStatistics(captureStats: CaptureStatistics(received: cap.received, kernelDropped: cap.kernelDropped,
                                                                 interfaceDropped: cap.interfaceDropped), worker: index,
-                                      extra: hostFacts.map { h in { w in h.write(into: &w) } })
+                                      extra: { [hostFacts, hostStage] w in
+                                          hostFacts?.write(into: &w)
+                                          hostStage?.sum?.write(into: &w)
+                                      })
         let received = cap.received &- atLastStats.received
         let dropped = cap.kernelDropped &- atLastStats.kernelDropped
         let ifDropped = cap.interfaceDropped &- atLastStats.interfaceDropped

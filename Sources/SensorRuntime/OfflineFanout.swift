@@ -277,14 +277,17 @@ final class FanoutReaderService: Service, @unchecked Sendable {
 }
 
 /// An offline worker's end: the usual final flush, then its `spanwatch.stats` with its index and host-fact
-/// ring counters (one line per worker, as live).
+/// ring counters (one line per worker, as live); worker 0's also carries the host-level stages' sum,
+/// written once they concluded (its own end comes first: the stages conclude when every worker has ended).
 final class OfflineWorker: WorkerHousekeeping {
     let index: Int
     let hostFacts: HostFactDropMetrics
+    let hostStage: HostStageBoard?
 
-    init(index: Int, hostRings: [SPSCByteRing]) {
+    init(index: Int, hostRings: [SPSCByteRing], hostStage: HostStageBoard?) {
         self.index = index
         hostFacts = HostFactDropMetrics(rings: hostRings, metrics: nil, worker: index)
+        self.hostStage = hostStage
     }
 
     func periodic(_ pipeline: Pipeline, idle: Bool) {}
@@ -292,7 +295,12 @@ final class OfflineWorker: WorkerHousekeeping {
     func finish(_ pipeline: Pipeline) {
         pipeline.finish(reason: .endOfInput, emitStats: false)
         try? pipeline.emitter.flush()
-        pipeline.emitStatistics(worker: index, extra: { [hostFacts] w in hostFacts.write(into: &w) })
+        hostStage?.waitUntilConcluded(timeout: HostStageBoard.concludeWait)
+        let stage = hostStage?.sum
+        pipeline.emitStatistics(worker: index, extra: { [hostFacts] w in
+            hostFacts.write(into: &w)
+            stage?.write(into: &w)
+        })
     }
 }
 

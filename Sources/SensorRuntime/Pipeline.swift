@@ -2,6 +2,7 @@ import Analyzers
 import Capture
 import Events
 import Evidence
+import HostStage
 import PacketCore
 
 /// Plain counters of one pipeline, bumped on the packet path and published once per batch.
@@ -230,6 +231,7 @@ public final class Pipeline: PacketConsumer {
                 w.endObject()
             }
             if let r = analyzers.first(where: { $0 is StreamReassembler }) as? StreamReassembler { r.writeStatistics(into: &w) }
+            for a in analyzers { (a as? HostFactTap)?.writeStatistics(into: &w) }
             extra?(&w)
             for a in analyzers { (a as? EvidenceManager)?.writeStatistics(into: &w) }
             if let f = c.firstPacket { w.field("first_packet", f) }

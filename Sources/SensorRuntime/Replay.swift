@@ -71,12 +71,13 @@ public enum Replay {
             let hostRings = (0..<workers).map { _ in (0..<shards).map { _ in SPSCByteRing(capacity: c.live.hostRingKilobytes << 10) } }
             let marks = (0..<workers).map { _ in WorkerWatermark() }
             let detectors = resources.hostDetectors(resources.rules)
+            let board = shards > 0 ? HostStageBoard(shards: shards) : nil
             for s in 0..<shards {
                 let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
                 resources.observeHostStage(emitter)
                 let aggregator = HostAggregator(shard: s, rings: hostRings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter)
                 aggregators.append(aggregator)
-                services.append(.init(service: HostAggregatorService(aggregator: aggregator, mailbox: nil, metrics: nil, logger: logger)))
+                services.append(.init(service: HostAggregatorService(aggregator: aggregator, mailbox: nil, metrics: nil, board: board, logger: logger)))
             }
             let fanout = OfflineFanout(workers: workers, ringBytes: Self.workerRingBytes, shard: flowShard)
             for i in 0..<workers {
@@ -96,7 +97,7 @@ public enum Replay {
                 }
                 processing.append(PacketProcessingService(pipeline: pipeline, source: ringSource, logger: logger,
                                                           cpu: i < cpus.count ? cpus[i] : nil,
-                                                          housekeeping: OfflineWorker(index: i, hostRings: hostRings[i]),
+                                                          housekeeping: OfflineWorker(index: i, hostRings: hostRings[i], hostStage: i == 0 ? board : nil),
                                                           threadName: "sensor-worker-\(i)"))
             }
             reader = FanoutReaderService(source: source, fanout: fanout, logger: logger)

@@ -42,7 +42,7 @@ public enum WorkerAssembly {
         if case .inline = hostRoute {} else { needsTap = true }
         for place in [PipelinePlace.labelsFlows, .afterHostFacts] {
             if place == .afterHostFacts, needsTap {
-                analyzers.append(HostFactTap(publisher: publisher, labeler: worker.labeler))
+                analyzers.append(HostFactTap(publisher: publisher, labeler: worker.labeler, flowCapacity: c.flows.capacity))
             }
             for f in resources.families where f.place == place { analyzers += try f.makeAnalyzers(&worker) }
         }

@@ -57,6 +57,33 @@ final class DNSAnswerPayloadTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(measure(q, type: DNSRecordType.txt)), DNSAnswerPayload())
     }
 
+    /// iodine's A mode: the A question is answered by one CNAME whose target is the encoded downstream
+    /// (`h<data>.<data>.<2 letters>`), with no address — directly, or with NXDOMAIN through a resolver
+    /// that chased the target.
+    func testAnAQuestionAnsweredByAliasesAloneCountsTheAliases() throws {
+        let target = "hbvg4y3tnmzsmorqlebkwcxpdq3yyzdjvn5gq2kfmwrqlvt6ohbxe5rg.ql7fk3sdj2lqzmdw4qmbt.xe"
+        for flags: UInt16 in [0x8580, 0x8183] {
+            var b = DNSBuilder(flags: flags, an: 1)
+            b.question("pa0r1z.t1.example.com", type: DNSRecordType.a)
+            b.record(owner: 12, type: DNSRecordType.cname) { r in r.name(target) }
+            let p = try XCTUnwrap(measure(b, type: DNSRecordType.a))
+            let chars = target.replacingOccurrences(of: ".", with: "")
+            XCTAssertEqual(p.bytes, chars.count)
+            XCTAssertEqual(p.entropy, entropy(chars), accuracy: 1e-5)
+        }
+        // The same alias followed by the address it leads to is an ordinary chain; so is an AAAA question
+        // whose chain ends without an IPv6 address (a host without one).
+        var chain = DNSBuilder(an: 2)
+        chain.question("pa0r1z.t1.example.com", type: DNSRecordType.a)
+        chain.record(owner: 12, type: DNSRecordType.cname) { r in r.name(target) }
+        chain.record(owner: 12, type: DNSRecordType.a) { r in r.bytes += [192, 0, 2, 1] }
+        XCTAssertEqual(try XCTUnwrap(measure(chain, type: DNSRecordType.a)), DNSAnswerPayload())
+        var v6 = DNSBuilder(an: 1)
+        v6.question("www.example.com", type: DNSRecordType.aaaa)
+        v6.record(owner: 12, type: DNSRecordType.cname) { r in r.name("www.example.com.edgekey.net") }
+        XCTAssertEqual(try XCTUnwrap(measure(v6, type: DNSRecordType.aaaa)), DNSAnswerPayload())
+    }
+
     func testAnyQuestionCountsEveryUnusualType() throws {
         var b = DNSBuilder(an: 2)
         b.question("x.example.com", type: DNSRecordType.any)

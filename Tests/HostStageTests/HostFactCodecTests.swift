@@ -129,6 +129,9 @@ final class HostFactCodecTests: XCTestCase {
         case .httpRequest:
             return .httpRequest(HTTPRequestFact(client: ip(), server: ip(), serverPort: int(), time: time(), host: optionalText(),
                                                 bytes: Int.random(in: 0...Int.max, using: &rng)))
+        case .udpRequest:
+            return .udpRequest(UDPRequestFact(client: ip(), clientPort: int(), server: ip(), serverPort: int(), flowStart: time(), time: time(),
+                                              bytes: Int.random(in: 0...Int(UInt32.max), using: &rng)))
         }
     }
 
@@ -158,6 +161,7 @@ final class HostFactCodecTests: XCTestCase {
         case (.flowElsewhere(let f), .flowElsewhere(let g)): return same(f, g)
         case (.ftpDataAnnounced(let c, let t), .ftpDataAnnounced(let d, let u)): return c == d && t == u
         case (.httpRequest(let x), .httpRequest(let y)): return x == y
+        case (.udpRequest(let x), .udpRequest(let y)): return x == y
         default: return false
         }
     }

@@ -43,6 +43,7 @@ final class AggregateTests: XCTestCase {
         /// Identity per event.id (an alert emitted twice with one id counts once).
         var byID: [String: String] = [:]
         var stats: [String: Any] = [:]
+        var hostStage: [String: Any] = [:]
         var other = 0
     }
 
@@ -50,7 +51,11 @@ final class AggregateTests: XCTestCase {
         var a = Alerts()
         for line in lines {
             guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
-            if let s = ((o["spanwatch"] as? [String: Any])?["stats"] as? [String: Any])?["aggregate"] as? [String: Any] { a.stats = s; continue }
+            if let stats = (o["spanwatch"] as? [String: Any])?["stats"] as? [String: Any], let s = stats["aggregate"] as? [String: Any] {
+                a.stats = s
+                a.hostStage = stats["host_stage"] as? [String: Any] ?? [:]
+                continue
+            }
             guard let rule = o["rule"] as? [String: Any], let category = rule["category"] as? String else { continue }
             guard hostCategories.contains(category) else { a.other += 1; continue }
             let src = (o["source"] as? [String: Any])?["ip"] as? String ?? "-"
@@ -111,6 +116,10 @@ final class AggregateTests: XCTestCase {
         XCTAssertEqual(merged.stats["garbage"] as? Int, 0)
         XCTAssertEqual(merged.stats["partitions"] as? Int, 4)
         XCTAssertGreaterThan(merged.stats["facts"] as? Int ?? 0, 1000)
+        // The partitions' detectors, summed: every cross-flow alert counted once.
+        XCTAssertEqual(merged.hostStage["shards"] as? Int, 4)
+        let counted = Self.hostCategories.map { (merged.hostStage[$0] as? [String: Any])?["alerts"] as? Int ?? -1 }.reduce(0, +)
+        XCTAssertEqual(counted, merged.identities.count, "\(merged.hostStage)")
     }
 
     /// Writes one message per file to `partition` with kcat.

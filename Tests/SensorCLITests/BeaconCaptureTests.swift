@@ -97,4 +97,59 @@ final class BeaconCaptureTests: XCTestCase {
         XCTAssertEqual(sa, sb, accuracy: 0.05)
         XCTAssertGreaterThanOrEqual(sb, 0.8)
     }
+
+    /// Datagrams every `every` seconds (± `jitter` of it, fixed pseudo-random) from one source port, each
+    /// answered from the server's port 30 ms later: one UDP flow (the idle timeout is 60 s) holding every poll.
+    func udpPolls(_ frames: inout [(Double, [UInt8])], _ c: [UInt8], _ sport: UInt16, _ s: [UInt8], _ dport: UInt16, count: Int,
+                  every: Double, jitter: Double, payload: Int, answered: Bool = true) {
+        typealias S = SyntheticTraffic
+        var x: UInt64 = UInt64(sport) &* 0x9E37_79B9_7F4A_7C15 | 1
+        var t = Double(S.epoch) + 0.25 + Double(sport % 7)
+        for _ in 0..<count {
+            frames.append((t, S.frame(src: c, dst: s, proto: 17, l4: S.udp(sport: sport, dport: dport, payload: [UInt8](repeating: 0x51, count: payload)))))
+            if answered {
+                frames.append((t + 0.03, S.frame(src: s, dst: c, proto: 17, l4: S.udp(sport: dport, dport: sport, payload: [UInt8](repeating: 0x52, count: 2 * payload)))))
+            }
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17
+            t += every * (1 + jitter * (Double(x % 2001) / 1000 - 1))
+        }
+    }
+
+    /// A UDP beacon polling every 20 s ± 20% from one source port (one flow holds all 30 polls, so the
+    /// flow's start alone was one start) is caught, alone in a capture of periodic ordinary UDP from fixed
+    /// ports: a DNS client and an NTP client, syslog, RIP to its multicast group, LAN discovery broadcasts,
+    /// an NFS client checking a file's attributes on an internal server every 5 s.
+    func testUDPPollsFromOneSourcePortAreABeacon() throws {
+        var frames: [(Double, [UInt8])] = []
+        let c: [UInt8] = [10, 0, 0, 5]
+        udpPolls(&frames, c, 40500, [203, 0, 113, 50], 7777, count: 30, every: 20, jitter: 0.2, payload: 64)
+        udpPolls(&frames, c, 40501, [192, 0, 2, 53], 53, count: 30, every: 20, jitter: 0.2, payload: 40)
+        udpPolls(&frames, [10, 0, 0, 6], 123, [192, 0, 2, 123], 123, count: 40, every: 16, jitter: 0, payload: 48)
+        udpPolls(&frames, [10, 0, 0, 7], 514, [10, 0, 9, 1], 514, count: 40, every: 15, jitter: 0, payload: 90, answered: false)
+        udpPolls(&frames, [10, 0, 0, 1], 520, [224, 0, 0, 9], 520, count: 40, every: 30, jitter: 0.05, payload: 24, answered: false)
+        udpPolls(&frames, [10, 0, 0, 8], 17500, [255, 255, 255, 255], 17500, count: 40, every: 30, jitter: 0, payload: 150, answered: false)
+        udpPolls(&frames, c, 802, [10, 0, 9, 9], 2049, count: 60, every: 5, jitter: 0.02, payload: 72)
+        var w = PcapFileWriter()
+        for (t, f) in frames.sorted(by: { $0.0 < $1.0 }) {
+            let seconds = UInt32(t)
+            w.record(seconds: seconds, micros: UInt32((t - Double(seconds)) * 1e6), bytes: f)
+        }
+        let file = path("udp-polls.pcap")
+        try w.write(to: file)
+        for workers in ["1", "2"] {
+            let r = try TestSupport.sensor(["replay", "--workers", workers, file])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let found = try TestSupport.events(r).filter { TestSupport.value($0, "rule.category") as? String == "beaconing" }
+            XCTAssertEqual(found.count, 1, "workers \(workers): \(found.map { TestSupport.value($0, "message") ?? "" })")
+            guard let a = found.first else { continue }
+            XCTAssertEqual(TestSupport.value(a, "rule.id") as? String, "beaconing.destination")
+            XCTAssertEqual(TestSupport.value(a, "destination.ip") as? String, "203.0.113.50")
+            XCTAssertEqual(TestSupport.value(a, "destination.port") as? Int, 7777)
+            XCTAssertEqual(TestSupport.value(a, "spanwatch.beaconing.transport") as? String, "udp")
+            XCTAssertGreaterThanOrEqual(TestSupport.value(a, "spanwatch.beaconing.distinct_starts") as? Int ?? 0, 8)
+            XCTAssertEqual(TestSupport.value(a, "spanwatch.beaconing.interval_median") as? Double ?? 0, 20, accuracy: 2.5)
+            // Every start weighs one poll (the flow's own start too): 64 bytes of payload on the wire.
+            XCTAssertEqual(TestSupport.value(a, "spanwatch.beaconing.size_median") as? Double ?? 0, 14 + 20 + 8 + 64, accuracy: 0.01)
+        }
+    }
 }

@@ -69,6 +69,17 @@ struct DNSCaptureBuilder {
 /// The tunnels that used to go unseen and the ordinary traffic that used to alert, as packets through
 /// the real `sensor` binary with the real Public Suffix List and the repository's rules.
 final class DNSTunnelCraftedCaptureTests: XCTestCase {
+    /// The `dns_tunneling` alerts of a replay of `b`'s capture, with the real Public Suffix List.
+    func tunnelAlerts(_ b: DNSCaptureBuilder, _ name: String) throws -> [[String: Any]] {
+        let dir = try TestSupport.temporaryDirectory(name)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("\(name).pcap").path
+        try b.pcap.write(to: path)
+        let r = try TestSupport.sensor(["replay", "--psl", TestSupport.data("psl/public_suffix_list.dat"), path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        return try TestSupport.events(r).filter { TestSupport.value($0, "rule.category") as? String == "dns_tunneling" }
+    }
+
     static func hex(_ i: Int, _ n: Int) -> String {
         var x = UInt64(i) &* 0x9E37_79B9_7F4A_7C15 &+ 1
         return String((0..<n).map { _ in x ^= x << 13; x ^= x >> 7; x ^= x << 17; return Array("0123456789abcdef")[Int(x & 15)] })
@@ -112,12 +123,7 @@ final class DNSTunnelCraftedCaptureTests: XCTestCase {
                 }
             }
         }
-        let dir = try TestSupport.temporaryDirectory("dns-crafted")
-        let path = dir.appendingPathComponent("crafted-dns.pcap").path
-        try b.pcap.write(to: path)
-        let r = try TestSupport.sensor(["replay", "--psl", TestSupport.data("psl/public_suffix_list.dat"), path])
-        XCTAssertEqual(r.status, 0, r.stderr)
-        let alerts = try TestSupport.events(r).filter { TestSupport.value($0, "rule.category") as? String == "dns_tunneling" }
+        let alerts = try tunnelAlerts(b, "crafted-dns")
         func of(_ client: String) -> [[String: Any]] { alerts.filter { TestSupport.value($0, "spanwatch.dns_tunneling.client") as? String == client } }
         let summary = alerts.map { "\(TestSupport.value($0, "spanwatch.dns_tunneling.client") ?? "") \(TestSupport.value($0, "rule.id") ?? "") \(TestSupport.value($0, "spanwatch.dns_tunneling.domain") ?? "-")" }
 
@@ -129,5 +135,34 @@ final class DNSTunnelCraftedCaptureTests: XCTestCase {
         XCTAssertTrue(of("10.1.0.20").isEmpty, "\(summary)")
         XCTAssertTrue(of(resolver).isEmpty, "\(summary)")
         XCTAssertEqual(alerts.count, of("10.1.0.7").count + of("10.1.0.8").count + of("10.1.0.9").count, "\(summary)")
+    }
+
+    /// iodine with `-T A` and `-T CNAME`: short upstream names (polls and acknowledgements carry a few
+    /// encoded bytes) and the downstream in one CNAME answer, `h<base32>.<base32>.<base32>.<2 letters>`,
+    /// that the A mode gets instead of an address. Beside them, ordinary lookups whose CNAME chain ends
+    /// without an address (NODATA), which must stay quiet.
+    func testIodineAliasAnswersAreScored() throws {
+        var b = DNSCaptureBuilder()
+        let resolver = "10.1.0.53"
+        func downstream(_ i: Int) -> String {
+            "h\(Self.base32(i, 56)).\(Self.base32(i + 500, 57)).\(Self.base32(i + 900, 57)).\(["ab", "dh", "gn", "jt"][i % 4])"
+        }
+        for i in 0..<40 {
+            let up = "p\(Self.base32(i + 7000, 15)).t1.evil-io.com"
+            b.exchange("10.1.0.11", resolver, up, type: 1, answers: [.cname(downstream(i))], gap: 0.3)
+            b.exchange("10.1.0.12", resolver, "p\(Self.base32(i + 8000, 15)).t2.evil-io.com", type: 5, answers: [.cname(downstream(i + 100))], gap: 0.3)
+            let ordinary = ["www.example.com", "api.example.com", "cdn.example.org", "img\(i % 5).example.net"][i % 4]
+            b.exchange("10.1.0.21", resolver, ordinary, type: 1, answers: [.cname("\(ordinary).edgekey.net")], gap: 0.3)
+        }
+        let alerts = try tunnelAlerts(b, "iodine-cname")
+        func of(_ client: String) -> [[String: Any]] { alerts.filter { TestSupport.value($0, "spanwatch.dns_tunneling.client") as? String == client } }
+        let summary = alerts.map { "\(TestSupport.value($0, "spanwatch.dns_tunneling.client") ?? "") \(TestSupport.value($0, "rule.id") ?? "") \(TestSupport.value($0, "spanwatch.dns_tunneling.score") ?? "")" }
+        for client in ["10.1.0.11", "10.1.0.12"] {
+            let a = try XCTUnwrap(of(client).first, "\(client): \(summary)")
+            XCTAssertEqual(TestSupport.value(a, "spanwatch.dns_tunneling.domain") as? String, "evil-io.com")
+            XCTAssertGreaterThan(TestSupport.value(a, "spanwatch.dns_tunneling.answer_payload_responses") as? Int ?? 0, 0, client)
+            XCTAssertGreaterThan(TestSupport.value(a, "spanwatch.dns_tunneling.mean_answer_payload") as? Double ?? 0, 150, client)
+        }
+        XCTAssertTrue(of("10.1.0.21").isEmpty, "\(summary)")
     }
 }

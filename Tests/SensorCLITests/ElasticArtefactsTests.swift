@@ -130,12 +130,7 @@ final class ElasticArtefactsTests: XCTestCase {
         try SyntheticTraffic.regularBeacon(connections: 48, every: 300).write(to: path)
         // Rules that score a pair only once it has the starts for the full count part, so the first
         // score of this schedule is exactly 1 (with the shipped rules it is scored, below 1, at 4 starts).
-        let rules = dir.appendingPathComponent("rules")
-        try FileManager.default.copyItem(at: TestSupport.repositoryRoot.appendingPathComponent("Rules"), to: rules)
-        let beaconing = rules.appendingPathComponent("beaconing.yaml")
-        let original = try String(contentsOf: beaconing, encoding: .utf8)
-        XCTAssertTrue(original.contains("  min_starts: 4 "))
-        try original.replacingOccurrences(of: "  min_starts: 4 ", with: "  min_starts: 24").write(to: beaconing, atomically: true, encoding: .utf8)
+        let rules = try TestSupport.rulesCopy(in: dir, editing: "beaconing.yaml", replacing: "  min_starts: 4 ", with: "  min_starts: 24")
         let r = try TestSupport.sensor(["replay", "--rules", rules.path, path, "--log-level", "error"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let text = r.stdoutText

@@ -276,6 +276,16 @@ final class LiveCaptureTests: XCTestCase {
         XCTAssertEqual(finalStats.values.map { Self.int($0, "spanwatch.stats.host_facts.dropped") }, [0, 0])
         XCTAssertTrue(finalStats.values.allSatisfy { Self.int($0, "spanwatch.stats.host_facts.sent") > 0 })
         XCTAssertEqual(finalStats.values.map { Self.int($0, "spanwatch.stats.packets") }.reduce(0, +), offlinePackets)
+        // Worker 0's last statistics carry the aggregator's figures, written after it concluded: the
+        // alerts they count are every alert of the four cross-flow detectors.
+        let categories = ["beaconing", "dns_tunneling", "lateral_movement", "nonstandard_port_c2"]
+        let stage = try XCTUnwrap(finalStats[0].flatMap { TestSupport.value($0, "spanwatch.stats.host_stage") as? [String: Any] })
+        XCTAssertNil(finalStats[1].flatMap { TestSupport.value($0, "spanwatch.stats.host_stage") })
+        XCTAssertEqual(stage["shards"] as? Int, 1)
+        let counted = categories.map { (stage[$0] as? [String: Any])?["alerts"] as? Int ?? -1 }.reduce(0, +)
+        let raised = live.filter { categories.contains(TestSupport.value($0, "rule.category") as? String ?? "") }.count
+        XCTAssertGreaterThan(raised, 0)
+        XCTAssertEqual(counted, raised, "\(stage)")
     }
 
     /// Started the way Deploy/sensor.service starts it: already the service user, holding only ambient

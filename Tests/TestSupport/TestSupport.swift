@@ -132,6 +132,22 @@ public enum TestSupport {
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         return url
     }
+
+    struct RulesEditError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// A copy of the repository's `Rules/` in `dir` with one line of `file` changed (`old` must be in it),
+    /// for a run with `--rules`.
+    public static func rulesCopy(in dir: URL, editing file: String, replacing old: String, with new: String) throws -> URL {
+        let rules = dir.appendingPathComponent("rules")
+        try FileManager.default.copyItem(at: repositoryRoot.appendingPathComponent("Rules"), to: rules)
+        let url = rules.appendingPathComponent(file)
+        let text = try String(contentsOf: url, encoding: .utf8)
+        guard text.contains(old) else { throw RulesEditError(description: "\(file) has no \(old)") }
+        try text.replacingOccurrences(of: old, with: new).write(to: url, atomically: true, encoding: .utf8)
+        return rules
+    }
 }
 
 /// Writes classic pcap files for tests that need inputs no public capture has (random or hostile records).

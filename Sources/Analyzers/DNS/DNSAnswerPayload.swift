@@ -8,7 +8,10 @@ import Darwin
 ///
 /// Counted are the answer records of the type asked for (any type for an ANY question) that ordinary
 /// clients rarely ask for (`DNSRecordType.isUnusualForClients`): a CNAME chain in front of an A answer,
-/// or the SVCB parameters of an HTTPS answer, is ordinary and not counted. The data is what an encoder
+/// or the SVCB parameters of an HTTPS answer, is ordinary and not counted. An A question answered by
+/// aliases and no address is the exception: iodine's A mode carries its downstream in that CNAME, while
+/// an ordinary chain ends in the address it was asked for. (Not AAAA or HTTPS: a chain ending without
+/// one, a host without IPv6 or an HTTPS record, is everyday.) The data is what an encoder
 /// controls: TXT strings without their length bytes, CNAME/MX/DNAME targets as label characters
 /// (compression expanded), other types as raw RDATA. Measured in one pass over the validated records,
 /// with the character counts on the stack: nothing allocates.
@@ -40,8 +43,12 @@ public struct DNSAnswerPayload: Sendable, Equatable {
                 h = (h ^ UInt64(b)) &* 0x100_0000_01b3
             }
             let bytes = m.bytes
+            let aliasesOnly = questionType == DNSRecordType.a
+                && !m.records.contains { $0.section == .answer && $0.type == DNSRecordType.a }
             for rr in m.records where rr.section == .answer {
-                guard rr.type == questionType || questionType == DNSRecordType.any, DNSRecordType.isUnusualForClients(rr.type) else { continue }
+                let asked = rr.type == questionType || questionType == DNSRecordType.any
+                    || (aliasesOnly && (rr.type == DNSRecordType.cname || rr.type == DNSRecordType.dname))
+                guard asked, DNSRecordType.isUnusualForClients(rr.type) else { continue }
                 let start = rr.rdataOffset, stop = rr.rdataOffset + rr.rdataLength
                 switch rr.type {
                 case DNSRecordType.txt:

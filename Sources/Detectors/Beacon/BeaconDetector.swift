@@ -6,6 +6,8 @@ public struct BeaconCounters: Sendable, Equatable {
     public var connections: UInt64 = 0
     /// HTTP requests sampled (each request of a keep-alive connection is one start).
     public var httpRequests: UInt64 = 0
+    /// UDP datagrams sampled that resumed their flow after a silence (polls from one source port).
+    public var udpRequests: UInt64 = 0
     public var evaluations: UInt64 = 0
     public var alerts: UInt64 = 0
     /// Host-pair alerts left out because the (source, destination, port) pair already alerted.
@@ -28,7 +30,9 @@ public struct BeaconCounters: Sendable, Equatable {
 /// its start and its originator's bytes to two pairs, (source, destination, port) and (source, TLS SNI or
 /// HTTP Host); the latter follows a beacon across rotating addresses. HTTP is measured per request
 /// (`httpRequest`), so a beacon polling inside one keep-alive connection is seen; a UDP flow counts
-/// without a reply (replies from another port are another flow), and its pair ignores the source port.
+/// without a reply (replies from another port are another flow), and its pair ignores the source port;
+/// a UDP flow's datagrams after a silence are starts too (`udpRequest`), so polls from one source port,
+/// which one flow holds, are as many starts.
 /// Pairs with new connections are scored with `BeaconScorer` every `evaluate_every` seconds of packet
 /// time and at end of input, so a replay of hours of traffic behaves as the hours did.
 ///
@@ -76,6 +80,9 @@ public final class BeaconDetector {
         /// Flows still open after an active-timeout report: their continuous length so far (ns), at most
         /// `runningCap` of them.
         var running: [FlowMark: Int64] = [:]
+        /// UDP flows that had requests after their first (at most `runningCap`): the last request's
+        /// size, which their end's start takes instead of the whole flow's bytes.
+        var requestSizes: [FlowMark: Int64] = [:]
     }
     /// One flow of a pair: its start and source port.
     struct FlowMark: Hashable { var start: Int64; var port: UInt16 }
@@ -117,6 +124,8 @@ public final class BeaconDetector {
         if transport == IPProtocol.udp ? rules.ignoreUDPPorts.contains(port) : rules.ignoreTCPPorts.contains(port) { return nil }
         // Loopback (a test harness, a local proxy) never crosses the wire a sensor watches.
         if src.isLoopback || dst.isLoopback { return nil }
+        // A beacon polls a server: datagrams to a group are routing hellos and LAN discovery, periodic by design.
+        if transport == IPProtocol.udp && dst.isGroupDestination { return nil }
         guard rules.directions.contains(directionName(emitter.homeNetworks, from: src, to: dst)) else { return nil }
         if rules.ignoreDestinations.contains(where: { $0.contains(dst) }) || rules.ignoreSources.contains(where: { $0.contains(src) }) { return nil }
         if let h = host, rules.ignoresHost(h) { return nil }
@@ -152,8 +161,12 @@ public final class BeaconDetector {
         // HTTP is measured per request (`httpRequest`), each request one start.
         if transport == IPProtocol.tcp && labels.hasHTTP { return }
         counters.connections &+= 1
-        sample(c, start: flow.firstSeen.nanoseconds, size: Int64(clamping: flow.originatorBytes), last: flow.lastSeen.nanoseconds,
-               appProtocol: flow.appProtocol)
+        // A UDP flow of several requests: its first start weighs as one request, not as all of them.
+        var size = Int64(clamping: flow.originatorBytes)
+        if transport == IPProtocol.udp, let request = connPairs[ck]?.requestSizes.removeValue(forKey: FlowMark(start: flow.firstSeen.nanoseconds, port: flow.originatorPort)) {
+            size = request
+        }
+        sample(c, start: flow.firstSeen.nanoseconds, size: size, last: flow.lastSeen.nanoseconds, appProtocol: flow.appProtocol)
     }
 
     /// Long connections, judged on every report (active-timeout ones included): a flow's continuous
@@ -193,6 +206,25 @@ public final class BeaconDetector {
         noteAudience(c, at: q.time.nanoseconds)
         counters.httpRequests &+= 1
         sample(c, start: q.time.nanoseconds, size: Int64(clamping: q.bytes), last: q.time.nanoseconds, appProtocol: AppProtocol.http.rawValue)
+    }
+
+    /// A UDP datagram that resumed its flow after a silence: a start of its (client, server, port) pair
+    /// when the server is outside the home networks. Inside them, services poll from one port by design
+    /// (NFS attribute checks, SNMP polling, RADIUS interim updates): there a flow stays one start.
+    public func udpRequest(_ q: UDPRequestFact) {
+        guard rules.enabled else { return }
+        noteSource(q.client, from: q.time.nanoseconds, to: q.time.nanoseconds)
+        guard !emitter.homeNetworks.contains(q.server),
+              let c = candidate(source: q.client, destination: q.server, port: q.serverPort, transport: IPProtocol.udp, host: nil) else { return }
+        noteAudience(c, at: q.time.nanoseconds)
+        counters.udpRequests &+= 1
+        let size = Int64(q.bytes)
+        sample(c, start: q.time.nanoseconds, size: size, last: q.time.nanoseconds, appProtocol: 0)
+        let ck = ConnKey(source: c.source, destination: c.destination, port: c.port, transport: IPProtocol.udp)
+        let mark = FlowMark(start: q.flowStart.nanoseconds, port: q.clientPort)
+        if connPairs[ck]?.requestSizes[mark] != nil || (connPairs[ck]?.requestSizes.count ?? Self.runningCap) < Self.runningCap {
+            connPairs[ck]?.requestSizes[mark] = size
+        }
     }
 
     /// A flow judged on another shard (several shards): its source and audience only, so prevalence
@@ -525,5 +557,15 @@ public final class BeaconDetector {
             source: Endpoint(ip: source), destination: Endpoint(ip: p.destination, port: p.port), ipProtocol: p.transport,
             relatedIPs: [source, p.destination], relatedHosts: p.label.map { [$0] } ?? [],
             details: details))
+    }
+}
+
+extension IPAddress {
+    /// Multicast (224.0.0.0/4, ff00::/8) or broadcast: the limited one, or an IPv4 address ending in .255
+    /// (a /24 or longer subnet's; a host there is rare enough not to matter to beaconing).
+    var isGroupDestination: Bool {
+        if isIPv6 { return high >> 56 == 0xFF }
+        let v = ipv4Value
+        return v >> 28 == 0xE || v & 0xFF == 0xFF
     }
 }
