@@ -1,6 +1,7 @@
 import HostStage
 import Foundation
 import Prometheus
+import Detectors
 import Events
 
 /// Metrics of one host-level aggregator: records applied, and its emitter's events and alerts under the
@@ -9,17 +10,22 @@ import Events
 final class HostStageMetrics {
     let metrics: SensorMetrics
     let label: String
+    let shard: String
     var facts: DeltaCounter
     var undecodable: DeltaCounter
     let lag: Prometheus.Gauge
     let datasets: DatasetCounter
     var events: [String: DeltaCounter] = [:]
     var alerts: [RuleCategory: DeltaCounter] = [:]
+    /// `sensor_detector_state` / `sensor_detector_total` series by "detector field".
+    var detectorState: [String: Prometheus.Gauge] = [:]
+    var detectorCounts: [String: DeltaCounter] = [:]
 
     init(metrics: SensorMetrics, shard: Int, datasets: DatasetCounter) {
         self.metrics = metrics
         self.datasets = datasets
         label = "hosts-\(shard)"
+        self.shard = String(shard)
         let s = [("shard", String(shard))]
         facts = DeltaCounter(counter: metrics.counter(.hostFacts, s))
         undecodable = DeltaCounter(counter: metrics.counter(.hostFactsUndecodable, s))
@@ -42,6 +48,33 @@ final class HostStageMetrics {
             }
             alerts[category]!.publish(n)
         }
+        publish(a.stage.statistics.detectors)
+    }
+
+    /// The detectors' `spanwatch.stats.host_stage` figures as metrics, so a table at its bound (evicting
+    /// state, hence missing detections) can be alerted on (`SensorDetectorEvicting`).
+    func publish(_ detectors: [DetectorStatistics]) {
+        for d in detectors {
+            let detector = d.name.description
+            for f in d.state {
+                let key = detector + " " + f.name.description
+                if detectorState[key] == nil {
+                    detectorState[key] = metrics.gauge(.detectorState, dims(detector, f.name))
+                }
+                detectorState[key]!.set(to: Double(f.value))
+            }
+            for f in d.counters {
+                let key = detector + " " + f.name.description
+                if detectorCounts[key] == nil {
+                    detectorCounts[key] = DeltaCounter(counter: metrics.counter(.detectorCounts, dims(detector, f.name)))
+                }
+                detectorCounts[key]!.publish(f.value)
+            }
+        }
+    }
+
+    func dims(_ detector: String, _ field: StaticString) -> [(String, String)] {
+        [("shard", shard), ("detector", detector), ("field", field.description)]
     }
 }
 

@@ -23,6 +23,9 @@ public enum SensorMetric: String, CaseIterable, Sendable {
     case hostFacts = "sensor_host_facts_total"
     case hostFactsUndecodable = "sensor_host_facts_undecodable_total"
     case hostStageLag = "sensor_host_stage_lag_seconds"
+    // Per host-level aggregator, cross-flow detector and field (`shard`, `detector`, `field` labels).
+    case detectorState = "sensor_detector_state"
+    case detectorCounts = "sensor_detector_total"
     // Per output (`output` label).
     case outputAccepted = "sensor_output_events_accepted_total"
     case outputDelivered = "sensor_output_events_delivered_total"
@@ -36,7 +39,7 @@ public enum SensorMetric: String, CaseIterable, Sendable {
 
     public var kind: Kind {
         switch self {
-        case .flowsActive, .hostStageLag, .outputSpoolBytes: return .gauge
+        case .flowsActive, .hostStageLag, .detectorState, .outputSpoolBytes: return .gauge
         default: return .counter
         }
     }
@@ -60,6 +63,8 @@ public enum SensorMetric: String, CaseIterable, Sendable {
         case .hostFacts: return "Records the host-level aggregator applied."
         case .hostFactsUndecodable: return "Records the host-level aggregator could not decode."
         case .hostStageLag: return "Seconds the host-level aggregator's merged packet clock trails the wall clock."
+        case .detectorState: return "State a cross-flow detector holds now, and its bounds (field max_*): a table at its bound evicts."
+        case .detectorCounts: return "Counts of a cross-flow detector since start (inputs, alerts, suppressed, *_evicted at its bounds)."
         case .outputAccepted: return "Events the output accepted from the pipeline."
         case .outputDelivered: return "Events the output delivered to its destination."
         case .outputFailures: return "Delivery failures of the output (each retried, spooled or counted as dropped)."

@@ -23,7 +23,7 @@ final class MonitoringTests: XCTestCase {
         guard TestSupport.hasTool("promtool") else { throw XCTSkip("promtool not installed (scripts/install-deps.sh test: prometheus)") }
         let check = try TestSupport.run("promtool", ["check", "rules", Self.rules.path])
         XCTAssertEqual(check.status, 0, check.stderr + check.stdoutText)
-        XCTAssertTrue(check.stdoutText.contains("SUCCESS: 6 rules found"), check.stdoutText)
+        XCTAssertTrue(check.stdoutText.contains("SUCCESS: 7 rules found"), check.stdoutText)
         let test = try TestSupport.run("promtool", ["test", "rules", Self.ruleTests.path], currentDirectory: Self.directory.path)
         XCTAssertEqual(test.status, 0, test.stderr + test.stdoutText)
         XCTAssertTrue(test.stdoutText.contains("SUCCESS"), test.stdoutText)
@@ -36,7 +36,7 @@ final class MonitoringTests: XCTestCase {
             return t.hasPrefix("- alert: ") ? String(t.dropFirst("- alert: ".count)) : nil
         }
         XCTAssertEqual(Set(alerts), ["SensorCaptureLoss", "SensorHostFactRingDrops", "SensorOutputSpoolGrowing",
-                                     "SensorOutputDroppingEvents", "SensorNoPackets", "SensorAggregatorLag"])
+                                     "SensorOutputDroppingEvents", "SensorNoPackets", "SensorAggregatorLag", "SensorDetectorEvicting"])
         let lines = tests.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
         for alert in alerts {
             let cases = lines.indices.filter { lines[$0] == "alertname: \(alert)" }.map { lines[$0 + 1] }
