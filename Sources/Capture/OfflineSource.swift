@@ -19,6 +19,9 @@ public final class PcapFileReader: PacketSource {
     /// allocates it). Freed after `pcap_close` has closed the FILE.
     let readBuffer: UnsafeMutablePointer<CChar>
     static let readBufferSize = 1 << 16
+    /// A plain pcap file's records read in blocks (`PlainPcapRecords`) until one needs libpcap, which then
+    /// reads on from there; nil for other inputs and filtered reads.
+    var plain: PlainPcapRecords?
 
     public init(path: String, filter: String? = nil) throws(CaptureError) {
         self.path = path
@@ -50,10 +53,13 @@ public final class PcapFileReader: PacketSource {
             guard pcap_setfilter(h, &program) == 0 else {
                 throw CaptureError(kind: .filter, input: path, message: String(cString: pcap_geterr(h)))
             }
+        } else if input.compression == nil {
+            plain = PlainPcapRecords(fd: fileno(file), linkType: pcap_datalink(h))
         }
     }
 
     deinit {
+        plain?.close()
         pcap_close(handle)
         readBuffer.deallocate()
         input.reap()
@@ -71,8 +77,24 @@ public final class PcapFileReader: PacketSource {
         throw CaptureError(kind: .read, input: path, message: problem, packetsBefore: packetsRead)
     }
 
+    /// libpcap reads on from the record `plain` stopped at (its stdio stream is moved there).
+    func handToLibpcap() {
+        guard let m = plain else { return }
+        plain = nil
+        fseeko(input.file, off_t(m.offset), SEEK_SET)
+        m.close()
+    }
+
     public func next() throws(CaptureError) -> RawPacket? {
         if stopped.load(ordering: .relaxed) { return nil }
+        if plain != nil {
+            var h = pcap_pkthdr()
+            if let data = plain!.next(&h) {
+                packetsRead &+= 1
+                return RawPacket(header: &h, data: data, linkType: linkType, fractionUnit: 1)
+            }
+            handToLibpcap()
+        }
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?
         let rc = pcap_next_ex(handle, &header, &data)
@@ -92,6 +114,19 @@ public final class PcapFileReader: PacketSource {
 
     public func dispatch(maxPackets: Int, to consumer: PacketConsumer) throws(CaptureError) -> Int {
         if stopped.load(ordering: .relaxed) { return 0 }
+        if plain != nil {
+            let consumer = Unmanaged.passUnretained(consumer)
+            var h = pcap_pkthdr()
+            var n = 0
+            while n < maxPackets, !stopped.load(ordering: .relaxed), let data = plain!.next(&h) {
+                let packet = RawPacket(header: &h, data: data, linkType: linkType, fractionUnit: 1)
+                n &+= 1
+                packetsRead &+= 1
+                consumer._withUnsafeGuaranteedRef { $0.consume(packet) }
+            }
+            if n > 0 || stopped.load(ordering: .relaxed) { return n }
+            handToLibpcap()
+        }
         var context = DispatchContext(consumer: Unmanaged.passUnretained(consumer), linkType: linkType)
         let rc = withUnsafeMutablePointer(to: &context) { ctx in
             pcap_dispatch(handle, Int32(clamping: maxPackets), { user, hdr, data in

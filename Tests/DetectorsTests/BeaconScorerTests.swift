@@ -165,6 +165,30 @@ final class BeaconScorerTests: XCTestCase {
         XCTAssertEqual(c.suppressSeconds, e.suppressSeconds)
         XCTAssertEqual(c.bareIP, e.bareIP)
     }
+
+    /// Allowlisted names: an exact entry, or a dot entry's domain and any name under it; ASCII names are
+    /// compared as bytes, others (and non-ASCII entries) as Strings, with the same answers.
+    func testIgnoredHosts() {
+        var r = BeaconRules()
+        r.ignoreHosts = [".windowsupdate.com", "motd.ubuntu.com", ".bücher.example"]
+        XCTAssertNil(r.asciiIgnoreHosts)
+        for rules in [r, { var a = r; a.ignoreHosts.removeLast(); return a }()] {
+            XCTAssertTrue(rules.ignoresHost("windowsupdate.com"))
+            XCTAssertTrue(rules.ignoresHost("a.b.windowsupdate.com"))
+            XCTAssertTrue(rules.ignoresHost("motd.ubuntu.com"))
+            XCTAssertFalse(rules.ignoresHost("xwindowsupdate.com"))
+            XCTAssertFalse(rules.ignoresHost("windowsupdate.com.evil"))
+            XCTAssertFalse(rules.ignoresHost("x.motd.ubuntu.com"))
+            XCTAssertFalse(rules.ignoresHost("otd.ubuntu.com"))
+            XCTAssertFalse(rules.ignoresHost(""))
+            XCTAssertTrue(rules.ignoresHost("dl.ä.windowsupdate.com"))
+        }
+        XCTAssertTrue(r.ignoresHost("shop.bücher.example"))
+        var ascii = r
+        ascii.ignoreHosts.removeLast()
+        XCTAssertNotNil(ascii.asciiIgnoreHosts)
+        XCTAssertFalse(ascii.ignoresHost("shop.bücher.example"))
+    }
 }
 
 enum TestSupportPaths {

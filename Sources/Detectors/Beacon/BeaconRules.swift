@@ -29,7 +29,9 @@ public struct BeaconRules: RulesDocument {
     /// SNI/Host names (exact, or `.suffix`) that are never scored: operating-system and browser update,
     /// telemetry and connectivity checks, antivirus updates — periodic by design on every host. The
     /// name is the client's word (SNI, Host), so only names no attacker can serve from are listed.
-    public var ignoreHosts: [String] = BeaconRules.defaultIgnoredHosts
+    public var ignoreHosts: [String] = BeaconRules.defaultIgnoredHosts { didSet { asciiIgnoreHosts = Self.ascii(ignoreHosts) } }
+    /// `ignoreHosts` as bytes when every entry is ASCII (nil otherwise), for `ignoresHost`.
+    var asciiIgnoreHosts: [[UInt8]]? = BeaconRules.ascii(BeaconRules.defaultIgnoredHosts)
     /// Pairs with at least this many starts within one window-long period are a strobe: reported as
     /// such and not scored (RITA: 86,400 a day).
     public var strobeConnections = 86_400
@@ -145,7 +147,28 @@ public struct BeaconRules: RulesDocument {
         return rules
     }
 
+    /// Whether `host` is allowlisted: equal to an entry, or under an entry that starts with a dot.
+    /// Called for every HTTP request and flow end, so ASCII names (nearly all) are compared as bytes,
+    /// which for ASCII is what String's comparisons decide; any other goes through String.
     func ignoresHost(_ host: String) -> Bool {
-        ignoreHosts.contains { $0.hasPrefix(".") ? host.hasSuffix($0) || "." + host == $0 : host == $0 }
+        if let entries = asciiIgnoreHosts, let hit = host.utf8.withContiguousStorageIfAvailable({ h -> Bool? in
+            guard !h.contains(where: { $0 >= 0x80 }) else { return nil }
+            return entries.contains { e in
+                guard e.first == 0x2E else { return h.elementsEqual(e) }
+                return (h.count >= e.count && h[(h.count - e.count)...].elementsEqual(e))
+                    || (h.count &+ 1 == e.count && h.elementsEqual(e[1...]))
+            }
+        }), let hit {
+            return hit
+        }
+        return ignoreHosts.contains { Self.matches(host, $0) }
+    }
+
+    static func ascii(_ hosts: [String]) -> [[UInt8]]? {
+        hosts.allSatisfy { $0.utf8.allSatisfy { $0 < 0x80 } } ? hosts.map { Array($0.utf8) } : nil
+    }
+
+    static func matches(_ host: String, _ entry: String) -> Bool {
+        entry.hasPrefix(".") ? host.hasSuffix(entry) || "." + host == entry : host == entry
     }
 }
