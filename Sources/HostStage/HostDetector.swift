@@ -19,6 +19,10 @@ public protocol HostDetector: AnyObject {
     /// per-host state stays. Whether the detector runs at all (`enabled`) is fixed at start, since the
     /// workers' fact selection was. Returns a note for the log when part of the rules waits for a restart.
     func reload(_ rules: RulesSet) -> String?
+    /// Its state for a `sensor aggregate` checkpoint (`StateWriter`), and back into a fresh detector:
+    /// a restored detector fed the rest of the facts decides as one that saw them all.
+    func saveState(_ w: inout StateWriter)
+    func restoreState(_ r: inout StateReader) throws(StateDecodeError)
 }
 
 extension HostDetector {
