@@ -9,9 +9,10 @@ import SensorRuntime
 import TestSupport
 import XCTest
 
-/// A detector state saved part-way through a real capture's host facts and restored into fresh
-/// detectors decides the rest as the detectors that saw everything did, for each of the four
-/// cross-flow detectors (`sensor aggregate`'s checkpoints).
+/// A detector state saved half-way through a real capture's host facts and restored into fresh
+/// detectors decides the second half as the detectors that saw everything did (`sensor aggregate`'s
+/// checkpoints), for each of the four cross-flow detectors and through a partition's merge; and
+/// checkpoint bytes that are not a checkpoint are an error, never a crash.
 final class CheckpointRoundTripTests: XCTestCase {
     final class Collector: EventSink, @unchecked Sendable {
         let name = "collector"
@@ -101,4 +102,130 @@ final class CheckpointRoundTripTests: XCTestCase {
     func testLateralMovementDetectorStateRoundTrip() throws { try checkDetector("lateral_movement", captures: "lateral") }
     func testDNSTunnelDetectorStateRoundTrip() throws { try checkDetector("dns_tunneling", captures: "dns-tunnel") }
     func testNonStandardPortDetectorStateRoundTrip() throws { try checkDetector("nonstandard_port_c2", captures: "c2-nonstd-port") }
+
+    // MARK: Through a partition's merge
+
+    /// The records as two producers' envelopes on one partition, interleaved in blocks so the merge
+    /// applies them out of offset order; a watermark of each producer first, its end record last.
+    static func partitionLog(_ records: [[UInt8]]) -> [[UInt8]] {
+        let producers = (0..<2).map { HostFactEnvelope.Producer(sensor: "s\($0)", session: 7, worker: UInt16($0)) }
+        func envelope(_ type: HostFactEnvelope.RecordType, _ mark: Int64, _ p: HostFactEnvelope.Producer, _ record: [UInt8]) -> [UInt8] {
+            var b = [UInt8](repeating: 0, count: HostFactEnvelope.maxHeader)
+            let n = b.withUnsafeMutableBytes { HostFactEnvelope.writeHeader($0.baseAddress!, type: type, watermark: mark, producer: p) }
+            return Array(b[..<n]) + record
+        }
+        var streams: [[[UInt8]]] = [[], []]
+        for (i, r) in records.enumerated() {
+            let stamp = r.withUnsafeBytes { $0.loadUnaligned(as: Int64.self) }
+            streams[i / 50 % 2].append(envelope(.fact, stamp, producers[i / 50 % 2], r))
+        }
+        // Both producers announce themselves first (as `replay` does at its start), so the merge waits for both.
+        var log: [[UInt8]] = producers.map { envelope(.watermark, .min, $0, []) }
+        var next = [0, 0]
+        // Producer 0 runs ahead by blocks of 120 records, producer 1 by 70: offsets do not follow stamps.
+        while next[0] < streams[0].count || next[1] < streams[1].count {
+            for (p, block) in [(0, 120), (1, 70)] {
+                let upTo = min(streams[p].count, next[p] + block)
+                log += streams[p][next[p]..<upTo]
+                next[p] = upTo
+            }
+        }
+        for p in producers { log.append(envelope(.end, .max, p, [])) }
+        return log
+    }
+
+    func merge(_ factories: [HostDetectorFactory], _ out: @escaping (String) -> Void) -> HostFactPartitionMerge {
+        HostFactPartitionMerge(partition: 3, detectors: factories, emitter: emitter(out), ringBytes: 1 << 20, lateness: .seconds(1))
+    }
+
+    /// Offers `log[from..<to]`, draining as it goes: the first record at `start`, the others (and the
+    /// drains) when the gathering hold is over, so no producer looks quiet.
+    func feed(_ m: HostFactPartitionMerge, _ log: [[UInt8]], from: Int, to: Int, start: ContinuousClock.Instant) {
+        let now = start + .seconds(2)
+        for i in from..<to {
+            log[i].withUnsafeBytes { m.offer($0, offset: Int64(i), now: i == 0 ? start : now) }
+            if i % 16 == 15 { m.drain(now: now) }
+        }
+        m.drain(now: now)
+    }
+
+    func testPartitionMergeCheckpointResumesWithoutLossOrRepeat() throws {
+        let recs = try records(["beacon", "lateral", "dns-tunnel", "c2-nonstd-port"].flatMap { TestSupport.captures($0) })
+        let log = Self.partitionLog(recs)
+        let factories = resources.hostDetectors(resources.rules)
+        let start = ContinuousClock.now
+
+        var whole: [String] = []
+        let all = merge(factories) { whole.append($0) }
+        feed(all, log, from: 0, to: log.count, start: start)
+        XCTAssertTrue(all.isIdle, "every producer ended: the stream concluded")
+        XCTAssertEqual(all.counters.late, 0)
+        let categories = Set(whole.map { String($0.split(separator: ".")[0]) })
+        XCTAssertEqual(categories, ["beaconing", "lateral_movement", "dns_tunneling", "nonstandard_port_c2"])
+
+        for cut in [log.count / 3, log.count * 2 / 3] {
+            var split: [String] = []
+            let first = merge(factories) { split.append($0) }
+            feed(first, log, from: 0, to: cut, start: start)
+            let c = first.checkpoint()
+            XCTAssertLessThan(c.resumeOffset, Int64(cut), "records read but not yet applied are read again")
+            let second = merge(factories) { split.append($0) }
+            let resume = try second.restore(c.bytes, now: start + .seconds(2))
+            XCTAssertEqual(resume, c.resumeOffset)
+            XCTAssertEqual(second.facts, first.facts)
+            feed(second, log, from: Int(resume), to: log.count, start: start)
+            XCTAssertTrue(second.isIdle)
+            XCTAssertEqual(second.facts, all.facts, "each fact applied once: cut at \(cut)")
+            XCTAssertEqual(second.counters.records, all.counters.records, "records read again are not counted again")
+            XCTAssertEqual(split.sorted(), whole.sorted(), "cut at \(cut) of \(log.count)")
+        }
+    }
+
+    /// Garbage, truncations and bytes changed under a recomputed checksum: refused (or, when the
+    /// change still decodes, restored and run) — never a crash.
+    func testHostileCheckpointBytesAreAnErrorNotACrash() throws {
+        let recs = try records(TestSupport.captures("lateral") + TestSupport.captures("dns-tunnel"))
+        let log = Self.partitionLog(recs)
+        let factories = resources.hostDetectors(resources.rules)
+        let start = ContinuousClock.now
+        let m = merge(factories) { _ in }
+        feed(m, log, from: 0, to: log.count / 2, start: start)
+        let good = m.checkpoint().bytes
+        XCTAssertNoThrow(try merge(factories) { _ in }.restore(good, now: start))
+
+        func fnv(_ b: ArraySlice<UInt8>) -> [UInt8] {
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for x in b { h = (h ^ UInt64(x)) &* 0x100_0000_01b3 }
+            return withUnsafeBytes(of: h.littleEndian) { Array($0) }
+        }
+        var rng = SystemRandomNumberGenerator()
+        var refused = 0, accepted = 0
+        for i in 0..<60 {
+            var bytes: [UInt8]
+            switch i % 3 {
+            case 0: bytes = (0..<Int.random(in: 0...4096, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            case 1: bytes = Array(good[..<Int.random(in: 0..<good.count, using: &rng)])
+            default:
+                // Changed bytes in the body, with a checksum that matches them (a hostile writer's record).
+                bytes = Array(good.dropLast(8))
+                for _ in 0..<Int.random(in: 1...8, using: &rng) {
+                    bytes[Int.random(in: 3..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+                }
+                bytes += fnv(bytes[...])
+            }
+            do {
+                let fresh = merge(factories) { _ in }
+                let resume = try fresh.restore(bytes, now: start + .seconds(2))
+                accepted += 1
+                let from = Int(max(0, min(resume, Int64(log.count))))
+                feed(fresh, log, from: from, to: min(log.count, from + 400), start: start)
+                fresh.finish()
+            } catch {
+                refused += 1
+            }
+        }
+        // Every garbage record and truncation is refused; an accepted one was a changed value that decodes.
+        XCTAssertGreaterThanOrEqual(refused, 40)
+        XCTAssertEqual(refused + accepted, 60)
+    }
 }
