@@ -14,14 +14,6 @@ import XCTest
 /// checkpoints), for each of the four cross-flow detectors and through a partition's merge; and
 /// checkpoint bytes that are not a checkpoint are an error, never a crash.
 final class CheckpointRoundTripTests: XCTestCase {
-    final class Collector: EventSink, @unchecked Sendable {
-        let name = "collector"
-        func write(_ json: UnsafeRawBufferPointer, metadata: EventMetadata) {}
-        func flush() throws {}
-        func close() throws {}
-        var statistics: SinkStatistics { SinkStatistics() }
-    }
-
     /// Every field an analyst sees of an alert (its `event.id` is a hash of these).
     static func describe(_ a: Alert) -> String {
         "\(a.ruleID) \(a.timestamp) \(a.source.map { "\($0.ip)" } ?? "-") \(a.destination.map { "\($0.ip):\($0.port ?? 0)" } ?? "-") risk \(a.riskScore) \(a.message)"
@@ -31,7 +23,7 @@ final class CheckpointRoundTripTests: XCTestCase {
     lazy var resources: SensorResources = try! SensorResources(configuration: configuration, logger: Logger(label: "test"))
 
     func emitter(_ out: @escaping (String) -> Void) -> EventEmitter {
-        let e = EventEmitter(observer: ObserverInfo(name: "test"), sinks: [Collector()], homeNetworks: NetworkSet(configuration.homeNetworks),
+        let e = EventEmitter(observer: ObserverInfo(name: "test"), sinks: [ShardedReplayTests.Collector()], homeNetworks: NetworkSet(configuration.homeNetworks),
                              flowEventsEnabled: false)
         e.alertObservers.append { out(Self.describe($0)) }
         return e
