@@ -63,7 +63,8 @@ public struct PartitionCheckpoint {
     public var resumeOffset: Int64
     public var bytes: [UInt8]
 
-    static func fnv(_ b: ArraySlice<UInt8>) -> UInt64 {
+    /// The frame's checksum (FNV-1a 64 of everything before it).
+    public static func fnv(_ b: ArraySlice<UInt8>) -> UInt64 {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for x in b { h = (h ^ UInt64(x)) &* 0x100_0000_01b3 }
         return h
