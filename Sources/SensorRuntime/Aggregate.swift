@@ -79,6 +79,8 @@ final class AggregatorService: Service, @unchecked Sendable {
     var checkpoints: KafkaCheckpointStore?
     var checkpointCounters = CheckpointCounters()
     var lastCheckpoint = ContinuousClock.now
+    /// Set once the last checkpoint is taken: leaving the group revokes the partitions, not to be checkpointed again.
+    var stopping = false
     let logger: Logger
     let stopRequested = Atomic<Bool>(false)
     var merges: [Int: HostFactPartitionMerge] = [:]
@@ -124,6 +126,11 @@ final class AggregatorService: Service, @unchecked Sendable {
         let cpuStart = PacketProcessingService.threadCPUSeconds()
         consumer.onAssign = { [unowned self] ids in assign(ids) }
         consumer.onRevoke = { [unowned self] ids in
+            // A rebalance: the partitions' newest state, so whoever gets them resumes exactly here (at
+            // shutdown the windows have closed by now: the last checkpoint was taken before).
+            if checkpoints != nil, !stopping {
+                checkpoint(ids.compactMap { merges[$0] }.filter { $0.checkpointDue(.records(0)) })
+            }
             for id in ids { if let m = merges.removeValue(forKey: id) { parked[id] = m } }
             logger.info("partitions revoked", metadata: ["partitions": "\(ids.sorted())"])
         }
@@ -155,6 +162,7 @@ final class AggregatorService: Service, @unchecked Sendable {
         }
         // The newest state first (a later owner resumes from it), then the windows close.
         if checkpoints != nil { checkpoint(merges.values.filter { $0.checkpointDue(.records(0)) }) }
+        stopping = true
         for m in merges.values { m.finish() }
         cpuSeconds = PacketProcessingService.threadCPUSeconds() - cpuStart
         summarise()
