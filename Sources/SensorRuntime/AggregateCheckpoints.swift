@@ -1,7 +1,7 @@
 import HostStage
 import Outputs
 
-/// Checkpoint counters of `sensor aggregate` (`sensor.stats.aggregate`).
+/// Checkpoint counters of `sensor aggregate` (`spanwatch.stats.aggregate`).
 struct CheckpointCounters {
     /// Partition checkpoints committed (with the group's offsets, in transactions).
     var written: UInt64 = 0
