@@ -4,7 +4,8 @@
 # release build in .build-release). One replay publishes the capture's host facts to a 4-partition topic;
 # one aggregator then reads them all (--exit-at-end) and prints its spanwatch.stats.aggregate counters: facts
 # applied and the CPU seconds of its consumer thread (polling, merging, detectors, alerts), so
-# facts / cpu_seconds is what one aggregator sustains. The in-process replay of the same capture is timed too.
+# facts / cpu_seconds is what one aggregator sustains (checkpoints included unless AGGREGATE_ARGS=--no-checkpoints;
+# the checkpoint transactions and their sizes are printed). The in-process replay of the same capture is timed too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 capture=${1:?capture file}
@@ -34,11 +35,14 @@ t1=$(date +%s.%N)
 grep -o 'output=host facts[^=]*accepted=[0-9]* delivered=[0-9]*' "$work/pub.log" || grep 'host facts' "$work/pub.log" || true
 awk -v a="$t0" -v b="$t1" 'BEGIN { printf "replay publishing host facts: %.2f s\n", b - a }'
 t0=$(date +%s.%N)
-"$bin/sensor" aggregate --host-facts "$url" --lateness 1 --exit-at-end --log-level error >"$work/agg.out"
+# shellcheck disable=SC2086  # AGGREGATE_ARGS: extra options, e.g. --no-checkpoints or --checkpoint-interval 5000r
+"$bin/sensor" aggregate --host-facts "$url" --lateness 1 --exit-at-end --log-level info ${AGGREGATE_ARGS:-} >"$work/agg.out" 2>"$work/agg.log"
 t1=$(date +%s.%N)
 stats=$(grep -o '"aggregate":{[^}]*}' "$work/agg.out")
 echo "$stats"
 facts=$(echo "$stats" | grep -o '"facts":[0-9]*' | cut -d: -f2)
 cpu=$(echo "$stats" | grep -o '"cpu_seconds":[0-9.e-]*' | cut -d: -f2)
 awk -v n="$facts" -v c="$cpu" -v a="$t0" -v b="$t1" 'BEGIN { printf "aggregate: %d facts, %.2f CPU s = %.0f facts/s (wall %.2f s incl. 1 s hold and exit check)\n", n, c, n / c, b - a }'
+grep -o 'checkpoint committed.*' "$work/agg.log" | awk '{ n++; if (match($0, /bytes=[0-9]+/)) { b = substr($0, RSTART + 6, RLENGTH - 6); t += b; if (b > m) m = b } }
+    END { if (n) printf "checkpoint transactions: %d, %d bytes in all, largest %d\n", n, t, m }'
 echo "alerts: in-process $(grep -c '"spanwatch.alert"' "$work/inproc.out" || true), aggregate $(grep -c '"spanwatch.alert"' "$work/agg.out" || true)"

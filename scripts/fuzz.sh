@@ -25,7 +25,7 @@ root=$(pwd)
 # only adds a spurious ASan report after it.
 export SWIFT_BACKTRACE=${SWIFT_BACKTRACE:-enable=no}
 out=${FUZZ_BUILD_DIR:-$root/.build/fuzz}
-targets=(pcap decoder dns tls quic http smb ntlm dcerpc kerberos classifier intel config rules pipeline x509 report zeek hostfacts)
+targets=(pcap decoder dns tls quic http smb ntlm dcerpc kerberos classifier intel config rules pipeline x509 report zeek hostfacts checkpoint)
 # Our modules, in dependency order (Package.swift).
 modules=(PacketCore Events Analyzers ConfigKit Detectors HostStage Capture Outputs Enrichment ThreatIntel Evidence SensorRuntime Report)
 

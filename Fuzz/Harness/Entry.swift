@@ -25,6 +25,7 @@ let fuzzTargets: [String: (inout FuzzInput) -> Void] = [
     "report": fuzzReport,
     "zeek": fuzzZeek,
     "hostfacts": fuzzHostFacts,
+    "checkpoint": fuzzCheckpoint,
 ]
 
 nonisolated(unsafe) var selectedTarget: (inout FuzzInput) -> Void = { _ in }

@@ -41,6 +41,8 @@ public final class HostAggregator {
     /// Records applied with a stamp behind the merged clock: only when an input's bound was lifted
     /// (`sensor aggregate`'s lateness) or the merge was forced (`applyEarliest`); never live.
     public private(set) var late: UInt64 = 0
+    /// Records applied per input (`sensor aggregate` maps them back to Kafka offsets for its checkpoints).
+    private(set) var applied: [UInt64]
 
     public init(shard: Int, rings: [SPSCByteRing], marks: [WorkerWatermark], detectors: [HostDetectorFactory], emitter: EventEmitter) {
         self.shard = shard
@@ -50,6 +52,13 @@ public final class HostAggregator {
         stage = HostDetectorSet(factories: detectors, emitter: emitter)
         heads = Array(repeating: nil, count: rings.count)
         bounds = Array(repeating: .min, count: rings.count)
+        applied = Array(repeating: 0, count: rings.count)
+    }
+
+    /// The merged clock and late count of a checkpoint (on a fresh aggregator).
+    func restore(clock: Int64, late: UInt64) {
+        self.clock = clock
+        self.late = late
     }
 
     /// Adds an input (a producer first seen); returns its index.
@@ -59,6 +68,7 @@ public final class HostAggregator {
         marks.append(mark)
         heads.append(nil)
         bounds.append(.min)
+        applied.append(0)
         exhausted = false
         return rings.count - 1
     }
@@ -74,15 +84,16 @@ public final class HostAggregator {
             if best < 0 || s < bestStamp { best = w; bestStamp = s }
         }
         guard best >= 0 else { return false }
-        apply(rings[best], stamp: bestStamp)
+        apply(best, stamp: bestStamp)
         return true
     }
 
-    @inline(__always) func apply(_ ring: SPSCByteRing, stamp: Int64) {
+    @inline(__always) func apply(_ w: Int, stamp: Int64) {
         if stamp < clock { late &+= 1 }
         advance(to: stamp)
-        stage.apply(ring.peek()!)
-        ring.pop()
+        stage.apply(rings[w].peek()!)
+        rings[w].pop()
+        applied[w] &+= 1
     }
 
     /// True once every worker has finished and every ring is drained.
@@ -119,7 +130,7 @@ public final class HostAggregator {
                 if low != .max { advance(to: low) }
                 return applied
             }
-            apply(rings[best], stamp: heads[best]!)
+            apply(best, stamp: heads[best]!)
             applied += 1
         }
     }
@@ -131,8 +142,8 @@ public final class HostAggregator {
 
     /// Applies whatever is still in the rings, ring by ring (a worker that never finished: shutdown only).
     public func drainUnordered() {
-        for ring in rings {
-            while let r = ring.peek() { apply(ring, stamp: r.load(as: Int64.self)) }
+        for w in rings.indices {
+            while let r = rings[w].peek() { apply(w, stamp: r.load(as: Int64.self)) }
         }
     }
 

@@ -21,6 +21,10 @@ public protocol HostDetector: AnyObject {
     func reload(_ rules: RulesSet) -> String?
     /// Its state beside its bounds and its counters, for `spanwatch.stats.host_stage`.
     var statistics: DetectorStatistics { get }
+    /// Its state for a `sensor aggregate` checkpoint (`StateWriter`), and back into a fresh detector:
+    /// a restored detector fed the rest of the facts decides as one that saw them all.
+    func saveState(_ w: inout StateWriter)
+    func restoreState(_ r: inout StateReader) throws(StateDecodeError)
 }
 
 extension HostDetector {

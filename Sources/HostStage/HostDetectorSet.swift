@@ -1,4 +1,5 @@
 import ConfigKit
+import Detectors
 import Events
 import Logging
 import PacketCore
@@ -19,9 +20,11 @@ public struct HostStageCounters: Sendable, Equatable {
 /// live, always on the records' bytes, so both decide alike. Single-threaded: one owner thread.
 public final class HostDetectorSet {
     public let detectors: [any HostDetector]
+    /// Their factories' names (a checkpoint's tags).
+    let names: [String]
     /// Per fact kind, the detectors that read it (in registration order).
     let readers: [[any HostDetector]]
-    public private(set) var counters = HostStageCounters()
+    public internal(set) var counters = HostStageCounters()
     /// The next packet-clock second the detectors tick at (`tick` records before it are ignored).
     var nextTick: Int64 = .min
     /// A DNS message's lower-cased name (the tunnelling detector reads both spellings).
@@ -29,6 +32,7 @@ public final class HostDetectorSet {
 
     public init(factories: [HostDetectorFactory], emitter: EventEmitter) {
         detectors = factories.map { $0.make(emitter) }
+        names = factories.map(\.name)
         var readers = Array(repeating: [any HostDetector](), count: Int(HostFactKind.allCases.map(\.rawValue).max()!) + 1)
         for d in detectors {
             for k in HostFactKind.allCases where type(of: d).facts.contains(k) { readers[Int(k.rawValue)].append(d) }
@@ -85,6 +89,34 @@ public final class HostDetectorSet {
 }
 
 extension HostDetectorSet {
+    /// Every detector's state, each tagged with its factory's name and length-prefixed, then the tick clock.
+    public func saveState(_ w: inout StateWriter) {
+        w.count(detectors.count)
+        for (name, d) in zip(names, detectors) {
+            w.string(name)
+            var inner = StateWriter()
+            d.saveState(&inner)
+            w.raw(inner.bytes)
+        }
+        w.i64(nextTick)
+    }
+
+    /// Restores a fresh set (same detectors, in the same order); a detector whose state does not
+    /// decode whole is an error (the caller rebuilds the partition from the log).
+    public func restoreState(_ r: inout StateReader) throws(StateDecodeError) {
+        guard try r.count(max: detectors.count) == detectors.count else { throw .invalid("detector set") }
+        for (name, d) in zip(names, detectors) {
+            guard try r.string() == name else { throw .invalid("detector \(name) missing") }
+            var inner = StateReader(try r.raw(max: Self.maxDetectorState))
+            try d.restoreState(&inner)
+            guard inner.isAtEnd else { throw .invalid("\(name): trailing bytes") }
+        }
+        nextTick = try r.i64()
+    }
+
+    /// Largest state one detector may have in a checkpoint.
+    public static let maxDetectorState = 32 << 20
+
     /// The detector of type `D`, if registered (tests and statistics).
     public func detector<D: HostDetector>(_ type: D.Type) -> D? {
         detectors.lazy.compactMap { $0 as? D }.first

@@ -43,7 +43,7 @@ public final class HostFactPartitionMerge {
     let emitter: EventEmitter
     let ringBytes: Int
     let lateness: Duration
-    public private(set) var aggregator: HostAggregator
+    public internal(set) var aggregator: HostAggregator
     var inputs: [HostFactEnvelope.Producer: Int] = [:]
     var lastHeard: [ContinuousClock.Instant] = []
     var lifted: [Bool] = []
@@ -51,9 +51,19 @@ public final class HostFactPartitionMerge {
     var holdUntil: ContinuousClock.Instant?
     /// Ended producers (their records are refused after the end).
     var ended: Set<HostFactEnvelope.Producer> = []
-    /// The next offset to read: where a new owner resumes, were this merge handed over.
+    /// The next offset to read.
     public var nextOffset: Int64 = 0
-    public private(set) var counters = HostMergeCounters()
+    /// Per input: the Kafka offsets of the records in its ring, for checkpoints (`InputLedger`).
+    var ledgers: [InputLedger] = []
+    /// Records below this offset were read by the owner whose checkpoint this merge restored: they
+    /// are not counted again, and a producer's records up to its `skipThrough` are already applied.
+    var replayUntil: Int64 = 0
+    /// Records read again after a restore (below `replayUntil`); per process, not checkpointed.
+    public private(set) var reread: UInt64 = 0
+    /// The merged clock and records applied at the last checkpoint (`checkpointDue`).
+    var checkpointClock: Int64 = .min
+    var checkpointApplied: UInt64 = 0
+    public internal(set) var counters = HostMergeCounters()
     /// Detector-set counters of the streams already concluded (the current set's are read live).
     var concludedFacts: UInt64 = 0
     var concludedStage: HostStageStatistics?
@@ -79,13 +89,19 @@ public final class HostFactPartitionMerge {
 
     /// Takes one record off the partition (the bytes are valid only during the call).
     public func offer(_ bytes: UnsafeRawBufferPointer, offset: Int64, now: ContinuousClock.Instant) {
-        counters.records &+= 1
-        nextOffset = offset &+ 1
+        let replayed = offset < replayUntil
+        if replayed { reread &+= 1 } else { counters.records &+= 1 }
+        nextOffset = max(nextOffset, offset &+ 1)
         let d: HostFactEnvelope.Decoded
         switch HostFactEnvelope.decode(bytes) {
         case .success(let e): d = e
-        case .failure(.garbage): counters.garbage &+= 1; return
-        case .failure(.unknownVersion): counters.unknownVersion &+= 1; return
+        case .failure(.garbage): if !replayed { counters.garbage &+= 1 }; return
+        case .failure(.unknownVersion): if !replayed { counters.unknownVersion &+= 1 }; return
+        }
+        // Read before the checkpoint this merge restored: only a known producer's records after those
+        // it had applied are new to the detectors (per producer, records are in offset order).
+        if replayed {
+            guard let w = inputs[d.producer], !ended.contains(d.producer), offset > ledgers[w].skipThrough else { return }
         }
         if ended.contains(d.producer) { counters.afterEnd &+= 1; return }
         if inputs[d.producer] == nil && inputs.count >= Self.maxProducers {
@@ -96,6 +112,8 @@ public final class HostFactPartitionMerge {
         let w = input(d.producer)
         lastHeard[w] = now
         let mark = aggregator.marks[w]
+        let before = lifted[w] ? d.watermark : mark.value
+        ledgers[w].lastOffset = offset
         if lifted[w] {
             // Back after its bound was lifted: its watermark is its own again (its records may be late).
             lifted[w] = false
@@ -115,6 +133,7 @@ public final class HostFactPartitionMerge {
                 }
             }
             ring.publish()
+            ledgers[w].wrote(offset: offset, watermark: before)
         case .watermark:
             break
         case .end:
@@ -135,6 +154,7 @@ public final class HostFactPartitionMerge {
         inputs[p] = w
         lastHeard.append(.now)
         lifted.append(false)
+        ledgers.append(InputLedger())
         return w
     }
 
@@ -143,6 +163,7 @@ public final class HostFactPartitionMerge {
     @discardableResult
     public func drain(now: ContinuousClock.Instant) -> Int {
         guard !inputs.isEmpty, !isHolding(now) else { return 0 }
+        for i in ledgers.indices { ledgers[i].trim(applied: aggregator.applied[i]) }
         var n = aggregator.drain()
         if aggregator.exhausted {
             conclude()
@@ -182,6 +203,7 @@ public final class HostFactPartitionMerge {
         ended = []
         lastHeard = []
         lifted = []
+        ledgers = []
         holdUntil = nil
     }
 

@@ -5,9 +5,10 @@ import Foundation
 /// consumer (group membership, partition assignment) with the assignment's offsets set by the caller.
 ///
 /// The caller chooses where each assigned partition starts (`onAssign` returns the offsets: a partition
-/// it keeps state for resumes where it was, a new one starts from the beginning) and is told when
-/// partitions go (`onRevoke`). Offsets are never committed: a partition's position is its owner's
-/// state, rebuilt from the log by the next owner (docs/SCALE-OUT.md). Not thread-safe: one thread polls.
+/// it keeps state for resumes where it was, a new one from its checkpoint or the beginning) and is told
+/// when partitions go (`onRevoke`). The consumer commits nothing itself: the group's offsets are
+/// committed with each checkpoint, in its transaction (`KafkaCheckpointStore`); a new owner resumes from
+/// the checkpoint's offset (docs/SCALE-OUT.md). Not thread-safe: one thread polls.
 public final class KafkaRecordConsumer {
     public let topic: String
     /// Set once in `init` (after `self` exists, for the callbacks' opaque).

@@ -18,7 +18,15 @@ public struct AggregateOptions: Sendable {
     public var producerBufferBytes: Int = 8 << 20
     /// Exit once every assigned partition's producers have all ended and their windows closed (batch use).
     public var exitAtEnd = false
-    public init(hostFacts: KafkaOutputOptions) { self.hostFacts = hostFacts }
+    /// The compacted topic of partition checkpoints (nil: none; a new owner rebuilds from the log).
+    public var checkpointTopic: String?
+    public var checkpointInterval: CheckpointInterval = .packetSeconds(60)
+    /// Least wall time between two checkpoint transactions.
+    public var checkpointSpacing: Duration = .milliseconds(250)
+    public init(hostFacts: KafkaOutputOptions) {
+        self.hostFacts = hostFacts
+        checkpointTopic = hostFacts.topic + "-checkpoints"
+    }
 }
 
 public struct AggregateOutcome: Sendable {
@@ -42,8 +50,11 @@ public enum Aggregate {
         var sinks: [any EventSink] = []
         for spec in c.outputs.isEmpty ? [OutputSpec.stdout] : c.outputs { sinks.append(try spec.makeSink()) }
         let emitter = resources.makeEmitter(sinks: sinks, ingress: "aggregate")
+        let store = try options.checkpointTopic.map {
+            try KafkaCheckpointStore(options: options.hostFacts, topic: $0, group: options.group, maxRecordBytes: PartitionCheckpoint.maxBytes)
+        }
         let stage = AggregatorService(consumer: consumer, detectors: resources.hostDetectors(resources.rules), emitter: emitter,
-                                      options: options, logger: logger)
+                                      options: options, checkpoints: store, logger: logger)
         let outputs = EventOutputService(sinks: sinks, logger: logger)
         // Shutdown runs in reverse: the stage concludes and flushes, then the outputs close.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
@@ -64,6 +75,12 @@ final class AggregatorService: Service, @unchecked Sendable {
     let detectors: [HostDetectorFactory]
     let emitter: EventEmitter
     let options: AggregateOptions
+    /// Nil when checkpoints are off, or after the checkpoint producer failed for good.
+    var checkpoints: KafkaCheckpointStore?
+    var checkpointCounters = CheckpointCounters()
+    var lastCheckpoint = ContinuousClock.now
+    /// Set once the last checkpoint is taken: leaving the group revokes the partitions, not to be checkpointed again.
+    var stopping = false
     let logger: Logger
     let stopRequested = Atomic<Bool>(false)
     var merges: [Int: HostFactPartitionMerge] = [:]
@@ -72,17 +89,24 @@ final class AggregatorService: Service, @unchecked Sendable {
     /// Counters of merges handed to other members (gone from `merges`).
     var departed = HostMergeCounters()
     var departedFacts: UInt64 = 0
+    var departedReread: UInt64 = 0
     private(set) var totals = HostMergeCounters()
     private(set) var facts: UInt64 = 0
+    /// Records this process read from the topic (`records` and the other merge counters continue a
+    /// restored checkpoint's), and of those, records read again after a restore.
+    private(set) var read: UInt64 = 0
+    private(set) var reread: UInt64 = 0
     private(set) var partitions = 0
     /// CPU seconds of the consumer thread (polling, merging, detectors, writing alerts), for the benchmark.
     private(set) var cpuSeconds: Double = 0
 
-    init(consumer: KafkaRecordConsumer, detectors: [HostDetectorFactory], emitter: EventEmitter, options: AggregateOptions, logger: Logger) {
+    init(consumer: KafkaRecordConsumer, detectors: [HostDetectorFactory], emitter: EventEmitter, options: AggregateOptions,
+         checkpoints: KafkaCheckpointStore?, logger: Logger) {
         self.consumer = consumer
         self.detectors = detectors
         self.emitter = emitter
         self.options = options
+        self.checkpoints = checkpoints
         self.logger = logger
     }
 
@@ -102,6 +126,11 @@ final class AggregatorService: Service, @unchecked Sendable {
         let cpuStart = PacketProcessingService.threadCPUSeconds()
         consumer.onAssign = { [unowned self] ids in assign(ids) }
         consumer.onRevoke = { [unowned self] ids in
+            // A rebalance: the partitions' newest state, so whoever gets them resumes exactly here (at
+            // shutdown the windows have closed by now: the last checkpoint was taken before).
+            if checkpoints != nil, !stopping {
+                checkpoint(ids.compactMap { merges[$0] }.filter { $0.checkpointDue(.records(0)) })
+            }
             for id in ids { if let m = merges.removeValue(forKey: id) { parked[id] = m } }
             logger.info("partitions revoked", metadata: ["partitions": "\(ids.sorted())"])
         }
@@ -112,11 +141,16 @@ final class AggregatorService: Service, @unchecked Sendable {
             // Up to a batch of records, then the merges.
             var n = 0
             while n < 4096, consumer.poll(timeoutMs: n == 0 ? 100 : 0, { [self] p, offset, bytes in
+                read &+= 1
                 merges[p]?.offer(bytes, offset: offset, now: now)
             }) { n += 1 }
             now = ContinuousClock.now
             if n > 0 { lastRecord = now }
             for m in merges.values { m.drain(now: now) }
+            if checkpoints != nil, now - lastCheckpoint >= options.checkpointSpacing {
+                lastCheckpoint = now
+                checkpoint(merges.values.filter { $0.checkpointDue(options.checkpointInterval) })
+            }
             if now - lastPeriodic >= .seconds(1) {
                 lastPeriodic = now
                 do { try emitter.flush() } catch { logger.error("output flush failed", metadata: ["error": "\(error)"]) }
@@ -126,6 +160,9 @@ final class AggregatorService: Service, @unchecked Sendable {
                 break
             }
         }
+        // The newest state first (a later owner resumes from it), then the windows close.
+        if checkpoints != nil { checkpoint(merges.values.filter { $0.checkpointDue(.records(0)) }) }
+        stopping = true
         for m in merges.values { m.finish() }
         cpuSeconds = PacketProcessingService.threadCPUSeconds() - cpuStart
         summarise()
@@ -136,7 +173,8 @@ final class AggregatorService: Service, @unchecked Sendable {
     }
 
     /// The group gave this member `ids`: a partition it held before the rebalance resumes where it was;
-    /// any other starts from the first retained record (its state is rebuilt from the log).
+    /// any other resumes from its newest checkpoint, or without one from the first retained record (its
+    /// state is rebuilt from the log).
     func assign(_ ids: [Int]) -> [Int: Int64] {
         var offsets: [Int: Int64] = [:]
         for id in ids {
@@ -144,13 +182,13 @@ final class AggregatorService: Service, @unchecked Sendable {
                 merges[id] = m
                 offsets[id] = m.nextOffset
             } else {
-                merges[id] = HostFactPartitionMerge(partition: id, detectors: detectors, emitter: emitter,
-                                                    ringBytes: options.producerBufferBytes, lateness: options.lateness)
-                offsets[id] = KafkaRecordConsumer.beginning
+                let (m, offset) = restore(id)
+                merges[id] = m
+                offsets[id] = offset
             }
         }
         // Partitions not given back belong to another member now, which rebuilds them.
-        for m in parked.values { departed.add(m.currentCounters); departedFacts &+= m.facts }
+        for m in parked.values { departed.add(m.currentCounters); departedFacts &+= m.facts; departedReread &+= m.reread }
         parked = [:]
         logger.info("partitions assigned", metadata: ["partitions": "\(ids.sorted())"])
         return offsets
@@ -160,9 +198,11 @@ final class AggregatorService: Service, @unchecked Sendable {
         partitions = merges.count
         var t = departed
         var f = departedFacts
-        for m in merges.values { t.add(m.currentCounters); f &+= m.facts }
+        var again = departedReread
+        for m in merges.values { t.add(m.currentCounters); f &+= m.facts; again &+= m.reread }
         totals = t
         facts = f
+        reread = again
     }
 
     /// One `spanwatch.stats` event with the merge's counters (`spanwatch.stats.aggregate`).
@@ -172,6 +212,8 @@ final class AggregatorService: Service, @unchecked Sendable {
             w.beginObject("spanwatch"); w.beginObject("stats"); w.beginObject("aggregate")
             w.field("partitions", partitions)
             w.field("records", t.records)
+            w.field("read", read)
+            w.field("reread", reread)
             w.field("facts", facts)
             w.field("garbage", t.garbage)
             w.field("unknown_version", t.unknownVersion)
@@ -183,6 +225,10 @@ final class AggregatorService: Service, @unchecked Sendable {
             w.field("too_many_producers", t.tooManyProducers)
             w.field("concluded", t.concluded)
             w.field("alerts", emitter.alertsEmitted)
+            w.field("checkpoints", checkpointCounters.written)
+            w.field("checkpoint_failures", checkpointCounters.failed)
+            w.field("restored", checkpointCounters.restored)
+            w.field("checkpoint_refused", checkpointCounters.refused)
             w.field("cpu_seconds", cpuSeconds)
             w.endObject()
             // The detectors of the partitions this member held at the end (`shards`: how many; leaving the

@@ -1,4 +1,5 @@
 import ArgumentParser
+import HostStage
 import Logging
 import SensorRuntime
 
@@ -31,10 +32,29 @@ struct Aggregate: AsyncParsableCommand {
     @Flag(name: .long, help: "Exit once every producer on every assigned partition has ended and its windows are closed (batch runs over replays).")
     var exitAtEnd = false
 
+    @Option(name: .long, help: ArgumentHelp("Compacted topic of partition checkpoints (default: the host-fact topic's name with -checkpoints).", valueName: "topic"))
+    var checkpointTopic: String?
+
+    @Option(name: .long, help: ArgumentHelp("Checkpoint each partition every N seconds of its packet clock (60, 60s) or every N records applied (5000r).", valueName: "interval"))
+    var checkpointInterval: String = "60s"
+
+    @Flag(name: .long, help: "Write and read no checkpoints: a partition's new owner rebuilds it from the log.")
+    var noCheckpoints = false
+
+    /// `--checkpoint-interval`: seconds of packet time, or records with an `r` suffix.
+    static func interval(_ text: String) -> CheckpointInterval? {
+        if text.hasSuffix("r"), let n = UInt64(text.dropLast()), n > 0 { return .records(n) }
+        let digits = text.hasSuffix("s") ? String(text.dropLast()) : text
+        if let n = Int64(digits), n > 0, n <= 86_400 * 365 { return .packetSeconds(n) }
+        return nil
+    }
+
     func validate() throws {
         guard options.hostFacts != nil else { throw ValidationError("aggregate needs --host-facts kafka://HOST:PORT/TOPIC (or host_facts: in --config)") }
         guard lateness > 0 && lateness <= 86_400 else { throw ValidationError("--lateness must be between 0 and 86400 seconds") }
         guard (1...1024).contains(producerBuffer) else { throw ValidationError("--producer-buffer must be between 1 and 1024 MiB") }
+        guard Self.interval(checkpointInterval) != nil else { throw ValidationError("--checkpoint-interval takes seconds of packet time (60, 60s) or records (5000r)") }
+        if let t = checkpointTopic, t.isEmpty || noCheckpoints { throw ValidationError(t.isEmpty ? "--checkpoint-topic needs a name" : "--checkpoint-topic and --no-checkpoints exclude each other") }
     }
 
     func run() async throws {
@@ -47,6 +67,8 @@ struct Aggregate: AsyncParsableCommand {
         o.lateness = .milliseconds(Int64(lateness * 1000))
         o.producerBufferBytes = producerBuffer << 20
         o.exitAtEnd = exitAtEnd
+        if noCheckpoints { o.checkpointTopic = nil } else if let t = checkpointTopic { o.checkpointTopic = t }
+        o.checkpointInterval = Self.interval(checkpointInterval) ?? .packetSeconds(60)
         let outcome: AggregateOutcome
         do { outcome = try await SensorRuntime.Aggregate.run(options: o, configuration: c, logger: logger) } catch {
             ExitStatus.failStart(error)

@@ -258,6 +258,17 @@ public struct FTPDataChannels: Sendable {
 
     public init() {}
 
+    /// A saved table (a `sensor aggregate` checkpoint): nil when it is not one `add` could have made.
+    public init?(ring: [Expected], next: Int) {
+        guard ring.count <= FTPDataChannels.capacity, next >= 0, next < FTPDataChannels.capacity,
+              next == 0 || ring.count == FTPDataChannels.capacity else { return nil }
+        self.ring = ring
+        self.next = next
+    }
+
+    /// What `init(ring:next:)` restores.
+    public var saved: (ring: [Expected], next: Int) { (ring, next) }
+
     /// Whether a connection to `host:port` that started at `start` was announced on an FTP control connection.
     public func isExpected(host: IPAddress, port: UInt16, at start: Timestamp) -> Bool {
         ring.contains { $0.host == host && $0.port == port && start <= $0.until }

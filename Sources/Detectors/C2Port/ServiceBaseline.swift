@@ -64,3 +64,28 @@ extension IPAddress {
     /// 127.0.0.0/8 or ::1: traffic that never leaves the host.
     var isLoopback: Bool { isIPv6 ? high == 0 && low == 1 : ipv4Value >> 24 == 127 }
 }
+
+extension ServiceBaseline {
+    func save(_ w: inout StateWriter) {
+        w.dictionary(entries) { w, k, e in
+            w.ip(k.server)
+            w.u16(k.port)
+            w.u8(k.transport)
+            w.u8(k.appProtocol)
+            w.u64(e.clients)
+            w.bool(e.learned)
+            w.time(e.last)
+        }
+        w.optional(start) { $0.time($1) }
+        w.u64(evictions)
+    }
+
+    init(restoring r: inout StateReader, maxServices: Int) throws(StateDecodeError) {
+        entries = try r.dictionary(max: maxServices, minBytes: 39) { r throws(StateDecodeError) in
+            (Key(server: try r.ip(), port: try r.u16(), transport: try r.u8(), appProtocol: try r.u8()),
+             Entry(clients: try r.u64(), learned: try r.bool(), last: try r.time()))
+        }
+        start = try r.optional { r throws(StateDecodeError) in try r.time() }
+        evictions = try r.u64()
+    }
+}

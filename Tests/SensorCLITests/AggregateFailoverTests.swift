@@ -1,0 +1,120 @@
+import Foundation
+import Outputs
+import TestSupport
+import XCTest
+
+/// `sensor aggregate`'s checkpoints against the mock cluster (4 partitions), with the real binary:
+/// a member SIGKILLed after a checkpoint is succeeded by one that resumes from it, and a checkpoint
+/// record that is not one is counted and its partition rebuilt from the log.
+extension AggregateTests {
+    /// Every record of `topic`'s partitions, in offset order (read with the aggregator's consumer).
+    func records(_ boot: String, topic: String) throws -> [Int: [Data]] {
+        var o = try KafkaOutputOptions(url: "kafka://\(boot)/\(topic)")
+        o.properties.append(.init("enable.partition.eof", "false"))
+        let c = try KafkaRecordConsumer(options: o, group: "copy-\(UUID().uuidString)")
+        var out: [Int: [Data]] = [:]
+        var quiet = 0
+        while quiet < 10 {
+            if c.poll(timeoutMs: 100, { p, _, v in out[p, default: []].append(Data(v)) }) { quiet = 0 } else if !out.isEmpty { quiet += 1 }
+        }
+        c.close()
+        return out
+    }
+
+    /// Writes `records[p]` to partition p of `topic` (the key's route is the partition) in `steps`
+    /// portions, one every `pause` seconds: producers as a live sensor's look, never quiet for long.
+    func trickle(_ records: [Int: [Data]], to boot: String, topic: String, steps: Int, pause: Double) throws {
+        var o = try KafkaOutputOptions(url: "kafka://\(boot)/\(topic)?spool=\(try spoolDirectory())")
+        o.key = .route
+        let sink = try KafkaSink(options: o)
+        for step in 0..<steps {
+            for (p, values) in records {
+                let key = withUnsafeBytes(of: UInt64(p).bigEndian) { Data($0) }
+                for v in values[(values.count * step / steps)..<(values.count * (step + 1) / steps)] {
+                    v.withUnsafeBytes { vb in key.withUnsafeBytes { sink.produce(vb, key: $0) } }
+                }
+            }
+            Thread.sleep(forTimeInterval: pause)
+        }
+        try sink.close()
+    }
+
+    /// Two sensors' host facts reach the topic over 3 s, as from live sensors (staged on another topic
+    /// first, so the kill falls mid-stream whatever the machine's speed). An aggregator SIGKILLed after its
+    /// first checkpoint is succeeded by a new member of the group, which resumes the checkpointed
+    /// partitions and reads the rest.
+    func testKilledAggregatorsSuccessorResumesFromItsCheckpoint() throws {
+        let boot = try startBroker(["staging:4", "hostfacts:4", "hostfacts-checkpoints:4"])
+        let files = Self.captures
+        let single = try Self.alerts(try replay(files))
+        try publishShards("kafka://\(boot)/staging", files: files)
+        let staged = try records(boot, topic: "staging")
+        let published = staged.values.reduce(0) { $0 + $1.count }
+        XCTAssertEqual(staged.count, 4)
+
+        // Short sessions: the successor's join waits for the dead member's session to expire.
+        let consumer = "kafka://\(boot)/hostfacts?session.timeout.ms=3000&heartbeat.interval.ms=300"
+        let args = ["aggregate", "--host-facts", consumer, "--group", "failover", "--lateness", "2", "--checkpoint-interval", "300r"]
+        let victim = try BackgroundProcess(TestSupport.sensorBinary, args + ["--log-level", "info"], currentDirectory: TestSupport.repositoryRoot.path)
+        XCTAssertTrue(TestSupport.waitUntil(timeout: 30) { victim.standardError.contains("partitions assigned") }, victim.standardError)
+        let publishing = DispatchGroup()
+        // Written by the publishing task, read after `publishing.wait` (which orders the two).
+        final class Outcome: @unchecked Sendable { var trickled = false }
+        let outcome = Outcome()
+        DispatchQueue.global().async(group: publishing) {
+            outcome.trickled = (try? self.trickle(staged, to: boot, topic: "hostfacts", steps: 20, pause: 0.15)) != nil
+        }
+        var killed: [String] = []
+        let checkpointed = TestSupport.waitUntil(timeout: 30) {
+            if let l = victim.readLine(timeout: 0.01) { killed.append(l) }
+            return victim.standardError.contains("checkpoint committed")
+        }
+        XCTAssertTrue(checkpointed, "no checkpoint: \(victim.standardError.suffix(2000))")
+        kill(victim.process.processIdentifier, SIGKILL)
+        victim.process.waitUntilExit()
+        killed += drain(victim, idle: 0.5)
+        XCTAssertNil(try Self.alerts(killed).stats["records"], "killed before its end-of-run statistics")
+        XCTAssertEqual(publishing.wait(timeout: .now() + 30), .success)
+        XCTAssertTrue(outcome.trickled)
+        let (after, run) = try aggregate(consumer, ["--group", "failover", "--checkpoint-interval", "300r", "--log-level", "info"])
+        XCTAssertGreaterThanOrEqual(after.stats["restored"] as? Int ?? 0, 1, run.stderr.suffix(3000).description)
+        XCTAssertTrue(run.stderr.contains("partition restored from its checkpoint"), run.stderr.suffix(2000).description)
+        XCTAssertEqual(after.stats["checkpoint_refused"] as? Int, 0)
+        // Restored partitions were read from their checkpoints' offsets, not from the start; the
+        // partitions' record counts continue the checkpoints' (each record counted once).
+        let read = after.stats["read"] as? Int ?? 0
+        XCTAssertLessThan(read, published, "the successor read every record again")
+        XCTAssertEqual(after.stats["records"] as? Int, published)
+        XCTAssertGreaterThan(after.identities.count, 0, "nothing left to detect after the kill")
+        // Counted once per event.id, the two members' alerts are the single replay's: nothing lost, and
+        // what both emitted (after the checkpoint, before the kill) kept its id.
+        let union = try Self.alerts(killed + run.lines)
+        let a = Set(single.identities), b = Set(union.byID.values)
+        XCTAssertEqual(union.byID.values.sorted(), single.identities,
+                       "only after failover: \(b.subtracting(a).sorted().prefix(3)); missing: \(a.subtracting(b).sorted().prefix(3))")
+        print("failover figures: published \(published), successor read \(read), reread \(after.stats["reread"] ?? "-"), restored \(after.stats["restored"] ?? "-"), alerts before kill \(try Self.alerts(killed).identities.count), after \(after.identities.count)")
+    }
+
+    func testCorruptCheckpointIsCountedAndThePartitionRebuiltFromTheLog() throws {
+        let boot = try startBroker(["hostfacts:4", "hostfacts-checkpoints:4"])
+        let url = "kafka://\(boot)/hostfacts"
+        let files = TestSupport.captures("beacon") + TestSupport.captures("lateral")
+        let single = try Self.alerts(try replay(files))
+        XCTAssertFalse(single.identities.isEmpty)
+        _ = try replay(files + ["--host-facts", "\(url)?spool=\(try spoolDirectory())", "--sensor-name", "one"])
+        // Group "corrupt", partition 1: a record under its key that is not a checkpoint.
+        let r = try TestSupport.run("kcat", ["-P", "-b", boot, "-t", "hostfacts-checkpoints", "-p", "1", "-K", "|", "-X", "log_level=3"],
+                                    stdin: Data("corrupt/1|HC\u{1}not a checkpoint at all\n".utf8))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let (merged, run) = try aggregate(url, ["--group", "corrupt"])
+        XCTAssertEqual(merged.stats["checkpoint_refused"] as? Int, 1, run.stderr)
+        XCTAssertEqual(merged.stats["restored"] as? Int, 0)
+        XCTAssertEqual(merged.identities, single.identities)
+        // Its end state was checkpointed: a later member of the group resumes there and reads nothing again.
+        XCTAssertGreaterThan(merged.stats["checkpoints"] as? Int ?? 0, 0)
+        // The Elastic template maps every field of the statistics event.
+        let line = try XCTUnwrap(run.lines.first { $0.contains("\"aggregate\":{") })
+        let event = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertEqual(ElasticArtefactsTests.unmapped(event, try ElasticArtefactsTests.mappings()), [])
+    }
+}
