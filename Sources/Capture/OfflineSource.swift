@@ -10,6 +10,8 @@ import Glibc
 public final class PcapFileReader: PacketSource {
     public let path: String
     public let linkType: LinkType
+    /// A classic pcap file (libpcap's version 2.x; pcapng is 1.0): its record seconds are unsigned.
+    let unsignedSeconds: Bool
     public private(set) var packetsRead: UInt64 = 0
     let handle: OpaquePointer
     /// The stream libpcap reads (and the decompressor behind it, if any).
@@ -43,6 +45,7 @@ public final class PcapFileReader: PacketSource {
         handle = h
         readBuffer = buffer
         linkType = LinkType(rawValue: pcap_datalink(h))
+        unsignedSeconds = pcap_major_version(h) == 2
         if let filter, !filter.isEmpty {
             var program = bpf_program()
             // Throwing from here runs deinit, which closes the handle.
@@ -91,7 +94,7 @@ public final class PcapFileReader: PacketSource {
             var h = pcap_pkthdr()
             if let data = plain!.next(&h) {
                 packetsRead &+= 1
-                return RawPacket(header: &h, data: data, linkType: linkType, fractionUnit: 1)
+                return RawPacket(header: &h, data: data, linkType: linkType, fractionUnit: 1, unsignedSeconds: true)
             }
             handToLibpcap()
         }
@@ -102,7 +105,7 @@ public final class PcapFileReader: PacketSource {
         case 1:
             guard let header, let data else { return nil }
             packetsRead &+= 1
-            return RawPacket(header: header, data: data, linkType: linkType, fractionUnit: 1)
+            return RawPacket(header: header, data: data, linkType: linkType, fractionUnit: 1, unsignedSeconds: unsignedSeconds)
         case PCAP_ERROR_BREAK:
             try endOfInput()
             return nil
@@ -119,7 +122,7 @@ public final class PcapFileReader: PacketSource {
             var h = pcap_pkthdr()
             var n = 0
             while n < maxPackets, !stopped.load(ordering: .relaxed), let data = plain!.next(&h) {
-                let packet = RawPacket(header: &h, data: data, linkType: linkType, fractionUnit: 1)
+                let packet = RawPacket(header: &h, data: data, linkType: linkType, fractionUnit: 1, unsignedSeconds: true)
                 n &+= 1
                 packetsRead &+= 1
                 consumer._withUnsafeGuaranteedRef { $0.consume(packet) }
@@ -127,12 +130,14 @@ public final class PcapFileReader: PacketSource {
             if n > 0 || stopped.load(ordering: .relaxed) { return n }
             handToLibpcap()
         }
-        var context = DispatchContext(consumer: Unmanaged.passUnretained(consumer), linkType: linkType)
+        var context = DispatchContext(consumer: Unmanaged.passUnretained(consumer), linkType: linkType,
+                                      unsignedSeconds: unsignedSeconds)
         let rc = withUnsafeMutablePointer(to: &context) { ctx in
             pcap_dispatch(handle, Int32(clamping: maxPackets), { user, hdr, data in
                 guard let user, let hdr, let data else { return }
                 let c = UnsafeMutableRawPointer(user).assumingMemoryBound(to: DispatchContext.self)
-                let packet = RawPacket(header: hdr, data: data, linkType: c.pointee.linkType, fractionUnit: 1)
+                let packet = RawPacket(header: hdr, data: data, linkType: c.pointee.linkType, fractionUnit: 1,
+                                       unsignedSeconds: c.pointee.unsignedSeconds)
                 c.pointee.delivered &+= 1
                 c.pointee.consumer._withUnsafeGuaranteedRef { $0.consume(packet) }
             }, UnsafeMutableRawPointer(ctx).assumingMemoryBound(to: UInt8.self))
@@ -150,6 +155,7 @@ public final class PcapFileReader: PacketSource {
     struct DispatchContext {
         var consumer: Unmanaged<PacketConsumer>
         var linkType: LinkType
+        var unsignedSeconds: Bool
         var delivered: UInt64 = 0
     }
 

@@ -29,11 +29,17 @@ public struct RawPacket {
     /// A view of one libpcap record, its time checked against `Timestamp.validRange` (the one place
     /// packet times enter the sensor, offline and live). `fractionUnit` is the nanoseconds in one unit
     /// of `ts.tv_usec`: 1 when the handle has nanosecond precision, 1000 when it has microseconds.
+    /// `unsignedSeconds`: the record comes from a classic pcap file, whose seconds field is unsigned 32-bit
+    /// (to 2106) but reaches us through libpcap as signed, negative past January 2038 (Wireshark reads it
+    /// unsigned, as the format says).
     @inlinable
-    public init(header: UnsafePointer<pcap_pkthdr>, data: UnsafePointer<UInt8>, linkType: LinkType, fractionUnit: Int64) {
+    public init(header: UnsafePointer<pcap_pkthdr>, data: UnsafePointer<UInt8>, linkType: LinkType, fractionUnit: Int64,
+                unsignedSeconds: Bool = false) {
         let h = header.pointee
         let caplen = Int(h.caplen)
-        let time = Timestamp(captureSeconds: Int64(h.ts.tv_sec), fraction: Int64(h.ts.tv_usec), fractionUnit: fractionUnit)
+        var seconds = Int64(h.ts.tv_sec)
+        if unsignedSeconds && seconds < 0 && seconds >= Int64(Int32.min) { seconds &+= 1 << 32 }
+        let time = Timestamp(captureSeconds: seconds, fraction: Int64(h.ts.tv_usec), fractionUnit: fractionUnit)
         self.init(timestamp: time ?? .zero, capturedLength: caplen, wireLength: max(Int(h.len), caplen), linkType: linkType,
                   bytes: UnsafeRawBufferPointer(start: data, count: caplen), timestampOutOfRange: time == nil)
     }

@@ -69,8 +69,8 @@ struct PlainPcapRecords {
             refill()
             guard end &- start >= length else { return nil }
         }
-        // The file's seconds are a signed 32-bit field to libpcap (times past January 2038 come out negative).
-        header.ts.tv_sec = Int(Int32(bitPattern: seconds))
+        // Unsigned, as the format defines them (to 2106); `RawPacket` reads libpcap's records the same way.
+        header.ts.tv_sec = Int(seconds)
         header.ts.tv_usec = nanoseconds ? Int(fraction) : Int(fraction) &* 1000
         header.caplen = captured
         header.len = wire

@@ -1,4 +1,6 @@
+import ConfigKit
 import Events
+import Logging
 import PacketCore
 
 /// Counters of `sensor aggregate`'s merge, over every partition it owned (`spanwatch.stats`).
@@ -39,7 +41,8 @@ public struct HostMergeCounters: Sendable, Equatable {
 /// Single-threaded: the consumer's thread owns it.
 public final class HostFactPartitionMerge {
     public let partition: Int
-    let detectors: [HostDetectorFactory]
+    /// The detectors a new producer stream starts with (replaced on a rules reload).
+    var detectors: [HostDetectorFactory]
     let emitter: EventEmitter
     let ringBytes: Int
     let lateness: Duration
@@ -75,6 +78,13 @@ public final class HostFactPartitionMerge {
         self.ringBytes = ringBytes
         self.lateness = lateness
         aggregator = HostAggregator(shard: partition, rings: [], marks: [], detectors: detectors, emitter: emitter)
+    }
+
+    /// A reloaded rule set: the running detectors take it between two records (their state stays), and
+    /// the streams started after a conclusion are made from `detectors`, built from the same set.
+    public func reload(_ rules: RulesSet, detectors: [HostDetectorFactory], logger: Logger) {
+        self.detectors = detectors
+        aggregator.stage.reload(rules, logger: logger, shard: partition)
     }
 
     /// Fact records applied so far on this partition.

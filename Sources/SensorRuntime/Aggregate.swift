@@ -1,3 +1,4 @@
+import ConfigKit
 import Events
 import Foundation
 import HostStage
@@ -6,6 +7,7 @@ import Outputs
 import PacketCore
 import ServiceLifecycle
 import Synchronization
+import UnixSignals
 
 /// `sensor aggregate`'s settings (besides the sensor configuration: rules, outputs, enrichment).
 public struct AggregateOptions: Sendable {
@@ -53,12 +55,18 @@ public enum Aggregate {
         let store = try options.checkpointTopic.map {
             try KafkaCheckpointStore(options: options.hostFacts, topic: $0, group: options.group, maxRecordBytes: PartitionCheckpoint.maxBytes)
         }
+        // SIGHUP reloads the rules as a live sensor does: checked whole, then taken by every partition's
+        // detectors between two records.
+        let hup = await UnixSignalsSequence(trapping: .sighup)
+        let mailbox = ReloadMailbox()
         let stage = AggregatorService(consumer: consumer, detectors: resources.hostDetectors(resources.rules), emitter: emitter,
-                                      options: options, checkpoints: store, logger: logger)
+                                      options: options, checkpoints: store, logger: logger,
+                                      reloads: mailbox, makeDetectors: { [resources] in resources.hostDetectors($0) })
         let outputs = EventOutputService(sinks: sinks, logger: logger)
         // Shutdown runs in reverse: the stage concludes and flushes, then the outputs close.
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [.init(service: outputs),
+                       .init(service: RulesReloadService(signals: hup, resources: resources, mailbox: mailbox, logger: logger)),
                        .init(service: stage, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         logger.notice("aggregate started", metadata: ["topic": "\(options.hostFacts.topic)", "group": "\(options.group)"])
@@ -72,7 +80,11 @@ public enum Aggregate {
 /// shutdown concludes every partition (applying what is buffered), flushes and leaves the group.
 final class AggregatorService: Service, @unchecked Sendable {
     let consumer: KafkaRecordConsumer
-    let detectors: [HostDetectorFactory]
+    /// The detectors a partition new to this member starts with (rebuilt on a rules reload).
+    var detectors: [HostDetectorFactory]
+    let reloads: ReloadMailbox
+    let makeDetectors: (RulesSet) -> [HostDetectorFactory]
+    var rulesGeneration = 0
     let emitter: EventEmitter
     let options: AggregateOptions
     /// Nil when checkpoints are off, or after the checkpoint producer failed for good.
@@ -101,9 +113,12 @@ final class AggregatorService: Service, @unchecked Sendable {
     private(set) var cpuSeconds: Double = 0
 
     init(consumer: KafkaRecordConsumer, detectors: [HostDetectorFactory], emitter: EventEmitter, options: AggregateOptions,
-         checkpoints: KafkaCheckpointStore?, logger: Logger) {
+         checkpoints: KafkaCheckpointStore?, logger: Logger, reloads: ReloadMailbox,
+         makeDetectors: @escaping (RulesSet) -> [HostDetectorFactory]) {
         self.consumer = consumer
         self.detectors = detectors
+        self.reloads = reloads
+        self.makeDetectors = makeDetectors
         self.emitter = emitter
         self.options = options
         self.checkpoints = checkpoints
@@ -146,6 +161,7 @@ final class AggregatorService: Service, @unchecked Sendable {
             }) { n += 1 }
             now = ContinuousClock.now
             if n > 0 { lastRecord = now }
+            if let rules = reloads.take(newerThan: rulesGeneration) { reload(rules) }
             for m in merges.values { m.drain(now: now) }
             if checkpoints != nil, now - lastCheckpoint >= options.checkpointSpacing {
                 lastCheckpoint = now
@@ -170,6 +186,14 @@ final class AggregatorService: Service, @unchecked Sendable {
         consumer.close()
         emitStatistics()
         do { try emitter.flush() } catch { logger.error("output flush failed", metadata: ["error": "\(error)"]) }
+    }
+
+    /// A rule set the reloader accepted: every partition held (or parked across a rebalance) takes it.
+    func reload(_ rules: RulesSet) {
+        rulesGeneration = rules.generation
+        detectors = makeDetectors(rules)
+        for m in Array(merges.values) + Array(parked.values) { m.reload(rules, detectors: detectors, logger: logger) }
+        logger.info("rules applied to the partitions' detectors", metadata: ["generation": "\(rules.generation)", "partitions": "\(merges.count)"])
     }
 
     /// The group gave this member `ids`: a partition it held before the rebalance resumes where it was;
