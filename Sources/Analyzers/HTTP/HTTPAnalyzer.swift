@@ -18,6 +18,21 @@ public struct HTTPFacts: SlotFacts, Sendable {
     /// The Host header without a port, lower-cased (the key beaconing uses for (source, host) pairs).
     public var hostName: String? { request.flatMap(Self.hostName) }
 
+    /// Counts a request, keeping the first; true for the first. (In place: reading the facts out of the
+    /// store to test them would copy every head they hold.)
+    mutating func noteRequest(_ r: HTTPRequestHead) -> Bool {
+        requests &+= 1
+        guard request == nil else { return false }
+        request = r
+        return true
+    }
+
+    /// Counts a response, keeping the first.
+    mutating func noteResponse(_ r: HTTPResponseHead) {
+        responses &+= 1
+        if response == nil { response = r }
+    }
+
     public static func hostName(_ r: HTTPRequestHead) -> String? {
         guard let h = r.host, !h.isEmpty else { return nil }
         var end = h.count
@@ -106,7 +121,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     }
 
     public func stream(_ data: UnsafeRawBufferPointer, fromOriginator: Bool, slot: Int32, flows table: FlowTable, at time: Timestamp) -> StreamVerdict {
-        guard let c = connections[slot], c.generation == table.generation(slot: slot), store[slot] != nil else { return .doneWithFlow }
+        guard let c = connections[slot], c.generation == table.generation(slot: slot), store.contains(slot: slot) else { return .doneWithFlow }
         var rest = data
         if fromOriginator ? c.orig.resync : c.resp.resync {
             // Realign after a gap where a segment starts with a head, as tshark does; until then skip.
@@ -193,11 +208,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     /// A request head: the fact, the flow summary, then its body or the queue.
     func request(_ r: HTTPRequestHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
         counters.requests &+= 1
-        store[slot]!.requests &+= 1
-        if store[slot]!.request == nil {
-            store[slot]!.request = r
-            table.setAppProtocol(AppProtocol.http.rawValue, slot: slot)
-        }
+        if store[slot]!.noteRequest(r) { table.setAppProtocol(AppProtocol.http.rawValue, slot: slot) }
         if let e = emitter, e.hasFactObservers {
             e.publish(.httpRequest(host: HTTPFacts.hostName(r), url: HTTPAnalyzer.fullURL(r)), flow: table[slot], at: time)
         }
@@ -248,8 +259,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
 
     func response(_ r: HTTPResponseHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
         counters.responses &+= 1
-        store[slot]!.responses &+= 1
-        if store[slot]!.response == nil { store[slot]!.response = r }
+        store[slot]!.noteResponse(r)
         // 100 Continue, 102, 103: interim; the final response follows for the same request.
         if r.status >= 100 && r.status < 200 && r.status != 101 { return }
         var req: HTTPPendingRequest?

@@ -29,6 +29,9 @@ struct FlowFactStore<Facts: SlotFacts> {
         _modify { yield &facts[slot] }
     }
 
+    /// Whether the slot has an entry (without copying it out, as reading the subscript would).
+    func contains(slot: Int32) -> Bool { facts.index(forKey: slot) != nil }
+
     /// Forgets a slot entirely (a new flow took it).
     mutating func reset(slot: Int32) {
         if facts[slot] != nil { facts[slot] = nil }

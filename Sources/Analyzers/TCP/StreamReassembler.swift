@@ -44,6 +44,21 @@ extension StreamConsumer {
     public func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {}
 }
 
+/// The virtual-call base of the reassembler's `stream` calls; only `TypedStreamCallBox` derives from it.
+class StreamCallBox {
+    func stream(_ data: UnsafeRawBufferPointer, fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) -> StreamVerdict {
+        preconditionFailure("abstract")
+    }
+}
+
+final class TypedStreamCallBox<C: StreamConsumer>: StreamCallBox {
+    let consumer: C
+    init(_ consumer: C) { self.consumer = consumer }
+    override func stream(_ data: UnsafeRawBufferPointer, fromOriginator: Bool, slot: Int32, flows: FlowTable, at time: Timestamp) -> StreamVerdict {
+        consumer.stream(data, fromOriginator: fromOriginator, slot: slot, flows: flows, at: time)
+    }
+}
+
 /// Limits of stream reassembly. Held-byte bounds count real memory: whole 4 KiB pool blocks plus
 /// per-direction bookkeeping (`HeldStream.memory`), not payload bytes.
 public struct ReassemblyConfiguration: Sendable, Equatable {
@@ -100,6 +115,11 @@ public final class StreamReassembler: PacketAnalyzer {
     public let name = "tcp-reassembly"
     public let configuration: ReassemblyConfiguration
     public private(set) var consumers: [any StreamConsumer] = []
+    /// `stream` of each consumer through a typed box held unretained: the per-segment calls then cost no
+    /// reference counting (see `PacketAnalyzerCalls`; an existential array element is retained and
+    /// released around each call, every consumer's, even those the mask skips). The boxes own their consumers.
+    var streamBoxes: [StreamCallBox] = []
+    let streamCalls = UnsafeMutablePointer<Unmanaged<StreamCallBox>>.allocate(capacity: 8)
     public private(set) var counters = ReassemblyCounters()
 
     /// Per-slot, per-direction state (index slot*2 + dir, dir 0 = originator).
@@ -149,13 +169,20 @@ public final class StreamReassembler: PacketAnalyzer {
     deinit {
         ZeroFilledMemory.deallocate(slots)
         ZeroFilledMemory.deallocate(directions)
+        streamCalls.deallocate()
     }
 
     /// Adds a consumer (at most 8 per worker).
     public func add(_ consumer: any StreamConsumer) {
         precondition(consumers.count < 8, "at most 8 stream consumers")
         consumers.append(consumer)
+        let box = Self.box(consumer)
+        streamBoxes.append(box)
+        streamCalls[streamBoxes.count - 1] = .passUnretained(box)
     }
+
+    /// Opens the existential once, at set-up, so the box calls the concrete type.
+    private static func box<C: StreamConsumer>(_ c: C) -> StreamCallBox { TypedStreamCallBox(c) }
 
     public func packet(_ context: PacketContext, flows: FlowTable) {
         let p = context.packet
@@ -245,15 +272,19 @@ public final class StreamReassembler: PacketAnalyzer {
         if !bytes.isEmpty {
             counters.deliveredBytes &+= UInt64(bytes.count)
             directions[d].delivered &+= UInt32(bytes.count)
-            let mask = directions[d].mask
-            for (i, c) in consumers.enumerated() where mask & (1 << UInt8(i)) != 0 {
-                switch c.stream(bytes, fromOriginator: fromOriginator, slot: slot, flows: flows, at: time) {
+            // Each consumer the mask names, in order.
+            var left = directions[d].mask
+            while left != 0 {
+                let i = left.trailingZeroBitCount
+                left &= left &- 1
+                let bit: UInt8 = 1 << UInt8(i)
+                switch streamCalls[i]._withUnsafeGuaranteedRef({ $0.stream(bytes, fromOriginator: fromOriginator, slot: slot, flows: flows, at: time) }) {
                 case .more: break
                 case .doneWithDirection:
-                    directions[d].mask &= ~(1 << UInt8(i))
+                    directions[d].mask &= ~bit
                 case .doneWithFlow:
-                    directions[s * 2].mask &= ~(1 << UInt8(i))
-                    directions[s * 2 + 1].mask &= ~(1 << UInt8(i))
+                    directions[s * 2].mask &= ~bit
+                    directions[s * 2 + 1].mask &= ~bit
                 }
             }
             for k in 0..<2 where directions[s * 2 + k].mask == 0 && !directions[s * 2 + k].finished {
