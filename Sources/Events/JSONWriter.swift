@@ -96,11 +96,26 @@ public struct JSONWriter: ByteOutput {
         hasElement &= ~(1 << UInt64(depth & 63))
     }
 
+    /// `,"key":` (the comma when the level already holds an element). Written in one step, capacity
+    /// checked once: every event has dozens of keys.
+    @inline(__always)
     mutating func writeKey(_ key: StaticString) {
-        separator()
-        append(34)
-        append(key)
-        append(34, 58)
+        let bit: UInt64 = 1 << UInt64(depth & 63)
+        let comma = hasElement & bit != 0
+        hasElement |= bit
+        key.withUTF8Buffer { k in
+            let n = k.count
+            let s = storage
+            let needed = s.count &+ n &+ 4
+            if needed > s.capacity { s.grow(to: needed) }
+            var p = s.base + s.count
+            if comma { p.pointee = 44; p += 1 }
+            p.pointee = 34
+            if n > 0 { (p + 1).update(from: k.baseAddress!, count: n) }
+            p[n &+ 1] = 34
+            p[n &+ 2] = 58
+            s.count = p - s.base + n &+ 3
+        }
     }
 
     // MARK: Structure
