@@ -39,9 +39,10 @@ public struct FileHashAlgorithms: OptionSet, Sendable, Hashable {
 /// Content-Encoding is undone (a gzip-encoded body hashes as the gzip bytes), for SMB2/3 from the data
 /// of READ/WRITE at their file offsets, in order.
 public struct FileHasher {
-    var md5 = Insecure.MD5()
-    var sha1 = Insecure.SHA1()
-    var sha256 = SHA256()
+    /// Only the digests asked for exist: each is a heap-allocated context, made per file.
+    var md5: Insecure.MD5?
+    var sha1: Insecure.SHA1?
+    var sha256: SHA256?
     let algorithms: FileHashAlgorithms
     /// Bytes hashed.
     public private(set) var size: Int = 0
@@ -53,7 +54,12 @@ public struct FileHasher {
 
     public static let magicBytes = 32
 
-    public init(algorithms: FileHashAlgorithms) { self.algorithms = algorithms }
+    public init(algorithms: FileHashAlgorithms) {
+        self.algorithms = algorithms
+        if algorithms.contains(.md5) { md5 = Insecure.MD5() }
+        if algorithms.contains(.sha1) { sha1 = Insecure.SHA1() }
+        if algorithms.contains(.sha256) { sha256 = SHA256() }
+    }
 
     public mutating func update(_ data: UnsafeRawBufferPointer) {
         guard !data.isEmpty else { return }
@@ -63,9 +69,9 @@ public struct FileHasher {
                 m.baseAddress!.advanced(by: size).copyMemory(from: data.baseAddress!, byteCount: n)
             }
         }
-        if algorithms.contains(.md5) { md5.update(bufferPointer: data) }
-        if algorithms.contains(.sha1) { sha1.update(bufferPointer: data) }
-        if algorithms.contains(.sha256) { sha256.update(bufferPointer: data) }
+        md5?.update(bufferPointer: data)
+        sha1?.update(bufferPointer: data)
+        sha256?.update(bufferPointer: data)
         size &+= data.count
     }
 
@@ -73,9 +79,9 @@ public struct FileHasher {
     public func finish() -> FileDigests {
         var m = magic
         let mime = withUnsafeBytes(of: &m) { FileMagic.mimeType(UnsafeRawBufferPointer(rebasing: $0[..<min(size, Self.magicBytes)])) }
-        return FileDigests(md5: algorithms.contains(.md5) ? Digest.hex(md5.finalize()) : nil,
-                           sha1: algorithms.contains(.sha1) ? Digest.hex(sha1.finalize()) : nil,
-                           sha256: algorithms.contains(.sha256) ? Digest.hex(sha256.finalize()) : nil,
+        return FileDigests(md5: md5.map { Digest.hex($0.finalize()) },
+                           sha1: sha1.map { Digest.hex($0.finalize()) },
+                           sha256: sha256.map { Digest.hex($0.finalize()) },
                            size: size, mimeType: mime, incomplete: incomplete)
     }
 }
