@@ -2,7 +2,7 @@
 # Live capture benchmark on a veth pair inside a private network namespace (nothing leaves it).
 #
 # For 1 and 2 workers: replays a capture at top speed and at a ladder of --pps rates with tcpreplay,
-# and reads the kernel's counters from the sensor's final sensor.stats events (pcap_stats per worker):
+# and reads the kernel's counters from the sensor's final spanwatch.stats events (pcap_stats per worker):
 # received, kernel drops, drop fraction. Then bisects for the highest rate with zero kernel drops.
 #
 # Usage: Benchmarks/live-veth.sh [PCAP] [PACKETS]
@@ -61,11 +61,11 @@ run() {
   kill -TERM "$pid"; wait "$pid" || true
   local pps
   pps=$(echo "$rep" | awk '/Rated:/ { for (i = 1; i <= NF; i++) if ($i ~ /pps/) { print int($(i-1)); exit } }')
-  grep '"sensor.stats"' "$out" | python3 -c '
+  grep '"spanwatch.stats"' "$out" | python3 -c '
 import json, sys
 last = {}
 for line in sys.stdin:
-    s = json.loads(line)["sensor"]["stats"]
+    s = json.loads(line)["spanwatch"]["stats"]
     last[s.get("worker", 0)] = s["capture"]
 r = sum(c["received"] for c in last.values()); d = sum(c["kernel_dropped"] for c in last.values())
 print(r, d)' | { read -r r d; echo "${pps:-0} $r $d"; }

@@ -67,7 +67,7 @@ done
 python3 - "$tmp/results" "$tmp/stats.json" "$packets" "$bytes" "$capture" "$runs" "${workers[@]}" <<'PY'
 import json, statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-stats = json.load(open(sys.argv[2]))["sensor"]["stats"]
+stats = json.load(open(sys.argv[2]))["spanwatch"]["stats"]
 packets, nbytes, capture, runs = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 sensors = [f"sensor-{w}w" for w in sys.argv[7:]]
 med = {}

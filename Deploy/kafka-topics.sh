@@ -4,7 +4,7 @@
 # Usage: Deploy/kafka-topics.sh BOOTSTRAP [TOPIC]
 #   BOOTSTRAP  broker list, e.g. kafka1:9092,kafka2:9092
 #   TOPIC      the topic of the sensor's output URL, with {dataset} (default: {dataset}, i.e. one topic per
-#              event.dataset: sensor.flow, sensor.alert, ...; site1-{dataset} gives site1-sensor.flow, ...)
+#              event.dataset: spanwatch.flow, spanwatch.alert, ...; site1-{dataset} gives site1-spanwatch.flow, ...)
 # Environment: KAFKA_TOPICS (path to kafka-topics.sh; default: found on PATH), REPLICATION (default 3),
 #   KAFKA_COMMAND_CONFIG (client properties file for TLS/SASL, passed as --command-config).
 #
@@ -33,7 +33,7 @@ extra=()
 
 day=86400000
 create() { # dataset partitions retention_ms [extra configs...]
-  local name="${template//\{dataset\}/sensor.$1}" parts=$2 ret=$3; shift 3
+  local name="${template//\{dataset\}/spanwatch.$1}" parts=$2 ret=$3; shift 3
   local cfg=(--config "retention.ms=$ret" --config "compression.type=zstd" --config "cleanup.policy=delete"
              --config "min.insync.replicas=$(( rf > 1 ? 2 : 1 ))" --config "max.message.bytes=1048576")
   for c in "$@"; do cfg+=(--config "$c"); done

@@ -2,7 +2,7 @@
 # Host-fact records per second through one `sensor aggregate`, on librdkafka's mock cluster on loopback.
 # Usage: scripts/bench-aggregate.sh CAPTURE [BIN]   (BIN: folder with sensor and kafka-mock-broker; default: a
 # release build in .build-release). One replay publishes the capture's host facts to a 4-partition topic;
-# one aggregator then reads them all (--exit-at-end) and prints its sensor.stats.aggregate counters: facts
+# one aggregator then reads them all (--exit-at-end) and prints its spanwatch.stats.aggregate counters: facts
 # applied and the CPU seconds of its consumer thread (polling, merging, detectors, alerts), so
 # facts / cpu_seconds is what one aggregator sustains. The in-process replay of the same capture is timed too.
 set -euo pipefail
@@ -41,4 +41,4 @@ echo "$stats"
 facts=$(echo "$stats" | grep -o '"facts":[0-9]*' | cut -d: -f2)
 cpu=$(echo "$stats" | grep -o '"cpu_seconds":[0-9.e-]*' | cut -d: -f2)
 awk -v n="$facts" -v c="$cpu" -v a="$t0" -v b="$t1" 'BEGIN { printf "aggregate: %d facts, %.2f CPU s = %.0f facts/s (wall %.2f s incl. 1 s hold and exit check)\n", n, c, n / c, b - a }'
-echo "alerts: in-process $(grep -c '"sensor.alert"' "$work/inproc.out" || true), aggregate $(grep -c '"sensor.alert"' "$work/agg.out" || true)"
+echo "alerts: in-process $(grep -c '"spanwatch.alert"' "$work/inproc.out" || true), aggregate $(grep -c '"spanwatch.alert"' "$work/agg.out" || true)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks that a change kept replay output byte-identical: replays every capture under the shared pcaps
 # (or the given directories/files) with this tree's sensor and with the sensor of a base revision, and
-# compares their events line by line, in order. `sensor.stats` lines are left out (they carry the
+# compares their events line by line, in order. `spanwatch.stats` lines are left out (they carry the
 # outputs' delivery counters so far, which depend on flush timing).
 #
 #   scripts/replay-identical.sh [--base REV | --base-binary PATH] [--binary PATH] [CAPTURE_OR_DIR...]
@@ -55,9 +55,9 @@ done | sort)
 same=0; differ=0; events=0
 for f in "${captures[@]}"; do
     # shellcheck disable=SC2086
-    "$base_bin" replay --log-level critical ${REPLAY_OPTS:-} "$f" 2>/dev/null | grep -v '"dataset":"sensor.stats"' > "$work/base" || true
+    "$base_bin" replay --log-level critical ${REPLAY_OPTS:-} "$f" 2>/dev/null | grep -v '"dataset":"spanwatch.stats"' > "$work/base" || true
     # shellcheck disable=SC2086
-    "$bin" replay --log-level critical ${REPLAY_OPTS:-} "$f" 2>/dev/null | grep -v '"dataset":"sensor.stats"' > "$work/new" || true
+    "$bin" replay --log-level critical ${REPLAY_OPTS:-} "$f" 2>/dev/null | grep -v '"dataset":"spanwatch.stats"' > "$work/new" || true
     n=$(wc -l < "$work/new")
     events=$((events + n))
     if cmp -s "$work/base" "$work/new"; then

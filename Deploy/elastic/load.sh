@@ -14,12 +14,12 @@ put() {  # path file
 for f in "$DIR"/ecs/*.json; do
     put "_component_template/ecs_8.11.0_$(basename "$f" .json)" "$f"
 done
-put _component_template/sensor_vendor "$DIR/component-sensor.json"
+put _component_template/spanwatch_vendor "$DIR/component-spanwatch.json"
 put _ilm/policy/sensor-logs "$DIR/ilm-policy.json"
 put _ingest/pipeline/sensor-ingest "$DIR/ingest-pipeline.json"
-put _index_template/logs-sensor "$DIR/index-template.json"
+put _index_template/logs-spanwatch "$DIR/index-template.json"
 if [ -n "${KIBANA:-}" ]; then
     curl -fsS ${AUTH:+-u "$AUTH"} -X POST "$KIBANA/api/saved_objects/_import?overwrite=true" -H 'kbn-xsrf: true' \
-        --form file=@"$DIR/kibana/sensor-overview.ndjson" >/dev/null
-    echo "imported kibana/sensor-overview.ndjson"
+        --form file=@"$DIR/kibana/spanwatch-overview.ndjson" >/dev/null
+    echo "imported kibana/spanwatch-overview.ndjson"
 fi

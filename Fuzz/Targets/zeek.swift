@@ -15,7 +15,7 @@ nonisolated(unsafe) let fuzzZeekSink: ZeekSink = {
 }()
 
 func fuzzZeek(_ input: inout FuzzInput) {
-    let datasets: [StaticString] = ["sensor.flow", "sensor.dns", "sensor.alert"]
+    let datasets: [StaticString] = ["spanwatch.flow", "spanwatch.dns", "spanwatch.alert"]
     let pick = Int(input.u8() % 3)
     let event = input.rest()
     fuzzZeekSink.write(event, metadata: EventMetadata(dataset: datasets[pick], kind: pick == 2 ? .alert : .event,

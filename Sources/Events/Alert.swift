@@ -49,11 +49,11 @@ public enum Severity: Int, Sendable, Comparable, CaseIterable {
     }
 }
 
-/// The one alert shape every detector produces (`event.kind: alert`, `event.dataset: sensor.alert`).
+/// The one alert shape every detector produces (`event.kind: alert`, `event.dataset: spanwatch.alert`).
 ///
 /// Detectors decide; this type only carries their decision and its evidence. Alerts are rare, so it is
 /// an ordinary value with strings and arrays. `details` lands under the vendor namespace in an object named
-/// after the rule category (e.g. `sensor.dns_tunneling.*`), documented per detector in docs/SCHEMA.md.
+/// after the rule category (e.g. `spanwatch.dns_tunneling.*`), documented per detector in docs/SCHEMA.md.
 /// `ruleID` is `<category>.<rule>` in snake case (`dns_tunneling.channel`), one style for every detector.
 public struct Alert: Sendable {
     public var timestamp: Timestamp

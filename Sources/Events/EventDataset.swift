@@ -3,21 +3,21 @@
 public enum EventDataset: String, CaseIterable, Sendable, Comparable {
     case flow, alert, stats, health, dns, http, file, evidence
 
-    /// `sensor.flow`, … as in `event.dataset`.
-    public var qualifiedName: String { "sensor." + rawValue }
+    /// `spanwatch.flow`, … as in `event.dataset`.
+    public var qualifiedName: String { "spanwatch." + rawValue }
 
-    /// `alert` or `sensor.alert`.
+    /// `alert` or `spanwatch.alert`.
     public init?(name: some StringProtocol) {
         let s = String(name)
-        guard let d = EventDataset(rawValue: s.hasPrefix("sensor.") ? String(s.dropFirst(7)) : s) else { return nil }
+        guard let d = EventDataset(rawValue: s.hasPrefix("spanwatch.") ? String(s.dropFirst(7)) : s) else { return nil }
         self = d
     }
 
     /// The dataset of an event's metadata, by its bytes (no string is built on the packet path).
     public init?(_ dataset: StaticString) {
         let p = UnsafeRawBufferPointer(start: dataset.utf8Start, count: dataset.utf8CodeUnitCount)
-        // "sensor." + short name.
-        guard p.count > 7, "sensor.".utf8.elementsEqual(UnsafeRawBufferPointer(rebasing: p[..<7])) else { return nil }
+        // "spanwatch." + short name.
+        guard p.count > 7, "spanwatch.".utf8.elementsEqual(UnsafeRawBufferPointer(rebasing: p[..<7])) else { return nil }
         let short = UnsafeRawBufferPointer(rebasing: p[7...])
         for d in EventDataset.allCases where d.rawValue.utf8.elementsEqual(short) {
             self = d
@@ -58,7 +58,7 @@ public struct DatasetFilter: Equatable, Sendable, CustomStringConvertible {
         public var name: String
     }
 
-    /// `alert,dns,evidence` (short or `sensor.`-qualified names).
+    /// `alert,dns,evidence` (short or `spanwatch.`-qualified names).
     public static func parse(_ text: String) throws(UnknownDataset) -> DatasetFilter {
         var out: [EventDataset] = []
         for part in text.split(separator: ",") {

@@ -14,10 +14,10 @@ public struct EventDescriptor: Sendable {
         self.dataset = dataset
     }
 
-    public static let flowEnd = EventDescriptor(kind: .event, categories: ["network"], types: ["connection", "end"], dataset: "sensor.flow")
-    public static let flowUpdate = EventDescriptor(kind: .event, categories: ["network"], types: ["connection", "info"], dataset: "sensor.flow")
-    public static let alert = EventDescriptor(kind: .alert, categories: ["network", "intrusion_detection"], types: ["info"], dataset: "sensor.alert")
-    public static let stats = EventDescriptor(kind: .metric, categories: ["network"], types: ["info"], dataset: "sensor.stats")
-    /// Sensor self-monitoring warnings (capture loss, evidence capture off), `event.dataset: sensor.health`.
-    public static let health = EventDescriptor(kind: .event, categories: ["host"], types: ["info"], dataset: "sensor.health")
+    public static let flowEnd = EventDescriptor(kind: .event, categories: ["network"], types: ["connection", "end"], dataset: "spanwatch.flow")
+    public static let flowUpdate = EventDescriptor(kind: .event, categories: ["network"], types: ["connection", "info"], dataset: "spanwatch.flow")
+    public static let alert = EventDescriptor(kind: .alert, categories: ["network", "intrusion_detection"], types: ["info"], dataset: "spanwatch.alert")
+    public static let stats = EventDescriptor(kind: .metric, categories: ["network"], types: ["info"], dataset: "spanwatch.stats")
+    /// Sensor self-monitoring warnings (capture loss, evidence capture off), `event.dataset: spanwatch.health`.
+    public static let health = EventDescriptor(kind: .event, categories: ["host"], types: ["info"], dataset: "spanwatch.health")
 }

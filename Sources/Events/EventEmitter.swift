@@ -77,7 +77,7 @@ public final class EventEmitter {
         writer.beginArray("category"); for c in descriptor.categories { writer.element(c) }; writer.endArray()
         writer.beginArray("type"); for t in descriptor.types { writer.element(t) }; writer.endArray()
         writer.field("dataset", descriptor.dataset)
-        writer.field("module", "sensor")
+        writer.field("module", "spanwatch")
         if severity > 0 { writer.field("severity", severity) }
         // Alerts bring their own stable id; every other event gets one hashed from its own bytes (below).
         let idAt = descriptor.kind == .alert ? -1 : writer.reserveEventID()
@@ -99,8 +99,8 @@ public final class EventEmitter {
 
     // MARK: Flows
 
-    /// Emits the `sensor.flow` event for a finished (or actively timed-out) flow.
-    /// `extra` writes top-level ECS members, `vendor` members of the `sensor` object beside `sensor.flow`.
+    /// Emits the `spanwatch.flow` event for a finished (or actively timed-out) flow.
+    /// `extra` writes top-level ECS members, `vendor` members of the `sensor` object beside `spanwatch.flow`.
     public func emitFlow(_ r: FlowRecord, reason: FlowEndReason, extra: (inout JSONWriter) -> Void = { _ in },
                          vendor: (inout JSONWriter) -> Void = { _ in }) {
         guard flowEventsEnabled else { return }
@@ -128,7 +128,7 @@ public final class EventEmitter {
             w.field("bytes", r.responderBytes)
             w.field("packets", r.responderPackets)
             w.endObject()
-            w.beginObject("sensor"); w.beginObject("flow")
+            w.beginObject("spanwatch"); w.beginObject("flow")
             if r.key.ipProtocol == IPProtocol.tcp {
                 w.field("tcp_state", r.tcpState.name)
                 w.field("orig_flags", rawString: { r.originatorFlags.appendNames(to: &$0) })
@@ -166,7 +166,7 @@ public final class EventEmitter {
 
     // MARK: Alerts
 
-    /// Emits a `sensor.alert` event and tells the alert observers (evidence capture).
+    /// Emits a `spanwatch.alert` event and tells the alert observers (evidence capture).
     public func emit(_ alert: Alert) {
         alertsEmitted &+= 1
         alertsByCategory[alert.category, default: 0] &+= 1
@@ -184,7 +184,7 @@ public final class EventEmitter {
             if !alert.ruleDescription.isEmpty { w.field("description", alert.ruleDescription) }
             w.field("version", alert.category.ruleVersion)
             if let t = alert.techniques.first { w.field("reference", t.reference) }
-            w.field("ruleset", "sensor")
+            w.field("ruleset", "spanwatch")
             w.endObject()
             w.beginObject("threat")
             w.field("framework", "MITRE ATT&CK")
@@ -230,7 +230,7 @@ public final class EventEmitter {
             if !alert.relatedHosts.isEmpty { w.beginArray("hosts"); for h in alert.relatedHosts { w.element(h) }; w.endArray() }
             w.endObject()
             if !alert.details.isEmpty {
-                w.beginObject("sensor")
+                w.beginObject("spanwatch")
                 w.field(dynamicKey: alert.category.rawValue, .object(alert.details))
                 w.endObject()
             }

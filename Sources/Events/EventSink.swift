@@ -16,7 +16,7 @@ public enum EventKind: UInt8, Sendable {
 
 /// What a sink may route on without parsing the JSON: Kafka picks a topic and key, syslog a PRI and MSGID.
 public struct EventMetadata: Sendable {
-    /// `event.dataset`, e.g. `sensor.flow`.
+    /// `event.dataset`, e.g. `spanwatch.flow`.
     public var dataset: StaticString
     public var kind: EventKind
     /// `event.severity`: 0 for ordinary events, 1 low … 4 critical for alerts (see docs/SCHEMA.md).
@@ -70,7 +70,7 @@ public protocol EventSink: AnyObject, Sendable {
     /// Pushes buffered events out (called at batch ends and before exit).
     func flush() throws
     /// The final flush before the end-of-run statistics: returns once what was written is delivered (or
-    /// spooled), bounded by the sink's own deadline, so `sensor.stats` shows the delivery it reports.
+    /// spooled), bounded by the sink's own deadline, so `spanwatch.stats` shows the delivery it reports.
     func flushDelivery() throws
     /// Flushes and releases resources; no writes follow.
     func close() throws

@@ -35,11 +35,11 @@ public protocol PacketAnalyzer: AnyObject {
     var name: String { get }
     /// Every packet of a flow, after the flow table accounted it. Must not allocate on the common path.
     func packet(_ context: PacketContext, flows: FlowTable)
-    /// Adds ECS fields to the flow's `sensor.flow` event (e.g. `network.protocol`, `tls.*`) before it is written.
+    /// Adds ECS fields to the flow's `spanwatch.flow` event (e.g. `network.protocol`, `tls.*`) before it is written.
     /// Writes members of the top-level event object.
     func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
-    /// Adds fields outside ECS to the flow's event (e.g. `sensor.smb.*`): writes members of the vendor
-    /// object `sensor`, beside `sensor.flow`, so every custom field lives under the one vendor namespace.
+    /// Adds fields outside ECS to the flow's event (e.g. `spanwatch.smb.*`): writes members of the vendor
+    /// object `sensor`, beside `spanwatch.flow`, so every custom field lives under the one vendor namespace.
     func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
     /// The flow ended or was reported at an active timeout (`reason == .activeTimeout`: it continues).
     func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32)

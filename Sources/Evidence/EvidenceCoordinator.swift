@@ -17,7 +17,7 @@ import Synchronization
 /// Each writes the scope's packets from its lookback ring, then its live packets until the capture's end
 /// on its packet clock, to an encrypted part; when the last part closes, that thread merges the parts by
 /// timestamp into the one age-encrypted pcapng, commits it to custody once and emits one
-/// `sensor.evidence` event (`created`, or `denied` with `no_packets_in_scope` when no worker had any).
+/// `spanwatch.evidence` event (`created`, or `denied` with `no_packets_in_scope` when no worker had any).
 ///
 /// Workers that have finished (end of input, shutdown) hand their lookback ring over: an alert raised
 /// after a worker finished (a host-level detector concluding at shutdown) gets that worker's lookback,

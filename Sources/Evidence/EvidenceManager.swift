@@ -5,11 +5,11 @@ import PacketCore
 
 extension EventDescriptor {
     /// An evidence file was closed, hashed and logged: links the alert(s) to the file and its hash.
-    public static let evidenceCreated = EventDescriptor(kind: .event, categories: ["file"], types: ["creation"], dataset: "sensor.evidence")
+    public static let evidenceCreated = EventDescriptor(kind: .event, categories: ["file"], types: ["creation"], dataset: "spanwatch.evidence")
     /// An alert asked for evidence and a global cap refused it.
-    public static let evidenceRefused = EventDescriptor(kind: .event, categories: ["network"], types: ["denied"], dataset: "sensor.evidence")
+    public static let evidenceRefused = EventDescriptor(kind: .event, categories: ["network"], types: ["denied"], dataset: "spanwatch.evidence")
     /// An evidence file reached the end of its retention period and was deleted.
-    public static let evidenceDeleted = EventDescriptor(kind: .event, categories: ["file"], types: ["deletion"], dataset: "sensor.evidence")
+    public static let evidenceDeleted = EventDescriptor(kind: .event, categories: ["file"], types: ["deletion"], dataset: "spanwatch.evidence")
 }
 
 /// Targeted evidence capture, one worker's side: its lookback ring and its parts of the open captures.
@@ -279,7 +279,7 @@ public final class EvidenceManager: PacketAnalyzer {
                 w.field("message", "Evidence file \(d.fileName) deleted at the end of its retention period")
                 w.beginObject("file"); w.field("name", d.fileName); w.field("directory", store.directory)
                 w.beginObject("hash"); w.field("sha256", d.sha256); w.endObject(); w.endObject()
-                w.beginObject("sensor"); w.beginObject("evidence")
+                w.beginObject("spanwatch"); w.beginObject("evidence")
                 w.field("retention_until", d.retentionUntil)
                 w.beginObject("custody"); w.field("log", store.custodyLogPath); w.field("seq", d.sequence)
                 w.field("entry_sha256", d.entryHash); w.endObject()
@@ -289,14 +289,14 @@ public final class EvidenceManager: PacketAnalyzer {
     }
 
     /// The custody log's state at start (evidence capture off, or a torn last line cut off), once per
-    /// process as a `sensor.health` event, so the SIEM learns it without reading the sensor's log.
+    /// process as a `spanwatch.health` event, so the SIEM learns it without reading the sensor's log.
     func announceCustody() {
         for a in store.takeAnnouncements() {
             switch a {
             case .disabled(let reason):
                 emitter.emit(.health, at: clock, severity: 3) { w in
                     w.field("message", "Evidence capture is off: the custody log cannot be used (\(reason)); packet capture and detection go on")
-                    w.beginObject("sensor"); w.beginObject("health")
+                    w.beginObject("spanwatch"); w.beginObject("health")
                     w.field("check", "evidence_disabled")
                     w.field("custody_log", store.custodyLogPath)
                     w.field("reason", reason)
@@ -305,7 +305,7 @@ public final class EvidenceManager: PacketAnalyzer {
             case .repaired(let r, let entry):
                 emitter.emit(.health, at: clock, severity: 2) { w in
                     w.field("message", "Custody log repaired: a torn last line of \(r.removedBytes) bytes was cut off (\(r.problem))")
-                    w.beginObject("sensor"); w.beginObject("health")
+                    w.beginObject("spanwatch"); w.beginObject("health")
                     w.field("check", "custody_log_repaired")
                     w.field("custody_log", store.custodyLogPath)
                     w.field("reason", r.problem)
@@ -318,7 +318,7 @@ public final class EvidenceManager: PacketAnalyzer {
         }
     }
 
-    /// `sensor.stats.evidence`: the process's capture counters (the coordinator's), this worker's parts
+    /// `spanwatch.stats.evidence`: the process's capture counters (the coordinator's), this worker's parts
     /// (what it wrote, what it holds in memory), the store's and the custody chain's head, the anchor a
     /// SIEM keeps so that a log cut short or rewritten is found out.
     public func writeStatistics(into w: inout JSONWriter) {

@@ -160,7 +160,7 @@ extension EvidenceCoordinator {
             w.beginArray("ip"); for ip in c.scope.addresses { w.element(ip) }; w.endArray()
             w.beginArray("hash"); w.element(m.fileHash); w.element(m.plainHash); w.endArray()
             w.endObject()
-            w.beginObject("sensor"); w.beginObject("evidence")
+            w.beginObject("spanwatch"); w.beginObject("evidence")
             w.beginArray("alert_ids"); for a in c.alerts { w.element(a.id) }; w.endArray()
             w.beginArray("rule_ids"); for a in Set(c.alerts.map(\.ruleID)).sorted() { w.element(a) }; w.endArray()
             w.beginObject("scope"); w.field("kind", c.scope.kind.rawValue); w.field("bpf", c.scope.bpf); w.endObject()
@@ -192,7 +192,7 @@ extension EvidenceCoordinator {
         }, body: { w in
             w.field("message", "No evidence for alert \(alert.id): \(reason)")
             w.beginObject("related"); w.beginArray("ip"); for ip in scope.addresses { w.element(ip) }; w.endArray(); w.endObject()
-            w.beginObject("sensor"); w.beginObject("evidence")
+            w.beginObject("spanwatch"); w.beginObject("evidence")
             w.beginArray("alert_ids"); w.element(alert.id); w.endArray()
             w.beginObject("scope"); w.field("kind", scope.kind.rawValue); w.field("bpf", scope.bpf); w.endObject()
             w.field("refused", reason)

@@ -62,7 +62,7 @@ public final class EvidenceStore: @unchecked Sendable {
         public var retentionUntil: Timestamp
     }
 
-    /// A file deleted for retention (for `sensor.evidence` deletion events).
+    /// A file deleted for retention (for `spanwatch.evidence` deletion events).
     public struct Deletion: Sendable {
         public var fileName: String
         public var sha256: String
@@ -71,7 +71,7 @@ public final class EvidenceStore: @unchecked Sendable {
         public var entryHash: String
     }
 
-    /// What happened to the custody log at start, reported once as a `sensor.health` event.
+    /// What happened to the custody log at start, reported once as a `spanwatch.health` event.
     public enum Announcement: Sendable {
         /// Evidence capture is off for this run, and why.
         case disabled(reason: String)
@@ -119,7 +119,7 @@ public final class EvidenceStore: @unchecked Sendable {
     /// only; a custody log that cannot be used leaves the store with evidence capture off.
     public init(configuration c: EvidenceConfiguration, sensorName: String, hostname: String,
                 wallClock: @escaping @Sendable () -> Double = EvidenceStore.systemWallClock,
-                logger: Logger = Logger(label: "sensor.evidence")) throws(EvidenceError) {
+                logger: Logger = Logger(label: "spanwatch.evidence")) throws(EvidenceError) {
         guard c.enabled else { throw EvidenceError("evidence capture needs an authorization reference") }
         let problems = c.validate()
         guard problems.isEmpty else { throw EvidenceError(problems.joined(separator: "; ")) }

@@ -1,7 +1,7 @@
 import Events
 import PacketCore
 
-/// Counters of `sensor aggregate`'s merge, over every partition it owned (`sensor.stats`).
+/// Counters of `sensor aggregate`'s merge, over every partition it owned (`spanwatch.stats`).
 public struct HostMergeCounters: Sendable, Equatable {
     /// Kafka records read (every type).
     public var records: UInt64 = 0

@@ -21,8 +21,8 @@ public enum KafkaKey: String, Sendable, Equatable {
 
 /// `kafka://HOST:PORT[,HOST:PORT]/TOPIC?…`.
 ///
-/// The topic may contain `{dataset}` for a topic per `event.dataset` (`{dataset}` gives `sensor.flow`,
-/// `sensor.alert`, …, the topics `Deploy/kafka-topics.sh` creates). Query items the sensor does not own are librdkafka
+/// The topic may contain `{dataset}` for a topic per `event.dataset` (`{dataset}` gives `spanwatch.flow`,
+/// `spanwatch.alert`, …, the topics `Deploy/kafka-topics.sh` creates). Query items the sensor does not own are librdkafka
 /// properties passed through unchanged (`security.protocol=ssl`, `sasl.mechanism=SCRAM-SHA-512`,
 /// `compression.codec=zstd`, `linger.ms=20`, …). The sensor's own items are spelled with underscores,
 /// which no librdkafka property uses: `key`, `spool`, `spool_max_bytes`, `flush_timeout`.
@@ -122,7 +122,7 @@ public struct KafkaOutputOptions: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Kafka record headers, so consumers route without parsing the JSON: `dataset` (`sensor.flow`, …),
+/// Kafka record headers, so consumers route without parsing the JSON: `dataset` (`spanwatch.flow`, …),
 /// `sensor` (`observer.name`) and `schema_version` (the ECS version the event follows, `ecs.version`).
 /// Names are C string literals with static storage, so a message's argument list can point at them.
 enum KafkaHeaders {

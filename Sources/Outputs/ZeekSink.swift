@@ -38,9 +38,9 @@ public final class ZeekSink: EventSink {
     public func write(_ json: UnsafeRawBufferPointer, metadata: EventMetadata) {
         let logs: (ZeekLog?, Bool)
         switch metadata.datasetString {
-        case "sensor.flow": logs = (.conn, true)
-        case "sensor.dns": logs = (.dns, false)
-        case "sensor.alert": logs = (.notice, false)
+        case "spanwatch.flow": logs = (.conn, true)
+        case "spanwatch.dns": logs = (.dns, false)
+        case "spanwatch.alert": logs = (.notice, false)
         default: return
         }
         let hour = Self.hour(metadata.timestamp)

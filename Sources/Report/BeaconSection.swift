@@ -15,15 +15,15 @@ extension ReportPage {
     func beaconStarts(_ e: EventObject) -> [Int64]? {
         guard let src = e.string("source.ip") else { return nil }
         let key: String
-        if e.string("sensor.beaconing.pair.type") == "source_host" {
-            guard let host = e.string("sensor.beaconing.server_name") ?? e.strings("related.hosts").first else { return nil }
+        if e.string("spanwatch.beaconing.pair.type") == "source_host" {
+            guard let host = e.string("spanwatch.beaconing.server_name") ?? e.strings("related.hosts").first else { return nil }
             key = ReportModel.hostKey(src, host)
         } else {
-            guard let dst = e.string("destination.ip"), let port = e.int("sensor.beaconing.port") ?? e.int("destination.port") else { return nil }
-            key = ReportModel.connKey(src, dst, port, e.string("sensor.beaconing.transport") ?? e.string("network.transport") ?? "tcp")
+            guard let dst = e.string("destination.ip"), let port = e.int("spanwatch.beaconing.port") ?? e.int("destination.port") else { return nil }
+            key = ReportModel.connKey(src, dst, port, e.string("spanwatch.beaconing.transport") ?? e.string("network.transport") ?? "tcp")
         }
         guard let all = model.starts[key] ?? model.httpFlowStarts[key] else { return nil }
-        let lo = e.time("sensor.beaconing.first_start") ?? .min, hi = e.time("sensor.beaconing.last_start") ?? .max
+        let lo = e.time("spanwatch.beaconing.first_start") ?? .min, hi = e.time("spanwatch.beaconing.last_start") ?? .max
         return all.filter { $0 >= lo && $0 <= hi }.sorted()
     }
 
@@ -31,17 +31,17 @@ extension ReportPage {
         let e = a.event
         w.raw("<article class=\"beacon\""); w.attribute("data-alert", a.anchor); w.raw("><h3><a")
         w.attribute("href", "#" + a.anchor); w.raw(">"); w.text("#\(a.index + 1)"); w.raw("</a> ")
-        w.text(e.string("sensor.beaconing.pair.text") ?? e.string("message") ?? "")
+        w.text(e.string("spanwatch.beaconing.pair.text") ?? e.string("message") ?? "")
         w.raw("</h3>\n<p class=\"meta\">")
         // Strobe and long-connection findings carry no score.
-        var meta = e.double("sensor.beaconing.score").map { "score \(Format.decimal($0, 3))" } ?? (e.string("rule.name") ?? "")
-        if let m = e.double("sensor.beaconing.interval_median") { meta += " · median interval \(Format.seconds(m))" }
-        if let m = e.double("sensor.beaconing.interval_mad") { meta += " (MAD \(Format.seconds(m)))" }
-        if let c = e.int("sensor.beaconing.connections") { meta += " · \(c) connections" }
-        if let s = e.double("sensor.beaconing.size_median") { meta += " · median size \(Format.bytes(Int64(s)))" }
+        var meta = e.double("spanwatch.beaconing.score").map { "score \(Format.decimal($0, 3))" } ?? (e.string("rule.name") ?? "")
+        if let m = e.double("spanwatch.beaconing.interval_median") { meta += " · median interval \(Format.seconds(m))" }
+        if let m = e.double("spanwatch.beaconing.interval_mad") { meta += " (MAD \(Format.seconds(m)))" }
+        if let c = e.int("spanwatch.beaconing.connections") { meta += " · \(c) connections" }
+        if let s = e.double("spanwatch.beaconing.size_median") { meta += " · median size \(Format.bytes(Int64(s)))" }
         w.text(meta)
         w.raw("</p>\n")
-        if let parts = e.object("sensor.beaconing.score_parts") {
+        if let parts = e.object("spanwatch.beaconing.score_parts") {
             w.raw("<table class=\"parts\"><thead><tr>")
             let keys = parts.fields.keys.sorted()
             for k in keys { w.element("<th>", k.replacingOccurrences(of: "_", with: " "), "</th>") }

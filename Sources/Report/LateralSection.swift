@@ -14,7 +14,7 @@ extension ReportPage {
 
     /// Hosts of the lateral-movement alerts: source, destination and every target.
     static func lateralHosts(_ e: EventObject) -> (source: String?, targets: [String]) {
-        var targets = e.strings("sensor.lateral_movement.targets")
+        var targets = e.strings("spanwatch.lateral_movement.targets")
         if let d = e.string("destination.ip"), !targets.contains(d) { targets.append(d) }
         return (e.string("source.ip"), targets)
     }

@@ -56,9 +56,9 @@ final class ReportModel {
     var lastTime: Int64?
     var versions = Set<String>()
     var sensors = Set<String>()
-    /// Last `sensor.stats` per (sensor, worker): counters are cumulative.
+    /// Last `spanwatch.stats` per (sensor, worker): counters are cumulative.
     var stats: [String: EventObject] = [:]
-    /// `sensor.evidence` file-created events by the alert ids they hold.
+    /// `spanwatch.evidence` file-created events by the alert ids they hold.
     var evidenceByAlert: [String: [EventObject]] = [:]
     var evidenceRefusals: [String: Int64] = [:]
 
@@ -75,7 +75,7 @@ final class ReportModel {
     /// Starts per (source, destination, port, transport) and per (source, TLS SNI or HTTP Host): the
     /// connections and HTTP requests a beacon alert scored.
     var starts: [String: [Int64]] = [:]
-    /// Starts of HTTP connections (their requests are the starts when `sensor.http` events are present).
+    /// Starts of HTTP connections (their requests are the starts when `spanwatch.http` events are present).
     var httpFlowStarts: [String: [Int64]] = [:]
     /// Lateral-movement-capable sessions between hosts (SMB, DCE-RPC, RDP, WinRM, SSH) by (source, destination, service).
     var adminSessions: [String: Int64] = [:]
@@ -96,19 +96,19 @@ final class ReportModel {
         if let v = e.string("observer.version") { if versions.count < 64 { versions.insert(v) } }
         if let n = e.string("observer.name") { if sensors.count < 64 { sensors.insert(n) } }
         let t = e.timestamp
-        if ds == "sensor.stats" {
-            let worker = e.value("sensor.stats.worker").map { "\($0)" } ?? "-"
+        if ds == "spanwatch.stats" {
+            let worker = e.value("spanwatch.stats.worker").map { "\($0)" } ?? "-"
             stats[(e.string("observer.name") ?? "") + "\u{0}" + worker] = e
             return
         }
-        if let t, ds != "sensor.evidence" {
+        if let t, ds != "spanwatch.evidence" {
             firstTime = min(firstTime ?? t, t)
             lastTime = max(lastTime ?? t, t)
         }
         if e.kind == "alert" {
             alerts.append(Alert(index: alerts.count, time: t ?? 0, event: e))
-            if e.string("rule.category") == "dns_tunneling", let d = e.string("sensor.dns_tunneling.domain") {
-                let score = e.double("sensor.dns_tunneling.score") ?? e.double("event.risk_score") ?? 0
+            if e.string("rule.category") == "dns_tunneling", let d = e.string("spanwatch.dns_tunneling.domain") {
+                let score = e.double("spanwatch.dns_tunneling.score") ?? e.double("event.risk_score") ?? 0
                 if var domain = domains[d] ?? (domains.count < Self.keyLimit ? Domain() : nil) {
                     domain.tunnelScore = max(domain.tunnelScore ?? 0, score)
                     domains[d] = domain
@@ -117,14 +117,14 @@ final class ReportModel {
             return
         }
         switch ds {
-        case "sensor.flow": addFlow(e)
-        case "sensor.http": addHTTP(e)
-        case "sensor.dns": addDNS(e)
-        case "sensor.evidence":
+        case "spanwatch.flow": addFlow(e)
+        case "spanwatch.http": addHTTP(e)
+        case "spanwatch.dns": addDNS(e)
+        case "spanwatch.evidence":
             if e.string("event.outcome") == "failure" {
-                bump(&evidenceRefusals, e.string("sensor.evidence.refused") ?? e.string("event.reason") ?? "unknown", 1)
+                bump(&evidenceRefusals, e.string("spanwatch.evidence.refused") ?? e.string("event.reason") ?? "unknown", 1)
             } else if e.strings("event.type").contains("creation") {
-                for id in e.strings("sensor.evidence.alert_ids") where evidenceByAlert[id] != nil || evidenceByAlert.count < Self.keyLimit {
+                for id in e.strings("spanwatch.evidence.alert_ids") where evidenceByAlert[id] != nil || evidenceByAlert.count < Self.keyLimit {
                     evidenceByAlert[id, default: []].append(e)
                 }
             }
@@ -173,10 +173,10 @@ final class ReportModel {
             bump(&adminSessions, Self.sessionKey(src, dst, service), 1)
         }
         // The starts the beacon detector samples: UDP flows the originator sent payload in, established TCP
-        // flows with payload; HTTP connections by their requests (`sensor.http`), their flow starts kept
+        // flows with payload; HTTP connections by their requests (`spanwatch.http`), their flow starts kept
         // apart for event files without HTTP events.
-        guard transport == "udp" ? (e.int("sensor.flow.orig_payload_bytes") ?? 0) > 0
-                : e.bool("sensor.flow.established") == true && (e.int("sensor.flow.orig_payload_bytes") ?? 0) > 0,
+        guard transport == "udp" ? (e.int("spanwatch.flow.orig_payload_bytes") ?? 0) > 0
+                : e.bool("spanwatch.flow.established") == true && (e.int("spanwatch.flow.orig_payload_bytes") ?? 0) > 0,
               let start = e.time("event.start") else { return }
         let http = transport == "tcp" && proto == "http"
         if let port { recordStart(start, Self.connKey(src, dst, port, transport), http: http) }
@@ -227,7 +227,7 @@ final class ReportModel {
         if domains[registered] == nil, domains.count >= Self.keyLimit { tablesFull &+= 1; return }
         var d = domains[registered] ?? Domain()
         d.queries &+= 1
-        if e.string("dns.type") == "answer" || e.string("sensor.dns.status") == "answered" { d.responses &+= 1 }
+        if e.string("dns.type") == "answer" || e.string("spanwatch.dns.status") == "answered" { d.responses &+= 1 }
         if e.string("dns.response_code") == "NXDOMAIN" { d.nxdomain &+= 1 }
         let nameBytes = Int64(name.utf8.count)
         d.nameBytes &+= nameBytes
@@ -272,14 +272,14 @@ final class ReportModel {
     var statsTotals: [String: Int64] {
         var out: [String: Int64] = [:]
         for s in stats.values {
-            for (k, v) in (s.object("sensor.stats") ?? EventObject([:])).numericLeaves() { out[k, default: 0] &+= v }
+            for (k, v) in (s.object("spanwatch.stats") ?? EventObject([:])).numericLeaves() { out[k, default: 0] &+= v }
         }
         return out
     }
 
     var statsSpan: (Int64, Int64)? {
-        let firsts = stats.values.compactMap { $0.time("sensor.stats.first_packet") }
-        let lasts = stats.values.compactMap { $0.time("sensor.stats.last_packet") }
+        let firsts = stats.values.compactMap { $0.time("spanwatch.stats.first_packet") }
+        let lasts = stats.values.compactMap { $0.time("spanwatch.stats.last_packet") }
         guard let f = firsts.min(), let l = lasts.max() else { return nil }
         return (f, l)
     }

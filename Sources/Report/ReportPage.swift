@@ -62,8 +62,8 @@ struct ReportPage {
         let span = model.statsSpan ?? model.firstTime.flatMap { f in model.lastTime.map { (f, $0) } }
         w.raw("<table class=\"kv\"><tbody>")
         row("Time span", span.map { "\(EventTime.format($0.0)) → \(EventTime.format($0.1)) (\(Format.seconds(Double($0.1 &- $0.0) / 1e6)))" } ?? "no timed events")
-        row("Packets", totals["packets"].map { Format.count($0) + " (" + Format.bytes(totals["bytes"] ?? 0) + ")" } ?? "no sensor.stats event")
-        row("Flows", (totals["flows.created"].map { Format.count($0) + " created" } ?? "no sensor.stats event") + ", \(Format.count(model.flows)) flow events")
+        row("Packets", totals["packets"].map { Format.count($0) + " (" + Format.bytes(totals["bytes"] ?? 0) + ")" } ?? "no spanwatch.stats event")
+        row("Flows", (totals["flows.created"].map { Format.count($0) + " created" } ?? "no spanwatch.stats event") + ", \(Format.count(model.flows)) flow events")
         row("Alerts", "\(model.alerts.count)" + (model.alerts.isEmpty ? "" : " (" + categoryCounts() + ")"))
         row("DNS transactions", Format.count(model.dnsTransactions))
         row("Sensor version", model.versions.isEmpty ? "unknown" : model.versions.sorted().joined(separator: ", "))
@@ -86,7 +86,7 @@ struct ReportPage {
         if model.tablesFull > 0 { notes.append(("report: values beyond the report's table bounds (counted, not listed)", Format.count(model.tablesFull))) }
         for (k, v) in model.evidenceRefusals.sorted(by: { $0.key < $1.key }) { notes.append(("evidence refused: \(k)", Format.count(v))) }
         if model.stats.isEmpty {
-            w.raw("<p class=\"note\">The events hold no <code>sensor.stats</code> event: capture loss and decode counters are unknown.</p>\n")
+            w.raw("<p class=\"note\">The events hold no <code>spanwatch.stats</code> event: capture loss and decode counters are unknown.</p>\n")
         } else if notes.isEmpty {
             w.raw("<p class=\"ok\">None: no packet lost, truncated or malformed, no reassembly gap, no bound reached.</p>\n")
         }
@@ -213,8 +213,8 @@ struct ReportPage {
             for f in model.evidenceByAlert[id] ?? [] {
                 var s = f.string("file.name") ?? f.string("file.path") ?? "evidence file"
                 if let h = f.string("file.hash.sha256") { s += " · SHA-256 \(h)" }
-                if let seq = f.int("sensor.evidence.custody.seq") { s += " · custody entry \(seq)" }
-                if let h = f.string("sensor.evidence.custody.entry_sha256") { s += " (entry hash \(h))" }
+                if let seq = f.int("spanwatch.evidence.custody.seq") { s += " · custody entry \(seq)" }
+                if let h = f.string("spanwatch.evidence.custody.entry_sha256") { s += " (entry hash \(h))" }
                 row("Evidence", s)
             }
         }

@@ -165,11 +165,11 @@ final class AggregatorService: Service, @unchecked Sendable {
         facts = f
     }
 
-    /// One `sensor.stats` event with the merge's counters (`sensor.stats.aggregate`).
+    /// One `spanwatch.stats` event with the merge's counters (`spanwatch.stats.aggregate`).
     func emitStatistics() {
         let t = totals
         emitter.emit(.stats, at: Timestamp(nanoseconds: Int64(Date().timeIntervalSince1970 * 1e9))) { w in
-            w.beginObject("sensor"); w.beginObject("stats"); w.beginObject("aggregate")
+            w.beginObject("spanwatch"); w.beginObject("stats"); w.beginObject("aggregate")
             w.field("partitions", partitions)
             w.field("records", t.records)
             w.field("facts", facts)

@@ -13,7 +13,7 @@ extension SensorConfiguration {
     /// ```yaml
     /// dns:
     ///   enabled: true              # parse DNS at all (passive DNS and the tunnelling detector)
-    ///   events: true               # sensor.dns events, one per transaction
+    ///   events: true               # spanwatch.dns events, one per transaction
     ///   transaction_timeout: 10s   # a query unanswered this long (packet clock) is reported as such
     ///   max_pending: 16384         # queries awaiting a response, per worker
     ///   tcp: true                  # DNS over TCP

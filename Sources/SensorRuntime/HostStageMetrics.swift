@@ -58,7 +58,7 @@ extension HostStageMetrics {
 }
 
 /// A worker's producer-side view of its rings: records dropped because a ring was full
-/// (`sensor_host_facts_dropped_total{worker}`), and the `sensor.stats.host_facts` fields.
+/// (`sensor_host_facts_dropped_total{worker}`), and the `spanwatch.stats.host_facts` fields.
 final class HostFactDropMetrics {
     let rings: [SPSCByteRing]
     var dropped: DeltaCounter?
@@ -79,7 +79,7 @@ final class HostFactDropMetrics {
         pushed?.publish(pushedTotal)
     }
 
-    /// `sensor.stats.host_facts`: records this worker sent to the host-level stage and dropped (ring full).
+    /// `spanwatch.stats.host_facts`: records this worker sent to the host-level stage and dropped (ring full).
     func write(into w: inout JSONWriter) {
         w.beginObject("host_facts")
         w.field("sent", pushedTotal)

@@ -17,9 +17,9 @@ public struct LiveConfiguration: Sendable, Equatable {
     public var promiscuous: Bool = true
     /// Ring block timeout (ms): latency bound for a part-filled block, and the idle wake-up interval.
     public var timeoutMilliseconds: Int = 100
-    /// How often each worker writes a `sensor.stats` event with its capture counters.
+    /// How often each worker writes a `spanwatch.stats` event with its capture counters.
     public var statsIntervalSeconds: Double = 60
-    /// Kernel drops / received over one stats interval above which a `sensor.health` warning is emitted.
+    /// Kernel drops / received over one stats interval above which a `spanwatch.health` warning is emitted.
     public var lossWarningFraction: Double = 0.01
     /// Host-level aggregator threads (S): the cross-flow detectors' state is sharded by host address
     /// over them (docs/LIVE.md, "State that spans workers"). One is enough for the fact rates of a

@@ -344,7 +344,7 @@ final class LiveWorker: WorkerHousekeeping {
         hostFacts?.publish()
     }
 
-    /// A `sensor.stats` event with the capture counters, and a `sensor.health` warning when the share of
+    /// A `spanwatch.stats` event with the capture counters, and a `spanwatch.health` warning when the share of
     /// packets the kernel dropped over the interval is above the threshold.
     func emitStatistics(_ pipeline: Pipeline, intervalSeconds: Double) {
         let cap = lastCapture
@@ -363,7 +363,7 @@ final class LiveWorker: WorkerHousekeeping {
         logger.warning("\(message)")
         pipeline.emitter.emit(.health, at: pipeline.clock, severity: 2) { w in
             w.field("message", message)
-            w.beginObject("sensor"); w.beginObject("health")
+            w.beginObject("spanwatch"); w.beginObject("health")
             w.field("check", "capture_loss")
             w.field("interface", interface)
             w.field("worker", index)

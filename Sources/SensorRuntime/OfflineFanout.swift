@@ -276,7 +276,7 @@ final class FanoutReaderService: Service, @unchecked Sendable {
     }
 }
 
-/// An offline worker's end: the usual final flush, then its `sensor.stats` with its index and host-fact
+/// An offline worker's end: the usual final flush, then its `spanwatch.stats` with its index and host-fact
 /// ring counters (one line per worker, as live).
 final class OfflineWorker: WorkerHousekeeping {
     let index: Int

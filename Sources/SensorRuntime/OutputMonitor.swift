@@ -9,7 +9,7 @@ import Logging
 /// reason (a Kafka cluster that went away, a spool that cannot be written). The first failure is logged
 /// at once; while it keeps failing, at most one line per `interval` with the events failed and lost since
 /// the previous line; the first clean second with deliveries after that logs the recovery. Counts are in
-/// `sensor.stats.outputs` and the metrics.
+/// `spanwatch.stats.outputs` and the metrics.
 final class OutputMonitor: @unchecked Sendable {
     struct Watch {
         var seen = SinkStatistics()

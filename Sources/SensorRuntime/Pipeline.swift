@@ -170,14 +170,14 @@ public final class Pipeline: PacketConsumer {
         }
     }
 
-    /// A `sensor.stats` event with this pipeline's counters.
-    /// `extra` writes more members of `sensor.stats` (a live worker's host-fact ring counters).
+    /// A `spanwatch.stats` event with this pipeline's counters.
+    /// `extra` writes more members of `spanwatch.stats` (a live worker's host-fact ring counters).
     public func emitStatistics(captureStats: CaptureStatistics? = nil, worker: Int? = nil,
                                extra: ((inout JSONWriter) -> Void)? = nil) {
         let c = counters
         let fc = flows.counters
         emitter.emit(.stats, at: clock) { w in
-            w.beginObject("sensor"); w.beginObject("stats")
+            w.beginObject("spanwatch"); w.beginObject("stats")
             if let worker { w.field("worker", worker) }
             w.field("packets", c.packets)
             w.field("bytes", c.bytes)

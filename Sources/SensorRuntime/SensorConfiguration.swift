@@ -53,9 +53,9 @@ public struct SensorConfiguration: Sendable {
     public var reassembly = ReassemblyConfiguration()
     /// `reassembly.parser_buffers_per_worker`: every stream parser buffer of a worker together.
     public var parserMemoryLimit = ParserMemoryBudget.defaultLimit
-    /// `http.events`: `sensor.http` transaction events (HTTPFilesConfiguration.swift).
+    /// `http.events`: `spanwatch.http` transaction events (HTTPFilesConfiguration.swift).
     public var httpEvents = true
-    /// `files:`: hashing of HTTP bodies and SMB reads/writes into `sensor.file` events.
+    /// `files:`: hashing of HTTP bodies and SMB reads/writes into `spanwatch.file` events.
     public var files = FileConfiguration()
 
     public init() {}

@@ -169,7 +169,7 @@ public final class ThreatIntelMatcher: PacketAnalyzer, FactObserver {
                 raise(i, field: "tls.client.ja3", observed: j, flow: flow, host: host, at: time)
             }
             if let j = ja4, let i = set.match(.ja4, j, at: time) {
-                raise(i, field: "sensor.tls.client.ja4", observed: j, flow: flow, host: host, at: time)
+                raise(i, field: "spanwatch.tls.client.ja4", observed: j, flow: flow, host: host, at: time)
             }
         case .tlsCertificate(let sha256, let sha1):
             if let h = sha256, let i = set.match(.sha256, h, at: time) {

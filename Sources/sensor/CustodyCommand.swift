@@ -16,7 +16,7 @@ struct Custody: ParsableCommand {
             deleted (present, and with the SHA-256 recorded at close) are checked. The first broken link \
             is reported with its line, sequence number and file. The chain alone cannot show that its end \
             was cut off or that it was rewritten from the start: --expect-head checks it against a head the \
-            sensor announced (sensor.evidence / sensor.stats custody.seq and entry_sha256, kept by the SIEM). \
+            sensor announced (spanwatch.evidence / spanwatch.stats custody.seq and entry_sha256, kept by the SIEM). \
             Exit status: 0 intact, 2 broken.
             """
         )

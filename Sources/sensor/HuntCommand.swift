@@ -79,7 +79,7 @@ struct Hunt: AsyncParsableCommand {
         let types = set.countsByType.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", ")
         let k = outcome.counters
         let secs = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        // Hunt writes alerts only (no sensor.stats): refused record times are reported here.
+        // Hunt writes alerts only (no spanwatch.stats): refused record times are reported here.
         let refused = k.timestampsOutOfRange > 0 ? " (\(k.timestampsOutOfRange) with a time out of range, analysed at the packet clock)" : ""
         lines.append("hunt: \(files.count) capture file(s), \(k.packets) packets\(refused), \(outcome.flowCounters.created) flows in \(String(format: "%.1f", secs)) s")
         lines.append("hunt: \(set.distinctCount) indicators (\(types)) from \(paths.count) file(s)")

@@ -52,7 +52,7 @@ struct Run: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Promiscuous mode (default on: a SPAN port's frames are not addressed to this host).")
     var promiscuous: Bool?
 
-    @Option(name: .long, help: "Seconds between sensor.stats events per worker.")
+    @Option(name: .long, help: "Seconds between spanwatch.stats events per worker.")
     var statsInterval: Double?
 
     @Option(name: .long, help: "Host-level aggregator threads for the cross-flow detectors (default 1).")

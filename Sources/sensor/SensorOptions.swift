@@ -27,7 +27,7 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: "Sensor name for observer.name (default: host name).")
     var sensorName: String?
 
-    @Flag(inversion: .prefixedNo, help: "Emit sensor.flow events for finished flows.")
+    @Flag(inversion: .prefixedNo, help: "Emit spanwatch.flow events for finished flows.")
     var flowEvents: Bool?
 
     @Option(name: .long, help: ArgumentHelp("Flow table capacity per worker, \(FlowTableConfiguration.capacityRange.lowerBound) to \(FlowTableConfiguration.capacityRange.upperBound) (the stalest flow is evicted beyond it).", valueName: "n"))
@@ -70,7 +70,7 @@ struct SensorOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Threat-intelligence indicator file or directory (list, CSV, STIX 2.1, MISP JSON). Repeatable; adds to intel.indicators.", valueName: "path"))
     var indicators: [String] = []
 
-    @Flag(inversion: .prefixedNo, help: "Emit sensor.dns passive-DNS events (one per transaction).")
+    @Flag(inversion: .prefixedNo, help: "Emit spanwatch.dns passive-DNS events (one per transaction).")
     var dnsEvents: Bool?
 
     @Option(name: .long, help: ArgumentHelp("Digests of transferred files, comma-separated (default sha256; each one more costs about as much CPU again).", valueName: "md5,sha1,sha256"))

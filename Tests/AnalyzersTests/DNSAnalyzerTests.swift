@@ -78,7 +78,7 @@ final class DNSAnalyzerTests: XCTestCase {
         d.send(d.answer(id: 7, name: "www.Example.com"), response: true, advance: 2_500_000)
         XCTAssertEqual(d.sink.events.count, 1)
         let e = d.sink.events[0]
-        XCTAssertEqual(d.sink.value(e, "event.dataset") as? String, "sensor.dns")
+        XCTAssertEqual(d.sink.value(e, "event.dataset") as? String, "spanwatch.dns")
         XCTAssertEqual(d.sink.value(e, "event.duration") as? Int, 2_500_000)
         XCTAssertEqual(d.sink.value(e, "dns.id") as? String, "7")
         XCTAssertEqual(d.sink.value(e, "dns.question.name") as? String, "www.Example.com")
@@ -87,7 +87,7 @@ final class DNSAnalyzerTests: XCTestCase {
         XCTAssertEqual(d.sink.value(e, "dns.resolved_ip") as? [String], ["192.0.2.9"])
         XCTAssertEqual(d.sink.value(e, "source.ip") as? String, "10.0.0.1")
         XCTAssertEqual(d.sink.value(e, "destination.port") as? Int, 53)
-        XCTAssertEqual(d.sink.value(e, "sensor.dns.status") as? String, "answered")
+        XCTAssertEqual(d.sink.value(e, "spanwatch.dns.status") as? String, "answered")
         XCTAssertEqual(d.analyzer.counters.transactions, 1)
     }
 
@@ -98,13 +98,13 @@ final class DNSAnalyzerTests: XCTestCase {
         XCTAssertTrue(d.sink.events.isEmpty, "not yet: the timeout is 10 s")
         d.analyzer.tick(Timestamp(nanoseconds: d.time + 11_000_000_000))
         XCTAssertEqual(d.sink.events.count, 1)
-        XCTAssertEqual(d.sink.value(d.sink.events[0], "sensor.dns.status") as? String, "unanswered")
+        XCTAssertEqual(d.sink.value(d.sink.events[0], "spanwatch.dns.status") as? String, "unanswered")
         XCTAssertEqual(d.sink.value(d.sink.events[0], "dns.type") as? String, "query")
         XCTAssertEqual(d.sink.value(d.sink.events[0], "dns.question.name") as? String, "lost.example.org")
         XCTAssertNil(d.sink.value(d.sink.events[0], "dns.response_code"))
         // A late response is then reported on its own.
         d.send(d.answer(id: 1, name: "lost.example.org", rcode: 3), response: true)
-        XCTAssertEqual(d.sink.value(d.sink.events[1], "sensor.dns.status") as? String, "response_only")
+        XCTAssertEqual(d.sink.value(d.sink.events[1], "spanwatch.dns.status") as? String, "response_only")
         XCTAssertEqual(d.sink.value(d.sink.events[1], "dns.response_code") as? String, "NXDOMAIN")
     }
 

@@ -42,7 +42,7 @@ final class SMBFileTransferTests: XCTestCase {
         mutating func close() -> [String: Any]? {
             message += 1
             h.feed(smb, Build.netbios(Build.close(file: 42, tree: 7, message: message)))
-            return sink.events.last { sink.value($0, "event.dataset") as? String == "sensor.file" }
+            return sink.events.last { sink.value($0, "event.dataset") as? String == "spanwatch.file" }
         }
     }
 
@@ -65,7 +65,7 @@ final class SMBFileTransferTests: XCTestCase {
             let e = try XCTUnwrap(s.close(), "chunk \(chunk)")
             XCTAssertEqual(s.sink.value(e, "file.hash.sha256") as? String, Self.sha256(file), "chunk \(chunk)")
             XCTAssertEqual(s.sink.value(e, "file.size") as? Int, file.count)
-            XCTAssertNil(s.sink.value(e, "sensor.file.incomplete"), "chunk \(chunk): \(e)")
+            XCTAssertNil(s.sink.value(e, "spanwatch.file.incomplete"), "chunk \(chunk): \(e)")
             XCTAssertEqual(s.hashing.counters.incomplete, 0)
             XCTAssertGreaterThan(s.hashing.counters.heldChunks, 0)
         }
@@ -81,11 +81,11 @@ final class SMBFileTransferTests: XCTestCase {
         s.reads(file, chunk: 1500, offsets: [0, 1500, 0], order: [0, 2, 1])
         s.message += 1
         s.h.feed(s.smb, Build.netbios(Build.close(file: 42, tree: 7, message: s.message)))
-        let files = s.sink.events.filter { s.sink.value($0, "event.dataset") as? String == "sensor.file" }
+        let files = s.sink.events.filter { s.sink.value($0, "event.dataset") as? String == "spanwatch.file" }
         XCTAssertEqual(files.count, 2)
         for e in files {
             XCTAssertEqual(s.sink.value(e, "file.hash.sha256") as? String, Self.sha256(file), "\(e)")
-            XCTAssertNil(s.sink.value(e, "sensor.file.incomplete"))
+            XCTAssertNil(s.sink.value(e, "spanwatch.file.incomplete"))
         }
     }
 
@@ -95,7 +95,7 @@ final class SMBFileTransferTests: XCTestCase {
         s.reads(file, chunk: 1000, offsets: [3000, 0, 2000], order: [0, 1, 2])
         let e = try XCTUnwrap(s.close())
         XCTAssertEqual(s.sink.value(e, "file.hash.sha256") as? String, Self.sha256(file[0..<1000] + file[2000..<4000]))
-        XCTAssertEqual(s.sink.value(e, "sensor.file.incomplete") as? Bool, true, "\(e)")
+        XCTAssertEqual(s.sink.value(e, "spanwatch.file.incomplete") as? Bool, true, "\(e)")
         XCTAssertEqual(s.sink.value(e, "file.size") as? Int, 3000)
     }
 
@@ -115,7 +115,7 @@ final class SMBFileTransferTests: XCTestCase {
         XCTAssertLessThanOrEqual(peak, 2 * SMBAnalyzer.heldPerStream + 64 << 10)
         let e = try XCTUnwrap(s.close())
         XCTAssertEqual(s.sink.value(e, "file.hash.sha256") as? String, Self.sha256(file[8...]))
-        XCTAssertEqual(s.sink.value(e, "sensor.file.incomplete") as? Bool, true)
+        XCTAssertEqual(s.sink.value(e, "spanwatch.file.incomplete") as? Bool, true)
         XCTAssertEqual(s.smb.budget.used, base, "held data and the transfer's charge are returned at close")
     }
 }

@@ -98,7 +98,7 @@ final class DNSTunnelDetectorTests: XCTestCase {
         XCTAssertEqual(d.sink.alerts.count, 1, "one channel alert, the rest rate-limited")
         XCTAssertGreaterThan(d.detector.counters.suppressed, 0)
         let a = d.sink.alerts[0]
-        let details = TestSupport.value(a, "sensor.dns_tunneling") as? [String: Any] ?? [:]
+        let details = TestSupport.value(a, "spanwatch.dns_tunneling") as? [String: Any] ?? [:]
         XCTAssertEqual(details["domain"] as? String, "tunnel.co.uk")
         XCTAssertEqual(details["client"] as? String, "10.0.0.5")
         XCTAssertEqual(details["rule"] as? String, "channel")
@@ -113,7 +113,7 @@ final class DNSTunnelDetectorTests: XCTestCase {
         // Single encoded name first, then the channel, then the channel escalated to exfiltration.
         XCTAssertEqual(techniques.count, 3, "\(techniques)")
         XCTAssertEqual(techniques.first, ["T1071", "T1071.004"])
-        XCTAssertEqual(d.sink.alerts.compactMap { (TestSupport.value($0, "sensor.dns_tunneling") as? [String: Any])?["rule"] as? String }, ["single_name", "channel", "channel"])
+        XCTAssertEqual(d.sink.alerts.compactMap { (TestSupport.value($0, "spanwatch.dns_tunneling") as? [String: Any])?["rule"] as? String }, ["single_name", "channel", "channel"])
         XCTAssertEqual(techniques.last, ["T1071", "T1048", "T1071.004", "T1048.003"])
     }
 
@@ -151,8 +151,8 @@ final class DNSTunnelDetectorTests: XCTestCase {
         var d = FactDriver()
         d.query("H4sICN03a2QAA3Rlc3QudHh0AAvJyCxWAKJEheLU5KLUEoW0zJxULgAge-.4S2FgAAAA-.exfil.org", type: 1)
         XCTAssertEqual(d.sink.alerts.count, 1)
-        XCTAssertEqual((d.sink.alerts.first.flatMap { TestSupport.value($0, "sensor.dns_tunneling") } as? [String: Any])?["rule"] as? String, "single_name")
-        XCTAssertEqual((d.sink.alerts.first.flatMap { TestSupport.value($0, "sensor.dns_tunneling") } as? [String: Any])?["domain"] as? String, "exfil.org")
+        XCTAssertEqual((d.sink.alerts.first.flatMap { TestSupport.value($0, "spanwatch.dns_tunneling") } as? [String: Any])?["rule"] as? String, "single_name")
+        XCTAssertEqual((d.sink.alerts.first.flatMap { TestSupport.value($0, "spanwatch.dns_tunneling") } as? [String: Any])?["domain"] as? String, "exfil.org")
     }
 
     func testWindowSlidesOnThePacketClock() {

@@ -36,7 +36,7 @@ final class DNSTunnelEvasionTests: XCTestCase {
         try DNSTunnelRules.load(path: TestSupport.repositoryRoot.appendingPathComponent("Rules/dns-tunneling.yaml").path)
     }
 
-    func details(_ a: [String: Any]) -> [String: Any] { TestSupport.value(a, "sensor.dns_tunneling") as? [String: Any] ?? [:] }
+    func details(_ a: [String: Any]) -> [String: Any] { TestSupport.value(a, "spanwatch.dns_tunneling") as? [String: Any] ?? [:] }
     func alerts(_ d: FactDriver, client: String) -> [[String: Any]] {
         d.sink.alerts.filter { details($0)["client"] as? String == client }
     }

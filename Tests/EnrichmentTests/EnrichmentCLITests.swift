@@ -33,7 +33,7 @@ final class EnrichmentCLITests: XCTestCase {
         let city = TestSupport.data("mmdb/GeoIP2-City-Test.mmdb"), asn = TestSupport.data("mmdb/GeoLite2-ASN-Test.mmdb")
         let r = try TestSupport.sensor(["replay", "--geoip-city", city, "--geoip-asn", asn, pcap.path])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let flows = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+        let flows = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
         XCTAssertEqual(flows.count, 3)
         func lookup(_ file: String, _ ip: String, _ path: String...) throws -> String? {
             let out = try TestSupport.run("mmdblookup", ["--file", file, "--ip", ip] + path).stdoutText
@@ -93,7 +93,7 @@ final class EnrichmentCLITests: XCTestCase {
         try EnrichmentCLITests.writeCapture([("81.2.69.160", "1.128.0.1")], to: pcap)
         let r = try TestSupport.sensor(["replay", "--config", conf.path, pcap.path])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let flow = try XCTUnwrap(try TestSupport.events(r).first { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" })
+        let flow = try XCTUnwrap(try TestSupport.events(r).first { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" })
         XCTAssertEqual(TestSupport.value(flow, "source.geo.city_name") as? String, "London")
         XCTAssertEqual(TestSupport.value(flow, "destination.as.number") as? Int, 1221)
         let bad = try TestSupport.sensor(["check-config", conf.path])

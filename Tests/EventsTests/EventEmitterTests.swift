@@ -63,7 +63,7 @@ final class EventEmitterTests: XCTestCase {
         XCTAssertTrue(ECSReference.isWrittenAsFloat(TestSupport.value(e, "event.risk_score") as Any))
         XCTAssertEqual(TestSupport.value(e, "event.severity") as? Int, 3)
         XCTAssertEqual(TestSupport.value(e, "related.ip") as? [String], ["10.1.1.1", "8.8.8.8"])
-        XCTAssertEqual(TestSupport.value(e, "sensor.dns_tunneling.samples") as? [String], ["a\"b\u{1}"])
+        XCTAssertEqual(TestSupport.value(e, "spanwatch.dns_tunneling.samples") as? [String], ["a\"b\u{1}"])
         XCTAssertEqual(TestSupport.value(e, "network.direction") as? String, "outbound")
         XCTAssertEqual(sink.metadata.first?.severity, 3)
         XCTAssertEqual(seen, ["dns_tunneling.channel"])
@@ -87,7 +87,7 @@ final class EventEmitterTests: XCTestCase {
         XCTAssertEqual(String(decoding: line[range], as: UTF8.self), "1:LQU9qZlK+B5F3KDmev6m5PMibrg=")
         let e = try XCTUnwrap(try sink.objects().first)
         XCTAssertEqual(try EventSchema.load().problems(e), [])
-        XCTAssertEqual(TestSupport.value(e, "sensor.flow.tcp_state") as? String, "syn_sent")
+        XCTAssertEqual(TestSupport.value(e, "spanwatch.flow.tcp_state") as? String, "syn_sent")
         XCTAssertEqual(TestSupport.value(e, "network.direction") as? String, "external")
         XCTAssertEqual(TestSupport.value(e, "related.ip") as? [String], ["128.232.110.120", "66.35.250.204"])
         // event.id: 32 hex digits from the event's bytes: the same flow gives the same id, another flow another.

@@ -9,7 +9,7 @@ final class JSONWriterNestingTests: XCTestCase {
         var w = JSONWriter()
         w.beginObject()
         w.field("a", 1)
-        w.beginObject("sensor"); w.beginObject("health")
+        w.beginObject("spanwatch"); w.beginObject("health")
         w.field("check", "capture_loss")
         w.field("loss_fraction", 0.25)
         w.endObject(); w.endObject()
@@ -17,7 +17,7 @@ final class JSONWriterNestingTests: XCTestCase {
         w.field("ok", true)
         w.endObject()
         let obj = try JSONSerialization.jsonObject(with: Data(w.bytes)) as? [String: Any]
-        let health = (obj?["sensor"] as? [String: Any])?["health"] as? [String: Any]
+        let health = (obj?["spanwatch"] as? [String: Any])?["health"] as? [String: Any]
         XCTAssertEqual(health?["check"] as? String, "capture_loss")
         XCTAssertEqual((health?["loss_fraction"] as? NSNumber)?.doubleValue, 0.25)
         let list = obj?["list"] as? [Any]

@@ -134,11 +134,11 @@ final class CustodyFaultTests: XCTestCase {
         let full = try EvidenceReplay.replay(try source, key: sized.key, work: sized.work, evidenceDir: mnt)
         XCTAssertEqual(full.result.status, 0, full.result.stderr)
         XCTAssertTrue(full.result.stderr.contains("no custody entry") && full.result.stderr.contains("No space left"), full.result.stderr)
-        XCTAssertFalse(full.dataset("sensor.flow").isEmpty, "capture went on")
-        XCTAssertFalse(full.dataset("sensor.alert").isEmpty)
-        let stats = try XCTUnwrap(full.dataset("sensor.stats").last)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.evidence.failures") as? Int, 1)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.evidence.captures_closed") as? Int, 0)
+        XCTAssertFalse(full.dataset("spanwatch.flow").isEmpty, "capture went on")
+        XCTAssertFalse(full.dataset("spanwatch.alert").isEmpty)
+        let stats = try XCTUnwrap(full.dataset("spanwatch.stats").last)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.evidence.failures") as? Int, 1)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.evidence.captures_closed") as? Int, 0)
         let names = try FileManager.default.contentsOfDirectory(atPath: mnt.path)
         XCTAssertEqual(names, ["custody.jsonl"], "no evidence file without its entry, no partial file")
         let log = mnt.appendingPathComponent("custody.jsonl").path
@@ -158,7 +158,7 @@ final class CustodyFaultTests: XCTestCase {
     // MARK: Torn last line
 
     /// Half a line appended by hand (what a crash mid-write leaves): the next start cuts it off, logs the
-    /// repair in the chain (bytes removed and their SHA-256) and in a `sensor.health` event, and captures on.
+    /// repair in the chain (bytes removed and their SHA-256) and in a `spanwatch.health` event, and captures on.
     func testTornLastLineIsRepairedAtStartAndTheRepairIsLogged() throws {
         let first = try EvidenceReplay.replay(try source)
         defer { try? FileManager.default.removeItem(at: first.work) }
@@ -186,9 +186,9 @@ final class CustodyFaultTests: XCTestCase {
         XCTAssertEqual(repair["removed_sha256"] as? String, Hex.string(Crypto.SHA256.hash(data: torn)))
         XCTAssertEqual((repair["removed_base64"] as? String).flatMap { Data(base64Encoded: $0) }, Data(torn), "the torn bytes are kept in the chain")
         XCTAssertGreaterThan(after.count, entries.count + 1, "the run after the repair kept its evidence")
-        let health = second.dataset("sensor.health")
-        XCTAssertEqual(health.compactMap { TestSupport.value($0, "sensor.health.check") as? String }, ["custody_log_repaired"])
-        XCTAssertEqual(health.first.flatMap { TestSupport.value($0, "sensor.health.removed_bytes") as? Int }, torn.count)
+        let health = second.dataset("spanwatch.health")
+        XCTAssertEqual(health.compactMap { TestSupport.value($0, "spanwatch.health.check") as? String }, ["custody_log_repaired"])
+        XCTAssertEqual(health.first.flatMap { TestSupport.value($0, "spanwatch.health.removed_bytes") as? Int }, torn.count)
         let ok = try Self.verify(second.custodyLog)
         XCTAssertEqual(ok.status, 0, ok.stderr)
         let schema = try EventSchema.load()
@@ -278,8 +278,8 @@ final class CustodyFaultTests: XCTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: victim.path), "retention did not delete outside the directory")
         XCTAssertTrue(FileManager.default.fileExists(atPath: other.path))
         XCTAssertTrue(run.result.stderr.contains("names a path, not a file"), run.result.stderr)
-        let stats = try XCTUnwrap(run.dataset("sensor.stats").last)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.evidence.unsafe_names") as? Int, 2)
+        let stats = try XCTUnwrap(run.dataset("spanwatch.stats").last)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.evidence.unsafe_names") as? Int, 2)
         XCTAssertFalse(try EvidenceChecks.custodyEntries(log).contains { $0["action"] as? String == CustodyAction.deleted })
         XCTAssertGreaterThan(try Self.closed(log).count, 2, "evidence capture went on")
     }
@@ -287,7 +287,7 @@ final class CustodyFaultTests: XCTestCase {
     // MARK: A log that does not verify
 
     /// An entry edited in the middle of the log is tampering, not a crash: the log is not touched, but the
-    /// sensor runs with evidence capture off (logged, a `sensor.health` event, counted in sensor.stats,
+    /// sensor runs with evidence capture off (logged, a `spanwatch.health` event, counted in spanwatch.stats,
     /// each triggering alert refused with `custody_unavailable`) instead of exiting; verify still fails.
     func testBrokenChainTurnsEvidenceOffNotTheSensor() throws {
         let first = try EvidenceReplay.replay(try source)
@@ -305,14 +305,14 @@ final class CustodyFaultTests: XCTestCase {
         XCTAssertEqual(run.result.status, 0, "capture goes on: \(run.result.stderr)")
         XCTAssertTrue(run.result.stderr.contains("evidence capture is OFF"), run.result.stderr)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: first.custodyLog)), tampered, "the log is left as found")
-        XCTAssertFalse(run.dataset("sensor.flow").isEmpty, "flows still reported")
-        XCTAssertFalse(run.dataset("sensor.alert").isEmpty, "alerts still reported")
-        let health = run.dataset("sensor.health")
-        XCTAssertEqual(health.compactMap { TestSupport.value($0, "sensor.health.check") as? String }, ["evidence_disabled"])
-        let stats = try XCTUnwrap(run.dataset("sensor.stats").last)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.evidence.enabled") as? Bool, false)
-        XCTAssertGreaterThan(TestSupport.value(stats, "sensor.stats.evidence.refused_custody") as? Int ?? 0, 0)
-        XCTAssertTrue(run.dataset("sensor.evidence").contains { TestSupport.value($0, "sensor.evidence.refused") as? String == "custody_unavailable" })
+        XCTAssertFalse(run.dataset("spanwatch.flow").isEmpty, "flows still reported")
+        XCTAssertFalse(run.dataset("spanwatch.alert").isEmpty, "alerts still reported")
+        let health = run.dataset("spanwatch.health")
+        XCTAssertEqual(health.compactMap { TestSupport.value($0, "spanwatch.health.check") as? String }, ["evidence_disabled"])
+        let stats = try XCTUnwrap(run.dataset("spanwatch.stats").last)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.evidence.enabled") as? Bool, false)
+        XCTAssertGreaterThan(TestSupport.value(stats, "spanwatch.stats.evidence.refused_custody") as? Int ?? 0, 0)
+        XCTAssertTrue(run.dataset("spanwatch.evidence").contains { TestSupport.value($0, "spanwatch.evidence.refused") as? String == "custody_unavailable" })
         let schema = try EventSchema.load()
         for e in run.events { XCTAssertEqual(schema.problems(e), []) }
         let verify = try Self.verify(first.custodyLog)
@@ -355,27 +355,27 @@ final class CustodyFaultTests: XCTestCase {
         let removed = try EvidenceChecks.custodyEntries(first.custodyLog).filter { $0["action"] as? String == CustodyAction.partialRemoved }
         XCTAssertEqual(removed.map { $0["file"] as? String }, ["20260101T000000Z-stale-1.pcapng.age.partial"])
         XCTAssertEqual(removed.first?["file_bytes"] as? Int, 1234)
-        let stats = try XCTUnwrap(second.dataset("sensor.stats").last)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.evidence.partials_removed") as? Int, 1)
+        let stats = try XCTUnwrap(second.dataset("spanwatch.stats").last)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.evidence.partials_removed") as? Int, 1)
         XCTAssertEqual(try Self.verify(first.custodyLog).status, 0)
     }
 
     // MARK: Anchoring
 
     /// The chain alone does not show a cut-off end (or an emptied log): the head announced in the event
-    /// stream (`sensor.stats.evidence.custody`, `sensor.evidence` custody seq/hash) does, with --expect-head.
+    /// stream (`spanwatch.stats.evidence.custody`, `spanwatch.evidence` custody seq/hash) does, with --expect-head.
     func testExpectedHeadCatchesWhatTheChainCannot() throws {
         let run = try EvidenceReplay.replay(try source)
         defer { try? FileManager.default.removeItem(at: run.work) }
         XCTAssertEqual(run.result.status, 0, run.result.stderr)
-        let stats = try XCTUnwrap(run.dataset("sensor.stats").last)
-        let seq = try XCTUnwrap(TestSupport.value(stats, "sensor.stats.evidence.custody.seq") as? Int)
-        let hash = try XCTUnwrap(TestSupport.value(stats, "sensor.stats.evidence.custody.entry_sha256") as? String)
+        let stats = try XCTUnwrap(run.dataset("spanwatch.stats").last)
+        let seq = try XCTUnwrap(TestSupport.value(stats, "spanwatch.stats.evidence.custody.seq") as? Int)
+        let hash = try XCTUnwrap(TestSupport.value(stats, "spanwatch.stats.evidence.custody.entry_sha256") as? String)
         let entries = try EvidenceChecks.custodyEntries(run.custodyLog)
         XCTAssertEqual(seq, entries.count)
         XCTAssertEqual(hash, entries.last?["entry_sha256"] as? String)
-        let created = try XCTUnwrap(run.dataset("sensor.evidence").last { TestSupport.value($0, "event.type") as? [String] == ["creation"] })
-        XCTAssertEqual(TestSupport.value(created, "sensor.evidence.custody.entry_sha256") as? String, hash)
+        let created = try XCTUnwrap(run.dataset("spanwatch.evidence").last { TestSupport.value($0, "event.type") as? [String] == ["creation"] })
+        XCTAssertEqual(TestSupport.value(created, "spanwatch.evidence.custody.entry_sha256") as? String, hash)
 
         let head = ["--expect-head", "\(seq):\(hash)"]
         XCTAssertEqual(try Self.verify(run.custodyLog, head).status, 0)

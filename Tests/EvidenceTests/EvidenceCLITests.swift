@@ -35,7 +35,7 @@ final class EvidenceCLITests: XCTestCase {
             for e in run.events { XCTAssertEqual(ecs.problems(e), [], source) }
             // The alerts a trigger in Rules/evidence.yaml selects (category and severity).
             let alerts = run.events.filter { e in
-                guard TestSupport.value(e, "event.dataset") as? String == "sensor.alert",
+                guard TestSupport.value(e, "event.dataset") as? String == "spanwatch.alert",
                       let category = TestSupport.value(e, "rule.category") as? String,
                       let severity = (TestSupport.value(e, "event.severity") as? Int).flatMap(Severity.init(rawValue:)) else { return false }
                 return triggers.contains { ($0.categories.isEmpty || $0.categories.contains(category)) && severity >= $0.minimumSeverity }

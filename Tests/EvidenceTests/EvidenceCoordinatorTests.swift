@@ -75,7 +75,7 @@ final class MultiWorkerHarness {
         if finish { for p in pipelines { p.finish(emitStats: false) } }
     }
 
-    var outcomes: [[String: Any]] { sink.dataset("sensor.evidence") }
+    var outcomes: [[String: Any]] { sink.dataset("spanwatch.evidence") }
 }
 
 final class EvidenceCoordinatorTests: XCTestCase {
@@ -136,7 +136,7 @@ final class EvidenceCoordinatorTests: XCTestCase {
         XCTAssertEqual(packets.count, (entries[0]["packets"] as? NSNumber)?.intValue)
         let events = h.outcomes
         XCTAssertEqual(events.count, 1, "one outcome event")
-        XCTAssertEqual(TestSupport.value(events[0], "sensor.evidence.alert_ids") as? [String], [first.id, second.id])
+        XCTAssertEqual(TestSupport.value(events[0], "spanwatch.evidence.alert_ids") as? [String], [first.id, second.id])
         XCTAssertEqual(TestSupport.value(events[0], "event.outcome") as? String, "success")
         XCTAssertEqual(h.store.openSlots, 0)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: h.evidenceDir.path).filter { $0.hasSuffix(".partial") }, [])
@@ -183,8 +183,8 @@ final class EvidenceCoordinatorTests: XCTestCase {
         XCTAssertEqual(h.coordinator.counters.capturesClosed, 1)
         let refused = h.outcomes.filter { TestSupport.value($0, "event.outcome") as? String == "failure" }
         XCTAssertEqual(refused.count, 1)
-        XCTAssertEqual(TestSupport.value(refused[0], "sensor.evidence.refused") as? String, "concurrency_cap")
-        XCTAssertEqual(TestSupport.value(refused[0], "sensor.evidence.alert_ids") as? [String], [other.id])
+        XCTAssertEqual(TestSupport.value(refused[0], "spanwatch.evidence.refused") as? String, "concurrency_cap")
+        XCTAssertEqual(TestSupport.value(refused[0], "spanwatch.evidence.alert_ids") as? [String], [other.id])
         XCTAssertEqual(h.outcomes.count, 2, "one outcome per alert")
         XCTAssertEqual(try EvidenceChecks.custodyEntries(h.custodyLog).count, 1)
     }
@@ -203,7 +203,7 @@ final class EvidenceCoordinatorTests: XCTestCase {
         let events = h.outcomes
         XCTAssertEqual(events.count, 1)
         XCTAssertEqual(TestSupport.value(events[0], "event.reason") as? String, "no_packets_in_scope")
-        XCTAssertEqual(TestSupport.value(events[0], "sensor.evidence.alert_ids") as? [String], [alert.id])
+        XCTAssertEqual(TestSupport.value(events[0], "spanwatch.evidence.alert_ids") as? [String], [alert.id])
         XCTAssertEqual((try? String(contentsOfFile: h.custodyLog, encoding: .utf8)) ?? "", "")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: h.evidenceDir.path), ["custody.jsonl"])
         XCTAssertEqual(h.store.diskUsage, 0)

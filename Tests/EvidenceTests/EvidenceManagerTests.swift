@@ -61,10 +61,10 @@ final class Harness {
 
     deinit { try? FileManager.default.removeItem(at: work) }
 
-    /// Every event written so far conforms to docs/SCHEMA.md (sensor.evidence included).
+    /// Every event written so far conforms to docs/SCHEMA.md (spanwatch.evidence included).
     func assertEventsConform(file: StaticString = #filePath, line: UInt = #line) throws {
         let schema = try EventSchema.load()
-        XCTAssertNotNil(schema.sections["sensor.evidence"], file: file, line: line)
+        XCTAssertNotNil(schema.sections["spanwatch.evidence"], file: file, line: line)
         for e in sink.events {
             XCTAssertEqual(schema.problems(e), [], file: file, line: line)
         }
@@ -109,7 +109,7 @@ final class EvidenceManagerTests: XCTestCase {
     /// for the busiest host pair; the evidence decrypts with `age -d`, capinfos/tshark read it with its
     /// comments, its packets equal tcpdump's cut for the scope over the file's window (lookback
     /// included), the custody hashes match, modes are 0600/0700, no plaintext touches the disk, and the
-    /// `sensor.evidence` event links the alert to the file and its hash.
+    /// `spanwatch.evidence` event links the alert to the file and its hash.
     func testEvidenceForEveryC2AndBeaconCapture() throws {
         let captures = TestSupport.captures("c2-nonstd-port") + TestSupport.captures("beacon")
         XCTAssertGreaterThanOrEqual(captures.count, 10)
@@ -143,11 +143,11 @@ final class EvidenceManagerTests: XCTestCase {
             EvidenceChecks.assertNoPlaintext(of: packets, in: parts)
             // Lookback: the pair's packets before the alert are there (the alert is at the pair's middle packet).
             XCTAssertLessThan(try XCTUnwrap(packets.first).timestamp, alert.timestamp.nanoseconds, "\(source): lookback packets present")
-            let ev = try XCTUnwrap(h.sink.dataset("sensor.evidence").first, source)
+            let ev = try XCTUnwrap(h.sink.dataset("spanwatch.evidence").first, source)
             XCTAssertEqual(TestSupport.value(ev, "file.hash.sha256") as? String, entry["sha256"] as? String)
-            XCTAssertEqual(TestSupport.value(ev, "sensor.evidence.alert_ids") as? [String], [alert.id])
+            XCTAssertEqual(TestSupport.value(ev, "spanwatch.evidence.alert_ids") as? [String], [alert.id])
             XCTAssertEqual(TestSupport.value(ev, "file.name") as? String, entry["file"] as? String)
-            XCTAssertEqual(TestSupport.value(ev, "sensor.evidence.custody.seq") as? Int, 1)
+            XCTAssertEqual(TestSupport.value(ev, "spanwatch.evidence.custody.seq") as? Int, 1)
             XCTAssertEqual(CustodyVerifier.verify(path: h.custodyLog).firstProblem, nil)
             try h.assertEventsConform()
         }
@@ -187,9 +187,9 @@ final class EvidenceManagerTests: XCTestCase {
         XCTAssertEqual(h.manager.coordinator.counters.refusedConcurrency, 1)
         XCTAssertEqual(h.store.counters.refusedConcurrency, 1)
         XCTAssertEqual(h.manager.coordinator.counters.capturesClosed, 1)
-        let refused = h.sink.dataset("sensor.evidence").filter { TestSupport.value($0, "event.outcome") as? String == "failure" }
+        let refused = h.sink.dataset("spanwatch.evidence").filter { TestSupport.value($0, "event.outcome") as? String == "failure" }
         XCTAssertEqual(refused.count, 1)
-        XCTAssertEqual(TestSupport.value(refused[0], "sensor.evidence.refused") as? String, "concurrency_cap")
+        XCTAssertEqual(TestSupport.value(refused[0], "spanwatch.evidence.refused") as? String, "concurrency_cap")
         try h.assertEventsConform()
 
         let d = try Harness(triggers: [Self.pairTrigger]) { $0.maxDiskBytes = 100_000 }
@@ -213,7 +213,7 @@ final class EvidenceManagerTests: XCTestCase {
     }
 
     /// Retention: once the period passes (wall clock), the file is deleted and the deletion is logged
-    /// in the chain; verification still passes and counts it; a `sensor.evidence` deletion event follows.
+    /// in the chain; verification still passes and counts it; a `spanwatch.evidence` deletion event follows.
     func testRetentionDeletesAndLogs() throws {
         let source = try XCTUnwrap(TestSupport.captures("c2-nonstd-port").first { $0.hasSuffix("http-on-port-5432.pcap") })
         let pair = try EvidenceChecks.busiestPair(source)
@@ -236,7 +236,7 @@ final class EvidenceManagerTests: XCTestCase {
         XCTAssertNil(report.firstProblem)
         XCTAssertEqual(report.filesDeleted, 1)
         h.manager.tick(Timestamp(seconds: 2_000_000_000))
-        XCTAssertEqual(h.sink.dataset("sensor.evidence").filter { (TestSupport.value($0, "event.type") as? [String]) == ["deletion"] }.count, 1)
+        XCTAssertEqual(h.sink.dataset("spanwatch.evidence").filter { (TestSupport.value($0, "event.type") as? [String]) == ["deletion"] }.count, 1)
         try h.assertEventsConform()
 
         // A store opened later on the same directory inherits the chain and the inventory.
@@ -293,7 +293,7 @@ final class EvidenceManagerTests: XCTestCase {
         XCTAssertEqual(h.manager.coordinator.counters.emptyDiscarded, 1)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: h.evidenceDir.path).filter { $0.contains(".pcapng") }, [])
         XCTAssertEqual((try? String(contentsOfFile: h.custodyLog, encoding: .utf8)) ?? "", "")
-        let ev = h.sink.dataset("sensor.evidence")
+        let ev = h.sink.dataset("spanwatch.evidence")
         XCTAssertEqual(ev.count, 1)
         XCTAssertEqual(ev.first.flatMap { TestSupport.value($0, "event.reason") as? String }, "no_packets_in_scope")
         try h.assertEventsConform()

@@ -9,7 +9,7 @@ import XCTest
 final class FileOutputTests: XCTestCase {
     func write(_ sink: StreamSink, _ n: Int) {
         var json = "{\"n\":\(n)}"
-        json.withUTF8 { sink.write(UnsafeRawBufferPointer($0), metadata: EventMetadata(dataset: "sensor.flow", kind: .event, timestamp: Timestamp(nanoseconds: 0))) }
+        json.withUTF8 { sink.write(UnsafeRawBufferPointer($0), metadata: EventMetadata(dataset: "spanwatch.flow", kind: .event, timestamp: Timestamp(nanoseconds: 0))) }
     }
 
     func testRotationByAgeAndReopen() throws {

@@ -58,7 +58,7 @@ final class KafkaOutputTests: XCTestCase {
         XCTAssertGreaterThan(expected.count, 50)
         // A separate stdout-only run gives the same events (the stats event names the outputs, so it differs).
         let alone = try TestSupport.sensor(["replay"] + KafkaOutputTests.captures)
-        let notStats = { (l: String) in !l.contains("\"dataset\":\"sensor.stats\"") }
+        let notStats = { (l: String) in !l.contains("\"dataset\":\"spanwatch.stats\"") }
         XCTAssertTrue(countOccurrences(alone.lines.filter(notStats)) == countOccurrences(expected.filter(notStats)))
 
         let messages = try consume(boot, topic: "events")
@@ -127,21 +127,21 @@ final class KafkaOutputTests: XCTestCase {
 
     /// Topic per dataset: `{dataset}` in the topic routes flows and stats to their own topics.
     func testTopicPerDataset() throws {
-        let boot = try startBroker(topics: ["ev-sensor.flow", "ev-sensor.stats"])
+        let boot = try startBroker(topics: ["ev-spanwatch.flow", "ev-spanwatch.stats"])
         let spool = try TestSupport.temporaryDirectory("kafka-spool")
         defer { try? FileManager.default.removeItem(at: spool) }
         let kafka = "kafka://\(boot)/ev-{dataset}?spool=\(spool.path)&key=source_ip&compression.codec=zstd"
         let run = try TestSupport.sensor(["replay", "--output", "stdout", "--output", kafka, TestSupport.data("pcaps/beacon/test-cc-capture-2.pcap")])
         XCTAssertEqual(run.status, 0, run.stderr)
-        let flows = run.lines.filter { $0.contains("\"dataset\":\"sensor.flow\"") }
-        let got = try consume(boot, topic: "ev-sensor.flow")
+        let flows = run.lines.filter { $0.contains("\"dataset\":\"spanwatch.flow\"") }
+        let got = try consume(boot, topic: "ev-spanwatch.flow")
         XCTAssertEqual(got.count, flows.count)
         for m in got.prefix(20) {
             let parts = m.split(separator: "\t", maxSplits: 1).map(String.init)
             let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(parts[1].utf8)) as? [String: Any])
             XCTAssertEqual(parts[0], TestSupport.value(obj, "source.ip") as? String, "keyed by source.ip")
         }
-        XCTAssertEqual(try consume(boot, topic: "ev-sensor.stats").count, 1)
+        XCTAssertEqual(try consume(boot, topic: "ev-spanwatch.stats").count, 1)
     }
 
     /// Every record carries `dataset`, `sensor` and `schema_version` headers (read back with kcat's %h),
@@ -165,9 +165,9 @@ final class KafkaOutputTests: XCTestCase {
             let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(parts[1].utf8)) as? [String: Any])
             let dataset = try XCTUnwrap(TestSupport.value(obj, "event.dataset") as? String)
             XCTAssertEqual(headers, ["dataset=\(dataset)", "sensor=tap-7", "schema_version=8.11.0"], line)
-            if dataset == "sensor.stats" { stats = obj }
+            if dataset == "spanwatch.stats" { stats = obj }
         }
-        let outputs = try XCTUnwrap(TestSupport.value(try XCTUnwrap(stats), "sensor.stats.outputs") as? [[String: Any]])
+        let outputs = try XCTUnwrap(TestSupport.value(try XCTUnwrap(stats), "spanwatch.stats.outputs") as? [[String: Any]])
         let accepted = try XCTUnwrap(outputs.first?["accepted"] as? Int), delivered = try XCTUnwrap(outputs.first?["delivered"] as? Int)
         XCTAssertEqual(accepted, r.lines.count - 1, "every event before the statistics")
         XCTAssertEqual(delivered, accepted, "statistics written after the final flush")
@@ -183,7 +183,7 @@ final class KafkaOutputTests: XCTestCase {
         let again = try TestSupport.run("kcat", ["-C", "-b", boot, "-t", "events", "-o", "beginning", "-e", "-q", "-f", "%h\n", "-X", "log_level=3"])
         let resent = again.lines.filter { $0.contains("sensor=tap-8") }
         XCTAssertEqual(resent.count, r.lines.count, "the spooled run's events, each with its headers")
-        XCTAssertTrue(resent.allSatisfy { $0.contains("dataset=sensor.") && $0.contains("schema_version=8.11.0") }, "\(resent.prefix(3))")
+        XCTAssertTrue(resent.allSatisfy { $0.contains("dataset=spanwatch.") && $0.contains("schema_version=8.11.0") }, "\(resent.prefix(3))")
     }
 
     /// No `spool=`: `$STATE_DIRECTORY/spool` under systemd, missing parents made 0700 (a per-user state
@@ -306,7 +306,7 @@ final class KafkaOutputTests: XCTestCase {
         let pad = String(repeating: "x", count: 450)
         func write(_ sink: KafkaSink, _ kind: EventKind, _ i: Int) {
             var json = "{\"event\":{\"kind\":\"\(kind.name)\"},\"n\":\(i),\"pad\":\"\(pad)\"}"
-            json.withUTF8 { sink.write(UnsafeRawBufferPointer($0), metadata: EventMetadata(dataset: kind == .alert ? "sensor.alert" : "sensor.flow", kind: kind,
+            json.withUTF8 { sink.write(UnsafeRawBufferPointer($0), metadata: EventMetadata(dataset: kind == .alert ? "spanwatch.alert" : "spanwatch.flow", kind: kind,
                                                                                            timestamp: Timestamp(nanoseconds: 0))) }
         }
         var sink: KafkaSink? = try KafkaSink(options: options)

@@ -49,7 +49,7 @@ final class OutputSpecTests: XCTestCase {
 
     /// `datasets=` on any output, taken out before the output's own options; file rotation options.
     func testDatasetFilterAndFileOptions() throws {
-        let k = try OutputSpec(parsing: "kafka://k1:9092/{dataset}?datasets=alert,sensor.dns&key=none")
+        let k = try OutputSpec(parsing: "kafka://k1:9092/{dataset}?datasets=alert,spanwatch.dns&key=none")
         XCTAssertEqual(k.datasets?.datasets, [.alert, .dns])
         guard case .kafka(let ko) = k.target else { return XCTFail("\(k)") }
         XCTAssertEqual(ko.key, .none)
@@ -68,8 +68,8 @@ final class OutputSpecTests: XCTestCase {
             XCTAssertThrowsError(try OutputSpec(parsing: bad), bad)
         }
         let filter = DatasetFilter([.dns])
-        XCTAssertTrue(filter.admits("sensor.dns"))
-        XCTAssertFalse(filter.admits("sensor.flow"))
-        XCTAssertFalse(filter.admits("sensor.unknown"))
+        XCTAssertTrue(filter.admits("spanwatch.dns"))
+        XCTAssertFalse(filter.admits("spanwatch.flow"))
+        XCTAssertFalse(filter.admits("spanwatch.unknown"))
     }
 }

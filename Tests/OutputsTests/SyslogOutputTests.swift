@@ -128,7 +128,7 @@ final class SyslogOutputTests: XCTestCase {
         var events: [String] = []
         TestSupport.waitUntil(timeout: 20) {
             while let l = sensor.readLine(timeout: 0.05) { events.append(l) }
-            return events.contains { $0.contains("\"dataset\":\"sensor.stats\"") }
+            return events.contains { $0.contains("\"dataset\":\"spanwatch.stats\"") }
         }
         usleep(700_000)
         XCTAssertTrue(sensor.process.isRunning, "the sensor waits for the collector")

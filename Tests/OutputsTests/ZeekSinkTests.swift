@@ -49,10 +49,10 @@ final class ZeekSinkPartialEventTests: XCTestCase {
         let sink = try ZeekSink(directory: dir.path)
         let t = Timestamp(seconds: 1_714_564_800)
         let events: [(StaticString, String)] = [
-            ("sensor.dns", #"{"@timestamp":"2024-05-01T12:00:00.000000Z","source":{"ip":"10.0.0.1"},"dns":{"id":"7"}}"#),
-            ("sensor.flow", #"{"source":{"ip":5},"destination":{"ip":"10.0.0.2"}}"#),
-            ("sensor.alert", #"{"rule":{"id":"x.y"},"message":"m","source":{"ip":"10.0.0.1"}}"#),
-            ("sensor.flow", #"{"source":{"ip":"10.0.0.1"},"destination":{"ip":"10.0.0.2"},"network":{"transport":"udp"}}"#),
+            ("spanwatch.dns", #"{"@timestamp":"2024-05-01T12:00:00.000000Z","source":{"ip":"10.0.0.1"},"dns":{"id":"7"}}"#),
+            ("spanwatch.flow", #"{"source":{"ip":5},"destination":{"ip":"10.0.0.2"}}"#),
+            ("spanwatch.alert", #"{"rule":{"id":"x.y"},"message":"m","source":{"ip":"10.0.0.1"}}"#),
+            ("spanwatch.flow", #"{"source":{"ip":"10.0.0.1"},"destination":{"ip":"10.0.0.2"},"network":{"transport":"udp"}}"#),
         ]
         for (dataset, json) in events {
             var bytes = Array(json.utf8)

@@ -35,7 +35,7 @@ final class ReportBuilderTests: XCTestCase {
     /// and last start; others (failed attempts, other pairs, outside the window) are not.
     func testBeaconPointsComeFromThePairsFlows() {
         func flow(_ start: String, src: String = "10.0.0.1", port: Int = 443, established: Bool = true, payload: Int = 100) -> String {
-            #"{"@timestamp":"\#(start)","event":{"kind":"event","dataset":"sensor.flow","start":"\#(start)"},"network":{"transport":"tcp","bytes":500},"source":{"ip":"\#(src)"},"destination":{"ip":"192.0.2.9","port":\#(port)},"sensor":{"flow":{"established":\#(established),"orig_payload_bytes":\#(payload)}}}"#
+            #"{"@timestamp":"\#(start)","event":{"kind":"event","dataset":"spanwatch.flow","start":"\#(start)"},"network":{"transport":"tcp","bytes":500},"source":{"ip":"\#(src)"},"destination":{"ip":"192.0.2.9","port":\#(port)},"spanwatch":{"flow":{"established":\#(established),"orig_payload_bytes":\#(payload)}}}"#
         }
         var lines = (0..<6).map { flow("2024-01-01T00:00:\(String(format: "%02d", 10 + $0 * 5)).000000Z") }
         lines.append(flow("2024-01-01T00:00:12.000000Z", established: false))
@@ -43,7 +43,7 @@ final class ReportBuilderTests: XCTestCase {
         lines.append(flow("2024-01-01T00:00:14.000000Z", src: "10.0.0.2"))
         lines.append(flow("2024-01-01T00:00:16.000000Z", port: 8443))
         lines.append(flow("2024-01-01T00:00:50.000000Z"))
-        lines.append(#"{"@timestamp":"2024-01-01T00:01:00Z","event":{"kind":"alert","dataset":"sensor.alert","severity":2},"rule":{"id":"beaconing.destination","category":"beaconing"},"source":{"ip":"10.0.0.1"},"destination":{"ip":"192.0.2.9","port":443},"network":{"transport":"tcp"},"sensor":{"beaconing":{"pair":{"type":"source_destination_port","text":"x"},"port":443,"transport":"tcp","connections":6,"first_start":"2024-01-01T00:00:10Z","last_start":"2024-01-01T00:00:35Z"}}}"#)
+        lines.append(#"{"@timestamp":"2024-01-01T00:01:00Z","event":{"kind":"alert","dataset":"spanwatch.alert","severity":2},"rule":{"id":"beaconing.destination","category":"beaconing"},"source":{"ip":"10.0.0.1"},"destination":{"ip":"192.0.2.9","port":443},"network":{"transport":"tcp"},"spanwatch":{"beaconing":{"pair":{"type":"source_destination_port","text":"x"},"port":443,"transport":"tcp","connections":6,"first_start":"2024-01-01T00:00:10Z","last_start":"2024-01-01T00:00:35Z"}}}"#)
         let html = page(lines)
         XCTAssertEqual(count("<circle class=\"conn", in: html), 6)
         XCTAssertEqual(count("<article class=\"card", in: html), 1)
@@ -52,7 +52,7 @@ final class ReportBuilderTests: XCTestCase {
     /// A→B then B→C later is a chain; B→C before A→B is not.
     func testLateralChainNeedsTimeOrder() {
         func alert(_ t: String, _ s: String, _ d: String) -> String {
-            #"{"@timestamp":"\#(t)","event":{"kind":"alert","dataset":"sensor.alert","severity":3},"rule":{"id":"lateral_movement.admin_share","category":"lateral_movement"},"source":{"ip":"\#(s)"},"destination":{"ip":"\#(d)","port":445},"sensor":{"lateral_movement":{"targets":["\#(d)"]}}}"#
+            #"{"@timestamp":"\#(t)","event":{"kind":"alert","dataset":"spanwatch.alert","severity":3},"rule":{"id":"lateral_movement.admin_share","category":"lateral_movement"},"source":{"ip":"\#(s)"},"destination":{"ip":"\#(d)","port":445},"spanwatch":{"lateral_movement":{"targets":["\#(d)"]}}}"#
         }
         let chained = page([alert("2024-01-01T00:00:00Z", "10.0.0.1", "10.0.0.2"), alert("2024-01-01T01:00:00Z", "10.0.0.2", "10.0.0.3")])
         XCTAssertEqual(count("class=\"edge chain\"", in: chained), 2)
@@ -64,7 +64,7 @@ final class ReportBuilderTests: XCTestCase {
 
     /// Lines that are not JSON objects are counted in the summary, not fatal.
     func testJunkLinesAreCounted() {
-        let html = page(["not json", "[1,2]", "{\"event\":{\"kind\":\"event\",\"dataset\":\"sensor.dns\"}}", "   "])
+        let html = page(["not json", "[1,2]", "{\"event\":{\"kind\":\"event\",\"dataset\":\"spanwatch.dns\"}}", "   "])
         XCTAssertTrue(html.contains("report: lines that are not JSON objects</th><td>2</td>"), html)
     }
 }

@@ -50,7 +50,7 @@ final class AggregateTests: XCTestCase {
         var a = Alerts()
         for line in lines {
             guard let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
-            if let s = ((o["sensor"] as? [String: Any])?["stats"] as? [String: Any])?["aggregate"] as? [String: Any] { a.stats = s; continue }
+            if let s = ((o["spanwatch"] as? [String: Any])?["stats"] as? [String: Any])?["aggregate"] as? [String: Any] { a.stats = s; continue }
             guard let rule = o["rule"] as? [String: Any], let category = rule["category"] as? String else { continue }
             guard hostCategories.contains(category) else { a.other += 1; continue }
             let src = (o["source"] as? [String: Any])?["ip"] as? String ?? "-"
@@ -247,7 +247,7 @@ final class AggregateTests: XCTestCase {
         var killed: [String] = []
         while let l = victim.readLine(timeout: 60) {
             killed.append(l)
-            if l.contains("\"sensor.alert\"") { break }
+            if l.contains("\"spanwatch.alert\"") { break }
         }
         kill(victim.process.processIdentifier, SIGKILL)
         victim.process.waitUntilExit()

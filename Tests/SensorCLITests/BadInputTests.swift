@@ -12,7 +12,7 @@ final class BadInputTests: XCTestCase {
 
     func stats(_ r: TestSupport.ProcessResult) throws -> [String: Any] {
         let events = try TestSupport.events(r)
-        return try XCTUnwrap(events.last { TestSupport.value($0, "event.dataset") as? String == "sensor.stats" }, "no stats event: \(r.stderr)")
+        return try XCTUnwrap(events.last { TestSupport.value($0, "event.dataset") as? String == "spanwatch.stats" }, "no stats event: \(r.stderr)")
     }
 
     func testMissingFile() throws {
@@ -48,8 +48,8 @@ final class BadInputTests: XCTestCase {
         let r = try TestSupport.sensor(["replay", path("cut.pcap")])
         XCTAssertEqual(r.status, 3, r.stderr)
         XCTAssertTrue(r.stderr.contains("cut.pcap") && r.stderr.contains("after packet \(complete)"), r.stderr)
-        XCTAssertEqual(TestSupport.value(try stats(r), "sensor.stats.packets") as? Int, complete)
-        XCTAssertFalse(try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }.isEmpty)
+        XCTAssertEqual(TestSupport.value(try stats(r), "spanwatch.stats.packets") as? Int, complete)
+        XCTAssertFalse(try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }.isEmpty)
     }
 
     func testTruncatedPcapng() throws {
@@ -58,7 +58,7 @@ final class BadInputTests: XCTestCase {
         try full.prefix(full.count / 2).write(to: URL(fileURLWithPath: path("half.pcapng")))
         let r = try TestSupport.sensor(["replay", path("half.pcapng")])
         XCTAssertEqual(r.status, 3, r.stderr)
-        XCTAssertGreaterThan(TestSupport.value(try stats(r), "sensor.stats.packets") as? Int ?? 0, 10)
+        XCTAssertGreaterThan(TestSupport.value(try stats(r), "spanwatch.stats.packets") as? Int ?? 0, 10)
     }
 
     /// A record whose captured length is absurd: libpcap refuses it; packets before it still count.
@@ -72,7 +72,7 @@ final class BadInputTests: XCTestCase {
         let r = try TestSupport.sensor(["replay", path("lying.pcap")])
         XCTAssertEqual(r.status, 3, r.stderr)
         XCTAssertTrue(r.stderr.contains("lying.pcap"), r.stderr)
-        XCTAssertEqual(TestSupport.value(try stats(r), "sensor.stats.packets") as? Int, 2)
+        XCTAssertEqual(TestSupport.value(try stats(r), "spanwatch.stats.packets") as? Int, 2)
     }
 
     /// Random bytes as packets, under every link type we decode: all counted, none crash the sensor.
@@ -88,8 +88,8 @@ final class BadInputTests: XCTestCase {
             let r = try TestSupport.sensor(["replay", path("random-\(linkType).pcap")])
             XCTAssertEqual(r.status, 0, "link type \(linkType): \(r.stderr)")
             let s = try stats(r)
-            XCTAssertEqual(TestSupport.value(s, "sensor.stats.packets") as? Int, 3000)
-            let decode = try XCTUnwrap(TestSupport.value(s, "sensor.stats.decode") as? [String: Int])
+            XCTAssertEqual(TestSupport.value(s, "spanwatch.stats.packets") as? Int, 3000)
+            let decode = try XCTUnwrap(TestSupport.value(s, "spanwatch.stats.decode") as? [String: Int])
             XCTAssertEqual(decode.values.reduce(0, +), 3000, "every packet lands in exactly one decode outcome")
         }
     }

@@ -64,11 +64,11 @@ final class BeaconCaptureTests: XCTestCase {
         XCTAssertEqual(TestSupport.value(a, "destination.ip") as? String, "10.0.9.9")
         XCTAssertEqual(TestSupport.value(a, "destination.port") as? Int, 8080)
         // Scored every minute of packet time: the alert comes once enough requests are in, each one a start.
-        let n = try XCTUnwrap(TestSupport.value(a, "sensor.beaconing.connections") as? Int)
+        let n = try XCTUnwrap(TestSupport.value(a, "spanwatch.beaconing.connections") as? Int)
         XCTAssertTrue((5...20).contains(n), "\(n)")
-        XCTAssertEqual(TestSupport.value(a, "sensor.beaconing.distinct_starts") as? Int, n)
-        XCTAssertEqual(TestSupport.value(a, "sensor.beaconing.protocol") as? String, "http")
-        XCTAssertEqual(TestSupport.value(a, "sensor.beaconing.interval_median") as? Double ?? 0, 60, accuracy: 0.01)
+        XCTAssertEqual(TestSupport.value(a, "spanwatch.beaconing.distinct_starts") as? Int, n)
+        XCTAssertEqual(TestSupport.value(a, "spanwatch.beaconing.protocol") as? String, "http")
+        XCTAssertEqual(TestSupport.value(a, "spanwatch.beaconing.interval_median") as? Double ?? 0, 60, accuracy: 0.01)
         // Three requests in one connection: too few starts, nothing.
         let short = path("short.pcap")
         try keepAlive(requests: 3, every: 60).write(to: short)
@@ -90,8 +90,8 @@ final class BeaconCaptureTests: XCTestCase {
         for key in ["source.ip", "destination.ip", "destination.port", "rule.id"] {
             XCTAssertEqual("\(TestSupport.value(a, key) ?? "-")", "\(TestSupport.value(b, key) ?? "-")", key)
         }
-        let sa = try XCTUnwrap(TestSupport.value(a, "sensor.beaconing.score") as? Double)
-        let sb = try XCTUnwrap(TestSupport.value(b, "sensor.beaconing.score") as? Double)
+        let sa = try XCTUnwrap(TestSupport.value(a, "spanwatch.beaconing.score") as? Double)
+        let sb = try XCTUnwrap(TestSupport.value(b, "spanwatch.beaconing.score") as? Double)
         // Scoring rounds fall at other packet times in the merged replay (its clock starts in 2014), so the
         // alert may come a round earlier or later: the score differs by at most that round's starts.
         XCTAssertEqual(sa, sb, accuracy: 0.05)

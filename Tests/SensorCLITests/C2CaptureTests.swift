@@ -41,10 +41,10 @@ final class C2CaptureTests: XCTestCase {
             XCTAssertEqual(TestSupport.value(a, "source.ip") as? String, src, name)
             XCTAssertEqual(TestSupport.value(a, "destination.ip") as? String, dst, name)
             XCTAssertEqual(TestSupport.value(a, "destination.port") as? Int, port, name)
-            let median = try XCTUnwrap(TestSupport.value(a, "sensor.beaconing.interval_median") as? Double)
+            let median = try XCTUnwrap(TestSupport.value(a, "spanwatch.beaconing.interval_median") as? Double)
             XCTAssertTrue(period.contains(median), "\(name): median interval \(median)")
-            XCTAssertGreaterThanOrEqual(TestSupport.value(a, "sensor.beaconing.distinct_starts") as? Int ?? 0, 4)
-            XCTAssertNotNil(TestSupport.value(a, "sensor.beaconing.score_parts.interval_dispersion"))
+            XCTAssertGreaterThanOrEqual(TestSupport.value(a, "spanwatch.beaconing.distinct_starts") as? Int ?? 0, 4)
+            XCTAssertNotNil(TestSupport.value(a, "spanwatch.beaconing.score_parts.interval_dispersion"))
             let techniques = TestSupport.techniqueIDs(a) ?? []
             XCTAssertTrue(techniques.contains("T1071.001"), "\(techniques)")
         }
@@ -88,9 +88,9 @@ final class C2CaptureTests: XCTestCase {
             guard let a = found.first else { continue }
             XCTAssertEqual(TestSupport.value(a, "destination.ip") as? String, dst, name)
             XCTAssertEqual(TestSupport.value(a, "destination.port") as? Int, port, name)
-            XCTAssertEqual(TestSupport.value(a, "sensor.nonstandard_port_c2.protocol") as? String, proto, name)
+            XCTAssertEqual(TestSupport.value(a, "spanwatch.nonstandard_port_c2.protocol") as? String, proto, name)
             XCTAssertEqual(TestSupport.techniqueIDs(a), ["T1571"], name)
-            XCTAssertNotNil(TestSupport.value(a, "sensor.nonstandard_port_c2.score_parts.base"), name)
+            XCTAssertNotNil(TestSupport.value(a, "spanwatch.nonstandard_port_c2.score_parts.base"), name)
         }
         // Merlin over QUIC on UDP 443 is QUIC on its own port, so the port rules have nothing to say; its
         // ClientHello (read from the decrypted client Initial) names no server: an encrypted session to a
@@ -104,17 +104,17 @@ final class C2CaptureTests: XCTestCase {
         XCTAssertEqual(TestSupport.value(a, "source.ip") as? String, "10.0.0.4")
         XCTAssertEqual(TestSupport.value(a, "destination.ip") as? String, "24.199.110.233")
         XCTAssertEqual(TestSupport.value(a, "destination.port") as? Int, 443)
-        XCTAssertEqual(TestSupport.value(a, "sensor.nonstandard_port_c2.finding") as? String, "encrypted_session_to_bare_ip")
-        XCTAssertEqual(TestSupport.value(a, "sensor.nonstandard_port_c2.reason") as? String, "no_server_name")
-        XCTAssertEqual(TestSupport.value(a, "sensor.nonstandard_port_c2.protocol") as? String, "quic")
-        XCTAssertEqual(TestSupport.value(a, "sensor.nonstandard_port_c2.transport") as? String, "udp")
-        XCTAssertEqual(TestSupport.value(a, "sensor.nonstandard_port_c2.alpn") as? [String], ["h3"])
-        XCTAssertEqual(TestSupport.value(a, "sensor.nonstandard_port_c2.packets") as? Int, 100)
-        XCTAssertTrue((TestSupport.value(a, "sensor.nonstandard_port_c2.ja4") as? String)?.hasPrefix("q13i") == true)
+        XCTAssertEqual(TestSupport.value(a, "spanwatch.nonstandard_port_c2.finding") as? String, "encrypted_session_to_bare_ip")
+        XCTAssertEqual(TestSupport.value(a, "spanwatch.nonstandard_port_c2.reason") as? String, "no_server_name")
+        XCTAssertEqual(TestSupport.value(a, "spanwatch.nonstandard_port_c2.protocol") as? String, "quic")
+        XCTAssertEqual(TestSupport.value(a, "spanwatch.nonstandard_port_c2.transport") as? String, "udp")
+        XCTAssertEqual(TestSupport.value(a, "spanwatch.nonstandard_port_c2.alpn") as? [String], ["h3"])
+        XCTAssertEqual(TestSupport.value(a, "spanwatch.nonstandard_port_c2.packets") as? Int, 100)
+        XCTAssertTrue((TestSupport.value(a, "spanwatch.nonstandard_port_c2.ja4") as? String)?.hasPrefix("q13i") == true)
         XCTAssertEqual(TestSupport.techniqueIDs(a), ["T1571", "T1573"])
-        let flow = try XCTUnwrap(merlin.first { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" })
+        let flow = try XCTUnwrap(merlin.first { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" })
         XCTAssertEqual(TestSupport.value(flow, "network.protocol") as? String, "quic")
-        XCTAssertEqual(TestSupport.value(flow, "sensor.tls.client.ja4") as? String, TestSupport.value(a, "sensor.nonstandard_port_c2.ja4") as? String)
+        XCTAssertEqual(TestSupport.value(flow, "spanwatch.tls.client.ja4") as? String, TestSupport.value(a, "spanwatch.nonstandard_port_c2.ja4") as? String)
         // Every capture of the category raises the alert.
         let all = Set(TestSupport.captures("c2-nonstd-port").map { URL(fileURLWithPath: $0).lastPathComponent })
         XCTAssertEqual(all, Set(expected.keys).union([merlinName]))
@@ -139,16 +139,16 @@ final class C2CaptureTests: XCTestCase {
         let r = try XCTUnwrap(rows.first)
         XCTAssertEqual(r[4], "", "Merlin dials the IP: no SNI")
         XCTAssertEqual(r[11], "h3")
-        let flows = try replay(path).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+        let flows = try replay(path).filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
         let flow = try XCTUnwrap(flows.first {
             TestSupport.value($0, "source.ip") as? String == r[0] && "\(TestSupport.value($0, "source.port") ?? "")" == r[1]
                 && TestSupport.value($0, "destination.ip") as? String == r[2] && "\(TestSupport.value($0, "destination.port") ?? "")" == r[3]
         })
         XCTAssertNil(TestSupport.value(flow, "tls.client.server_name"))
         XCTAssertEqual(TestSupport.value(flow, "tls.client.ja3") as? String, r[5])
-        XCTAssertEqual((TestSupport.value(flow, "sensor.tls.client.alpn") as? [String])?.joined(separator: ","), r[11])
+        XCTAssertEqual((TestSupport.value(flow, "spanwatch.tls.client.alpn") as? [String])?.joined(separator: ","), r[11])
         XCTAssertEqual(TestSupport.value(flow, "tls.version") as? String, "1.3")
-        let ja4 = try XCTUnwrap(TestSupport.value(flow, "sensor.tls.client.ja4") as? String)
+        let ja4 = try XCTUnwrap(TestSupport.value(flow, "spanwatch.tls.client.ja4") as? String)
         XCTAssertEqual(ja4, try ja4Reference(r, transport: "q"))
         if hasJA4 { XCTAssertEqual(ja4, r[14]) }
     }
@@ -177,7 +177,7 @@ final class C2CaptureTests: XCTestCase {
                                    "-e", "tls.handshake.extensions_alpn_str", "-e", "tls.handshake.sig_hash_alg_len",
                                    "-e", "tcp.seq"])
             guard !rows.isEmpty else { continue }
-            let flows = try replay(path).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+            let flows = try replay(path).filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
             var byTuple: [String: [String: Any]] = [:]
             for f in flows {
                 let k = "\(TestSupport.value(f, "source.ip") ?? "") \(TestSupport.value(f, "source.port") ?? "") \(TestSupport.value(f, "destination.ip") ?? "") \(TestSupport.value(f, "destination.port") ?? "")"
@@ -196,7 +196,7 @@ final class C2CaptureTests: XCTestCase {
                 XCTAssertEqual(TestSupport.value(flow, "network.protocol") as? String, "tls", "\(path) \(k)")
                 XCTAssertEqual(TestSupport.value(flow, "tls.client.ja3") as? String, r[5], "\(path) \(k)")
                 XCTAssertEqual(TestSupport.value(flow, "tls.client.server_name") as? String, r[4].isEmpty ? nil : r[4], "\(path) \(k)")
-                XCTAssertEqual(TestSupport.value(flow, "sensor.tls.client.ja4") as? String, try ja4Reference(r), "\(path) \(k)")
+                XCTAssertEqual(TestSupport.value(flow, "spanwatch.tls.client.ja4") as? String, try ja4Reference(r), "\(path) \(k)")
                 compared += 1
             }
         }
@@ -238,10 +238,10 @@ final class C2CaptureTests: XCTestCase {
             let flow = try XCTUnwrap(byTuple[k], "no QUIC flow event for \(k)")
             XCTAssertEqual(TestSupport.value(flow, "tls.client.ja3") as? String, r[5], k)
             XCTAssertEqual(TestSupport.value(flow, "tls.client.server_name") as? String, r[4].isEmpty ? nil : r[4], k)
-            XCTAssertEqual((TestSupport.value(flow, "sensor.tls.client.alpn") as? [String])?.joined(separator: ","), r[11].isEmpty ? nil : r[11], k)
+            XCTAssertEqual((TestSupport.value(flow, "spanwatch.tls.client.alpn") as? [String])?.joined(separator: ","), r[11].isEmpty ? nil : r[11], k)
             // JA4 recomputed once per distinct client (the Python reference is a process per call).
             if ja4Checked.insert(r[5] + r[11]).inserted {
-                XCTAssertEqual(TestSupport.value(flow, "sensor.tls.client.ja4") as? String, try ja4Reference(r, transport: "q"), k)
+                XCTAssertEqual(TestSupport.value(flow, "spanwatch.tls.client.ja4") as? String, try ja4Reference(r, transport: "q"), k)
             }
             compared += 1
         }
@@ -296,7 +296,7 @@ print(part_a + "_" + tr(cb) + "_" + tr(eb))
                                    "-e", "http.host", "-e", "http.request.uri", "-e", "http.request.method", "-e", "http.user_agent",
                                    "-o", "tcp.desegment_tcp_streams:TRUE"] + decodeAsHTTP(path))
             guard !rows.isEmpty else { continue }
-            let flows = try replay(path).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+            let flows = try replay(path).filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
             var byTuple: [String: [String: Any]] = [:]
             for f in flows {
                 let k = "\(TestSupport.value(f, "source.ip") ?? "") \(TestSupport.value(f, "source.port") ?? "") \(TestSupport.value(f, "destination.ip") ?? "") \(TestSupport.value(f, "destination.port") ?? "")"

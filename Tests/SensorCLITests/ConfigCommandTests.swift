@@ -52,15 +52,15 @@ final class ConfigCommandTests: XCTestCase {
         for path in [c2, lateral] {
             let on = try TestSupport.events(try TestSupport.sensor(["replay", path]))
             let off = try TestSupport.events(try TestSupport.sensor(["replay", "--config", cfg, path]))
-            let alerts = { (e: [[String: Any]]) in e.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.alert" } }
+            let alerts = { (e: [[String: Any]]) in e.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.alert" } }
             let flows = { (e: [[String: Any]]) in Set(e.compactMap { TestSupport.value($0, "network.community_id") as? String }) }
             XCTAssertFalse(alerts(on).isEmpty, "\(path): alerts with the families on")
             XCTAssertTrue(alerts(off).isEmpty, "\(path): \(alerts(off))")
             XCTAssertEqual(flows(on), flows(off), path)
-            for namespace in ["sensor.smb", "sensor.dce_rpc", "http", "tls"] {
+            for namespace in ["spanwatch.smb", "spanwatch.dce_rpc", "http", "tls"] {
                 XCTAssertFalse(off.contains { TestSupport.value($0, namespace) != nil }, "\(path): \(namespace)")
             }
-            XCTAssertTrue(on.contains { TestSupport.value($0, path == c2 ? "http" : "sensor.smb") != nil }, path)
+            XCTAssertTrue(on.contains { TestSupport.value($0, path == c2 ? "http" : "spanwatch.smb") != nil }, path)
         }
     }
 }

@@ -24,7 +24,7 @@ final class DNSReplayTests: XCTestCase {
     }
 
     func tunnelAlerts(_ events: [[String: Any]]) -> [[String: Any]] {
-        events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.alert" && TestSupport.value($0, "rule.category") as? String == "dns_tunneling" }
+        events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.alert" && TestSupport.value($0, "rule.category") as? String == "dns_tunneling" }
     }
 
     func testEveryTunnelCaptureRaisesAnAlertNamingItsDomain() throws {
@@ -36,10 +36,10 @@ final class DNSReplayTests: XCTestCase {
             let alerts = tunnelAlerts(try replay([path]))
             XCTAssertFalse(alerts.isEmpty, "\(file): no dns_tunneling alert")
             for a in alerts {
-                XCTAssertEqual(TestSupport.value(a, "sensor.dns_tunneling.domain") as? String, expected, file)
+                XCTAssertEqual(TestSupport.value(a, "spanwatch.dns_tunneling.domain") as? String, expected, file)
                 XCTAssertTrue((TestSupport.techniqueIDs(a) ?? []).contains("T1071.004"), file)
-                XCTAssertNotNil(TestSupport.value(a, "sensor.dns_tunneling.client") as? String, file)
-                let samples = TestSupport.value(a, "sensor.dns_tunneling.sample_queries") as? [String] ?? []
+                XCTAssertNotNil(TestSupport.value(a, "spanwatch.dns_tunneling.client") as? String, file)
+                let samples = TestSupport.value(a, "spanwatch.dns_tunneling.sample_queries") as? [String] ?? []
                 XCTAssertFalse(samples.isEmpty, file)
                 XCTAssertTrue(samples.allSatisfy { $0.lowercased().hasSuffix(expected) }, "\(file): \(samples)")
                 XCTAssertEqual(TestSupport.value(a, "related.hosts") as? [String], [expected], file)
@@ -63,7 +63,7 @@ final class DNSReplayTests: XCTestCase {
         XCTAssertFalse(captures.isEmpty)
         for path in captures {
             let alerts = tunnelAlerts(try replay([path]))
-            XCTAssertTrue(alerts.isEmpty, "\(path): \(alerts.map { TestSupport.value($0, "sensor.dns_tunneling.domain") ?? "" })")
+            XCTAssertTrue(alerts.isEmpty, "\(path): \(alerts.map { TestSupport.value($0, "spanwatch.dns_tunneling.domain") ?? "" })")
         }
     }
 
@@ -121,7 +121,7 @@ final class DNSReplayTests: XCTestCase {
     func sensorDNS(_ events: [[String: Any]]) -> (all: [String], responses: [String]) {
         var all: [String] = [], responses: [String] = []
         // tshark's "dns" is unicast DNS; mDNS and LLMNR are separate protocols there.
-        for e in events where TestSupport.value(e, "event.dataset") as? String == "sensor.dns" && TestSupport.value(e, "network.protocol") as? String == "dns" {
+        for e in events where TestSupport.value(e, "event.dataset") as? String == "spanwatch.dns" && TestSupport.value(e, "network.protocol") as? String == "dns" {
             let id = TestSupport.value(e, "dns.id") as? String ?? "?"
             let qname = DNSReplayTests.normalise(TestSupport.value(e, "dns.question.name") as? String ?? "")
             all.append("\(id) \(qname)")
@@ -133,7 +133,7 @@ final class DNSReplayTests: XCTestCase {
         return (all, responses)
     }
 
-    /// Every response tshark sees is one `sensor.dns` answer event with the same id, question and answer
+    /// Every response tshark sees is one `spanwatch.dns` answer event with the same id, question and answer
     /// names (in order); every query tshark sees belongs to some transaction event.
     func testPassiveDNSAgreesWithTshark() throws {
         guard TestSupport.hasTool("tshark") else { throw XCTSkip("tshark not installed (scripts/install-deps.sh test)") }
@@ -155,10 +155,10 @@ final class DNSReplayTests: XCTestCase {
 
     func testTransactionsPairQueriesWithResponses() throws {
         let events = try replay([TestSupport.data("pcaps/dns-tunnel/dnscat2.pcap")])
-        let dns = events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.dns" }
+        let dns = events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.dns" }
         XCTAssertEqual(dns.count, 12)
         for e in dns {
-            XCTAssertEqual(TestSupport.value(e, "sensor.dns.status") as? String, "answered")
+            XCTAssertEqual(TestSupport.value(e, "spanwatch.dns.status") as? String, "answered")
             XCTAssertEqual(TestSupport.value(e, "dns.question.registered_domain") as? String, "biillpi.com")
             XCTAssertEqual(TestSupport.value(e, "network.protocol") as? String, "dns")
             XCTAssertEqual(TestSupport.value(e, "destination.port") as? Int, 53)
@@ -174,13 +174,13 @@ final class DNSReplayTests: XCTestCase {
 
     func testEventsSwitchOffButDetectionStays() throws {
         let events = try replay([TestSupport.data("pcaps/dns-tunnel/dnscat2.pcap")], ["--no-dns-events"])
-        XCTAssertTrue(events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.dns" }.isEmpty)
+        XCTAssertTrue(events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.dns" }.isEmpty)
         XCTAssertFalse(tunnelAlerts(events).isEmpty)
         let dir = try TestSupport.temporaryDirectory()
         let config = dir.appendingPathComponent("sensor.yaml")
         try "dns:\n  enabled: false\n".write(to: config, atomically: true, encoding: .utf8)
         let off = try replay([TestSupport.data("pcaps/dns-tunnel/dnscat2.pcap")], ["--config", config.path])
-        XCTAssertTrue(off.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.dns" }.isEmpty)
+        XCTAssertTrue(off.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.dns" }.isEmpty)
         XCTAssertTrue(tunnelAlerts(off).isEmpty)
     }
 
@@ -220,12 +220,12 @@ final class DNSReplayTests: XCTestCase {
         let path = dir.appendingPathComponent("dns-tcp.pcap").path
         try TCPDNSCapture.write(to: path)
         let events = try replay([path])
-        let dns = events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.dns" }
+        let dns = events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.dns" }
         let names = dns.compactMap { TestSupport.value($0, "dns.question.name") as? String }.sorted()
         XCTAssertEqual(names, ["a.example.com", "b.example.com", "c.example.com"])
         for e in dns {
             XCTAssertEqual(TestSupport.value(e, "network.transport") as? String, "tcp")
-            XCTAssertEqual(TestSupport.value(e, "sensor.dns.status") as? String, "answered")
+            XCTAssertEqual(TestSupport.value(e, "spanwatch.dns.status") as? String, "answered")
         }
         let t = try tsharkDNS(path)
         let s = sensorDNS(events)

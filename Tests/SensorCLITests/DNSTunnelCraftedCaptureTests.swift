@@ -118,14 +118,14 @@ final class DNSTunnelCraftedCaptureTests: XCTestCase {
         let r = try TestSupport.sensor(["replay", "--psl", TestSupport.data("psl/public_suffix_list.dat"), path])
         XCTAssertEqual(r.status, 0, r.stderr)
         let alerts = try TestSupport.events(r).filter { TestSupport.value($0, "rule.category") as? String == "dns_tunneling" }
-        func of(_ client: String) -> [[String: Any]] { alerts.filter { TestSupport.value($0, "sensor.dns_tunneling.client") as? String == client } }
-        let summary = alerts.map { "\(TestSupport.value($0, "sensor.dns_tunneling.client") ?? "") \(TestSupport.value($0, "rule.id") ?? "") \(TestSupport.value($0, "sensor.dns_tunneling.domain") ?? "-")" }
+        func of(_ client: String) -> [[String: Any]] { alerts.filter { TestSupport.value($0, "spanwatch.dns_tunneling.client") as? String == client } }
+        let summary = alerts.map { "\(TestSupport.value($0, "spanwatch.dns_tunneling.client") ?? "") \(TestSupport.value($0, "rule.id") ?? "") \(TestSupport.value($0, "spanwatch.dns_tunneling.domain") ?? "-")" }
 
         XCTAssertEqual(Set(of("10.1.0.7").compactMap { TestSupport.value($0, "rule.id") as? String }), ["dns_tunneling.server_channel"], "\(summary)")
-        XCTAssertEqual(Set(of("10.1.0.8").compactMap { TestSupport.value($0, "sensor.dns_tunneling.domain") as? String }), ["evil.com"], "\(summary)")
-        XCTAssertEqual(of("10.1.0.8").first.flatMap { TestSupport.value($0, "sensor.dns_tunneling.search_suffix") as? String }, "corp.local")
-        XCTAssertEqual(Set(of("10.1.0.9").compactMap { TestSupport.value($0, "sensor.dns_tunneling.domain") as? String }), ["evil-txt.com"], "\(summary)")
-        XCTAssertGreaterThan(of("10.1.0.9").first.flatMap { TestSupport.value($0, "sensor.dns_tunneling.mean_answer_payload") as? Double } ?? 0, 150)
+        XCTAssertEqual(Set(of("10.1.0.8").compactMap { TestSupport.value($0, "spanwatch.dns_tunneling.domain") as? String }), ["evil.com"], "\(summary)")
+        XCTAssertEqual(of("10.1.0.8").first.flatMap { TestSupport.value($0, "spanwatch.dns_tunneling.search_suffix") as? String }, "corp.local")
+        XCTAssertEqual(Set(of("10.1.0.9").compactMap { TestSupport.value($0, "spanwatch.dns_tunneling.domain") as? String }), ["evil-txt.com"], "\(summary)")
+        XCTAssertGreaterThan(of("10.1.0.9").first.flatMap { TestSupport.value($0, "spanwatch.dns_tunneling.mean_answer_payload") as? Double } ?? 0, 150)
         XCTAssertTrue(of("10.1.0.20").isEmpty, "\(summary)")
         XCTAssertTrue(of(resolver).isEmpty, "\(summary)")
         XCTAssertEqual(alerts.count, of("10.1.0.7").count + of("10.1.0.8").count + of("10.1.0.9").count, "\(summary)")

@@ -34,8 +34,8 @@ final class DeployTests: XCTestCase {
         while let f = e.nextObject() as? String {
             guard f.hasSuffix(".swift") else { continue }
             let text = try String(contentsOf: sources.appendingPathComponent(f), encoding: .utf8)
-            for part in text.components(separatedBy: "dataset: \"sensor.").dropFirst() {
-                declared.insert("sensor." + part.prefix { $0 != "\"" })
+            for part in text.components(separatedBy: "dataset: \"spanwatch.").dropFirst() {
+                declared.insert("spanwatch." + part.prefix { $0 != "\"" })
             }
         }
         let known = Set(EventDataset.allCases.map(\.qualifiedName))

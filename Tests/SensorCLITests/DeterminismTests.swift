@@ -11,8 +11,8 @@ final class DeterminismTests: XCTestCase {
         let b = try TestSupport.sensor(["replay"] + files + ["--log-level", "error"])
         XCTAssertEqual(a.status, 0, a.stderr)
         XCTAssertGreaterThan(a.lines.count, 1000)
-        // sensor.stats carries delivery counts of the outputs so far, which depend on flush timing.
-        let events = { (r: TestSupport.ProcessResult) in r.lines.filter { !$0.contains("\"dataset\":\"sensor.stats\"") }.sorted() }
+        // spanwatch.stats carries delivery counts of the outputs so far, which depend on flush timing.
+        let events = { (r: TestSupport.ProcessResult) in r.lines.filter { !$0.contains("\"dataset\":\"spanwatch.stats\"") }.sorted() }
         XCTAssertEqual(events(a).count, a.lines.count - 1)
         XCTAssertEqual(events(a), events(b))
     }

@@ -25,7 +25,7 @@ final class ECSConformanceTests: XCTestCase {
             }
         }
         XCTAssertEqual(problems, [:])
-        for d in ["sensor.flow", "sensor.dns", "sensor.alert", "sensor.stats"] { XCTAssertGreaterThan(datasets[d] ?? 0, 0, d) }
+        for d in ["spanwatch.flow", "spanwatch.dns", "spanwatch.alert", "spanwatch.stats"] { XCTAssertGreaterThan(datasets[d] ?? 0, 0, d) }
         XCTAssertGreaterThan(datasets.values.reduce(0, +), 5000)
     }
 
@@ -47,7 +47,7 @@ final class ECSConformanceTests: XCTestCase {
                 if path.hasPrefix(ECSReference.vendorNamespace + ".") { continue }
                 // `geo.location` is an ECS geo_point, documented (and written) as its `lat` and `lon`.
                 if path.hasSuffix(".lat") || path.hasSuffix(".lon"), ecs.fields[String(path.dropLast(4))]?.type == "geo_point", f.type == "float" { continue }
-                guard let e = ecs.fields[path] else { problems.append("\(name): \(path) is neither ECS nor under sensor.*"); continue }
+                guard let e = ecs.fields[path] else { problems.append("\(name): \(path) is neither ECS nor under spanwatch.*"); continue }
                 let isArray = f.type.hasSuffix("[]")
                 let base = isArray ? String(f.type.dropLast(2)) : f.type
                 if !(kinds[base] ?? []).contains(e.type) { problems.append("\(name): \(path) documented \(f.type), ECS \(e.type)") }
@@ -63,7 +63,7 @@ final class ECSConformanceTests: XCTestCase {
     func testCheckRejectsWrongFields() throws {
         let ecs = try ECSReference.load()
         let r = try TestSupport.sensor(["replay", TestSupport.data("pcaps/benign/dns.pcap"), "--log-level", "error"])
-        let good = try XCTUnwrap(try TestSupport.events(r).first { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" })
+        let good = try XCTUnwrap(try TestSupport.events(r).first { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" })
         XCTAssertEqual(ecs.problems(good), [])
         func broken(_ path: [String], _ value: Any) -> [String] {
             func set(_ d: [String: Any], _ p: ArraySlice<String>) -> [String: Any] {
@@ -82,6 +82,6 @@ final class ECSConformanceTests: XCTestCase {
         XCTAssertEqual(broken(["network", "transport"], ["tcp"]).count, 1, "an array where ECS has a single value")
         XCTAssertEqual(broken(["network", "surprise"], "x").count, 1, "a field ECS does not define")
         XCTAssertEqual(broken(["beaconing", "score"], 0.5).count, 1, "a custom namespace outside the vendor one")
-        XCTAssertEqual(broken(["sensor", "beaconing", "score"], 0.5), [], "the vendor namespace")
+        XCTAssertEqual(broken(["spanwatch", "beaconing", "score"], 0.5), [], "the vendor namespace")
     }
 }

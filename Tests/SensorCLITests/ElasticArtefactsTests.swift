@@ -26,7 +26,7 @@ final class ElasticArtefactsTests: XCTestCase {
             }
         }
         for name in composed {
-            let file = name == "sensor_vendor" ? "component-sensor.json" : "ecs/\(name.replacingOccurrences(of: "ecs_8.11.0_", with: "")).json"
+            let file = name == "spanwatch_vendor" ? "component-spanwatch.json" : "ecs/\(name.replacingOccurrences(of: "ecs_8.11.0_", with: "")).json"
             let c = try json(file)
             let props = try XCTUnwrap(((c["template"] as? [String: Any])?["mappings"] as? [String: Any])?["properties"] as? [String: Any], file)
             walk(props, "")
@@ -74,13 +74,13 @@ final class ElasticArtefactsTests: XCTestCase {
 
     func testArtefactsAreValidAndComplete() throws {
         let template = try Self.json("index-template.json")
-        XCTAssertEqual(template["index_patterns"] as? [String], ["logs-sensor-*", "logs-sensor.*-*"])
+        XCTAssertEqual(template["index_patterns"] as? [String], ["logs-spanwatch-*", "logs-spanwatch.*-*"])
         XCTAssertNotNil(template["data_stream"])
         let settings = try XCTUnwrap(((template["template"] as? [String: Any])?["settings"] as? [String: Any])?["index"] as? [String: Any])
         XCTAssertEqual(settings["default_pipeline"] as? String, "sensor-ingest")
         XCTAssertEqual((settings["lifecycle"] as? [String: Any])?["name"] as? String, "sensor-logs")
         // Every component the template names is shipped (and is ECS's own, byte for byte).
-        for name in try XCTUnwrap(template["composed_of"] as? [String]) where name != "sensor_vendor" {
+        for name in try XCTUnwrap(template["composed_of"] as? [String]) where name != "spanwatch_vendor" {
             let short = name.replacingOccurrences(of: "ecs_8.11.0_", with: "")
             let ours = try Data(contentsOf: Self.dir.appendingPathComponent("ecs/\(short).json"))
             let elastic = try Data(contentsOf: URL(fileURLWithPath: TestSupport.data("ecs/composable/component/\(short).json")))
@@ -99,8 +99,8 @@ final class ElasticArtefactsTests: XCTestCase {
         for f in ["event.ingested", "data_stream.type", "data_stream.dataset", "data_stream.namespace", "error.message"] where f != "error.message" {
             XCTAssertNotNil(m[f], f)
         }
-        XCTAssertEqual(m["sensor.stats.outputs"], "nested")
-        XCTAssertEqual(m["sensor.beaconing.score"], "float")
+        XCTAssertEqual(m["spanwatch.stats.outputs"], "nested")
+        XCTAssertEqual(m["spanwatch.beaconing.score"], "float")
         XCTAssertEqual(m["event.risk_score"], "float")
     }
 
@@ -117,8 +117,8 @@ final class ElasticArtefactsTests: XCTestCase {
         XCTAssertEqual(problems, [:])
         XCTAssertGreaterThan(checked, 5000)
         // The check can fail: an unmapped field and a float written as an integer are both caught.
-        XCTAssertEqual(Self.unmapped(["sensor": ["surprise": "x"]], m), ["sensor.surprise: not mapped"])
-        XCTAssertEqual(Self.unmapped(["sensor": ["beaconing": ["score": NSNumber(value: 1)]]], m).count, 1)
+        XCTAssertEqual(Self.unmapped(["spanwatch": ["surprise": "x"]], m), ["spanwatch.surprise: not mapped"])
+        XCTAssertEqual(Self.unmapped(["spanwatch": ["beaconing": ["score": NSNumber(value: 1)]]], m).count, 1)
     }
 
     /// A beacon so regular that its score is exactly 1: written `1.0` (not `1`) and mapped `float`, so the
@@ -140,18 +140,18 @@ final class ElasticArtefactsTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let text = r.stdoutText
         let alert = try XCTUnwrap(try TestSupport.events(r).first { TestSupport.value($0, "rule.category") as? String == "beaconing" })
-        let score = try XCTUnwrap(TestSupport.value(alert, "sensor.beaconing.score") as? Double)
-        XCTAssertEqual(score, 1.0, "\(TestSupport.value(alert, "sensor.beaconing") ?? "")")
+        let score = try XCTUnwrap(TestSupport.value(alert, "spanwatch.beaconing.score") as? Double)
+        XCTAssertEqual(score, 1.0, "\(TestSupport.value(alert, "spanwatch.beaconing") ?? "")")
         XCTAssertTrue(text.contains("\"score\":1.0,"), "written with a fraction")
-        XCTAssertTrue(ECSReference.isWrittenAsFloat(TestSupport.value(alert, "sensor.beaconing.score") as Any))
+        XCTAssertTrue(ECSReference.isWrittenAsFloat(TestSupport.value(alert, "spanwatch.beaconing.score") as Any))
         XCTAssertTrue(ECSReference.isWrittenAsFloat(TestSupport.value(alert, "event.risk_score") as Any))
-        XCTAssertEqual(try Self.mappings()["sensor.beaconing.score"], "float")
+        XCTAssertEqual(try Self.mappings()["spanwatch.beaconing.score"], "float")
         XCTAssertEqual(Self.unmapped(alert, try Self.mappings()), [])
     }
 
     func testSavedObjectsReferenceOnlyMappedFields() throws {
         let m = try Self.mappings()
-        let text = try String(contentsOf: Self.dir.appendingPathComponent("kibana/sensor-overview.ndjson"), encoding: .utf8)
+        let text = try String(contentsOf: Self.dir.appendingPathComponent("kibana/spanwatch-overview.ndjson"), encoding: .utf8)
         var fields: [String] = []
         var types: [String: Int] = [:]
         var ids = Set<String>()

@@ -9,7 +9,7 @@ final class FlowShardTests: XCTestCase {
     /// The categories the host stage decides (each shard alone sees only part of a host's flows).
     static let hostCategories = ["beaconing", "lateral_movement", "dns_tunneling", "nonstandard_port_c2"]
 
-    /// Every event line but `sensor.stats` and host-stage alerts, and the number of packets processed.
+    /// Every event line but `spanwatch.stats` and host-stage alerts, and the number of packets processed.
     func perFlowEvents(_ args: [String]) throws -> (events: [String], packets: Int) {
         let r = try TestSupport.sensor(["replay"] + args + ["--log-level", "error"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -17,7 +17,7 @@ final class FlowShardTests: XCTestCase {
         var packets = 0
         for line in r.lines {
             let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], line)
-            let vendor = o["sensor"] as? [String: Any] ?? [:]
+            let vendor = o["spanwatch"] as? [String: Any] ?? [:]
             if let stats = vendor["stats"] as? [String: Any] { packets += stats["packets"] as? Int ?? 0; continue }
             if Self.hostCategories.contains(where: { vendor[$0] != nil }) { continue }
             events.append(line)

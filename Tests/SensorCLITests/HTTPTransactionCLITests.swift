@@ -49,7 +49,7 @@ final class HTTPTransactionCLITests: XCTestCase {
             XCTAssertEqual(r.status, 0, r.stderr)
             let events = try TestSupport.events(r)
             var seen: [String: Int] = [:]
-            for e in dataset(events, "sensor.http") {
+            for e in dataset(events, "spanwatch.http") {
                 XCTAssertEqual(schema.problems(e), [], capture)
                 guard let method = TestSupport.value(e, "http.request.method") as? String else { continue }
                 let cid = TestSupport.value(e, "network.community_id") as? String ?? "?"
@@ -59,7 +59,7 @@ final class HTTPTransactionCLITests: XCTestCase {
             }
             XCTAssertEqual(Set(seen.keys), Set(expected.keys), capture)
             XCTAssertEqual(seen.values.reduce(0, +), expected.values.reduce(0, +), capture)
-            for e in dataset(events, "sensor.file") { XCTAssertEqual(schema.problems(e), [], capture) }
+            for e in dataset(events, "spanwatch.file") { XCTAssertEqual(schema.problems(e), [], capture) }
             total += expected.values.reduce(0, +)
         }
         XCTAssertGreaterThan(total, 300)
@@ -82,7 +82,7 @@ final class HTTPTransactionCLITests: XCTestCase {
             XCTAssertEqual(t.status, 0, t.stderr)
             let r = try TestSupport.sensor(["replay", "--no-flow-events", file])
             XCTAssertEqual(r.status, 0, r.stderr)
-            let ours = Set(dataset(try TestSupport.events(r), "sensor.file").compactMap { TestSupport.value($0, "file.hash.sha256") as? String })
+            let ours = Set(dataset(try TestSupport.events(r), "spanwatch.file").compactMap { TestSupport.value($0, "file.hash.sha256") as? String })
             for name in try FileManager.default.contentsOfDirectory(atPath: out.path) {
                 let p = out.appendingPathComponent(name).path
                 let size = try FileManager.default.attributesOfItem(atPath: p)[.size] as? Int ?? 0
@@ -115,7 +115,7 @@ final class HTTPTransactionCLITests: XCTestCase {
         func files(_ args: [String]) throws -> [[String: Any]] {
             let r = try TestSupport.sensor(["replay", "--no-flow-events"] + args + [capture])
             XCTAssertEqual(r.status, 0, r.stderr)
-            return dataset(try TestSupport.events(r), "sensor.file")
+            return dataset(try TestSupport.events(r), "spanwatch.file")
         }
         let plain = try files([])
         XCTAssertFalse(plain.isEmpty)
@@ -212,44 +212,44 @@ final class HTTPTransactionCLITests: XCTestCase {
         let r = try TestSupport.sensor(["replay", capture])
         XCTAssertEqual(r.status, 0, r.stderr)
         let events = try TestSupport.events(r)
-        let tx = dataset(events, "sensor.http")
+        let tx = dataset(events, "spanwatch.http")
         XCTAssertEqual(tx.count, 25, r.stdoutText)
         for e in tx { XCTAssertEqual(schema.problems(e), [], "\(e)") }
         XCTAssertEqual(tx.compactMap { TestSupport.value($0, "url.original") as? String },
                        (1...25).map { $0 == 2 ? "/upload" : ($0 == 20 ? "/item/20?x=1" : "/item/\($0)") })
         XCTAssertEqual(tx.compactMap { TestSupport.value($0, "http.response.status_code") as? Int },
                        [200, 201, 200, 304] + Array(repeating: 200, count: 21))
-        XCTAssertTrue(tx.allSatisfy { TestSupport.value($0, "sensor.http.status") as? String == "answered" })
+        XCTAssertTrue(tx.allSatisfy { TestSupport.value($0, "spanwatch.http.status") as? String == "answered" })
         XCTAssertEqual(TestSupport.value(tx[19], "url.full") as? String, "http://shop.example:8080/item/20?x=1")
         XCTAssertEqual(TestSupport.value(tx[2], "http.response.body.bytes") as? Int, nil, "HEAD: no body")
-        let flow = try XCTUnwrap(dataset(events, "sensor.flow").first)
-        XCTAssertEqual(TestSupport.value(flow, "sensor.http.requests") as? Int, 25)
-        XCTAssertEqual(TestSupport.value(flow, "sensor.http.responses") as? Int, 26, "the 100 Continue counts as a response")
+        let flow = try XCTUnwrap(dataset(events, "spanwatch.flow").first)
+        XCTAssertEqual(TestSupport.value(flow, "spanwatch.http.requests") as? Int, 25)
+        XCTAssertEqual(TestSupport.value(flow, "spanwatch.http.responses") as? Int, 26, "the 100 Continue counts as a response")
         XCTAssertEqual(TestSupport.value(flow, "url.original") as? String, "/item/1")
         XCTAssertEqual(Set(tx.compactMap { TestSupport.value($0, "network.community_id") as? String }),
                        [TestSupport.value(flow, "network.community_id") as! String])
 
         // Files: the upload, the de-chunked body, and the other bodies.
-        let files = dataset(events, "sensor.file")
+        let files = dataset(events, "spanwatch.file")
         for e in files { XCTAssertEqual(schema.problems(e), [], "\(e)") }
         let chunkedFile = dir.appendingPathComponent("chunked.bin")
         try Data(chunked.utf8).write(to: chunkedFile)
         let sum = String(try TestSupport.run("sha256sum", [chunkedFile.path]).stdoutText.prefix(64))
         let body = try XCTUnwrap(files.first { TestSupport.value($0, "file.hash.sha256") as? String == sum }, "\(files)")
         XCTAssertEqual(TestSupport.value(body, "file.size") as? Int, chunked.utf8.count)
-        XCTAssertEqual(TestSupport.value(body, "sensor.file.direction") as? String, "download")
+        XCTAssertEqual(TestSupport.value(body, "spanwatch.file.direction") as? String, "download")
         XCTAssertEqual(TestSupport.value(body, "url.full") as? String, "http://shop.example:8080/upload")
-        let upload = try XCTUnwrap(files.first { TestSupport.value($0, "sensor.file.direction") as? String == "upload" })
+        let upload = try XCTUnwrap(files.first { TestSupport.value($0, "spanwatch.file.direction") as? String == "upload" })
         XCTAssertEqual(TestSupport.value(upload, "file.size") as? Int, 11)
         XCTAssertEqual(files.count, 2 + 1 + 4 + 17, "upload, chunked, /item/1, 4 pipelined, 17 more")
-        XCTAssertTrue(files.allSatisfy { TestSupport.value($0, "sensor.file.incomplete") == nil })
+        XCTAssertTrue(files.allSatisfy { TestSupport.value($0, "spanwatch.file.incomplete") == nil })
 
         // The 20th request's URL and the chunked body's hash match in a hunt.
         let feed = path("feed.csv")
         try "type,value\nurl,http://shop.example:8080/item/20?x=1\nsha256,\(sum)\n".write(toFile: feed, atomically: true, encoding: .utf8)
         let h = try TestSupport.sensor(["hunt", "--indicators", feed, capture])
         XCTAssertEqual(h.status, 0, h.stderr)
-        let fields = Set(try TestSupport.events(h).compactMap { TestSupport.value($0, "sensor.threat_intel.matched.field") as? String })
+        let fields = Set(try TestSupport.events(h).compactMap { TestSupport.value($0, "spanwatch.threat_intel.matched.field") as? String })
         XCTAssertEqual(fields, ["url.full", "file.hash.sha256"], h.stdoutText)
     }
 
@@ -264,16 +264,16 @@ final class HTTPTransactionCLITests: XCTestCase {
         let r = try TestSupport.sensor(["replay", p])
         XCTAssertEqual(r.status, 0, r.stderr)
         let events = try TestSupport.events(r)
-        let file = try XCTUnwrap(dataset(events, "sensor.file").first)
-        XCTAssertEqual(TestSupport.value(file, "sensor.file.incomplete") as? Bool, true)
+        let file = try XCTUnwrap(dataset(events, "spanwatch.file").first)
+        XCTAssertEqual(TestSupport.value(file, "spanwatch.file.incomplete") as? Bool, true)
         XCTAssertEqual(TestSupport.value(file, "file.size") as? Int, 9)
-        let stats = try XCTUnwrap(dataset(events, "sensor.stats").last, r.stderr)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.http.truncated_bodies") as? Int, 1)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.files.incomplete") as? Int, 1)
+        let stats = try XCTUnwrap(dataset(events, "spanwatch.stats").last, r.stderr)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.http.truncated_bodies") as? Int, 1)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.files.incomplete") as? Int, 1)
     }
 
     /// The per-flow hashing cap stops hashing, marks the file incomplete and is counted; files off
-    /// means no `sensor.file` events and no file stats.
+    /// means no `spanwatch.file` events and no file stats.
     func testPerFlowCapAndFilesOff() throws {
         let (capture, _) = try keepAliveCapture()
         let capped = path("capped.yaml")
@@ -281,25 +281,25 @@ final class HTTPTransactionCLITests: XCTestCase {
         let r = try TestSupport.sensor(["replay", "--config", capped, capture])
         XCTAssertEqual(r.status, 0, r.stderr)
         let events = try TestSupport.events(r)
-        let files = dataset(events, "sensor.file")
+        let files = dataset(events, "spanwatch.file")
         XCTAssertEqual(files.first.flatMap { TestSupport.value($0, "file.size") as? Int }, 5)
-        XCTAssertNil(files.first.flatMap { TestSupport.value($0, "sensor.file.incomplete") })
-        let upload = try XCTUnwrap(files.first { TestSupport.value($0, "sensor.file.direction") as? String == "upload" })
+        XCTAssertNil(files.first.flatMap { TestSupport.value($0, "spanwatch.file.incomplete") })
+        let upload = try XCTUnwrap(files.first { TestSupport.value($0, "spanwatch.file.direction") as? String == "upload" })
         XCTAssertEqual(TestSupport.value(upload, "file.size") as? Int, 3)
-        XCTAssertEqual(TestSupport.value(upload, "sensor.file.incomplete") as? Bool, true)
-        let stats = try XCTUnwrap(dataset(events, "sensor.stats").last)
-        XCTAssertGreaterThanOrEqual(TestSupport.value(stats, "sensor.stats.files.per_flow_cap") as? Int ?? 0, 1)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.files.global_cap") as? Int, 0)
-        XCTAssertEqual(dataset(events, "sensor.http").count, 25)
+        XCTAssertEqual(TestSupport.value(upload, "spanwatch.file.incomplete") as? Bool, true)
+        let stats = try XCTUnwrap(dataset(events, "spanwatch.stats").last)
+        XCTAssertGreaterThanOrEqual(TestSupport.value(stats, "spanwatch.stats.files.per_flow_cap") as? Int ?? 0, 1)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.files.global_cap") as? Int, 0)
+        XCTAssertEqual(dataset(events, "spanwatch.http").count, 25)
 
         let off = path("off.yaml")
         try "files:\n  enabled: false\nhttp:\n  events: false\n".write(toFile: off, atomically: true, encoding: .utf8)
         let o = try TestSupport.sensor(["replay", "--config", off, capture])
         XCTAssertEqual(o.status, 0, o.stderr)
         let quiet = try TestSupport.events(o)
-        XCTAssertTrue(dataset(quiet, "sensor.file").isEmpty)
-        XCTAssertTrue(dataset(quiet, "sensor.http").isEmpty)
-        XCTAssertNil(TestSupport.value(try XCTUnwrap(dataset(quiet, "sensor.stats").last), "sensor.stats.files"))
-        XCTAssertEqual(TestSupport.value(try XCTUnwrap(dataset(quiet, "sensor.flow").first), "sensor.http.requests") as? Int, 25)
+        XCTAssertTrue(dataset(quiet, "spanwatch.file").isEmpty)
+        XCTAssertTrue(dataset(quiet, "spanwatch.http").isEmpty)
+        XCTAssertNil(TestSupport.value(try XCTUnwrap(dataset(quiet, "spanwatch.stats").last), "spanwatch.stats.files"))
+        XCTAssertEqual(TestSupport.value(try XCTUnwrap(dataset(quiet, "spanwatch.flow").first), "spanwatch.http.requests") as? Int, 25)
     }
 }

@@ -56,11 +56,11 @@ final class HostileTimestampTests: XCTestCase {
         let r = try TestSupport.sensor(["replay", file])
         XCTAssertEqual(r.status, 0, r.stderr)
         let events = try TestSupport.events(r)
-        let stats = try XCTUnwrap(events.last { TestSupport.value($0, "event.dataset") as? String == "sensor.stats" }, r.stderr)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.packets") as? Int, 8)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.timestamps_out_of_range") as? Int, Self.outOfRange)
+        let stats = try XCTUnwrap(events.last { TestSupport.value($0, "event.dataset") as? String == "spanwatch.stats" }, r.stderr)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.packets") as? Int, 8)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.timestamps_out_of_range") as? Int, Self.outOfRange)
 
-        let flows = events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+        let flows = events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
         func flow(to ip: String) -> [String: Any]? { flows.first { TestSupport.value($0, "destination.ip") as? String == ip } }
         XCTAssertEqual(Set(flows.compactMap { TestSupport.value($0, "destination.ip") as? String }),
                        ["10.0.0.9", "10.0.0.77", "10.0.0.78", "10.0.0.21", "10.0.0.22", "198.51.100.7"])

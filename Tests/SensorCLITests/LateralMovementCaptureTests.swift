@@ -85,9 +85,9 @@ final class LateralMovementCaptureTests: XCTestCase {
         XCTAssertEqual(TestSupport.value(a, "event.severity") as? Int, 3)
         XCTAssertEqual(TestSupport.value(a, "source.ip") as? String, "172.16.66.1")
         XCTAssertEqual(TestSupport.value(a, "destination.ip") as? String, "172.16.66.36")
-        XCTAssertTrue((TestSupport.value(a, "sensor.lateral_movement.shares") as? [String] ?? []).contains("ADMIN$"))
-        XCTAssertTrue((TestSupport.value(a, "sensor.lateral_movement.written_files") as? [String] ?? []).contains { $0.uppercased().contains("PSEXESVC.EXE") })
-        XCTAssertTrue((TestSupport.value(a, "sensor.lateral_movement.rpc_calls") as? [String] ?? []).contains { $0.hasPrefix("svcctl.") })
+        XCTAssertTrue((TestSupport.value(a, "spanwatch.lateral_movement.shares") as? [String] ?? []).contains("ADMIN$"))
+        XCTAssertTrue((TestSupport.value(a, "spanwatch.lateral_movement.written_files") as? [String] ?? []).contains { $0.uppercased().contains("PSEXESVC.EXE") })
+        XCTAssertTrue((TestSupport.value(a, "spanwatch.lateral_movement.rpc_calls") as? [String] ?? []).contains { $0.hasPrefix("svcctl.") })
         // The admin-share write was folded into the combined alert, not raised again on its own.
         XCTAssertFalse(alerts.contains { TestSupport.value($0, "rule.id") as? String == "lateral_movement.admin_share" })
 
@@ -126,11 +126,11 @@ final class LateralMovementCaptureTests: XCTestCase {
                 for v in values(cols[4]) { if let n = Int(v) { opnums.insert(n) } }
             }
             var oTrees = Set<String>(), oUsers = Set<String>(), oUUIDs = Set<String>(), oOpnums = Set<Int>()
-            for e in try replay(path) where TestSupport.value(e, "event.dataset") as? String == "sensor.flow" {
-                for v in TestSupport.value(e, "sensor.smb.trees") as? [String] ?? [] { oTrees.insert(v.lowercased()) }
-                for v in (TestSupport.value(e, "sensor.smb.users") as? [String] ?? []) + (TestSupport.value(e, "sensor.dce_rpc.users") as? [String] ?? []) { oUsers.insert(v.lowercased()) }
-                for v in TestSupport.value(e, "sensor.dce_rpc.bind_uuids") as? [String] ?? [] { oUUIDs.insert(v.lowercased()) }
-                for v in TestSupport.value(e, "sensor.dce_rpc.opnums") as? [Int] ?? [] { oOpnums.insert(v) }
+            for e in try replay(path) where TestSupport.value(e, "event.dataset") as? String == "spanwatch.flow" {
+                for v in TestSupport.value(e, "spanwatch.smb.trees") as? [String] ?? [] { oTrees.insert(v.lowercased()) }
+                for v in (TestSupport.value(e, "spanwatch.smb.users") as? [String] ?? []) + (TestSupport.value(e, "spanwatch.dce_rpc.users") as? [String] ?? []) { oUsers.insert(v.lowercased()) }
+                for v in TestSupport.value(e, "spanwatch.dce_rpc.bind_uuids") as? [String] ?? [] { oUUIDs.insert(v.lowercased()) }
+                for v in TestSupport.value(e, "spanwatch.dce_rpc.opnums") as? [Int] ?? [] { oOpnums.insert(v) }
             }
             XCTAssertEqual(oTrees, trees, "\(name): tree paths")
             XCTAssertEqual(oUsers, users, "\(name): NTLM user names")

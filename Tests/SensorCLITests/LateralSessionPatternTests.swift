@@ -97,7 +97,7 @@ final class LateralSessionPatternTests: XCTestCase {
         try b.write(to: path("worm.pcap"))
         let alerts = try lateral(path("worm.pcap"))
         XCTAssertEqual(ids(alerts), ["lateral_movement.fan_out_rate"])
-        XCTAssertEqual(TestSupport.value(alerts.first ?? [:], "sensor.lateral_movement.new_targets") as? Int, 5)
+        XCTAssertEqual(TestSupport.value(alerts.first ?? [:], "spanwatch.lateral_movement.new_targets") as? Int, 5)
 
         // A workstation's ordinary start: four file servers within the minute.
         var o = TCPCaptureBuilder(expectedPackets: 200, payloadLimit: 64)
@@ -124,7 +124,7 @@ final class LateralSessionPatternTests: XCTestCase {
         try pivot.write(to: path("pivot.pcap"))
         let alerts = try lateral(path("pivot.pcap"))
         XCTAssertEqual(ids(alerts), ["lateral_movement.new_ssh_edge"])
-        XCTAssertEqual((TestSupport.value(alerts.first ?? [:], "sensor.lateral_movement.targets") as? [String])?.count, 3)
+        XCTAssertEqual((TestSupport.value(alerts.first ?? [:], "spanwatch.lateral_movement.targets") as? [String])?.count, 3)
 
         // A rules file that accepts single SSH edges without a baseline restores one alert per edge.
         let each = try lateral(path("two-edges.pcap"), rules: "first_seen_edges:\n  without_baseline:\n    services: [ssh, winrm]\n")

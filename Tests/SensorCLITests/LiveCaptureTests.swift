@@ -177,11 +177,11 @@ final class LiveCaptureTests: XCTestCase {
     }
 
     static func flows(_ events: [[String: Any]]) -> [[String: Any]] {
-        events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+        events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
     }
 
     static func stats(_ events: [[String: Any]]) -> [[String: Any]] {
-        events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.stats" }
+        events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.stats" }
     }
 
     static func int(_ e: [String: Any], _ path: String) -> Int { (TestSupport.value(e, path) as? NSNumber)?.intValue ?? -1 }
@@ -218,7 +218,7 @@ final class LiveCaptureTests: XCTestCase {
         XCTAssertTrue(metrics.contains("HTTP/1.1 200 OK"), metrics)
         XCTAssertTrue(metrics.contains("sensor_packets_total{worker=\"0\"}"), metrics)
         XCTAssertTrue(metrics.contains("sensor_capture_kernel_drops_total{worker=\"1\"} 0"), metrics)
-        XCTAssertTrue(metrics.contains("sensor_events_total{dataset=\"sensor.stats\""), metrics)
+        XCTAssertTrue(metrics.contains("sensor_events_total{dataset=\"spanwatch.stats\""), metrics)
         // The host-level stage: both workers sent facts to the aggregator, none dropped for a full ring.
         for w in 0..<2 {
             XCTAssertTrue(metrics.contains("sensor_host_facts_dropped_total{worker=\"\(w)\"} 0"), metrics)
@@ -252,7 +252,7 @@ final class LiveCaptureTests: XCTestCase {
 
         // The same alerts (alert times are capture times, so compare rule and flow, not ids).
         func alerts(_ events: [[String: Any]]) -> Set<String> {
-            Set(events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.alert" }.map {
+            Set(events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.alert" }.map {
                 "\(TestSupport.value($0, "rule.id") ?? "")|\(TestSupport.value($0, "network.community_id") ?? "")|\(TestSupport.value($0, "source.ip") ?? "")"
             })
         }
@@ -265,17 +265,17 @@ final class LiveCaptureTests: XCTestCase {
         XCTAssertTrue(offlineAlerts.contains { $0.hasPrefix("lateral_movement.tool_transfer_execution|") }, "\(offlineAlerts)")
 
         // Every packet reached exactly one worker, both workers had a share, the kernel dropped none.
-        let offlinePackets = Self.int(Self.stats(offline).last!, "sensor.stats.packets")
+        let offlinePackets = Self.int(Self.stats(offline).last!, "spanwatch.stats.packets")
         var finalStats: [Int: [String: Any]] = [:]
-        for s in Self.stats(live) { finalStats[Self.int(s, "sensor.stats.worker")] = s }
+        for s in Self.stats(live) { finalStats[Self.int(s, "spanwatch.stats.worker")] = s }
         XCTAssertEqual(Set(finalStats.keys), [0, 1])
-        let received = finalStats.values.map { Self.int($0, "sensor.stats.capture.received") }
+        let received = finalStats.values.map { Self.int($0, "spanwatch.stats.capture.received") }
         XCTAssertEqual(received.reduce(0, +), offlinePackets)
         XCTAssertTrue(received.allSatisfy { $0 > 0 }, "fanout must spread flows over both workers: \(received)")
-        XCTAssertEqual(finalStats.values.map { Self.int($0, "sensor.stats.capture.kernel_dropped") }, [0, 0])
-        XCTAssertEqual(finalStats.values.map { Self.int($0, "sensor.stats.host_facts.dropped") }, [0, 0])
-        XCTAssertTrue(finalStats.values.allSatisfy { Self.int($0, "sensor.stats.host_facts.sent") > 0 })
-        XCTAssertEqual(finalStats.values.map { Self.int($0, "sensor.stats.packets") }.reduce(0, +), offlinePackets)
+        XCTAssertEqual(finalStats.values.map { Self.int($0, "spanwatch.stats.capture.kernel_dropped") }, [0, 0])
+        XCTAssertEqual(finalStats.values.map { Self.int($0, "spanwatch.stats.host_facts.dropped") }, [0, 0])
+        XCTAssertTrue(finalStats.values.allSatisfy { Self.int($0, "spanwatch.stats.host_facts.sent") > 0 })
+        XCTAssertEqual(finalStats.values.map { Self.int($0, "spanwatch.stats.packets") }.reduce(0, +), offlinePackets)
     }
 
     /// Started the way Deploy/sensor.service starts it: already the service user, holding only ambient
@@ -320,20 +320,20 @@ final class LiveCaptureTests: XCTestCase {
         let events = try sensor.events()
         let flows = Self.flows(events)
         var finalStats: [Int: [String: Any]] = [:]
-        for s in Self.stats(events) { finalStats[Self.int(s, "sensor.stats.worker")] = s }
+        for s in Self.stats(events) { finalStats[Self.int(s, "spanwatch.stats.worker")] = s }
         XCTAssertEqual(Set(finalStats.keys), [0, 1], "each worker writes its final statistics")
-        let created = finalStats.values.map { Self.int($0, "sensor.stats.flows.created") }.reduce(0, +)
-        let packets = finalStats.values.map { Self.int($0, "sensor.stats.packets") }.reduce(0, +)
+        let created = finalStats.values.map { Self.int($0, "spanwatch.stats.flows.created") }.reduce(0, +)
+        let packets = finalStats.values.map { Self.int($0, "spanwatch.stats.packets") }.reduce(0, +)
         XCTAssertGreaterThan(packets, 50, "traffic arrived before the signal")
         XCTAssertLessThan(packets, 1001, "the signal came mid-replay")
         XCTAssertEqual(flows.count, created, "one flow event per flow seen")
         XCTAssertEqual(flows.map { Self.int($0, "network.packets") }.reduce(0, +),
-                       finalStats.values.map { Self.int($0, "sensor.stats.flow_packets") }.reduce(0, +))
+                       finalStats.values.map { Self.int($0, "spanwatch.stats.flow_packets") }.reduce(0, +))
         XCTAssertTrue(flows.contains { TestSupport.value($0, "event.reason") as? String == "end_of_input" },
                       "open flows are flushed at shutdown")
     }
 
-    /// Kernel drops are counted per worker and, above `capture.loss_warning`, raise a `sensor.health`
+    /// Kernel drops are counted per worker and, above `capture.loss_warning`, raise a `spanwatch.health`
     /// warning. Drops are made certain: the sensor is stopped (SIGSTOP) while ~3 MB arrive for a 1 MiB ring.
     func testKernelDropsAreCountedAndRaiseAHealthWarning() throws {
         try requireLab()
@@ -350,16 +350,16 @@ final class LiveCaptureTests: XCTestCase {
         XCTAssertEqual(sensor.terminate(), 0, sensor.stderr)
         let events = try sensor.events()
         let last = try XCTUnwrap(Self.stats(events).last)
-        let received = Self.int(last, "sensor.stats.capture.received"), dropped = Self.int(last, "sensor.stats.capture.kernel_dropped")
+        let received = Self.int(last, "spanwatch.stats.capture.received"), dropped = Self.int(last, "spanwatch.stats.capture.kernel_dropped")
         XCTAssertEqual(received, 1609, "received counts every packet that passed the filter, dropped ones included")
         XCTAssertGreaterThan(dropped, 0)
-        XCTAssertEqual(Self.int(last, "sensor.stats.packets"), received - dropped, "what was not dropped was processed")
-        let health = events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.health" }
+        XCTAssertEqual(Self.int(last, "spanwatch.stats.packets"), received - dropped, "what was not dropped was processed")
+        let health = events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.health" }
         XCTAssertEqual(health.count, 1, "one warning for the one lossy interval")
         let schema = try EventSchema.load()
         for e in health + Self.stats(events) { XCTAssertEqual(schema.problems(e), []) }
-        XCTAssertEqual(health.first.map { Self.int($0, "sensor.health.kernel_dropped") }, dropped)
-        XCTAssertEqual(health.first.flatMap { TestSupport.value($0, "sensor.health.check") as? String }, "capture_loss")
+        XCTAssertEqual(health.first.map { Self.int($0, "spanwatch.health.kernel_dropped") }, dropped)
+        XCTAssertEqual(health.first.flatMap { TestSupport.value($0, "spanwatch.health.check") as? String }, "capture_loss")
         XCTAssertTrue(sensor.stderr.contains("capture loss"), sensor.stderr)
     }
 

@@ -64,10 +64,10 @@ final class LiveEvidenceTests: XCTestCase {
         XCTAssertFalse(selected.isEmpty)
 
         // One outcome event per selected alert (an alert that extended a capture is named in its event).
-        let outcomes = events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.evidence" }
+        let outcomes = events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.evidence" }
         var outcomesPerAlert: [String: Int] = [:]
         for o in outcomes {
-            for id in TestSupport.value(o, "sensor.evidence.alert_ids") as? [String] ?? [] { outcomesPerAlert[id, default: 0] += 1 }
+            for id in TestSupport.value(o, "spanwatch.evidence.alert_ids") as? [String] ?? [] { outcomesPerAlert[id, default: 0] += 1 }
         }
         for id in selected { XCTAssertEqual(outcomesPerAlert[id], 1, "outcome events for alert \(id)") }
         XCTAssertEqual(Set(outcomesPerAlert.keys), selected, "no outcome for an alert no trigger selects")
@@ -107,9 +107,9 @@ final class LiveEvidenceTests: XCTestCase {
         // The lateral pair's file was written by both workers and merged.
         XCTAssertTrue(closed.contains { ($0["workers"] as? Int) == 2 }, "a file merged from both workers: \(closed.map { $0["workers"] ?? "-" })")
         var written: [Int: Int] = [:]
-        for s in events where TestSupport.value(s, "event.dataset") as? String == "sensor.stats" {
-            if let w = TestSupport.value(s, "sensor.stats.worker") as? Int {
-                written[w] = TestSupport.value(s, "sensor.stats.evidence.packets_written") as? Int
+        for s in events where TestSupport.value(s, "event.dataset") as? String == "spanwatch.stats" {
+            if let w = TestSupport.value(s, "spanwatch.stats.worker") as? Int {
+                written[w] = TestSupport.value(s, "spanwatch.stats.evidence.packets_written") as? Int
             }
         }
         XCTAssertEqual(written.count, 2)

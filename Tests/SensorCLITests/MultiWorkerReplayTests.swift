@@ -3,7 +3,7 @@ import TestSupport
 import XCTest
 
 /// `sensor replay --workers N` (one reader, N worker pipelines, the host stage merged as live) gives
-/// the events of a one-worker replay: the same multiset of lines, `sensor.stats` aside (one per worker).
+/// the events of a one-worker replay: the same multiset of lines, `spanwatch.stats` aside (one per worker).
 final class MultiWorkerReplayTests: XCTestCase {
     struct Run {
         var events: [String]
@@ -16,9 +16,9 @@ final class MultiWorkerReplayTests: XCTestCase {
         var events: [String] = []
         var stats: [[String: Any]] = []
         for line in r.lines {
-            if line.contains("\"dataset\":\"sensor.stats\"") {
+            if line.contains("\"dataset\":\"spanwatch.stats\"") {
                 let o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-                stats.append((o?["sensor"] as? [String: Any])?["stats"] as? [String: Any] ?? [:])
+                stats.append((o?["spanwatch"] as? [String: Any])?["stats"] as? [String: Any] ?? [:])
             } else {
                 events.append(try Self.comparable(line))
             }
@@ -34,7 +34,7 @@ final class MultiWorkerReplayTests: XCTestCase {
     static func comparable(_ line: String) throws -> String {
         guard line.contains("\"nonstandard_port_c2\"") else { return line }
         guard var o = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              var event = o["event"] as? [String: Any], var vendor = o["sensor"] as? [String: Any],
+              var event = o["event"] as? [String: Any], var vendor = o["spanwatch"] as? [String: Any],
               var c2 = vendor["nonstandard_port_c2"] as? [String: Any],
               var parts = c2["score_parts"] as? [String: Any] else { return line }
         event["risk_score"] = nil
@@ -43,7 +43,7 @@ final class MultiWorkerReplayTests: XCTestCase {
         c2["score_parts"] = parts
         vendor["nonstandard_port_c2"] = c2
         o["event"] = event
-        o["sensor"] = vendor
+        o["spanwatch"] = vendor
         return String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
     }
 
@@ -54,7 +54,7 @@ final class MultiWorkerReplayTests: XCTestCase {
             var out: [String] = []
             for n in workers {
                 let many = try replay(files, workers: n)
-                if many.stats.count != n { out.append("\(name), \(n) workers: \(many.stats.count) sensor.stats lines") }
+                if many.stats.count != n { out.append("\(name), \(n) workers: \(many.stats.count) spanwatch.stats lines") }
                 let packets = many.stats.reduce(0) { $0 + (($1["packets"] as? Int) ?? 0) }
                 if packets != one.stats.first?["packets"] as? Int { out.append("\(name), \(n) workers: \(packets) packets processed") }
                 if many.events != one.events {
@@ -149,7 +149,7 @@ final class MultiWorkerReplayTests: XCTestCase {
         let path = dir.appendingPathComponent("fragments.pcapng").path
         try w.write(to: path)
         let one = try replay([path], workers: 1)
-        XCTAssertEqual(one.events.filter { $0.contains("\"dataset\":\"sensor.flow\"") }.count, 48, "one flow per exchange")
+        XCTAssertEqual(one.events.filter { $0.contains("\"dataset\":\"spanwatch.flow\"") }.count, 48, "one flow per exchange")
         XCTAssertEqual(one.stats.first.flatMap { ($0["decode"] as? [String: Any])?["later_fragment"] as? Int }, laterFragments)
         for n in [2, 3] {
             let many = try replay([path], workers: n)

@@ -14,7 +14,7 @@ final class OperatorCLITests: XCTestCase {
     func dataset(_ e: [String: Any]) -> String { TestSupport.value(e, "event.dataset") as? String ?? "" }
 
     /// Events other than the run's statistics (those name the outputs and differ between runs).
-    func notStats(_ lines: [String]) -> [String] { lines.filter { !$0.contains("\"dataset\":\"sensor.stats\"") }.sorted() }
+    func notStats(_ lines: [String]) -> [String] { lines.filter { !$0.contains("\"dataset\":\"spanwatch.stats\"") }.sorted() }
 
     // MARK: Inputs
 
@@ -70,13 +70,13 @@ final class OperatorCLITests: XCTestCase {
         let dir = try TestSupport.temporaryDirectory("filter")
         defer { try? FileManager.default.removeItem(at: dir) }
         let all = dir.appendingPathComponent("all.json").path, dns = dir.appendingPathComponent("dns.json").path
-        let r = try TestSupport.sensor(["replay", "--quiet", "--output", "file:\(all)", "--output", "file:\(dns)?datasets=dns,sensor.stats", Self.dnsCapture])
+        let r = try TestSupport.sensor(["replay", "--quiet", "--output", "file:\(all)", "--output", "file:\(dns)?datasets=dns,spanwatch.stats", Self.dnsCapture])
         XCTAssertEqual(r.status, 0, r.stderr)
         let everything = events(try String(contentsOfFile: all, encoding: .utf8))
         let filtered = events(try String(contentsOfFile: dns, encoding: .utf8))
-        XCTAssertTrue(everything.contains { dataset($0) == "sensor.flow" })
-        XCTAssertEqual(Set(filtered.map(dataset)), ["sensor.dns", "sensor.stats"])
-        XCTAssertEqual(filtered.filter { dataset($0) == "sensor.dns" }.count, everything.filter { dataset($0) == "sensor.dns" }.count)
+        XCTAssertTrue(everything.contains { dataset($0) == "spanwatch.flow" })
+        XCTAssertEqual(Set(filtered.map(dataset)), ["spanwatch.dns", "spanwatch.stats"])
+        XCTAssertEqual(filtered.filter { dataset($0) == "spanwatch.dns" }.count, everything.filter { dataset($0) == "spanwatch.dns" }.count)
         XCTAssertGreaterThan(filtered.count, 5)
 
         // The same spec in YAML.
@@ -87,7 +87,7 @@ final class OperatorCLITests: XCTestCase {
         XCTAssertEqual(y.status, 0, y.stderr)
         let got = events(try String(contentsOfFile: alerts, encoding: .utf8))
         XCTAssertFalse(got.isEmpty)
-        XCTAssertEqual(Set(got.map(dataset)), ["sensor.alert"])
+        XCTAssertEqual(Set(got.map(dataset)), ["spanwatch.alert"])
 
         let bad = try TestSupport.sensor(["replay", "--output", "stdout?datasets=alerts", Self.dnsCapture])
         XCTAssertEqual(bad.status, 64, bad.stderr)
@@ -186,7 +186,7 @@ final class OperatorCLITests: XCTestCase {
         let names = { (es: [[String: Any]]) in Set(es.compactMap { TestSupport.value($0, "dns.question.name") as? String }) }
         XCTAssertEqual(names(before), Set((0..<20).map { "host\($0).example.org" }), "events before SIGHUP are in the renamed file")
         XCTAssertEqual(names(after), Set((100..<120).map { "host\($0).example.org" }), "events after it in the new file")
-        XCTAssertTrue(after.contains { dataset($0) == "sensor.stats" })
+        XCTAssertTrue(after.contains { dataset($0) == "spanwatch.stats" })
     }
 
     // MARK: Exit status

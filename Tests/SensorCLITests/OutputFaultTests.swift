@@ -3,7 +3,7 @@ import TestSupport
 import XCTest
 
 /// Outputs that fail: a full disk or device loses events, the run says so with exit status 74, the final
-/// `sensor.stats` shows the loss per output, and a live sensor logs the failure as it starts.
+/// `spanwatch.stats` shows the loss per output, and a live sensor logs the failure as it starts.
 final class OutputFaultTests: XCTestCase {
     var dir: URL!
     override func setUpWithError() throws { dir = try TestSupport.temporaryDirectory("output-fault") }
@@ -11,10 +11,10 @@ final class OutputFaultTests: XCTestCase {
 
     static let capture = TestSupport.data("pcaps/benign/bro.org.pcap")
 
-    /// The delivery counters of one output in the last `sensor.stats` event.
+    /// The delivery counters of one output in the last `spanwatch.stats` event.
     static func output(_ events: [[String: Any]], _ name: String) throws -> [String: Int] {
-        let stats = try XCTUnwrap(events.last { TestSupport.value($0, "event.dataset") as? String == "sensor.stats" }, "no stats event")
-        let outputs = try XCTUnwrap(TestSupport.value(stats, "sensor.stats.outputs") as? [[String: Any]])
+        let stats = try XCTUnwrap(events.last { TestSupport.value($0, "event.dataset") as? String == "spanwatch.stats" }, "no stats event")
+        let outputs = try XCTUnwrap(TestSupport.value(stats, "spanwatch.stats.outputs") as? [[String: Any]])
         let o = try XCTUnwrap(outputs.first { $0["name"] as? String == name }, "\(outputs)")
         return o.compactMapValues { ($0 as? NSNumber)?.intValue }
     }

@@ -32,7 +32,7 @@ final class ProtocolIdentificationCLITests: XCTestCase {
         let events = try TestSupport.events(r)
         let c2 = events.filter { TestSupport.value($0, "rule.category") as? String == "nonstandard_port_c2" }
         XCTAssertTrue(c2.isEmpty, "\(c2.map { TestSupport.value($0, "message") ?? "" })")
-        let flows = events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" && TestSupport.value($0, "destination.port") as? Int == 22 }
+        let flows = events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" && TestSupport.value($0, "destination.port") as? Int == 22 }
         XCTAssertEqual(flows.count, 2)
         // The first subflow opens with the SSH banner; the joining one is not named.
         XCTAssertEqual(Set(flows.map { TestSupport.value($0, "network.protocol") as? String ?? "-" }), ["ssh", "-"])
@@ -53,7 +53,7 @@ final class ProtocolIdentificationCLITests: XCTestCase {
         let alerts = events.filter { TestSupport.value($0, "rule.category") != nil }
         XCTAssertTrue(alerts.isEmpty, "\(alerts.map { TestSupport.value($0, "message") ?? "" })")
         var seen: [String: String?] = [:]
-        for f in events where TestSupport.value(f, "event.dataset") as? String == "sensor.flow" {
+        for f in events where TestSupport.value(f, "event.dataset") as? String == "spanwatch.flow" {
             let key = "\(TestSupport.value(f, "source.port") ?? "")-\(TestSupport.value(f, "destination.port") ?? "")"
             seen[key] = .some(TestSupport.value(f, "network.protocol") as? String)
         }

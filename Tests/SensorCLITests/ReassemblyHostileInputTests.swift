@@ -64,14 +64,14 @@ final class ReassemblyHostileInputTests: XCTestCase {
 
     func stats(_ r: TestSupport.ProcessResult) throws -> [String: Any] {
         let events = try TestSupport.events(r)
-        return try XCTUnwrap(events.last { TestSupport.value($0, "event.dataset") as? String == "sensor.stats" }, "no stats event: \(r.stderr)")
+        return try XCTUnwrap(events.last { TestSupport.value($0, "event.dataset") as? String == "spanwatch.stats" }, "no stats event: \(r.stderr)")
     }
 
     struct Measured {
         var status: Int32, maxRSSKiB: Int, seconds: Double, stderr: String
         /// User and system CPU time: what the work cost, whatever else the machine runs.
         var cpuSeconds: Double
-        /// The run's last `sensor.stats` event.
+        /// The run's last `spanwatch.stats` event.
         var stats: [String: Any]
     }
 
@@ -92,7 +92,7 @@ final class ReassemblyHostileInputTests: XCTestCase {
         let cpu = figures.count == 3 ? (Double(figures[1]) ?? 0) + (Double(figures[2]) ?? 0) : -1
         let lines = try String(contentsOfFile: events, encoding: .utf8).split(separator: "\n")
         let stats = try lines.reversed().lazy.compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            .first { TestSupport.value($0, "event.dataset") as? String == "sensor.stats" }
+            .first { TestSupport.value($0, "event.dataset") as? String == "spanwatch.stats" }
         return Measured(status: r.status, maxRSSKiB: kib, seconds: seconds, stderr: r.stderr, cpuSeconds: cpu, stats: try XCTUnwrap(stats, r.stderr))
     }
 
@@ -106,11 +106,11 @@ final class ReassemblyHostileInputTests: XCTestCase {
         try b.write(to: path("crash.pcap"))
         let r = try TestSupport.sensor(["replay", path("crash.pcap")])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let flows = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+        let flows = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
         XCTAssertEqual(Set(flows.compactMap { TestSupport.value($0, "source.port") as? Int }), [40000, 40001])
         let s = try stats(r)
-        XCTAssertEqual(TestSupport.value(s, "sensor.stats.reassembly.retransmitted_bytes") as? Int, 1)
-        XCTAssertEqual(TestSupport.value(s, "sensor.stats.reassembly.delivered_bytes") as? Int, 8 + 27)
+        XCTAssertEqual(TestSupport.value(s, "spanwatch.stats.reassembly.retransmitted_bytes") as? Int, 1)
+        XCTAssertEqual(TestSupport.value(s, "spanwatch.stats.reassembly.delivered_bytes") as? Int, 8 + 27)
     }
 
     /// A stream that opens like a TLS handshake record but does not parse as a hello (nor as a server
@@ -126,7 +126,7 @@ final class ReassemblyHostileInputTests: XCTestCase {
         try b.write(to: path("tls-invalid.pcap"))
         let r = try TestSupport.sensor(["replay", path("tls-invalid.pcap")])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let flows = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+        let flows = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
         XCTAssertEqual(flows.count, 3, r.stderr)
     }
 
@@ -148,9 +148,9 @@ final class ReassemblyHostileInputTests: XCTestCase {
         XCTAssertLessThan(timed.cpuSeconds, 2, "replay of \(n) out-of-order segments took \(timed.cpuSeconds) s of CPU")
         print("reassembly: 80k out-of-order one-byte segments: \(timed.cpuSeconds) s CPU, \(timed.seconds) s wall, \(timed.maxRSSKiB) KiB peak RSS")
         let s = timed.stats
-        XCTAssertEqual(TestSupport.value(s, "sensor.stats.reassembly.out_of_order_segments") as? Int, n)
-        XCTAssertEqual(TestSupport.value(s, "sensor.stats.reassembly.delivered_bytes") as? Int, n + 2)
-        XCTAssertEqual(TestSupport.value(s, "sensor.stats.reassembly.gaps") as? Int, 0)
+        XCTAssertEqual(TestSupport.value(s, "spanwatch.stats.reassembly.out_of_order_segments") as? Int, n)
+        XCTAssertEqual(TestSupport.value(s, "spanwatch.stats.reassembly.delivered_bytes") as? Int, n + 2)
+        XCTAssertEqual(TestSupport.value(s, "spanwatch.stats.reassembly.gaps") as? Int, 0)
     }
 
     /// 8 flows × 33,000 eight-byte segments held behind a hole (264,000 bytes each, past the per-flow bound):
@@ -188,9 +188,9 @@ final class ReassemblyHostileInputTests: XCTestCase {
         print("reassembly: 8 x 33000 x 8 bytes held: peak RSS \(h.maxRSSKiB) KiB vs in order \(a.maxRSSKiB) KiB; +\(extra) bytes, bound \(bound); \(h.seconds) s")
         XCTAssertLessThanOrEqual(Double(extra), Double(bound) * 1.2, "held \(h.maxRSSKiB) KiB, in order \(a.maxRSSKiB) KiB")
         let s = h.stats
-        XCTAssertEqual(TestSupport.value(s, "sensor.stats.reassembly.held_flow_limit") as? Int, flows)
-        XCTAssertLessThanOrEqual(TestSupport.value(s, "sensor.stats.reassembly.held_bytes_peak") as? Int ?? .max, bound)
-        XCTAssertEqual(TestSupport.value(s, "sensor.stats.reassembly.held_bytes") as? Int, 0)
+        XCTAssertEqual(TestSupport.value(s, "spanwatch.stats.reassembly.held_flow_limit") as? Int, flows)
+        XCTAssertLessThanOrEqual(TestSupport.value(s, "spanwatch.stats.reassembly.held_bytes_peak") as? Int ?? .max, bound)
+        XCTAssertEqual(TestSupport.value(s, "spanwatch.stats.reassembly.held_bytes") as? Int, 0)
     }
 
     /// 200k flows that each open with 11 bytes of a TLS ClientHello record (a buffered partial hello) stay
@@ -215,10 +215,10 @@ final class ReassemblyHostileInputTests: XCTestCase {
         XCTAssertEqual(t.status, 0, t.stderr)
         print("parser buffers: 200k partial TLS hellos: peak RSS \(t.maxRSSKiB) KiB vs plain \(p.maxRSSKiB) KiB (\(t.seconds) s, \(p.seconds) s)")
         XCTAssertLessThanOrEqual(Double(t.maxRSSKiB), Double(p.maxRSSKiB) * 1.5, "TLS \(t.maxRSSKiB) KiB, plain \(p.maxRSSKiB) KiB")
-        XCTAssertEqual(TestSupport.value(p.stats, "sensor.stats.flows.created") as? Int, flows)
-        XCTAssertEqual(TestSupport.value(t.stats, "sensor.stats.flows.created") as? Int, flows)
-        XCTAssertEqual(TestSupport.value(t.stats, "sensor.stats.flows.evicted") as? Int, 0)
-        XCTAssertGreaterThan(TestSupport.value(t.stats, "sensor.stats.parser_memory.peak") as? Int ?? 0, flows * 16)
+        XCTAssertEqual(TestSupport.value(p.stats, "spanwatch.stats.flows.created") as? Int, flows)
+        XCTAssertEqual(TestSupport.value(t.stats, "spanwatch.stats.flows.created") as? Int, flows)
+        XCTAssertEqual(TestSupport.value(t.stats, "spanwatch.stats.flows.evicted") as? Int, 0)
+        XCTAssertGreaterThan(TestSupport.value(t.stats, "spanwatch.stats.parser_memory.peak") as? Int ?? 0, flows * 16)
     }
 }
 
@@ -248,7 +248,7 @@ final class LiveHostileTCPTests: XCTestCase {
         try flood.write(to: floodPath)
         let normal = TestSupport.data("pcaps/benign/http_espn.pcapng")
         let expected = try TestSupport.events(try TestSupport.sensor(["replay", normal]))
-            .filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+            .filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
             .compactMap { TestSupport.value($0, "network.community_id") as? String }
 
         let lab = try VethLab()
@@ -263,7 +263,7 @@ final class LiveHostileTCPTests: XCTestCase {
         Thread.sleep(forTimeInterval: 0.5)
         XCTAssertTrue(sensor.process.isRunning, "sensor ended: \(sensor.stderr)")
         XCTAssertEqual(sensor.terminate(), 0, sensor.stderr)
-        let flows = try sensor.events().filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+        let flows = try sensor.events().filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
         let ports = Set(flows.compactMap { TestSupport.value($0, "source.port") as? Int })
         XCTAssertTrue(ports.isSuperset(of: [40000, 40002]), "hostile flows reported: \(ports.sorted().prefix(20))")
         let live = Set(flows.compactMap { TestSupport.value($0, "network.community_id") as? String })

@@ -29,7 +29,7 @@ final class ReferenceToolTests: XCTestCase {
                 let expected = Set(t.lines.flatMap { $0.split(separator: ",").map(String.init) }.filter { !$0.isEmpty })
                 let transports: Set<String> = ["tcp", "udp", "icmp", "ipv6-icmp"]
                 let ours = Set(try replay(file).compactMap { e -> String? in
-                    guard TestSupport.value(e, "event.dataset") as? String == "sensor.flow",
+                    guard TestSupport.value(e, "event.dataset") as? String == "spanwatch.flow",
                           let t = TestSupport.value(e, "network.transport") as? String, transports.contains(t) else { return nil }
                     return TestSupport.value(e, "network.community_id") as? String
                 })
@@ -41,7 +41,7 @@ final class ReferenceToolTests: XCTestCase {
         XCTAssertGreaterThan(compared, 30)
     }
 
-    /// Packet and byte totals (the `sensor.stats` event) equal what capinfos counts, and every packet
+    /// Packet and byte totals (the `spanwatch.stats` event) equal what capinfos counts, and every packet
     /// is either in a flow event or counted as a non-flow packet.
     func testTotalsMatchCapinfos() throws {
         for category in Self.categories {
@@ -55,13 +55,13 @@ final class ReferenceToolTests: XCTestCase {
                 let packets = try XCTUnwrap(number(after: "Number of packets"), c.stdoutText)
                 let bytes = try XCTUnwrap(number(after: "Data size"), c.stdoutText)
                 let events = try replay(file)
-                let stats = try XCTUnwrap(events.last { TestSupport.value($0, "event.dataset") as? String == "sensor.stats" }, file)
-                XCTAssertEqual(TestSupport.value(stats, "sensor.stats.packets") as? Int, packets, file)
-                XCTAssertEqual(TestSupport.value(stats, "sensor.stats.bytes") as? Int, bytes, file)
-                let flows = events.filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+                let stats = try XCTUnwrap(events.last { TestSupport.value($0, "event.dataset") as? String == "spanwatch.stats" }, file)
+                XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.packets") as? Int, packets, file)
+                XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.bytes") as? Int, bytes, file)
+                let flows = events.filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
                 let flowPackets = flows.reduce(0) { $0 + ((TestSupport.value($1, "network.packets") as? Int) ?? 0) }
                 let flowBytes = flows.reduce(0) { $0 + ((TestSupport.value($1, "network.bytes") as? Int) ?? 0) }
-                XCTAssertEqual(flowPackets, TestSupport.value(stats, "sensor.stats.flow_packets") as? Int, file)
+                XCTAssertEqual(flowPackets, TestSupport.value(stats, "spanwatch.stats.flow_packets") as? Int, file)
                 XCTAssertLessThanOrEqual(flowBytes, bytes, file)
                 for f in flows {
                     let src = (TestSupport.value(f, "source.packets") as? Int ?? 0) + (TestSupport.value(f, "destination.packets") as? Int ?? 0)
@@ -81,8 +81,8 @@ final class ReferenceToolTests: XCTestCase {
         let separate = Set(try (replay(a) + replay(b)).compactMap { TestSupport.value($0, "network.community_id") as? String })
         XCTAssertEqual(ids, separate)
         let stats = try XCTUnwrap(events.last)
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.packets") as? Int, 24 + 7)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.packets") as? Int, 24 + 7)
         // dns.pcap is from 2016, dnscat2.pcap from 2023: the first packet seen is the older one.
-        XCTAssertEqual((TestSupport.value(stats, "sensor.stats.first_packet") as? String)?.prefix(4), "2016")
+        XCTAssertEqual((TestSupport.value(stats, "spanwatch.stats.first_packet") as? String)?.prefix(4), "2016")
     }
 }

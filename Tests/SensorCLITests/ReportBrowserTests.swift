@@ -71,7 +71,7 @@ final class ReportBrowserTests: XCTestCase {
             XCTAssertEqual(points.count, beaconAlerts.count, name)
             let byAnchor = Dictionary(uniqueKeysWithValues: points.map { ($0[0] as? String ?? "", $0[1] as? Int ?? -1) })
             for (i, a) in beaconAlerts {
-                let connections = try XCTUnwrap(TestSupport.value(a, "sensor.beaconing.connections") as? Int)
+                let connections = try XCTUnwrap(TestSupport.value(a, "spanwatch.beaconing.connections") as? Int)
                 XCTAssertEqual(byAnchor["alert-\(i + 1)"], connections, "\(name): beacon alert \(i + 1)")
                 beaconsChecked += 1
             }
@@ -81,7 +81,7 @@ final class ReportBrowserTests: XCTestCase {
             for a in alerts where TestSupport.value(a, "rule.category") as? String == "lateral_movement" {
                 if let s = TestSupport.value(a, "source.ip") as? String { hosts.insert(s) }
                 if let d = TestSupport.value(a, "destination.ip") as? String { hosts.insert(d) }
-                for t in TestSupport.value(a, "sensor.lateral_movement.targets") as? [String] ?? [] { hosts.insert(t) }
+                for t in TestSupport.value(a, "spanwatch.lateral_movement.targets") as? [String] ?? [] { hosts.insert(t) }
             }
             let nodes = try XCTUnwrap(b.evaluate("Array.from(document.querySelectorAll('#lateral g.node')).map(function(g){return g.getAttribute('data-host')})") as? [String])
             XCTAssertEqual(nodes.count, hosts.count, "\(name): one node per host")
@@ -93,7 +93,7 @@ final class ReportBrowserTests: XCTestCase {
             }
 
             // DNS: every tunnelled domain is on top of the table.
-            let tunnelled = Set(alerts.compactMap { TestSupport.value($0, "sensor.dns_tunneling.domain") as? String })
+            let tunnelled = Set(alerts.compactMap { TestSupport.value($0, "spanwatch.dns_tunneling.domain") as? String })
             if !tunnelled.isEmpty {
                 let top = try XCTUnwrap(b.evaluate("Array.from(document.querySelectorAll('#dns table.dns tbody tr')).slice(0, \(tunnelled.count)).map(function(r){return r.cells[0].textContent})") as? [String])
                 XCTAssertEqual(Set(top), tunnelled, name)

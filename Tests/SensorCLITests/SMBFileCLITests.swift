@@ -16,9 +16,9 @@ final class SMBFileCLITests: XCTestCase {
         }
         let r = try TestSupport.sensor(["replay", "--no-flow-events", file])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let files = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.file" }
+        let files = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.file" }
         func of(_ op: String) -> [String] {
-            files.filter { TestSupport.value($0, "sensor.file.operation") as? String == op }.compactMap { TestSupport.value($0, "file.hash.sha256") as? String }
+            files.filter { TestSupport.value($0, "spanwatch.file.operation") as? String == op }.compactMap { TestSupport.value($0, "file.hash.sha256") as? String }
         }
         return (tshark, of("write"), of("read"), files)
     }
@@ -32,7 +32,7 @@ final class SMBFileCLITests: XCTestCase {
             for w in s.writes { XCTAssertTrue(s.tshark.contains(w), "\(capture): written file \(w) is not among tshark's objects"); compared += 1 }
             for e in s.events {
                 XCTAssertEqual(schema.problems(e), [], capture)
-                XCTAssertEqual(TestSupport.value(e, "sensor.file.source") as? String, "smb")
+                XCTAssertEqual(TestSupport.value(e, "spanwatch.file.source") as? String, "smb")
             }
         }
         // smb2readwrite.pcap: one file written, one read; both equal tshark's.

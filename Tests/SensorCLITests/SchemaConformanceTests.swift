@@ -5,8 +5,8 @@ import TestSupport
 final class SchemaConformanceTests: XCTestCase {
     func testReplayEventsConformToDocumentedSchema() throws {
         let schema = try EventSchema.load()
-        XCTAssertNotNil(schema.sections["sensor.flow"])
-        XCTAssertGreaterThan(schema.sections["sensor.flow"]!.fields.count, 20)
+        XCTAssertNotNil(schema.sections["spanwatch.flow"])
+        XCTAssertGreaterThan(schema.sections["spanwatch.flow"]!.fields.count, 20)
         var datasets = Set<String>()
         var checked = 0
         for category in ["benign", "beacon", "c2-nonstd-port", "dns-tunnel", "lateral"] {
@@ -22,7 +22,7 @@ final class SchemaConformanceTests: XCTestCase {
                 }
             }
         }
-        XCTAssertTrue(datasets.isSuperset(of: ["sensor.flow", "sensor.stats"]))
+        XCTAssertTrue(datasets.isSuperset(of: ["spanwatch.flow", "spanwatch.stats"]))
         XCTAssertGreaterThan(checked, 500)
     }
 

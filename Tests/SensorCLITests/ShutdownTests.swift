@@ -27,15 +27,15 @@ final class ShutdownTests: XCTestCase {
         let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
         let events = try lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
         let stats = try XCTUnwrap(events.last)
-        XCTAssertEqual(TestSupport.value(stats, "event.dataset") as? String, "sensor.stats")
-        let packets = try XCTUnwrap(TestSupport.value(stats, "sensor.stats.packets") as? Int)
+        XCTAssertEqual(TestSupport.value(stats, "event.dataset") as? String, "spanwatch.stats")
+        let packets = try XCTUnwrap(TestSupport.value(stats, "spanwatch.stats.packets") as? Int)
         XCTAssertGreaterThan(packets, 0)
         XCTAssertLessThan(packets, 2 * 230_000, "stopped before the end")
-        let created = try XCTUnwrap(TestSupport.value(stats, "sensor.stats.flows.created") as? Int)
+        let created = try XCTUnwrap(TestSupport.value(stats, "spanwatch.stats.flows.created") as? Int)
         let finalReports = events.filter {
-            TestSupport.value($0, "event.dataset") as? String == "sensor.flow" && TestSupport.value($0, "event.reason") as? String != "active_timeout"
+            TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" && TestSupport.value($0, "event.reason") as? String != "active_timeout"
         }
         XCTAssertEqual(finalReports.count, created, "every flow seen is reported exactly once")
-        XCTAssertEqual(TestSupport.value(stats, "sensor.stats.flows.active") as? Int, 0)
+        XCTAssertEqual(TestSupport.value(stats, "spanwatch.stats.flows.active") as? Int, 0)
     }
 }

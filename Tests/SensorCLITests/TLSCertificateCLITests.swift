@@ -36,7 +36,7 @@ final class TLSCertificateCLITests: XCTestCase {
             XCTAssertEqual(t.status, 0, t.stderr)
             let r = try TestSupport.sensor(["replay", path])
             XCTAssertEqual(r.status, 0, r.stderr)
-            let flows = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "sensor.flow" }
+            let flows = try TestSupport.events(r).filter { TestSupport.value($0, "event.dataset") as? String == "spanwatch.flow" }
             var sha1s: [String] = []
             for row in t.lines {
                 let c = row.split(separator: "\t", omittingEmptySubsequences: false)
@@ -69,8 +69,8 @@ final class TLSCertificateCLITests: XCTestCase {
             let alerts = try TestSupport.events(h)
             XCTAssertFalse(alerts.isEmpty, "\(capture): \(h.stderr)")
             for a in alerts {
-                XCTAssertEqual(TestSupport.value(a, "sensor.threat_intel.matched.field") as? String, "tls.server.hash.sha1", capture)
-                XCTAssertEqual(TestSupport.value(a, "sensor.threat_intel.indicator.value") as? String, sha1, capture)
+                XCTAssertEqual(TestSupport.value(a, "spanwatch.threat_intel.matched.field") as? String, "tls.server.hash.sha1", capture)
+                XCTAssertEqual(TestSupport.value(a, "spanwatch.threat_intel.indicator.value") as? String, sha1, capture)
             }
         }
         XCTAssertGreaterThanOrEqual(compared, 5)

@@ -39,9 +39,9 @@ final class ThreatIntelCLITests: XCTestCase {
                                         TestSupport.data("pcaps/beacon/test-cc-capture-2.pcap"), TestSupport.data("pcaps/beacon/cryptowall4_c2.pcapng")])
         XCTAssertEqual(r.status, 0, r.stderr)
         let alerts = try intelAlerts(r)
-        XCTAssertEqual(Set(alerts.compactMap { TestSupport.value($0, "sensor.threat_intel.indicator.value") as? String }), Set(Self.attackerIPs))
+        XCTAssertEqual(Set(alerts.compactMap { TestSupport.value($0, "spanwatch.threat_intel.indicator.value") as? String }), Set(Self.attackerIPs))
         for a in alerts {
-            XCTAssertEqual(TestSupport.value(a, "sensor.threat_intel.matched.field") as? String, "destination.ip")
+            XCTAssertEqual(TestSupport.value(a, "spanwatch.threat_intel.matched.field") as? String, "destination.ip")
             XCTAssertEqual(TestSupport.value(a, "threat.indicator.ip") as? String, TestSupport.value(a, "destination.ip") as? String)
             XCTAssertEqual(TestSupport.techniqueIDs(a), ["T1071"])
             XCTAssertNotNil(TestSupport.value(a, "network.community_id"))
@@ -149,7 +149,7 @@ final class ThreatIntelCLITests: XCTestCase {
         let list = try write("names.txt", "\(Self.tunnelDomain)\nsni:\(Self.c2SNI)\n")
         let r = try TestSupport.sensor(["hunt", "--indicators", list, dnsCapture, tlsCapture])
         XCTAssertEqual(r.status, 0, r.stderr)
-        let fields = Set(try intelAlerts(r).compactMap { TestSupport.value($0, "sensor.threat_intel.matched.field") as? String })
+        let fields = Set(try intelAlerts(r).compactMap { TestSupport.value($0, "spanwatch.threat_intel.matched.field") as? String })
         if hasDNS { XCTAssertTrue(fields.contains("dns.question.name"), "\(fields)") }
         if hasTLS { XCTAssertTrue(fields.contains("tls.client.server_name"), "\(fields)") }
     }

@@ -130,11 +130,11 @@ final class ZeekOutputTests: XCTestCase {
         // One line per event of the dataset the log comes from.
         func count(_ f: ([String: Any]) -> Bool) -> Int { events.filter(f).count }
         func dataset(_ e: [String: Any]) -> String { TestSupport.value(e, "event.dataset") as? String ?? "" }
-        XCTAssertEqual(logs["conn"]?.count, count { dataset($0) == "sensor.flow" })
-        XCTAssertEqual(logs["dns"]?.count, count { dataset($0) == "sensor.dns" })
-        XCTAssertEqual(logs["notice"]?.count, count { dataset($0) == "sensor.alert" })
-        XCTAssertEqual(logs["http"]?.count, count { dataset($0) == "sensor.flow" && TestSupport.value($0, "http.request.method") != nil })
-        XCTAssertEqual(logs["ssl"]?.count, count { dataset($0) == "sensor.flow" && TestSupport.value($0, "tls") != nil })
+        XCTAssertEqual(logs["conn"]?.count, count { dataset($0) == "spanwatch.flow" })
+        XCTAssertEqual(logs["dns"]?.count, count { dataset($0) == "spanwatch.dns" })
+        XCTAssertEqual(logs["notice"]?.count, count { dataset($0) == "spanwatch.alert" })
+        XCTAssertEqual(logs["http"]?.count, count { dataset($0) == "spanwatch.flow" && TestSupport.value($0, "http.request.method") != nil })
+        XCTAssertEqual(logs["ssl"]?.count, count { dataset($0) == "spanwatch.flow" && TestSupport.value($0, "tls") != nil })
         for log in ["conn", "dns", "http", "ssl", "notice"] { XCTAssertGreaterThan(logs[log]?.count ?? 0, 0, log) }
         // uids join: every dns/http/ssl line names a conn line of the same connection (same hosts).
         var connHosts: [String: Set<String>] = [:]
@@ -152,7 +152,7 @@ final class ZeekOutputTests: XCTestCase {
         XCTAssertGreaterThan(joined, 100)
         // Values agree with the ECS events: a flow's start, payload bytes and Community ID.
         // (Only Community IDs that one flow has: a 5-tuple reused later is one uid, see docs/SIEM.md.)
-        let flowsByCID = Dictionary(grouping: events.filter { dataset($0) == "sensor.flow" }) { TestSupport.value($0, "network.community_id") as! String }
+        let flowsByCID = Dictionary(grouping: events.filter { dataset($0) == "spanwatch.flow" }) { TestSupport.value($0, "network.community_id") as! String }
             .compactMapValues { $0.count == 1 ? $0[0] : nil }
         var compared = 0
         for (l, _) in (logs["conn"] ?? []).prefix(300) {

@@ -31,7 +31,7 @@ final class OutputMonitorTests: XCTestCase {
         func fail(_ n: Int) throws {
             var json = "{\"event\":{\"kind\":\"alert\"}}"
             for _ in 0..<n {
-                json.withUTF8 { sink.write(UnsafeRawBufferPointer($0), metadata: EventMetadata(dataset: "sensor.alert", kind: .alert, timestamp: Timestamp(nanoseconds: 0))) }
+                json.withUTF8 { sink.write(UnsafeRawBufferPointer($0), metadata: EventMetadata(dataset: "spanwatch.alert", kind: .alert, timestamp: Timestamp(nanoseconds: 0))) }
             }
             try sink.flush()
         }

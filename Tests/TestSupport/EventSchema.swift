@@ -25,7 +25,7 @@ public struct EventSchema {
             if line.hasPrefix("## ") {
                 let title = line.dropFirst(3).trimmingCharacters(in: .whitespaces)
                 if title.hasPrefix("Common") { current = "common" }
-                else if title.hasPrefix("sensor.") { current = String(title.split(separator: " ")[0]) }
+                else if title.hasPrefix("spanwatch.") { current = String(title.split(separator: " ")[0]) }
                 else { current = nil }
                 if let c = current, schema.sections[c] == nil { schema.sections[c] = Section() }
                 continue

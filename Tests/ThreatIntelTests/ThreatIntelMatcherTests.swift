@@ -70,10 +70,10 @@ final class ThreatIntelMatcherTests: XCTestCase {
         let a = try alerts()
         XCTAssertEqual(a.count, 1)
         let e = a[0]
-        XCTAssertEqual(TestSupport.value(e, "sensor.threat_intel.matched.field") as? String, "destination.ip")
-        XCTAssertEqual(TestSupport.value(e, "sensor.threat_intel.indicator.value") as? String, "203.0.113.50")
-        XCTAssertEqual(TestSupport.value(e, "sensor.threat_intel.indicator.provider") as? String, "acme")
-        XCTAssertEqual(TestSupport.value(e, "sensor.threat_intel.indicator.confidence") as? Int, 90)
+        XCTAssertEqual(TestSupport.value(e, "spanwatch.threat_intel.matched.field") as? String, "destination.ip")
+        XCTAssertEqual(TestSupport.value(e, "spanwatch.threat_intel.indicator.value") as? String, "203.0.113.50")
+        XCTAssertEqual(TestSupport.value(e, "spanwatch.threat_intel.indicator.provider") as? String, "acme")
+        XCTAssertEqual(TestSupport.value(e, "spanwatch.threat_intel.indicator.confidence") as? Int, 90)
         XCTAssertEqual(TestSupport.value(e, "threat.indicator.ip") as? String, "203.0.113.50")
         XCTAssertEqual(TestSupport.value(e, "threat.indicator.type") as? String, "ipv4-addr")
         XCTAssertEqual(TestSupport.value(e, "threat.indicator.confidence") as? String, "High")
@@ -121,16 +121,16 @@ final class ThreatIntelMatcherTests: XCTestCase {
         emitter.publish(.dnsAnswer(name: "0a1b2c.skullseclabs.org", address: IPAddress("198.51.100.99")), flow: r, at: t0)
         var a = try alerts()
         XCTAssertEqual(a.count, 1, "question and answer for the same indicator and host alert once")
-        XCTAssertEqual(TestSupport.value(a[0], "sensor.threat_intel.matched.field") as? String, "dns.question.name")
-        XCTAssertEqual(TestSupport.value(a[0], "sensor.threat_intel.matched.atomic") as? String, "0a1b2c.skullseclabs.org")
+        XCTAssertEqual(TestSupport.value(a[0], "spanwatch.threat_intel.matched.field") as? String, "dns.question.name")
+        XCTAssertEqual(TestSupport.value(a[0], "spanwatch.threat_intel.matched.atomic") as? String, "0a1b2c.skullseclabs.org")
         XCTAssertEqual(TestSupport.value(a[0], "threat.indicator.url.domain") as? String, "skullseclabs.org")
         XCTAssertEqual(TestSupport.value(a[0], "related.hosts") as? [String], ["0a1b2c.skullseclabs.org"])
         // Another host connecting to the address the listed name resolved to.
         connect("10.0.0.8", "198.51.100.99", at: t0 + .seconds(2))
         a = try alerts()
         XCTAssertEqual(a.count, 2)
-        XCTAssertEqual(TestSupport.value(a[1], "sensor.threat_intel.matched.field") as? String, "destination.ip")
-        XCTAssertEqual(TestSupport.value(a[1], "sensor.threat_intel.matched.resolved_from") as? String, "0a1b2c.skullseclabs.org")
+        XCTAssertEqual(TestSupport.value(a[1], "spanwatch.threat_intel.matched.field") as? String, "destination.ip")
+        XCTAssertEqual(TestSupport.value(a[1], "spanwatch.threat_intel.matched.resolved_from") as? String, "0a1b2c.skullseclabs.org")
     }
 
     func testTLSAndHTTPFacts() throws {
@@ -152,8 +152,8 @@ final class ThreatIntelMatcherTests: XCTestCase {
         emitter.publish(.fileHash(algorithm: "sha256", value: "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"), flow: r, at: t0)
         emitter.publish(.tlsCertificate(sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", sha1: nil), flow: r, at: t0)
         let a = try alerts()
-        let fields = a.map { TestSupport.value($0, "sensor.threat_intel.matched.field") as! String }
-        XCTAssertEqual(fields, ["tls.client.server_name", "tls.client.ja3", "sensor.tls.client.ja4", "tls.client.server_name", "url.full", "file.hash.sha256"])
+        let fields = a.map { TestSupport.value($0, "spanwatch.threat_intel.matched.field") as! String }
+        XCTAssertEqual(fields, ["tls.client.server_name", "tls.client.ja3", "spanwatch.tls.client.ja4", "tls.client.server_name", "url.full", "file.hash.sha256"])
         XCTAssertEqual(TestSupport.techniqueIDs(a[0]), ["T1573"])
         XCTAssertEqual(TestSupport.techniqueIDs(a[4]), ["T1071", "T1071.001"])
         XCTAssertEqual(TestSupport.value(a[4], "threat.indicator.url.full") as? String, "bad.example/gate.php")

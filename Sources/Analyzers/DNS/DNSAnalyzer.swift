@@ -3,7 +3,7 @@ import PacketCore
 
 /// Settings of the DNS analyser (config section `dns:`).
 public struct DNSConfiguration: Sendable, Equatable {
-    /// Passive-DNS `sensor.dns` events on or off; parsing still runs for detectors when off.
+    /// Passive-DNS `spanwatch.dns` events on or off; parsing still runs for detectors when off.
     public var eventsEnabled = true
     /// A query without a response after this long (packet clock) is reported as unanswered.
     public var transactionTimeout: Timestamp.Duration = .seconds(10)
@@ -78,11 +78,11 @@ public struct DNSCounters: Sendable, Equatable {
 }
 
 extension EventDescriptor {
-    /// `sensor.dns`: one passive-DNS transaction (query and response, or a query left unanswered).
-    public static let dns = EventDescriptor(kind: .event, categories: ["network"], types: ["protocol", "info"], dataset: "sensor.dns")
+    /// `spanwatch.dns`: one passive-DNS transaction (query and response, or a query left unanswered).
+    public static let dns = EventDescriptor(kind: .event, categories: ["network"], types: ["protocol", "info"], dataset: "spanwatch.dns")
 }
 
-/// Passive DNS: parses DNS over UDP and TCP and writes one `sensor.dns` event per transaction.
+/// Passive DNS: parses DNS over UDP and TCP and writes one `spanwatch.dns` event per transaction.
 ///
 /// Flows are chosen once, on their first packet: UDP or TCP port 53 (DNS), 5353 (mDNS), 5355 (LLMNR),
 /// or content that parses as a well-formed query (DNS on other ports). Other flows cost one side-table
@@ -411,7 +411,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
 
     // MARK: Events
 
-    /// Writes one `sensor.dns` event. The question comes from the response when it has one, else from
+    /// Writes one `spanwatch.dns` event. The question comes from the response when it has one, else from
     /// the stored query; `nameBuffer`/`lowerBuffer` hold that question's name (`nameLength` < 0: none).
     func emitTransaction(query: Int?, response: DNSMessage?, responseTime: Timestamp?, key: FlowKey, clientIsA: Bool, app: UInt8,
                          name info: NameInfo, nameBuffer: UnsafeMutableRawBufferPointer, lowerBuffer: UnsafeMutableRawBufferPointer) {
@@ -520,7 +520,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
             if response != nil { for ip in answerIPs where ip != client && ip != server { w.element(ip) } }
             w.endArray(); w.endObject()
 
-            w.beginObject("sensor"); w.beginObject("dns")
+            w.beginObject("spanwatch"); w.beginObject("dns")
             w.field("status", status)
             if let r = response {
                 w.field("answer_count", Int(r.header.answerCount))

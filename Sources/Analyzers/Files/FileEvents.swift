@@ -1,7 +1,7 @@
 import Events
 import PacketCore
 
-/// Which analyser saw a file (`sensor.file.source`).
+/// Which analyser saw a file (`spanwatch.file.source`).
 public enum FileSource: String, Sendable {
     case http, smb
 }
@@ -23,9 +23,9 @@ extension EventEmitter {
         w.beginObject("destination"); w.field("ip", flow.responder); w.field("port", Int(flow.responderPort)); w.endObject()
     }
 
-    /// Writes a `sensor.file` event and offers its hashes to the fact observers (file-hash indicators).
+    /// Writes a `spanwatch.file` event and offers its hashes to the fact observers (file-hash indicators).
     /// `upload`: sent by the flow's originator (an HTTP request body, an SMB write).
-    /// `fileFields` adds members of `file` (name, path), `fields` top-level ones, `sensorFields` members of `sensor.file`.
+    /// `fileFields` adds members of `file` (name, path), `fields` top-level ones, `sensorFields` members of `spanwatch.file`.
     func emitFile(_ d: FileDigests, source: FileSource, upload: Bool, flow: FlowRecord, at time: Timestamp,
                   fileFields: (inout JSONWriter) -> Void, fields: (inout JSONWriter) -> Void, sensorFields: (inout JSONWriter) -> Void) {
         emit(.file, at: time, sourceIP: flow.originator, body: { w in
@@ -41,7 +41,7 @@ extension EventEmitter {
             fileFields(&w)
             w.endObject()
             fields(&w)
-            w.beginObject("sensor"); w.beginObject("file")
+            w.beginObject("spanwatch"); w.beginObject("file")
             w.field("source", source.rawValue)
             w.field("direction", upload ? "upload" : "download")
             if d.incomplete { w.field("incomplete", true) }

@@ -103,7 +103,7 @@ public struct FileDigests: Sendable, Equatable {
 
 /// Bounds on file hashing (config `files:`), per worker.
 public struct FileConfiguration: Sendable, Equatable {
-    /// Hash files and write `sensor.file` events at all.
+    /// Hash files and write `spanwatch.file` events at all.
     public var enabled = true
     /// The digests computed.
     public var hashes: FileHashAlgorithms = .sha256
@@ -116,7 +116,7 @@ public struct FileConfiguration: Sendable, Equatable {
     public init() {}
 }
 
-/// Counters of file hashing (`sensor.stats.files`).
+/// Counters of file hashing (`spanwatch.stats.files`).
 public struct FileCounters: Sendable, Equatable {
     public var files: UInt64 = 0
     public var incomplete: UInt64 = 0
@@ -131,11 +131,11 @@ public struct FileCounters: Sendable, Equatable {
 }
 
 /// One worker's file hashing, shared by the analysers that hash files (HTTP, SMB): the bounds, the
-/// counters, and where `sensor.file` events go. Hangs off the worker's `StreamReassembler`.
+/// counters, and where `spanwatch.file` events go. Hangs off the worker's `StreamReassembler`.
 public final class FileHashing {
     public let configuration: FileConfiguration
     public internal(set) var counters = FileCounters()
-    /// Where `sensor.file` events and file-hash facts go (nil: counted only).
+    /// Where `spanwatch.file` events and file-hash facts go (nil: counted only).
     let emitter: EventEmitter?
     /// Bytes hashed in the current second of packet time.
     var secondBytes = 0
@@ -146,7 +146,7 @@ public final class FileHashing {
         self.emitter = emitter
     }
 
-    /// A finished file: counted, written as a `sensor.file` event, offered to file-hash indicators.
+    /// A finished file: counted, written as a `spanwatch.file` event, offered to file-hash indicators.
     func report(_ d: FileDigests, source: FileSource, upload: Bool, flow: FlowRecord, at time: Timestamp,
                 fileFields: (inout JSONWriter) -> Void = { _ in }, fields: (inout JSONWriter) -> Void = { _ in },
                 sensorFields: (inout JSONWriter) -> Void = { _ in }) {
@@ -179,7 +179,7 @@ public final class FileHashing {
         return true
     }
 
-    /// `sensor.stats.files`.
+    /// `spanwatch.stats.files`.
     public func writeStatistics(into w: inout JSONWriter) {
         w.beginObject("files")
         w.field("files", counters.files)

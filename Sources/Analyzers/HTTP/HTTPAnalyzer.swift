@@ -45,7 +45,7 @@ public struct HTTPCounters: Sendable, Equatable {
     public var requests: UInt64 = 0
     public var responses: UInt64 = 0
     public var malformed: UInt64 = 0
-    /// `sensor.http` events written.
+    /// `spanwatch.http` events written.
     public var transactions: UInt64 = 0
     /// Requests reported without a response (the flow ended or too many were waiting).
     public var unanswered: UInt64 = 0
@@ -61,10 +61,10 @@ public struct HTTPCounters: Sendable, Equatable {
 }
 
 extension EventDescriptor {
-    /// `sensor.http`: one request with its response (or a request left unanswered).
-    public static let http = EventDescriptor(kind: .event, categories: ["network", "web"], types: ["protocol", "info"], dataset: "sensor.http")
-    /// `sensor.file`: one file transferred over HTTP or SMB, with its hashes.
-    public static let file = EventDescriptor(kind: .event, categories: ["file", "network"], types: ["info"], dataset: "sensor.file")
+    /// `spanwatch.http`: one request with its response (or a request left unanswered).
+    public static let http = EventDescriptor(kind: .event, categories: ["network", "web"], types: ["protocol", "info"], dataset: "spanwatch.http")
+    /// `spanwatch.file`: one file transferred over HTTP or SMB, with its hashes.
+    public static let file = EventDescriptor(kind: .event, categories: ["file", "network"], types: ["info"], dataset: "spanwatch.file")
 }
 
 /// Reads every HTTP/1.x request and response of flows that start with a request, on any port.
@@ -74,8 +74,8 @@ extension EventDescriptor {
 /// `HTTPParser.maxHead` and the worker's `ParserMemoryBudget`) and a body walked in place by
 /// `HTTPBodyReader` (Content-Length, chunked, or until close), so keep-alive and pipelined exchanges,
 /// 100-continue and bodiless HEAD/204/304 responses are all followed. Requests wait in order for their
-/// responses (at most `maxPending`, each charged to the budget); every pair becomes a `sensor.http`
-/// event and every request an intel fact; bodies are hashed as `sensor.file` events when files are on.
+/// responses (at most `maxPending`, each charged to the budget); every pair becomes a `spanwatch.http`
+/// event and every request an intel fact; bodies are hashed as `spanwatch.file` events when files are on.
 /// The flow event keeps the first exchange and the counts.
 public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistics {
     public let name = "http"
@@ -89,7 +89,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     let budget: ParserMemoryBudget
     /// File hashing bounds and counters (nil: files off).
     public let files: FileHashing?
-    /// Write `sensor.http` events (the facts and flow summary are kept either way).
+    /// Write `spanwatch.http` events (the facts and flow summary are kept either way).
     public let transactionEvents: Bool
     /// Told of every request head (beaconing measured per request inside keep-alive connections).
     public weak var requestObserver: (any HTTPRequestObserver)?
@@ -426,7 +426,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         store.purgeEnded()
     }
 
-    /// `sensor.stats.http`.
+    /// `spanwatch.stats.http`.
     public func writeStatistics(into w: inout JSONWriter) {
         let c = counters
         w.beginObject("http")
@@ -447,7 +447,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         HTTPAnalyzer.write(f, into: &w)
     }
 
-    /// The flow's request and response counts (`sensor.http.requests`, `sensor.http.responses`): no ECS field.
+    /// The flow's request and response counts (`spanwatch.http.requests`, `spanwatch.http.responses`): no ECS field.
     public func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
         guard let f = facts(slot: slot, generation: flow.generation), f.request != nil || f.response != nil else { return }
         w.beginObject("http")

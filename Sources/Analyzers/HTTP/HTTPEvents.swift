@@ -2,7 +2,7 @@ import Events
 import PacketCore
 
 extension HTTPAnalyzer {
-    /// One `sensor.http` event: a request with its response, a request left unanswered, or a response
+    /// One `spanwatch.http` event: a request with its response, a request left unanswered, or a response
     /// whose request was not seen. `@timestamp` is the request's time.
     func transaction(_ p: HTTPPendingRequest?, _ response: HTTPResponseHead?, responseBody: FileDigests?, flow: FlowRecord, at time: Timestamp) {
         if p != nil && response == nil { counters.unanswered &+= 1 }
@@ -21,7 +21,7 @@ extension HTTPAnalyzer {
             e.writeFlowEndpoints(flow, into: &w)
             HTTPAnalyzer.writeExchange(p?.head, response, requestBodyBytes: p?.body?.size ?? p?.head.contentLength,
                                        responseBodyBytes: responseBody?.size ?? (bodiless ? nil : response?.contentLength), into: &w)
-            w.beginObject("sensor"); w.beginObject("http")
+            w.beginObject("spanwatch"); w.beginObject("http")
             w.field("status", status)
             if let h = p?.body?.sha256 { w.field("request_body_sha256", h) }
             if let b = responseBody, b.size > 0, let h = b.sha256 { w.field("response_body_sha256", h) }
@@ -29,7 +29,7 @@ extension HTTPAnalyzer {
         })
     }
 
-    /// One `sensor.file` event for a body (`upload`: a request body).
+    /// One `spanwatch.file` event for a body (`upload`: a request body).
     func file(_ d: FileDigests, upload: Bool, request: HTTPRequestHead?, response: HTTPResponseHead?, flow: FlowRecord, at time: Timestamp) {
         guard let files else { return }
         let encoding = upload ? request?.contentEncoding : response?.contentEncoding

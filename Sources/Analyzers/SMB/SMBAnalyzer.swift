@@ -92,7 +92,7 @@ public final class SMBAnalyzer: StreamConsumer {
 
     /// 4 KiB holds every header, name, NTLMSSP message and pipe RPC bind/request start we read, while a
     /// bulk READ/WRITE copies no more than that of its 64 KiB–1 MiB body.
-    /// The worker's file hashing (SMB2/3 reads and writes as `sensor.file`), nil when files are off.
+    /// The worker's file hashing (SMB2/3 reads and writes as `spanwatch.file`), nil when files are off.
     let files: FileHashing?
 
     public init(messageCap: Int = 4 << 10, budget: ParserMemoryBudget = ParserMemoryBudget(), files: FileHashing? = nil) {

@@ -169,7 +169,7 @@ extension SMBAnalyzer {
         }
     }
 
-    /// The file was closed (or the flow ended): its written and read data become `sensor.file` events.
+    /// The file was closed (or the flow ended): its written and read data become `spanwatch.file` events.
     func finishTransfer(_ f: Flow, key: UInt64, record: FlowRecord, time: Timestamp) {
         guard let t = f.transfers.removeValue(forKey: key) else { return }
         budget.release(Self.transferCost)

@@ -28,13 +28,13 @@ public protocol StreamConsumer: AnyObject {
     /// Whether the consumer can pick up again after a gap (it realigns on its own message boundaries, as
     /// DCE-RPC and SMB can). Such consumers get `gap` and then the bytes after the hole; others stop there.
     var resumesAfterGap: Bool { get }
-    /// Adds this consumer's facts to the flow's vendor object (`sensor.smb.*`, `sensor.dce_rpc.*`, …); called
+    /// Adds this consumer's facts to the flow's vendor object (`spanwatch.smb.*`, `spanwatch.dce_rpc.*`, …); called
     /// before `streamEnded`.
     /// (Named apart from `PacketAnalyzer.contributeFlowFields` so a class can be both without ambiguity.)
     func contributeStreamFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter)
 }
 
-/// A stream consumer with counters of its own for `sensor.stats` (written after the reassembly's).
+/// A stream consumer with counters of its own for `spanwatch.stats` (written after the reassembly's).
 public protocol StreamStatistics {
     func writeStatistics(into writer: inout JSONWriter)
 }
@@ -445,7 +445,7 @@ public final class StreamReassembler: PacketAnalyzer {
 }
 
 extension StreamReassembler {
-    /// `sensor.stats.reassembly` and `sensor.stats.parser_memory`: what reassembly and the stream parsers
+    /// `spanwatch.stats.reassembly` and `spanwatch.stats.parser_memory`: what reassembly and the stream parsers
     /// skipped, and the memory they hold against their bounds.
     public func writeStatistics(into w: inout JSONWriter) {
         let c = counters

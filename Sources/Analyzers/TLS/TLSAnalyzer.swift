@@ -215,7 +215,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         w.endObject()
     }
 
-    /// ECS `tls.*` for one flow (JA4 and the offered ALPN list, which ECS lacks, go to `sensor.tls.client.*`).
+    /// ECS `tls.*` for one flow (JA4 and the offered ALPN list, which ECS lacks, go to `spanwatch.tls.client.*`).
     public static func write(_ f: TLSFacts, into w: inout JSONWriter) {
         w.beginObject("tls")
         let version = f.server?.version ?? f.client?.highestVersion

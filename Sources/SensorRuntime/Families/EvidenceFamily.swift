@@ -25,7 +25,7 @@ struct EvidenceFamily: SensorFamily {
 
 
     /// Throws for configuration and directory problems; a custody log that cannot be used gives a store
-    /// with capture off (logged, announced as `sensor.health`) so that the sensor still runs.
+    /// with capture off (logged, announced as `spanwatch.health`) so that the sensor still runs.
     func prepare(_ rules: RulesSet, logger: Logger) throws -> EvidenceCoordinator {
         guard let dir = rules.directory else {
             throw SetupError(description: "evidence capture is on but no rules directory was found (need \(EvidenceRules.fileName) in --rules DIR)")
