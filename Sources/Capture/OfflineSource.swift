@@ -80,12 +80,16 @@ public final class PcapFileReader: PacketSource {
         throw CaptureError(kind: .read, input: path, message: problem, packetsBefore: packetsRead)
     }
 
-    /// libpcap reads on from the record `plain` stopped at (its stdio stream is moved there).
-    func handToLibpcap() {
+    /// libpcap reads on from the record `plain` stopped at (its stdio stream is moved there). A file cut
+    /// below what was read is damage, as libpcap reports a record it finds cut.
+    func handToLibpcap() throws(CaptureError) {
         guard let m = plain else { return }
         plain = nil
+        defer { m.close() }
         fseeko(input.file, off_t(m.offset), SEEK_SET)
-        m.close()
+        if let size = m.shrunkSize() {
+            throw CaptureError(kind: .read, input: path, message: "the file shrank to \(size) bytes while it was read", packetsBefore: packetsRead)
+        }
     }
 
     public func next() throws(CaptureError) -> RawPacket? {
@@ -96,7 +100,7 @@ public final class PcapFileReader: PacketSource {
                 packetsRead &+= 1
                 return RawPacket(header: &h, data: data, linkType: linkType, fractionUnit: 1, unsignedSeconds: true)
             }
-            handToLibpcap()
+            try handToLibpcap()
         }
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?
@@ -128,7 +132,7 @@ public final class PcapFileReader: PacketSource {
                 consumer._withUnsafeGuaranteedRef { $0.consume(packet) }
             }
             if n > 0 || stopped.load(ordering: .relaxed) { return n }
-            handToLibpcap()
+            try handToLibpcap()
         }
         var context = DispatchContext(consumer: Unmanaged.passUnretained(consumer), linkType: linkType,
                                       unsignedSeconds: unsignedSeconds)

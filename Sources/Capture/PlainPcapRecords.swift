@@ -49,6 +49,15 @@ struct PlainPcapRecords {
 
     func close() { buffer.deallocate() }
 
+    /// The file's size when it no longer holds all that was read of it: it was cut while being read, and
+    /// libpcap, reading on from `offset` (at or past its new end), would take the lost records for a
+    /// clean end.
+    func shrunkSize() -> Int? {
+        var st = stat()
+        guard fstat(fd, &st) == 0, Int(st.st_size) < fileOffset else { return nil }
+        return Int(st.st_size)
+    }
+
     /// The next record (its header in `header`, nanoseconds in `tv_usec` as libpcap gives them at
     /// nanosecond precision), or nil when libpcap is to read on from `offset`. The bytes returned stay
     /// valid until the following call.

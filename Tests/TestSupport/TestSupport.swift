@@ -153,17 +153,22 @@ public enum TestSupport {
 /// Writes classic pcap files for tests that need inputs no public capture has (random or hostile records).
 public struct PcapFileWriter {
     public var data = Data()
+    /// Headers in big-endian order (a file written on the other kind of machine).
+    let bigEndian: Bool
 
-    public init(linkType: UInt32 = 1, snapLength: UInt32 = 262_144) {
-        append32(0xa1b2_c3d4)
-        append16(2); append16(4)
+    /// `magic` 0xA1B2_3C4D: nanosecond fractions.
+    public init(linkType: UInt32 = 1, snapLength: UInt32 = 262_144, magic: UInt32 = 0xa1b2_c3d4, minorVersion: UInt16 = 4,
+                bigEndian: Bool = false) {
+        self.bigEndian = bigEndian
+        append32(magic)
+        append16(2); append16(minorVersion)
         append32(0); append32(0)
         append32(snapLength)
         append32(linkType)
     }
 
-    mutating func append16(_ v: UInt16) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
-    mutating func append32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
+    mutating func append16(_ v: UInt16) { withUnsafeBytes(of: bigEndian ? v.bigEndian : v.littleEndian) { data.append(contentsOf: $0) } }
+    mutating func append32(_ v: UInt32) { withUnsafeBytes(of: bigEndian ? v.bigEndian : v.littleEndian) { data.append(contentsOf: $0) } }
 
     /// One record; `capturedLength`/`wireLength` may lie on purpose.
     public mutating func record(seconds: UInt32, micros: UInt32 = 0, bytes: [UInt8], capturedLength: UInt32? = nil, wireLength: UInt32? = nil) {
