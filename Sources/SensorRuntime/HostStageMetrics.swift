@@ -32,7 +32,7 @@ final class HostStageMetrics {
         lag = metrics.gauge(.hostStageLag, s)
     }
 
-    func publish(_ a: HostAggregator) {
+    func publish(_ a: HostAggregator, statistics: HostStageStatistics) {
         facts.publish(a.stage.counters.facts)
         undecodable.publish(a.stage.counters.undecodable)
         if let seconds = Self.lagSeconds(clock: a.clock) { lag.set(to: seconds) }
@@ -48,7 +48,7 @@ final class HostStageMetrics {
             }
             alerts[category]!.publish(n)
         }
-        publish(a.stage.statistics.detectors)
+        publish(statistics.detectors)
     }
 
     /// The detectors' `spanwatch.stats.host_stage` figures as metrics, so a table at its bound (evicting

@@ -81,8 +81,10 @@ final class HostAggregatorService: Service, @unchecked Sendable {
             appliedRules = rules.generation
             aggregator.stage.reload(rules, logger: logger, shard: aggregator.shard)
         }
-        metrics?.publish(aggregator)
-        board?.post(aggregator.stage.statistics, shard: aggregator.shard, concluded: concluded)
+        // One reading of the detectors' figures for the metrics and for worker 0's statistics event.
+        let statistics = aggregator.stage.statistics
+        metrics?.publish(aggregator, statistics: statistics)
+        board?.post(statistics, shard: aggregator.shard, concluded: concluded)
         do { try aggregator.emitter.flush() } catch {
             logger.error("output flush failed", metadata: ["error": "\(error)"])
         }
