@@ -72,7 +72,7 @@ let package = Package(
         ], swiftSettings: hotPath),
         // The composition root: configuration, per-process resources, analyser families, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
-            "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
+            "PacketCore", "CSensorShims", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
             "Evidence",
             "Enrichment",
             "Detectors",

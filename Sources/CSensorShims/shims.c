@@ -21,6 +21,13 @@ int csensor_pin_thread_to_cpu(int cpu) {
     return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
 }
 
+void csensor_name_thread(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof(cut) - 1);
+    cut[sizeof(cut) - 1] = 0;
+    pthread_setname_np(pthread_self(), cut);
+}
+
 int csensor_cpu_count(void) {
     long n = sysconf(_SC_NPROCESSORS_CONF);
     return n > 0 ? (int)n : 1;

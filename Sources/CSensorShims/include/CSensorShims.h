@@ -6,6 +6,8 @@
 
 /* Pin the calling thread to one CPU; returns 0 or an errno value. */
 int csensor_pin_thread_to_cpu(int cpu);
+/* Names the calling thread for the kernel (top -H, perf, /proc/PID/task/TID/comm); cut to 15 bytes. */
+void csensor_name_thread(const char *name);
 /* Number of CPUs configured on this machine. */
 int csensor_cpu_count(void);
 /* Join a PACKET_FANOUT group on a packet socket (mode: hash with defrag). Returns 0 or errno. */
