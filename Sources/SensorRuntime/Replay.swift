@@ -87,7 +87,7 @@ public enum Replay {
                                         analyzers: try WorkerAssembly.makeAnalyzers(resources, index: i, emitter: emitter,
                                                                                     hostRoute: hostOut.map { WorkerAssembly.HostRoute.kafka($0) } ?? .rings(link),
                                                                                     logger: logger) + extraAnalyzers(emitter))
-                let ringSource = RingPacketSource(ring: fanout.rings[i])
+                let ringSource = RingPacketSource(fanout: fanout, worker: i)
                 let publisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
                 ringSource.onClock = { [unowned pipeline] t in
                     // The first clock record is the input's first packet (which this worker may not get).
