@@ -77,7 +77,8 @@ public enum Replay {
                 resources.observeHostStage(emitter)
                 let aggregator = HostAggregator(shard: s, rings: hostRings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter)
                 aggregators.append(aggregator)
-                services.append(.init(service: HostAggregatorService(aggregator: aggregator, mailbox: nil, metrics: nil, board: board, logger: logger)))
+                services.append(.init(service: HostAggregatorService(aggregator: aggregator, mailbox: nil, metrics: nil, board: board, logger: logger,
+                                                                     yieldsToWorkers: true)))
             }
             let fanout = OfflineFanout(workers: workers, ringBytes: Self.workerRingBytes, shard: flowShard)
             for i in 0..<workers {
