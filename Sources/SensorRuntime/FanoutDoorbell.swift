@@ -37,9 +37,7 @@ struct FanoutDoorbell {
     /// After a publish that reached `position`: wakes the consumer when it sleeps and waits for that
     /// position (or at once with `force`).
     @inline(__always) func published(at position: Int, force: Bool) {
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        guard consumerSleeping.pointee.load(ordering: .relaxed) != 0 else { return }
-        if force || position >= consumerWakeAt.pointee.load(ordering: .relaxed) { wake(consumerSleeping) }
+        wakeIfWaiting(consumerSleeping, consumerWakeAt, reached: position, force: force)
     }
 
     /// Sleeps until the consumer has released up to `position` (or `wait` passed), unless `ready`
@@ -53,9 +51,7 @@ struct FanoutDoorbell {
     /// After a release that reached `position`: wakes the producer when it sleeps and waits for that
     /// position (or at once with `force`).
     @inline(__always) func released(at position: Int, force: Bool) {
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        guard producerSleeping.pointee.load(ordering: .relaxed) != 0 else { return }
-        if force || position >= producerWakeAt.pointee.load(ordering: .relaxed) { wake(producerSleeping) }
+        wakeIfWaiting(producerSleeping, producerWakeAt, reached: position, force: force)
     }
 
     /// Sleeps until the producer has published up to `position` (or `wait` passed), unless `ready`.
@@ -64,6 +60,15 @@ struct FanoutDoorbell {
     }
 
     // MARK: Both
+
+    /// This side's progress against the other's sleep: the fence orders the publish or release before
+    /// the look at the word (the sleeper fences its announcement before its last look at the ring).
+    @inline(__always) func wakeIfWaiting(_ word: UnsafeMutablePointer<Atomic<UInt32>>, _ wakeAt: UnsafeMutablePointer<Atomic<Int>>,
+                                         reached position: Int, force: Bool) {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        guard word.pointee.load(ordering: .relaxed) != 0 else { return }
+        if force || position >= wakeAt.pointee.load(ordering: .relaxed) { wake(word) }
+    }
 
     @inline(never) func wake(_ word: UnsafeMutablePointer<Atomic<UInt32>>) {
         // Only the waker clears the word, so one sleep costs at most one wake system call.
