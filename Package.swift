@@ -72,7 +72,7 @@ let package = Package(
         ], swiftSettings: hotPath),
         // The composition root: configuration, per-process resources, analyser families, pipeline wiring, services.
         .target(name: "SensorRuntime", dependencies: [
-            "PacketCore", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
+            "PacketCore", "CSensorShims", "Events", "Capture", "Outputs", "ConfigKit", "Analyzers",
             "Evidence",
             "Enrichment",
             "Detectors",
@@ -107,7 +107,7 @@ let package = Package(
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "TestSupport"]),
         .testTarget(name: "DetectorsTests", dependencies: ["Detectors", "Analyzers", "ConfigKit", "TestSupport", "Events", "PacketCore"]),
         .testTarget(name: "ConfigKitTests", dependencies: ["ConfigKit"]),
-        .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime", "TestSupport"]),
+        .testTarget(name: "SensorRuntimeTests", dependencies: ["SensorRuntime", "Capture", "PacketCore", "TestSupport"]),
         .testTarget(name: "HostStageTests", dependencies: ["HostStage", "Detectors", "Analyzers", "ConfigKit", "Events", "PacketCore", "TestSupport"]),
         .testTarget(name: "SensorCLITests", dependencies: ["SensorRuntime", "HostStage", "TestSupport"]),
         .testTarget(name: "EvidenceTests", dependencies: [

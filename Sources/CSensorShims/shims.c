@@ -13,12 +13,21 @@
 #include <grp.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <time.h>
 
 int csensor_pin_thread_to_cpu(int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+void csensor_name_thread(const char *name) {
+    char cut[16];
+    strncpy(cut, name, sizeof(cut) - 1);
+    cut[sizeof(cut) - 1] = 0;
+    pthread_setname_np(pthread_self(), cut);
 }
 
 int csensor_cpu_count(void) {
@@ -85,4 +94,15 @@ int csensor_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, co
     if (linkat(olddirfd, oldpath, newdirfd, newpath, 0) != 0) return errno;
     if (unlinkat(olddirfd, oldpath, 0) != 0) return errno;
     return 0;
+}
+
+int csensor_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    struct timespec ts = { .tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000 };
+    long rc = syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, timeout_ns > 0 ? &ts : NULL, NULL, 0);
+    return rc == 0 || errno == EINTR ? 0 : errno;
+}
+
+int csensor_futex_wake(uint32_t *word, int count) {
+    long rc = syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    return rc < 0 ? 0 : (int)rc;
 }

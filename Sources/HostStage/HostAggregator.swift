@@ -31,6 +31,8 @@ public final class HostAggregator {
     /// One input per worker (live, replay), or per producer found on a partition (`sensor aggregate`,
     /// which adds inputs as producers appear).
     private(set) var rings: [SPSCByteRing]
+    /// The rings' consumer handles (the merge reads through them: no ring's reference count per record).
+    private(set) var consumers: [SPSCByteRing.Consumer]
     private(set) var marks: [WorkerWatermark]
     public let stage: HostDetectorSet
     public let emitter: EventEmitter
@@ -47,6 +49,7 @@ public final class HostAggregator {
     public init(shard: Int, rings: [SPSCByteRing], marks: [WorkerWatermark], detectors: [HostDetectorFactory], emitter: EventEmitter) {
         self.shard = shard
         self.rings = rings
+        consumers = rings.map(\.consumer)
         self.marks = marks
         self.emitter = emitter
         stage = HostDetectorSet(factories: detectors, emitter: emitter)
@@ -65,6 +68,7 @@ public final class HostAggregator {
     @discardableResult
     public func addInput(ring: SPSCByteRing, mark: WorkerWatermark) -> Int {
         rings.append(ring)
+        consumers.append(ring.consumer)
         marks.append(mark)
         heads.append(nil)
         bounds.append(.min)
@@ -79,7 +83,7 @@ public final class HostAggregator {
         var best = -1
         var bestStamp = Int64.max
         for w in rings.indices {
-            guard let r = rings[w].peek() else { continue }
+            guard let r = consumers[w].peek() else { continue }
             let s = r.load(as: Int64.self)
             if best < 0 || s < bestStamp { best = w; bestStamp = s }
         }
@@ -91,8 +95,8 @@ public final class HostAggregator {
     @inline(__always) func apply(_ w: Int, stamp: Int64) {
         if stamp < clock { late &+= 1 }
         advance(to: stamp)
-        stage.apply(rings[w].peek()!)
-        rings[w].pop()
+        stage.apply(consumers[w].peek()!)
+        consumers[w].pop()
         applied[w] &+= 1
     }
 
@@ -111,7 +115,7 @@ public final class HostAggregator {
                 // watermark was published is then visible, and one pushed later is stamped no earlier.
                 let mark = marks[w].value
                 let done = marks[w].isFinished
-                if let r = rings[w].peek() {
+                if let r = consumers[w].peek() {
                     let s = r.load(as: Int64.self)
                     heads[w] = s
                     bounds[w] = s
@@ -143,7 +147,7 @@ public final class HostAggregator {
     /// Applies whatever is still in the rings, ring by ring (a worker that never finished: shutdown only).
     public func drainUnordered() {
         for w in rings.indices {
-            while let r = rings[w].peek() { apply(w, stamp: r.load(as: Int64.self)) }
+            while let r = consumers[w].peek() { apply(w, stamp: r.load(as: Int64.self)) }
         }
     }
 

@@ -36,6 +36,9 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
         case transport(any HostFactTransport, HostFactEnvelope.Producer)
     }
     let route: Route
+    /// The rings' producer handles (`.rings`; empty otherwise), so no ring's reference count is touched
+    /// per record.
+    let producers: [SPSCByteRing.Producer]
     /// Room for an envelope header, then the record (the writer starts at `record`).
     let scratch = UnsafeMutableRawPointer.allocate(byteCount: HostFactEnvelope.maxHeader + HostFactWriter.capacity, alignment: 16)
     var record: UnsafeMutableRawPointer { scratch + HostFactEnvelope.maxHeader }
@@ -59,6 +62,7 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
 
     public init(route: Route, wanted: HostFactKinds, waitsWhenFull: Bool = false) {
         self.route = route
+        if case .rings(let rings, _) = route { producers = rings.map(\.producer) } else { producers = [] }
         self.waitsWhenFull = waitsWhenFull
         if case .inline = route { publishedAt = .max } else { publishedAt = .min }
         if case .transport = route { watermarkInterval = Self.transportWatermarkInterval } else { watermarkInterval = Self.watermarkInterval }
@@ -98,13 +102,13 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
                 return
             }
             t.send(bytes, partition: Self.shard(of: host, count: t.partitions), host: host)
-        case .rings(let rings, _):
-            if rings.count == 1 { send(w.bytes, to: rings[0]); return }
+        case .rings:
+            if producers.count == 1 { send(w.bytes, to: producers[0]); return }
             guard let host else {
-                for r in rings { send(w.bytes, to: r) }
+                for r in producers { send(w.bytes, to: r) }
                 return
             }
-            send(w.bytes, to: rings[Self.shard(of: host, count: rings.count)])
+            send(w.bytes, to: producers[Self.shard(of: host, count: producers.count)])
         }
     }
 
@@ -122,13 +126,13 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
         for p in 0..<t.partitions { t.send(bytes, partition: p, host: nil) }
     }
 
-    @inline(__always) func send(_ bytes: UnsafeRawBufferPointer, to ring: SPSCByteRing) {
+    @inline(__always) func send(_ bytes: UnsafeRawBufferPointer, to ring: SPSCByteRing.Producer) {
         if waitsWhenFull { sendWaiting(bytes, to: ring) } else { ring.push(bytes) }
     }
 
     /// Offline: waits for the aggregator to make room. The watermark goes out first (every later
     /// record is stamped at least `stamp`), so the merge can take what this ring already holds.
-    @inline(never) func sendWaiting(_ bytes: UnsafeRawBufferPointer, to ring: SPSCByteRing) {
+    @inline(never) func sendWaiting(_ bytes: UnsafeRawBufferPointer, to ring: SPSCByteRing.Producer) {
         let none = UnsafeRawBufferPointer(start: nil, count: 0)
         if ring.write(bytes, none) { ring.publish(); return }
         if case .rings(_, let mark) = route { mark.clock.store(stamp, ordering: .releasing) }
@@ -166,12 +170,12 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
         guard wanted.contains(.flowElsewhere) else { return }
         switch route {
         case .inline: return
-        case .rings(let rings, _):
-            guard rings.count > 1 else { return }
-            let owner = Self.shard(of: flow.originator, count: rings.count)
+        case .rings:
+            guard producers.count > 1 else { return }
+            let owner = Self.shard(of: flow.originator, count: producers.count)
             var e = HostFactWriter(base: record)
             HostFactCodec.encode(.flowElsewhere(flow), stamp: stamp, into: &e)
-            for (i, ring) in rings.enumerated() where i != owner { send(e.bytes, to: ring) }
+            for (i, ring) in producers.enumerated() where i != owner { send(e.bytes, to: ring) }
         case .transport(let t, let producer):
             guard t.partitions > 1 else { return }
             let owner = Self.shard(of: flow.originator, count: t.partitions)

@@ -1,3 +1,4 @@
+import CSensorShims
 import Foundation
 
 /// Runs blocking work (libpcap, the host-stage merge, the metrics socket) on a thread of its own and
@@ -7,6 +8,8 @@ enum DedicatedThread {
     static func run(name: String, stackSize: Int = 8 << 20, _ body: @escaping @Sendable () -> Void) async {
         await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
             let t = Thread {
+                // Foundation keeps the name to itself on Linux: give it to the kernel too.
+                csensor_name_thread(name)
                 body()
                 cont.resume()
             }

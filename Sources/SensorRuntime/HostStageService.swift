@@ -24,9 +24,17 @@ final class HostAggregatorService: Service, @unchecked Sendable {
     /// `stopGrace` for the workers to finish (they normally have: they stop first), then concludes.
     let stopRequested = Atomic<Bool>(false)
     static let stopGrace: Duration = .seconds(10)
+    /// Offline (`replay --workers N`): the thread runs at a lower priority (`offlineNice`), so on a machine
+    /// with fewer cores than busy threads the reader and the workers, which the whole replay waits on, get
+    /// the cores first, and the merge, which can lag by its rings' worth, takes the gaps and runs in longer
+    /// stretches. Live it keeps the workers' priority: its rings drop when full.
+    let yieldsToWorkers: Bool
+    static let offlineNice: Int32 = 5
 
-    init(aggregator: HostAggregator, mailbox: ReloadMailbox?, metrics: HostStageMetrics?, board: HostStageBoard?, logger: Logger) {
+    init(aggregator: HostAggregator, mailbox: ReloadMailbox?, metrics: HostStageMetrics?, board: HostStageBoard?, logger: Logger,
+         yieldsToWorkers: Bool = false) {
         self.aggregator = aggregator
+        self.yieldsToWorkers = yieldsToWorkers
         self.mailbox = mailbox
         self.metrics = metrics
         self.board = board
@@ -53,6 +61,8 @@ final class HostAggregatorService: Service, @unchecked Sendable {
     /// Polling with a 1 ms nap costs ~1000 wake-ups a second on a busy link and adds at most a
     /// millisecond of delay, well below the second the merge waits for watermarks anyway.
     func loop() {
+        // Linux: PRIO_PROCESS with 0 is the calling thread. Failure (a seccomp filter) leaves it as it was.
+        if yieldsToWorkers { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Self.offlineNice) }
         var lastPeriodic = ContinuousClock.now
         var stopDeadline: ContinuousClock.Instant?
         while true {

@@ -77,7 +77,8 @@ public enum Replay {
                 resources.observeHostStage(emitter)
                 let aggregator = HostAggregator(shard: s, rings: hostRings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter)
                 aggregators.append(aggregator)
-                services.append(.init(service: HostAggregatorService(aggregator: aggregator, mailbox: nil, metrics: nil, board: board, logger: logger)))
+                services.append(.init(service: HostAggregatorService(aggregator: aggregator, mailbox: nil, metrics: nil, board: board, logger: logger,
+                                                                     yieldsToWorkers: true)))
             }
             let fanout = OfflineFanout(workers: workers, ringBytes: Self.workerRingBytes, shard: flowShard)
             for i in 0..<workers {
@@ -87,7 +88,7 @@ public enum Replay {
                                         analyzers: try WorkerAssembly.makeAnalyzers(resources, index: i, emitter: emitter,
                                                                                     hostRoute: hostOut.map { WorkerAssembly.HostRoute.kafka($0) } ?? .rings(link),
                                                                                     logger: logger) + extraAnalyzers(emitter))
-                let ringSource = RingPacketSource(ring: fanout.rings[i])
+                let ringSource = RingPacketSource(fanout: fanout, worker: i)
                 let publisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
                 ringSource.onClock = { [unowned pipeline] t in
                     // The first clock record is the input's first packet (which this worker may not get).

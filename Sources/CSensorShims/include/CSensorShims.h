@@ -6,6 +6,8 @@
 
 /* Pin the calling thread to one CPU; returns 0 or an errno value. */
 int csensor_pin_thread_to_cpu(int cpu);
+/* Names the calling thread for the kernel (top -H, perf, /proc/PID/task/TID/comm); cut to 15 bytes. */
+void csensor_name_thread(const char *name);
 /* Number of CPUs configured on this machine. */
 int csensor_cpu_count(void);
 /* Join a PACKET_FANOUT group on a packet socket (mode: hash with defrag). Returns 0 or errno. */
@@ -29,6 +31,22 @@ int csensor_current_capabilities(uint64_t *effective, uint64_t *permitted);
  * RENAME_NOREPLACE, or link + unlink on file systems without it (EINVAL). Returns 0 or an errno value
  * (EEXIST when new exists). Evidence names must never overwrite logged evidence. */
 int csensor_rename_noreplace(int olddirfd, const char *oldpath, int newdirfd, const char *newpath);
+
+/* futex(2) on a private 32-bit word: sleeps while *word == expected, at most timeout_ns nanoseconds
+ * (returns 0 when woken or interrupted, or an errno value: EAGAIN when the word differed, ETIMEDOUT);
+ * wakes up to count sleepers (returns how many). Offline fanout rings sleep on them instead of spinning
+ * when there are more busy threads than cores. */
+int csensor_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
+int csensor_futex_wake(uint32_t *word, int count);
+
+/* The CPU's spin-wait hint (x86 pause, arm yield): a waiting loop lets the sibling hyperthread run. */
+static inline void csensor_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 /* Hints the CPU to bring the cache line at p in for reading (a hint: never faults). Swift has no
  * prefetch; the lookback ring uses it to have its oldest entry's header at hand one packet later. */
