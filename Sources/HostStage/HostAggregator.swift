@@ -21,11 +21,11 @@ public struct HostShardLink {
 /// alerts through its own emitter (the sinks are shared and lock inside).
 ///
 /// The merge is the k-way merge `MergedFileSource` does for files, with one difference: a ring that is
-/// empty may still receive an earlier record, so a record is taken only when its stamp is at most every
-/// other worker's bound — its next record's stamp, or while its ring is empty, its published watermark
-/// (or +∞ once it has finished). Workers publish their watermark every 10 ms of packet time while
-/// packets flow and at every block timeout on a quiet link, so the merge trails the slowest worker by
-/// that much and never stalls.
+/// empty may still receive an earlier record, so a record is taken only when it sorts before every other
+/// worker's bound — its next record's stamp, or while its ring is empty, its published watermark (or +∞
+/// once it has finished); equal stamps sort by worker. Workers publish their watermark every 10 ms of
+/// packet time while packets flow and at every block timeout on a quiet link, so the merge trails the
+/// slowest worker by that much and never stalls.
 public final class HostAggregator {
     public let shard: Int
     /// One input per worker (live, replay), or per producer found on a partition (`sensor aggregate`,
@@ -129,7 +129,7 @@ public final class HostAggregator {
             }
             if allDone { exhausted = true; return applied }
             let low = bounds.min()!
-            guard best >= 0, heads[best]! <= low else {
+            guard best >= 0, orderable(best) else {
                 // Nothing orderable: still let the clock follow the slowest worker (quiet links).
                 if low != .max { advance(to: low) }
                 return applied
@@ -137,6 +137,18 @@ public final class HostAggregator {
             apply(best, stamp: heads[best]!)
             applied += 1
         }
+    }
+
+    /// Whether `best`'s head (the lowest stamp queued, lowest input on ties) can go now: no input with
+    /// nothing queued may still push a record that sorts before it. Equal stamps sort by input, so the
+    /// order the detectors see (and what they report) does not depend on which worker published first.
+    @inline(__always) func orderable(_ best: Int) -> Bool {
+        let s = heads[best]!
+        for w in rings.indices where w != best && heads[w] == nil {
+            let b = bounds[w]
+            if b < s || (b == s && w < best) { return false }
+        }
+        return true
     }
 
     /// The merged clock (the detectors tick on the workers' `tick` records, which the merge orders).

@@ -217,6 +217,28 @@ final class HostAggregatorTests: XCTestCase {
         XCTAssertFalse(agg.exhausted)
     }
 
+    /// Records with equal stamps from two workers are applied in worker order, whichever was published
+    /// first: a worker whose watermark equals a queued stamp may still push a record with that stamp, so
+    /// a higher worker's record waits for it (what made two-worker replays differ between runs).
+    func testEqualStampsGoInWorkerOrderWhateverArrivesFirst() {
+        let rings = (0..<2).map { _ in [SPSCByteRing(capacity: 64 << 10)] }
+        let marks = (0..<2).map { _ in WorkerWatermark() }
+        let workers = (0..<2).map { HostFactPublisher(route: .rings(rings[$0], marks[$0]), wanted: wanted) }
+        let agg = HostAggregator(shard: 0, rings: [rings[0][0], rings[1][0]], marks: marks, detectors: detectors, emitter: emitter(AlertLog()))
+        workers[1].tick(Self.t(5))
+        workers[0].tick(Self.t(4))
+        XCTAssertEqual(agg.drain(), 1, "worker 0's record at 4 only: worker 0 may still send one at 5")
+        workers[0].tick(Self.t(5))
+        XCTAssertEqual(agg.drain(), 1, "worker 0's record at 5 goes first; worker 1's waits for worker 0 to pass 5")
+        XCTAssertEqual(agg.applied, [2, 0])
+        workers[0].tick(Self.t(6))
+        XCTAssertEqual(agg.drain(), 1)
+        XCTAssertEqual(agg.applied, [2, 1])
+        for w in workers { w.finish(Self.t(6)) }
+        XCTAssertEqual(agg.drain(), 1)
+        XCTAssertTrue(agg.exhausted)
+    }
+
     /// Long strings are cut at a UTF-8 boundary, never mid-character; a damaged record is counted, not applied.
     func testCodecCutsStringsAtCharactersAndCountsDamage() {
         let buffer = UnsafeMutableRawPointer.allocate(byteCount: HostFactWriter.capacity, alignment: 16)
