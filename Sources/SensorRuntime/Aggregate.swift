@@ -57,7 +57,7 @@ public enum Aggregate {
         _ = try consumer.topicPartitions(timeout: max(1, options.hostFacts.flushTimeout))
         var sinks: [any EventSink] = []
         for spec in c.outputs.isEmpty ? [OutputSpec.stdout] : c.outputs { sinks.append(try spec.makeSink()) }
-        let emitter = resources.makeEmitter(sinks: sinks, ingress: "aggregate")
+        let emitter = resources.makeEmitter(sinks: sinks, ingress: "aggregate", live: true)
         let store = try options.checkpointTopic.map {
             try KafkaCheckpointStore(options: options.hostFacts, topic: $0, group: options.group, maxRecordBytes: PartitionCheckpoint.maxBytes)
         }

@@ -109,6 +109,12 @@ final class AggregateTests: XCTestCase {
         try publishShards(url, files: files)
         let (merged, run) = try aggregate(url)
         let a = Set(single.identities), b = Set(merged.identities)
+        // The aggregator's alerts carry the wall time they were emitted (event.created); a replay's depend
+        // on the input alone.
+        let created = run.lines.filter { $0.contains("\"spanwatch.alert\"") }
+        XCTAssertFalse(created.isEmpty)
+        XCTAssertEqual(created.filter { !$0.contains("\"created\":\"") }, [])
+        XCTAssertEqual(try replay(files).filter { $0.contains("\"created\":\"") }, [])
         XCTAssertEqual(merged.identities, single.identities,
                        "only from aggregate: \(b.subtracting(a).sorted().prefix(3)); only from replay: \(a.subtracting(b).sorted().prefix(3))")
         // Every record came through the merge in order: none late, none refused.
