@@ -21,6 +21,9 @@ public final class EventEmitter {
     public let enricher: (any EventEnricher)?
     /// Protocol facts go to these (threat-intelligence matching listens here); see `ObservedFact`.
     public var factObservers: [any FactObserver] = []
+    /// The wall clock alerts take `event.created` from (live and `aggregate`: when the alert was raised, so
+    /// `event.created - @timestamp` is its delay); nil in replay, whose output stays a function of the input.
+    public var createdClock: (() -> Timestamp?)?
 
     var writer = JSONWriter(capacity: 8192)
     let constantFields: [UInt8]
@@ -174,6 +177,7 @@ public final class EventEmitter {
         emit(.alert, at: alert.timestamp, severity: alert.severity.rawValue, sourceIP: alert.source?.ip, eventFields: { w in
             w.field("id", id)
             w.field("risk_score", alert.riskScore)
+            if let created = createdClock?() { w.field("created", created) }
         }, body: { w in
             w.field("message", alert.message)
             let threat = ThreatMapping(techniques: alert.techniques, extraTactics: alert.tactics)

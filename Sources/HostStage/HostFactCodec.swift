@@ -292,7 +292,7 @@ public enum HostFactCodec {
             w.u64(UInt64(clamping: q.bytes))
         case .udpRequest(let q):
             w.ip(q.client); w.u16(q.clientPort); w.ip(q.server); w.u16(q.serverPort); w.time(q.flowStart); w.time(q.time)
-            w.u32(UInt32(clamping: q.bytes))
+            w.u32(UInt32(clamping: q.bytes)); w.optionalString(q.serverName)
         }
     }
 
@@ -335,8 +335,9 @@ public enum HostFactCodec {
             fact = .httpRequest(HTTPRequestFact(client: c, server: s, serverPort: port, time: t, host: host, bytes: Int(clamping: bytes)))
         case .udpRequest:
             guard let c = r.ip(), let cport = r.u16(), let s = r.ip(), let sport = r.u16(), let start = r.time(), let t = r.time(),
-                  let bytes = r.u32() else { return nil }
-            fact = .udpRequest(UDPRequestFact(client: c, clientPort: cport, server: s, serverPort: sport, flowStart: start, time: t, bytes: Int(bytes)))
+                  let bytes = r.u32(), let name = r.optionalString() else { return nil }
+            fact = .udpRequest(UDPRequestFact(client: c, clientPort: cport, server: s, serverPort: sport, flowStart: start, time: t, bytes: Int(bytes),
+                                              serverName: name))
         }
         // Bytes left over mean the writer and reader disagree: not trusted.
         guard let fact, r.c.remaining == 0 else { return nil }

@@ -351,7 +351,8 @@ public final class HostFactTap: PacketAnalyzer {
         let flow = flows[context.slot]
         publisher.udpRequest(UDPRequestFact(client: flow.originator, clientPort: flow.originatorPort, server: flow.responder,
                                             serverPort: flow.responderPort, flowStart: flow.firstSeen, time: context.packet.timestamp,
-                                            bytes: context.packet.wireLength))
+                                            bytes: context.packet.wireLength,
+                                            serverName: labeler.tls?.facts(slot: context.slot, generation: flow.generation)?.serverName))
     }
 
     public func flowEnded(_ flow: FlowRecord, reason: FlowEndReason, slot: Int32) {

@@ -20,6 +20,10 @@ public struct AggregateOptions: Sendable {
     public var producerBufferBytes: Int = 8 << 20
     /// Exit once every assigned partition's producers have all ended and their windows closed (batch use).
     public var exitAtEnd = false
+    /// With `exitAtEnd`: wall time from the start within which a first producer must appear on the
+    /// partitions this member owns (else nothing would ever end: it stops, `noProducer`); partitions still
+    /// without one after it do not hold back the end of the others.
+    public var producerWait: Duration = .seconds(60)
     /// The compacted topic of partition checkpoints (nil: none; a new owner rebuilds from the log).
     public var checkpointTopic: String?
     public var checkpointInterval: CheckpointInterval = .packetSeconds(60)
@@ -36,6 +40,8 @@ public struct AggregateOutcome: Sendable {
     public var facts: UInt64
     public var alerts: UInt64
     public var cpuSeconds: Double
+    /// `exitAtEnd` stopped because no producer appeared within `producerWait`.
+    public var noProducer: Bool
     public var outputErrors: [String]
     public var sinkStatistics: [(name: String, statistics: SinkStatistics)]
 }
@@ -51,7 +57,7 @@ public enum Aggregate {
         _ = try consumer.topicPartitions(timeout: max(1, options.hostFacts.flushTimeout))
         var sinks: [any EventSink] = []
         for spec in c.outputs.isEmpty ? [OutputSpec.stdout] : c.outputs { sinks.append(try spec.makeSink()) }
-        let emitter = resources.makeEmitter(sinks: sinks, ingress: "aggregate")
+        let emitter = resources.makeEmitter(sinks: sinks, ingress: "aggregate", live: true)
         let store = try options.checkpointTopic.map {
             try KafkaCheckpointStore(options: options.hostFacts, topic: $0, group: options.group, maxRecordBytes: PartitionCheckpoint.maxBytes)
         }
@@ -72,7 +78,7 @@ public enum Aggregate {
         logger.notice("aggregate started", metadata: ["topic": "\(options.hostFacts.topic)", "group": "\(options.group)"])
         try await group.run()
         return AggregateOutcome(counters: stage.totals, facts: stage.facts, alerts: emitter.alertsEmitted, cpuSeconds: stage.cpuSeconds,
-                                outputErrors: outputs.closeErrors, sinkStatistics: sinks.map { ($0.name, $0.statistics) })
+                                noProducer: stage.noProducer, outputErrors: outputs.closeErrors, sinkStatistics: sinks.map { ($0.name, $0.statistics) })
     }
 }
 
@@ -111,6 +117,8 @@ final class AggregatorService: Service, @unchecked Sendable {
     private(set) var partitions = 0
     /// CPU seconds of the consumer thread (polling, merging, detectors, writing alerts), for the benchmark.
     private(set) var cpuSeconds: Double = 0
+    /// `--exit-at-end` gave up: no producer appeared within `producerWait`.
+    private(set) var noProducer = false
 
     init(consumer: KafkaRecordConsumer, detectors: [HostDetectorFactory], emitter: EventEmitter, options: AggregateOptions,
          checkpoints: KafkaCheckpointStore?, logger: Logger, reloads: ReloadMailbox,
@@ -149,8 +157,9 @@ final class AggregatorService: Service, @unchecked Sendable {
             for id in ids { if let m = merges.removeValue(forKey: id) { parked[id] = m } }
             logger.info("partitions revoked", metadata: ["partitions": "\(ids.sorted())"])
         }
-        var lastPeriodic = ContinuousClock.now
-        var lastRecord = ContinuousClock.now
+        let started = ContinuousClock.now
+        var lastPeriodic = started
+        var lastRecord = started
         while !stopRequested.load(ordering: .acquiring) {
             var now = ContinuousClock.now
             // Up to a batch of records, then the merges.
@@ -171,10 +180,7 @@ final class AggregatorService: Service, @unchecked Sendable {
                 lastPeriodic = now
                 do { try emitter.flush() } catch { logger.error("output flush failed", metadata: ["error": "\(error)"]) }
             }
-            if options.exitAtEnd, !merges.isEmpty, now - lastRecord >= .seconds(1),
-               merges.values.allSatisfy({ $0.isIdle && $0.counters.concluded > 0 }) {
-                break
-            }
+            if options.exitAtEnd, atEnd(now: now, started: started, lastRecord: lastRecord) { break }
         }
         // The newest state first (a later owner resumes from it), then the windows close.
         if checkpoints != nil { checkpoint(merges.values.filter { $0.checkpointDue(.records(0)) }) }
@@ -186,6 +192,21 @@ final class AggregatorService: Service, @unchecked Sendable {
         consumer.close()
         emitStatistics()
         do { try emitter.flush() } catch { logger.error("output flush failed", metadata: ["error": "\(error)"]) }
+    }
+
+    /// `--exit-at-end`: every producer of every owned partition has ended (nothing read for a second, every
+    /// stream concluded), or none appeared within `producerWait` (`noProducer`, logged). Once that bound
+    /// has passed, a partition that never had a producer does not hold back the end of the others.
+    func atEnd(now: ContinuousClock.Instant, started: ContinuousClock.Instant, lastRecord: ContinuousClock.Instant) -> Bool {
+        let waited = now - started >= options.producerWait
+        if waited, !merges.values.contains(where: { !$0.isIdle || $0.counters.concluded > 0 }) {
+            noProducer = true
+            logger.error("no producer appeared on the owned partitions: stopping (--exit-at-end)", metadata: [
+                "waited_seconds": "\(options.producerWait.components.seconds)", "partitions": "\(merges.keys.sorted())", "records": "\(read)"])
+            return true
+        }
+        return !merges.isEmpty && now - lastRecord >= .seconds(1)
+            && merges.values.allSatisfy { $0.isIdle && ($0.counters.concluded > 0 || waited) }
     }
 
     /// A rule set the reloader accepted: every partition held (or parked across a rebalance) takes it.

@@ -207,7 +207,7 @@ public final class LiveSensor {
         var heartbeats: [Heartbeat] = []
         for s in 0..<shards {
             let counter = DatasetCounter()
-            let emitter = resources.makeEmitter(sinks: sinks + [counter], ingress: live.interface ?? "?")
+            let emitter = resources.makeEmitter(sinks: sinks + [counter], ingress: live.interface ?? "?", live: true)
             resources.observeHostStage(emitter)
             let aggregator = HostAggregator(shard: s, rings: rings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter)
             aggregators.append(aggregator)
@@ -221,7 +221,7 @@ public final class LiveSensor {
         var workers: [(PacketProcessingService, LiveWorker)] = []
         for (i, source) in sources.enumerated() {
             let counter = DatasetCounter()
-            let emitter = resources.makeEmitter(sinks: sinks + [counter], ingress: live.interface ?? "?")
+            let emitter = resources.makeEmitter(sinks: sinks + [counter], ingress: live.interface ?? "?", live: true)
             let pipeline = Pipeline(flows: c.flows, emitter: emitter,
                                     analyzers: try WorkerAssembly.makeAnalyzers(resources, index: i, emitter: emitter,
                                                                                 hostRoute: hostOut.map { WorkerAssembly.HostRoute.kafka($0) } ?? .rings(HostShardLink(rings: rings[i], watermark: marks[i])),

@@ -85,13 +85,16 @@ public final class SensorResources: @unchecked Sendable {
         HostFactKinds(rawValue: hostDetectors(rules).reduce(0) { $0 | $1.facts.rawValue })
     }
 
-    /// An emitter for one thread (a worker or a host-stage shard) writing to `sinks`.
-    public func makeEmitter(sinks: [any EventSink], ingress: String) -> EventEmitter {
+    /// An emitter for one thread (a worker or a host-stage shard) writing to `sinks`. `live`: its alerts
+    /// carry `event.created` (the wall time they were raised); replay output stays a function of the input.
+    public func makeEmitter(sinks: [any EventSink], ingress: String, live: Bool = false) -> EventEmitter {
         let c = configuration
-        return EventEmitter(observer: ObserverInfo(name: c.sensorName, ingressInterface: ingress),
-                            sinks: sinks, communityID: CommunityID(seed: c.communityIDSeed),
-                            homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents,
-                            enricher: geo.map { GeoEnricher(databases: $0) })
+        let emitter = EventEmitter(observer: ObserverInfo(name: c.sensorName, ingressInterface: ingress),
+                                   sinks: sinks, communityID: CommunityID(seed: c.communityIDSeed),
+                                   homeNetworks: NetworkSet(c.homeNetworks), flowEventsEnabled: c.flowEvents,
+                                   enricher: geo.map { GeoEnricher(databases: $0) })
+        if live { emitter.createdClock = LiveWorker.wallClock }
+        return emitter
     }
 
     /// Loads every rules document of every family (enabled or not, as `check-rules` does) from the

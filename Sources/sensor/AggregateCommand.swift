@@ -14,7 +14,8 @@ struct Aggregate: AsyncParsableCommand {
         detectors; alerts go to the outputs (stdout by default). SIGTERM or SIGINT closes the detectors' windows, \
         flushes and exits 0.
         Exit status: 0 on success; 1 when the cluster or topic cannot be reached or an output cannot be opened or \
-        fails to close; 64 for a malformed option; 74 when an output lost events; 78 for a bad config or rules.
+        fails to close; 64 for a malformed option; 66 when --exit-at-end saw no producer within --producer-wait; \
+        74 when an output lost events; 78 for a bad config or rules.
         """
     )
 
@@ -31,6 +32,9 @@ struct Aggregate: AsyncParsableCommand {
 
     @Flag(name: .long, help: "Exit once every producer on every assigned partition has ended and its windows are closed (batch runs over replays).")
     var exitAtEnd = false
+
+    @Option(name: .long, help: ArgumentHelp("With --exit-at-end: seconds from the start within which a first producer must appear on the assigned partitions (else exit 66); partitions still without one then do not hold back the end (default 60).", valueName: "seconds"))
+    var producerWait: Double?
 
     @Option(name: .long, help: ArgumentHelp("Compacted topic of partition checkpoints (default: the host-fact topic's name with -checkpoints).", valueName: "topic"))
     var checkpointTopic: String?
@@ -54,6 +58,10 @@ struct Aggregate: AsyncParsableCommand {
         guard lateness > 0 && lateness <= 86_400 else { throw ValidationError("--lateness must be between 0 and 86400 seconds") }
         guard (1...1024).contains(producerBuffer) else { throw ValidationError("--producer-buffer must be between 1 and 1024 MiB") }
         guard Self.interval(checkpointInterval) != nil else { throw ValidationError("--checkpoint-interval takes seconds of packet time (60, 60s) or records (5000r)") }
+        if let w = producerWait {
+            guard exitAtEnd else { throw ValidationError("--producer-wait applies only with --exit-at-end") }
+            guard w > 0 && w <= 86_400 else { throw ValidationError("--producer-wait must be between 0 and 86400 seconds") }
+        }
         if let t = checkpointTopic, t.isEmpty || noCheckpoints { throw ValidationError(t.isEmpty ? "--checkpoint-topic needs a name" : "--checkpoint-topic and --no-checkpoints exclude each other") }
     }
 
@@ -67,6 +75,7 @@ struct Aggregate: AsyncParsableCommand {
         o.lateness = .milliseconds(Int64(lateness * 1000))
         o.producerBufferBytes = producerBuffer << 20
         o.exitAtEnd = exitAtEnd
+        if let w = producerWait { o.producerWait = .milliseconds(Int64(w * 1000)) }
         if noCheckpoints { o.checkpointTopic = nil } else if let t = checkpointTopic { o.checkpointTopic = t }
         o.checkpointInterval = Self.interval(checkpointInterval) ?? .packetSeconds(60)
         let outcome: AggregateOutcome
@@ -81,5 +90,6 @@ struct Aggregate: AsyncParsableCommand {
         for e in outcome.outputErrors { printError("error: output: \(e)") }
         if ExitStatus.reportOutputLoss(outcome.sinkStatistics) { throw ExitCode(ExitStatus.outputLostEvents) }
         if !outcome.outputErrors.isEmpty { throw ExitCode(ExitStatus.failure) }
+        if outcome.noProducer { throw ExitCode(ExitStatus.noInput) }
     }
 }

@@ -12,6 +12,8 @@ enum ExitStatus {
     static let verificationFailed: Int32 = 2
     /// An input was damaged part-way; every event before the damage was still written.
     static let inputDamaged: Int32 = 3
+    /// EX_NOINPUT: `aggregate --exit-at-end` saw no producer on its partitions within `--producer-wait`.
+    static let noInput: Int32 = 66
     /// EX_CANTCREAT: a private directory is unsafe or cannot be made.
     static let cannotCreate: Int32 = 73
     /// EX_IOERR: an output lost events (write error, full queue or spool), or a batch run (`replay`,

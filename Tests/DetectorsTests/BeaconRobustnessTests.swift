@@ -171,6 +171,26 @@ final class BeaconRobustnessTests: AlertCollectingCase {
         XCTAssertEqual(found.first?.ipProtocol, IPProtocol.udp)
     }
 
+    /// A QUIC client polling over one long flow: each datagram after a silence is a start under the flow's
+    /// SNI, as the flow's end is, so an allowlisted name stays allowlisted and any other is judged on the
+    /// (source, name) pair too.
+    func testUDPRequestsCarryTheFlowsServerName() {
+        for (name, expected) in [("settings-win.data.microsoft.com", [String]()), ("poll.c2.example.org", ["beaconing.destination"])] {
+            let d = detector()
+            for i in 1..<20 {
+                let t = t0 + Int64(i) * 60 * s
+                d.udpRequest(UDPRequestFact(client: IPAddress("10.0.0.5")!, clientPort: 50000, server: IPAddress("203.0.113.77")!,
+                                            serverPort: 443, flowStart: Timestamp(nanoseconds: t0), time: Timestamp(nanoseconds: t), bytes: 1200,
+                                            serverName: name))
+                d.tick(Timestamp(nanoseconds: t))
+            }
+            d.finish(Timestamp(nanoseconds: t0 + 3600 * s))
+            XCTAssertEqual(beacons().map(\.ruleID).sorted(), expected, "\(name): \(alerts.map(\.message))")
+            // The (source, name) pair was judged a beacon too, its alert covered by the destination's.
+            XCTAssertEqual(d.counters.coveredHostAlerts, expected.isEmpty ? 0 : 1, name)
+        }
+    }
+
     // MARK: Prevalence and allowlists
 
     /// Antivirus check-ins: every one of twelve workstations connects to the same update server at the

@@ -131,7 +131,7 @@ final class HostFactCodecTests: XCTestCase {
                                                 bytes: Int.random(in: 0...Int.max, using: &rng)))
         case .udpRequest:
             return .udpRequest(UDPRequestFact(client: ip(), clientPort: int(), server: ip(), serverPort: int(), flowStart: time(), time: time(),
-                                              bytes: Int.random(in: 0...Int(UInt32.max), using: &rng)))
+                                              bytes: Int.random(in: 0...Int(UInt32.max), using: &rng), serverName: optionalText()))
         }
     }
 

@@ -45,7 +45,7 @@ extension AggregateTests {
     /// partitions and reads the rest.
     func testKilledAggregatorsSuccessorResumesFromItsCheckpoint() throws {
         let boot = try startBroker(["staging:4", "hostfacts:4", "hostfacts-checkpoints:4"])
-        let files = Self.captures
+        let files = try Self.captures()
         let single = try Self.alerts(try replay(files))
         try publishShards("kafka://\(boot)/staging", files: files)
         let staged = try records(boot, topic: "staging")
@@ -98,7 +98,7 @@ extension AggregateTests {
     func testCorruptCheckpointIsCountedAndThePartitionRebuiltFromTheLog() throws {
         let boot = try startBroker(["hostfacts:4", "hostfacts-checkpoints:4"])
         let url = "kafka://\(boot)/hostfacts"
-        let files = TestSupport.captures("beacon") + TestSupport.captures("lateral")
+        let files = try TestSupport.requiredCaptures(["beacon", "lateral"])
         let single = try Self.alerts(try replay(files))
         XCTAssertFalse(single.identities.isEmpty)
         _ = try replay(files + ["--host-facts", "\(url)?spool=\(try spoolDirectory())", "--sensor-name", "one"])

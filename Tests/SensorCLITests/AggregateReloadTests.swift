@@ -13,7 +13,8 @@ extension AggregateTests {
         let rules = try TestSupport.rulesCopy(in: dir, editing: "dns-tunneling.yaml", replacing: "alert_score: 60", with: "alert_score: 60")
         let tunnel = rules.appendingPathComponent("dns-tunneling.yaml")
         let original = try String(contentsOf: tunnel, encoding: .utf8)
-        let captures = [TestSupport.data("pcaps/dns-tunnel/dnscat2.pcap"), TestSupport.data("pcaps/lateral/LM_psexec_smb_dcerpc_epm_svcctl.pcapng")]
+        let captures = try TestSupport.requiredCaptures([], files: [TestSupport.data("pcaps/dns-tunnel/dnscat2.pcap"),
+                                                                    TestSupport.data("pcaps/lateral/LM_psexec_smb_dcerpc_epm_svcctl.pcapng")])
         // With the repository's rules, the captures raise a DNS tunnel and a lateral-movement alert.
         let single = try Self.alerts(try replay(captures))
         XCTAssertEqual(Set(single.identities.map { String($0.split(separator: " ")[1]) }), ["dns_tunneling", "lateral_movement"])

@@ -32,9 +32,9 @@ final class AggregateTests: XCTestCase {
         return try XCTUnwrap(b.readLine(timeout: 20), "mock broker did not start: \(b.standardError)")
     }
 
-    /// A capture set with alerts of every cross-flow category.
-    static var captures: [String] {
-        ["beacon", "lateral", "dns-tunnel", "c2-nonstd-port"].flatMap { TestSupport.captures($0) }
+    /// A capture set with alerts of every cross-flow category (an error at once without `../shared`).
+    static func captures() throws -> [String] {
+        try TestSupport.requiredCaptures(["beacon", "lateral", "dns-tunnel", "c2-nonstd-port"])
     }
 
     struct Alerts {
@@ -101,7 +101,7 @@ final class AggregateTests: XCTestCase {
 
     func testShardedSensorsThroughKafkaGiveTheSingleReplaysAlerts() throws {
         let boot = try startBroker(["hostfacts:4"])
-        let files = Self.captures
+        let files = try Self.captures()
         let single = try Self.alerts(try replay(files))
         let categories = Set(single.identities.map { String($0.split(separator: " ")[1]) })
         XCTAssertEqual(categories, Self.hostCategories, "the capture set should raise every cross-flow category")
@@ -109,6 +109,12 @@ final class AggregateTests: XCTestCase {
         try publishShards(url, files: files)
         let (merged, run) = try aggregate(url)
         let a = Set(single.identities), b = Set(merged.identities)
+        // The aggregator's alerts carry the wall time they were emitted (event.created); a replay's depend
+        // on the input alone.
+        let created = run.lines.filter { $0.contains("\"spanwatch.alert\"") }
+        XCTAssertFalse(created.isEmpty)
+        XCTAssertEqual(created.filter { !$0.contains("\"created\":\"") }, [])
+        XCTAssertEqual(try replay(files).filter { $0.contains("\"created\":\"") }, [])
         XCTAssertEqual(merged.identities, single.identities,
                        "only from aggregate: \(b.subtracting(a).sorted().prefix(3)); only from replay: \(a.subtracting(b).sorted().prefix(3))")
         // Every record came through the merge in order: none late, none refused.
@@ -152,7 +158,7 @@ final class AggregateTests: XCTestCase {
     func testQuietProducerAndBadRecordsDoNotStallTheMerge() throws {
         let boot = try startBroker(["hostfacts:4"])
         let url = "kafka://\(boot)/hostfacts?spool=\(try spoolDirectory())"
-        let files = TestSupport.captures("beacon") + TestSupport.captures("lateral")
+        let files = try TestSupport.requiredCaptures(["beacon", "lateral"])
         var future = envelope(.watermark, watermark: 1, sensor: "future")
         future[2] = HostFactEnvelope.version &+ 1
         for p in 0..<4 {
@@ -175,12 +181,31 @@ final class AggregateTests: XCTestCase {
         XCTAssertLessThan(took, 30)
     }
 
+    /// `--exit-at-end` on a topic no producer writes to stops after `--producer-wait`, saying so, with
+    /// exit 66 (a batch run whose sensors never started must not wait forever).
+    func testExitAtEndWithoutAProducerStopsAfterTheBound() throws {
+        let boot = try startBroker(["hostfacts:4"])
+        let started = Date()
+        let r = try TestSupport.sensor(["aggregate", "--host-facts", "kafka://\(boot)/hostfacts", "--exit-at-end", "--producer-wait", "3",
+                                        "--log-level", "error"])
+        let took = Date().timeIntervalSince(started)
+        XCTAssertEqual(r.status, 66, r.stderr)
+        XCTAssertTrue(r.stderr.contains("no producer appeared on the owned partitions"), r.stderr)
+        XCTAssertGreaterThanOrEqual(took, 3)
+        // The group join (a few seconds on the mock cluster) and the bound, with room for a loaded machine.
+        XCTAssertLessThan(took, 40)
+        let a = try Self.alerts(r.lines)
+        XCTAssertEqual(a.stats["records"] as? Int, 0, "the end-of-run statistics are still written")
+        let refused = try TestSupport.sensor(["aggregate", "--host-facts", "kafka://\(boot)/hostfacts", "--producer-wait", "3"])
+        XCTAssertEqual(refused.status, 64, "--producer-wait without --exit-at-end: \(refused.stderr)")
+    }
+
     /// A cluster that cannot be reached at start is an error naming it, for the producer and the
     /// aggregator alike (the mock cluster creates any topic asked for, so a missing topic is not tested here;
     /// the producer asks the cluster not to create one: `allow.auto.create.topics=false`).
     func testUnreachableClusterIsAClearError() throws {
         let nobody = "kafka://127.0.0.1:\(TestSupport.freePort())/hostfacts?flush_timeout=2"
-        let file = TestSupport.captures("beacon")[0]
+        let file = try TestSupport.requiredCaptures(["beacon"])[0]
         let r = try TestSupport.sensor(["replay", file, "--host-facts", "\(nobody)&spool=\(try spoolDirectory())", "--log-level", "error"])
         XCTAssertEqual(r.status, 1, r.stderr)
         XCTAssertTrue(r.stderr.contains("cannot read the topic's metadata"), r.stderr)
@@ -221,7 +246,7 @@ final class AggregateTests: XCTestCase {
     func testGroupMembersAndATakeoverEmitEveryAlertWithOneID() throws {
         let boot = try startBroker(["hostfacts:4"])
         let url = "kafka://\(boot)/hostfacts"
-        let files = Self.captures
+        let files = try Self.captures()
         let single = try Self.alerts(try replay(files))
         try publishShards(url, files: files)
         // Short sessions, so the group notices a killed member within seconds.

@@ -25,9 +25,9 @@ final class LiveHostFactsTests: XCTestCase {
 
         // Lateral movement (PsExec: ADMIN$ write and svcctl on two connections, likely on two workers),
         // DNS tunnelling and HTTP on an odd port: cross-flow alerts of three detectors.
-        let captures = [TestSupport.data("pcaps/lateral/LM_psexec_smb_dcerpc_epm_svcctl.pcapng"),
-                        TestSupport.data("pcaps/dns-tunnel/dnscat2.pcap"),
-                        TestSupport.data("pcaps/c2-nonstd-port/http-on-port-5432.pcap")]
+        let captures = try TestSupport.requiredCaptures([], files: [TestSupport.data("pcaps/lateral/LM_psexec_smb_dcerpc_epm_svcctl.pcapng"),
+                                                                    TestSupport.data("pcaps/dns-tunnel/dnscat2.pcap"),
+                                                                    TestSupport.data("pcaps/c2-nonstd-port/http-on-port-5432.pcap")])
         let sensor = try lab.startSensor(["--workers", "2", "--allow-root", "--metrics", "off", "--sensor-name", "tap-live",
                                           "--host-facts", "\(url)?spool=\(spool.path)"])
         try sensor.waitUntilCapturing()

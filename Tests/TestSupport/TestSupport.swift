@@ -25,6 +25,25 @@ public enum TestSupport {
         return names.filter { $0.hasSuffix(".pcap") || $0.hasSuffix(".pcapng") }.sorted().map { dir.appendingPathComponent($0).path }
     }
 
+    /// Test data that is not where `../shared` should hold it.
+    public struct MissingData: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// The captures of every category (as `captures`), or an error when a category has none or a file is
+    /// missing (`../shared` absent or moved): a test given no input would prove nothing, or wait for
+    /// input that never comes (an aggregator for its first producer).
+    public static func requiredCaptures(_ categories: [String], files: [String] = []) throws -> [String] {
+        var found: [String] = []
+        for c in categories {
+            let inCategory = captures(c)
+            guard !inCategory.isEmpty else { throw MissingData(description: "no capture in \(shared.path)/data/pcaps/\(c)") }
+            found += inCategory
+        }
+        for f in files where !FileManager.default.fileExists(atPath: f) { throw MissingData(description: "missing test data: \(f)") }
+        return found + files
+    }
+
     /// Captures in `beacon/` and `c2-nonstd-port/` that hold no channel a detector can honestly report as
     /// beaconing or non-standard-port C2: fewer than the four connection starts a beacon needs
     /// (cryptowall4_c2: 3 POSTs; emotet and malware: excerpts of several hosts and years). The premises

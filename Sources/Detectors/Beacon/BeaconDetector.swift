@@ -140,8 +140,14 @@ public final class BeaconDetector {
     }
 
     func host(_ labels: FlowLabels) -> String? {
-        if labels.hasTLS, let sni = labels.serverName, !sni.isEmpty { return sni.lowercased() }
+        if labels.hasTLS, let sni = host(serverName: labels.serverName) { return sni }
         return labels.hasHTTP ? labels.httpHost : nil
+    }
+
+    /// An SNI as a pair's name: lower-cased, none when empty.
+    func host(serverName: String?) -> String? {
+        guard let sni = serverName, !sni.isEmpty else { return nil }
+        return sni.lowercased()
     }
 
     /// Adds a finished connection from its record and the labels the worker's analysers gave it.
@@ -215,7 +221,8 @@ public final class BeaconDetector {
         guard rules.enabled else { return }
         noteSource(q.client, from: q.time.nanoseconds, to: q.time.nanoseconds)
         guard !emitter.homeNetworks.contains(q.server),
-              let c = candidate(source: q.client, destination: q.server, port: q.serverPort, transport: IPProtocol.udp, host: nil) else { return }
+              let c = candidate(source: q.client, destination: q.server, port: q.serverPort, transport: IPProtocol.udp,
+                                host: host(serverName: q.serverName)) else { return }
         noteAudience(c, at: q.time.nanoseconds)
         counters.udpRequests &+= 1
         let size = Int64(q.bytes)

@@ -18,8 +18,12 @@ public struct UDPRequestFact: Sendable, Equatable {
     public var time: Timestamp
     /// Wire bytes of the datagram.
     public var bytes: Int
+    /// The SNI of the flow's ClientHello read so far (QUIC's Initial), as sent: the name its flow's end
+    /// carries too, so the request lands in the same (source, name) pair and under the same allowlist.
+    public var serverName: String?
 
-    public init(client: IPAddress, clientPort: UInt16, server: IPAddress, serverPort: UInt16, flowStart: Timestamp, time: Timestamp, bytes: Int) {
+    public init(client: IPAddress, clientPort: UInt16, server: IPAddress, serverPort: UInt16, flowStart: Timestamp, time: Timestamp, bytes: Int,
+                serverName: String? = nil) {
         self.client = client
         self.clientPort = clientPort
         self.server = server
@@ -27,5 +31,6 @@ public struct UDPRequestFact: Sendable, Equatable {
         self.flowStart = flowStart
         self.time = time
         self.bytes = bytes
+        self.serverName = serverName
     }
 }
