@@ -239,19 +239,33 @@ public final class BeaconDetector {
 
     func sample(_ c: Candidate, start: Int64, size: Int64, last: Int64, appProtocol: UInt8) {
         let ck = ConnKey(source: c.source, destination: c.destination, port: c.port, transport: c.transport)
-        var cp = connPairs.removeValue(forKey: ck) ?? Pair(destination: c.destination)
-        record(&cp, start: start, size: size, last: last)
-        describe(&cp, appProtocol: appProtocol, transport: c.transport, port: c.port, label: c.host)
-        insert(&connPairs, ck, cp)
-        if let host = c.host {
-            let hk = HostKey(source: c.source, host: host)
+        // A known pair is updated in place (taken out and put back, its sample arrays would be copied
+        // on every append); a table over its bound (smaller rules) goes through `insert`, which evicts.
+        if let i = connPairs.index(forKey: ck), connPairs.count <= rules.maxPairs {
+            record(&connPairs.values[i], start: start, size: size, last: last)
+            describe(&connPairs.values[i], appProtocol: appProtocol, transport: c.transport, port: c.port, label: c.host)
+        } else {
+            var cp = connPairs.removeValue(forKey: ck) ?? Pair(destination: c.destination)
+            record(&cp, start: start, size: size, last: last)
+            describe(&cp, appProtocol: appProtocol, transport: c.transport, port: c.port, label: c.host)
+            insert(&connPairs, ck, cp)
+        }
+        guard let host = c.host else { return }
+        let hk = HostKey(source: c.source, host: host)
+        if let i = hostPairs.index(forKey: hk), hostPairs.count <= rules.maxPairs {
+            sampleHost(&hostPairs.values[i], ck, host, start: start, size: size, last: last, appProtocol: appProtocol)
+        } else {
             var hp = hostPairs.removeValue(forKey: hk) ?? Pair(destination: c.destination)
-            record(&hp, start: start, size: size, last: last)
-            describe(&hp, appProtocol: appProtocol, transport: c.transport, port: c.port, label: host)
-            hp.destination = c.destination
-            if !hp.destinations.contains(ck) && hp.destinations.count < 8 { hp.destinations.append(ck) }
+            sampleHost(&hp, ck, host, start: start, size: size, last: last, appProtocol: appProtocol)
             insert(&hostPairs, hk, hp)
         }
+    }
+
+    func sampleHost(_ hp: inout Pair, _ ck: ConnKey, _ host: String, start: Int64, size: Int64, last: Int64, appProtocol: UInt8) {
+        record(&hp, start: start, size: size, last: last)
+        describe(&hp, appProtocol: appProtocol, transport: ck.transport, port: ck.port, label: host)
+        hp.destination = ck.destination
+        if !hp.destinations.contains(ck) && hp.destinations.count < 8 { hp.destinations.append(ck) }
     }
 
     func record(_ p: inout Pair, start: Int64, size: Int64, last: Int64) {
@@ -292,10 +306,9 @@ public final class BeaconDetector {
     // MARK: Sources and audiences
 
     func noteSource(_ a: IPAddress, from: Int64, to: Int64) {
-        if var s = sources[a] {
-            s.first = min(s.first, from)
-            s.last = max(s.last, to)
-            sources[a] = s
+        if let i = sources.index(forKey: a) {
+            sources.values[i].first = min(sources.values[i].first, from)
+            sources.values[i].last = max(sources.values[i].last, to)
             return
         }
         if sources.count >= rules.maxPairs {
@@ -331,10 +344,13 @@ public final class BeaconDetector {
             for (k, _) in victims { table[k] = nil }
             counters.audienceEvictions &+= UInt64(victims.count)
         }
-        var a = table[key] ?? Audience()
-        if a.members.count < Self.audienceCap && !a.members.contains(member) { a.members.append(member) }
+        Self.note(member, at: t, in: &table[key, default: Audience()])
+    }
+
+    /// In place in its table (a copy out and back would copy the member list on every append).
+    static func note(_ member: UInt32, at t: Int64, in a: inout Audience) {
+        if a.members.count < audienceCap && !a.members.contains(member) { a.members.append(member) }
         a.lastSeen = max(a.lastSeen, t)
-        table[key] = a
     }
 
     /// How many internal hosts talk to the pair's destination, and the factor its score is multiplied
