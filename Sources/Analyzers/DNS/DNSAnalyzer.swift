@@ -436,7 +436,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
             w.field("outcome", response == nil ? "unknown" : (response!.header.rcode == 0 ? "success" : "failure"))
         }, body: { w in
             w.beginObject("network")
-            w.markCommunityID { emitter.communityID.append(key, to: &$0) }
+            emitter.writeCommunityID(key, into: &w)
             if let t = IPProtocol.name(key.ipProtocol) { w.field("transport", t) }
             w.field("protocol", (AppProtocol(rawValue: app) ?? .dns).name)
             w.field("iana_number", key.ipProtocol == IPProtocol.tcp ? "6" : "17")
