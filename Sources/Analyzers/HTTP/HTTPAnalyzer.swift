@@ -37,7 +37,13 @@ public struct HTTPFacts: SlotFacts, Sendable {
         guard let h = r.host, !h.isEmpty else { return nil }
         var end = h.count
         if h.first != 0x5b, let colon = h.lastIndex(of: 58) { end = colon }  // not an IPv6 literal
-        return String(decoding: h[..<end].map { $0 >= 0x41 && $0 <= 0x5a ? $0 | 0x20 : $0 }, as: UTF8.self)
+        // Lower-cased straight into the string's storage, validated and repaired as `String(decoding:)` does.
+        return h.withUnsafeBufferPointer { b in
+            String(unsafeUninitializedCapacity: end) { out in
+                for i in 0..<end { out[i] = b[i] >= 0x41 && b[i] <= 0x5a ? b[i] | 0x20 : b[i] }
+                return end
+            }
+        }
     }
 }
 
@@ -466,7 +472,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
                               into w: inout JSONWriter) {
         w.beginObject("http")
         if let r = request {
-            w.field("version", String(decoding: r.version, as: UTF8.self))
+            r.version.withUnsafeBytes { w.field("version", decoding: $0) }
             w.beginObject("request")
             r.method.withUnsafeBytes { w.field("method", bytes: $0) }
             if let v = r.referrer { v.withUnsafeBytes { w.field("referrer", bytes: $0) } }
@@ -474,7 +480,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
             if let n = requestBodyBytes { w.beginObject("body"); w.field("bytes", n); w.endObject() }
             w.endObject()
         } else if let r = response {
-            w.field("version", String(decoding: r.version, as: UTF8.self))
+            r.version.withUnsafeBytes { w.field("version", decoding: $0) }
         }
         if let r = response {
             w.beginObject("response")
@@ -490,7 +496,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
             w.field("original", bytes: t)
             // Origin form (/path?query) is the common case; absolute form carries scheme and host.
             var path = t
-            if t.starts(with: Array("http://".utf8)) || t.starts(with: Array("https://".utf8)) {
+            if t.starts(with: httpPrefix) || t.starts(with: httpsPrefix) {
                 let afterScheme = t.firstIndex(of: 47).map { $0 + 2 } ?? t.count
                 let rest = UnsafeRawBufferPointer(rebasing: t[min(afterScheme, t.count)...])
                 path = rest.firstIndex(of: 47).map { UnsafeRawBufferPointer(rebasing: rest[$0...]) } ?? UnsafeRawBufferPointer(rebasing: rest[rest.count...])
@@ -506,9 +512,9 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         if let h = r.host, h.first != 0x5b, let colon = h.lastIndex(of: 58), let port = decimalPort(h, after: colon) {
             w.field("port", port)
         }
-        if let full = absoluteURL(r) {
-            w.field("full", full)
-            w.field("scheme", full.hasPrefix("https:") ? "https" : "http")
+        if hasAbsoluteURL(r) {
+            let https = writeFullURL(r, into: &w)
+            w.field("scheme", https ? "https" : "http")
         }
         w.endObject()
         if let ua = r.userAgent {
@@ -521,8 +527,37 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
 
     /// `url.full` as threat-intelligence matches name it: only when there is a host to make it absolute.
     public static func absoluteURL(_ r: HTTPRequestHead) -> String? {
-        let absolute = r.target.starts(with: Array("https://".utf8)) || r.target.starts(with: Array("http://".utf8))
-        return absolute || r.host != nil ? fullURL(r) : nil
+        hasAbsoluteURL(r) ? fullURL(r) : nil
+    }
+
+    static func hasAbsoluteURL(_ r: HTTPRequestHead) -> Bool {
+        r.host != nil || r.target.starts(with: httpsPrefix) || r.target.starts(with: httpPrefix)
+    }
+
+    static let httpPrefix: [UInt8] = Array("http://".utf8)
+    static let httpsPrefix: [UInt8] = Array("https://".utf8)
+
+    /// `"full":` with `fullURL(r)`, written from the head's bytes when the target and host are ASCII
+    /// (the string would be those same bytes); true when it is an https URL.
+    static func writeFullURL(_ r: HTTPRequestHead, into w: inout JSONWriter) -> Bool {
+        let target = r.target, host = r.host ?? []
+        guard !target.contains(where: { $0 >= 0x80 }), !host.contains(where: { $0 >= 0x80 }) else {
+            let full = fullURL(r)
+            w.field("full", full)
+            return full.hasPrefix("https:")
+        }
+        let https = target.starts(with: httpsPrefix)
+        if https || target.starts(with: httpPrefix) {
+            target.withUnsafeBytes { w.field("full", bytes: $0) }
+            return https
+        }
+        w.field("full", rawString: { w in
+            httpPrefix.withUnsafeBytes { w.append(bytes: $0) }
+            host.withUnsafeBytes { w.appendEscapedContent($0) }
+            if target.first != 47 { w.append(47) }
+            target.withUnsafeBytes { w.appendEscapedContent($0) }
+        })
+        return false
     }
 
     public static func fullURL(_ r: HTTPRequestHead) -> String {
