@@ -212,7 +212,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     // MARK: Requests
 
     /// A request head: the fact, the flow summary, then its body or the queue.
-    func request(_ r: HTTPRequestHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
+    func request(_ r: consuming HTTPRequestHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
         counters.requests &+= 1
         if store[slot]!.noteRequest(r) { table.setAppProtocol(AppProtocol.http.rawValue, slot: slot) }
         if let e = emitter, e.hasFactObservers {
@@ -227,8 +227,8 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         }
         let cost = 128 &+ r.method.count &+ r.target.count &+ r.version.count &+ (r.host?.count ?? 0) &+ (r.userAgent?.count ?? 0)
             &+ (r.referrer?.count ?? 0) &+ (r.contentType?.count ?? 0) &+ (r.contentEncoding?.count ?? 0)
-        let p = HTTPPendingRequest(head: r, time: time, charged: budget.charge(cost) ? cost : 0)
         let framing = r.bodyFraming
+        let p = HTTPPendingRequest(head: r, time: time, charged: budget.charge(cost) ? cost : 0)
         if framing == .none {
             enqueue(p, c, flow: table[slot])
         } else {
@@ -263,11 +263,12 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
 
     // MARK: Responses
 
-    func response(_ r: HTTPResponseHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
+    func response(_ r: consuming HTTPResponseHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
         counters.responses &+= 1
         store[slot]!.noteResponse(r)
+        let status = r.status
         // 100 Continue, 102, 103: interim; the final response follows for the same request.
-        if r.status >= 100 && r.status < 200 && r.status != 101 { return }
+        if status >= 100 && status < 200 && status != 101 { return }
         var req: HTTPPendingRequest?
         if !c.pending.isEmpty {
             req = c.pending.removeFirst()
@@ -279,13 +280,14 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         } else {
             counters.responsesWithoutRequest &+= 1
         }
-        let method = req?.head.method ?? []
+        let isConnect = req?.head.method == HTTPAnalyzer.connect
+        let framing = r.bodyFraming(answeringHead: req?.head.method == HTTPAnalyzer.head)
+        // Moved into the connection, not copied (a copy retains each of a head's buffers).
         c.answering = req
         c.response = r
         c.responseTime = time
-        let framing = r.bodyFraming(answeringHead: method == HTTPAnalyzer.head)
         // A protocol switch (WebSocket, h2c) or an established CONNECT tunnel: no HTTP/1 after this.
-        if r.status == 101 || (method == HTTPAnalyzer.connect && r.status >= 200 && r.status < 300) {
+        if status == 101 || (isConnect && status >= 200 && status < 300) {
             finishResponse(c, flow: table[slot], at: time)
             c.orig.stopped = true
             c.resp.stopped = true
@@ -307,13 +309,13 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         let digests = c.resp.file?.finish()
         c.resp.file = nil
         c.resp.body = nil
+        // Taken out, not copied: every copy of a head retains each of its buffers.
+        let answering = c.answering.take(), response = c.response.take()
         if let d = digests, d.size > 0 {
-            file(d, upload: false, request: c.answering?.head, response: c.response, flow: flow, at: time)
+            file(d, upload: false, request: answering?.head, response: response, flow: flow, at: time)
         }
-        if let p = c.answering { release(p) }
-        transaction(c.answering, c.response, responseBody: digests, flow: flow, at: c.answering?.time ?? c.responseTime)
-        c.answering = nil
-        c.response = nil
+        if let p = answering { release(p) }
+        transaction(answering, response, responseBody: digests, flow: flow, at: answering?.time ?? c.responseTime)
     }
 
     // MARK: Bodies
@@ -358,8 +360,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
 
     func finishRequestBody(_ c: HTTPConnection, flow: FlowRecord, at time: Timestamp) {
         c.orig.body = nil
-        guard var p = c.requestInBody else { return }
-        c.requestInBody = nil
+        guard var p = c.requestInBody.take() else { return }
         if let f = c.orig.file {
             let d = f.finish()
             if d.size > 0 {
@@ -449,17 +450,21 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     }
 
     public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
-        guard let f = facts(slot: slot, generation: flow.generation), f.request != nil || f.response != nil else { return }
-        HTTPAnalyzer.write(f, into: &w)
+        store.withFacts(slot: slot, generation: flow.generation) { f in
+            guard f.request != nil || f.response != nil else { return }
+            HTTPAnalyzer.write(f, into: &w)
+        }
     }
 
     /// The flow's request and response counts (`spanwatch.http.requests`, `spanwatch.http.responses`): no ECS field.
     public func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
-        guard let f = facts(slot: slot, generation: flow.generation), f.request != nil || f.response != nil else { return }
-        w.beginObject("http")
-        w.field("requests", f.requests)
-        w.field("responses", f.responses)
-        w.endObject()
+        store.withFacts(slot: slot, generation: flow.generation) { f in
+            guard f.request != nil || f.response != nil else { return }
+            w.beginObject("http")
+            w.field("requests", f.requests)
+            w.field("responses", f.responses)
+            w.endObject()
+        }
     }
 
     /// ECS `http.*`, `url.*`, `user_agent.original` for one flow's first exchange.
