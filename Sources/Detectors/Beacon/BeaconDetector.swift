@@ -379,36 +379,47 @@ public final class BeaconDetector {
     func evaluate(_ now: Timestamp) {
         lastEvaluation = now.nanoseconds
         let from = (now - .seconds(rules.windowSeconds)).nanoseconds
-        for key in connPairs.keys {
-            guard var p = connPairs[key], p.dirty else { continue }
-            p.dirty = false
-            trim(&p, from: from)
-            findings(&p, source: key.source, now: now)
-            if !isStrobe(p), let s = score(p, source: key.source, from: from, hostPair: false, now: now), !suppressed(p.lastAlert, now) {
-                p.lastAlert = now.nanoseconds
-                alert(p, s, source: key.source, hostPair: false, now: now)
-            }
-            connPairs[key] = p
+        // Pairs are judged in place, in table order: walking the keys while storing a changed copy back
+        // made the table copy itself whole, and every pair's arrays with it.
+        var i = connPairs.startIndex
+        while i != connPairs.endIndex {
+            if connPairs.values[i].dirty { judge(&connPairs.values[i], source: connPairs.keys[i].source, from: from, now: now) }
+            connPairs.formIndex(after: &i)
         }
-        for key in hostPairs.keys {
-            guard var p = hostPairs[key], p.dirty else { continue }
-            p.dirty = false
-            trim(&p, from: from)
-            if !isStrobe(p), let s = score(p, source: key.source, from: from, hostPair: true, now: now), !suppressed(p.lastAlert, now) {
-                p.lastAlert = now.nanoseconds
-                // The same beacon already reported per destination: say nothing twice.
-                let covered = p.destinations.allSatisfy { connPairs[$0].map { suppressed($0.lastAlert, now) } ?? false }
-                if covered { counters.coveredHostAlerts &+= 1 } else { alert(p, s, source: key.source, hostPair: true, now: now) }
-            }
-            hostPairs[key] = p
+        var h = hostPairs.startIndex
+        while h != hostPairs.endIndex {
+            if hostPairs.values[h].dirty { judgeHost(&hostPairs.values[h], source: hostPairs.keys[h].source, from: from, now: now) }
+            hostPairs.formIndex(after: &h)
         }
-        connPairs = connPairs.filter { $0.value.lastSeen >= from }
-        hostPairs = hostPairs.filter { $0.value.lastSeen >= from }
-        let before = sources.count
-        sources = sources.filter { $0.value.last >= from }
-        if sources.count != before { internalSources = sources.values.reduce(0) { $1.isInternal ? $0 + 1 : $0 } }
-        byAddress = byAddress.filter { $0.value.lastSeen >= from }
-        byHost = byHost.filter { $0.value.lastSeen >= from }
+        if connPairs.values.contains(where: { $0.lastSeen < from }) { connPairs = connPairs.filter { $0.value.lastSeen >= from } }
+        if hostPairs.values.contains(where: { $0.lastSeen < from }) { hostPairs = hostPairs.filter { $0.value.lastSeen >= from } }
+        if sources.values.contains(where: { $0.last < from }) {
+            sources = sources.filter { $0.value.last >= from }
+            internalSources = sources.values.reduce(0) { $1.isInternal ? $0 + 1 : $0 }
+        }
+        if byAddress.values.contains(where: { $0.lastSeen < from }) { byAddress = byAddress.filter { $0.value.lastSeen >= from } }
+        if byHost.values.contains(where: { $0.lastSeen < from }) { byHost = byHost.filter { $0.value.lastSeen >= from } }
+    }
+
+    func judge(_ p: inout Pair, source: IPAddress, from: Int64, now: Timestamp) {
+        p.dirty = false
+        trim(&p, from: from)
+        findings(&p, source: source, now: now)
+        if !isStrobe(p), let s = score(p, source: source, from: from, hostPair: false, now: now), !suppressed(p.lastAlert, now) {
+            p.lastAlert = now.nanoseconds
+            alert(p, s, source: source, hostPair: false, now: now)
+        }
+    }
+
+    func judgeHost(_ p: inout Pair, source: IPAddress, from: Int64, now: Timestamp) {
+        p.dirty = false
+        trim(&p, from: from)
+        if !isStrobe(p), let s = score(p, source: source, from: from, hostPair: true, now: now), !suppressed(p.lastAlert, now) {
+            p.lastAlert = now.nanoseconds
+            // The same beacon already reported per destination: say nothing twice.
+            let covered = p.destinations.allSatisfy { connPairs[$0].map { suppressed($0.lastAlert, now) } ?? false }
+            if covered { counters.coveredHostAlerts &+= 1 } else { alert(p, s, source: source, hostPair: true, now: now) }
+        }
     }
 
     func trim(_ p: inout Pair, from: Int64) {
