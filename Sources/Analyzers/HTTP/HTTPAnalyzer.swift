@@ -115,6 +115,12 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
 
     public func facts(slot: Int32, generation: UInt32) -> HTTPFacts? { store.facts(slot: slot, generation: generation) }
 
+    /// Calls `body` with the HTTP facts of the live (or just-ended) flow in `slot`, read where they are
+    /// stored (`facts(slot:generation:)` copies both heads out); false when the flow is not HTTP.
+    public func withFacts(slot: Int32, generation: UInt32, _ body: (HTTPFacts) -> Void) -> Bool {
+        store.withFacts(slot: slot, generation: generation) { body($0) } != nil
+    }
+
     public func wantsStream(_ flow: FlowRecord, slot: Int32, firstPayload: UnsafeRawBufferPointer, fromOriginator: Bool) -> Bool {
         store.purgeEnded()
         store.reset(slot: slot)
