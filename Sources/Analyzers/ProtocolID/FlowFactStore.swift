@@ -39,6 +39,12 @@ struct FlowFactStore<Facts: SlotFacts> {
     /// Whether the slot has an entry (without copying it out, as reading the subscript would).
     func contains(slot: Int32) -> Bool { facts.index(forKey: slot) != nil }
 
+    /// Whether the slot has an entry that `test` accepts, tested where it is stored.
+    mutating func contains(slot: Int32, where test: (inout Facts) -> Bool) -> Bool {
+        guard let i = facts.index(forKey: slot) else { return false }
+        return test(&facts.values[i])
+    }
+
     /// Forgets a slot entirely (a new flow took it).
     mutating func reset(slot: Int32) {
         if facts[slot] != nil { facts[slot] = nil }

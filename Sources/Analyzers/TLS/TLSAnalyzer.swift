@@ -134,7 +134,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         }
         let step = fromOriginator ? pair.0.feed(data, limit: limit, budget: budget, parse)
             : pair.1.feed(data, limit: limit, budget: budget, parse)
-        if (parsedClient != nil || parsedServer != nil) && store[slot] == nil { store[slot] = TLSFacts(generation: generations[s]) }
+        if (parsedClient != nil || parsedServer != nil) && !store.contains(slot: slot) { store[slot] = TLSFacts(generation: generations[s]) }
         if let h = parsedClient {
             counters.clientHellos &+= 1
             store[slot]!.client = h
@@ -146,7 +146,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
                 e.publish(.tlsClientHello(serverName: f.serverName, ja3: f.ja3, ja4: f.ja4), flow: table[slot], at: time)
             }
         }
-        if let h = parsedServer, store[slot]?.server == nil {
+        if let h = parsedServer, !store.contains(slot: slot, where: { $0.server != nil }) {
             counters.serverHellos &+= 1
             store[slot]!.server = h
             store[slot]!.ja3s = TLSFingerprint.ja3s(h)
@@ -156,7 +156,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         if step == .invalid {
             counters.malformed &+= 1
             // A hello whose certificate did not follow in one piece within the bound.
-            if store[slot]?.server != nil { counters.malformedCertificates &+= 1 }
+            if store.contains(slot: slot, where: { $0.server != nil }) { counters.malformedCertificates &+= 1 }
         }
         if step == .needMore { store.keepHeads(pair, slot: slot) }
         return step == .needMore ? .more : .doneWithDirection
