@@ -41,7 +41,7 @@ let package = Package(
                                                   .product(name: "Crypto", package: "swift-crypto"),
                                                   .product(name: "_CryptoExtras", package: "swift-crypto")], swiftSettings: hotPath),
         // Detectors: decide from analysers' facts (C2 port/protocol mismatch, beaconing, lateral movement, …); rules from Rules/.
-        .target(name: "Detectors", dependencies: ["PacketCore", "Events", "Analyzers", "ConfigKit"]),
+        .target(name: "Detectors", dependencies: ["PacketCore", "Events", "Analyzers", "ConfigKit"], swiftSettings: hotPath),
         // The host-level stage: the typed facts workers send, their one codec, the detectors that aggregate
         // across flows behind the `HostDetector` protocol, the per-worker SPSC rings and the watermark merge.
         .target(name: "HostStage", dependencies: ["PacketCore", "Events", "Analyzers", "Detectors", "ConfigKit",

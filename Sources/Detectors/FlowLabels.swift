@@ -30,22 +30,18 @@ public struct FlowLabels: Sendable, Equatable {
 
     /// Reads the labels of the flow in `slot` from the analysers that hold them.
     public init(_ flow: FlowRecord, slot: Int32, identifier: ProtocolIdentifier?, tls: TLSAnalyzer?, http: HTTPAnalyzer?) {
-        if let f = tls?.facts(slot: slot, generation: flow.generation) {
-            hasTLS = true
+        // The facts are read in place: copying them out would retain every buffer of the hello or heads.
+        hasTLS = tls?.withFacts(slot: slot, generation: flow.generation) { f in
             serverName = f.serverName
-            if let hello = f.client {
-                hasClientHello = true
-                if hello.serverName == nil {
-                    alpn = hello.alpn.map { String(decoding: $0, as: UTF8.self) }
-                    ja3 = f.ja3
-                    ja4 = f.ja4
-                }
+            guard let hello = f.client else { return }
+            hasClientHello = true
+            if hello.serverName == nil {
+                alpn = hello.alpn.map { String(decoding: $0, as: UTF8.self) }
+                ja3 = f.ja3
+                ja4 = f.ja4
             }
-        }
-        if let f = http?.facts(slot: slot, generation: flow.generation) {
-            hasHTTP = true
-            httpHost = f.hostName
-        }
+        } ?? false
+        hasHTTP = http?.withFacts(slot: slot, generation: flow.generation) { f in httpHost = f.hostName } ?? false
         if let identifier {
             identifiedUnknown = identifier.identification(slot: slot, generation: flow.generation) == .unknown
         }

@@ -27,6 +27,7 @@ public final class EventEmitter {
 
     var writer = JSONWriter(capacity: 8192)
     let constantFields: [UInt8]
+    let communityIDs: CommunityIDCache
 
     public init(observer: ObserverInfo, sinks: [any EventSink], communityID: CommunityID = CommunityID(),
                 homeNetworks: NetworkSet = .privateDefaults, flowEventsEnabled: Bool = true,
@@ -35,6 +36,7 @@ public final class EventEmitter {
         self.observer = observer
         self.sinks = sinks
         self.communityID = communityID
+        communityIDs = CommunityIDCache(communityID)
         self.homeNetworks = homeNetworks
         self.flowEventsEnabled = flowEventsEnabled
         var w = JSONWriter(capacity: 512)
@@ -152,10 +154,15 @@ public final class EventEmitter {
         })
     }
 
+    /// `"community_id":"1:…"` of a flow, its position marked for sinks.
+    public func writeCommunityID(_ key: FlowKey, into w: inout JSONWriter) {
+        w.markCommunityID { communityIDs.append(key, to: &$0) }
+    }
+
     /// `network.*` for a flow, with the Community ID position marked for sinks.
     public func writeNetwork(_ r: FlowRecord, into w: inout JSONWriter) {
         w.beginObject("network")
-        w.markCommunityID { communityID.append(r.key, to: &$0) }
+        writeCommunityID(r.key, into: &w)
         if let t = IPProtocol.name(r.key.ipProtocol) { w.field("transport", t) }
         if r.appProtocol != 0, let app = AppProtocol(rawValue: r.appProtocol) { w.field("protocol", app.name) }
         w.field("iana_number", String(r.key.ipProtocol))

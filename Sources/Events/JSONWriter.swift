@@ -145,6 +145,11 @@ public struct JSONWriter: ByteOutput {
     }
     public mutating func field(_ key: StaticString, _ value: String) { writeKey(key); string(value) }
     public mutating func field(_ key: StaticString, bytes value: UnsafeRawBufferPointer) { writeKey(key); appendEscaped(value) }
+    /// The string `String(decoding: value, as: UTF8.self)` makes (invalid UTF-8 repaired to U+FFFD),
+    /// written from the bytes themselves when they are ASCII (the same bytes, and no string made).
+    public mutating func field(_ key: StaticString, decoding value: UnsafeRawBufferPointer) {
+        if value.allSatisfy({ $0 < 0x80 }) { field(key, bytes: value) } else { field(key, String(decoding: value, as: UTF8.self)) }
+    }
     public mutating func field(_ key: StaticString, _ value: Int) { writeKey(key); integer(Int64(value)) }
     public mutating func field(_ key: StaticString, _ value: Int64) { writeKey(key); integer(value) }
     public mutating func field(_ key: StaticString, _ value: UInt64) { writeKey(key); unsigned(value) }
@@ -244,6 +249,13 @@ public struct JSONWriter: ByteOutput {
     /// UTF-8 (network data often is not) are written as `\u00XX` so the output stays valid JSON.
     public mutating func appendEscaped(_ s: UnsafeRawBufferPointer) {
         append(34)
+        appendEscapedContent(s)
+        append(34)
+    }
+
+    /// The inside of `appendEscaped` (no quotes), for a string written in parts. Parts split inside a
+    /// UTF-8 sequence are escaped byte by byte: only split ASCII.
+    public mutating func appendEscapedContent(_ s: UnsafeRawBufferPointer) {
         var i = 0
         let n = s.count
         while i < n {
@@ -280,7 +292,6 @@ public struct JSONWriter: ByteOutput {
                 i += 1
             }
         }
-        append(34)
     }
 
     mutating func escapeByte(_ c: UInt8) {

@@ -21,7 +21,7 @@ public struct PacketContext {
     }
 
     /// The transport payload of this packet (what IP says belongs to it, cut to what was captured).
-    @inlinable public var payload: UnsafeRawBufferPointer { packet.payload(in: frame) }
+    @inlinable @inline(__always) public var payload: UnsafeRawBufferPointer { packet.payload(in: frame) }
 }
 
 /// The hook analysers and detectors plug into, one instance per worker (so no locks).

@@ -325,18 +325,17 @@ public final class HostFactTap: PacketAnalyzer {
     deinit { ZeroFilledMemory.deallocate(lastOriginatorDatagram) }
 
     public func packet(_ context: PacketContext, flows: FlowTable) {
-        let p = context.packet
-        if !publisher.started { publisher.clockStarted(at: p.timestamp) }
-        publisher.packetTime(p.timestamp)
-        if p.ipProtocol == IPProtocol.udp {
+        if !publisher.started { publisher.clockStarted(at: context.packet.timestamp) }
+        publisher.packetTime(context.packet.timestamp)
+        if context.packet.ipProtocol == IPProtocol.udp {
             if sendsUDPRequests && context.fromOriginator { originatorDatagram(context, flows: flows) }
             return
         }
-        guard sendsConnections, p.ipProtocol == IPProtocol.tcp else { return }
+        guard sendsConnections, context.packet.ipProtocol == IPProtocol.tcp else { return }
         if context.isNewFlow {
-            publisher.tcpFlowStarted(source: p.source, destination: p.destination, port: p.destinationPort, at: p.timestamp)
-        } else if !context.fromOriginator && p.tcpFlags.contains(.syn) && p.tcpFlags.contains(.ack) {
-            publisher.tcpAccepted(server: p.source, client: p.destination, port: p.sourcePort, at: p.timestamp)
+            publisher.tcpFlowStarted(source: context.packet.source, destination: context.packet.destination, port: context.packet.destinationPort, at: context.packet.timestamp)
+        } else if !context.fromOriginator && context.packet.tcpFlags.contains(.syn) && context.packet.tcpFlags.contains(.ack) {
+            publisher.tcpAccepted(server: context.packet.source, client: context.packet.destination, port: context.packet.sourcePort, at: context.packet.timestamp)
         }
     }
 

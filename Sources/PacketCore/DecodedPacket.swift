@@ -38,7 +38,7 @@ public struct DecodedPacket: Sendable {
     @inlinable public init() {}
 
     /// The captured payload bytes within `packet`, cut to what IP says belongs to this packet (no trailer).
-    @inlinable public func payload(in packet: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+    @inlinable @inline(__always) public func payload(in packet: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
         let start = min(payloadOffset, packet.count)
         let end = min(start + payloadLength, packet.count)
         return UnsafeRawBufferPointer(rebasing: packet[start..<end])

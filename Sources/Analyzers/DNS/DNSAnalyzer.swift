@@ -181,8 +181,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
     // MARK: UDP
 
     public func packet(_ context: PacketContext, flows: FlowTable) {
-        let p = context.packet
-        guard p.ipProtocol == IPProtocol.udp, p.hasPorts, p.fragment != 2 else { return }
+        guard context.packet.ipProtocol == IPProtocol.udp, context.packet.hasPorts, context.packet.fragment != 2 else { return }
         let s = Int(context.slot)
         guard s < capacity else { return }
         let generation = flows.generation(slot: context.slot)
@@ -192,7 +191,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
         guard slots[s].decision == 2 else { return }
         let payload = context.payload
         guard !payload.isEmpty else { return }
-        message(payload, time: p.timestamp, slot: context.slot, fromOriginator: context.fromOriginator, flows: flows)
+        message(payload, time: context.packet.timestamp, slot: context.slot, fromOriginator: context.fromOriginator, flows: flows)
     }
 
     @inline(never)
@@ -436,7 +435,7 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
             w.field("outcome", response == nil ? "unknown" : (response!.header.rcode == 0 ? "success" : "failure"))
         }, body: { w in
             w.beginObject("network")
-            w.markCommunityID { emitter.communityID.append(key, to: &$0) }
+            emitter.writeCommunityID(key, into: &w)
             if let t = IPProtocol.name(key.ipProtocol) { w.field("transport", t) }
             w.field("protocol", (AppProtocol(rawValue: app) ?? .dns).name)
             w.field("iana_number", key.ipProtocol == IPProtocol.tcp ? "6" : "17")

@@ -12,7 +12,7 @@ extension EventEmitter {
     func writeFlowEndpoints(_ flow: FlowRecord, into w: inout JSONWriter) {
         let key = flow.key
         w.beginObject("network")
-        w.markCommunityID { communityID.append(key, to: &$0) }
+        writeCommunityID(key, into: &w)
         if let t = IPProtocol.name(key.ipProtocol) { w.field("transport", t) }
         if flow.appProtocol != 0, let app = AppProtocol(rawValue: flow.appProtocol) { w.field("protocol", app.name) }
         w.field("iana_number", String(key.ipProtocol))

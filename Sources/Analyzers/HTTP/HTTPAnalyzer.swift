@@ -37,7 +37,13 @@ public struct HTTPFacts: SlotFacts, Sendable {
         guard let h = r.host, !h.isEmpty else { return nil }
         var end = h.count
         if h.first != 0x5b, let colon = h.lastIndex(of: 58) { end = colon }  // not an IPv6 literal
-        return String(decoding: h[..<end].map { $0 >= 0x41 && $0 <= 0x5a ? $0 | 0x20 : $0 }, as: UTF8.self)
+        // Lower-cased straight into the string's storage, validated and repaired as `String(decoding:)` does.
+        return h.withUnsafeBufferPointer { b in
+            String(unsafeUninitializedCapacity: end) { out in
+                for i in 0..<end { out[i] = b[i] >= 0x41 && b[i] <= 0x5a ? b[i] | 0x20 : b[i] }
+                return end
+            }
+        }
     }
 }
 
@@ -108,6 +114,12 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     }
 
     public func facts(slot: Int32, generation: UInt32) -> HTTPFacts? { store.facts(slot: slot, generation: generation) }
+
+    /// Calls `body` with the HTTP facts of the live (or just-ended) flow in `slot`, read where they are
+    /// stored (`facts(slot:generation:)` copies both heads out); false when the flow is not HTTP.
+    public func withFacts(slot: Int32, generation: UInt32, _ body: (HTTPFacts) -> Void) -> Bool {
+        store.withFacts(slot: slot, generation: generation) { body($0) } != nil
+    }
 
     public func wantsStream(_ flow: FlowRecord, slot: Int32, firstPayload: UnsafeRawBufferPointer, fromOriginator: Bool) -> Bool {
         store.purgeEnded()
@@ -206,7 +218,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     // MARK: Requests
 
     /// A request head: the fact, the flow summary, then its body or the queue.
-    func request(_ r: HTTPRequestHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
+    func request(_ r: consuming HTTPRequestHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
         counters.requests &+= 1
         if store[slot]!.noteRequest(r) { table.setAppProtocol(AppProtocol.http.rawValue, slot: slot) }
         if let e = emitter, e.hasFactObservers {
@@ -221,8 +233,8 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         }
         let cost = 128 &+ r.method.count &+ r.target.count &+ r.version.count &+ (r.host?.count ?? 0) &+ (r.userAgent?.count ?? 0)
             &+ (r.referrer?.count ?? 0) &+ (r.contentType?.count ?? 0) &+ (r.contentEncoding?.count ?? 0)
-        let p = HTTPPendingRequest(head: r, time: time, charged: budget.charge(cost) ? cost : 0)
         let framing = r.bodyFraming
+        let p = HTTPPendingRequest(head: r, time: time, charged: budget.charge(cost) ? cost : 0)
         if framing == .none {
             enqueue(p, c, flow: table[slot])
         } else {
@@ -257,11 +269,12 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
 
     // MARK: Responses
 
-    func response(_ r: HTTPResponseHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
+    func response(_ r: consuming HTTPResponseHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
         counters.responses &+= 1
         store[slot]!.noteResponse(r)
+        let status = r.status
         // 100 Continue, 102, 103: interim; the final response follows for the same request.
-        if r.status >= 100 && r.status < 200 && r.status != 101 { return }
+        if status >= 100 && status < 200 && status != 101 { return }
         var req: HTTPPendingRequest?
         if !c.pending.isEmpty {
             req = c.pending.removeFirst()
@@ -273,13 +286,14 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         } else {
             counters.responsesWithoutRequest &+= 1
         }
-        let method = req?.head.method ?? []
+        let isConnect = req?.head.method == HTTPAnalyzer.connect
+        let framing = r.bodyFraming(answeringHead: req?.head.method == HTTPAnalyzer.head)
+        // Moved into the connection, not copied (a copy retains each of a head's buffers).
         c.answering = req
         c.response = r
         c.responseTime = time
-        let framing = r.bodyFraming(answeringHead: method == HTTPAnalyzer.head)
         // A protocol switch (WebSocket, h2c) or an established CONNECT tunnel: no HTTP/1 after this.
-        if r.status == 101 || (method == HTTPAnalyzer.connect && r.status >= 200 && r.status < 300) {
+        if status == 101 || (isConnect && status >= 200 && status < 300) {
             finishResponse(c, flow: table[slot], at: time)
             c.orig.stopped = true
             c.resp.stopped = true
@@ -301,13 +315,13 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         let digests = c.resp.file?.finish()
         c.resp.file = nil
         c.resp.body = nil
+        // Taken out, not copied: every copy of a head retains each of its buffers.
+        let answering = c.answering.take(), response = c.response.take()
         if let d = digests, d.size > 0 {
-            file(d, upload: false, request: c.answering?.head, response: c.response, flow: flow, at: time)
+            file(d, upload: false, request: answering?.head, response: response, flow: flow, at: time)
         }
-        if let p = c.answering { release(p) }
-        transaction(c.answering, c.response, responseBody: digests, flow: flow, at: c.answering?.time ?? c.responseTime)
-        c.answering = nil
-        c.response = nil
+        if let p = answering { release(p) }
+        transaction(answering, response, responseBody: digests, flow: flow, at: answering?.time ?? c.responseTime)
     }
 
     // MARK: Bodies
@@ -352,8 +366,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
 
     func finishRequestBody(_ c: HTTPConnection, flow: FlowRecord, at time: Timestamp) {
         c.orig.body = nil
-        guard var p = c.requestInBody else { return }
-        c.requestInBody = nil
+        guard var p = c.requestInBody.take() else { return }
         if let f = c.orig.file {
             let d = f.finish()
             if d.size > 0 {
@@ -443,17 +456,21 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     }
 
     public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
-        guard let f = facts(slot: slot, generation: flow.generation), f.request != nil || f.response != nil else { return }
-        HTTPAnalyzer.write(f, into: &w)
+        store.withFacts(slot: slot, generation: flow.generation) { f in
+            guard f.request != nil || f.response != nil else { return }
+            HTTPAnalyzer.write(f, into: &w)
+        }
     }
 
     /// The flow's request and response counts (`spanwatch.http.requests`, `spanwatch.http.responses`): no ECS field.
     public func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
-        guard let f = facts(slot: slot, generation: flow.generation), f.request != nil || f.response != nil else { return }
-        w.beginObject("http")
-        w.field("requests", f.requests)
-        w.field("responses", f.responses)
-        w.endObject()
+        store.withFacts(slot: slot, generation: flow.generation) { f in
+            guard f.request != nil || f.response != nil else { return }
+            w.beginObject("http")
+            w.field("requests", f.requests)
+            w.field("responses", f.responses)
+            w.endObject()
+        }
     }
 
     /// ECS `http.*`, `url.*`, `user_agent.original` for one flow's first exchange.
@@ -466,7 +483,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
                               into w: inout JSONWriter) {
         w.beginObject("http")
         if let r = request {
-            w.field("version", String(decoding: r.version, as: UTF8.self))
+            r.version.withUnsafeBytes { w.field("version", decoding: $0) }
             w.beginObject("request")
             r.method.withUnsafeBytes { w.field("method", bytes: $0) }
             if let v = r.referrer { v.withUnsafeBytes { w.field("referrer", bytes: $0) } }
@@ -474,7 +491,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
             if let n = requestBodyBytes { w.beginObject("body"); w.field("bytes", n); w.endObject() }
             w.endObject()
         } else if let r = response {
-            w.field("version", String(decoding: r.version, as: UTF8.self))
+            r.version.withUnsafeBytes { w.field("version", decoding: $0) }
         }
         if let r = response {
             w.beginObject("response")
@@ -490,7 +507,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
             w.field("original", bytes: t)
             // Origin form (/path?query) is the common case; absolute form carries scheme and host.
             var path = t
-            if t.starts(with: Array("http://".utf8)) || t.starts(with: Array("https://".utf8)) {
+            if t.starts(with: httpPrefix) || t.starts(with: httpsPrefix) {
                 let afterScheme = t.firstIndex(of: 47).map { $0 + 2 } ?? t.count
                 let rest = UnsafeRawBufferPointer(rebasing: t[min(afterScheme, t.count)...])
                 path = rest.firstIndex(of: 47).map { UnsafeRawBufferPointer(rebasing: rest[$0...]) } ?? UnsafeRawBufferPointer(rebasing: rest[rest.count...])
@@ -506,9 +523,9 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         if let h = r.host, h.first != 0x5b, let colon = h.lastIndex(of: 58), let port = decimalPort(h, after: colon) {
             w.field("port", port)
         }
-        if let full = absoluteURL(r) {
-            w.field("full", full)
-            w.field("scheme", full.hasPrefix("https:") ? "https" : "http")
+        if hasAbsoluteURL(r) {
+            let https = writeFullURL(r, into: &w)
+            w.field("scheme", https ? "https" : "http")
         }
         w.endObject()
         if let ua = r.userAgent {
@@ -521,8 +538,37 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
 
     /// `url.full` as threat-intelligence matches name it: only when there is a host to make it absolute.
     public static func absoluteURL(_ r: HTTPRequestHead) -> String? {
-        let absolute = r.target.starts(with: Array("https://".utf8)) || r.target.starts(with: Array("http://".utf8))
-        return absolute || r.host != nil ? fullURL(r) : nil
+        hasAbsoluteURL(r) ? fullURL(r) : nil
+    }
+
+    static func hasAbsoluteURL(_ r: HTTPRequestHead) -> Bool {
+        r.host != nil || r.target.starts(with: httpsPrefix) || r.target.starts(with: httpPrefix)
+    }
+
+    static let httpPrefix: [UInt8] = Array("http://".utf8)
+    static let httpsPrefix: [UInt8] = Array("https://".utf8)
+
+    /// `"full":` with `fullURL(r)`, written from the head's bytes when the target and host are ASCII
+    /// (the string would be those same bytes); true when it is an https URL.
+    static func writeFullURL(_ r: HTTPRequestHead, into w: inout JSONWriter) -> Bool {
+        let target = r.target, host = r.host ?? []
+        guard !target.contains(where: { $0 >= 0x80 }), !host.contains(where: { $0 >= 0x80 }) else {
+            let full = fullURL(r)
+            w.field("full", full)
+            return full.hasPrefix("https:")
+        }
+        let https = target.starts(with: httpsPrefix)
+        if https || target.starts(with: httpPrefix) {
+            target.withUnsafeBytes { w.field("full", bytes: $0) }
+            return https
+        }
+        w.field("full", rawString: { w in
+            httpPrefix.withUnsafeBytes { w.append(bytes: $0) }
+            host.withUnsafeBytes { w.appendEscapedContent($0) }
+            if target.first != 47 { w.append(47) }
+            target.withUnsafeBytes { w.appendEscapedContent($0) }
+        })
+        return false
     }
 
     public static func fullURL(_ r: HTTPRequestHead) -> String {

@@ -34,8 +34,8 @@ extension HTTPAnalyzer {
         guard let files else { return }
         let encoding = upload ? request?.contentEncoding : response?.contentEncoding
         files.report(d, source: .http, upload: upload, flow: flow, at: time, fields: { w in
-            if let full = request.flatMap(HTTPAnalyzer.absoluteURL) {
-                w.beginObject("url"); w.field("full", full); w.endObject()
+            if let r = request, HTTPAnalyzer.hasAbsoluteURL(r) {
+                w.beginObject("url"); _ = HTTPAnalyzer.writeFullURL(r, into: &w); w.endObject()
             }
         }, sensorFields: { w in
             if let c = encoding { c.withUnsafeBytes { w.field("content_encoding", bytes: $0) } }

@@ -132,11 +132,10 @@ public final class KerberosAnalyzer: PacketAnalyzer, StreamConsumer {
 
     // UDP: one message per datagram.
     public func packet(_ context: PacketContext, flows: FlowTable) {
-        let p = context.packet
-        guard p.ipProtocol == IPProtocol.udp, p.sourcePort == 88 || p.destinationPort == 88 else { return }
+        guard context.packet.ipProtocol == IPProtocol.udp, context.packet.sourcePort == 88 || context.packet.destinationPort == 88 else { return }
         let record = flows[context.slot]
-        handle(context.payload, toServer: p.destinationPort == 88, record: record, fromOriginator: context.fromOriginator,
-               slot: context.slot, table: flows, time: p.timestamp)
+        handle(context.payload, toServer: context.packet.destinationPort == 88, record: record, fromOriginator: context.fromOriginator,
+               slot: context.slot, table: flows, time: context.packet.timestamp)
     }
 
     func handle(_ bytes: UnsafeRawBufferPointer, toServer: Bool, record: FlowRecord, fromOriginator: Bool, slot: Int32, table: FlowTable, time: Timestamp) {

@@ -23,6 +23,13 @@ struct FlowFactStore<Facts: SlotFacts> {
         return f
     }
 
+    /// Calls `body` with the facts of the live (or just-ended) flow in `slot` where they are stored:
+    /// reading them out (`facts(slot:generation:)`) copies every buffer they hold.
+    mutating func withFacts<R>(slot: Int32, generation: UInt32, _ body: (inout Facts) -> R) -> R? {
+        guard let i = facts.index(forKey: slot) else { return nil }
+        return { (f: inout Facts) in f.generation == generation ? body(&f) : nil }(&facts.values[i])
+    }
+
     /// The slot's current entry, whatever its generation (the analyser's own bookkeeping).
     subscript(slot: Int32) -> Facts? {
         get { facts[slot] }
@@ -31,6 +38,12 @@ struct FlowFactStore<Facts: SlotFacts> {
 
     /// Whether the slot has an entry (without copying it out, as reading the subscript would).
     func contains(slot: Int32) -> Bool { facts.index(forKey: slot) != nil }
+
+    /// Whether the slot has an entry that `test` accepts, tested where it is stored.
+    mutating func contains(slot: Int32, where test: (inout Facts) -> Bool) -> Bool {
+        guard let i = facts.index(forKey: slot) else { return false }
+        return test(&facts.values[i])
+    }
 
     /// Forgets a slot entirely (a new flow took it).
     mutating func reset(slot: Int32) {

@@ -98,8 +98,7 @@ public final class ProtocolIdentifier: StreamConsumer, PacketAnalyzer {
         guard context.packet.ipProtocol == IPProtocol.udp, context.packet.payloadLength > 0 else { return }
         let s = Int(context.slot)
         guard s < capacity else { return }
-        let flow = flows[context.slot]
-        reset(s, flow.generation)
+        reset(s, flows.generation(slot: context.slot))
         let st = states[s]
         guard st & 3 == 0 else { return }
         let bit: UInt8 = context.fromOriginator ? 4 : 8

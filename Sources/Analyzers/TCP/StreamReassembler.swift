@@ -185,8 +185,7 @@ public final class StreamReassembler: PacketAnalyzer {
     private static func box<C: StreamConsumer>(_ c: C) -> StreamCallBox { TypedStreamCallBox(c) }
 
     public func packet(_ context: PacketContext, flows: FlowTable) {
-        let p = context.packet
-        guard p.ipProtocol == IPProtocol.tcp, !consumers.isEmpty else { return }
+        guard context.packet.ipProtocol == IPProtocol.tcp, !consumers.isEmpty else { return }
         let s = Int(context.slot)
         guard s < capacity else { return }
         let generation = flows.generation(slot: context.slot)
@@ -199,26 +198,26 @@ public final class StreamReassembler: PacketAnalyzer {
         let d = s * 2 + (context.fromOriginator ? 0 : 1)
         // The peer acknowledging beyond a hole in the other direction: those bytes were sent and received
         // but not captured, so the hole will never fill. Declare the gap now instead of waiting for budgets.
-        if p.tcpFlags.contains(.ack) {
+        if context.packet.tcpFlags.contains(.ack) {
             let o = d ^ 1
             // Cheap comparison first: in-order traffic never acknowledges past `next`.
             if directions[o].started && !directions[o].finished
-                && Int32(bitPattern: p.tcpAcknowledgement &- directions[o].next) > 0 && !pending.isEmpty,
+                && Int32(bitPattern: context.packet.tcpAcknowledgement &- directions[o].next) > 0 && !pending.isEmpty,
                let held = pending[o], !held.isEmpty {
                 counters.ackedHoles &+= 1
-                signalGap(d: o, slot: context.slot, flows: flows, time: p.timestamp)
+                signalGap(d: o, slot: context.slot, flows: flows, time: context.packet.timestamp)
             }
         }
         if directions[d].finished { return }
-        var seq = p.tcpSequence
-        if p.tcpFlags.contains(.syn) {
+        var seq = context.packet.tcpSequence
+        if context.packet.tcpFlags.contains(.syn) {
             directions[d].next = seq &+ 1
             directions[d].started = true
             seq &+= 1
         }
         let payload = context.payload
         // Only what was captured can be delivered; a snap-length cut is a gap.
-        let claimed = max(0, p.payloadLength)
+        let claimed = max(0, context.packet.payloadLength)
         guard claimed > 0 else { return }
         if !slots[s].decided {
             slots[s].decided = true
@@ -240,8 +239,8 @@ public final class StreamReassembler: PacketAnalyzer {
         let next = directions[d].next
         let rel = Int32(bitPattern: seq &- next)
         if rel == 0 {
-            deliver(payload, claimed: claimed, d: d, slot: context.slot, flows: flows, time: p.timestamp)
-            drainPending(d: d, slot: context.slot, flows: flows, time: p.timestamp)
+            deliver(payload, claimed: claimed, d: d, slot: context.slot, flows: flows, time: context.packet.timestamp)
+            drainPending(d: d, slot: context.slot, flows: flows, time: context.packet.timestamp)
         } else if rel < 0 {
             // `magnitude`: at Int32.min the negation would overflow.
             let overlap = Int(rel.magnitude)
@@ -250,11 +249,11 @@ public final class StreamReassembler: PacketAnalyzer {
             } else {
                 counters.overlapBytes &+= UInt64(overlap)
                 let tail = overlap < payload.count ? UnsafeRawBufferPointer(rebasing: payload[overlap...]) : UnsafeRawBufferPointer(start: nil, count: 0)
-                deliver(tail, claimed: claimed - overlap, d: d, slot: context.slot, flows: flows, time: p.timestamp)
-                drainPending(d: d, slot: context.slot, flows: flows, time: p.timestamp)
+                deliver(tail, claimed: claimed - overlap, d: d, slot: context.slot, flows: flows, time: context.packet.timestamp)
+                drainPending(d: d, slot: context.slot, flows: flows, time: context.packet.timestamp)
             }
         } else {
-            storeOutOfOrder(payload, rel: Int(rel), d: d, slot: context.slot, flows: flows, time: p.timestamp)
+            storeOutOfOrder(payload, rel: Int(rel), d: d, slot: context.slot, flows: flows, time: context.packet.timestamp)
         }
     }
 

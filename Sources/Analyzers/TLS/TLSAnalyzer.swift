@@ -67,6 +67,16 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         ZeroFilledMemory.deallocate(checked)
     }
 
+    /// Calls `body` with the TLS facts of the live (or just-ended) flow in `slot`, read where they are
+    /// stored (`facts(slot:generation:)` copies them out); false when the flow is not TLS.
+    public func withFacts(slot: Int32, generation: UInt32, _ body: (TLSFacts) -> Void) -> Bool {
+        if store.withFacts(slot: slot, generation: generation, { body($0) }) != nil { return true }
+        let s = Int(slot)
+        guard s >= 0, s < capacity, generations[s] == generation, checked[s] & 4 != 0 else { return false }
+        body(TLSFacts(generation: generation))
+        return true
+    }
+
     /// The TLS facts of the live (or just-ended) flow in `slot`, if it is TLS.
     public func facts(slot: Int32, generation: UInt32) -> TLSFacts? {
         if let f = store.facts(slot: slot, generation: generation) { return f }
@@ -124,7 +134,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         }
         let step = fromOriginator ? pair.0.feed(data, limit: limit, budget: budget, parse)
             : pair.1.feed(data, limit: limit, budget: budget, parse)
-        if (parsedClient != nil || parsedServer != nil) && store[slot] == nil { store[slot] = TLSFacts(generation: generations[s]) }
+        if (parsedClient != nil || parsedServer != nil) && !store.contains(slot: slot) { store[slot] = TLSFacts(generation: generations[s]) }
         if let h = parsedClient {
             counters.clientHellos &+= 1
             store[slot]!.client = h
@@ -136,7 +146,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
                 e.publish(.tlsClientHello(serverName: f.serverName, ja3: f.ja3, ja4: f.ja4), flow: table[slot], at: time)
             }
         }
-        if let h = parsedServer, store[slot]?.server == nil {
+        if let h = parsedServer, !store.contains(slot: slot, where: { $0.server != nil }) {
             counters.serverHellos &+= 1
             store[slot]!.server = h
             store[slot]!.ja3s = TLSFingerprint.ja3s(h)
@@ -146,7 +156,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         if step == .invalid {
             counters.malformed &+= 1
             // A hello whose certificate did not follow in one piece within the bound.
-            if store[slot]?.server != nil { counters.malformedCertificates &+= 1 }
+            if store.contains(slot: slot, where: { $0.server != nil }) { counters.malformedCertificates &+= 1 }
         }
         if step == .needMore { store.keepHeads(pair, slot: slot) }
         return step == .needMore ? .more : .doneWithDirection
@@ -176,21 +186,26 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
 
     public func tick(_ now: Timestamp) { store.purgeEnded() }
 
+    // Both read the stored facts in place (a flow without them has no hello to write).
     public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
-        guard let f = facts(slot: slot, generation: flow.generation), f.client != nil || f.server != nil else { return }
-        TLSAnalyzer.write(f, into: &w)
+        store.withFacts(slot: slot, generation: flow.generation) { f in
+            guard f.client != nil || f.server != nil else { return }
+            TLSAnalyzer.write(f, into: &w)
+        }
     }
 
     public func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into w: inout JSONWriter) {
-        guard let f = facts(slot: slot, generation: flow.generation), let c = f.client, f.ja4 != nil || !c.alpn.isEmpty else { return }
-        w.beginObject("tls"); w.beginObject("client")
-        if let j = f.ja4 { w.field("ja4", j) }
-        if !c.alpn.isEmpty {
-            w.beginArray("alpn")
-            for a in c.alpn { a.withUnsafeBytes { w.element(bytes: $0) } }
-            w.endArray()
+        store.withFacts(slot: slot, generation: flow.generation) { f in
+            guard let alpn = f.client?.alpn, f.ja4 != nil || !alpn.isEmpty else { return }
+            w.beginObject("tls"); w.beginObject("client")
+            if let j = f.ja4 { w.field("ja4", j) }
+            if !alpn.isEmpty {
+                w.beginArray("alpn")
+                for a in alpn { a.withUnsafeBytes { w.element(bytes: $0) } }
+                w.endArray()
+            }
+            w.endObject(); w.endObject()
         }
-        w.endObject(); w.endObject()
     }
 
     /// ECS `tls.server.hash.*` (upper-case hex, as ECS asks) and `tls.server.x509.*`.

@@ -246,19 +246,33 @@ public final class BeaconDetector {
 
     func sample(_ c: Candidate, start: Int64, size: Int64, last: Int64, appProtocol: UInt8) {
         let ck = ConnKey(source: c.source, destination: c.destination, port: c.port, transport: c.transport)
-        var cp = connPairs.removeValue(forKey: ck) ?? Pair(destination: c.destination)
-        record(&cp, start: start, size: size, last: last)
-        describe(&cp, appProtocol: appProtocol, transport: c.transport, port: c.port, label: c.host)
-        insert(&connPairs, ck, cp)
-        if let host = c.host {
-            let hk = HostKey(source: c.source, host: host)
+        // A known pair is updated in place (taken out and put back, its sample arrays would be copied
+        // on every append); a table over its bound (smaller rules) goes through `insert`, which evicts.
+        if let i = connPairs.index(forKey: ck), connPairs.count <= rules.maxPairs {
+            record(&connPairs.values[i], start: start, size: size, last: last)
+            describe(&connPairs.values[i], appProtocol: appProtocol, transport: c.transport, port: c.port, label: c.host)
+        } else {
+            var cp = connPairs.removeValue(forKey: ck) ?? Pair(destination: c.destination)
+            record(&cp, start: start, size: size, last: last)
+            describe(&cp, appProtocol: appProtocol, transport: c.transport, port: c.port, label: c.host)
+            insert(&connPairs, ck, cp)
+        }
+        guard let host = c.host else { return }
+        let hk = HostKey(source: c.source, host: host)
+        if let i = hostPairs.index(forKey: hk), hostPairs.count <= rules.maxPairs {
+            sampleHost(&hostPairs.values[i], ck, host, start: start, size: size, last: last, appProtocol: appProtocol)
+        } else {
             var hp = hostPairs.removeValue(forKey: hk) ?? Pair(destination: c.destination)
-            record(&hp, start: start, size: size, last: last)
-            describe(&hp, appProtocol: appProtocol, transport: c.transport, port: c.port, label: host)
-            hp.destination = c.destination
-            if !hp.destinations.contains(ck) && hp.destinations.count < 8 { hp.destinations.append(ck) }
+            sampleHost(&hp, ck, host, start: start, size: size, last: last, appProtocol: appProtocol)
             insert(&hostPairs, hk, hp)
         }
+    }
+
+    func sampleHost(_ hp: inout Pair, _ ck: ConnKey, _ host: String, start: Int64, size: Int64, last: Int64, appProtocol: UInt8) {
+        record(&hp, start: start, size: size, last: last)
+        describe(&hp, appProtocol: appProtocol, transport: ck.transport, port: ck.port, label: host)
+        hp.destination = ck.destination
+        if !hp.destinations.contains(ck) && hp.destinations.count < 8 { hp.destinations.append(ck) }
     }
 
     func record(_ p: inout Pair, start: Int64, size: Int64, last: Int64) {
@@ -299,10 +313,9 @@ public final class BeaconDetector {
     // MARK: Sources and audiences
 
     func noteSource(_ a: IPAddress, from: Int64, to: Int64) {
-        if var s = sources[a] {
-            s.first = min(s.first, from)
-            s.last = max(s.last, to)
-            sources[a] = s
+        if let i = sources.index(forKey: a) {
+            sources.values[i].first = min(sources.values[i].first, from)
+            sources.values[i].last = max(sources.values[i].last, to)
             return
         }
         if sources.count >= rules.maxPairs {
@@ -338,10 +351,13 @@ public final class BeaconDetector {
             for (k, _) in victims { table[k] = nil }
             counters.audienceEvictions &+= UInt64(victims.count)
         }
-        var a = table[key] ?? Audience()
-        if a.members.count < Self.audienceCap && !a.members.contains(member) { a.members.append(member) }
+        Self.note(member, at: t, in: &table[key, default: Audience()])
+    }
+
+    /// In place in its table (a copy out and back would copy the member list on every append).
+    static func note(_ member: UInt32, at t: Int64, in a: inout Audience) {
+        if a.members.count < audienceCap && !a.members.contains(member) { a.members.append(member) }
         a.lastSeen = max(a.lastSeen, t)
-        table[key] = a
     }
 
     /// How many internal hosts talk to the pair's destination, and the factor its score is multiplied
@@ -370,36 +386,47 @@ public final class BeaconDetector {
     func evaluate(_ now: Timestamp) {
         lastEvaluation = now.nanoseconds
         let from = (now - .seconds(rules.windowSeconds)).nanoseconds
-        for key in connPairs.keys {
-            guard var p = connPairs[key], p.dirty else { continue }
-            p.dirty = false
-            trim(&p, from: from)
-            findings(&p, source: key.source, now: now)
-            if !isStrobe(p), let s = score(p, source: key.source, from: from, hostPair: false, now: now), !suppressed(p.lastAlert, now) {
-                p.lastAlert = now.nanoseconds
-                alert(p, s, source: key.source, hostPair: false, now: now)
-            }
-            connPairs[key] = p
+        // Pairs are judged in place, in table order: walking the keys while storing a changed copy back
+        // made the table copy itself whole, and every pair's arrays with it.
+        var i = connPairs.startIndex
+        while i != connPairs.endIndex {
+            if connPairs.values[i].dirty { judge(&connPairs.values[i], source: connPairs.keys[i].source, from: from, now: now) }
+            connPairs.formIndex(after: &i)
         }
-        for key in hostPairs.keys {
-            guard var p = hostPairs[key], p.dirty else { continue }
-            p.dirty = false
-            trim(&p, from: from)
-            if !isStrobe(p), let s = score(p, source: key.source, from: from, hostPair: true, now: now), !suppressed(p.lastAlert, now) {
-                p.lastAlert = now.nanoseconds
-                // The same beacon already reported per destination: say nothing twice.
-                let covered = p.destinations.allSatisfy { connPairs[$0].map { suppressed($0.lastAlert, now) } ?? false }
-                if covered { counters.coveredHostAlerts &+= 1 } else { alert(p, s, source: key.source, hostPair: true, now: now) }
-            }
-            hostPairs[key] = p
+        var h = hostPairs.startIndex
+        while h != hostPairs.endIndex {
+            if hostPairs.values[h].dirty { judgeHost(&hostPairs.values[h], source: hostPairs.keys[h].source, from: from, now: now) }
+            hostPairs.formIndex(after: &h)
         }
-        connPairs = connPairs.filter { $0.value.lastSeen >= from }
-        hostPairs = hostPairs.filter { $0.value.lastSeen >= from }
-        let before = sources.count
-        sources = sources.filter { $0.value.last >= from }
-        if sources.count != before { internalSources = sources.values.reduce(0) { $1.isInternal ? $0 + 1 : $0 } }
-        byAddress = byAddress.filter { $0.value.lastSeen >= from }
-        byHost = byHost.filter { $0.value.lastSeen >= from }
+        if connPairs.values.contains(where: { $0.lastSeen < from }) { connPairs = connPairs.filter { $0.value.lastSeen >= from } }
+        if hostPairs.values.contains(where: { $0.lastSeen < from }) { hostPairs = hostPairs.filter { $0.value.lastSeen >= from } }
+        if sources.values.contains(where: { $0.last < from }) {
+            sources = sources.filter { $0.value.last >= from }
+            internalSources = sources.values.reduce(0) { $1.isInternal ? $0 + 1 : $0 }
+        }
+        if byAddress.values.contains(where: { $0.lastSeen < from }) { byAddress = byAddress.filter { $0.value.lastSeen >= from } }
+        if byHost.values.contains(where: { $0.lastSeen < from }) { byHost = byHost.filter { $0.value.lastSeen >= from } }
+    }
+
+    func judge(_ p: inout Pair, source: IPAddress, from: Int64, now: Timestamp) {
+        p.dirty = false
+        trim(&p, from: from)
+        findings(&p, source: source, now: now)
+        if !isStrobe(p), let s = score(p, source: source, from: from, hostPair: false, now: now), !suppressed(p.lastAlert, now) {
+            p.lastAlert = now.nanoseconds
+            alert(p, s, source: source, hostPair: false, now: now)
+        }
+    }
+
+    func judgeHost(_ p: inout Pair, source: IPAddress, from: Int64, now: Timestamp) {
+        p.dirty = false
+        trim(&p, from: from)
+        if !isStrobe(p), let s = score(p, source: source, from: from, hostPair: true, now: now), !suppressed(p.lastAlert, now) {
+            p.lastAlert = now.nanoseconds
+            // The same beacon already reported per destination: say nothing twice.
+            let covered = p.destinations.allSatisfy { connPairs[$0].map { suppressed($0.lastAlert, now) } ?? false }
+            if covered { counters.coveredHostAlerts &+= 1 } else { alert(p, s, source: source, hostPair: true, now: now) }
+        }
     }
 
     func trim(_ p: inout Pair, from: Int64) {

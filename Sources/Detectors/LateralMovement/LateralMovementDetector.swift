@@ -52,9 +52,9 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         var fired: [String: Timestamp] = [:]
         var pendingShareAlert = false
 
-        mutating func note(_ list: WritableKeyPath<PairState, [String]>, _ s: String, limit: Int = 16) {
-            if s.isEmpty || self[keyPath: list].contains(s) || self[keyPath: list].count >= limit { return }
-            self[keyPath: list].append(s)
+        static func note(_ list: inout [String], _ s: String, limit: Int = 16) {
+            if s.isEmpty || list.contains(s) || list.count >= limit { return }
+            list.append(s)
         }
     }
 
@@ -243,8 +243,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         default: technique = .ssh
         }
         let pk = PairKey(source: source, target: target)
-        pairs[pk] = pair(pk, t)
-        pairs[pk]?.ports.insert(port)
+        pairs.values[touchPair(pk, t)].ports.insert(port)
         firePair(pk, rule: "lateral_movement.new_\(service)_edge", at: t) {
             Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.new_\(service)_edge",
                   ruleName: "First-seen \(service.uppercased()) connection between internal hosts", ruleDescription: Self.describe("lateral_movement.new_\(service)_edge"),
@@ -268,54 +267,47 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         }
         guard considered(ep.client, ep.server) else { counters.factsIgnored &+= 1; return }
         let key = PairKey(source: ep.client, target: ep.server)
-        var s = pair(key, t)
-        s.ports.insert(ep.serverPort)
+        // The pair's state is changed in place in the table (a copy out and back would copy every set
+        // and list it holds); the rules that read the whole pair run once it holds the fact.
+        let i = touchPair(key, t)
+        pairs.values[i].ports.insert(ep.serverPort)
         switch fact {
         case .treeConnect(let path):
             let share = SMBAnalyzer.shareName(path)
             if SMBAnalyzer.isAdminShare(share) {
-                s.adminShares.insert(share)
-                if s.adminShareFirst == nil { s.adminShareFirst = t }
-                scheduleShareAlert(key, &s)
+                pairs.values[i].adminShares.insert(share)
+                if pairs.values[i].adminShareFirst == nil { pairs.values[i].adminShareFirst = t }
+                scheduleShareAlert(key, &pairs.values[i])
             } else if share != "IPC$" {
-                s.dataShares.insert(share)
+                pairs.values[i].dataShares.insert(share)
             }
         case .open(let share, let name, let isPipe, let writeAccess):
             if isPipe {
-                s.note(\.pipes, name)
+                PairState.note(&pairs.values[i].pipes, name)
                 if SMBAnalyzer.isRemoteExecutionPipe(name) {
-                    pairs[key] = s
                     execution(key, kind: .service, call: "pipe \(name)", at: t)
                     return
                 }
             } else if SMBAnalyzer.isAdminShare(share) {
-                s.note(\.files, "\(share)\\\(name)")
-                if writeAccess { adminWrite(&s, key, share: share, file: name, at: t) }
+                PairState.note(&pairs.values[i].files, "\(share)\\\(name)")
+                if writeAccess { adminWrite(&pairs.values[i], key, share: share, file: name, at: t) }
             }
         case .write(let share, let name):
-            if SMBAnalyzer.isAdminShare(share) { adminWrite(&s, key, share: share, file: name, at: t) }
+            if SMBAnalyzer.isAdminShare(share) { adminWrite(&pairs.values[i], key, share: share, file: name, at: t) }
         case .authentication(let a):
-            if !a.user.isEmpty { s.note(\.users, a.domain.isEmpty ? a.user : "\(a.domain)\\\(a.user)", limit: 8) }
-            pairs[key] = s
+            if !a.user.isEmpty { PairState.note(&pairs.values[i].users, a.domain.isEmpty ? a.user : "\(a.domain)\\\(a.user)", limit: 8) }
             if a.success == false { authFailure(a, ep, at: t) }
-            return
         case .rpcBind(let iface):
             if iface.name == "drsuapi" {
-                pairs[key] = s
                 replicationFromRogue(key, call: "drsuapi bind", at: t)
-                return
-            }
-            if iface.name == "IWbemLevel1Login" || iface.name == "IWbemServices" {
-                s.note(\.calls, "\(iface.name!).bind")
-                pairs[key] = s
+            } else if iface.name == "IWbemLevel1Login" || iface.name == "IWbemServices" {
+                PairState.note(&pairs.values[i].calls, "\(iface.name!).bind")
                 execution(key, kind: .wmi, call: "\(iface.name!) bind", at: t)
-                return
             }
         case .rpcCall(let iface, let opnum, _):
             guard let iface else { break }
             let op = iface.operationName(opnum)
-            s.note(\.calls, op, limit: 32)
-            pairs[key] = s
+            PairState.note(&pairs.values[i].calls, op, limit: 32)
             switch iface.effect(of: opnum) {
             case .serviceCreateOrStart?: execution(key, kind: .service, call: op, at: t)
             case .atJob?: execution(key, kind: .atJob, call: op, at: t)
@@ -333,37 +325,27 @@ public final class LateralMovementDetector: RemoteAccessObserver {
                 }
             case nil: break
             }
-            return
         case .dcomActivation(let className):
-            s.dcomActivation = t
-            s.note(\.dcomClasses, className ?? "unknown class")
-            pairs[key] = s
+            pairs.values[i].dcomActivation = t
+            PairState.note(&pairs.values[i].dcomClasses, className ?? "unknown class")
             if className == "WbemLevel1Login" {
                 execution(key, kind: .wmi, call: "ISystemActivator.RemoteCreateInstance(WbemLevel1Login)", at: t)
             } else {
                 dcom(key, className: className, at: t)
             }
-            return
         case .wmiProcessCreate:
-            s.note(\.calls, "IWbemServices.ExecMethod(Win32_Process)")
-            pairs[key] = s
+            PairState.note(&pairs.values[i].calls, "IWbemServices.ExecMethod(Win32_Process)")
             execution(key, kind: .wmi, call: "IWbemServices.ExecMethod(Win32_Process)", at: t)
-            return
         case .rpcCallInferred(let iface, let opnum):
             let op = iface.operationName(opnum)
-            s.note(\.calls, "inferred:" + op, limit: 32)
-            pairs[key] = s
+            PairState.note(&pairs.values[i].calls, "inferred:" + op, limit: 32)
             if iface.effect(of: opnum) == .replication { dcsync(key, call: op, inferred: true, at: t) }
-            return
         case .exploit(let signature):
-            s.note(\.signatures, signature.name)
-            pairs[key] = s
+            PairState.note(&pairs.values[i].signatures, signature.name)
             exploit(key, signature, at: t)
-            return
         case .encryptedSMB, .kerberosServer:
             break
         }
-        pairs[key] = s
     }
 
     func adminWrite(_ s: inout PairState, _ key: PairKey, share: String, file: String, at t: Timestamp) {
@@ -804,14 +786,17 @@ public final class LateralMovementDetector: RemoteAccessObserver {
 
     // MARK: Bounded tables
 
-    func pair(_ key: PairKey, _ t: Timestamp) -> PairState {
-        if var s = pairs[key] { s.lastSeen = t; return s }
+    /// The pair's entry, seen at `t` (made when new, after evicting the oldest when the table is full);
+    /// valid until the next insertion or removal.
+    func touchPair(_ key: PairKey, _ t: Timestamp) -> [PairKey: PairState].Index {
+        if let i = pairs.index(forKey: key) { pairs.values[i].lastSeen = t; return i }
         if pairs.count >= rules.maxPairs {
             counters.pairsEvicted &+= UInt64(LateralMovementDetector.evictOldest(&pairs, keep: rules.maxPairs * 7 / 8) { $0.lastSeen })
             let live = Set(pairs.keys)
             pendingShareAlerts.removeAll { !live.contains($0) }
         }
-        return PairState(lastSeen: t)
+        pairs[key] = PairState(lastSeen: t)
+        return pairs.index(forKey: key)!
     }
 
     func host(_ a: IPAddress, _ t: Timestamp) -> HostState {
