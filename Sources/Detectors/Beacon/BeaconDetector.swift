@@ -101,6 +101,9 @@ public final class BeaconDetector {
     var byHost: [String: Audience] = [:]
     static let audienceCap = 64
     var lastEvaluation: Int64 = .min
+    /// One evaluation's alerts, emitted sorted once it ends: the tables are dictionaries, whose order
+    /// changes with every process, and the same input should give the same output in the same order.
+    var raised: [Alert] = []
 
     public init(rules: BeaconRules, emitter: EventEmitter, standardPorts: [String: PortSet] = C2PortRules.defaultStandardPorts) {
         self.rules = rules
@@ -406,6 +409,10 @@ public final class BeaconDetector {
         }
         if byAddress.values.contains(where: { $0.lastSeen < from }) { byAddress = byAddress.filter { $0.value.lastSeen >= from } }
         if byHost.values.contains(where: { $0.lastSeen < from }) { byHost = byHost.filter { $0.value.lastSeen >= from } }
+        guard !raised.isEmpty else { return }
+        raised.sort { ($0.ruleID, $0.message) < ($1.ruleID, $1.message) }
+        for a in raised { emitter.emit(a) }
+        raised.removeAll(keepingCapacity: true)
     }
 
     func judge(_ p: inout Pair, source: IPAddress, from: Int64, now: Timestamp) {
@@ -537,7 +544,7 @@ public final class BeaconDetector {
                  severity: Severity, risk: Double, message: String, extra: [(String, JSONValue)]) {
         counters.alerts &+= 1
         let (techniques, fields) = common(p)
-        emitter.emit(Alert(
+        raised.append(Alert(
             timestamp: now, category: .beaconing, ruleID: ruleID, ruleName: ruleName, ruleDescription: description,
             techniques: techniques, severity: severity, riskScore: risk, message: message,
             source: Endpoint(ip: source), destination: Endpoint(ip: p.destination, port: p.port), ipProtocol: p.transport,
@@ -578,7 +585,7 @@ public final class BeaconDetector {
         if s.wholeSecondTimestamps { details.append(("whole_second_timestamps", .bool(true))) }
         if hostPair { details.append(("destinations", .array(p.destinations.map { .ip($0.destination) }))) }
         let risk = rounded(min(100, j.final * 100))
-        emitter.emit(Alert(
+        raised.append(Alert(
             timestamp: now, category: .beaconing,
             ruleID: hostPair ? "beaconing.host" : "beaconing.destination",
             ruleName: hostPair ? "Beaconing to a host name" : "Beaconing to a destination",
