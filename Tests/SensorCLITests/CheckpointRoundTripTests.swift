@@ -173,6 +173,32 @@ final class CheckpointRoundTripTests: XCTestCase {
         }
     }
 
+    /// A partition restored a while before this member reads it again (`sensor aggregate` reads the
+    /// checkpoints of all its new partitions first, one after another) does not count that time towards
+    /// its producers' lateness bound: none is taken for quiet, nothing is applied out of order, and the
+    /// alerts are those of the merge that saw everything.
+    func testRestoredProducersAreNotQuietBeforeReadingResumes() throws {
+        let recs = try records(["beacon", "lateral", "dns-tunnel", "c2-nonstd-port"].flatMap { TestSupport.captures($0) })
+        let log = Self.partitionLog(recs)
+        let factories = resources.hostDetectors(resources.rules)
+        let start = ContinuousClock.now
+        var whole: [String] = []
+        let all = merge(factories) { whole.append($0) }
+        feed(all, log, from: 0, to: log.count, start: start)
+
+        var split: [String] = []
+        let first = merge(factories) { split.append($0) }
+        feed(first, log, from: 0, to: log.count / 2, start: start)
+        let second = merge(factories) { split.append($0) }
+        // Restored at `start`; `feed` reads on 2 s later, beyond the 1 s lateness bound.
+        let resume = try second.restore(first.checkpoint().bytes, now: start)
+        feed(second, log, from: Int(resume), to: log.count, start: start)
+        XCTAssertTrue(second.isIdle)
+        XCTAssertEqual(second.counters.quietProducers, 0, "a producer taken for quiet before its records were read")
+        XCTAssertEqual(second.counters.late, 0)
+        XCTAssertEqual(split.sorted(), whole.sorted())
+    }
+
     /// Garbage, truncations and bytes changed under a recomputed checksum: refused (or, when the
     /// change still decodes, restored and run) — never a crash.
     func testHostileCheckpointBytesAreAnErrorNotACrash() throws {
