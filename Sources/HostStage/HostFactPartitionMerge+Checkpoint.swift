@@ -190,6 +190,7 @@ extension HostFactPartitionMerge {
         replayUntil = readUntil
         // The previous owner gathered the producers already; their marks keep the merge in order.
         if !inputs.isEmpty { holdUntil = now }
+        resumeReading()
         checkpointClock = clock
         checkpointApplied = facts
         return resume

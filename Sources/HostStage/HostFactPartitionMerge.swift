@@ -61,6 +61,9 @@ public final class HostFactPartitionMerge {
     /// Records below this offset were read by the owner whose checkpoint this merge restored: they
     /// are not counted again, and a producer's records up to its `skipThrough` are already applied.
     var replayUntil: Int64 = 0
+    /// Taken over (restored, or given back after a rebalance): the producers' lateness clocks restart
+    /// at the next drain and stay there until this member has read what the previous owner had read.
+    var resuming = false
     /// Records read again after a restore (below `replayUntil`); per process, not checkpointed.
     public private(set) var reread: UInt64 = 0
     /// The merged clock and records applied at the last checkpoint (`checkpointDue`).
@@ -168,11 +171,22 @@ public final class HostFactPartitionMerge {
         return w
     }
 
+    /// This member reads the partition again from `nextOffset` (given back after a rebalance): time
+    /// away does not count towards a producer's lateness bound.
+    public func resumeReading() { resuming = true }
+
     /// Applies what can be ordered; lifts the bound of producers quiet for longer than the lateness
     /// bound; concludes the partition once every producer has ended. Returns records applied.
     @discardableResult
     public func drain(now: ContinuousClock.Instant) -> Int {
         guard !inputs.isEmpty, !isHolding(now) else { return 0 }
+        if resuming {
+            // A producer is quiet when nothing of it comes while this member reads, not while the
+            // partition was restored (others' checkpoints are read one after another) or owned by
+            // another member; and every record the previous owner had read is in the log.
+            for w in lastHeard.indices { lastHeard[w] = now }
+            if nextOffset >= replayUntil { resuming = false }
+        }
         for i in ledgers.indices { ledgers[i].trim(applied: aggregator.applied[i]) }
         var n = aggregator.drain()
         if aggregator.exhausted {

@@ -224,6 +224,7 @@ final class AggregatorService: Service, @unchecked Sendable {
         var offsets: [Int: Int64] = [:]
         for id in ids {
             if let m = parked.removeValue(forKey: id) {
+                m.resumeReading()
                 merges[id] = m
                 offsets[id] = m.nextOffset
             } else {
