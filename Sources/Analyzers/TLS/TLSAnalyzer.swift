@@ -77,12 +77,11 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         return true
     }
 
-    /// The TLS facts of the live (or just-ended) flow in `slot`, if it is TLS.
+    /// The TLS facts of the live (or just-ended) flow in `slot`, if it is TLS (a copy: `withFacts` reads them in place).
     public func facts(slot: Int32, generation: UInt32) -> TLSFacts? {
-        if let f = store.facts(slot: slot, generation: generation) { return f }
-        let s = Int(slot)
-        guard s >= 0, s < capacity, generations[s] == generation, checked[s] & 4 != 0 else { return nil }
-        return TLSFacts(generation: generation)
+        var found: TLSFacts?
+        _ = withFacts(slot: slot, generation: generation) { found = $0 }
+        return found
     }
 
     // MARK: StreamConsumer

@@ -232,8 +232,9 @@ public final class BeaconDetector {
         sample(c, start: q.time.nanoseconds, size: size, last: q.time.nanoseconds, appProtocol: 0)
         let ck = ConnKey(source: c.source, destination: c.destination, port: c.port, transport: IPProtocol.udp)
         let mark = FlowMark(start: q.flowStart.nanoseconds, port: q.clientPort)
-        if connPairs[ck]?.requestSizes[mark] != nil || (connPairs[ck]?.requestSizes.count ?? Self.runningCap) < Self.runningCap {
-            connPairs[ck]?.requestSizes[mark] = size
+        guard let i = connPairs.index(forKey: ck) else { return }
+        if connPairs.values[i].requestSizes[mark] != nil || connPairs.values[i].requestSizes.count < Self.runningCap {
+            connPairs.values[i].requestSizes[mark] = size
         }
     }
 
