@@ -17,7 +17,7 @@ public struct HostStageCounters: Sendable, Equatable {
 
 /// The host detectors of one shard, fed with decoded fact records in the order given (the caller
 /// merges workers by packet time). The same set runs inline in replay and behind the per-worker rings
-/// live, always on the records' bytes, so both decide alike. Single-threaded: one owner thread.
+/// live, on what the records carry, so both decide alike. Single-threaded: one owner thread.
 public final class HostDetectorSet {
     public let detectors: [any HostDetector]
     /// Their factories' names (a checkpoint's tags).
@@ -48,6 +48,12 @@ public final class HostDetectorSet {
             counters.undecodable &+= 1
             return
         }
+        apply(fact)
+    }
+
+    /// Applies one fact: a decoded record, or inline one its record would carry whole
+    /// (`HostFactCodec.carriesWhole`), so the detectors decide on the same values either way.
+    public func apply(_ fact: HostFact) {
         counters.facts &+= 1
         if case .tick(let t) = fact {
             if t.nanoseconds >= nextTick {

@@ -37,7 +37,8 @@ public enum HostFact {
     /// A UDP datagram that resumed its flow after a silence (beaconing from a fixed source port).
     case udpRequest(UDPRequestFact)
 
-    public var kind: HostFactKind {
+    /// Inlined: a call would copy the whole fact to read its tag.
+    @inline(__always) public var kind: HostFactKind {
         switch self {
         case .clockStarted: return .clockStarted
         case .flowEnded: return .flowEnded

@@ -23,9 +23,9 @@ public final class WorkerWatermark: Sendable {
 /// A worker's side of the host-level stage: encodes each fact once into a preallocated record and
 /// routes it to the shard that owns its host (hash of the host address mod S).
 ///
-/// Inline (replay, `hunt`, tests): one stage on the same thread applies every record at once, so the
-/// detectors see the same facts in the same order as live — and the same bytes a live aggregator
-/// would see. Sharded (live): the record is copied into this worker's SPSC ring for that shard; a full
+/// Inline (replay, `hunt`, tests): one stage on the same thread applies every fact at once, so the
+/// detectors see the same facts in the same order as live — and what a live aggregator would decode
+/// (a fact the record carries whole is handed over without one, `HostFactCodec.carriesWhole`). Sharded (live): the record is copied into this worker's SPSC ring for that shard; a full
 /// ring drops the record and counts it (`dropped`).
 public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, FTPDataObserver, HTTPRequestObserver {
     public enum Route {
@@ -62,6 +62,7 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
 
     public init(route: Route, wanted: HostFactKinds, waitsWhenFull: Bool = false) {
         self.route = route
+        if case .inline(let s) = route { inlineStage = s } else { inlineStage = nil }
         if case .rings(let rings, _) = route { producers = rings.map(\.producer) } else { producers = [] }
         self.waitsWhenFull = waitsWhenFull
         if case .inline = route { publishedAt = .max } else { publishedAt = .min }
@@ -71,11 +72,9 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
 
     deinit { scratch.deallocate() }
 
-    /// The inline stage (replay), if this publisher has one.
-    public var inlineStage: HostDetectorSet? {
-        if case .inline(let s) = route { return s }
-        return nil
-    }
+    /// The inline stage (replay), if this publisher has one (the route's, held apart so a fact reaches
+    /// it without taking the route apart).
+    public let inlineStage: HostDetectorSet?
 
     /// Records dropped because a ring was full, over all of this worker's rings.
     public var droppedRecords: UInt64 {
@@ -89,9 +88,16 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     /// Encodes `fact` and sends it to the shard of `host` (every shard when `host` is nil).
     public func publish(_ fact: HostFact, at t: Timestamp, host: IPAddress?) {
         if t.nanoseconds > stamp { stamp = t.nanoseconds }
+        records &+= 1
+        // Inline, a fact its record would carry unchanged reaches the detectors as it is: they read what
+        // the record would give them, without writing and reading it. Any other (a string the record
+        // cuts, a figure it clamps) goes through the record, as it would live.
+        if let stage = inlineStage, HostFactCodec.carriesWhole(fact) {
+            stage.apply(fact)
+            return
+        }
         var w = HostFactWriter(base: record)
         HostFactCodec.encode(fact, stamp: stamp, into: &w)
-        records &+= 1
         switch route {
         case .inline(let stage):
             stage.apply(w.bytes)

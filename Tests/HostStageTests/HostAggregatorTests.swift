@@ -74,12 +74,17 @@ final class HostAggregatorTests: XCTestCase {
         s.append((0, t(20), { $0.observe(.treeConnect(path: "\\\\t\\ADMIN$"), on: smb, at: t(20)) }))
         s.append((0, t(21), { $0.observe(.open(share: "ADMIN$", name: "tool.exe", isPipe: false, writeAccess: true), on: smb, at: t(21)) }))
         s.append((0, t(21.5), { $0.observe(.write(share: "ADMIN$", name: "tool.exe"), on: smb, at: t(21.5)) }))
+        s.append((0, t(22), { $0.observe(.write(share: "ADMIN$", name: longName), on: smb, at: t(22)) }))
         let svcctl = RPCInterface(uuid: "367abb81-9844-35f1-ad32-98f038001003")
         s.append((1, t(23), { $0.observe(.rpcCall(interface: svcctl, opnum: 12, pipe: "svcctl"), on: smb, at: t(23)) }))
         // Unrelated traffic keeps both clocks moving.
         for i in 24...40 { s.append((i % 2, t(Double(i)), { _ in })) }
         return s
     }
+
+    /// A file name longer than a record carries: cut to `HostFactWriter.maxString` bytes inline as
+    /// through the rings.
+    static let longName = String(repeating: "x", count: HostFactWriter.maxString + 100) + ".exe"
 
     func describe(_ alerts: [Alert]) -> [String] {
         alerts.map { "\($0.timestamp) \($0.ruleID) \($0.source.map { "\($0.ip)" } ?? "-") \($0.message)" }.sorted()
@@ -130,6 +135,8 @@ final class HostAggregatorTests: XCTestCase {
         let rules = Set(expected.map(\.ruleID))
         XCTAssertTrue(rules.contains("lateral_movement.fan_out"), "\(rules)")
         XCTAssertTrue(rules.contains("lateral_movement.tool_transfer_execution"), "\(rules)")
+        let transfer = expected.first { $0.ruleID == "lateral_movement.tool_transfer_execution" }?.message ?? ""
+        XCTAssertTrue(transfer.contains("ADMIN$\\" + String(repeating: "x", count: HostFactWriter.maxString) + " on "), transfer)
         for seed: UInt64 in [1, 2, 3, 42] {
             for shards in [1, 2] {
                 let got = sharded(shards: shards, seed: seed)
