@@ -55,14 +55,20 @@ public final class HostDetectorSet {
     /// (`HostFactCodec.carriesWhole`), so the detectors decide on the same values either way.
     public func apply(_ fact: HostFact) {
         counters.facts &+= 1
-        if case .tick(let t) = fact {
-            if t.nanoseconds >= nextTick {
-                nextTick = (t.seconds &+ 1) &* 1_000_000_000
-                tick(t)
-            }
+        // The kind is read from the tag in place; taking a payload out (the tick's) copies the whole fact.
+        let kind = fact.kind
+        if kind == .tick {
+            tickRecord(fact)
             return
         }
-        for d in readers[Int(fact.kind.rawValue)] { d.apply(fact) }
+        for d in readers[Int(kind.rawValue)] { d.apply(fact) }
+    }
+
+    /// A worker's tick: the detectors tick at the first one past each packet-clock second.
+    @inline(never) func tickRecord(_ fact: HostFact) {
+        guard case .tick(let t) = fact, t.nanoseconds >= nextTick else { return }
+        nextTick = (t.seconds &+ 1) &* 1_000_000_000
+        tick(t)
     }
 
     /// Once per packet-clock second.
