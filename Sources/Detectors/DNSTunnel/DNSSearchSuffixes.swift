@@ -62,11 +62,30 @@ struct DNSSearchSuffixes {
         configured.contains(h) || (!learned.isEmpty && learned.contains(DNSSearchSuffixes.key(client, h)))
     }
 
+    /// FNV-1a of `b[from..<to]`.
     static func hash(_ b: UnsafeRawBufferPointer, _ from: Int, _ to: Int) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        var h = fnvOffset
         var i = from
-        while i < to { h = (h ^ UInt64(b[i])) &* 0x100_0000_01b3; i += 1 }
+        while i < to { h = (h ^ UInt64(b[i])) &* fnvPrime; i += 1 }
         return h
+    }
+    static let fnvOffset: UInt64 = 0xcbf2_9ce4_8422_2325
+    static let fnvPrime: UInt64 = 0x100_0000_01b3
+
+    /// The hashes of the heads left by the `count` cuts (`heads.k-1`: cut `k`) and of the whole name,
+    /// in one pass: every head is a prefix of the name, and FNV-1a of a prefix is the state reached there.
+    static func prefixHashes(_ name: UnsafeRawBufferPointer, _ c: (Int, Int, Int, Int), _ count: Int) -> (heads: (UInt64, UInt64, UInt64, UInt64), whole: UInt64) {
+        var heads: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var h = fnvOffset
+        var i = 0
+        // Cut `count` is the leftmost dot, cut 1 the rightmost.
+        for k in stride(from: count, through: 1, by: -1) {
+            let end = cut(c, k)
+            while i < end { h = (h ^ UInt64(name[i])) &* fnvPrime; i += 1 }
+            switch k { case 1: heads.0 = h; case 2: heads.1 = h; case 3: heads.2 = h; default: heads.3 = h }
+        }
+        while i < name.count { h = (h ^ UInt64(name[i])) &* fnvPrime; i += 1 }
+        return (heads, h)
     }
 
     static func key(_ client: IPAddress, _ name: UInt64) -> UInt64 {
@@ -101,7 +120,7 @@ struct DNSSearchSuffixes {
         return (p, usable)
     }
 
-    static func cut(_ c: (Int, Int, Int, Int), _ k: Int) -> Int {
+    static func cut<T>(_ c: (T, T, T, T), _ k: Int) -> T {
         switch k { case 1: return c.0; case 2: return c.1; case 3: return c.2; default: return c.3 }
     }
 
@@ -111,18 +130,19 @@ struct DNSSearchSuffixes {
         guard learning else { return false }
         let now = t.nanoseconds
         let (c, count) = DNSSearchSuffixes.cuts(name)
+        let (heads, wholeHash) = DNSSearchSuffixes.prefixHashes(name, c, count)
         var learnedNow = false
         let mask = DNSSearchSuffixes.tableSize - 1
         for k in stride(from: 1, through: count, by: 1) {
             let end = DNSSearchSuffixes.cut(c, k)
-            let head = DNSSearchSuffixes.key(client, DNSSearchSuffixes.hash(name, 0, end))
+            let head = DNSSearchSuffixes.key(client, DNSSearchSuffixes.cut(heads, k))
             let tail = DNSSearchSuffixes.hash(name, end + 1, name.count)
             // The name without this tail was asked recently: the tail was appended.
             let p = plain[Int(head & UInt64(mask))]
             if p.key == head, p.time != .min, now >= p.time, now &- p.time <= window, judges(end) { learnedNow = credit(tail, client: client) || learnedNow }
             suffixed[Int(head & UInt64(mask))] = Entry(key: head, time: now, suffix: tail)
         }
-        let whole = DNSSearchSuffixes.key(client, DNSSearchSuffixes.hash(name, 0, name.count))
+        let whole = DNSSearchSuffixes.key(client, wholeHash)
         // This name was asked recently with a tail appended.
         let s = suffixed[Int(whole & UInt64(mask))]
         if s.key == whole, s.time != .min, now >= s.time, now &- s.time <= window, judges(name.count) { learnedNow = credit(s.suffix, client: client) || learnedNow }
