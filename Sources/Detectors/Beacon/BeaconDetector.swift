@@ -48,7 +48,9 @@ public struct BeaconCounters: Sendable, Equatable {
 /// (≈ 11 MB). Entries idle past the window are dropped; the stalest eighth is evicted when a table is
 /// full (counted).
 public final class BeaconDetector {
-    public private(set) var rules: BeaconRules
+    public private(set) var rules: BeaconRules { didSet { directions = DirectionMask(rules.directions) } }
+    /// `rules.directions`, tested per flow and request.
+    var directions: DirectionMask
     public private(set) var counters = BeaconCounters()
     let emitter: EventEmitter
     var standardPorts: [String: PortSet]
@@ -107,6 +109,7 @@ public final class BeaconDetector {
 
     public init(rules: BeaconRules, emitter: EventEmitter, standardPorts: [String: PortSet] = C2PortRules.defaultStandardPorts) {
         self.rules = rules
+        directions = DirectionMask(rules.directions)
         self.emitter = emitter
         self.standardPorts = standardPorts
     }
@@ -129,7 +132,7 @@ public final class BeaconDetector {
         if src.isLoopback || dst.isLoopback { return nil }
         // A beacon polls a server: datagrams to a group are routing hellos and LAN discovery, periodic by design.
         if transport == IPProtocol.udp && dst.isGroupDestination { return nil }
-        guard rules.directions.contains(directionName(emitter.homeNetworks, from: src, to: dst)) else { return nil }
+        guard directions.contains(emitter.homeNetworks, from: src, to: dst) else { return nil }
         if rules.ignoreDestinations.contains(where: { $0.contains(dst) }) || rules.ignoreSources.contains(where: { $0.contains(src) }) { return nil }
         if let h = host, rules.ignoresHost(h) { return nil }
         return Candidate(source: src, destination: dst, port: port, transport: transport, host: host)
@@ -186,7 +189,8 @@ public final class BeaconDetector {
         let segment = max(0, flow.duration.nanoseconds)
         let dense = flow.duration.secondsDouble <= Double(flow.packetsA &+ flow.packetsB) * rules.longConnection.maxAverageGapSeconds
         let mark = FlowMark(start: flow.firstSeen.nanoseconds, port: flow.originatorPort)
-        let before = connPairs[ck]?.running[mark] ?? 0
+        // Read in place: `connPairs[ck]` would copy the pair out, arrays and all.
+        let before = connPairs.index(forKey: ck).flatMap { connPairs.values[$0].running[mark] } ?? 0
         let continuous = dense ? before &+ min(segment, Int64.max &- before) : 0
         let long = continuous >= Int64(rules.longConnection.minimumSeconds * 1e9)
         let tracked = reason == .activeTimeout || before > 0
@@ -306,7 +310,8 @@ public final class BeaconDetector {
     }
 
     func insert<K: Hashable>(_ table: inout [K: Pair], _ key: K, _ pair: Pair) {
-        if table[key] == nil && table.count >= rules.maxPairs {
+        // The count first: below the bound the key is not looked up (nor its pair copied out) twice.
+        if table.count >= rules.maxPairs && table.index(forKey: key) == nil {
             let victims = table.sorted { $0.value.lastSeen < $1.value.lastSeen }.prefix(max(1, rules.maxPairs / 8))
             for (k, _) in victims { table[k] = nil }
             counters.pairEvictions &+= UInt64(victims.count)
@@ -350,7 +355,7 @@ public final class BeaconDetector {
     }
 
     func add<K: Hashable>(_ member: UInt32, to table: inout [K: Audience], _ key: K, at t: Int64) {
-        if table[key] == nil && table.count >= rules.maxPairs {
+        if table.count >= rules.maxPairs && table.index(forKey: key) == nil {
             let victims = table.sorted { $0.value.lastSeen < $1.value.lastSeen }.prefix(max(1, rules.maxPairs / 8))
             for (k, _) in victims { table[k] = nil }
             counters.audienceEvictions &+= UInt64(victims.count)

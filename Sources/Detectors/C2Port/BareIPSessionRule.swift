@@ -74,7 +74,7 @@ extension NonStandardPortDetector {
         let transport = flow.key.ipProtocol
         let port = flow.responderPort
         let server = flow.responder
-        guard r.directions.contains(directionName(emitter.homeNetworks, from: flow.originator, to: server)),
+        guard bareIPDirections.contains(emitter.homeNetworks, from: flow.originator, to: server),
               !r.allowPorts.contains(port), !r.allowDestinations.contains(where: { $0.contains(server) }) else { return }
         let key = PairKey(source: flow.originator, destination: server, port: port, transport: transport, rule: .bareIPSession)
         var pair = accumulate(key, flow, reason)

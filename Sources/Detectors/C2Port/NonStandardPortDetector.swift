@@ -53,6 +53,11 @@ public final class NonStandardPortDetector {
     /// Protocols that exist only over UDP: they own no TCP port.
     static let udpOnlyProtocols: Set<String> = ["quic", "ntp", "dhcp", "snmp", "mdns", "llmnr", "cldap", "stun", "ssdp"]
     var serviceOwner: [UInt16: String]
+    /// `rules.standardPorts` by a flow's protocol byte (`AppProtocol` raw value), and `rules.directions`
+    /// and `rules.bareIP.directions` as masks: read per flow without naming and hashing a protocol or direction.
+    var standardPortsByProtocol: [PortSet?]
+    var directions: DirectionMask
+    var bareIPDirections: DirectionMask
     /// Per port: a 64-bit linear-counting sketch of the distinct servers seen on it.
     var portServers: UnsafeMutablePointer<UInt64>
 
@@ -76,6 +81,7 @@ public final class NonStandardPortDetector {
         self.rules = rules
         self.emitter = emitter
         (identifiableOwner, identifiableOwnerUDP, serviceOwner) = Self.portOwners(rules)
+        (standardPortsByProtocol, directions, bareIPDirections) = Self.perFlowTables(rules)
         portServers = .allocate(capacity: 65536)
         portServers.initialize(repeating: 0, count: 65536)
     }
@@ -111,6 +117,14 @@ public final class NonStandardPortDetector {
     public func apply(_ newRules: C2PortRules) {
         rules = newRules
         (identifiableOwner, identifiableOwnerUDP, serviceOwner) = Self.portOwners(newRules)
+        (standardPortsByProtocol, directions, bareIPDirections) = Self.perFlowTables(newRules)
+    }
+
+    /// The rules' standard ports per protocol byte (an unknown byte reads as `unknown`, as the judging
+    /// does) and their direction masks.
+    static func perFlowTables(_ rules: C2PortRules) -> ([PortSet?], DirectionMask, DirectionMask) {
+        let ports = (0...255).map { raw in rules.standardPorts["\((AppProtocol(rawValue: UInt8(raw)) ?? .unknown).name)"] }
+        return (ports, DirectionMask(rules.directions), DirectionMask(rules.bareIP.directions))
     }
 
     /// What was found about one session.
@@ -174,15 +188,15 @@ public final class NonStandardPortDetector {
         let transport = flow.key.ipProtocol
         let port = flow.responderPort
         let server = flow.responder
-        guard rules.directions.contains(directionName(emitter.homeNetworks, from: flow.originator, to: server)) else { return false }
+        guard directions.contains(emitter.homeNetworks, from: flow.originator, to: server) else { return false }
         if ftpData.isExpected(host: server, port: port, at: flow.firstSeen) { return false }
 
         let proto = AppProtocol(rawValue: flow.appProtocol) ?? .unknown
         let finding: Finding
         var owner: String?
         if flow.appProtocol != 0 {
+            if standardPortsByProtocol[Int(flow.appProtocol)]?.contains(port) == true { return false }
             let pname = "\(proto.name)"
-            if rules.standardPorts[pname]?.contains(port) == true { return false }
             if rules.allowProtocolPorts.contains("\(pname)/\(port)") { return false }
             owner = (transport == IPProtocol.udp ? identifiableOwnerUDP[port] : identifiableOwner[port]) ?? serviceOwner[port]
             finding = owner != nil ? .otherProtocolsPort : .unusualPort

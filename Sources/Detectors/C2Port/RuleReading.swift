@@ -70,10 +70,28 @@ public struct PortSet: Sendable, Equatable {
 
 /// Direction of a connection relative to the home networks (ECS `network.direction` values).
 func directionName(_ homes: NetworkSet, from s: IPAddress, to d: IPAddress) -> String {
-    switch (homes.contains(s), homes.contains(d)) {
-    case (true, true): return "internal"
-    case (true, false): return "outbound"
-    case (false, true): return "inbound"
-    case (false, false): return "external"
+    DirectionMask.names[DirectionMask.index(homes, from: s, to: d)]
+}
+
+/// A rule's `directions` as four bits, so a session's direction is tested without naming it and
+/// hashing the name.
+struct DirectionMask {
+    /// By index: bit 1 set when the source is a home address, bit 0 when the destination is.
+    static let names = ["external", "inbound", "outbound", "internal"]
+    let bits: UInt8
+
+    init(_ directions: Set<String>) {
+        var b: UInt8 = 0
+        for (i, name) in Self.names.enumerated() where directions.contains(name) { b |= 1 << UInt8(i) }
+        bits = b
+    }
+
+    static func index(_ homes: NetworkSet, from s: IPAddress, to d: IPAddress) -> Int {
+        (homes.contains(s) ? 2 : 0) | (homes.contains(d) ? 1 : 0)
+    }
+
+    /// Whether the direction from `s` to `d` (`directionName`) is one of them.
+    func contains(_ homes: NetworkSet, from s: IPAddress, to d: IPAddress) -> Bool {
+        bits & 1 << UInt8(Self.index(homes, from: s, to: d)) != 0
     }
 }
