@@ -151,18 +151,21 @@ public final class LateralMovementDetector: RemoteAccessObserver {
 
     func reached(source: IPAddress, target: IPAddress, port: UInt16, at t: Timestamp) {
         guard !isAdminHost(source), !isDomainController(source), !isBackupServer(source) else { return }
-        var h = host(source, t)
+        // The list is changed in place in the table: a copy out and back would copy all of it per connection.
+        let cap = reachCap
         let keep = t - .seconds(max(rules.fanOutWindow, rules.fanOutSustainedWindow))
-        h.reached.removeAll { $0.last < keep }
-        if let i = h.reached.firstIndex(where: { $0.target == target }) {
-            h.reached[i].last = t
+        let hi = touchHost(source, t)
+        hosts.values[hi].reached.removeAll { $0.last < keep }
+        if let i = hosts.values[hi].reached.firstIndex(where: { $0.target == target }) {
+            hosts.values[hi].reached[i].last = t
         } else {
-            if h.reached.count >= reachCap, let j = h.reached.indices.min(by: { h.reached[$0].last < h.reached[$1].last }) {
-                h.reached.remove(at: j)
+            if hosts.values[hi].reached.count >= cap,
+               let j = hosts.values[hi].reached.indices.min(by: { hosts.values[hi].reached[$0].last < hosts.values[hi].reached[$1].last }) {
+                hosts.values[hi].reached.remove(at: j)
             }
-            h.reached.append(Reach(target: target, port: port, first: t, last: t))
+            hosts.values[hi].reached.append(Reach(target: target, port: port, first: t, last: t))
         }
-        hosts[source] = h
+        let h = hosts.values[hi]
         let horizon = t - .seconds(rules.fanOutWindow)
         let recent = h.reached.filter { $0.last >= horizon }
         let distinct = recent.count
@@ -188,7 +191,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
     /// the capture began look new but are not).
     /// The count rule (`fan_out`) having fired for the source covers the same spread: not reported twice.
     func spreadRate(_ source: IPAddress, _ h: HostState, at t: Timestamp) {
-        guard !suppressed(hosts[source]?.fired["lateral_movement.fan_out"], t) else { return }
+        guard !suppressed(hosts.index(forKey: source).flatMap { hosts.values[$0].fired["lateral_movement.fan_out"] }, t) else { return }
         let settled = (firstPacket ?? t) + .seconds(60)
         let fresh = h.reached.filter { $0.first >= settled && !isDomainController($0.target) }
         guard fresh.count >= rules.fanOutNewPerMinute else { return }
@@ -716,22 +719,22 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         return t - last < .seconds(rules.suppression)
     }
 
+    // Both read and change the entry in place in its table: `table[key]` would copy the whole state out.
     func firePair(_ key: PairKey, rule: String, at t: Timestamp, _ make: () -> Alert) {
-        guard pairs[key] != nil else { return }
-        if suppressed(pairs[key]?.fired[rule], t) { counters.suppressed &+= 1; return }
-        pairs[key]?.fired[rule] = t
+        guard let i = pairs.index(forKey: key) else { return }
+        if suppressed(pairs.values[i].fired[rule], t) { counters.suppressed &+= 1; return }
+        pairs.values[i].fired[rule] = t
         counters.alerts &+= 1
         emitter.emit(make())
     }
 
     func fireHost(_ source: IPAddress, rule: String, at t: Timestamp, _ make: () -> Alert) {
-        guard hosts[source] != nil else { return }
-        if suppressed(hosts[source]?.fired[rule], t) { counters.suppressed &+= 1; return }
-        hosts[source]?.fired[rule] = t
+        guard let i = hosts.index(forKey: source) else { return }
+        if suppressed(hosts.values[i].fired[rule], t) { counters.suppressed &+= 1; return }
+        hosts.values[i].fired[rule] = t
         // Per-account brute-force keys could grow with the accounts tried: keep the most recent 256.
-        if let n = hosts[source]?.fired.count, n > 256, var f = hosts[source]?.fired {
-            _ = LateralMovementDetector.evictOldest(&f, keep: 192) { $0 }
-            hosts[source]?.fired = f
+        if hosts.values[i].fired.count > 256 {
+            _ = LateralMovementDetector.evictOldest(&hosts.values[i].fired, keep: 192) { $0 }
         }
         counters.alerts &+= 1
         emitter.emit(make())
@@ -797,6 +800,14 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         }
         pairs[key] = PairState(lastSeen: t)
         return pairs.index(forKey: key)!
+    }
+
+    /// The source's entry, touched at `t` (made, evicting first when the table is full, as `host` then
+    /// storing it does): its index, so it is changed in place.
+    func touchHost(_ a: IPAddress, _ t: Timestamp) -> [IPAddress: HostState].Index {
+        if let i = hosts.index(forKey: a) { hosts.values[i].lastSeen = t; return i }
+        hosts[a] = host(a, t)
+        return hosts.index(forKey: a)!
     }
 
     func host(_ a: IPAddress, _ t: Timestamp) -> HostState {
