@@ -61,6 +61,25 @@ public protocol PacketAnalyzer: AnyObject {
     var wantsPacketsWithoutFlow: Bool { get }
     /// One such packet; `context.slot` is -1 and the flow fields are false.
     func packetWithoutFlow(_ context: PacketContext)
+    /// The transports whose packets `packet` does anything with: the pipeline does not call it for the
+    /// others (a UDP-only analyser costs a TCP packet nothing). Every transport unless narrowed.
+    var packetTransports: PacketTransports { get }
+}
+
+/// Transports, as `PacketAnalyzer.packetTransports` selects packets by them.
+public struct PacketTransports: OptionSet, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let tcp = PacketTransports(rawValue: 1)
+    public static let udp = PacketTransports(rawValue: 2)
+    /// Every other IP protocol (ICMP, SCTP, GRE, …).
+    public static let other = PacketTransports(rawValue: 4)
+    public static let all: PacketTransports = [.tcp, .udp, .other]
+
+    /// The transport of a packet's IP protocol.
+    @inlinable public static func of(_ ipProtocol: UInt8) -> PacketTransports {
+        ipProtocol == IPProtocol.tcp ? .tcp : ipProtocol == IPProtocol.udp ? .udp : .other
+    }
 }
 
 extension PacketAnalyzer {
@@ -74,6 +93,7 @@ extension PacketAnalyzer {
     public func flowStarted(_ flow: FlowRecord, slot: Int32, at time: Timestamp) {}
     public var wantsPacketsWithoutFlow: Bool { false }
     public func packetWithoutFlow(_ context: PacketContext) {}
+    public var packetTransports: PacketTransports { .all }
 }
 
 /// The per-packet calls into a pipeline's analysers, made without reference counting.
@@ -89,24 +109,34 @@ extension PacketAnalyzer {
 public struct PacketAnalyzerCalls: ~Copyable {
     @usableFromInline let boxes: [PacketCallBox]
     @usableFromInline let calls: UnsafeMutableBufferPointer<Unmanaged<PacketCallBox>>
+    /// Each analyser's `packetTransports`, beside its call.
+    @usableFromInline let transports: UnsafeMutableBufferPointer<UInt8>
 
     public init(_ analyzers: [any PacketAnalyzer]) {
         boxes = analyzers.map { Self.box($0) }
         calls = .allocate(capacity: boxes.count)
+        transports = .allocate(capacity: boxes.count)
         for (i, b) in boxes.enumerated() { calls[i] = .passUnretained(b) }
+        for (i, a) in analyzers.enumerated() { transports[i] = a.packetTransports.rawValue }
     }
 
-    deinit { calls.deallocate() }
+    deinit {
+        calls.deallocate()
+        transports.deallocate()
+    }
 
     /// Opens the existential once, at set-up, so the box calls the concrete type.
     private static func box<A: PacketAnalyzer>(_ a: A) -> PacketCallBox { TypedPacketCallBox(a) }
 
     @inlinable public var isEmpty: Bool { calls.isEmpty }
 
-    /// Every analyser's `packet`, in order.
+    /// Every analyser's `packet` that takes the packet's transport, in order.
     @inlinable
     public func packet(_ context: PacketContext, flows: FlowTable) {
-        for c in calls { c._withUnsafeGuaranteedRef { $0.packet(context, flows: flows) } }
+        let transport = PacketTransports.of(context.packet.ipProtocol).rawValue
+        for i in 0..<calls.count where transports[i] & transport != 0 {
+            calls[i]._withUnsafeGuaranteedRef { $0.packet(context, flows: flows) }
+        }
     }
 }
 

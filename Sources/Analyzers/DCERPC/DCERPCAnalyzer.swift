@@ -58,7 +58,9 @@ public final class DCERPCAnalyzer: StreamConsumer {
 
     public func wantsStream(_ flow: FlowRecord, slot: Int32, firstPayload: UnsafeRawBufferPointer, fromOriginator: Bool) -> Bool {
         let port = flow.responderPort
-        var want = port == 135 || flow.originatorPort == 135 || learned[EndpointKey(server: flow.responder, port: port)] != nil
+        // Every TCP flow with payload is asked: the learned table is hashed only when it holds something.
+        var want = port == 135 || flow.originatorPort == 135
+            || (!learned.isEmpty && learned[EndpointKey(server: flow.responder, port: port)] != nil)
         if !want, let h = DCERPC.header(firstPayload), h.fragmentLength >= 24,
            h.type == DCERPC.PacketType.bind.rawValue || h.type == DCERPC.PacketType.alterContext.rawValue
             || h.type == DCERPC.PacketType.request.rawValue || h.type == DCERPC.PacketType.response.rawValue {

@@ -180,6 +180,8 @@ public final class DNSAnalyzer: PacketAnalyzer, StreamConsumer {
 
     // MARK: UDP
 
+    public var packetTransports: PacketTransports { .udp }
+
     public func packet(_ context: PacketContext, flows: FlowTable) {
         guard context.packet.ipProtocol == IPProtocol.udp, context.packet.hasPorts, context.packet.fragment != 2 else { return }
         let s = Int(context.slot)

@@ -220,7 +220,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
     /// A request head: the fact, the flow summary, then its body or the queue.
     func request(_ r: consuming HTTPRequestHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
         counters.requests &+= 1
-        if store[slot]!.noteRequest(r) { table.setAppProtocol(AppProtocol.http.rawValue, slot: slot) }
+        if store.update(slot: slot, { $0.noteRequest(r) }) == true { table.setAppProtocol(AppProtocol.http.rawValue, slot: slot) }
         if let e = emitter, e.hasFactObservers {
             e.publish(.httpRequest(host: HTTPFacts.hostName(r), url: HTTPAnalyzer.fullURL(r)), flow: table[slot], at: time)
         }
@@ -271,7 +271,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
 
     func response(_ r: consuming HTTPResponseHead, _ c: HTTPConnection, slot: Int32, table: FlowTable, at time: Timestamp) {
         counters.responses &+= 1
-        store[slot]!.noteResponse(r)
+        store.update(slot: slot) { $0.noteResponse(r) }
         let status = r.status
         // 100 Continue, 102, 103: interim; the final response follows for the same request.
         if status >= 100 && status < 200 && status != 101 { return }
@@ -289,7 +289,7 @@ public final class HTTPAnalyzer: StreamConsumer, PacketAnalyzer, StreamStatistic
         let isConnect = req?.head.method == HTTPAnalyzer.connect
         let framing = r.bodyFraming(answeringHead: req?.head.method == HTTPAnalyzer.head)
         // Moved into the connection, not copied (a copy retains each of a head's buffers).
-        c.answering = req
+        c.answering = req.take()
         c.response = r
         c.responseTime = time
         // A protocol switch (WebSocket, h2c) or an established CONNECT tunnel: no HTTP/1 after this.

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import PacketCore
 
 /// The request line and the headers detectors and analysts use, from an HTTP/1.x request head.
@@ -85,35 +90,37 @@ public enum HTTPParser {
     static func headEnd(_ b: UnsafeRawBufferPointer) -> Int? {
         var i = 0
         let n = min(b.count, maxHead)
-        while i < n {
-            if b[i] == 10 {
-                if i + 1 < b.count && b[i + 1] == 10 { return i + 2 }
-                if i + 2 < b.count && b[i + 1] == 13 && b[i + 2] == 10 { return i + 3 }
-            }
-            i += 1
+        while let lf = index(of: 10, in: b, from: i, to: n) {
+            if lf + 1 < b.count && b[lf + 1] == 10 { return lf + 2 }
+            if lf + 2 < b.count && b[lf + 1] == 13 && b[lf + 2] == 10 { return lf + 3 }
+            i = lf + 1
         }
         return nil
+    }
+
+    /// The first position of `byte` in `b[from..<to]` (memchr: heads are scanned line by line, not byte by byte).
+    @inline(__always)
+    static func index(of byte: UInt8, in b: UnsafeRawBufferPointer, from: Int, to: Int) -> Int? {
+        guard from < to, to <= b.count, let base = b.baseAddress,
+              let hit = memchr(base + from, Int32(byte), to - from) else { return nil }
+        return base.distance(to: UnsafeRawPointer(hit))
     }
 
     /// Splits the head into lines (without CR/LF) and calls `body` with each.
     static func lines(_ head: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Bool) {
         var start = 0
-        var i = 0
-        while i < head.count {
-            if head[i] == 10 {
-                var end = i
-                if end > start && head[end - 1] == 13 { end -= 1 }
-                if end == start { return }
-                if !body(UnsafeRawBufferPointer(rebasing: head[start..<end])) { return }
-                start = i + 1
-            }
-            i += 1
+        while let i = index(of: 10, in: head, from: start, to: head.count) {
+            var end = i
+            if end > start && head[end - 1] == 13 { end -= 1 }
+            if end == start { return }
+            if !body(UnsafeRawBufferPointer(rebasing: head[start..<end])) { return }
+            start = i + 1
         }
     }
 
     /// Calls `body(name, value)` for a header line; the name is compared case-insensitively by callers.
     static func header(_ line: UnsafeRawBufferPointer) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer)? {
-        guard let colon = line.firstIndex(of: 58), colon > 0 else { return nil }
+        guard let colon = index(of: 58, in: line, from: 0, to: line.count), colon > 0 else { return nil }
         var v = colon + 1
         while v < line.count && (line[v] == 32 || line[v] == 9) { v += 1 }
         var e = line.count

@@ -131,6 +131,8 @@ public final class KerberosAnalyzer: PacketAnalyzer, StreamConsumer {
     public init(budget: ParserMemoryBudget = ParserMemoryBudget()) { self.budget = budget }
 
     // UDP: one message per datagram.
+    public var packetTransports: PacketTransports { .udp }
+
     public func packet(_ context: PacketContext, flows: FlowTable) {
         guard context.packet.ipProtocol == IPProtocol.udp, context.packet.sourcePort == 88 || context.packet.destinationPort == 88 else { return }
         let record = flows[context.slot]

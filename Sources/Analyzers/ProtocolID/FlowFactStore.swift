@@ -36,14 +36,18 @@ struct FlowFactStore<Facts: SlotFacts> {
         _modify { yield &facts[slot] }
     }
 
+    /// Calls `body` with the slot's entry where it is stored, whatever its generation; nil without one.
+    /// (Through the subscript, `store[slot]!.x = …` may copy the whole entry out and back.)
+    mutating func update<R>(slot: Int32, _ body: (inout Facts) -> R) -> R? {
+        guard let i = facts.index(forKey: slot) else { return nil }
+        return body(&facts.values[i])
+    }
+
     /// Whether the slot has an entry (without copying it out, as reading the subscript would).
     func contains(slot: Int32) -> Bool { facts.index(forKey: slot) != nil }
 
     /// Whether the slot has an entry that `test` accepts, tested where it is stored.
-    mutating func contains(slot: Int32, where test: (inout Facts) -> Bool) -> Bool {
-        guard let i = facts.index(forKey: slot) else { return false }
-        return test(&facts.values[i])
-    }
+    mutating func contains(slot: Int32, where test: (inout Facts) -> Bool) -> Bool { update(slot: slot, test) ?? false }
 
     /// Forgets a slot entirely (a new flow took it).
     mutating func reset(slot: Int32) {

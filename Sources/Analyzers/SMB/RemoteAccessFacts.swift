@@ -238,15 +238,24 @@ struct MessageAssembler {
 
 /// UTF-16LE bytes to a String (names in SMB2 and NTLMSSP), with invalid units replaced; at most `limit` units.
 func utf16LE(_ bytes: UnsafeRawBufferPointer, limit: Int = 512) -> String {
-    var units: [UInt16] = []
-    let n = min(bytes.count / 2, limit)
-    units.reserveCapacity(n)
-    var i = 0
-    while i < n {
-        units.append(UInt16(bytes[2 * i]) | UInt16(bytes[2 * i + 1]) << 8)
-        i += 1
+    var n = min(bytes.count / 2, limit)
+    while n > 0 && bytes[2 * n - 2] == 0 && bytes[2 * n - 1] == 0 { n -= 1 }
+    // Share, file and pipe names are almost always ASCII: then the text is every other byte, written
+    // straight into the string (no array of code units, no transcoding).
+    var ascii = true
+    for i in 0..<n where bytes[2 * i + 1] != 0 || bytes[2 * i] >= 0x80 {
+        ascii = false
+        break
     }
-    while let last = units.last, last == 0 { units.removeLast() }
+    if ascii {
+        return String(unsafeUninitializedCapacity: n) { out in
+            for i in 0..<n { out[i] = bytes[2 * i] }
+            return n
+        }
+    }
+    var units: [UInt16] = []
+    units.reserveCapacity(n)
+    for i in 0..<n { units.append(UInt16(bytes[2 * i]) | UInt16(bytes[2 * i + 1]) << 8) }
     return String(decoding: units, as: UTF16.self)
 }
 

@@ -184,6 +184,8 @@ public final class StreamReassembler: PacketAnalyzer {
     /// Opens the existential once, at set-up, so the box calls the concrete type.
     private static func box<C: StreamConsumer>(_ c: C) -> StreamCallBox { TypedStreamCallBox(c) }
 
+    public var packetTransports: PacketTransports { .tcp }
+
     public func packet(_ context: PacketContext, flows: FlowTable) {
         guard context.packet.ipProtocol == IPProtocol.tcp, !consumers.isEmpty else { return }
         let s = Int(context.slot)

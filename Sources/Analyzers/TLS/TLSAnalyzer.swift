@@ -134,21 +134,29 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         let step = fromOriginator ? pair.0.feed(data, limit: limit, budget: budget, parse)
             : pair.1.feed(data, limit: limit, budget: budget, parse)
         if (parsedClient != nil || parsedServer != nil) && !store.contains(slot: slot) { store[slot] = TLSFacts(generation: generations[s]) }
+        // Facts are set where they are stored, in one access each (`store[slot]!.x = …` per field would
+        // look the entry up, and may copy it, per field).
         if let h = parsedClient {
             counters.clientHellos &+= 1
-            store[slot]!.client = h
-            store[slot]!.ja3 = TLSFingerprint.ja3(h)
-            store[slot]!.ja4 = TLSFingerprint.ja4(h)
+            let ja3 = TLSFingerprint.ja3(h), ja4 = TLSFingerprint.ja4(h)
+            let serverName = store.update(slot: slot) { f in
+                f.client = h
+                f.ja3 = ja3
+                f.ja4 = ja4
+                return f.serverName
+            } ?? nil
             if table[slot].appProtocol == 0 { table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot) }
             if let e = emitter, e.hasFactObservers {
-                let f = store[slot]!
-                e.publish(.tlsClientHello(serverName: f.serverName, ja3: f.ja3, ja4: f.ja4), flow: table[slot], at: time)
+                e.publish(.tlsClientHello(serverName: serverName, ja3: ja3, ja4: ja4), flow: table[slot], at: time)
             }
         }
         if let h = parsedServer, !store.contains(slot: slot, where: { $0.server != nil }) {
             counters.serverHellos &+= 1
-            store[slot]!.server = h
-            store[slot]!.ja3s = TLSFingerprint.ja3s(h)
+            let ja3s = TLSFingerprint.ja3s(h)
+            store.update(slot: slot) { f in
+                f.server = h
+                f.ja3s = ja3s
+            }
             if table[slot].appProtocol == 0 { table.setAppProtocol(AppProtocol.tls.rawValue, slot: slot) }
         }
         if let f = flight { certificate(f, slot: slot, flows: table, at: time) }
@@ -167,7 +175,7 @@ public final class TLSAnalyzer: StreamConsumer, PacketAnalyzer {
         guard let der = f.certificate else { return }
         guard let x = der.withUnsafeBytes({ X509Reader.parse($0) }) else { counters.malformedCertificates &+= 1; return }
         counters.certificates &+= 1
-        store[slot]?.certificate = x
+        store.update(slot: slot) { $0.certificate = x }
         if let e = emitter, e.hasFactObservers {
             e.publish(.tlsCertificate(sha256: x.sha256, sha1: x.sha1), flow: table[slot], at: time)
         }

@@ -25,8 +25,9 @@ public struct ClientHello: Sendable, Equatable {
 
     /// The highest offered version, from supported_versions when present (GREASE ignored).
     public var highestVersion: UInt16 {
-        let offered = supportedVersions.filter { !ClientHello.isGREASE($0) }
-        return offered.max() ?? legacyVersion
+        var highest: UInt16?
+        for v in supportedVersions where !ClientHello.isGREASE(v) { highest = max(highest ?? v, v) }
+        return highest ?? legacyVersion
     }
 }
 

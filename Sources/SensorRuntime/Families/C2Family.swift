@@ -72,6 +72,8 @@ final class C2Analyzers: PacketAnalyzer {
         self.quic = quic
     }
 
+    var packetTransports: PacketTransports { [.tcp, .udp] }
+
     func packet(_ context: PacketContext, flows: FlowTable) {
         if context.packet.ipProtocol == IPProtocol.udp {
             identifier.packet(context, flows: flows)
