@@ -165,12 +165,12 @@ public final class EventEmitter {
         writeCommunityID(r.key, into: &w)
         if let t = IPProtocol.name(r.key.ipProtocol) { w.field("transport", t) }
         if r.appProtocol != 0, let app = AppProtocol(rawValue: r.appProtocol) { w.field("protocol", app.name) }
-        w.field("iana_number", String(r.key.ipProtocol))
+        w.field("iana_number", decimalString: UInt64(r.key.ipProtocol))
         w.field("type", r.key.isIPv6 ? "ipv6" : "ipv4")
         w.field("direction", direction(from: r.originator, to: r.responder))
         w.field("bytes", r.bytesA &+ r.bytesB)
         w.field("packets", r.packetsA &+ r.packetsB)
-        if r.vlan != 0 { w.beginObject("vlan"); w.field("id", String(r.vlan)); w.endObject() }
+        if r.vlan != 0 { w.beginObject("vlan"); w.field("id", decimalString: UInt64(r.vlan)); w.endObject() }
         w.endObject()
     }
 
