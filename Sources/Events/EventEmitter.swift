@@ -78,11 +78,7 @@ public final class EventEmitter {
         writer.separator()
         writer.appendRaw(constantFields)
         writer.beginObject("event")
-        writer.field("kind", descriptor.kind.name)
-        writer.beginArray("category"); for c in descriptor.categories { writer.element(c) }; writer.endArray()
-        writer.beginArray("type"); for t in descriptor.types { writer.element(t) }; writer.endArray()
-        writer.field("dataset", descriptor.dataset)
-        writer.field("module", ObserverInfo.product)
+        writer.appendMembers(descriptor.eventMembers)
         if severity > 0 { writer.field("severity", severity) }
         // Alerts bring their own stable id; every other event gets one hashed from its own bytes (below).
         let idAt = descriptor.kind == .alert ? -1 : writer.reserveEventID()
@@ -273,6 +269,9 @@ public final class EventEmitter {
 extension JSONWriter {
     /// Appends pre-rendered JSON members (no separator handling inside).
     mutating func appendRaw(_ raw: [UInt8]) { raw.withUnsafeBytes { append(bytes: $0) } }
+
+    /// Appends pre-rendered members as the next ones of the open object (at least one).
+    mutating func appendMembers(_ raw: [UInt8]) { separator(); appendRaw(raw) }
 
     /// The byte range of the last `community_id` value written with `markCommunityID`.
     var markedRange: Range<Int>? { marked.1 > marked.0 ? marked.0..<marked.1 : nil }
