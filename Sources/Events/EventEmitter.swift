@@ -11,7 +11,9 @@ public final class EventEmitter {
     public let homeNetworks: NetworkSet
     /// Flow-end events on or off (config `flows.events`).
     public var flowEventsEnabled: Bool
-    public private(set) var sinks: [any EventSink]
+    public private(set) var sinks: [any EventSink] { didSet { sinkCalls = SinkWriteCalls(sinks) } }
+    /// `sinks`, called per event without reference counting.
+    var sinkCalls: SinkWriteCalls
     public private(set) var eventsEmitted: UInt64 = 0
     public private(set) var alertsEmitted: UInt64 = 0
     public private(set) var alertsByCategory: [RuleCategory: UInt64] = [:]
@@ -35,6 +37,7 @@ public final class EventEmitter {
         self.enricher = enricher
         self.observer = observer
         self.sinks = sinks
+        sinkCalls = SinkWriteCalls(sinks)
         self.communityID = communityID
         communityIDs = CommunityIDCache(communityID)
         self.homeNetworks = homeNetworks
@@ -93,9 +96,7 @@ public final class EventEmitter {
 
     func deliver(_ metadata: EventMetadata) {
         eventsEmitted &+= 1
-        writer.withUnsafeBytes { json in
-            for s in sinks { s.write(json, metadata: metadata) }
-        }
+        writer.withUnsafeBytes { json in sinkCalls.write(json, metadata: metadata) }
     }
 
     // MARK: Flows
