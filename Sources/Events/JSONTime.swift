@@ -55,24 +55,24 @@ extension JSONWriter {
 }
 
 extension JSONWriter.Storage {
-    /// Renders `YYYY-MM-DDT` of `days` since the epoch (as `RFC3339.append` does, year clamped).
+    /// Renders `YYYY-MM-DDT` of `days` since the epoch as `RFC3339.append` does (year clamped to 0…9999).
+    /// From the civil date itself: `days * 86_400` overflows for the far dates a certificate may carry.
     @inline(never)
     func cacheDay(_ days: Int64) {
-        var text = DayText()
-        RFC3339.append(epochSeconds: days &* 86_400, to: &text)
-        cachedDay = days
-        dayText = text.bytes
-    }
-
-    /// The first 11 bytes of an RFC 3339 time (the date and `T`); the rest is dropped.
-    struct DayText: ByteOutput {
-        var bytes: (UInt64, UInt64) = (0, 0)
-        var count = 0
-        mutating func append(_ byte: UInt8) {
-            guard count < 11 else { return }
-            withUnsafeMutableBytes(of: &bytes) { $0[count] = byte }
-            count &+= 1
+        let (y, m, d) = RFC3339.civil(days: days)
+        let year = Int(max(0, min(9999, y)))
+        var text: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &text) { t in
+            let p = t.baseAddress!.assumingMemoryBound(to: UInt8.self)
+            JSONWriter.twoDigits(year / 100, at: p)
+            JSONWriter.twoDigits(year % 100, at: p + 2)
+            p[4] = 45
+            JSONWriter.twoDigits(Int(m), at: p + 5)
+            p[7] = 45
+            JSONWriter.twoDigits(Int(d), at: p + 8)
+            p[10] = 84
         }
-        mutating func append(bytes b: UnsafeRawBufferPointer) { for c in b { append(c) } }
+        cachedDay = days
+        dayText = text
     }
 }
