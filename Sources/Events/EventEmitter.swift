@@ -11,7 +11,9 @@ public final class EventEmitter {
     public let homeNetworks: NetworkSet
     /// Flow-end events on or off (config `flows.events`).
     public var flowEventsEnabled: Bool
-    public private(set) var sinks: [any EventSink]
+    public private(set) var sinks: [any EventSink] { didSet { sinkCalls = SinkWriteCalls(sinks) } }
+    /// `sinks`, called per event without reference counting.
+    var sinkCalls: SinkWriteCalls
     public private(set) var eventsEmitted: UInt64 = 0
     public private(set) var alertsEmitted: UInt64 = 0
     public private(set) var alertsByCategory: [RuleCategory: UInt64] = [:]
@@ -35,6 +37,7 @@ public final class EventEmitter {
         self.enricher = enricher
         self.observer = observer
         self.sinks = sinks
+        sinkCalls = SinkWriteCalls(sinks)
         self.communityID = communityID
         communityIDs = CommunityIDCache(communityID)
         self.homeNetworks = homeNetworks
@@ -78,11 +81,7 @@ public final class EventEmitter {
         writer.separator()
         writer.appendRaw(constantFields)
         writer.beginObject("event")
-        writer.field("kind", descriptor.kind.name)
-        writer.beginArray("category"); for c in descriptor.categories { writer.element(c) }; writer.endArray()
-        writer.beginArray("type"); for t in descriptor.types { writer.element(t) }; writer.endArray()
-        writer.field("dataset", descriptor.dataset)
-        writer.field("module", ObserverInfo.product)
+        writer.appendMembers(descriptor.eventMembers)
         if severity > 0 { writer.field("severity", severity) }
         // Alerts bring their own stable id; every other event gets one hashed from its own bytes (below).
         let idAt = descriptor.kind == .alert ? -1 : writer.reserveEventID()
@@ -97,9 +96,7 @@ public final class EventEmitter {
 
     func deliver(_ metadata: EventMetadata) {
         eventsEmitted &+= 1
-        writer.withUnsafeBytes { json in
-            for s in sinks { s.write(json, metadata: metadata) }
-        }
+        writer.withUnsafeBytes { json in sinkCalls.write(json, metadata: metadata) }
     }
 
     // MARK: Flows
@@ -165,12 +162,12 @@ public final class EventEmitter {
         writeCommunityID(r.key, into: &w)
         if let t = IPProtocol.name(r.key.ipProtocol) { w.field("transport", t) }
         if r.appProtocol != 0, let app = AppProtocol(rawValue: r.appProtocol) { w.field("protocol", app.name) }
-        w.field("iana_number", String(r.key.ipProtocol))
+        w.field("iana_number", decimalString: UInt64(r.key.ipProtocol))
         w.field("type", r.key.isIPv6 ? "ipv6" : "ipv4")
         w.field("direction", direction(from: r.originator, to: r.responder))
         w.field("bytes", r.bytesA &+ r.bytesB)
         w.field("packets", r.packetsA &+ r.packetsB)
-        if r.vlan != 0 { w.beginObject("vlan"); w.field("id", String(r.vlan)); w.endObject() }
+        if r.vlan != 0 { w.beginObject("vlan"); w.field("id", decimalString: UInt64(r.vlan)); w.endObject() }
         w.endObject()
     }
 
@@ -273,6 +270,9 @@ public final class EventEmitter {
 extension JSONWriter {
     /// Appends pre-rendered JSON members (no separator handling inside).
     mutating func appendRaw(_ raw: [UInt8]) { raw.withUnsafeBytes { append(bytes: $0) } }
+
+    /// Appends pre-rendered members as the next ones of the open object (at least one).
+    mutating func appendMembers(_ raw: [UInt8]) { separator(); appendRaw(raw) }
 
     /// The byte range of the last `community_id` value written with `markCommunityID`.
     var markedRange: Range<Int>? { marked.1 > marked.0 ? marked.0..<marked.1 : nil }

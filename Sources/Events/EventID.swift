@@ -11,11 +11,12 @@ extension JSONWriter {
 
     /// Writes `"id":"000…"` and returns where the 32 placeholder characters start.
     mutating func reserveEventID() -> Int {
-        writeKey("id")
-        append(34)
-        let at = storage.count
-        for _ in 0..<Self.eventIDLength { append(48) }
-        append(34)
+        let p = writeKey("id", reserving: Self.eventIDLength + 2)
+        let at = storage.count &+ 1
+        p.pointee = 34
+        (p + 1).update(repeating: 48, count: Self.eventIDLength)
+        p[Self.eventIDLength + 1] = 34
+        storage.count &+= Self.eventIDLength + 2
         return at
     }
 

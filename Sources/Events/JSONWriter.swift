@@ -12,6 +12,9 @@ public struct JSONWriter: ByteOutput {
         @usableFromInline var base: UnsafeMutablePointer<UInt8>
         @usableFromInline var count = 0
         @usableFromInline var capacity: Int
+        /// The day `dayText` renders (see `quotedTime`).
+        var cachedDay: Int64 = .min
+        var dayText: (UInt64, UInt64) = (0, 0)
         init(capacity: Int) {
             self.capacity = max(64, capacity)
             base = .allocate(capacity: self.capacity)
@@ -25,6 +28,11 @@ public struct JSONWriter: ByteOutput {
             base.deallocate()
             base = n
             capacity = c
+        }
+        /// Room for `n` more bytes: where they go. The caller writes them, then adds to `count`.
+        @inlinable @inline(__always) func reserve(_ n: Int) -> UnsafeMutablePointer<UInt8> {
+            if count &+ n > capacity { grow(to: count &+ n) }
+            return base + count
         }
     }
 
@@ -65,12 +73,31 @@ public struct JSONWriter: ByteOutput {
 
     @inlinable
     public mutating func append(bytes: UnsafeRawBufferPointer) {
-        let s = storage
         let n = bytes.count
         guard n > 0 else { return }
-        if s.count + n > s.capacity { s.grow(to: s.count + n) }
-        UnsafeMutableRawPointer(s.base + s.count).copyMemory(from: bytes.baseAddress!, byteCount: n)
+        let s = storage
+        JSONWriter.copy(bytes.baseAddress!, to: s.reserve(n), count: n)
         s.count &+= n
+    }
+
+    /// Copies `n` bytes. Most pieces of an event are a few bytes (keys, numbers, names): up to 16 are moved
+    /// by two overlapping loads and stores, not a call into `memcpy`.
+    @inlinable @inline(__always)
+    static func copy(_ src: UnsafeRawPointer, to dst: UnsafeMutablePointer<UInt8>, count n: Int) {
+        let d = UnsafeMutableRawPointer(dst)
+        if n >= 8 {
+            guard n <= 16 else { d.copyMemory(from: src, byteCount: n); return }
+            d.storeBytes(of: src.loadUnaligned(as: UInt64.self), as: UInt64.self)
+            (d + (n &- 8)).storeBytes(of: (src + (n &- 8)).loadUnaligned(as: UInt64.self), as: UInt64.self)
+        } else if n >= 4 {
+            d.storeBytes(of: src.loadUnaligned(as: UInt32.self), as: UInt32.self)
+            (d + (n &- 4)).storeBytes(of: (src + (n &- 4)).loadUnaligned(as: UInt32.self), as: UInt32.self)
+        } else if n > 0 {
+            d.storeBytes(of: src.load(as: UInt8.self), as: UInt8.self)
+            if n > 1 {
+                (d + (n &- 2)).storeBytes(of: (src + (n &- 2)).loadUnaligned(as: UInt16.self), as: UInt16.self)
+            }
+        }
     }
 
     mutating func append(_ a: UInt8, _ b: UInt8) { append(a); append(b) }
@@ -99,32 +126,46 @@ public struct JSONWriter: ByteOutput {
     /// `,"key":` (the comma when the level already holds an element). Written in one step, capacity
     /// checked once: every event has dozens of keys.
     @inline(__always)
-    mutating func writeKey(_ key: StaticString) {
+    mutating func writeKey(_ key: StaticString) { _ = writeKey(key, reserving: 0) }
+
+    /// `writeKey` with room for `extra` more bytes after the colon: where they go (the caller writes
+    /// them and adds to `storage.count`), so a short value costs no second capacity check.
+    @inline(__always)
+    mutating func writeKey(_ key: StaticString, reserving extra: Int) -> UnsafeMutablePointer<UInt8> {
         let bit: UInt64 = 1 << UInt64(depth & 63)
         let comma = hasElement & bit != 0
         hasElement |= bit
-        key.withUTF8Buffer { k in
+        return key.withUTF8Buffer { k in
             let n = k.count
             let s = storage
-            let needed = s.count &+ n &+ 4
-            if needed > s.capacity { s.grow(to: needed) }
-            var p = s.base + s.count
+            var p = s.reserve(n &+ 4 &+ extra)
             if comma { p.pointee = 44; p += 1 }
             p.pointee = 34
-            if n > 0 { (p + 1).update(from: k.baseAddress!, count: n) }
+            if n > 0 { JSONWriter.copy(k.baseAddress!, to: p + 1, count: n) }
             p[n &+ 1] = 34
             p[n &+ 2] = 58
-            s.count = p - s.base + n &+ 3
+            p += n &+ 3
+            s.count = p - s.base
+            return p
         }
     }
 
     // MARK: Structure
 
     public mutating func beginObject() { if depth > 0 { separator() }; open(123) }
-    public mutating func beginObject(_ key: StaticString) { writeKey(key); open(123) }
+    public mutating func beginObject(_ key: StaticString) { openKeyed(key, 123) }
     public mutating func beginObject(dynamicKey key: String) { self.key(key); open(123) }
     public mutating func endObject() { append(125); depth -= 1 }
-    public mutating func beginArray(_ key: StaticString) { writeKey(key); open(91) }
+    public mutating func beginArray(_ key: StaticString) { openKeyed(key, 91) }
+
+    /// `,"key":{` or `,"key":[`, one capacity check.
+    @inline(__always)
+    mutating func openKeyed(_ key: StaticString, _ c: UInt8) {
+        writeKey(key, reserving: 1).pointee = c
+        storage.count &+= 1
+        depth += 1
+        hasElement &= ~(1 << UInt64(depth & 63))
+    }
     public mutating func endArray() { append(93); depth -= 1 }
 
     /// A key that is not a compile-time constant (escaped).
@@ -138,10 +179,14 @@ public struct JSONWriter: ByteOutput {
     // MARK: Fields
 
     public mutating func field(_ key: StaticString, _ value: StaticString) {
-        writeKey(key)
-        append(34)
-        append(value)
-        append(34)
+        value.withUTF8Buffer { v in
+            let n = v.count
+            let p = writeKey(key, reserving: n &+ 2)
+            p.pointee = 34
+            if n > 0 { JSONWriter.copy(v.baseAddress!, to: p + 1, count: n) }
+            p[n &+ 1] = 34
+            storage.count &+= n &+ 2
+        }
     }
     public mutating func field(_ key: StaticString, _ value: String) { writeKey(key); string(value) }
     public mutating func field(_ key: StaticString, bytes value: UnsafeRawBufferPointer) { writeKey(key); appendEscaped(value) }
@@ -151,22 +196,24 @@ public struct JSONWriter: ByteOutput {
         if value.allSatisfy({ $0 < 0x80 }) { field(key, bytes: value) } else { field(key, String(decoding: value, as: UTF8.self)) }
     }
     public mutating func field(_ key: StaticString, _ value: Int) { writeKey(key); integer(Int64(value)) }
+    /// A number written as a JSON string (`"iana_number":"6"`), the text `String(value)` makes.
+    public mutating func field(_ key: StaticString, decimalString value: UInt64) { writeKey(key); append(34); unsigned(value); append(34) }
     public mutating func field(_ key: StaticString, _ value: Int64) { writeKey(key); integer(value) }
     public mutating func field(_ key: StaticString, _ value: UInt64) { writeKey(key); unsigned(value) }
     public mutating func field(_ key: StaticString, _ value: Double) { writeKey(key); double(value) }
     public mutating func field(_ key: StaticString, _ value: Bool) { writeKey(key); boolean(value) }
     public mutating func field(_ key: StaticString, _ value: IPAddress) {
         writeKey(key)
-        append(34); value.append(to: &self); append(34)
+        quotedAddress(value)
     }
     public mutating func field(_ key: StaticString, _ value: Timestamp) {
         writeKey(key)
-        append(34); RFC3339.append(value, to: &self); append(34)
+        quotedTime(value)
     }
     /// A date given in whole seconds since the epoch (dates beyond the packet clock, as certificates have).
     public mutating func field(_ key: StaticString, epochSeconds: Int64) {
         writeKey(key)
-        append(34); RFC3339.append(epochSeconds: epochSeconds, to: &self); append(34)
+        quotedTime(epochSeconds: epochSeconds, microseconds: 0)
     }
     public mutating func fieldNull(_ key: StaticString) { writeKey(key); append("null") }
     /// `"key":` followed by a JSON token copied verbatim (a value cut out of another event, already valid JSON).
@@ -201,10 +248,40 @@ public struct JSONWriter: ByteOutput {
     }
     public mutating func element(_ value: String) { separator(); string(value) }
     public mutating func element(_ value: Int64) { separator(); integer(value) }
-    public mutating func element(_ value: IPAddress) { separator(); append(34); value.append(to: &self); append(34) }
+    public mutating func element(_ value: IPAddress) { separator(); quotedAddress(value) }
     public mutating func element(bytes value: UnsafeRawBufferPointer) { separator(); appendEscaped(value) }
 
     // MARK: Scalars
+
+    /// An address as a JSON string. IPv4 (most addresses) is written in place; IPv6 by `IPAddress.append`.
+    mutating func quotedAddress(_ a: IPAddress) {
+        guard !a.isIPv6 else { append(34); a.append(to: &self); append(34); return }
+        let s = storage
+        let p = s.reserve(17)
+        p[0] = 34
+        var n = 1
+        let v = a.ipv4Value
+        @inline(__always) func octet(_ o: Int, then c: UInt8) {
+            if o >= 100 {
+                p[n] = UInt8(truncatingIfNeeded: 48 &+ o / 100)
+                JSONWriter.twoDigits(o % 100, at: p + n + 1)
+                n &+= 3
+            } else if o >= 10 {
+                JSONWriter.twoDigits(o, at: p + n)
+                n &+= 2
+            } else {
+                p[n] = UInt8(truncatingIfNeeded: 48 &+ o)
+                n &+= 1
+            }
+            p[n] = c
+            n &+= 1
+        }
+        octet(Int(truncatingIfNeeded: v >> 24), then: 46)
+        octet(Int(truncatingIfNeeded: (v >> 16) & 0xff), then: 46)
+        octet(Int(truncatingIfNeeded: (v >> 8) & 0xff), then: 46)
+        octet(Int(truncatingIfNeeded: v & 0xff), then: 34)
+        s.count &+= n
+    }
 
     mutating func string(_ s: String) {
         var s = s
@@ -221,15 +298,21 @@ public struct JSONWriter: ByteOutput {
     }
 
     public mutating func unsigned(_ v: UInt64) {
-        if v < 10 { append(48 + UInt8(v)); return }
-        var tmp: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes >= 20 digits
-        let n: Int = withUnsafeMutableBytes(of: &tmp) { t in
-            var i = 24
-            var x = v
-            while x > 0 { i -= 1; t[i] = 48 + UInt8(x % 10); x /= 10 }
-            return i
+        let s = storage
+        let p = s.reserve(20)
+        if v < 10 { p.pointee = 48 &+ UInt8(truncatingIfNeeded: v); s.count &+= 1; return }
+        var n = 2
+        var t = v / 100
+        while t > 0 { n &+= 1; t /= 10 }
+        // `n` digits, written two a step from the end; one or two leading digits are then left for `p`.
+        var x = v, i = n
+        while x >= 100 {
+            i &-= 2
+            JSONWriter.twoDigits(Int(truncatingIfNeeded: x % 100), at: p + i)
+            x /= 100
         }
-        Swift.withUnsafeBytes(of: &tmp) { append(bytes: UnsafeRawBufferPointer(rebasing: $0[n...])) }
+        if x >= 10 { JSONWriter.twoDigits(Int(truncatingIfNeeded: x), at: p) } else { p.pointee = 48 &+ UInt8(truncatingIfNeeded: x) }
+        s.count &+= n
     }
 
     /// A float field always carries a fraction or exponent (`55.0`, not `55`): a store that infers types
@@ -256,17 +339,30 @@ public struct JSONWriter: ByteOutput {
     /// The inside of `appendEscaped` (no quotes), for a string written in parts. Parts split inside a
     /// UTF-8 sequence are escaped byte by byte: only split ASCII.
     public mutating func appendEscapedContent(_ s: UnsafeRawBufferPointer) {
-        var i = 0
+        guard let src = s.baseAddress else { return }
         let n = s.count
+        var i = 0
         while i < n {
-            // Copy the longest run that needs no escaping in one go.
-            var j = i
-            while j < n, s[j] >= 0x20, s[j] < 0x80, s[j] != 34, s[j] != 92 { j += 1 }
-            if j > i {
-                append(bytes: UnsafeRawBufferPointer(rebasing: s[i..<j]))
-                i = j
-                if i >= n { break }
+            // Copy the run that needs no escaping straight into the buffer, eight bytes a step.
+            let st = storage
+            let start = i
+            var p = st.reserve(n &- i)
+            while i &+ 8 <= n {
+                let w = (src + i).loadUnaligned(as: UInt64.self)
+                if JSONWriter.anyNeedsEscape(w) { break }
+                UnsafeMutableRawPointer(p).storeBytes(of: w, as: UInt64.self)
+                p += 8
+                i &+= 8
             }
+            while i < n {
+                let c = src.load(fromByteOffset: i, as: UInt8.self)
+                if c < 0x20 || c >= 0x80 || c == 34 || c == 92 { break }
+                p.pointee = c
+                p += 1
+                i &+= 1
+            }
+            st.count &+= i &- start
+            if i >= n { break }
             let c = s[i]
             if c == 34 || c == 92 {
                 append(92); append(c)
@@ -285,13 +381,24 @@ public struct JSONWriter: ByteOutput {
             }
             let len = JSONWriter.validUTF8Length(s, i)
             if len > 0 {
-                for k in 0..<len { append(s[i + k]) }
+                append(bytes: UnsafeRawBufferPointer(rebasing: s[i..<(i + len)]))
                 i += len
             } else {
                 escapeByte(c)
                 i += 1
             }
         }
+    }
+
+    /// Whether any of the eight bytes is a control character, `"`, `\` or not ASCII. The zero-byte tests
+    /// (`x - 0x01… & ~x & 0x80…`) may also flag a byte above a flagged one, never flag a word without one.
+    @inline(__always)
+    static func anyNeedsEscape(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101, high: UInt64 = 0x8080_8080_8080_8080
+        let control = (w &- ones &* 0x20) & ~w
+        let q = w ^ (ones &* 0x22), quote = (q &- ones) & ~q
+        let b = w ^ (ones &* 0x5C), backslash = (b &- ones) & ~b
+        return (w | control | quote | backslash) & high != 0
     }
 
     mutating func escapeByte(_ c: UInt8) {

@@ -40,6 +40,8 @@ public final class Pipeline: PacketConsumer {
     /// The per-packet calls are made through `PacketAnalyzerCalls` (no reference counting per call).
     var packetAnalyzers = PacketAnalyzerCalls([])
     var flowStartAnalyzers: [any PacketAnalyzer] = []
+    /// Every analyser, for the fields of flow events.
+    var flowEventAnalyzers = PacketAnalyzerCalls([])
     var noFlowAnalyzers: [any PacketAnalyzer] = []
     public private(set) var counters = PipelineCounters()
     /// The packet clock: the latest packet time seen (input may be slightly out of order).
@@ -58,6 +60,7 @@ public final class Pipeline: PacketConsumer {
     func partitionAnalyzers() {
         packetAnalyzers = PacketAnalyzerCalls(analyzers.filter { $0.wantsEveryPacket })
         flowStartAnalyzers = analyzers.filter { $0.wantsFlowStart }
+        flowEventAnalyzers = PacketAnalyzerCalls(analyzers)
         noFlowAnalyzers = analyzers.filter { $0.wantsPacketsWithoutFlow }
     }
 
@@ -134,9 +137,9 @@ public final class Pipeline: PacketConsumer {
     func endFlow(_ r: FlowRecord, _ reason: FlowEndReason, _ slot: Int32) {
         if emitter.flowEventsEnabled {
             emitter.emitFlow(r, reason: reason, extra: { w in
-                for a in analyzers { a.contributeFlowFields(r, slot: slot, into: &w) }
+                flowEventAnalyzers.contributeFlowFields(r, slot: slot, into: &w)
             }, vendor: { w in
-                for a in analyzers { a.contributeVendorFields(r, slot: slot, into: &w) }
+                flowEventAnalyzers.contributeVendorFields(r, slot: slot, into: &w)
             })
         }
         for a in analyzers { a.flowEnded(r, reason: reason, slot: slot) }

@@ -15,7 +15,7 @@ extension EventEmitter {
         writeCommunityID(key, into: &w)
         if let t = IPProtocol.name(key.ipProtocol) { w.field("transport", t) }
         if flow.appProtocol != 0, let app = AppProtocol(rawValue: flow.appProtocol) { w.field("protocol", app.name) }
-        w.field("iana_number", String(key.ipProtocol))
+        w.field("iana_number", decimalString: UInt64(key.ipProtocol))
         w.field("type", key.isIPv6 ? "ipv6" : "ipv4")
         w.field("direction", direction(from: flow.originator, to: flow.responder))
         w.endObject()
