@@ -31,7 +31,7 @@ extension HostFactCodec {
         guard fits(l.serverName), fits(l.httpHost) else { return false }
         // ALPN, JA3 and JA4 are carried for a ClientHello without SNI only (all the bare-IP rule reads).
         guard l.hasClientHello && l.serverName == nil else { return l.alpn.isEmpty && l.ja3 == nil && l.ja4 == nil }
-        return l.alpn.count <= HostFactWriter.maxALPN && l.alpn.allSatisfy { $0.utf8.count <= 64 } && fits(l.ja3) && fits(l.ja4)
+        return l.alpn.count <= HostFactWriter.maxALPN && l.alpn.allSatisfy { $0.utf8.count <= HostFactWriter.maxALPNEntry } && fits(l.ja3) && fits(l.ja4)
     }
 
     /// An interface travels as its UUID: its name must be the one the UUID gives.

@@ -17,6 +17,8 @@ public struct HostFactWriter {
     public static let capacity = 4096
     /// ALPN entries carried for a ClientHello without SNI, at most 64 bytes each (real ALPN ids are a few bytes).
     static let maxALPN = 8
+    /// The bytes of one ALPN entry a record carries.
+    static let maxALPNEntry = 64
 
     let base: UnsafeMutableRawPointer
     var count = 0
@@ -152,7 +154,7 @@ extension HostFactWriter {
         if l.hasClientHello && l.serverName == nil {
             let n = min(l.alpn.count, HostFactWriter.maxALPN)
             u8(UInt8(n))
-            for a in l.alpn.prefix(n) { var a = a; a.withUTF8 { bytes(UnsafeRawBufferPointer($0), limit: 64) } }
+            for a in l.alpn.prefix(n) { var a = a; a.withUTF8 { bytes(UnsafeRawBufferPointer($0), limit: HostFactWriter.maxALPNEntry) } }
             optionalString(l.ja3)
             optionalString(l.ja4)
         }
