@@ -7,7 +7,8 @@ import Synchronization
 public struct HostShardLink {
     public let rings: [SPSCByteRing]
     public let watermark: WorkerWatermark
-    /// Offline (replay with several workers): the worker waits for room instead of dropping a record.
+    /// Offline (replay with several workers): the worker waits for room instead of dropping a record,
+    /// and stamps records with the reader's input sequence (`HostFactPublisher.sequence`).
     public let waitsWhenFull: Bool
     public init(rings: [SPSCByteRing], watermark: WorkerWatermark, waitsWhenFull: Bool = false) {
         self.rings = rings
@@ -36,8 +37,10 @@ public final class HostAggregator {
     private(set) var marks: [WorkerWatermark]
     public let stage: HostDetectorSet
     public let emitter: EventEmitter
-    /// The merged packet clock (ns).
+    /// The merged packet clock (ns), or offline the merged input sequence (`stampsAreSequences`).
     public private(set) var clock: Int64 = .min
+    /// Offline: stamps and watermarks are input sequence numbers; the stage ends at the workers' end time.
+    public let stampsAreSequences: Bool
     var heads: [Int64?]
     var bounds: [Int64]
     /// Records applied with a stamp behind the merged clock: only when an input's bound was lifted
@@ -46,8 +49,10 @@ public final class HostAggregator {
     /// Records applied per input (`sensor aggregate` maps them back to Kafka offsets for its checkpoints).
     private(set) var applied: [UInt64]
 
-    public init(shard: Int, rings: [SPSCByteRing], marks: [WorkerWatermark], detectors: [HostDetectorFactory], emitter: EventEmitter) {
+    public init(shard: Int, rings: [SPSCByteRing], marks: [WorkerWatermark], detectors: [HostDetectorFactory], emitter: EventEmitter,
+                stampsAreSequences: Bool = false) {
         self.shard = shard
+        self.stampsAreSequences = stampsAreSequences
         self.rings = rings
         consumers = rings.map(\.consumer)
         self.marks = marks
@@ -166,6 +171,7 @@ public final class HostAggregator {
     /// End of input: every worker finished and every ring drained. The clock ends at the latest watermark.
     public func finish() {
         advance(to: marks.map(\.value).max() ?? clock)
-        stage.finish(Timestamp(nanoseconds: max(clock, 0)))
+        let end = stampsAreSequences ? marks.map(\.endTime).max() ?? 0 : clock
+        stage.finish(Timestamp(nanoseconds: max(end, 0)))
     }
 }

@@ -11,13 +11,17 @@ import Synchronization
 /// it pushes later is stamped earlier) and whether it has finished. An aggregator merges its rings in
 /// stamp order and may take a record only when no worker can still send an earlier one; a worker with
 /// no traffic advances its watermark from the wall clock once a second (`Pipeline.advanceClock`), so it
-/// never stalls the merge.
+/// never stalls the merge. Offline (`waitsWhenFull`) the merge key is the reader's input sequence
+/// instead, and the packet time the worker ended at is published beside it (`endTime`).
 public final class WorkerWatermark: Sendable {
     let clock = Atomic<Int64>(.min)
     let finished = Atomic<Bool>(false)
+    let end = Atomic<Int64>(.min)
     public init() {}
     public var value: Int64 { clock.load(ordering: .acquiring) }
     public var isFinished: Bool { finished.load(ordering: .acquiring) }
+    /// The packet clock at the worker's end (set before `isFinished`).
+    public var endTime: Int64 { end.load(ordering: .acquiring) }
 }
 
 /// A worker's side of the host-level stage: encodes each fact once into a preallocated record and
@@ -42,8 +46,17 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     /// Room for an envelope header, then the record (the writer starts at `record`).
     let scratch = UnsafeMutableRawPointer.allocate(byteCount: HostFactEnvelope.maxHeader + HostFactWriter.capacity, alignment: 16)
     var record: UnsafeMutableRawPointer { scratch + HostFactEnvelope.maxHeader }
-    /// Monotonic merge key: the largest packet time any record or tick carried.
+    /// Monotonic merge key: the largest packet time any record or tick carried (offline: the largest
+    /// input sequence, `sequence`).
     var stamp: Int64 = .min
+    /// Offline (`waitsWhenFull`): the reader's input sequence number of the packet or clock record being
+    /// processed (`OfflineFanout`), set by the worker's ring source before each one. Stamping records
+    /// with it rather than packet time makes the merge follow the input order, which one worker sees:
+    /// with packet times, records of equal stamp from two workers wait for each other's watermark to
+    /// pass that time, and when the input's clock stands still (a record far in the future, then older
+    /// ones) every record ties, a worker's ring fills and the reader, that worker and the merge wait
+    /// on each other for ever.
+    public var sequence: Int64 = .min
     public private(set) var started = false
     /// Packet time of the last watermark published (`.max` inline: never published).
     var publishedAt: Int64
@@ -57,8 +70,12 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     let watermarkInterval: Int64
     /// The facts some host detector reads (the others are never encoded).
     public let wanted: HostFactKinds
-    /// Offline (replay with several workers): a full ring makes the worker wait instead of dropping.
+    /// Offline (replay with several workers): a full ring makes the worker wait instead of dropping, and
+    /// records are stamped with `sequence`.
     let waitsWhenFull: Bool
+
+    /// The merge key of a record or watermark at packet time `t`.
+    @inline(__always) func key(_ t: Timestamp) -> Int64 { waitsWhenFull ? sequence : t.nanoseconds }
 
     public init(route: Route, wanted: HostFactKinds, waitsWhenFull: Bool = false) {
         self.route = route
@@ -87,7 +104,8 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
 
     /// Encodes `fact` and sends it to the shard of `host` (every shard when `host` is nil).
     public func publish(_ fact: HostFact, at t: Timestamp, host: IPAddress?) {
-        if t.nanoseconds > stamp { stamp = t.nanoseconds }
+        let k = key(t)
+        if k > stamp { stamp = k }
         records &+= 1
         // Inline, a fact its record would carry unchanged reaches the detectors as it is: they read what
         // the record would give them, without writing and reading it. Any other (a string the record
@@ -245,7 +263,8 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
         switch route {
         case .inline: return
         case .rings(_, let mark):
-            if t.nanoseconds > stamp { stamp = t.nanoseconds }
+            let k = key(t)
+            if k > stamp { stamp = k }
             publishedAt = t.nanoseconds
             mark.clock.store(stamp, ordering: .releasing)
         case .transport:
@@ -258,7 +277,10 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     }
 
     /// The pipeline ticked (once per packet-clock second): a tick record to every shard, then the watermark.
+    /// Offline the tick is stamped one above the clock record's sequence, so it sorts after every
+    /// worker's flow ends of that tick (one pipeline expires its flows, then ticks its detectors).
     public func tick(_ now: Timestamp) {
+        if waitsWhenFull { sequence &+= 1 }
         publish(.tick(now), at: now, host: nil)
         switch route {
         case .inline: break
@@ -272,10 +294,12 @@ public final class HostFactPublisher: RemoteAccessObserver, DNSMessageObserver, 
     }
 
     public func finish(_ now: Timestamp) {
-        if now.nanoseconds > stamp { stamp = now.nanoseconds }
+        let k = key(now)
+        if k > stamp { stamp = k }
         switch route {
         case .inline(let stage): stage.finish(now)
         case .rings(_, let mark):
+            mark.end.store(now.nanoseconds, ordering: .releasing)
             mark.clock.store(stamp, ordering: .releasing)
             mark.finished.store(true, ordering: .releasing)
         case .transport:

@@ -26,10 +26,16 @@ public struct FlowShard: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { "\(index)/\(count)" }
 
-    /// The shard of a decoded packet (0 when it shows no IP addresses).
+    /// The hash shards and offline workers are chosen by: `FlowKey.addressPairHash`, 0 when the packet
+    /// shows no IP addresses.
+    @inline(__always) public static func hash(of p: DecodedPacket) -> UInt64 {
+        p.ipVersion == 0 ? 0 : FlowKey.addressPairHash(p)
+    }
+
+    /// The shard of a decoded packet (0 when it shows no IP addresses): the hash's remainder by N
+    /// (`--workers` within a shard take the quotient, so they split the shard evenly).
     @inline(__always) public static func shard(of p: DecodedPacket, count: Int) -> Int {
-        guard p.ipVersion != 0 else { return 0 }
-        return Int(truncatingIfNeeded: FlowKey.addressPairHash(p) % UInt64(count))
+        Int(truncatingIfNeeded: hash(of: p) % UInt64(count))
     }
 
     @inline(__always) public func contains(_ p: DecodedPacket) -> Bool {

@@ -1,4 +1,5 @@
 import Capture
+import Events
 import Foundation
 import HostStage
 import Logging
@@ -9,10 +10,10 @@ import ServiceLifecycle
 /// (packets) the captured bytes. A clock record carries the global packet clock; the end record closes
 /// the stream.
 enum FanoutRecord {
-    static let headerSize = 24
+    static let headerSize = 32
     enum Kind: UInt8 { case packet = 0, clock = 1, end = 2 }
     // Header layout: time (Int64 ns) at 0, wire length (UInt32) at 8, link type (Int32) at 12,
-    // kind at 16, "time out of range" at 17.
+    // kind at 16, "time out of range" at 17, input sequence (Int64) at 24.
 }
 
 /// The reader side of `replay --workers N`: takes every packet of the merged inputs in time order and
@@ -36,6 +37,15 @@ final class OfflineFanout: PacketConsumer {
     let bells: [FanoutDoorbell]
     /// Mirrors `Pipeline.clock` and its tick schedule.
     var clock: Int64 = 0
+    /// Four times the input packets read so far: the sequence number of the packet being handed on, which
+    /// its record and the clock records written before it carry (the workers stamp their host facts with
+    /// it, `HostFactPublisher.sequence`, so the host stage merges them in input order). Between two
+    /// packets' numbers: +1 stamps tick records (after every worker's flow ends of that clock record, as
+    /// one pipeline expires flows before it ticks), +2 is what a worker is told while the reader waits on
+    /// another worker's ring: it will get nothing from before the waiting packet, so the other worker's
+    /// records of that packet or clock record (a tick's flow ends can fill a ring) sort before anything
+    /// it sends later.
+    var sequence: Int64 = 0
     var nextTick: Int64 = .min
     var lastClockRecord: Int64 = .min
     static let clockInterval: Int64 = 100_000_000
@@ -57,9 +67,12 @@ final class OfflineFanout: PacketConsumer {
 
     /// `--flow-shard`: the flows this process handles (nil: all).
     let shard: FlowShard?
+    /// The shard count the worker takes the quotient of the hash by (1 without `--flow-shard`).
+    let shards: UInt64
 
     init(workers: Int, ringBytes: Int, shard: FlowShard? = nil) {
         self.shard = shard
+        shards = UInt64(shard?.count ?? 1)
         rings = (0..<workers).map { _ in SPSCByteRing(capacity: ringBytes) }
         producers = rings.map(\.producer)
         doorbells = FanoutDoorbells(count: workers)
@@ -75,13 +88,14 @@ final class OfflineFanout: PacketConsumer {
         clockHeader.deallocate()
     }
 
-    /// The worker of a decoded packet: by address pair and IP protocol when it has IP addresses,
-    /// worker 0 for the rest (not IP, or too damaged to show addresses).
-    @inline(__always) static func worker(of p: DecodedPacket, count: Int) -> Int {
-        FlowShard.shard(of: p, count: count)
+    /// The worker of a packet of `hash` (`FlowShard.hash`): the quotient by the shard count (the shard
+    /// took the remainder), so the workers of one shard split it evenly.
+    @inline(__always) func worker(of hash: UInt64) -> Int {
+        Int(truncatingIfNeeded: (hash / shards) % UInt64(producers.count))
     }
 
     override func consume(_ raw: RawPacket) {
+        sequence &+= 4
         let outOfRange = raw.timestampOutOfRange
         if !outOfRange {
             let t = raw.timestamp.nanoseconds
@@ -95,15 +109,22 @@ final class OfflineFanout: PacketConsumer {
                 }
             }
         }
+        // One worker and no shard: nothing to choose.
+        guard producers.count > 1 || shard != nil else { return send(raw, to: 0) }
         var p = DecodedPacket()
         _ = PacketDecoder.decode(raw.bytes, linkType: raw.linkType, into: &p)
+        let hash = FlowShard.hash(of: p)
         // Another process's flows (`--flow-shard`): they only moved the clock, above.
-        if let shard, !shard.contains(p) { return }
-        let w = producers.count == 1 ? 0 : Self.worker(of: p, count: producers.count)
+        if let shard, Int(truncatingIfNeeded: hash % shards) != shard.index { return }
+        send(raw, to: worker(of: hash))
+    }
+
+    @inline(__always) func send(_ raw: RawPacket, to w: Int) {
+        let outOfRange = raw.timestampOutOfRange
         // The pipeline stamps such a record with its clock: bring the worker's clock to the global one.
         if outOfRange { pushClock(to: w) }
-        Self.writeHeader(header, .packet, time: outOfRange ? 0 : raw.timestamp.nanoseconds, wireLength: raw.wireLength,
-                         linkType: raw.linkType, outOfRange: outOfRange)
+        Self.writeHeader(header, .packet, time: outOfRange ? 0 : raw.timestamp.nanoseconds, sequence: sequence,
+                         wireLength: raw.wireLength, linkType: raw.linkType, outOfRange: outOfRange)
         var body = raw.bytes
         if body.count > maxBody {
             cut &+= 1
@@ -112,9 +133,10 @@ final class OfflineFanout: PacketConsumer {
         push(header, body, to: w)
     }
 
-    @inline(__always) static func writeHeader(_ header: UnsafeMutableRawPointer, _ kind: FanoutRecord.Kind, time: Int64, wireLength: Int = 0,
-                                              linkType: LinkType = .null, outOfRange: Bool = false) {
+    @inline(__always) static func writeHeader(_ header: UnsafeMutableRawPointer, _ kind: FanoutRecord.Kind, time: Int64, sequence: Int64,
+                                              wireLength: Int = 0, linkType: LinkType = .null, outOfRange: Bool = false) {
         header.storeBytes(of: time, toByteOffset: 0, as: Int64.self)
+        header.storeBytes(of: sequence, toByteOffset: 24, as: Int64.self)
         header.storeBytes(of: UInt32(truncatingIfNeeded: wireLength), toByteOffset: 8, as: UInt32.self)
         header.storeBytes(of: linkType.rawValue, toByteOffset: 12, as: Int32.self)
         header.storeBytes(of: kind.rawValue, toByteOffset: 16, as: UInt8.self)
@@ -137,7 +159,7 @@ final class OfflineFanout: PacketConsumer {
     /// reader sleeps until the worker has freed a quarter of its ring (one wake-up per large step).
     @inline(never) func waitAndWrite(_ head: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer, to w: Int) {
         waits &+= 1
-        Self.writeHeader(clockHeader, .clock, time: clock)
+        Self.writeHeader(clockHeader, .clock, time: clock, sequence: sequence &+ 2)
         let clockRecord = UnsafeRawBufferPointer(start: clockHeader, count: FanoutRecord.headerSize)
         for i in producers.indices { owesClock[i] = i != w }
         let ring = producers[w]
@@ -171,15 +193,23 @@ final class OfflineFanout: PacketConsumer {
     }
 
     func pushClock(to w: Int) {
-        Self.writeHeader(clockHeader, .clock, time: clock)
+        Self.writeHeader(clockHeader, .clock, time: clock, sequence: sequence)
         push(clockHeader, UnsafeRawBufferPointer(start: nil, count: 0), to: w)
+    }
+
+    /// The reader's counters: waits on full rings and records cut.
+    func writeStatistics(into w: inout JSONWriter) {
+        w.beginObject("fanout")
+        w.field("reader_waits", waits)
+        w.field("records_cut", cut)
+        w.endObject()
     }
 
     /// End of input: every worker's clock at the last packet time, then the end record.
     func finish() {
         for w in rings.indices {
             pushClock(to: w)
-            Self.writeHeader(clockHeader, .end, time: clock)
+            Self.writeHeader(clockHeader, .end, time: clock, sequence: sequence)
             push(clockHeader, UnsafeRawBufferPointer(start: nil, count: 0), to: w)
         }
         publishAll()
@@ -203,6 +233,8 @@ final class RingPacketSource: PacketSource {
     let wakeStep: Int
     /// Set by the assembly: moves the pipeline's clock and publishes the host-fact watermark.
     var onClock: (Timestamp) -> Void = { _ in }
+    /// Set by the assembly: told each record's input sequence before the record is handled.
+    var publisher: HostFactPublisher?
     var ended = false
 
     init(fanout: OfflineFanout, worker: Int) {
@@ -235,6 +267,7 @@ final class RingPacketSource: PacketSource {
             }
             let base = r.baseAddress!
             let time = Timestamp(nanoseconds: base.load(fromByteOffset: 0, as: Int64.self))
+            publisher?.sequence = base.load(fromByteOffset: 24, as: Int64.self)
             switch FanoutRecord.Kind(rawValue: base.load(fromByteOffset: 16, as: UInt8.self)) {
             case .packet:
                 let raw = RawPacket(timestamp: time, capturedLength: r.count - FanoutRecord.headerSize,
@@ -302,17 +335,21 @@ final class FanoutReaderService: Service, @unchecked Sendable {
 }
 
 /// An offline worker's end: the usual final flush, then its `spanwatch.stats` with its index and host-fact
-/// ring counters (one line per worker, as live); worker 0's also carries the host-level stages' sum,
-/// written once they concluded (its own end comes first: the stages conclude when every worker has ended).
+/// ring counters (one line per worker, as live; each line's `packets` shows how the reader split them);
+/// worker 0's also carries the reader's counters (`fanout`: final once worker 0 has read the end record,
+/// which the reader writes last) and the host-level stages' sum, written once they concluded (its own end
+/// comes first: the stages conclude when every worker has ended).
 final class OfflineWorker: WorkerHousekeeping {
     let index: Int
     let hostFacts: HostFactDropMetrics
     let hostStage: HostStageBoard?
+    let fanout: OfflineFanout?
 
-    init(index: Int, hostRings: [SPSCByteRing], hostStage: HostStageBoard?) {
+    init(index: Int, hostRings: [SPSCByteRing], hostStage: HostStageBoard?, fanout: OfflineFanout?) {
         self.index = index
         hostFacts = HostFactDropMetrics(rings: hostRings, metrics: nil, worker: index)
         self.hostStage = hostStage
+        self.fanout = fanout
     }
 
     func periodic(_ pipeline: Pipeline, idle: Bool) {}
@@ -322,8 +359,9 @@ final class OfflineWorker: WorkerHousekeeping {
         try? pipeline.emitter.flush()
         hostStage?.waitUntilConcluded(timeout: HostStageBoard.concludeWait)
         let stage = hostStage?.sum
-        pipeline.emitStatistics(worker: index, extra: { [hostFacts] w in
+        pipeline.emitStatistics(worker: index, extra: { [hostFacts, fanout] w in
             hostFacts.write(into: &w)
+            fanout?.writeStatistics(into: &w)
             stage?.write(into: &w)
         })
     }

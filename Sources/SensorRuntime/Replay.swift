@@ -75,7 +75,8 @@ public enum Replay {
             for s in 0..<shards {
                 let emitter = resources.makeEmitter(sinks: emitted, ingress: "replay")
                 resources.observeHostStage(emitter)
-                let aggregator = HostAggregator(shard: s, rings: hostRings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter)
+                let aggregator = HostAggregator(shard: s, rings: hostRings.map { $0[s] }, marks: marks, detectors: detectors, emitter: emitter,
+                                                stampsAreSequences: true)
                 aggregators.append(aggregator)
                 services.append(.init(service: HostAggregatorService(aggregator: aggregator, mailbox: nil, metrics: nil, board: board, logger: logger,
                                                                      yieldsToWorkers: true)))
@@ -90,6 +91,7 @@ public enum Replay {
                                                                                     logger: logger) + extraAnalyzers(emitter))
                 let ringSource = RingPacketSource(fanout: fanout, worker: i)
                 let publisher = pipeline.analyzers.lazy.compactMap { ($0 as? HostFactTap)?.publisher }.first
+                ringSource.publisher = publisher
                 ringSource.onClock = { [unowned pipeline] t in
                     // The first clock record is the input's first packet (which this worker may not get).
                     publisher?.clockStarted(at: t)
@@ -98,7 +100,8 @@ public enum Replay {
                 }
                 processing.append(PacketProcessingService(pipeline: pipeline, source: ringSource, logger: logger,
                                                           cpu: i < cpus.count ? cpus[i] : nil,
-                                                          housekeeping: OfflineWorker(index: i, hostRings: hostRings[i], hostStage: i == 0 ? board : nil),
+                                                          housekeeping: OfflineWorker(index: i, hostRings: hostRings[i], hostStage: i == 0 ? board : nil,
+                                                                                     fanout: i == 0 ? fanout : nil),
                                                           threadName: "sensor-worker-\(i)"))
             }
             reader = FanoutReaderService(source: source, fanout: fanout, logger: logger)

@@ -111,7 +111,9 @@ final class MultiWorkerReplayTests: XCTestCase {
     /// ones do not; some later fragments arrive before their first one; two flows between the same hosts
     /// reuse one IP ID — interleaved with each other. A worker choice by ports would separate later
     /// fragments from their datagram, and one by (addresses, protocol, IP ID) would take first fragments
-    /// away from their flow (splitting it in two flow events): both differ from one worker.
+    /// away from their flow (splitting it in two flow events): both differ from one worker. Each
+    /// exchange is three packets on one worker, so a worker's packets are three times its later
+    /// fragments; `--flow-shard` processes split them alike.
     func testFragmentsStayWithTheirFlow() throws {
         let dir = try TestSupport.temporaryDirectory("multiworker-fragments")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -157,6 +159,24 @@ final class MultiWorkerReplayTests: XCTestCase {
             let later = many.stats.reduce(0) { $0 + ((($1["decode"] as? [String: Any])?["later_fragment"] as? Int) ?? 0) }
             XCTAssertEqual(later, laterFragments, "\(n) workers: every later fragment reached a worker")
             XCTAssertGreaterThan(many.stats.filter { (($0["packets"] as? Int) ?? 0) > 0 }.count, 1, "\(n) workers: the flows spread over workers")
+            for s in many.stats {
+                let packets = s["packets"] as? Int ?? -1, later = (s["decode"] as? [String: Any])?["later_fragment"] as? Int ?? -1
+                XCTAssertEqual(packets, 3 * later, "\(n) workers: worker \(s["worker"] ?? "?") has its flows' later fragments")
+            }
+            XCTAssertEqual(many.stats.compactMap { $0["fanout"] as? [String: Any] }.count, 1, "the reader's counters, once")
         }
+        var flows: [String] = []
+        for i in 0..<2 {
+            let r = try TestSupport.sensor(["replay", path, "--flow-shard", "\(i)/2", "--log-level", "error"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            flows += r.lines.filter { $0.contains("\"dataset\":\"spanwatch.flow\"") }
+            let stats = try XCTUnwrap(r.lines.first { $0.contains("\"dataset\":\"spanwatch.stats\"") })
+            let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(stats.utf8)) as? [String: Any])
+            let s = try XCTUnwrap((o["spanwatch"] as? [String: Any])?["stats"] as? [String: Any])
+            let packets = s["packets"] as? Int ?? -1, later = (s["decode"] as? [String: Any])?["later_fragment"] as? Int ?? -1
+            XCTAssertEqual(packets, 3 * later, "shard \(i)/2 has its flows' later fragments")
+            XCTAssertGreaterThan(later, 0, "shard \(i)/2")
+        }
+        XCTAssertEqual(flows.sorted(), one.events.filter { $0.contains("\"dataset\":\"spanwatch.flow\"") })
     }
 }
