@@ -44,8 +44,8 @@ struct AuthFailureWindow {
     /// Drops the failures older than `horizon`.
     mutating func expire(before horizon: Timestamp) {
         while head < queue.count, queue[head].time < horizon {
-            Self.decrement(&perUser, queue[head].user)
-            Self.decrement(&perMethod, queue[head].method)
+            perUser.decrementCount(queue[head].user)
+            perMethod.decrementCount(queue[head].method)
             head += 1
         }
         if head > 0 && head >= queue.count - head {
@@ -60,10 +60,5 @@ struct AuthFailureWindow {
         if i == queue.count { queue.append(f) } else { queue.insert(f, at: i) }
         perUser[f.user, default: 0] += 1
         perMethod[f.method, default: 0] += 1
-    }
-
-    private static func decrement<K: Hashable>(_ counts: inout [K: Int], _ key: K) {
-        guard let i = counts.index(forKey: key) else { return }
-        if counts.values[i] > 1 { counts.values[i] -= 1 } else { counts.remove(at: i) }
     }
 }

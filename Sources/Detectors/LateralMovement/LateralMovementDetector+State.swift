@@ -123,7 +123,7 @@ extension LateralMovementDetector {
             w.ip(x.target)
             w.time(x.time)
         }
-        w.array(h.logins) { w, x in
+        w.array(h.logins.inArrivalOrder) { w, x in
             w.ip(x.server)
             w.string(x.service)
             w.time(x.time)
@@ -146,9 +146,9 @@ extension LateralMovementDetector {
         h.edges = try r.array(max: cap, minBytes: 29) { r throws(StateDecodeError) in
             (service: try r.string(), target: try r.ip(), time: try r.time())
         }
-        h.logins = try r.array(max: cap, minBytes: 29) { r throws(StateDecodeError) in
-            (server: try r.ip(), service: try r.string(), time: try r.time())
-        }
+        h.logins = LoginWindow(arrivalOrder: try r.array(max: cap, minBytes: 29) { r throws(StateDecodeError) in
+            LoginWindow.Login(server: try r.ip(), service: try r.string(), time: try r.time())
+        })
         let failures = try r.array(max: cap, minBytes: 16) { r throws(StateDecodeError) in
             let user = try r.string(), time = try r.time()
             guard let method = AuthenticationAttempt.Method(rawValue: try r.string()) else { throw .invalid("authentication method") }

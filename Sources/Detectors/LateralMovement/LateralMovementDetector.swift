@@ -73,8 +73,8 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         var reached: [Reach] = []
         /// New remote-access edges per service within the fan-out window (no-baseline pivots).
         var edges: [(service: String, target: IPAddress, time: Timestamp)] = []
-        /// Short interactive-login sessions (SSH, RDP) within the login window.
-        var logins: [(server: IPAddress, service: String, time: Timestamp)] = []
+        /// Short interactive-login sessions (SSH, RDP) within the login window (at most `loginCap`).
+        var logins = LoginWindow()
         /// Authentication failures within the auth window (at most `failureCap`).
         var failures = AuthFailureWindow()
         /// Hosts the failures went to (at most `failureTargetCap`, never expired).
@@ -577,15 +577,13 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         guard !isAdminHost(source), flow.originatorPayloadBytes > 0, flow.responderPayloadBytes > 0,
               flow.lastSeen - flow.firstSeen <= .seconds(rules.loginMaxSessionSeconds),
               payload <= UInt64(rules.loginMaxSessionBytes) else { return }
-        var h = host(source, t)
-        let horizon = t - .seconds(rules.loginWindow)
-        h.logins.removeAll { $0.time < horizon }
-        if h.logins.count >= 1024 { h.logins.removeFirst() }
-        h.logins.append((server, service, t))
-        hosts[source] = h
-        let same = h.logins.filter { $0.service == service }
-        let toServer = same.filter { $0.server == server }.count
-        let servers = Set(same.map(\.server)).sorted()
+        // Changed in place in the table; per session only counts change (`LoginWindow`).
+        let hi = touchHost(source, t)
+        hosts.values[hi].logins.expire(before: t - .seconds(rules.loginWindow))
+        if hosts.values[hi].logins.count >= Self.loginCap { hosts.values[hi].logins.removeOldestArrival() }
+        hosts.values[hi].logins.append(.init(server: server, service: service, time: t))
+        let same = hosts.values[hi].logins.sessions(service)
+        let toServer = hosts.values[hi].logins.sessions(service, to: server)
         let technique: Technique = service == "rdp" ? .remoteDesktopProtocol : .ssh
         if toServer >= rules.loginSessions {
             let rule = "lateral_movement.\(service)_brute_force"
@@ -599,15 +597,16 @@ public final class LateralMovementDetector: RemoteAccessObserver {
                       details: [("service", .string(service)), ("sessions", .int(Int64(toServer))), ("targets", .array([.ip(server)])),
                                 ("window_seconds", .double(rules.loginWindow))])
             }
-        } else if same.count >= rules.loginSessions && servers.count >= rules.loginDistinctServers {
+        } else if same >= rules.loginSessions && hosts.values[hi].logins.servers(service) >= rules.loginDistinctServers {
             let rule = "lateral_movement.\(service)_password_spray"
             fireHost(source, rule: rule, at: t) {
-                Alert(timestamp: t, category: .lateralMovement, ruleID: rule,
+                let servers = hosts.values[hi].logins.sortedServers(service)
+                return Alert(timestamp: t, category: .lateralMovement, ruleID: rule,
                       ruleName: "\(service.uppercased()) password spraying: short sessions to many servers", ruleDescription: Self.describe(rule),
                       techniques: [.passwordSpraying, technique], severity: .high, riskScore: 70,
-                      message: "\(source) opened \(same.count) short \(service.uppercased()) sessions to \(servers.count) servers within \(Int(rules.loginWindow)) s",
+                      message: "\(source) opened \(same) short \(service.uppercased()) sessions to \(servers.count) servers within \(Int(rules.loginWindow)) s",
                       source: Endpoint(ip: source), relatedIPs: [source] + servers.prefix(32),
-                      details: [("service", .string(service)), ("sessions", .int(Int64(same.count))),
+                      details: [("service", .string(service)), ("sessions", .int(Int64(same))),
                                 ("targets", .array(servers.prefix(64).map { .ip($0) })), ("window_seconds", .double(rules.loginWindow))])
             }
         }
@@ -626,6 +625,9 @@ public final class LateralMovementDetector: RemoteAccessObserver {
     /// most targets of them named (kept for the source's life).
     static let failureCap = 1024
     static let failureTargetCap = 64
+
+    /// Most short login sessions held per source (the earliest to arrive is pushed out).
+    static let loginCap = 1024
 
     /// Per failure: expiry and counts only (`AuthFailureWindow`); the accounts, methods and targets are
     /// listed when an alert is made.

@@ -1,13 +1,17 @@
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 import Analyzers
 @testable import Detectors
 import Events
 import PacketCore
 
-/// The spray and brute-force rules keep counts as failures come and expire (`AuthFailureWindow`). These
-/// tests hold them to the rules' plain definition, recomputed over the whole list per failure, on a long
-/// hostile sequence, and hold a failure's cost flat however many the window holds.
-final class LateralMovementAuthFailureTests: XCTestCase {
+/// The authentication-failure and short-login rules keep counts as failures and sessions come, expire
+/// and are pushed out (`AuthFailureWindow`, `LoginWindow`). These tests hold them to the rules' plain
+/// definition, recomputed over the whole list each time, on long hostile sequences, and hold the cost of
+/// one flat however many the window holds.
+final class LateralMovementFloodTests: XCTestCase {
     let base = Timestamp(seconds: 1_600_000_000)
 
     /// The rules as defined: per failure, drop every held failure older than the window, hold the new
@@ -67,6 +71,18 @@ final class LateralMovementAuthFailureTests: XCTestCase {
 
     static func render(_ a: Alert) -> String {
         render(a.ruleID, a.timestamp, a.message, a.destination, a.relatedIPs, a.relatedUsers, a.details)
+    }
+
+    /// CPU seconds this thread spent in `body` (not wall time: other work on the machine does not count).
+    static func cpuSeconds(_ body: () -> Void) -> Double {
+        func now() -> Double {
+            var ts = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+            return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        }
+        let start = now()
+        body()
+        return now() - start
     }
 
     /// Deterministic pseudo-random numbers (SplitMix64).
@@ -155,13 +171,135 @@ final class LateralMovementAuthFailureTests: XCTestCase {
         let facts = (0..<200_000).map {
             RemoteAccessFact.authentication(AuthenticationAttempt(method: .ntlm, user: "u\($0)", success: false, status: 0xC000_006D))
         }
-        let clock = ContinuousClock()
-        let elapsed = clock.measure {
+        let elapsed = Self.cpuSeconds {
             for (i, f) in facts.enumerated() { d.observe(f, on: ep, at: Timestamp(nanoseconds: base.nanoseconds + Int64(i) * 10_000_000)) }
         }
         // A spray alert on the fifth failure, then one a suppression period (60 s) over the 2,000 s.
         XCTAssertEqual(c.alerts.count, 34)
         XCTAssertEqual(d.hosts[ep.client]?.failures.count, 1024)
-        XCTAssertLessThan(elapsed, .seconds(10), "\(elapsed)")
+        XCTAssertLessThan(elapsed, 10, "CPU seconds")
+    }
+
+    /// The short-login rules as defined: per session, drop every held one that ended before the window,
+    /// push out the earliest to arrive while 1024 are held, then count over all that is held.
+    struct LoginReference {
+        let rules: LateralMovementRules
+        var held: [IPAddress: [(server: IPAddress, service: String, time: Timestamp)]] = [:]
+        var fired: [String: Timestamp] = [:]
+        var pushedOut = 0, expired = 0
+
+        mutating func session(_ flow: FlowRecord, service: String) -> [String] {
+            let source = flow.originator, server = flow.responder, t = flow.lastSeen
+            var list = held[source, default: []]
+            let before = list.count
+            list.removeAll { $0.time < t - .seconds(rules.loginWindow) }
+            expired += before - list.count
+            if list.count >= 1024 { list.removeFirst(); pushedOut += 1 }
+            list.append((server, service, t))
+            held[source] = list
+            let same = list.filter { $0.service == service }
+            let toServer = same.filter { $0.server == server }.count
+            let servers = Set(same.map(\.server)).sorted()
+            let window = Int(rules.loginWindow), name = service.uppercased()
+            if toServer >= rules.loginSessions {
+                guard fire("\(source) \(service) \(server)", t) else { return [] }
+                return [render("lateral_movement.\(service)_brute_force", t,
+                               "\(source) opened \(toServer) short \(name) sessions to \(server) within \(window) s",
+                               Endpoint(ip: server, port: flow.responderPort), [source, server], [],
+                               [("service", .string(service)), ("sessions", .int(Int64(toServer))), ("targets", .array([.ip(server)])),
+                                ("window_seconds", .double(rules.loginWindow))])]
+            }
+            guard same.count >= rules.loginSessions, servers.count >= rules.loginDistinctServers, fire("\(source) \(service)", t) else { return [] }
+            return [render("lateral_movement.\(service)_password_spray", t,
+                           "\(source) opened \(same.count) short \(name) sessions to \(servers.count) servers within \(window) s",
+                           nil, [source] + servers.prefix(32), [],
+                           [("service", .string(service)), ("sessions", .int(Int64(same.count))),
+                            ("targets", .array(servers.prefix(64).map { .ip($0) })), ("window_seconds", .double(rules.loginWindow))])]
+        }
+
+        mutating func fire(_ key: String, _ t: Timestamp) -> Bool {
+            if let last = fired[key], t - last < .seconds(rules.suppression) { return false }
+            fired[key] = t
+            return true
+        }
+    }
+
+    /// Short SSH and RDP sessions from two sources: dense stretches past the 1024 cap (the earliest to
+    /// arrive pushed out), sparse ones that expire, flows ending out of time order, many servers, and a
+    /// checkpoint restored half-way: the detector raises exactly the reference's alerts.
+    func testHostileLoginSequenceRaisesTheReferenceAlerts() {
+        var rules = LateralMovementRules()
+        rules.loginWindow = 120
+        rules.loginSessions = 15
+        rules.loginDistinctServers = 5
+        rules.suppression = 40
+        var (d, c) = collectingLateralDetector(rules)
+        var reference = LoginReference(rules: rules)
+        var expected: [String] = []
+        var random = Random(state: 0x10C1)
+        let factory = FlowFactory()
+        var templates: [String: FlowRecord] = [:]
+        var now = base, late = 0, restoredAt = 0
+        for i in 0..<16_000 {
+            let dense = (i / 2000) % 2 == 0
+            now = now + .seconds(Double(random.next(dense ? 20 : 2000)) / 1000)
+            var t = now
+            if random.next(4) == 0 { t = now - .seconds(Double(random.next(30_000)) / 1000); late += 1 }
+            let source = random.next(10) < 8 ? "10.0.0.5" : "10.0.0.6"
+            let (port, service): (UInt16, String) = random.next(2) == 0 ? (22, "ssh") : (3389, "rdp")
+            let server = random.next(3) == 0 ? "10.1.0.\(1 + random.next(3))" : "10.1.1.\(1 + random.next(60))"
+            let key = "\(source) \(server) \(port)"
+            if templates[key] == nil {
+                templates[key] = factory.session(source, UInt16(40000 + templates.count), server, port, at: 0, request: 1500, response: 2500).0
+            }
+            var flow = templates[key]!
+            flow.firstSeen = t - .seconds(0.5)
+            flow.lastSeen = t
+            expected += reference.session(flow, service: service)
+            d.loginSession(flow, service: service)
+            if i == 9_000 {
+                var w = StateWriter()
+                d.saveState(&w)
+                let alerts = c.alerts
+                (d, c) = collectingLateralDetector(rules)
+                c.alerts = alerts
+                var r = StateReader(w.bytes)
+                XCTAssertNoThrow(try d.restoreState(&r))
+                restoredAt = i
+            }
+        }
+        let actual = c.alerts.map(Self.render)
+        XCTAssertEqual(actual.count, expected.count)
+        if let i = actual.indices.first(where: { $0 < expected.count && actual[$0] != expected[$0] }) {
+            XCTFail("alert \(i) differs:\n  got      \(actual[i])\n  expected \(expected[i])")
+        }
+        XCTAssertGreaterThan(reference.pushedOut, 500)
+        XCTAssertGreaterThan(reference.expired, 5000)
+        XCTAssertGreaterThan(late, 1000)
+        XCTAssertGreaterThan(restoredAt, 0)
+        XCTAssertGreaterThan(expected.filter { $0.contains("_password_spray ") }.count, 20)
+        XCTAssertGreaterThan(expected.filter { $0.contains("_brute_force ") }.count, 20)
+        XCTAssertLessThan(reference.fired.count, 200)
+    }
+
+    /// 200,000 short sessions from one source to 200 servers with the window full (1024): the cost of
+    /// one does not grow with the sessions held.
+    func testASessionCostsTheSameWithAFullWindow() {
+        var rules = LateralMovementRules()
+        rules.loginWindow = 60
+        let (d, _) = collectingLateralDetector(rules)
+        let factory = FlowFactory()
+        let flows = (0..<200).map { factory.session("10.0.0.5", UInt16(40000 + $0), "10.1.\($0 / 100).\(1 + $0 % 100)", 22, at: 0,
+                                                    request: 1500, response: 2500).0 }
+        let elapsed = Self.cpuSeconds {
+            for i in 0..<200_000 {
+                var flow = flows[i % flows.count]
+                flow.lastSeen = Timestamp(nanoseconds: base.nanoseconds + Int64(i) * 10_000_000)
+                flow.firstSeen = flow.lastSeen
+                d.loginSession(flow, service: "ssh")
+            }
+        }
+        XCTAssertEqual(d.hosts[IPAddress("10.0.0.5")!]?.logins.count, 1024)
+        XCTAssertLessThan(elapsed, 10, "CPU seconds")
     }
 }
