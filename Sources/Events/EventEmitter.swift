@@ -63,13 +63,7 @@ public final class EventEmitter {
 
     /// ECS `network.direction` from the home networks.
     public func direction(from source: IPAddress, to destination: IPAddress) -> StaticString {
-        let s = homeNetworks.contains(source), d = homeNetworks.contains(destination)
-        switch (s, d) {
-        case (true, true): return "internal"
-        case (true, false): return "outbound"
-        case (false, true): return "inbound"
-        case (false, false): return "external"
-        }
+        NetworkDirection(homeNetworks, from: source, to: destination).name
     }
 
     /// Writes one event: the common ECS header, `event.*` from the descriptor plus `eventFields`, then `body`.

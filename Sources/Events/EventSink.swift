@@ -138,27 +138,19 @@ extension JSONWriter {
     public mutating func field(dynamicKey key: String, _ v: JSONValue) { self.key(key); value(v) }
 }
 
-/// The sinks' `write`, made without reference counting, as `PacketAnalyzerCalls` calls the analysers:
-/// a sink loaded from `[any EventSink]` is retained and released around each call, and a sink referenced
-/// weakly anywhere (a file sink's SIGHUP handler) takes the runtime's slow side-table path for both.
-/// Non-copyable: the owner reads it in place, and the buffer is freed exactly once.
+/// The sinks' `write`, made without reference counting (`UnretainedCalls`): a sink loaded from
+/// `[any EventSink]` is retained and released around each call, and a sink referenced weakly anywhere
+/// (a file sink's SIGHUP handler) takes the runtime's slow side-table path for both.
 struct SinkWriteCalls: ~Copyable {
-    let boxes: [SinkWriteBox]
-    let calls: UnsafeMutableBufferPointer<Unmanaged<SinkWriteBox>>
+    let calls: UnretainedCalls<SinkWriteBox>
 
-    init(_ sinks: [any EventSink]) {
-        boxes = sinks.map { Self.box($0) }
-        calls = .allocate(capacity: boxes.count)
-        for (i, b) in boxes.enumerated() { calls[i] = .passUnretained(b) }
-    }
-
-    deinit { calls.deallocate() }
+    init(_ sinks: [any EventSink]) { calls = UnretainedCalls(sinks.map { Self.box($0) }) }
 
     /// Opens the existential once, at set-up, so the box calls the concrete sink.
     private static func box<S: EventSink>(_ s: S) -> SinkWriteBox { TypedSinkWriteBox(s) }
 
     func write(_ json: UnsafeRawBufferPointer, metadata: EventMetadata) {
-        for c in calls { c._withUnsafeGuaranteedRef { $0.write(json, metadata: metadata) } }
+        calls.forEach { $0.write(json, metadata: metadata) }
     }
 }
 

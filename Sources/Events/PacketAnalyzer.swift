@@ -96,35 +96,23 @@ extension PacketAnalyzer {
     public var packetTransports: PacketTransports { .all }
 }
 
-/// The per-packet and per-flow-event calls into a pipeline's analysers, made without reference counting.
-///
-/// Why this exists: calling `packet` through an `any PacketAnalyzer` loaded from an array makes Swift
-/// retain and release the analyser around every call (the array could change during the call), one atomic
-/// pair per analyser per packet — about a tenth of the whole pipeline's CPU with the default analysers on
-/// (and two pairs per analyser for each flow event, whose fields every analyser is asked for).
-/// Here each analyser sits in a small typed box whose `packet` calls the concrete analyser directly, and the
-/// boxes are kept as `Unmanaged` references in a plain buffer, so the loop loads a pointer and makes one
-/// virtual call (the technique `PacketConsumer` uses for libpcap's callback). Non-copyable, so the owner
-/// reads it in place (no reference count either) and the buffer is freed exactly once; it owns the boxes,
-/// and the boxes own their analysers, so nothing is freed while it lives.
+/// The per-packet and per-flow-event calls into a pipeline's analysers, made without reference counting
+/// (`UnretainedCalls`): calling `packet` through an `any PacketAnalyzer` loaded from an array retains and
+/// releases the analyser around every call, about a tenth of the whole pipeline's CPU with the default
+/// analysers on (and two pairs per analyser for each flow event, whose fields every analyser is asked
+/// for). Each analyser sits in a small typed box whose `packet` calls the concrete analyser directly.
 public struct PacketAnalyzerCalls: ~Copyable {
-    @usableFromInline let boxes: [PacketCallBox]
-    @usableFromInline let calls: UnsafeMutableBufferPointer<Unmanaged<PacketCallBox>>
+    @usableFromInline let calls: UnretainedCalls<PacketCallBox>
     /// Each analyser's `packetTransports`, beside its call.
     @usableFromInline let transports: UnsafeMutableBufferPointer<UInt8>
 
     public init(_ analyzers: [any PacketAnalyzer]) {
-        boxes = analyzers.map { Self.box($0) }
-        calls = .allocate(capacity: boxes.count)
-        transports = .allocate(capacity: boxes.count)
-        for (i, b) in boxes.enumerated() { calls[i] = .passUnretained(b) }
+        calls = UnretainedCalls(analyzers.map { Self.box($0) })
+        transports = .allocate(capacity: analyzers.count)
         for (i, a) in analyzers.enumerated() { transports[i] = a.packetTransports.rawValue }
     }
 
-    deinit {
-        calls.deallocate()
-        transports.deallocate()
-    }
+    deinit { transports.deallocate() }
 
     /// Opens the existential once, at set-up, so the box calls the concrete type.
     private static func box<A: PacketAnalyzer>(_ a: A) -> PacketCallBox { TypedPacketCallBox(a) }
@@ -136,18 +124,18 @@ public struct PacketAnalyzerCalls: ~Copyable {
     public func packet(_ context: PacketContext, flows: FlowTable) {
         let transport = PacketTransports.of(context.packet.ipProtocol).rawValue
         for i in 0..<calls.count where transports[i] & transport != 0 {
-            calls[i]._withUnsafeGuaranteedRef { $0.packet(context, flows: flows) }
+            calls.with(i) { $0.packet(context, flows: flows) }
         }
     }
 
     /// Every analyser's `contributeFlowFields`, in order.
     public func contributeFlowFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {
-        for c in calls { c._withUnsafeGuaranteedRef { $0.contributeFlowFields(flow, slot: slot, into: &writer) } }
+        calls.forEach { $0.contributeFlowFields(flow, slot: slot, into: &writer) }
     }
 
     /// Every analyser's `contributeVendorFields`, in order.
     public func contributeVendorFields(_ flow: FlowRecord, slot: Int32, into writer: inout JSONWriter) {
-        for c in calls { c._withUnsafeGuaranteedRef { $0.contributeVendorFields(flow, slot: slot, into: &writer) } }
+        calls.forEach { $0.contributeVendorFields(flow, slot: slot, into: &writer) }
     }
 }
 

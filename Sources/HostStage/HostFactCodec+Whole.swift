@@ -18,9 +18,9 @@ extension HostFactCodec {
         case .dnsMessage(let f):
             return carriesWhole(f)
         case .httpRequest(let q):
-            return q.bytes >= 0 && fits(q.host)
+            return figure64.contains(q.bytes) && fits(q.host)
         case .udpRequest(let q):
-            return q.bytes >= 0 && q.bytes <= Int(UInt32.max) && fits(q.serverName)
+            return figure32.contains(q.bytes) && fits(q.serverName)
         }
     }
 
@@ -55,12 +55,10 @@ extension HostFactCodec {
     static func carriesWhole(_ f: DNSMessageFacts) -> Bool {
         let n = f.name.count
         guard n <= maxDNSName, f.lowercaseName.count == n,
-              f.registeredDomainStart >= Int(Int32.min), f.registeredDomainStart <= n,
-              f.publicSuffixStart >= Int(Int32.min), f.publicSuffixStart <= n,
-              f.messageLength >= 0, f.messageLength <= Int(UInt32.max), f.answerCount >= 0, f.answerCount <= Int(UInt32.max),
-              f.answerDataBytes >= 0, f.answerDataBytes <= Int(UInt32.max),
-              f.answerPayload.bytes >= 0, f.answerPayload.bytes <= Int(Int32.max),
-              f.answerPayload.entropy >= 0, f.answerPayload.entropy <= 8 else { return false }
+              offset32.contains(f.registeredDomainStart), f.registeredDomainStart <= n,
+              offset32.contains(f.publicSuffixStart), f.publicSuffixStart <= n,
+              figure32.contains(f.messageLength), figure32.contains(f.answerCount), figure32.contains(f.answerDataBytes),
+              payloadBytes.contains(f.answerPayload.bytes), entropyBits.contains(f.answerPayload.entropy) else { return false }
         for i in 0..<n {
             let b = f.name[i]
             guard f.lowercaseName[i] == (b >= 0x41 && b <= 0x5A ? b | 0x20 : b) else { return false }

@@ -52,6 +52,12 @@ public struct HostFactWriter {
     }
     @inline(__always) mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
     @inline(__always) mutating func time(_ t: Timestamp) { i64(t.nanoseconds) }
+    /// A count or length as `UInt32`, clamped to `HostFactCodec.figure32`.
+    @inline(__always) mutating func figure32(_ v: Int) { u32(UInt32(HostFactCodec.clamp(v, HostFactCodec.figure32))) }
+    /// An offset as `Int32`, clamped to `HostFactCodec.offset32`.
+    @inline(__always) mutating func offset32(_ v: Int) { u32(UInt32(bitPattern: Int32(HostFactCodec.clamp(v, HostFactCodec.offset32)))) }
+    /// A count or length as `UInt64`, clamped to `HostFactCodec.figure64`.
+    @inline(__always) mutating func figure64(_ v: Int) { u64(UInt64(HostFactCodec.clamp(v, HostFactCodec.figure64))) }
     mutating func ip(_ a: IPAddress) {
         u64(a.high)
         u64(a.low)
@@ -280,9 +286,9 @@ public enum HostFactCodec {
             w.time(f.timestamp); w.ip(f.client); w.ip(f.server); w.u16(f.clientPort); w.u16(f.serverPort)
             w.u8(f.ipProtocol); w.u8(f.appProtocol.rawValue); w.bool(f.isResponse); w.u16(f.id); w.u16(f.queryType)
             w.u16(f.responseCode)
-            w.u32(UInt32(bitPattern: Int32(clamping: f.registeredDomainStart))); w.u32(UInt32(bitPattern: Int32(clamping: f.publicSuffixStart)))
-            w.u32(UInt32(clamping: f.messageLength)); w.u32(UInt32(clamping: f.answerCount)); w.u32(UInt32(clamping: f.answerDataBytes))
-            w.u32(UInt32(clamping: f.answerPayload.bytes)); w.u32(f.answerPayload.entropy.bitPattern); w.u64(f.answerPayload.hash)
+            w.offset32(f.registeredDomainStart); w.offset32(f.publicSuffixStart)
+            w.figure32(f.messageLength); w.figure32(f.answerCount); w.figure32(f.answerDataBytes)
+            w.figure32(f.answerPayload.bytes); w.u32(f.answerPayload.entropy.bitPattern); w.u64(f.answerPayload.hash)
             // DNS names are at most 255 bytes: never cut (the offsets above point into them).
             w.bytes(f.name, limit: maxDNSName)
         case .flowElsewhere(let flow):
@@ -291,15 +297,28 @@ public enum HostFactCodec {
             w.ip(channel.host); w.u16(channel.port); w.time(channel.until); w.time(t)
         case .httpRequest(let q):
             w.ip(q.client); w.ip(q.server); w.u16(q.serverPort); w.time(q.time); w.optionalString(q.host)
-            w.u64(UInt64(clamping: q.bytes))
+            w.figure64(q.bytes)
         case .udpRequest(let q):
             w.ip(q.client); w.u16(q.clientPort); w.ip(q.server); w.u16(q.serverPort); w.time(q.flowStart); w.time(q.time)
-            w.u32(UInt32(clamping: q.bytes)); w.optionalString(q.serverName)
+            w.figure32(q.bytes); w.optionalString(q.serverName)
         }
     }
 
     /// The longest DNS name carried (the parser's names are at most 255 bytes).
     public static let maxDNSName = 1024
+
+    // What the numeric fields carry, one definition each: the writer clamps to them, the reader refuses
+    // what is outside the last two, and `carriesWhole` tests them all.
+    /// Counts and lengths written in 32 and in 64 bits.
+    static let figure32 = 0...Int(UInt32.max)
+    static let figure64 = 0...Int.max
+    /// Offsets into a DNS name, written in 32 bits (negative: absent).
+    static let offset32 = Int(Int32.min)...Int(Int32.max)
+    /// A DNS answer payload's byte count and entropy (bits per byte).
+    static let payloadBytes = 0...Int(Int32.max)
+    static let entropyBits: ClosedRange<Float> = 0...8
+
+    @inline(__always) static func clamp(_ v: Int, _ r: ClosedRange<Int>) -> Int { min(max(v, r.lowerBound), r.upperBound) }
 
     /// Reads a record (stamp, kind, fields); nil when it is truncated or foreign. A DNS message's
     /// lower-cased name is written into `scratch` (at least `maxDNSName` bytes), which the fact points into.
@@ -358,8 +377,8 @@ extension HostFactReader {
         // hostile, so each is absent (negative) or within the name; the payload's entropy is a figure in bits per byte.
         let registeredStart = Int(Int32(bitPattern: registered)), suffixStart = Int(Int32(bitPattern: suffix))
         let entropy = Float(bitPattern: payloadEntropy)
-        guard registeredStart <= name.count, suffixStart <= name.count, entropy >= 0, entropy <= 8,
-              payloadBytes <= UInt32(Int32.max) else { return nil }
+        guard registeredStart <= name.count, suffixStart <= name.count, HostFactCodec.entropyBits.contains(entropy),
+              HostFactCodec.payloadBytes.contains(Int(payloadBytes)) else { return nil }
         for i in 0..<name.count {
             let b = name[i]
             scratch[i] = b >= 0x41 && b <= 0x5A ? b | 0x20 : b

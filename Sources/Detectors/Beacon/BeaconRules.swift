@@ -20,7 +20,7 @@ public struct BeaconRules: RulesDocument {
     /// Connection samples kept per pair (the oldest dropped first).
     public var maxSamples = 256
     /// `network.direction` values considered (the originator is the suspected implant).
-    public var directions: Set<String> = ["outbound", "internal", "external"]
+    public var directions: Set<NetworkDirection> = [.outbound, .internal, .external]
     /// Infrastructure chatter that is periodic by design (DNS, NTP, NetBIOS, mDNS, LLMNR, SSDP, DHCP).
     public var ignoreUDPPorts = PortSet([53...53, 67...68, 123...123, 137...138, 514...514, 1900...1900, 5353...5353, 5355...5355])
     public var ignoreTCPPorts = PortSet()

@@ -15,7 +15,7 @@ import PacketCore
 public struct BareIPSessionRules: Sendable, Equatable {
     public var enabled = true
     /// `network.direction` values judged: a home host talking to the outside.
-    public var directions: Set<String> = ["outbound"]
+    public var directions: Set<NetworkDirection> = [.outbound]
     /// Base score; the non-standard-port weights for duration, bytes, repetition and suspicious ports
     /// are added (not the rare-port weight: the port is not what is odd here), alert at `threshold`.
     public var base = 35.0

@@ -7,7 +7,7 @@ public struct C2PortRules: RulesDocument {
     public static let fileName = "c2.yaml"
     public var enabled = true
     /// `network.direction` values judged (originator → responder). Inbound is a server's business, not C2.
-    public var directions: Set<String> = ["outbound", "internal", "external"]
+    public var directions: Set<NetworkDirection> = [.outbound, .internal, .external]
     /// Score (0–100) at which an alert is raised.
     public var threshold = 40.0
     /// Base score per finding.

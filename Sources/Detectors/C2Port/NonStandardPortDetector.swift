@@ -172,7 +172,7 @@ public final class NonStandardPortDetector {
         // over UDP one-way streams are ordinary: printing, backups, media, syslog, flow export).
         if flow.responderPayloadBytes < rules.minPayloadBytes {
             guard transport == IPProtocol.tcp, flow.responderPayloadBytes == 0, flow.originatorPayloadBytes >= rules.asymmetryMinBytes,
-                  directionName(emitter.homeNetworks, from: flow.originator, to: flow.responder) == "outbound" else { return false }
+                  NetworkDirection(emitter.homeNetworks, from: flow.originator, to: flow.responder) == .outbound else { return false }
         }
         // A TCP connection joined mid-way has no known originator or start: not judged.
         if transport == IPProtocol.tcp && !flow.originatorFlags.contains(.syn) { return false }
@@ -295,7 +295,7 @@ public final class NonStandardPortDetector {
 
     func evidence(_ flow: FlowRecord, proto: AppProtocol, labels: FlowLabels, pair: Pair) -> Evidence {
         var e = Evidence()
-        if directionName(emitter.homeNetworks, from: flow.originator, to: flow.responder) == "outbound" { e.outbound = rules.weightOutbound }
+        if NetworkDirection(emitter.homeNetworks, from: flow.originator, to: flow.responder) == .outbound { e.outbound = rules.weightOutbound }
         // The client dialled an address, not a name: HTTP without a Host name, TLS without SNI.
         let unnamedHTTP = proto == .http && labels.hasHTTP && (labels.httpHost.map(Self.isAddressLiteral) ?? true)
         let unnamedTLS = proto == .tls && labels.hasClientHello && labels.serverName == nil

@@ -33,14 +33,13 @@ enum RuleReading {
         return out
     }
 
-    static let directionNames = ["outbound", "internal", "external", "inbound"]
-
-    static func directions(_ v: ConfigValue?, _ r: inout ConfigReader) -> Set<String>? {
+    static func directions(_ v: ConfigValue?, _ r: inout ConfigReader) -> Set<NetworkDirection>? {
         guard let list = r.stringList(v) else { return nil }
-        var out = Set<String>()
-        for (i, d) in list.enumerated() {
-            if directionNames.contains(d) { out.insert(d) } else {
-                r.report(v!.items?[i] ?? v!, "'\(d)' is not a direction (one of \(directionNames.joined(separator: ", ")))")
+        var out = Set<NetworkDirection>()
+        for (i, name) in list.enumerated() {
+            if let d = NetworkDirection(name: name) { out.insert(d) } else {
+                let names = NetworkDirection.allCases.map { "\($0.name)" }.joined(separator: ", ")
+                r.report(v!.items?[i] ?? v!, "'\(name)' is not a direction (one of \(names))")
             }
         }
         return out
@@ -68,30 +67,19 @@ public struct PortSet: Sendable, Equatable {
     public var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
 }
 
-/// Direction of a connection relative to the home networks (ECS `network.direction` values).
-func directionName(_ homes: NetworkSet, from s: IPAddress, to d: IPAddress) -> String {
-    DirectionMask.names[DirectionMask.index(homes, from: s, to: d)]
-}
-
-/// A rule's `directions` as four bits, so a session's direction is tested without naming it and
-/// hashing the name.
+/// A rule's `directions` as four bits (one per `NetworkDirection` raw value), so a session's direction
+/// is tested with a shift and a mask.
 struct DirectionMask {
-    /// By index: bit 1 set when the source is a home address, bit 0 when the destination is.
-    static let names = ["external", "inbound", "outbound", "internal"]
     let bits: UInt8
 
-    init(_ directions: Set<String>) {
+    init(_ directions: Set<NetworkDirection>) {
         var b: UInt8 = 0
-        for (i, name) in Self.names.enumerated() where directions.contains(name) { b |= 1 << UInt8(i) }
+        for d in directions { b |= 1 << d.rawValue }
         bits = b
     }
 
-    static func index(_ homes: NetworkSet, from s: IPAddress, to d: IPAddress) -> Int {
-        (homes.contains(s) ? 2 : 0) | (homes.contains(d) ? 1 : 0)
-    }
-
-    /// Whether the direction from `s` to `d` (`directionName`) is one of them.
+    /// Whether the direction from `s` to `d` is one of them.
     func contains(_ homes: NetworkSet, from s: IPAddress, to d: IPAddress) -> Bool {
-        bits & 1 << UInt8(Self.index(homes, from: s, to: d)) != 0
+        bits & 1 << NetworkDirection(homes, from: s, to: d).rawValue != 0
     }
 }

@@ -123,12 +123,12 @@ extension LateralMovementDetector {
             w.ip(x.target)
             w.time(x.time)
         }
-        w.array(h.logins) { w, x in
+        w.array(h.logins.inArrivalOrder) { w, x in
             w.ip(x.server)
             w.string(x.service)
             w.time(x.time)
         }
-        w.array(h.failures) { w, x in
+        w.array(h.failures.live) { w, x in
             w.string(x.user)
             w.time(x.time)
             w.string(x.method.rawValue)
@@ -146,13 +146,17 @@ extension LateralMovementDetector {
         h.edges = try r.array(max: cap, minBytes: 29) { r throws(StateDecodeError) in
             (service: try r.string(), target: try r.ip(), time: try r.time())
         }
-        h.logins = try r.array(max: cap, minBytes: 29) { r throws(StateDecodeError) in
-            (server: try r.ip(), service: try r.string(), time: try r.time())
-        }
-        h.failures = try r.array(max: cap, minBytes: 16) { r throws(StateDecodeError) in
+        h.logins = LoginWindow(arrivalOrder: try r.array(max: cap, minBytes: 29) { r throws(StateDecodeError) in
+            LoginWindow.Login(server: try r.ip(), service: try r.string(), time: try r.time())
+        })
+        let failures = try r.array(max: cap, minBytes: 16) { r throws(StateDecodeError) in
             let user = try r.string(), time = try r.time()
             guard let method = AuthenticationAttempt.Method(rawValue: try r.string()) else { throw .invalid("authentication method") }
-            return (user: user, time: time, method: method)
+            return AuthFailureWindow.Failure(user: user, time: time, method: method)
+        }
+        // In time order, same times in the saved order, so each goes on at the end.
+        for (_, f) in failures.enumerated().sorted(by: { ($0.element.time, $0.offset) < ($1.element.time, $1.offset) }) {
+            h.failures.append(f)
         }
         h.targetsOfFailures = try r.set(max: cap, minBytes: 17) { r throws(StateDecodeError) in try r.ip() }
         h.fired = try readFired(&r)

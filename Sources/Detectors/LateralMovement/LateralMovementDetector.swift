@@ -73,9 +73,11 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         var reached: [Reach] = []
         /// New remote-access edges per service within the fan-out window (no-baseline pivots).
         var edges: [(service: String, target: IPAddress, time: Timestamp)] = []
-        /// Short interactive-login sessions (SSH, RDP) within the login window.
-        var logins: [(server: IPAddress, service: String, time: Timestamp)] = []
-        var failures: [(user: String, time: Timestamp, method: AuthenticationAttempt.Method)] = []
+        /// Short interactive-login sessions (SSH, RDP) within the login window (at most `loginCap`).
+        var logins = LoginWindow()
+        /// Authentication failures within the auth window (at most `failureCap`).
+        var failures = AuthFailureWindow()
+        /// Hosts the failures went to (at most `failureTargetCap`, never expired).
         var targetsOfFailures = Set<IPAddress>()
         var fired: [String: Timestamp] = [:]
     }
@@ -575,15 +577,13 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         guard !isAdminHost(source), flow.originatorPayloadBytes > 0, flow.responderPayloadBytes > 0,
               flow.lastSeen - flow.firstSeen <= .seconds(rules.loginMaxSessionSeconds),
               payload <= UInt64(rules.loginMaxSessionBytes) else { return }
-        var h = host(source, t)
-        let horizon = t - .seconds(rules.loginWindow)
-        h.logins.removeAll { $0.time < horizon }
-        if h.logins.count >= 1024 { h.logins.removeFirst() }
-        h.logins.append((server, service, t))
-        hosts[source] = h
-        let same = h.logins.filter { $0.service == service }
-        let toServer = same.filter { $0.server == server }.count
-        let servers = Set(same.map(\.server)).sorted()
+        // Changed in place in the table; per session only counts change (`LoginWindow`).
+        let hi = touchHost(source, t)
+        hosts.values[hi].logins.expire(before: t - .seconds(rules.loginWindow))
+        if hosts.values[hi].logins.count >= Self.loginCap { hosts.values[hi].logins.removeOldestArrival() }
+        hosts.values[hi].logins.append(.init(server: server, service: service, time: t))
+        let same = hosts.values[hi].logins.sessions(service)
+        let toServer = hosts.values[hi].logins.sessions(service, to: server)
         let technique: Technique = service == "rdp" ? .remoteDesktopProtocol : .ssh
         if toServer >= rules.loginSessions {
             let rule = "lateral_movement.\(service)_brute_force"
@@ -597,15 +597,16 @@ public final class LateralMovementDetector: RemoteAccessObserver {
                       details: [("service", .string(service)), ("sessions", .int(Int64(toServer))), ("targets", .array([.ip(server)])),
                                 ("window_seconds", .double(rules.loginWindow))])
             }
-        } else if same.count >= rules.loginSessions && servers.count >= rules.loginDistinctServers {
+        } else if same >= rules.loginSessions && hosts.values[hi].logins.servers(service) >= rules.loginDistinctServers {
             let rule = "lateral_movement.\(service)_password_spray"
             fireHost(source, rule: rule, at: t) {
-                Alert(timestamp: t, category: .lateralMovement, ruleID: rule,
+                let servers = hosts.values[hi].logins.sortedServers(service)
+                return Alert(timestamp: t, category: .lateralMovement, ruleID: rule,
                       ruleName: "\(service.uppercased()) password spraying: short sessions to many servers", ruleDescription: Self.describe(rule),
                       techniques: [.passwordSpraying, technique], severity: .high, riskScore: 70,
-                      message: "\(source) opened \(same.count) short \(service.uppercased()) sessions to \(servers.count) servers within \(Int(rules.loginWindow)) s",
+                      message: "\(source) opened \(same) short \(service.uppercased()) sessions to \(servers.count) servers within \(Int(rules.loginWindow)) s",
                       source: Endpoint(ip: source), relatedIPs: [source] + servers.prefix(32),
-                      details: [("service", .string(service)), ("sessions", .int(Int64(same.count))),
+                      details: [("service", .string(service)), ("sessions", .int(Int64(same))),
                                 ("targets", .array(servers.prefix(64).map { .ip($0) })), ("window_seconds", .double(rules.loginWindow))])
             }
         }
@@ -620,36 +621,49 @@ public final class LateralMovementDetector: RemoteAccessObserver {
         }
     }
 
+    /// Most authentication failures held per source (later ones are not counted until some expire), and
+    /// most targets of them named (kept for the source's life).
+    static let failureCap = 1024
+    static let failureTargetCap = 64
+
+    /// Most short login sessions held per source (the earliest to arrive is pushed out).
+    static let loginCap = 1024
+
+    /// Per failure: expiry and counts only (`AuthFailureWindow`); the accounts, methods and targets are
+    /// listed when an alert is made.
     func authFailure(_ a: AuthenticationAttempt, _ ep: SessionEndpoints, at t: Timestamp) {
         let source = ep.client
-        var h = host(source, t)
-        let horizon = t - .seconds(rules.authWindow)
-        h.failures.removeAll { $0.time < horizon }
-        if h.failures.count < 1024 { h.failures.append((a.user.lowercased(), t, a.method)) }
-        if h.targetsOfFailures.count < 64 { h.targetsOfFailures.insert(ep.server) }
-        hosts[source] = h
-        var perUser: [String: Int] = [:]
-        for f in h.failures { perUser[f.user, default: 0] += 1 }
-        let methods = Set(h.failures.map(\.method.rawValue)).sorted()
-        let targets = h.targetsOfFailures.sorted()  // sorted: replays must give identical events
-        if perUser.count >= rules.sprayDistinctUsers {
-            let users = perUser.keys.sorted()
+        let user = a.user.lowercased()
+        // Changed in place in the table: a copy out and back would copy the whole window per failure.
+        let hi = touchHost(source, t)
+        hosts.values[hi].failures.expire(before: t - .seconds(rules.authWindow))
+        if hosts.values[hi].failures.count < Self.failureCap {
+            hosts.values[hi].failures.append(.init(user: user, time: t, method: a.method))
+        }
+        if hosts.values[hi].targetsOfFailures.count < Self.failureTargetCap { hosts.values[hi].targetsOfFailures.insert(ep.server) }
+        let distinctUsers = hosts.values[hi].failures.distinctUsers
+        let failuresOfUser = hosts.values[hi].failures.failures(of: user)
+        // Sorted: replays must give identical events.
+        func targets() -> [IPAddress] { hosts.values[hi].targetsOfFailures.sorted() }
+        if distinctUsers >= rules.sprayDistinctUsers {
             fireHost(source, rule: "lateral_movement.password_spray", at: t) {
-                Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.password_spray",
+                let window = hosts.values[hi].failures
+                let users = window.sortedUsers, methods = window.sortedMethods, targets = targets()
+                return Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.password_spray",
                       ruleName: "Password spraying: many accounts failing from one source", ruleDescription: Self.describe("lateral_movement.password_spray"),
                       techniques: [.passwordSpraying],
                       severity: .high, riskScore: 75,
                       message: "\(users.count) accounts failed to authenticate (\(methods.joined(separator: ", "))) from \(source) within \(Int(rules.authWindow)) s",
                       source: Endpoint(ip: source), destination: targets.count == 1 ? Endpoint(ip: targets[0], port: ep.serverPort) : nil,
                       relatedIPs: [source] + targets, relatedUsers: Array(users.prefix(64)),
-                      details: [("users", .array(users.prefix(64).map { .string($0) })), ("failures", .int(Int64(h.failures.count))),
+                      details: [("users", .array(users.prefix(64).map { .string($0) })), ("failures", .int(Int64(window.count))),
                                 ("methods", .array(methods.map { .string($0) })), ("targets", .array(targets.map { .ip($0) }))])
             }
         }
-        let user = a.user.lowercased()
-        if let n = perUser[user], n >= rules.bruteForceFailures {
+        if let n = failuresOfUser, n >= rules.bruteForceFailures {
             fireHost(source, rule: "lateral_movement.brute_force:\(user)", at: t) {
-                Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.brute_force",
+                let targets = targets()
+                return Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.brute_force",
                       ruleName: "Brute force: repeated failures for one account", ruleDescription: Self.describe("lateral_movement.brute_force"),
                       techniques: [.passwordGuessing],
                       severity: .medium, riskScore: 65,
