@@ -179,4 +179,49 @@ final class MultiWorkerReplayTests: XCTestCase {
         }
         XCTAssertEqual(flows.sorted(), one.events.filter { $0.contains("\"dataset\":\"spanwatch.flow\"") })
     }
+
+    /// One packet dated 2109, then DNS queries in long runs per client: every later host
+    /// fact carries that far time. While one client's run goes to worker 1, worker 0 gets nothing (the
+    /// clock stands still, so not even clock records), and a merge ordering facts by packet time (equal
+    /// times by worker) waited for worker 0's watermark to pass the far time: worker 1's fact ring filled,
+    /// the reader stopped on worker 1's packet ring, and the replay hung. Offline the merge follows the
+    /// input order, so this finishes with one worker's events (a kill after 120 s turns a hang into a failure).
+    func testAPacketDatedFarAheadDoesNotStopSeveralWorkers() throws {
+        let dir = try TestSupport.temporaryDirectory("multiworker-far-ahead")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var w = PcapngFileWriter()
+        w.interface()
+        func query(client: UInt8, id: UInt16, _ name: String) -> [UInt8] {
+            var dns: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
+            for l in name.split(separator: ".") { let b = Array(l.utf8); dns.append(UInt8(b.count)); dns += b }
+            dns += [0, 0, 1, 0, 1]
+            let udpLength = 8 + dns.count, ipLength = 20 + udpLength
+            var f: [UInt8] = [0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00]
+            f += [0x45, 0, UInt8(ipLength >> 8), UInt8(ipLength & 0xFF), 0, 1, 0, 0, 64, 17, 0, 0, 10, 1, 0, client, 10, 1, 1, 53]
+            f += [UInt8(40000 >> 8), UInt8(40000 & 0xFF), 0, 53, UInt8(udpLength >> 8), UInt8(udpLength & 0xFF), 0, 0]
+            return f + dns
+        }
+        var t: UInt64 = 1_700_000_000_000_000
+        w.packet(interface: 0, timestamp: 4_400_000_000_000_000, query(client: 200, id: 0, "far.example.com"))
+        // Eight clients one after the other: with two workers some run lands on worker 1 (by address pair).
+        for client in UInt8(1)...8 {
+            for i in 0..<6000 {
+                t += 1_000
+                w.packet(interface: 0, timestamp: t, query(client: client, id: UInt16(i), "h\(i)x\(client).tunnel-test.example.com"))
+            }
+        }
+        let path = dir.appendingPathComponent("far-ahead.pcapng").path
+        try w.write(to: path)
+        let config = dir.appendingPathComponent("ring.yaml")
+        try "capture:\n  host_ring_kb: 64\n".write(to: config, atomically: true, encoding: .utf8)
+        func run(_ workers: Int) throws -> [String] {
+            let r = try TestSupport.run("timeout", ["-s", "KILL", "120", TestSupport.sensorBinary, "replay", path, "--config", config.path,
+                                                    "--workers", "\(workers)", "--log-level", "error"])
+            XCTAssertEqual(r.status, 0, "\(workers) workers: \(r.stderr)")
+            return r.lines.filter { !$0.contains("\"dataset\":\"spanwatch.stats\"") }.sorted()
+        }
+        let one = try run(1)
+        XCTAssertGreaterThan(one.count, 8, "flow events of the eight clients")
+        XCTAssertEqual(try run(2), one)
+    }
 }
