@@ -167,14 +167,15 @@ public final class LateralMovementDetector: RemoteAccessObserver {
             }
             hosts.values[hi].reached.append(Reach(target: target, port: port, first: t, last: t))
         }
-        let h = hosts.values[hi]
+        // Counted in place; the targets are listed only for an alert (this runs per admin-port connection,
+        // whose rate a host on the monitored network chooses).
         let horizon = t - .seconds(rules.fanOutWindow)
-        let recent = h.reached.filter { $0.last >= horizon }
-        let distinct = recent.count
+        var distinct = 0
+        for r in hosts.values[hi].reached where r.last >= horizon { distinct &+= 1 }
         if distinct >= rules.fanOutDistinctHosts {
-            let targets = recent.map(\.target)
             fireHost(source, rule: "lateral_movement.fan_out", at: t) {
-                Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.fan_out",
+                let targets = hosts.values[hi].reached.filter { $0.last >= horizon }.map(\.target)
+                return Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.fan_out",
                       ruleName: "Fan-out to many internal hosts on administrative ports", ruleDescription: Self.describe("lateral_movement.fan_out"),
                       techniques: [.remoteServices], tactics: [.discovery],
                       severity: .medium, riskScore: 60,
@@ -184,7 +185,7 @@ public final class LateralMovementDetector: RemoteAccessObserver {
                                 ("window_seconds", .double(rules.fanOutWindow))])
             }
         }
-        spreadRate(source, h, at: t)
+        spreadRate(source, hosts.values[hi].reached, at: t)
     }
 
     /// Worm-like spread as a rate: destinations first reached within the last minute, or on average over
@@ -192,23 +193,28 @@ public final class LateralMovementDetector: RemoteAccessObserver {
     /// destinations first reached in the minute after the packet clock started (sessions in progress when
     /// the capture began look new but are not).
     /// The count rule (`fan_out`) having fired for the source covers the same spread: not reported twice.
-    func spreadRate(_ source: IPAddress, _ h: HostState, at t: Timestamp) {
+    /// Counted in one pass without building lists; the destinations are listed only for an alert.
+    func spreadRate(_ source: IPAddress, _ reached: [Reach], at t: Timestamp) {
         guard !suppressed(hosts.index(forKey: source).flatMap { hosts.values[$0].fired["lateral_movement.fan_out"] }, t) else { return }
         let settled = (firstPacket ?? t) + .seconds(60)
-        let fresh = h.reached.filter { $0.first >= settled && !isDomainController($0.target) }
-        guard fresh.count >= rules.fanOutNewPerMinute else { return }
         let minute = t - .seconds(60)
-        let lastMinute = fresh.filter { $0.first >= minute }
         let sustainedHorizon = t - .seconds(rules.fanOutSustainedWindow)
-        let sustained = fresh.filter { $0.first >= sustainedHorizon }
-        let burst = lastMinute.count >= rules.fanOutNewPerMinute
-        guard burst || sustained.count >= sustainedNeed else { return }
-        let hits = burst ? lastMinute : sustained
+        var fresh = 0, lastMinute = 0, sustained = 0
+        for r in reached where r.first >= settled && !isDomainController(r.target) {
+            fresh &+= 1
+            if r.first >= minute { lastMinute &+= 1 }
+            if r.first >= sustainedHorizon { sustained &+= 1 }
+        }
+        guard fresh >= rules.fanOutNewPerMinute else { return }
+        let burst = lastMinute >= rules.fanOutNewPerMinute
+        guard burst || sustained >= sustainedNeed else { return }
+        let since = burst ? minute : sustainedHorizon
         let window = burst ? 60 : rules.fanOutSustainedWindow
-        let rate = Double(hits.count) / (window / 60)
-        let ports = Set(hits.map(\.port)).sorted()
         fireHost(source, rule: "lateral_movement.fan_out_rate", at: t) {
-            Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.fan_out_rate",
+            let hits = reached.filter { $0.first >= settled && !isDomainController($0.target) && $0.first >= since }
+            let rate = Double(hits.count) / (window / 60)
+            let ports = Set(hits.map(\.port)).sorted()
+            return Alert(timestamp: t, category: .lateralMovement, ruleID: "lateral_movement.fan_out_rate",
                   ruleName: "Worm-like spread: new internal destinations at a high rate", ruleDescription: Self.describe("lateral_movement.fan_out_rate"),
                   techniques: [.remoteServices], tactics: [.discovery],
                   severity: .high, riskScore: 70,
