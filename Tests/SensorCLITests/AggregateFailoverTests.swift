@@ -9,13 +9,17 @@ import XCTest
 /// record that is not one is counted and its partition rebuilt from the log.
 extension AggregateTests {
     /// Every record of `topic`'s partitions, in offset order (read with the aggregator's consumer).
-    func records(_ boot: String, topic: String) throws -> [Int: [Data]] {
+    /// Every record of `topic`, per partition: read until a second passes without one once `partitions`
+    /// partitions gave some (or 60 s passed: then the caller's count shows what is missing). A loaded
+    /// machine can leave a second between one partition's first fetch and another's.
+    func records(_ boot: String, topic: String, partitions: Int) throws -> [Int: [Data]] {
         var o = try KafkaOutputOptions(url: "kafka://\(boot)/\(topic)")
         o.properties.append(.init("enable.partition.eof", "false"))
         let c = try KafkaRecordConsumer(options: o, group: "copy-\(UUID().uuidString)")
         var out: [Int: [Data]] = [:]
         var quiet = 0
-        while quiet < 10 {
+        let deadline = Date().addingTimeInterval(60)
+        while quiet < 10 || (out.count < partitions && Date() < deadline) {
             if c.poll(timeoutMs: 100, { p, _, v in out[p, default: []].append(Data(v)) }) { quiet = 0 } else if !out.isEmpty { quiet += 1 }
         }
         c.close()
@@ -64,7 +68,7 @@ extension AggregateTests {
         let files = try Self.captures()
         let single = try Self.alerts(try replay(files))
         try publishShards("kafka://\(boot)/staging", files: files)
-        let staged = try records(boot, topic: "staging")
+        let staged = try records(boot, topic: "staging", partitions: 4)
         let published = staged.values.reduce(0) { $0 + $1.count }
         XCTAssertEqual(staged.count, 4)
 
