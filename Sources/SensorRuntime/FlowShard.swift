@@ -32,14 +32,14 @@ public struct FlowShard: Sendable, Equatable, CustomStringConvertible {
         p.ipVersion == 0 ? 0 : FlowKey.addressPairHash(p)
     }
 
-    /// The shard of a decoded packet (0 when it shows no IP addresses): the hash's remainder by N
-    /// (`--workers` within a shard take the quotient, so they split the shard evenly).
-    @inline(__always) public static func shard(of p: DecodedPacket, count: Int) -> Int {
-        Int(truncatingIfNeeded: hash(of: p) % UInt64(count))
+    @inline(__always) public func contains(_ p: DecodedPacket) -> Bool {
+        count == 1 || contains(hash: Self.hash(of: p))
     }
 
-    @inline(__always) public func contains(_ p: DecodedPacket) -> Bool {
-        count == 1 || Self.shard(of: p, count: count) == index
+    /// Whether a packet of `hash` (`FlowShard.hash`) is this shard's: the hash's remainder by N
+    /// (`--workers` within a shard take the quotient, so they split the shard evenly).
+    @inline(__always) public func contains(hash: UInt64) -> Bool {
+        Int(truncatingIfNeeded: hash % UInt64(count)) == index
     }
 }
 

@@ -115,7 +115,7 @@ final class OfflineFanout: PacketConsumer {
         _ = PacketDecoder.decode(raw.bytes, linkType: raw.linkType, into: &p)
         let hash = FlowShard.hash(of: p)
         // Another process's flows (`--flow-shard`): they only moved the clock, above.
-        if let shard, Int(truncatingIfNeeded: hash % shards) != shard.index { return }
+        if let shard, !shard.contains(hash: hash) { return }
         send(raw, to: worker(of: hash))
     }
 
