@@ -95,8 +95,7 @@ public final class NonStandardPortDetector {
             var owner: [UInt16: String] = [:]
             var ownerUDP: [UInt16: String] = [:]
             for (name, set) in rules.standardPorts.sorted(by: { $0.key < $1.key }) {
-                var members: [UInt16] = []
-                for p in 0...65535 where set.contains(UInt16(p)) { members.append(UInt16(p)) }
+                let members = set.members
                 guard members.count < 1024 else { continue }
                 if !NonStandardPortDetector.udpOnlyProtocols.contains(name) {
                     for p in members where owner[p] == nil { owner[p] = name }
@@ -107,7 +106,7 @@ public final class NonStandardPortDetector {
             }
             var services: [UInt16: String] = [:]
             for (name, set) in rules.otherServices.sorted(by: { $0.key < $1.key }) {
-                for p in 0...65535 where set.contains(UInt16(p)) && services[UInt16(p)] == nil { services[UInt16(p)] = name }
+                for p in set.members where services[p] == nil { services[p] = name }
             }
             return (owner, ownerUDP, services)
     }

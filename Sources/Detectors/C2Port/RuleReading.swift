@@ -65,6 +65,18 @@ public struct PortSet: Sendable, Equatable {
     }
     @inlinable public func contains(_ p: UInt16) -> Bool { words[Int(p) >> 6] & (1 << UInt64(p & 63)) != 0 }
     public var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
+    /// The ports in the set, ascending (one pass over the set bits, not over all 65,536 ports).
+    public var members: [UInt16] {
+        var out: [UInt16] = []
+        for (i, w) in words.enumerated() where w != 0 {
+            var bits = w
+            while bits != 0 {
+                out.append(UInt16(truncatingIfNeeded: i &<< 6 | bits.trailingZeroBitCount))
+                bits &= bits &- 1
+            }
+        }
+        return out
+    }
 }
 
 /// A rule's `directions` as four bits (one per `NetworkDirection` raw value), so a session's direction
