@@ -88,7 +88,9 @@ public enum TCPState: UInt8, Sendable, BitwiseCopyable {
         }
     }
 
-    @inlinable public var isFinished: Bool { self == .closed || self == .reset || self == .rejected }
+    @inlinable public var isFinished: Bool {
+        @inline(__always) get { self == .closed || self == .reset || self == .rejected }
+    }
 }
 
 /// Why a flow record was reported.
