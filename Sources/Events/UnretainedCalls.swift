@@ -22,6 +22,10 @@ public struct UnretainedCalls<Box: AnyObject>: ~Copyable {
 
     deinit { refs.deallocate() }
 
+    /// The list with `box` added at the end, for owners that gain objects one at a time at set-up
+    /// (it copies the list).
+    public func appending(_ box: Box) -> UnretainedCalls<Box> { UnretainedCalls(objects + [box]) }
+
     @inlinable public var count: Int { refs.count }
     @inlinable public var isEmpty: Bool { refs.isEmpty }
 

@@ -118,8 +118,7 @@ public final class StreamReassembler: PacketAnalyzer {
     /// `stream` of each consumer through a typed box held unretained: the per-segment calls then cost no
     /// reference counting (see `PacketAnalyzerCalls`; an existential array element is retained and
     /// released around each call, every consumer's, even those the mask skips). The boxes own their consumers.
-    var streamBoxes: [StreamCallBox] = []
-    let streamCalls = UnsafeMutablePointer<Unmanaged<StreamCallBox>>.allocate(capacity: 8)
+    private(set) var streamCalls = UnretainedCalls<StreamCallBox>([])
     public private(set) var counters = ReassemblyCounters()
 
     /// Per-slot, per-direction state (index slot*2 + dir, dir 0 = originator).
@@ -169,16 +168,13 @@ public final class StreamReassembler: PacketAnalyzer {
     deinit {
         ZeroFilledMemory.deallocate(slots)
         ZeroFilledMemory.deallocate(directions)
-        streamCalls.deallocate()
     }
 
     /// Adds a consumer (at most 8 per worker).
     public func add(_ consumer: any StreamConsumer) {
         precondition(consumers.count < 8, "at most 8 stream consumers")
         consumers.append(consumer)
-        let box = Self.box(consumer)
-        streamBoxes.append(box)
-        streamCalls[streamBoxes.count - 1] = .passUnretained(box)
+        streamCalls = streamCalls.appending(Self.box(consumer))
     }
 
     /// Opens the existential once, at set-up, so the box calls the concrete type.
@@ -279,7 +275,7 @@ public final class StreamReassembler: PacketAnalyzer {
                 let i = left.trailingZeroBitCount
                 left &= left &- 1
                 let bit: UInt8 = 1 << UInt8(i)
-                switch streamCalls[i]._withUnsafeGuaranteedRef({ $0.stream(bytes, fromOriginator: fromOriginator, slot: slot, flows: flows, at: time) }) {
+                switch streamCalls.with(i, { $0.stream(bytes, fromOriginator: fromOriginator, slot: slot, flows: flows, at: time) }) {
                 case .more: break
                 case .doneWithDirection:
                     directions[d].mask &= ~bit
