@@ -29,12 +29,11 @@ extension NonStandardPortDetector {
             w.time(e.until)
         }
         w.int(ftp.next)
-        var used = 0
-        for p in 0..<65536 where portServers[p] != 0 { used += 1 }
-        w.count(used)
-        for p in 0..<65536 where portServers[p] != 0 {
-            w.u16(UInt16(p))
-            w.u64(portServers[p])
+        let sketches = popularity.sketches
+        w.count(sketches.count)
+        for s in sketches {
+            w.u16(s.port)
+            w.u64(s.servers)
         }
     }
 
@@ -61,13 +60,12 @@ extension NonStandardPortDetector {
         }
         guard let ftp = FTPDataChannels(ring: ring, next: try r.int()) else { throw .invalid("ftp data table") }
         let used = try r.count(max: 65536, minBytes: 10)
-        var sketches: [(Int, UInt64)] = []
+        var sketches: [(port: UInt16, servers: UInt64)] = []
         sketches.reserveCapacity(used)
-        for _ in 0..<used { sketches.append((Int(try r.u16()), try r.u64())) }
+        for _ in 0..<used { sketches.append((try r.u16(), try r.u64())) }
         pairs = restored
         baseline = services
         ftpData = ftp
-        portServers.update(repeating: 0, count: 65536)
-        for (p, v) in sketches { portServers[p] = v }
+        popularity.restore(sketches)
     }
 }

@@ -58,8 +58,8 @@ public final class NonStandardPortDetector {
     var standardPortsByProtocol: [PortSet?]
     var directions: DirectionMask
     var bareIPDirections: DirectionMask
-    /// Per port: a 64-bit linear-counting sketch of the distinct servers seen on it.
-    var portServers: UnsafeMutablePointer<UInt64>
+    /// Per port: the distinct servers seen on it.
+    let popularity = PortPopularity()
 
     /// Which rule a pair's history belongs to: each keeps its own repetition and suppression.
     enum PairRule: UInt8 { case protocolOnPort, bareIPSession }
@@ -82,13 +82,9 @@ public final class NonStandardPortDetector {
         self.emitter = emitter
         (identifiableOwner, identifiableOwnerUDP, serviceOwner) = Self.portOwners(rules)
         (standardPortsByProtocol, directions, bareIPDirections) = Self.perFlowTables(rules)
-        portServers = .allocate(capacity: 65536)
-        portServers.initialize(repeating: 0, count: 65536)
     }
 
     public func ftpDataAnnounced(_ channel: FTPDataChannels.Expected, at time: Timestamp) { ftpData.add(channel) }
-
-    deinit { portServers.deallocate() }
 
     /// Which protocol owns each port (TCP, UDP) and which other service, from the rules' port lists.
     static func portOwners(_ rules: C2PortRules) -> ([UInt16: String], [UInt16: String], [UInt16: String]) {
@@ -175,7 +171,7 @@ public final class NonStandardPortDetector {
         }
         // A TCP connection joined mid-way has no known originator or start: not judged.
         if transport == IPProtocol.tcp && !flow.originatorFlags.contains(.syn) { return false }
-        portServers[Int(flow.responderPort)] |= 1 << ServiceBaseline.mix(flow.responder)
+        popularity.learn(port: flow.responderPort, server: flow.responder)
         baseline.learn(flow, learningPeriod: rules.learningPeriod, maxServices: rules.maxServices)
         counters.serviceEvictions = baseline.evictions
         return true
@@ -224,7 +220,7 @@ public final class NonStandardPortDetector {
         let span = (pair.last - pair.first).secondsDouble
         let w = sessionWeights(pair, span: span, port: port)
         let durationPart = w.duration, bytesPart = w.bytes, repetitionPart = w.repetition, suspiciousPart = w.suspiciousPort
-        let servers = portServers[Int(port)].nonzeroBitCount
+        let servers = popularity.servers(port: port, including: flow.responder)
         let rarePart = servers < rules.rarePortServers ? rules.weightRarePort : 0
         let e = evidence(flow, proto: proto, labels: labels, pair: pair)
         let score = min(100, base + durationPart + bytesPart + repetitionPart + rarePart + suspiciousPart + e.outbound + e.noServerName + e.asymmetry)
@@ -360,6 +356,7 @@ public final class NonStandardPortDetector {
     }
 
     public func tick(_ now: Timestamp) {
+        popularity.tick()
         ftpData.expire(now)
         // Forget pairs quiet for longer than the suppression period (their history no longer matters).
         guard now.nanoseconds % 60_000_000_000 < 1_000_000_000, !pairs.isEmpty else { return }
