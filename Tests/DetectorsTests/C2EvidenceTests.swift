@@ -26,6 +26,8 @@ final class C2EvidenceTests: AlertCollectingCase {
         _ = f.packet(src, sport, dst, port, [.ack], payload: 0, at: t + 4_000_000 + seconds * second)
         f.table.setAppProtocol(AppProtocol.http.rawValue, slot: u.slot)
         d.flowEnded(f.table[u.slot], reason: .tcpClosed, slot: u.slot, identifier: identifier)
+        // The stage's next tick, as every second of packet time brings one: what was learned starts to count.
+        d.tick(Timestamp(nanoseconds: t + 5_000_000 + seconds * second))
     }
 
     /// The worker's content identification for these sessions (fed nothing: they are tagged HTTP directly).

@@ -357,6 +357,7 @@ public final class NonStandardPortDetector {
 
     public func tick(_ now: Timestamp) {
         popularity.tick()
+        baseline.tick()
         ftpData.expire(now)
         // Forget pairs quiet for longer than the suppression period (their history no longer matters).
         guard now.nanoseconds % 60_000_000_000 < 1_000_000_000, !pairs.isEmpty else { return }

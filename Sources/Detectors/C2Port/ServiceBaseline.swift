@@ -10,15 +10,31 @@ import PacketCore
 /// judgeable session, on every stage that sees it, so the verdict does not depend on which worker or
 /// shard judges the session.
 ///
-/// Memory: at most `maxServices` entries (≈ 64 B each); beyond it the stalest eighth is evicted in one
+/// Clients count as of the stage's last tick, plus the judged session's own client: sessions of one
+/// second reach the stage in an order that depends on the number of workers (each expires its flows in
+/// its own order), and a count read after every earlier session would differ from a one-worker run's.
+///
+/// Memory: at most `maxServices` entries (≈ 72 B each); beyond it the stalest eighth is evicted in one
 /// go and counted.
 struct ServiceBaseline {
     struct Key: Hashable { var server: IPAddress; var port: UInt16; var transport: UInt8; var appProtocol: UInt8 }
-    struct Entry { var clients: UInt64 = 0; var learned = false; var last: Timestamp }
+    struct Entry {
+        var clients: UInt64 = 0
+        var learned = false
+        var last: Timestamp
+        /// `clients` as of the last tick.
+        var clientsAtTick: UInt64 = 0
+        /// Listed in `changed` (clients grew since the last tick).
+        var changed = false
+    }
 
     private(set) var entries: [Key: Entry] = [:]
     private(set) var start: Timestamp?
     private(set) var evictions: UInt64 = 0
+    /// Services whose clients grew since the last tick; past `maxServices` of them (services evicted and
+    /// seen again within the second), the tick updates every entry instead.
+    private var changed: [Key] = []
+    private var changedAll = false
 
     /// Records that `flow`'s client used its service.
     mutating func learn(_ flow: FlowRecord, learningPeriod: Double, maxServices: Int) {
@@ -32,7 +48,12 @@ struct ServiceBaseline {
             evictions &+= UInt64(victims.count)
         }
         var e = entries[key] ?? Entry(last: flow.lastSeen)
-        e.clients |= 1 << (ServiceBaseline.mix(flow.originator) & 63)
+        let grown = e.clients | 1 << (ServiceBaseline.mix(flow.originator) & 63)
+        if grown != e.clients && !e.changed {
+            e.changed = true
+            if changed.count < maxServices { changed.append(key) } else { changedAll = true }
+        }
+        e.clients = grown
         if learning { e.learned = true }
         if flow.lastSeen > e.last { e.last = flow.lastSeen }
         entries[key] = e
@@ -42,7 +63,26 @@ struct ServiceBaseline {
     func isEstablished(_ flow: FlowRecord, establishedClients: Int) -> Bool {
         let key = Key(server: flow.responder, port: flow.responderPort, transport: flow.key.ipProtocol, appProtocol: flow.appProtocol)
         guard let e = entries[key] else { return false }
-        return e.learned || (establishedClients > 0 && e.clients.nonzeroBitCount >= establishedClients)
+        let clients = e.clientsAtTick | 1 << (ServiceBaseline.mix(flow.originator) & 63)
+        return e.learned || (establishedClients > 0 && clients.nonzeroBitCount >= establishedClients)
+    }
+
+    /// The stage's tick: this second's clients start to count.
+    mutating func tick() {
+        if changedAll {
+            for i in entries.indices where entries.values[i].changed {
+                entries.values[i].clientsAtTick = entries.values[i].clients
+                entries.values[i].changed = false
+            }
+        } else {
+            for k in changed {
+                guard let i = entries.index(forKey: k) else { continue }
+                entries.values[i].clientsAtTick = entries.values[i].clients
+                entries.values[i].changed = false
+            }
+        }
+        changed.removeAll(keepingCapacity: true)
+        changedAll = false
     }
 
     /// Forgets services not seen for `horizon` seconds before `now` (learned ones are kept).
@@ -82,8 +122,9 @@ extension ServiceBaseline {
 
     init(restoring r: inout StateReader, maxServices: Int) throws(StateDecodeError) {
         entries = try r.dictionary(max: maxServices, minBytes: 39) { r throws(StateDecodeError) in
-            (Key(server: try r.ip(), port: try r.u16(), transport: try r.u8(), appProtocol: try r.u8()),
-             Entry(clients: try r.u64(), learned: try r.bool(), last: try r.time()))
+            let key = Key(server: try r.ip(), port: try r.u16(), transport: try r.u8(), appProtocol: try r.u8())
+            let clients = try r.u64()
+            return (key, Entry(clients: clients, learned: try r.bool(), last: try r.time(), clientsAtTick: clients))
         }
         start = try r.optional { r throws(StateDecodeError) in try r.time() }
         evictions = try r.u64()
