@@ -32,10 +32,8 @@ final class PortPopularity {
         learning.deallocate()
     }
 
-    @inline(__always) static func bit(_ server: IPAddress) -> UInt64 { 1 << ServiceBaseline.mix(server) }
-
     func learn(port: UInt16, server: IPAddress) {
-        let p = Int(port), b = Self.bit(server)
+        let p = Int(port), b = ServiceBaseline.sketchBit(server)
         guard learning[p] & b == 0 else { return }
         learning[p] |= b
         if changed.count < Self.foldAll { changed.append(port) } else { changedAll = true }
@@ -43,7 +41,7 @@ final class PortPopularity {
 
     /// Distinct servers on `port` as of the last tick, `server` counted.
     func servers(port: UInt16, including server: IPAddress) -> Int {
-        (seen[Int(port)] | Self.bit(server)).nonzeroBitCount
+        (seen[Int(port)] | ServiceBaseline.sketchBit(server)).nonzeroBitCount
     }
 
     func tick() {

@@ -48,7 +48,7 @@ struct ServiceBaseline {
             evictions &+= UInt64(victims.count)
         }
         var e = entries[key] ?? Entry(last: flow.lastSeen)
-        let grown = e.clients | 1 << (ServiceBaseline.mix(flow.originator) & 63)
+        let grown = e.clients | Self.sketchBit(flow.originator)
         if grown != e.clients && !e.changed {
             e.changed = true
             if changed.count < maxServices { changed.append(key) } else { changedAll = true }
@@ -63,7 +63,7 @@ struct ServiceBaseline {
     func isEstablished(_ flow: FlowRecord, establishedClients: Int) -> Bool {
         let key = Key(server: flow.responder, port: flow.responderPort, transport: flow.key.ipProtocol, appProtocol: flow.appProtocol)
         guard let e = entries[key] else { return false }
-        let clients = e.clientsAtTick | 1 << (ServiceBaseline.mix(flow.originator) & 63)
+        let clients = e.clientsAtTick | Self.sketchBit(flow.originator)
         return e.learned || (establishedClients > 0 && clients.nonzeroBitCount >= establishedClients)
     }
 
@@ -98,6 +98,9 @@ struct ServiceBaseline {
         h = h &* 0x94D0_49BB_1331_11EB
         return h >> 58
     }
+
+    /// An address's bit in a 64-bit linear-counting sketch (service clients, port servers).
+    @inline(__always) static func sketchBit(_ a: IPAddress) -> UInt64 { 1 << mix(a) }
 }
 
 extension IPAddress {
